@@ -1,0 +1,536 @@
+/* kg_store: switch persistence, the audit chain and its tamper detection, documents.
+ * Tampering is done the way an attacker would: raw SQL on the SQLite file. */
+#include "kt.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "state/kg_store.h"
+
+static char tmpdir[256];
+
+static void make_path(char *out, size_t len, const char *name)
+{
+    if (!tmpdir[0]) {
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/kg_test_store.XXXXXX");
+        if (!mkdtemp(tmpdir)) abort();
+    }
+    snprintf(out, len, "%s/%s", tmpdir, name);
+}
+
+static kg_store *open_fresh(const char *name, char *path, size_t len)
+{
+    make_path(path, len, name);
+    char wal[300], shm[300];
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    snprintf(shm, sizeof(shm), "%s-shm", path);
+    unlink(path);
+    unlink(wal);
+    unlink(shm);
+    char err[256] = "";
+    kg_store *s = kg_store_open(path, err, sizeof(err));
+    if (!s) fprintf(stderr, "open %s: %s\n", path, err);
+    return s;
+}
+
+static kg_store *reopen(const char *path)
+{
+    char err[256] = "";
+    kg_store *s = kg_store_open(path, err, sizeof(err));
+    if (!s) fprintf(stderr, "reopen %s: %s\n", path, err);
+    return s;
+}
+
+/* Raw SQL on the file, as a separate connection (the attacker's sqlite3 shell). */
+static int tamper(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    if (sqlite3_open(path, &db) != SQLITE_OK) return -1;
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) fprintf(stderr, "tamper \"%s\": %s\n", sql, msg);
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+static json_t *switch_details(const char *from, const char *to, int epoch)
+{
+    return json_pack("{s:s, s:s, s:s, s:i, s:s}", "vcluster", "payments", "from", from, "to", to,
+                     "epoch", epoch, "actor", "token:abc@127.0.0.1");
+}
+
+/* A store with five entries: three switches and two refusals, alternating. */
+static kg_store *store_with_five_entries(const char *name, char *path, size_t len)
+{
+    kg_store *s = open_fresh(name, path, len);
+    if (!s) return NULL;
+    for (int i = 1; i <= 5; i++) {
+        json_t *d = switch_details(i % 2 ? "east" : "west", i % 2 ? "west" : "east", i);
+        int rc = i % 2 ? kg_store_commit_switch(s, "payments", "west", (uint64_t)i, "switch", d)
+                       : kg_store_audit_append(s, "switch.refused", d);
+        json_decref(d);
+        if (rc != 0) {
+            kg_store_close(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+/* Verifies the file at PATH from a fresh open and returns the report (caller frees). */
+static json_t *verify_file(const char *path, int *rc)
+{
+    kg_store *s = reopen(path);
+    json_t *report = NULL;
+    *rc = s ? kg_store_audit_verify(s, &report) : -1;
+    kg_store_close(s);
+    return report;
+}
+
+static void sha256_hex(const char *text, char out[65])
+{
+    unsigned char d[32];
+    unsigned int n = 0;
+    EVP_Digest(text, strlen(text), d, &n, EVP_sha256(), NULL);
+    for (unsigned i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+KT_TEST(switch_commit_survives_reopen)
+{
+    char path[300];
+    kg_store *s = open_fresh("switch.db", path, sizeof(path));
+    KT_CHECK(s != NULL);
+    char active[64] = "";
+    uint64_t epoch = 99;
+    KT_CHECK_EQ_INT(kg_store_get_vcluster(s, "payments", active, sizeof(active), &epoch), 1);
+
+    json_t *d = switch_details("east", "west", 1);
+    KT_CHECK_EQ_INT(kg_store_commit_switch(s, "payments", "west", 1, "switch", d), 0);
+    json_decref(d);
+    d = switch_details("west", "east", 2);
+    KT_CHECK_EQ_INT(kg_store_commit_switch(s, "orders", "east", 2, NULL, d), 0);
+    json_decref(d);
+    kg_store_close(s);
+
+    s = reopen(path);
+    KT_CHECK(s != NULL);
+    KT_CHECK_EQ_INT(kg_store_get_vcluster(s, "payments", active, sizeof(active), &epoch), 0);
+    KT_CHECK_EQ_STR(active, "west");
+    KT_CHECK_EQ_INT(epoch, 1);
+    KT_CHECK_EQ_INT(kg_store_get_vcluster(s, "orders", active, sizeof(active), &epoch), 0);
+    KT_CHECK_EQ_STR(active, "east");
+    KT_CHECK_EQ_INT(epoch, 2);
+
+    json_t *list = kg_store_list_vclusters(s);
+    KT_CHECK_EQ_INT(json_array_size(list), 2);
+    KT_CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(list, 0), "vcluster")),
+                    "orders");
+    json_decref(list);
+
+    /* The default audit type is "switch"; both switches are in the chain. */
+    json_t *entries = kg_store_audit_list(s, 0, 10);
+    KT_CHECK_EQ_INT(json_array_size(entries), 2);
+    KT_CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(entries, 1), "type")),
+                    "switch");
+    json_decref(entries);
+    kg_store_close(s);
+}
+
+KT_TEST(stale_epoch_is_refused_and_writes_nothing)
+{
+    char path[300];
+    kg_store *s = open_fresh("stale.db", path, sizeof(path));
+    json_t *d = switch_details("east", "west", 5);
+    KT_CHECK_EQ_INT(kg_store_commit_switch(s, "payments", "west", 5, "switch", d), 0);
+    /* Same epoch again, and an older one: a concurrent or replayed switch must lose. */
+    KT_CHECK_EQ_INT(kg_store_commit_switch(s, "payments", "east", 5, "switch", d), 1);
+    KT_CHECK_EQ_INT(kg_store_commit_switch(s, "payments", "east", 3, "switch", d), 1);
+    json_decref(d);
+    char active[64];
+    uint64_t epoch;
+    KT_CHECK_EQ_INT(kg_store_get_vcluster(s, "payments", active, sizeof(active), &epoch), 0);
+    KT_CHECK_EQ_STR(active, "west");
+    KT_CHECK_EQ_INT(epoch, 5);
+    int64_t last_seq;
+    KT_CHECK_EQ_INT(kg_store_audit_head(s, &last_seq, NULL), 0);
+    KT_CHECK_EQ_INT(last_seq, 1);
+    kg_store_close(s);
+}
+
+KT_TEST(audit_chain_links_and_hashes_are_recomputable)
+{
+    char path[300];
+    kg_store *s = open_fresh("chain.db", path, sizeof(path));
+    json_t *d =
+        json_pack("{s:i, s:s, s:{s:b, s:n}}", "zeta", 1, "alpha", "x", "mid", "y", 1, "b", NULL);
+    KT_CHECK_EQ_INT(kg_store_audit_append(s, "experiment.start", d), 0);
+    json_decref(d);
+    KT_CHECK_EQ_INT(kg_store_audit_append(s, "switch.refused", NULL), 0);
+    KT_CHECK_EQ_INT(kg_store_audit_append(s, "x", NULL), 0);
+
+    json_t *entries = kg_store_audit_list(s, 0, 0);
+    KT_CHECK_EQ_INT(json_array_size(entries), 3);
+    const char *prev = "0000000000000000000000000000000000000000000000000000000000000000";
+    for (size_t i = 0; i < json_array_size(entries); i++) {
+        json_t *e = json_array_get(entries, i);
+        KT_CHECK_EQ_INT(json_integer_value(json_object_get(e, "seq")), (long long)i + 1);
+        KT_CHECK_EQ_STR(json_string_value(json_object_get(e, "prev_hash")), prev);
+        prev = json_string_value(json_object_get(e, "hash"));
+    }
+
+    /* The documented canonical form, rebuilt by hand: keys sorted at every level, compact. */
+    json_t *first = json_array_get(entries, 0);
+    char text[512];
+    snprintf(text, sizeof(text),
+             "[1,\"%s\",\"experiment.start\",{\"alpha\":\"x\",\"mid\":{\"b\":null,\"y\":true},"
+             "\"zeta\":1},\"%064d\"]",
+             json_string_value(json_object_get(first, "ts")), 0);
+    char expected[65];
+    sha256_hex(text, expected);
+    KT_CHECK_EQ_STR(json_string_value(json_object_get(first, "hash")), expected);
+
+    int64_t last_seq;
+    char head[65];
+    KT_CHECK_EQ_INT(kg_store_audit_head(s, &last_seq, head), 0);
+    KT_CHECK_EQ_INT(last_seq, 3);
+    KT_CHECK_EQ_STR(head, prev);
+    json_decref(entries);
+
+    json_t *report = NULL;
+    KT_CHECK_EQ_INT(kg_store_audit_verify(s, &report), 0);
+    KT_CHECK(json_is_true(json_object_get(report, "intact")));
+    KT_CHECK_EQ_INT(json_integer_value(json_object_get(report, "entries")), 3);
+    json_decref(report);
+    kg_store_close(s);
+}
+
+KT_TEST(audit_list_pages_forward_and_tails)
+{
+    char path[300];
+    kg_store *s = open_fresh("list.db", path, sizeof(path));
+    for (int i = 0; i < 7; i++)
+        KT_CHECK_EQ_INT(kg_store_audit_append(s, "tick", NULL), 0);
+    json_t *page = kg_store_audit_list(s, 2, 3);
+    KT_CHECK_EQ_INT(json_array_size(page), 3);
+    KT_CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(page, 0), "seq")), 3);
+    KT_CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(page, 2), "seq")), 5);
+    json_decref(page);
+    json_t *tail = kg_store_audit_list(s, -1, 2);
+    KT_CHECK_EQ_INT(json_array_size(tail), 2);
+    KT_CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(tail, 0), "seq")), 6);
+    KT_CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(tail, 1), "seq")), 7);
+    json_decref(tail);
+    json_t *none = kg_store_audit_list(s, 7, 10);
+    KT_CHECK_EQ_INT(json_array_size(none), 0);
+    json_decref(none);
+    kg_store_close(s);
+}
+
+static void check_broken(const char *path, long long bad_seq, const char *reason)
+{
+    int rc;
+    json_t *report = verify_file(path, &rc);
+    KT_CHECK_EQ_INT(rc, 1);
+    KT_CHECK(json_is_false(json_object_get(report, "intact")));
+    KT_CHECK_EQ_INT(json_integer_value(json_object_get(report, "first_bad_seq")), bad_seq);
+    KT_CHECK_EQ_STR(json_string_value(json_object_get(report, "reason")), reason);
+    KT_CHECK(json_string_length(json_object_get(report, "message")) > 0);
+    json_decref(report);
+}
+
+KT_TEST(untouched_chain_verifies)
+{
+    char path[300];
+    kg_store *s = store_with_five_entries("intact.db", path, sizeof(path));
+    KT_CHECK(s != NULL);
+    kg_store_close(s);
+    int rc;
+    json_t *report = verify_file(path, &rc);
+    KT_CHECK_EQ_INT(rc, 0);
+    KT_CHECK_EQ_INT(json_integer_value(json_object_get(report, "entries")), 5);
+    KT_CHECK_EQ_INT(json_integer_value(json_object_get(report, "last_seq")), 5);
+    json_decref(report);
+}
+
+KT_TEST(edited_details_are_detected)
+{
+    char path[300];
+    kg_store_close(store_with_five_entries("edit.db", path, sizeof(path)));
+    KT_CHECK_EQ_INT(
+        tamper(path, "UPDATE audit_log SET details = replace(details, 'token:abc', 'token:xyz')"
+                     " WHERE seq = 3"),
+        0);
+    check_broken(path, 3, "edited");
+}
+
+KT_TEST(edited_type_is_detected)
+{
+    char path[300];
+    kg_store_close(store_with_five_entries("edit_type.db", path, sizeof(path)));
+    KT_CHECK_EQ_INT(tamper(path, "UPDATE audit_log SET type = 'switch' WHERE seq = 2"), 0);
+    check_broken(path, 2, "edited");
+}
+
+/* A smarter attacker edits a row AND recomputes its hash: the next row's link exposes it. */
+KT_TEST(edited_row_with_recomputed_hash_is_detected)
+{
+    char path[300];
+    kg_store *s = store_with_five_entries("rehash.db", path, sizeof(path));
+    json_t *entries = kg_store_audit_list(s, 1, 1); /* seq 2 */
+    kg_store_close(s);
+    json_t *e = json_array_get(entries, 0);
+    json_t *details = json_object_get(e, "details");
+    json_object_set_new(details, "actor", json_string("someone-else"));
+    json_t *arr =
+        json_pack("[I, s, s, O, s]", (json_int_t)2, json_string_value(json_object_get(e, "ts")),
+                  json_string_value(json_object_get(e, "type")), details,
+                  json_string_value(json_object_get(e, "prev_hash")));
+    char *canon = kg_store_canonical_json(arr);
+    char *details_text = kg_store_canonical_json(details);
+    char hash[65];
+    sha256_hex(canon, hash);
+    char sql[1024];
+    snprintf(sql, sizeof(sql), "UPDATE audit_log SET details = '%s', hash = '%s' WHERE seq = 2",
+             details_text, hash);
+    KT_CHECK_EQ_INT(tamper(path, sql), 0);
+    free(canon);
+    free(details_text);
+    json_decref(arr);
+    json_decref(entries);
+    check_broken(path, 2, "edited");
+}
+
+KT_TEST(deleted_middle_row_is_detected)
+{
+    char path[300];
+    kg_store_close(store_with_five_entries("del_mid.db", path, sizeof(path)));
+    KT_CHECK_EQ_INT(tamper(path, "DELETE FROM audit_log WHERE seq = 3"), 0);
+    check_broken(path, 3, "deleted");
+}
+
+KT_TEST(deleted_first_row_is_detected)
+{
+    char path[300];
+    kg_store_close(store_with_five_entries("del_first.db", path, sizeof(path)));
+    KT_CHECK_EQ_INT(tamper(path, "DELETE FROM audit_log WHERE seq = 1"), 0);
+    check_broken(path, 1, "deleted");
+}
+
+KT_TEST(deleted_last_row_is_detected)
+{
+    char path[300];
+    kg_store_close(store_with_five_entries("del_last.db", path, sizeof(path)));
+    KT_CHECK_EQ_INT(tamper(path, "DELETE FROM audit_log WHERE seq = 5"), 0);
+    check_broken(path, 5, "deleted");
+}
+
+/* Appending after a truncation must not hide it: the new entry continues from the head. */
+KT_TEST(append_after_truncation_still_detected)
+{
+    char path[300];
+    kg_store_close(store_with_five_entries("del_then_append.db", path, sizeof(path)));
+    KT_CHECK_EQ_INT(tamper(path, "DELETE FROM audit_log WHERE seq >= 4"), 0);
+    kg_store *s = reopen(path);
+    KT_CHECK_EQ_INT(kg_store_audit_append(s, "later", NULL), 0);
+    kg_store_close(s);
+    check_broken(path, 4, "deleted");
+}
+
+KT_TEST(swapped_rows_are_detected)
+{
+    char path[300];
+    kg_store_close(store_with_five_entries("swap.db", path, sizeof(path)));
+    KT_CHECK_EQ_INT(tamper(path, "BEGIN; UPDATE audit_log SET seq = -1 WHERE seq = 2;"
+                                 "UPDATE audit_log SET seq = 2 WHERE seq = 3;"
+                                 "UPDATE audit_log SET seq = 3 WHERE seq = -1; COMMIT"),
+                    0);
+    check_broken(path, 2, "reordered");
+}
+
+KT_TEST(appended_foreign_row_is_detected)
+{
+    char path[300];
+    kg_store_close(store_with_five_entries("insert.db", path, sizeof(path)));
+    KT_CHECK_EQ_INT(tamper(path, "INSERT INTO audit_log SELECT seq + 1, ts, type, details, hash,"
+                                 " hash FROM audit_log WHERE seq = 5"),
+                    0);
+    int rc;
+    json_t *report = verify_file(path, &rc);
+    KT_CHECK_EQ_INT(rc, 1);
+    KT_CHECK_EQ_INT(json_integer_value(json_object_get(report, "first_bad_seq")), 6);
+    json_decref(report);
+}
+
+typedef struct appender_arg {
+    kg_store *store;
+    int id;
+    int failures;
+} appender_arg;
+
+static void *appender(void *p)
+{
+    appender_arg *a = p;
+    for (int i = 0; i < 50; i++) {
+        json_t *d = json_pack("{s:i, s:i}", "thread", a->id, "i", i);
+        if (kg_store_audit_append(a->store, "concurrent", d) != 0) a->failures++;
+        json_decref(d);
+    }
+    return NULL;
+}
+
+KT_TEST(concurrent_appends_keep_the_chain_valid)
+{
+    char path[300];
+    kg_store *s = open_fresh("concurrent.db", path, sizeof(path));
+    pthread_t th[4];
+    appender_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (appender_arg){.store = s, .id = i};
+        pthread_create(&th[i], NULL, appender, &args[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        KT_CHECK_EQ_INT(args[i].failures, 0);
+    }
+    json_t *report = NULL;
+    KT_CHECK_EQ_INT(kg_store_audit_verify(s, &report), 0);
+    KT_CHECK_EQ_INT(json_integer_value(json_object_get(report, "entries")), 200);
+    json_decref(report);
+    kg_store_close(s);
+}
+
+/* SIGKILL a process in the middle of committing switches, many times over: the state and the
+ * chain stay consistent and the state matches the last switch entry. */
+KT_TEST(killed_writer_leaves_state_and_chain_consistent)
+{
+    char path[300];
+    kg_store_close(open_fresh("kill.db", path, sizeof(path)));
+    for (int round = 0; round < 5; round++) {
+        int fds[2];
+        KT_CHECK_EQ_INT(pipe(fds), 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(fds[0]);
+            kg_store *s = reopen(path);
+            uint64_t epoch = 0;
+            char active[64];
+            kg_store_get_vcluster(s, "payments", active, sizeof(active), &epoch);
+            for (;;) {
+                epoch++;
+                const char *to = epoch % 2 ? "west" : "east";
+                json_t *d = switch_details(epoch % 2 ? "east" : "west", to, (int)epoch);
+                if (kg_store_commit_switch(s, "payments", to, epoch, "switch", d) != 0) _exit(3);
+                json_decref(d);
+                if (write(fds[1], "x", 1) != 1) _exit(4);
+            }
+        }
+        close(fds[1]);
+        /* Kill after a number of commits that varies per round, while it keeps committing. */
+        char c;
+        for (int n = 0; n < 3 + round * 4; n++)
+            KT_CHECK_EQ_INT(read(fds[0], &c, 1), 1);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        close(fds[0]);
+
+        kg_store *s = reopen(path);
+        KT_CHECK(s != NULL);
+        json_t *report = NULL;
+        KT_CHECK_EQ_INT(kg_store_audit_verify(s, &report), 0);
+        json_decref(report);
+        char active[64];
+        uint64_t epoch = 0;
+        KT_CHECK_EQ_INT(kg_store_get_vcluster(s, "payments", active, sizeof(active), &epoch), 0);
+        json_t *last = kg_store_audit_list(s, -1, 1);
+        json_t *details = json_object_get(json_array_get(last, 0), "details");
+        KT_CHECK_EQ_INT(json_integer_value(json_object_get(details, "epoch")), (long long)epoch);
+        KT_CHECK_EQ_STR(json_string_value(json_object_get(details, "to")), active);
+        json_decref(last);
+        kg_store_close(s);
+    }
+}
+
+KT_TEST(documents_and_rules_round_trip)
+{
+    char path[300];
+    kg_store *s = open_fresh("docs.db", path, sizeof(path));
+    json_t *rule = json_pack("{s:s, s:i, s:s}", "type", "latency", "rate", 10, "topic", "orders.*");
+    KT_CHECK_EQ_INT(kg_store_put_rule(s, "r2", rule), 0);
+    json_object_set_new(rule, "rate", json_integer(20));
+    KT_CHECK_EQ_INT(kg_store_put_rule(s, "r1", rule), 0);
+    KT_CHECK_EQ_INT(kg_store_put_rule(s, "r1", rule), 0); /* replace, not duplicate */
+    json_decref(rule);
+    json_t *not_an_object = json_array();
+    KT_CHECK_EQ_INT(kg_store_put_doc(s, "experiment", "e1", not_an_object), -1);
+    json_decref(not_an_object);
+    kg_store_close(s);
+
+    s = reopen(path);
+    json_t *rules = kg_store_list_rules(s);
+    KT_CHECK_EQ_INT(json_array_size(rules), 2);
+    KT_CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(rules, 0), "id")), "r1");
+    KT_CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(rules, 0), "rate")), 20);
+    json_decref(rules);
+
+    int found = -2;
+    json_t *doc = kg_store_get_doc(s, "chaos_rule", "r2", &found);
+    KT_CHECK_EQ_INT(found, 1);
+    KT_CHECK_EQ_STR(json_string_value(json_object_get(doc, "topic")), "orders.*");
+    json_decref(doc);
+    KT_CHECK(kg_store_get_doc(s, "chaos_rule", "nope", &found) == NULL);
+    KT_CHECK_EQ_INT(found, 0);
+
+    KT_CHECK_EQ_INT(kg_store_delete_rule(s, "r2"), 0);
+    KT_CHECK_EQ_INT(kg_store_delete_rule(s, "r2"), 1);
+    rules = kg_store_list_rules(s);
+    KT_CHECK_EQ_INT(json_array_size(rules), 1);
+    json_decref(rules);
+    /* Other kinds do not mix with rules. */
+    json_t *exp = json_pack("{s:s}", "hypothesis", "no produce errors reach the client");
+    KT_CHECK_EQ_INT(kg_store_put_doc(s, "experiment", "e1", exp), 0);
+    json_decref(exp);
+    rules = kg_store_list_rules(s);
+    KT_CHECK_EQ_INT(json_array_size(rules), 1);
+    json_decref(rules);
+    kg_store_close(s);
+}
+
+KT_TEST(bad_locations_fail_with_a_message)
+{
+    char err[256] = "";
+    KT_CHECK(kg_store_open("postgres://db/kgate", err, sizeof(err)) == NULL);
+    KT_CHECK(strstr(err, "PostgreSQL") != NULL);
+    err[0] = '\0';
+    KT_CHECK(kg_store_open("/nonexistent-dir/x/state.db", err, sizeof(err)) == NULL);
+    KT_CHECK(strstr(err, "/nonexistent-dir/x/state.db") != NULL);
+
+    char path[300];
+    make_path(path, sizeof(path), "garbage.db");
+    FILE *f = fopen(path, "w");
+    fputs("this is not a database, just some text that is long enough to matter......\n", f);
+    for (int i = 0; i < 100; i++)
+        fputs("garbage garbage garbage garbage garbage garbage\n", f);
+    fclose(f);
+    err[0] = '\0';
+    KT_CHECK(kg_store_open(path, err, sizeof(err)) == NULL);
+    KT_CHECK(err[0] != '\0');
+
+    /* A file from a newer kgate is refused rather than misread. */
+    kg_store *s = open_fresh("newer.db", path, sizeof(path));
+    kg_store_close(s);
+    KT_CHECK_EQ_INT(tamper(path, "UPDATE meta SET value = '99' WHERE key = 'schema_version'"), 0);
+    KT_CHECK(kg_store_open(path, err, sizeof(err)) == NULL);
+    KT_CHECK(strstr(err, "newer") != NULL);
+}
+
+KT_MAIN()
