@@ -1,0 +1,413 @@
+"""Helpers shared by the integration tests: processes, ports, raw Kafka frames, a capturing relay.
+
+Only the Python standard library is used here, so a failing client library never hides a harness
+problem.
+"""
+
+import asyncio
+import collections
+import json
+import os
+import random
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+INTEGRATION_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+class Proc:
+    """A child process whose stderr goes to a file, read back for assertions and failure logs."""
+
+    def __init__(self, argv, stderr_path, stdout=subprocess.PIPE, env=None):
+        self.argv = argv
+        self.stderr_path = stderr_path
+        self._stderr = open(stderr_path, "wb")
+        self.popen = subprocess.Popen(argv, stdout=stdout, stderr=self._stderr, env=env)
+        self.pid = self.popen.pid
+
+    def stderr_text(self):
+        self._stderr.flush()
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def read_stdout_line(self, timeout):
+        """First line of stdout, or raise with the stderr so far when none comes in time."""
+        deadline = time.monotonic() + timeout
+        buf = b""
+        fd = self.popen.stdout.fileno()
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"{self.argv[0]}: no stdout line within {timeout}s; stderr:\n"
+                                   + self.stderr_text())
+            ready, _, _ = select.select([fd], [], [], min(left, 0.2))
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    raise RuntimeError(f"{self.argv} exited (rc={self.popen.wait()}) before "
+                                       f"printing a line; stderr:\n" + self.stderr_text())
+                buf += chunk
+        return buf.split(b"\n", 1)[0].decode()
+
+    def terminate(self, timeout=20):
+        """SIGTERM and wait; returns the exit code (SIGKILL after the timeout, code then None)."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+                self._stderr.close()
+                return None
+        self._stderr.close()
+        return self.popen.returncode
+
+
+def proc_fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def proc_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def wait_for(predicate, timeout, interval=0.05, what="condition"):
+    """Polls predicate until it returns a truthy value; returns it, or raises after timeout.
+
+    A bounded wait for something that must eventually happen, never a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def run(argv, timeout, input=None, check=True, env=None):
+    """Runs a client process with a hard timeout (no test may hang)."""
+    try:
+        cp = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"{argv[0]} timed out after {timeout}s; stderr:\n"
+                             + (e.stderr or b"").decode("utf-8", "replace")[-4000:])
+    if check and cp.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {cp.returncode}; stderr:\n"
+                             + cp.stderr.decode("utf-8", "replace")[-4000:])
+    return cp
+
+
+# ---------------------------------------------------------------------------------------------
+# Ports
+
+
+def _bindable(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_port_range(count, hosts=("127.0.0.1",)):
+    """A base port such that base..base+count-1 can all be bound on every host."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 60000 - count)
+        if all(_bindable(h, p) for h in hosts for p in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
+def wait_port_open(host, port, timeout, alive=lambda: True):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw Kafka frames (request header v1: api key, api version, correlation id, client id)
+
+
+def encode_request(api_key, api_version, corr_id, body=b"", client_id="kgate-test"):
+    cid = client_id.encode()
+    payload = struct.pack(">hhih", api_key, api_version, corr_id, len(cid)) + cid + body
+    return struct.pack(">i", len(payload)) + payload
+
+
+def api_versions_v0(corr_id):
+    return encode_request(18, 0, corr_id)
+
+
+def metadata_v1_all_topics(corr_id):
+    # topics: null array (-1) means "all topics" from v1 on.
+    return encode_request(3, 1, corr_id, struct.pack(">i", -1))
+
+
+def recv_exact(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_frame(sock):
+    (size,) = struct.unpack(">i", recv_exact(sock, 4))
+    return recv_exact(sock, size)
+
+
+def round_trip(sock, frame):
+    """Sends one request frame and returns the response frame (without the size prefix)."""
+    sock.sendall(frame)
+    resp = recv_frame(sock)
+    (corr_sent,) = struct.unpack(">i", frame[8:12])
+    (corr_got,) = struct.unpack(">i", resp[:4])
+    if corr_sent != corr_got:
+        raise AssertionError(f"correlation id {corr_got} in response to {corr_sent}")
+    return resp
+
+
+def parse_api_versions_v0(resp):
+    """Returns (error_code, {api_key: (min, max)}) from an ApiVersions v0 response frame."""
+    error, n = struct.unpack(">hi", resp[4:10])
+    apis = {}
+    off = 10
+    for _ in range(n):
+        key, vmin, vmax = struct.unpack(">hhh", resp[off:off + 6])
+        apis[key] = (vmin, vmax)
+        off += 6
+    return error, apis
+
+
+def wait_closed_by_peer(sock, timeout):
+    """True when the peer closes (EOF or reset) within timeout; bytes the peer sends first are
+    ignored (a broker may answer an error before closing)."""
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            if not sock.recv(65536):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Names of API keys, from the Kafka message specs in the repository (protocol/messages).
+
+
+def load_api_names():
+    names = {}
+    spec_dir = os.path.join(ROOT, "protocol", "messages")
+    for fn in os.listdir(spec_dir) if os.path.isdir(spec_dir) else []:
+        if not fn.endswith("Request.json"):
+            continue
+        with open(os.path.join(spec_dir, fn)) as f:
+            # The specs carry // comment lines (license header), not valid JSON as-is.
+            text = "\n".join(l for l in f.read().splitlines() if not l.lstrip().startswith("//"))
+        spec = json.loads(text)
+        names[spec["apiKey"]] = spec["name"][: -len("Request")]
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Capturing relay: client -> relay -> upstream, recording every frame in both directions.
+
+Exchange = collections.namedtuple("Exchange", "api_key api_version corr_id request response")
+
+
+class _ConnCapture:
+    def __init__(self, relay, listen_port):
+        self.relay = relay
+        self.listen_port = listen_port
+        self.pending = collections.deque()  # (corr, key, ver, frame) awaiting a response
+
+    def on_request(self, frame):
+        if len(frame) < 8:
+            self.relay.record_raw("req", frame)
+            return
+        key, ver, corr = struct.unpack(">hhi", frame[:8])
+        self.pending.append((corr, key, ver, frame))
+
+    def on_response(self, frame):
+        corr = struct.unpack(">i", frame[:4])[0] if len(frame) >= 4 else None
+        # Requests without a response (Produce acks=0) are skipped by matching correlation ids.
+        while self.pending and self.pending[0][0] != corr:
+            c, k, v, req = self.pending.popleft()
+            self.relay.record(Exchange(k, v, c, req, None), self.listen_port)
+        if self.pending:
+            c, k, v, req = self.pending.popleft()
+            self.relay.record(Exchange(k, v, c, req, frame), self.listen_port)
+        else:
+            self.relay.record_raw("resp", frame)
+
+
+class _FrameSplitter:
+    def __init__(self, on_frame):
+        self.buf = bytearray()
+        self.on_frame = on_frame
+
+    def feed(self, data):
+        self.buf += data
+        while len(self.buf) >= 4:
+            (size,) = struct.unpack(">i", self.buf[:4])
+            if size < 0 or len(self.buf) < 4 + size:
+                return
+            frame = bytes(self.buf[4:4 + size])
+            del self.buf[:4 + size]
+            self.on_frame(frame)
+
+
+class Relay:
+    """Listens on (listen_host, port) for each port in `routes` and forwards to routes[port].
+
+    Runs an asyncio loop in a thread. Every exchange is appended to self.exchanges as
+    (listen_port, Exchange); unmatched frames go to self.raw."""
+
+    def __init__(self, listen_host, routes):
+        self.listen_host = listen_host
+        self.routes = dict(routes)
+        self.exchanges = []
+        self.raw = []
+        self.lock = threading.Lock()
+        self.loop = asyncio.new_event_loop()
+        self.servers = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self._started = threading.Event()
+        self._error = None
+
+    def record(self, exchange, port):
+        with self.lock:
+            self.exchanges.append((port, exchange))
+
+    def record_raw(self, direction, frame):
+        with self.lock:
+            self.raw.append((direction, frame))
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.exchanges), list(self.raw)
+
+    def start(self):
+        self.thread.start()
+        self._started.wait(10)
+        if self._error:
+            raise self._error
+        return self
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+        try:
+            for port, target in self.routes.items():
+                srv = self.loop.run_until_complete(asyncio.start_server(
+                    lambda r, w, p=port, t=target: self._handle(r, w, p, t),
+                    self.listen_host, port))
+                self.servers.append(srv)
+        except Exception as e:  # reported to start()
+            self._error = e
+            self._started.set()
+            return
+        self._started.set()
+        self.loop.run_forever()
+
+    async def _pump(self, reader, writer, splitter):
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                splitter.feed(data)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+    async def _handle(self, client_r, client_w, port, target):
+        try:
+            up_r, up_w = await asyncio.open_connection(target[0], target[1])
+        except OSError:
+            client_w.close()
+            return
+        cap = _ConnCapture(self, port)
+        await asyncio.gather(
+            self._pump(client_r, up_w, _FrameSplitter(cap.on_request)),
+            self._pump(up_r, client_w, _FrameSplitter(cap.on_response)))
+
+    def stop(self):
+        def _close():
+            for s in self.servers:
+                s.close()
+            self.loop.stop()
+        self.loop.call_soon_threadsafe(_close)
+        self.thread.join(10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backend address detection in response frames
+
+
+def backend_address_hits(frame, backend_hostports):
+    """Ways a response frame reveals a backend broker: its "host:port" text, or its host string
+    immediately followed by its port as a big-endian int32 (how every broker entry is encoded:
+    Metadata, FindCoordinator, DescribeCluster, NodeEndpoints; classic or compact strings)."""
+    hits = []
+    for host, port in backend_hostports:
+        text = f"{host}:{port}".encode()
+        if text in frame:
+            hits.append(f"text {text.decode()}")
+        if host.encode() + struct.pack(">i", port) in frame:
+            hits.append(f"broker entry {host}/{port}")
+    return hits
+
+
+def parse_hostports(bootstrap):
+    out = []
+    for hp in bootstrap.split(","):
+        host, port = hp.rsplit(":", 1)
+        out.append((host, int(port)))
+    return out
+
+
+VERSION_RE = re.compile(r"librdkafka (\d+\.\d+\.\d+)")
