@@ -13,25 +13,57 @@
 
 #define KG_NAME_MAX 64
 #define KG_HOST_MAX 256
+#define KG_PATH_MAX 1024
+#define KG_SECRET_MAX 256
 
+/* HOST is stored without IPv6 brackets ("::1", not "[::1]"), ready for getaddrinfo(). */
 typedef struct kg_hostport {
     char host[KG_HOST_MAX];
     uint16_t port;
 } kg_hostport;
 
-/* A physical Kafka cluster kgate can route to. Room for upstream TLS/SASL later. */
+/* clusters.NAME.tls: parsed and validated now (files must be readable), used by the upstream
+ * TLS work later. enabled = the tls: section is present. */
+typedef struct kg_tls_cfg {
+    int enabled;
+    int verify;                  /* verify the broker certificate and host name; default 1 */
+    char ca_file[KG_PATH_MAX];   /* empty = system trust store */
+    char cert_file[KG_PATH_MAX]; /* client certificate (mTLS); set together with key_file */
+    char key_file[KG_PATH_MAX];
+} kg_tls_cfg;
+
+enum kg_sasl_mechanism {
+    KG_SASL_NONE = 0, /* no sasl: section */
+    KG_SASL_PLAIN,
+    KG_SASL_SCRAM_SHA_256,
+    KG_SASL_SCRAM_SHA_512,
+};
+
+/* clusters.NAME.sasl: parsed now, used by the upstream SASL work later. password holds the
+ * secret whether it was written inline or read from password_file at load time. */
+typedef struct kg_sasl_cfg {
+    enum kg_sasl_mechanism mechanism;
+    char username[KG_SECRET_MAX];
+    char password[KG_SECRET_MAX];
+    char password_file[KG_PATH_MAX]; /* where password came from; empty when inline */
+} kg_sasl_cfg;
+
+/* A physical Kafka cluster kgate can route to. */
 typedef struct kg_cluster_cfg {
     char name[KG_NAME_MAX];
     kg_hostport *bootstrap;
     int n_bootstrap;
+    kg_tls_cfg tls;
+    kg_sasl_cfg sasl;
 } kg_cluster_cfg;
 
-/* A virtual cluster: what clients connect to. Broker node N is served on port + 1 + (N - node_id_min). */
+/* A virtual cluster: what clients connect to. Broker node N is served on port + 1 + (N -
+ * node_id_min). */
 typedef struct kg_vcluster_cfg {
     char name[KG_NAME_MAX];
     uint16_t port;
-    int primary;   /* index into kg_config.clusters */
-    int secondary; /* index, or -1 when there is none */
+    int primary;     /* index into kg_config.clusters */
+    int secondary;   /* index, or -1 when there is none */
     int node_id_min; /* default 0 */
     int node_id_max; /* default 31 */
 } kg_vcluster_cfg;
@@ -45,28 +77,34 @@ typedef struct kg_config {
     kg_vcluster_cfg *vclusters;
     int n_vclusters;
 
-    char admin_listen[KG_HOST_MAX]; /* "host:port", empty = admin API off; default 127.0.0.1:19644 */
-    char admin_token[256];          /* empty = no token required */
-    char state_path[1024];          /* default ./kgate-state.db */
+    char
+        admin_listen[KG_HOST_MAX]; /* "host:port", empty = admin API off; default 127.0.0.1:19644 */
+    kg_hostport admin_addr;        /* admin_listen split into host and port (when not empty) */
+    char admin_token[KG_SECRET_MAX]; /* empty = no token required; from admin.token or token_file */
+    char admin_token_file[KG_PATH_MAX]; /* admin.token_file the token was read from, or empty */
+    char state_path[KG_PATH_MAX];       /* default ./kgate-state.db */
 
     int workers;              /* 0 in the file = number of cores, resolved at load */
     uint32_t max_frame_bytes; /* limits.max_frame_bytes, default 100 MiB */
-    uint32_t buffer_bytes;    /* limits.buffer_bytes: per-direction high-water mark, default 4 MiB */
-    int max_connections;      /* limits.max_connections, default 10000 */
-    int connect_timeout_ms;   /* limits.connect_timeout_ms, default 5000 */
-    int drain_timeout_ms;     /* limits.drain_timeout_ms: shutdown grace, default 5000 */
-    int probe_interval_ms;    /* health.probe_interval_ms, default 1000 */
-    char log_level[16];       /* log.level: debug|info|warn|error, default info */
+    uint32_t buffer_bytes;  /* limits.buffer_bytes: per-direction high-water mark, default 4 MiB */
+    int max_connections;    /* limits.max_connections, default 10000 */
+    int connect_timeout_ms; /* limits.connect_timeout_ms, default 5000 */
+    int drain_timeout_ms;   /* limits.drain_timeout_ms: shutdown grace, default 5000 */
+    int probe_interval_ms;  /* health.probe_interval_ms, default 1000 */
+    char log_level[16];     /* log.level: debug|info|warn|error, default info */
 } kg_config;
 
 /* Loads and validates PATH. Returns a config or NULL; every error is printed to ERRS as
  * "PATH:LINE:COL: message" and *n_errors is set to how many there were. */
 kg_config *kg_config_load(const char *path, FILE *errs, int *n_errors);
 /* Same, from a string in memory (NAME is used in messages). For tests and the demo. */
-kg_config *kg_config_parse(const char *name, const char *yaml, size_t len, FILE *errs, int *n_errors);
+kg_config *kg_config_parse(const char *name, const char *yaml, size_t len, FILE *errs,
+                           int *n_errors);
 void kg_config_free(kg_config *cfg);
 
+/* Index of the (v)cluster called NAME, or -1. */
 int kg_config_cluster_index(const kg_config *cfg, const char *name);
 int kg_config_vcluster_index(const kg_config *cfg, const char *name);
+const char *kg_config_sasl_mechanism_name(enum kg_sasl_mechanism mechanism);
 
 #endif
