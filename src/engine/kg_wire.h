@@ -1,0 +1,56 @@
+/* kg_wire — the little the proxy reads of a frame to route it: the request header (api key,
+ * version, correlation id, client id) and, for Produce, whether a response will come (acks).
+ * Everything else about a pass-through frame stays opaque bytes.
+ */
+#ifndef KG_WIRE_H
+#define KG_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/kp_prim.h"
+
+#define KG_API_PRODUCE 0
+#define KG_API_CONTROLLED_SHUTDOWN 7
+#define KG_API_APIVERSIONS 18
+#define KG_KAFKA_UNSUPPORTED_VERSION 35
+
+/* api key + version + correlation id: the smallest request header there is (v0). */
+#define KG_WIRE_MIN_REQUEST 8
+
+enum { KG_WIRE_OK = 0, KG_WIRE_NEED_MORE = 1, KG_WIRE_BAD = 2 };
+
+typedef struct kg_wire_request {
+    int16_t api_key;
+    int16_t api_version;
+    int32_t correlation_id;
+    kp_str client_id;
+    int no_response; /* Produce with acks=0 */
+    const char *error; /* why the header is malformed (KG_WIRE_BAD) */
+} kg_wire_request;
+
+static inline uint32_t kg_wire_get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void kg_wire_put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* Parses the request header from the first AVAIL bytes of a frame body of FRAME_SIZE bytes
+ * (AVAIL may be less: streaming). Returns KG_WIRE_OK, KG_WIRE_NEED_MORE (the decision needs
+ * bytes that have not arrived) or KG_WIRE_BAD. */
+int kg_wire_parse_request(const uint8_t *body, size_t avail, size_t frame_size,
+                          kg_wire_request *out);
+
+/* Length of the response header (correlation id, plus tagged fields for flexible versions) at
+ * the start of a response body of SIZE bytes; 0 when malformed. */
+size_t kg_wire_response_header_len(int16_t api_key, int16_t api_version, const uint8_t *body,
+                                   size_t size);
+
+#endif

@@ -1,0 +1,288 @@
+#include "engine/kg_worker.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/kg_conn.h"
+#include "engine/kg_loop.h"
+#include "route/kg_gateway.h"
+#include "util/kg_log.h"
+
+typedef enum { CMD_ADOPT, CMD_CLOSE_STALE, CMD_DRAIN } cmd_kind;
+
+/* A request from another thread. Synchronous commands carry a done flag the sender waits on. */
+typedef struct worker_cmd {
+    struct worker_cmd *next;
+    cmd_kind kind;
+    int fd;
+    kg_vcluster *vc;
+    int32_t node_id;
+    uint64_t route_word;
+    uint64_t deadline_us;
+    int result;
+    int done;
+    int synchronous;
+} worker_cmd;
+
+struct kg_worker {
+    kg_gateway *gw;
+    int id;
+    kg_loop *loop;
+    pthread_t thread;
+
+    pthread_mutex_t lock; /* guards the command queue and done flags */
+    pthread_cond_t done_cond;
+    worker_cmd *cmd_head, *cmd_tail;
+
+    kg_conn *conns; /* live connections (doubly linked) */
+    kg_conn *dead;  /* closed this batch, freed after it */
+    atomic_int n_conns;
+    int draining;
+    uint64_t drain_deadline_us;
+    kg_timer drain_timer;
+};
+
+/* ---------------------------------------------------------------- connection list */
+
+static void worker_link(kg_worker *w, kg_conn *c)
+{
+    c->prev = NULL;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    atomic_fetch_add(&w->n_conns, 1);
+}
+
+void kg_worker_conn_closed(kg_worker *w, kg_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = w->dead;
+    w->dead = c;
+    atomic_fetch_sub(&w->n_conns, 1);
+}
+
+static void worker_free_dead(kg_loop *loop, void *arg)
+{
+    kg_worker *w = arg;
+    while (w->dead) {
+        kg_conn *c = w->dead;
+        w->dead = c->next;
+        kg_conn_free(c);
+    }
+    if (w->draining && w->conns == NULL)
+        kg_loop_stop(loop);
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static void worker_adopt_now(kg_worker *w, worker_cmd *cmd)
+{
+    if (w->draining) {
+        close(cmd->fd);
+        return;
+    }
+    kg_conn *c = kg_conn_open(w, w->loop, w->gw, cmd->fd, cmd->vc, cmd->node_id);
+    if (!c) {
+        kg_error("out of memory accepting a connection");
+        close(cmd->fd);
+        return;
+    }
+    worker_link(w, c);
+    kg_conn_start(c);
+}
+
+static int worker_close_stale_now(kg_worker *w, kg_vcluster *vc, uint64_t route_word)
+{
+    int closed = 0;
+    kg_conn *c = w->conns;
+    while (c) {
+        kg_conn *next = c->next;
+        if (c->vc == vc && c->route != route_word) {
+            kg_conn_close(c, KG_LOG_DEBUG, "virtual cluster %s switched", vc->cfg->name);
+            closed++;
+        }
+        c = next;
+    }
+    return closed;
+}
+
+static void worker_drain_timeout(kg_loop *loop, void *arg)
+{
+    kg_worker *w = arg;
+    kg_conn *c;
+    while ((c = w->conns) != NULL)
+        kg_conn_close(c, KG_LOG_WARN, "drain timeout: closing with requests in flight");
+}
+
+static void worker_drain_now(kg_worker *w, uint64_t deadline_us)
+{
+    w->draining = 1;
+    kg_conn *c = w->conns;
+    while (c) {
+        kg_conn *next = c->next;
+        kg_conn_drain(c);
+        c = next;
+    }
+    kg_loop_timer_at(w->loop, &w->drain_timer, deadline_us);
+}
+
+static worker_cmd *worker_take_commands(kg_worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    worker_cmd *list = w->cmd_head;
+    w->cmd_head = w->cmd_tail = NULL;
+    pthread_mutex_unlock(&w->lock);
+    return list;
+}
+
+static void worker_finish(kg_worker *w, worker_cmd *cmd, int result)
+{
+    if (!cmd->synchronous) {
+        free(cmd);
+        return;
+    }
+    pthread_mutex_lock(&w->lock);
+    cmd->result = result;
+    cmd->done = 1;
+    pthread_cond_broadcast(&w->done_cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void worker_on_wake(kg_loop *loop, void *arg)
+{
+    kg_worker *w = arg;
+    worker_cmd *cmd = worker_take_commands(w);
+    while (cmd) {
+        worker_cmd *next = cmd->next;
+        int result = 0;
+        switch (cmd->kind) {
+        case CMD_ADOPT:
+            worker_adopt_now(w, cmd);
+            break;
+        case CMD_CLOSE_STALE:
+            result = worker_close_stale_now(w, cmd->vc, cmd->route_word);
+            break;
+        case CMD_DRAIN:
+            worker_drain_now(w, cmd->deadline_us);
+            break;
+        }
+        worker_finish(w, cmd, result);
+        cmd = next;
+    }
+}
+
+/* Queues CMD; a synchronous command is waited for and its result returned. */
+static int worker_send(kg_worker *w, worker_cmd *cmd)
+{
+    pthread_mutex_lock(&w->lock);
+    cmd->next = NULL;
+    if (w->cmd_tail)
+        w->cmd_tail->next = cmd;
+    else
+        w->cmd_head = cmd;
+    w->cmd_tail = cmd;
+    pthread_mutex_unlock(&w->lock);
+    kg_loop_wake(w->loop);
+    if (!cmd->synchronous)
+        return 0;
+    pthread_mutex_lock(&w->lock);
+    while (!cmd->done)
+        pthread_cond_wait(&w->done_cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+    return cmd->result;
+}
+
+void kg_worker_adopt(kg_worker *w, int fd, kg_vcluster *vc, int32_t node_id)
+{
+    worker_cmd *cmd = calloc(1, sizeof(*cmd));
+    if (!cmd) {
+        close(fd);
+        return;
+    }
+    cmd->kind = CMD_ADOPT;
+    cmd->fd = fd;
+    cmd->vc = vc;
+    cmd->node_id = node_id;
+    worker_send(w, cmd);
+}
+
+int kg_worker_close_stale(kg_worker *w, kg_vcluster *vc, uint64_t route_word)
+{
+    worker_cmd cmd = {.kind = CMD_CLOSE_STALE, .vc = vc, .route_word = route_word, .synchronous = 1};
+    return worker_send(w, &cmd);
+}
+
+int kg_worker_connection_count(kg_worker *w)
+{
+    return atomic_load(&w->n_conns);
+}
+
+/* ---------------------------------------------------------------- thread */
+
+static void *worker_main(void *arg)
+{
+    kg_worker *w = arg;
+    kg_loop_run(w->loop);
+    /* The loop only stops once drained; anything left is closed here. */
+    worker_drain_timeout(w->loop, w);
+    worker_free_dead(w->loop, w);
+    return NULL;
+}
+
+kg_worker *kg_worker_start(kg_gateway *gw, int id)
+{
+    kg_worker *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->gw = gw;
+    w->id = id;
+    w->loop = kg_loop_new();
+    if (!w->loop) {
+        free(w);
+        return NULL;
+    }
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->done_cond, NULL);
+    kg_timer_init(&w->drain_timer, worker_drain_timeout, w);
+    kg_loop_on_wake(w->loop, worker_on_wake, w);
+    kg_loop_after_batch(w->loop, worker_free_dead, w);
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        kg_loop_free(w->loop);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void kg_worker_drain_and_join(kg_worker *w, uint64_t deadline_us)
+{
+    worker_cmd *cmd = calloc(1, sizeof(*cmd));
+    if (cmd) {
+        cmd->kind = CMD_DRAIN;
+        cmd->deadline_us = deadline_us;
+        worker_send(w, cmd);
+    }
+    pthread_join(w->thread, NULL);
+    /* Commands that raced with the end of the loop: close adopted sockets, free the rest. */
+    worker_cmd *rest = worker_take_commands(w);
+    while (rest) {
+        worker_cmd *next = rest->next;
+        if (rest->kind == CMD_ADOPT)
+            close(rest->fd);
+        worker_finish(w, rest, 0);
+        rest = next;
+    }
+    kg_loop_free(w->loop);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->done_cond);
+    free(w);
+}

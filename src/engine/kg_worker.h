@@ -1,0 +1,35 @@
+/* kg_worker — one proxy thread: an event loop owning a set of client connections.
+ *
+ * Other threads talk to a worker only through its command queue (kg_worker_* below), so a
+ * connection is only ever touched by the thread that owns it.
+ */
+#ifndef KG_WORKER_H
+#define KG_WORKER_H
+
+#include <stdint.h>
+
+typedef struct kg_worker kg_worker;
+typedef struct kg_gateway kg_gateway;
+typedef struct kg_vcluster kg_vcluster;
+
+kg_worker *kg_worker_start(kg_gateway *gw, int id);
+
+/* Hands an accepted client socket to the worker (ownership moves with it). NODE_ID is the
+ * broker the client dialled, or -1 for the bootstrap port. */
+void kg_worker_adopt(kg_worker *w, int fd, kg_vcluster *vc, int32_t node_id);
+
+/* Closes every connection of virtual cluster VC opened under an older route than ROUTE_WORD and
+ * waits until it is done. Returns how many client connections were closed. */
+int kg_worker_close_stale(kg_worker *w, kg_vcluster *vc, uint64_t route_word);
+
+/* Stops reading new requests, waits for in-flight ones until DEADLINE_US, closes the rest, and
+ * joins the thread. */
+void kg_worker_drain_and_join(kg_worker *w, uint64_t deadline_us);
+
+int kg_worker_connection_count(kg_worker *w);
+
+/* Called by a connection of this worker when it closes (worker thread only). */
+typedef struct kg_conn kg_conn;
+void kg_worker_conn_closed(kg_worker *w, kg_conn *c);
+
+#endif

@@ -1,0 +1,172 @@
+/* kgate — command line entry point: dispatches to the subcommands. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin/kg_cli.h"
+#include "config/kg_config.h"
+#include "route/kg_gateway.h"
+#include "tools/kg_devcluster.h"
+#include "util/kg_log.h"
+
+#define KGATE_VERSION "0.1.0"
+#define KGATE_DEFAULT_CONFIG "kgate.yaml"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "kgate " KGATE_VERSION " — Kafka disaster-recovery gateway\n"
+            "\n"
+            "Usage: kgate <command> [options]\n"
+            "\n"
+            "Gateway:\n"
+            "  serve -c FILE          run the gateway\n"
+            "  check -c FILE          validate a configuration file and print every error\n"
+            "  version                print the version\n"
+            "\n"
+            "Operations (talk to a running kgate's admin API):\n"
+            "  status                 virtual clusters, active sides, cluster health\n"
+            "  failover VC [--to CLUSTER] [--reason TEXT] [--force]\n"
+            "  failback VC [--reason TEXT]\n"
+            "  audit [list|verify]    the tamper-evident audit log\n"
+            "  common options: -c FILE (admin address and token from the config),\n"
+            "                  --admin URL, --token TOKEN, --json\n"
+            "\n"
+            "Tools:\n"
+            "  dev-cluster [--brokers N] [--topic NAME:PARTITIONS]...\n"
+            "                         an embedded mock Kafka cluster for trying kgate\n"
+            "  demo                   two embedded clusters, kgate in front, a failover and back\n"
+            "\n"
+            "Options for serve/check: -c FILE (default " KGATE_DEFAULT_CONFIG "), --log-level LEVEL\n");
+}
+
+/* Finds "-c FILE" / "--config FILE" and removes it from argv; returns NULL when absent. */
+static const char *take_config_arg(int *argc, char **argv)
+{
+    for (int i = 1; i < *argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < *argc) {
+            const char *path = argv[i + 1];
+            memmove(&argv[i], &argv[i + 2], (size_t)(*argc - i - 2) * sizeof(*argv));
+            *argc -= 2;
+            argv[*argc] = NULL;
+            return path;
+        }
+    }
+    return NULL;
+}
+
+static const char *take_option(int *argc, char **argv, const char *name)
+{
+    for (int i = 1; i + 1 < *argc; i++) {
+        if (strcmp(argv[i], name) == 0) {
+            const char *v = argv[i + 1];
+            memmove(&argv[i], &argv[i + 2], (size_t)(*argc - i - 2) * sizeof(*argv));
+            *argc -= 2;
+            argv[*argc] = NULL;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+static kg_config *load_config(const char *path)
+{
+    int n_errors = 0;
+    kg_config *cfg = kg_config_load(path, stderr, &n_errors);
+    if (!cfg)
+        fprintf(stderr, "%s: %d error%s\n", path, n_errors, n_errors == 1 ? "" : "s");
+    return cfg;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    const char *path = take_config_arg(&argc, argv);
+    kg_config *cfg = load_config(path ? path : KGATE_DEFAULT_CONFIG);
+    if (!cfg)
+        return 1;
+    printf("%s: ok (%d cluster%s, %d virtual cluster%s)\n", cfg->path, cfg->n_clusters,
+           cfg->n_clusters == 1 ? "" : "s", cfg->n_vclusters, cfg->n_vclusters == 1 ? "" : "s");
+    kg_config_free(cfg);
+    return 0;
+}
+
+static int apply_log_level(const char *name)
+{
+    enum kg_log_level level;
+    if (kg_log_parse_level(name, &level) < 0) {
+        fprintf(stderr, "kgate: unknown log level '%s' (debug, info, warn, error)\n", name);
+        return -1;
+    }
+    kg_log_set_level(level);
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    const char *path = take_config_arg(&argc, argv);
+    const char *level = take_option(&argc, argv, "--log-level");
+    if (argc > 1) {
+        fprintf(stderr, "kgate serve: unexpected argument '%s'\n", argv[1]);
+        return 2;
+    }
+    kg_config *cfg = load_config(path ? path : KGATE_DEFAULT_CONFIG);
+    if (!cfg)
+        return 1;
+    if (apply_log_level(level ? level : cfg->log_level) < 0) {
+        kg_config_free(cfg);
+        return 2;
+    }
+    int rc = kg_gateway_serve(cfg);
+    kg_config_free(cfg);
+    return rc;
+}
+
+/* Operations commands find the admin API from --admin, else from the config file. */
+static int cmd_operate(int argc, char **argv)
+{
+    const char *path = take_config_arg(&argc, argv);
+    char url[512] = "http://127.0.0.1:19644";
+    char token[256] = "";
+    if (!path && access(KGATE_DEFAULT_CONFIG, R_OK) == 0)
+        path = KGATE_DEFAULT_CONFIG;
+    if (path) {
+        kg_config *cfg = load_config(path);
+        if (!cfg)
+            return 2;
+        if (cfg->admin_listen[0])
+            snprintf(url, sizeof(url), "http://%s", cfg->admin_listen);
+        snprintf(token, sizeof(token), "%s", cfg->admin_token);
+        kg_config_free(cfg);
+    }
+    return kg_cli_main(argc, argv, url, token[0] ? token : NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("kgate %s\n", KGATE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "dev-cluster") == 0)
+        return kg_devcluster_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "failover") == 0 ||
+        strcmp(cmd, "failback") == 0 || strcmp(cmd, "audit") == 0)
+        return cmd_operate(argc - 1, argv + 1);
+    fprintf(stderr, "kgate: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,413 @@
+#include "route/kg_cluster.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/kg_loop.h"
+#include "engine/kg_wire.h"
+#include "kp_msgs.h"
+#include "proto/kp_prim.h"
+#include "util/kg_log.h"
+
+#define KG_PROBE_METADATA_MAX_VERSION 12
+#define KG_PROBE_CLIENT_ID "kgate-probe"
+
+static int resolve(const char *host, uint16_t port, int numeric_only, kg_sockaddr *out)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char portstr[8];
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = numeric_only ? AI_NUMERICHOST : 0;
+    snprintf(portstr, sizeof(portstr), "%u", port);
+    if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res)
+        return -1;
+    memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
+    out->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+int kg_cluster_init(kg_cluster *c, const kg_cluster_cfg *cfg, int index)
+{
+    memset(c, 0, sizeof(*c));
+    c->cfg = cfg;
+    c->index = index;
+    pthread_rwlock_init(&c->lock, NULL);
+    c->bootstrap = calloc((size_t)cfg->n_bootstrap, sizeof(*c->bootstrap));
+    if (!c->bootstrap)
+        return -1;
+    for (int i = 0; i < cfg->n_bootstrap; i++) {
+        if (resolve(cfg->bootstrap[i].host, cfg->bootstrap[i].port, 0, &c->bootstrap[i]) < 0)
+            kg_warn("cluster %s: cannot resolve bootstrap %s:%u yet", cfg->name,
+                    cfg->bootstrap[i].host, cfg->bootstrap[i].port);
+    }
+    return 0;
+}
+
+void kg_cluster_destroy(kg_cluster *c)
+{
+    free(c->brokers);
+    free(c->bootstrap);
+    pthread_rwlock_destroy(&c->lock);
+}
+
+/* ---------------------------------------------------------------- choosing a broker */
+
+static const kg_broker *cluster_find(const kg_cluster *c, int32_t node_id)
+{
+    for (int i = 0; i < c->n_brokers; i++)
+        if (c->brokers[i].node_id == node_id)
+            return &c->brokers[i];
+    return NULL;
+}
+
+/* Candidate I of the "any broker" list: known brokers first, then the bootstrap list. */
+static int cluster_candidate(const kg_cluster *c, unsigned i, kg_sockaddr *out, char *desc,
+                             size_t desclen)
+{
+    unsigned n = (unsigned)(c->n_brokers + c->cfg->n_bootstrap);
+    for (unsigned k = 0; k < n; k++) {
+        unsigned j = (i + k) % n;
+        if (j < (unsigned)c->n_brokers) {
+            const kg_broker *b = &c->brokers[j];
+            if (!b->resolved)
+                continue;
+            *out = b->addr;
+            snprintf(desc, desclen, "%s:%u (node %d)", b->host, b->port, b->node_id);
+            return 0;
+        }
+        j -= (unsigned)c->n_brokers;
+        if (c->bootstrap[j].len == 0)
+            continue;
+        *out = c->bootstrap[j];
+        snprintf(desc, desclen, "%s:%u (bootstrap)", c->cfg->bootstrap[j].host,
+                 c->cfg->bootstrap[j].port);
+        return 0;
+    }
+    return -1;
+}
+
+int kg_cluster_pick(kg_cluster *c, int32_t node_id, int attempt, kg_sockaddr *out, char *desc,
+                    size_t desclen)
+{
+    int rc = -1;
+    pthread_rwlock_rdlock(&c->lock);
+    const kg_broker *b = node_id >= 0 ? cluster_find(c, node_id) : NULL;
+    if (b && b->resolved && attempt == 0) {
+        *out = b->addr;
+        snprintf(desc, desclen, "%s:%u (node %d)", b->host, b->port, b->node_id);
+        rc = 0;
+    } else {
+        unsigned start = attempt == 0 ? atomic_fetch_add(&c->round_robin, 1)
+                                      : atomic_load(&c->round_robin) + (unsigned)attempt;
+        rc = cluster_candidate(c, start, out, desc, desclen);
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- learning brokers */
+
+static int broker_matches(const kg_broker *b, const char *host, size_t host_len, int32_t port)
+{
+    return b->port == port && strlen(b->host) == host_len && memcmp(b->host, host, host_len) == 0;
+}
+
+static void broker_fill(kg_broker *b, int32_t node_id, const char *host, size_t host_len,
+                        int32_t port)
+{
+    b->node_id = node_id;
+    if (host_len >= sizeof(b->host))
+        host_len = sizeof(b->host) - 1;
+    memcpy(b->host, host, host_len);
+    b->host[host_len] = '\0';
+    b->port = (uint16_t)port;
+    /* Only numeric addresses resolve here (workers must not block on DNS); names are
+     * resolved by the prober thread. */
+    b->resolved = resolve(b->host, b->port, 1, &b->addr) == 0;
+}
+
+void kg_cluster_learn_broker(kg_cluster *c, int32_t node_id, const char *host, size_t host_len,
+                             int32_t port)
+{
+    if (port <= 0 || port > 65535 || node_id < 0)
+        return;
+    pthread_rwlock_rdlock(&c->lock);
+    const kg_broker *known = cluster_find(c, node_id);
+    int same = known && broker_matches(known, host, host_len, port);
+    pthread_rwlock_unlock(&c->lock);
+    if (same)
+        return;
+    pthread_rwlock_wrlock(&c->lock);
+    kg_broker *b = (kg_broker *)cluster_find(c, node_id);
+    if (!b) {
+        kg_broker *grown = realloc(c->brokers, (size_t)(c->n_brokers + 1) * sizeof(*grown));
+        if (grown) {
+            c->brokers = grown;
+            b = &c->brokers[c->n_brokers++];
+        }
+    }
+    if (b) {
+        broker_fill(b, node_id, host, host_len, port);
+        kg_info("cluster %s: broker %d is %s:%u", c->cfg->name, node_id, b->host, b->port);
+    }
+    pthread_rwlock_unlock(&c->lock);
+}
+
+int kg_cluster_versions(kg_cluster *c, kg_version_ranges *out)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    int known = c->versions_known;
+    if (known)
+        *out = c->versions;
+    pthread_rwlock_unlock(&c->lock);
+    return known;
+}
+
+/* ---------------------------------------------------------------- the health probe */
+
+typedef struct probe_conn {
+    int fd;
+    uint64_t deadline_us;
+    int32_t next_correlation;
+} probe_conn;
+
+static int probe_wait(probe_conn *pc, short events)
+{
+    uint64_t now = kg_now_us();
+    if (now >= pc->deadline_us)
+        return -1;
+    struct pollfd pfd = {.fd = pc->fd, .events = events};
+    int n = poll(&pfd, 1, (int)((pc->deadline_us - now) / 1000) + 1);
+    return n == 1 ? 0 : -1;
+}
+
+static int probe_connect(probe_conn *pc, const kg_sockaddr *addr)
+{
+    pc->fd = socket(addr->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (pc->fd < 0)
+        return -1;
+    if (connect(pc->fd, (const struct sockaddr *)&addr->sa, addr->len) < 0 && errno != EINPROGRESS)
+        return -1;
+    if (probe_wait(pc, POLLOUT) < 0)
+        return -1;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(pc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    errno = err;
+    return err ? -1 : 0;
+}
+
+static int probe_write_all(probe_conn *pc, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(pc->fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (probe_wait(pc, POLLOUT) < 0)
+                return -1;
+            continue;
+        }
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int probe_read_all(probe_conn *pc, uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = recv(pc->fd, p, n, 0);
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (probe_wait(pc, POLLIN) < 0)
+                return -1;
+            continue;
+        }
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* Sends one request (header + BODY) and returns the response body after its header in
+ * *RESP (malloc'd, the caller frees) with *BODY_OFF the header length. */
+static int probe_roundtrip(probe_conn *pc, int16_t api_key, int16_t version, const kp_writer *body,
+                           uint8_t **resp, size_t *resp_len, size_t *body_off)
+{
+    kp_writer w;
+    kp_writer_init(&w, 64 + body->len);
+    size_t len_at = kp_writer_reserve_len(&w);
+    int32_t corr = pc->next_correlation++;
+    kp_write_i16(&w, api_key);
+    kp_write_i16(&w, version);
+    kp_write_i32(&w, corr);
+    kp_write_string(&w, kp_str_c(KG_PROBE_CLIENT_ID));
+    if (kp_api_request_header_version(api_key, version) >= 2)
+        kp_write_uvarint(&w, 0);
+    kp_write_raw(&w, body->buf, body->len);
+    kp_writer_patch_len(&w, len_at);
+    int rc = w.err ? -1 : probe_write_all(pc, w.buf, w.len);
+    kp_writer_free(&w);
+    uint8_t sz[4];
+    if (rc < 0 || probe_read_all(pc, sz, 4) < 0)
+        return -1;
+    uint32_t size = kg_wire_get_u32(sz);
+    if (size < 4 || size > 64u * 1024 * 1024)
+        return -1;
+    *resp = malloc(size);
+    if (!*resp || probe_read_all(pc, *resp, size) < 0 || (int32_t)kg_wire_get_u32(*resp) != corr) {
+        free(*resp);
+        *resp = NULL;
+        return -1;
+    }
+    *resp_len = size;
+    *body_off = kg_wire_response_header_len(api_key, version, *resp, size);
+    return *body_off ? 0 : -1;
+}
+
+static int probe_versions(probe_conn *pc, kg_version_ranges *ranges, char *err, size_t errlen)
+{
+    kp_writer body = {0};
+    uint8_t *resp = NULL;
+    size_t len, off;
+    /* v0 has an empty body and every broker understands it. */
+    if (probe_roundtrip(pc, KG_API_APIVERSIONS, 0, &body, &resp, &len, &off) < 0) {
+        snprintf(err, errlen, "ApiVersions: %s", errno ? strerror(errno) : "bad response");
+        return -1;
+    }
+    int16_t error = 0;
+    int rc = kg_versions_parse(resp + off, len - off, 0, ranges, &error);
+    free(resp);
+    if (rc < 0 || error != 0) {
+        snprintf(err, errlen, "ApiVersions: error %d", error);
+        return -1;
+    }
+    return 0;
+}
+
+static int16_t probe_metadata_version(const kg_version_ranges *ranges)
+{
+    int16_t v = ranges->max[3];
+    return v > KG_PROBE_METADATA_MAX_VERSION ? KG_PROBE_METADATA_MAX_VERSION : v;
+}
+
+static void cluster_replace_brokers(kg_cluster *c, const kp_metadata_response *md)
+{
+    kg_broker *list = calloc((size_t)(md->brokers.count > 0 ? md->brokers.count : 1), sizeof(*list));
+    if (!list)
+        return;
+    int n = 0;
+    for (int32_t i = 0; i < md->brokers.count; i++) {
+        const kp_metadata_response_metadata_response_broker *b = &md->brokers.items[i];
+        if (b->port <= 0 || b->port > 65535 || b->host.len <= 0)
+            continue;
+        broker_fill(&list[n], b->node_id, b->host.ptr, (size_t)b->host.len, b->port);
+        if (!list[n].resolved)
+            list[n].resolved = resolve(list[n].host, list[n].port, 0, &list[n].addr) == 0;
+        n++;
+    }
+    pthread_rwlock_wrlock(&c->lock);
+    free(c->brokers);
+    c->brokers = list;
+    c->n_brokers = n;
+    if (md->cluster_id.len > 0 && (size_t)md->cluster_id.len < sizeof(c->cluster_id)) {
+        memcpy(c->cluster_id, md->cluster_id.ptr, (size_t)md->cluster_id.len);
+        c->cluster_id[md->cluster_id.len] = '\0';
+    }
+    pthread_rwlock_unlock(&c->lock);
+}
+
+static int probe_metadata(kg_cluster *c, probe_conn *pc, int16_t version, char *err,
+                          size_t errlen)
+{
+    kp_metadata_request req;
+    kp_metadata_request_init(&req);
+    req.topics.count = 0; /* v1+: no topics, brokers only */
+    req.topics.items = NULL;
+    kp_writer body = {0};
+    kp_metadata_request_encode(&body, version, &req);
+    uint8_t *resp = NULL;
+    size_t len, off;
+    int rc = body.err ? -1 : probe_roundtrip(pc, 3, version, &body, &resp, &len, &off);
+    kp_writer_free(&body);
+    if (rc < 0) {
+        snprintf(err, errlen, "Metadata v%d: %s", version, errno ? strerror(errno) : "bad response");
+        return -1;
+    }
+    kp_arena arena;
+    kp_arena_init(&arena);
+    kp_reader r;
+    kp_reader_init(&r, resp + off, len - off);
+    kp_metadata_response md;
+    rc = kp_metadata_response_decode(&r, &arena, version, &md);
+    if (rc == 0 && !r.err && md.brokers.count > 0)
+        cluster_replace_brokers(c, &md);
+    else
+        snprintf(err, errlen, "Metadata v%d: undecodable or empty response", version);
+    kp_arena_free(&arena);
+    free(resp);
+    return rc == 0 && !r.err && md.brokers.count > 0 ? 0 : -1;
+}
+
+static void cluster_record_probe(kg_cluster *c, int ok, uint64_t took_us, const char *err,
+                                 const kg_version_ranges *ranges)
+{
+    int was_up = atomic_exchange(&c->up, ok);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    atomic_store(&c->last_probe_unix_ms, (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000);
+    pthread_rwlock_wrlock(&c->lock);
+    if (ok) {
+        atomic_store(&c->probe_us, took_us);
+        c->versions = *ranges;
+        c->versions_known = 1;
+        c->last_error[0] = '\0';
+    } else {
+        snprintf(c->last_error, sizeof(c->last_error), "%s", err);
+    }
+    pthread_rwlock_unlock(&c->lock);
+    if (ok && !was_up)
+        kg_info("cluster %s is up (probe %.1f ms)", c->cfg->name, (double)took_us / 1000.0);
+    else if (!ok && was_up)
+        kg_warn("cluster %s is down: %s", c->cfg->name, err);
+}
+
+int kg_cluster_probe(kg_cluster *c, int timeout_ms)
+{
+    char err[256] = "no reachable broker";
+    kg_version_ranges ranges;
+    uint64_t start = kg_now_us();
+    int ok = 0;
+    /* Try each candidate until one answers both requests. */
+    for (int attempt = 0; attempt < c->cfg->n_bootstrap + c->n_brokers + 1 && !ok; attempt++) {
+        kg_sockaddr addr;
+        char desc[300];
+        if (kg_cluster_pick(c, -1, attempt, &addr, desc, sizeof(desc)) < 0)
+            break;
+        probe_conn pc = {.fd = -1, .deadline_us = kg_now_us() + (uint64_t)timeout_ms * 1000u,
+                         .next_correlation = 1};
+        errno = 0;
+        if (probe_connect(&pc, &addr) < 0)
+            snprintf(err, sizeof(err), "%s: connect: %s", desc, strerror(errno));
+        else if (probe_versions(&pc, &ranges, err, sizeof(err)) == 0 &&
+                 probe_metadata(c, &pc, probe_metadata_version(&ranges), err, sizeof(err)) == 0)
+            ok = 1;
+        if (pc.fd >= 0)
+            close(pc.fd);
+    }
+    cluster_record_probe(c, ok, kg_now_us() - start, err, &ranges);
+    return ok ? 0 : -1;
+}

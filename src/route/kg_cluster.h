@@ -1,0 +1,70 @@
+/* kg_cluster — what kgate knows about one physical Kafka cluster.
+ *
+ * The broker table (node id -> address) is learnt from the cluster itself: from kgate's own
+ * health probe (Metadata over a connection of its own, on an interval) and from Metadata
+ * responses flowing to clients. Workers read it only when they open a backend connection.
+ */
+#ifndef KG_CLUSTER_H
+#define KG_CLUSTER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config/kg_config.h"
+#include "route/kg_versions.h"
+
+typedef struct kg_sockaddr {
+    struct sockaddr_storage sa;
+    socklen_t len;
+} kg_sockaddr;
+
+typedef struct kg_broker {
+    int32_t node_id;
+    char host[KG_HOST_MAX];
+    uint16_t port;
+    kg_sockaddr addr;
+    int resolved;
+} kg_broker;
+
+typedef struct kg_cluster {
+    const kg_cluster_cfg *cfg;
+    int index;
+
+    pthread_rwlock_t lock; /* guards everything below up to the atomics */
+    kg_broker *brokers;
+    int n_brokers;
+    kg_sockaddr *bootstrap; /* resolved bootstrap addresses (some may be unresolved: len 0) */
+    kg_version_ranges versions;
+    int versions_known;
+    char last_error[256];
+    char cluster_id[128];
+
+    atomic_int up;                /* 1 after a successful probe, 0 after a failed one */
+    atomic_uint_fast64_t probe_us; /* latency of the last successful probe */
+    atomic_uint_fast64_t last_probe_unix_ms;
+    atomic_uint round_robin;
+} kg_cluster;
+
+int kg_cluster_init(kg_cluster *c, const kg_cluster_cfg *cfg, int index);
+void kg_cluster_destroy(kg_cluster *c);
+
+/* Chooses where a backend connection goes: node NODE_ID when known, otherwise (node -1, or a
+ * node the cluster does not have) any broker, rotating. ATTEMPT > 0 asks for the next
+ * candidate after a failed connect. Returns 0 and fills OUT, or -1 when nothing is known. */
+int kg_cluster_pick(kg_cluster *c, int32_t node_id, int attempt, kg_sockaddr *out, char *desc,
+                    size_t desclen);
+
+/* Records a broker seen in a Metadata response. Cheap when nothing changed. */
+void kg_cluster_learn_broker(kg_cluster *c, int32_t node_id, const char *host, size_t host_len,
+                             int32_t port);
+
+/* One blocking health probe: ApiVersions then Metadata over a fresh connection. Updates up/down,
+ * latency, versions and the broker table. Returns 0 when the cluster answered. */
+int kg_cluster_probe(kg_cluster *c, int timeout_ms);
+
+/* Copies the versions learnt by probing; returns 0 when none are known yet. */
+int kg_cluster_versions(kg_cluster *c, kg_version_ranges *out);
+
+#endif

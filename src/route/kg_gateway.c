@@ -1,0 +1,573 @@
+#include "route/kg_gateway.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin/kg_admin.h"
+#include "admin/kg_metrics.h"
+#include "engine/kg_loop.h"
+#include "engine/kg_worker.h"
+#include "route/kg_vcmetrics.h"
+#include "state/kg_store.h"
+#include "util/kg_log.h"
+
+/* A listening socket: one per virtual cluster port (bootstrap and each broker node). */
+typedef struct kg_listener {
+    kg_io io;
+    kg_gateway *gw;
+    kg_vcluster *vc;
+    int32_t node_id; /* -1 = bootstrap port */
+} kg_listener;
+
+int kg_vcluster_node_port(const kg_vcluster *vc, int32_t node_id)
+{
+    if (node_id < vc->cfg->node_id_min || node_id > vc->cfg->node_id_max)
+        return -1;
+    return vc->cfg->port + 1 + (node_id - vc->cfg->node_id_min);
+}
+
+void kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_ranges *out)
+{
+    kg_versions_from_codecs(out);
+    kg_version_ranges probed;
+    if (kg_cluster_versions(&gw->clusters[vc->cfg->primary], &probed))
+        kg_versions_intersect(out, &probed);
+    if (vc->cfg->secondary >= 0 && kg_cluster_versions(&gw->clusters[vc->cfg->secondary], &probed))
+        kg_versions_intersect(out, &probed);
+}
+
+/* ---------------------------------------------------------------- accepting */
+
+static int gateway_total_conns(kg_gateway *gw)
+{
+    int n = 0;
+    for (int i = 0; i < gw->cfg->n_vclusters; i++)
+        n += atomic_load(&gw->vclusters[i].client_conns);
+    return n;
+}
+
+static void gateway_accept(kg_loop *loop, int fd, unsigned mask, void *arg)
+{
+    kg_listener *l = arg;
+    kg_gateway *gw = l->gw;
+    for (int i = 0; i < 64; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                kg_error("accept on port %d: %s (raise the open file limit)",
+                         l->vc->cfg->port, strerror(errno));
+            return;
+        }
+        if (gateway_total_conns(gw) >= gw->cfg->max_connections) {
+            kg_warn("refusing connection to vcluster %s: limits.max_connections (%d) reached",
+                    l->vc->cfg->name, gw->cfg->max_connections);
+            close(cfd);
+            continue;
+        }
+        unsigned w = atomic_fetch_add(&gw->next_worker, 1) % (unsigned)gw->n_workers;
+        kg_worker_adopt(gw->workers[w], cfd, l->vc, l->node_id);
+    }
+}
+
+static int gateway_listen_on(kg_gateway *gw, kg_listener *l, uint16_t port)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char portstr[8];
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    snprintf(portstr, sizeof(portstr), "%u", port);
+    int rc = getaddrinfo(gw->cfg->listen, portstr, &hints, &res);
+    if (rc != 0) {
+        kg_error("listen address %s: %s", gw->cfg->listen, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        kg_error("cannot listen on %s:%u for vcluster %s: %s", gw->cfg->listen, port,
+                 l->vc->cfg->name, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    l->io = (kg_io){.fd = fd, .fn = gateway_accept, .arg = l};
+    return kg_loop_io_set(gw->accept_loop, &l->io, KG_EV_READ);
+}
+
+static int gateway_open_listeners(kg_gateway *gw)
+{
+    int total = 0;
+    for (int i = 0; i < gw->cfg->n_vclusters; i++) {
+        const kg_vcluster_cfg *v = &gw->cfg->vclusters[i];
+        total += 1 + (v->node_id_max - v->node_id_min + 1);
+    }
+    gw->listeners = calloc((size_t)total, sizeof(*gw->listeners));
+    if (!gw->listeners)
+        return -1;
+    for (int i = 0; i < gw->cfg->n_vclusters; i++) {
+        kg_vcluster *vc = &gw->vclusters[i];
+        for (int32_t node = -1; node <= vc->cfg->node_id_max; node++) {
+            if (node >= 0 && node < vc->cfg->node_id_min)
+                node = vc->cfg->node_id_min;
+            kg_listener *l = &gw->listeners[gw->n_listen];
+            *l = (kg_listener){.gw = gw, .vc = vc, .node_id = node};
+            l->io.fd = -1;
+            uint16_t port = node < 0 ? vc->cfg->port : (uint16_t)kg_vcluster_node_port(vc, node);
+            if (gateway_listen_on(gw, l, port) < 0)
+                return -1;
+            gw->n_listen++;
+        }
+        kg_info("vcluster %s: bootstrap %s:%u, brokers %d-%d on ports %u-%u, active %s", vc->cfg->name,
+                gw->cfg->advertised_host, vc->cfg->port, vc->cfg->node_id_min, vc->cfg->node_id_max,
+                vc->cfg->port + 1, kg_vcluster_node_port(vc, vc->cfg->node_id_max),
+                gw->cfg->clusters[KG_ROUTE_ACTIVE(atomic_load(&vc->route))].name);
+    }
+    return 0;
+}
+
+static void gateway_close_listeners(kg_gateway *gw)
+{
+    for (int i = 0; i < gw->n_listen; i++) {
+        kg_loop_io_del(gw->accept_loop, &gw->listeners[i].io);
+        close(gw->listeners[i].io.fd);
+    }
+    gw->n_listen = 0;
+}
+
+static void *gateway_accept_main(void *arg)
+{
+    kg_gateway *gw = arg;
+    kg_loop_run(gw->accept_loop);
+    return NULL;
+}
+
+static void gateway_accept_stop(kg_loop *loop, void *arg)
+{
+    kg_gateway *gw = arg;
+    if (atomic_load(&gw->stopping))
+        kg_loop_stop(loop);
+}
+
+/* ---------------------------------------------------------------- health probes */
+
+static void *gateway_probe_main(void *arg)
+{
+    kg_gateway *gw = arg;
+    int interval = gw->cfg->probe_interval_ms;
+    int timeout = interval < 3000 ? (interval > 500 ? interval : 500) : 3000;
+    while (!atomic_load(&gw->stopping)) {
+        for (int i = 0; i < gw->cfg->n_clusters && !atomic_load(&gw->stopping); i++)
+            kg_cluster_probe(&gw->clusters[i], timeout);
+        pthread_mutex_lock(&gw->probe_lock);
+        if (!atomic_load(&gw->stopping)) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += interval / 1000;
+            until.tv_nsec += (long)(interval % 1000) * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&gw->probe_cond, &gw->probe_lock, &until);
+        }
+        pthread_mutex_unlock(&gw->probe_lock);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- state */
+
+static void gateway_restore_route(kg_gateway *gw, kg_vcluster *vc)
+{
+    char active[KG_NAME_MAX];
+    uint64_t epoch = 0;
+    int active_idx = vc->cfg->primary;
+    int rc = kg_store_get_vcluster(gw->store, vc->cfg->name, active, sizeof(active), &epoch);
+    if (rc == 0) {
+        int idx = kg_config_cluster_index(gw->cfg, active);
+        if (idx == vc->cfg->primary || (idx >= 0 && idx == vc->cfg->secondary))
+            active_idx = idx;
+        else
+            kg_warn("vcluster %s: stored active cluster %s is no longer one of its clusters; "
+                    "using the primary %s",
+                    vc->cfg->name, active, gw->cfg->clusters[vc->cfg->primary].name);
+    }
+    atomic_store(&vc->route, KG_ROUTE_WORD(epoch, active_idx));
+    if (rc == 0)
+        kg_info("vcluster %s: active cluster %s (epoch %llu, from the state store)", vc->cfg->name,
+                gw->cfg->clusters[active_idx].name, (unsigned long long)epoch);
+}
+
+/* ---------------------------------------------------------------- the switch */
+
+static int switch_target(kg_gateway *gw, const kg_vcluster *vc, const kg_switch_request *req,
+                         char *err, size_t errlen)
+{
+    if (req->to && *req->to) {
+        int idx = kg_config_cluster_index(gw->cfg, req->to);
+        if (idx < 0) {
+            snprintf(err, errlen, "unknown cluster '%s'", req->to);
+            return -404;
+        }
+        if (idx != vc->cfg->primary && idx != vc->cfg->secondary) {
+            snprintf(err, errlen, "cluster '%s' is not a cluster of vcluster '%s'", req->to,
+                     vc->cfg->name);
+            return -409;
+        }
+        return idx;
+    }
+    if (req->failback)
+        return vc->cfg->primary;
+    if (vc->cfg->secondary < 0) {
+        snprintf(err, errlen, "vcluster '%s' has no secondary cluster", vc->cfg->name);
+        return -409;
+    }
+    return vc->cfg->secondary;
+}
+
+static json_t *switch_describe(kg_gateway *gw, const kg_vcluster *vc, int from, int to,
+                               uint64_t epoch, const kg_switch_request *req)
+{
+    return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:b}", "vcluster", vc->cfg->name, "from",
+                     gw->cfg->clusters[from].name, "to", gw->cfg->clusters[to].name, "epoch",
+                     (json_int_t)epoch, "reason", req->reason ? req->reason : "", "actor",
+                     req->actor ? req->actor : "unknown", "forced", req->force);
+}
+
+static int switch_refuse(kg_gateway *gw, json_t *details, const char *why, json_t **result)
+{
+    json_object_set_new(details, "error", json_string(why));
+    kg_store_audit_append(gw->store, "switch.refused", details);
+    kg_warn("switch refused: %s", why);
+    *result = json_pack("{s:s, s:O}", "error", why, "request", details);
+    json_decref(details);
+    return 409;
+}
+
+static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_request *req,
+                         json_t **result)
+{
+    char err[256];
+    uint64_t start = kg_now_us();
+    uint64_t word = atomic_load(&vc->route);
+    int from = KG_ROUTE_ACTIVE(word);
+    uint64_t epoch = KG_ROUTE_EPOCH(word);
+    int to = switch_target(gw, vc, req, err, sizeof(err));
+    if (to < 0) {
+        *result = json_pack("{s:s}", "error", err);
+        return -to;
+    }
+    if (to == from) {
+        *result = json_pack("{s:s, s:s, s:I, s:b, s:s}", "vcluster", vc->cfg->name, "active",
+                            gw->cfg->clusters[to].name, "epoch", (json_int_t)epoch, "changed", 0,
+                            "message", "already active: nothing to do");
+        return 200;
+    }
+    json_t *details = switch_describe(gw, vc, from, to, epoch + 1, req);
+    kg_cluster *target = &gw->clusters[to];
+    if (!req->force && !atomic_load(&target->up)) {
+        pthread_rwlock_rdlock(&target->lock);
+        snprintf(err, sizeof(err), "cluster '%s' is down (%s); use force to switch anyway",
+                 target->cfg->name, target->last_error[0] ? target->last_error : "not probed yet");
+        pthread_rwlock_unlock(&target->lock);
+        return switch_refuse(gw, details, err, result);
+    }
+    /* Durable first: after a crash kgate comes back on the side the store names. */
+    if (kg_store_commit_switch(gw->store, vc->cfg->name, target->cfg->name, epoch + 1, "switch",
+                               details) != 0) {
+        json_decref(details);
+        *result = json_pack("{s:s}", "error", "cannot persist the switch in the state store");
+        return 500;
+    }
+    uint64_t new_word = KG_ROUTE_WORD(epoch + 1, to);
+    atomic_store_explicit(&vc->route, new_word, memory_order_release);
+    int closed = 0;
+    for (int i = 0; i < gw->n_workers; i++)
+        closed += kg_worker_close_stale(gw->workers[i], vc, new_word);
+    uint64_t took = kg_now_us() - start;
+    atomic_fetch_add(&vc->failovers_total, 1);
+    atomic_store(&vc->last_switch_us, took);
+    json_object_set_new(details, "connections_closed", json_integer(closed));
+    json_object_set_new(details, "duration_ms", json_real((double)took / 1000.0));
+    kg_store_audit_append(gw->store, "switch.completed", details);
+    kg_info("vcluster %s switched %s -> %s (epoch %llu): %d connections closed in %.2f ms (%s)",
+            vc->cfg->name, gw->cfg->clusters[from].name, target->cfg->name,
+            (unsigned long long)(epoch + 1), closed, (double)took / 1000.0,
+            req->reason ? req->reason : "no reason given");
+    json_object_set_new(details, "changed", json_true());
+    *result = details;
+    return 200;
+}
+
+int kg_gateway_switch(kg_gateway *gw, const kg_switch_request *req, json_t **result)
+{
+    int idx = kg_config_vcluster_index(gw->cfg, req->vcluster);
+    if (idx < 0) {
+        *result = json_pack("{s:s}", "error", "unknown vcluster");
+        json_object_set_new(*result, "vcluster", json_string(req->vcluster));
+        return 404;
+    }
+    kg_vcluster *vc = &gw->vclusters[idx];
+    pthread_mutex_lock(&vc->switch_lock);
+    int status;
+    if (atomic_load(&gw->stopping)) {
+        *result = json_pack("{s:s}", "error", "gateway is shutting down");
+        status = 503;
+    } else {
+        status = switch_locked(gw, vc, req, result);
+    }
+    pthread_mutex_unlock(&vc->switch_lock);
+    return status;
+}
+
+/* ---------------------------------------------------------------- status */
+
+static json_t *cluster_status(kg_cluster *c)
+{
+    json_t *brokers = json_array();
+    pthread_rwlock_rdlock(&c->lock);
+    for (int i = 0; i < c->n_brokers; i++)
+        json_array_append_new(brokers, json_pack("{s:i, s:s, s:i}", "node_id", c->brokers[i].node_id,
+                                                 "host", c->brokers[i].host, "port",
+                                                 c->brokers[i].port));
+    json_t *j = json_pack("{s:s, s:b, s:f, s:I, s:s, s:s, s:o}", "name", c->cfg->name, "up",
+                          atomic_load(&c->up), "probe_ms",
+                          (double)atomic_load(&c->probe_us) / 1000.0, "last_probe_unix_ms",
+                          (json_int_t)atomic_load(&c->last_probe_unix_ms), "last_error",
+                          c->last_error, "cluster_id", c->cluster_id, "brokers", brokers);
+    pthread_rwlock_unlock(&c->lock);
+    return j;
+}
+
+static json_t *vcluster_status(kg_gateway *gw, kg_vcluster *vc)
+{
+    uint64_t word = atomic_load(&vc->route);
+    const kg_config *cfg = gw->cfg;
+    return json_pack("{s:s, s:i, s:s, s:s?, s:s, s:I, s:i, s:I, s:f}", "name", vc->cfg->name,
+                     "port", vc->cfg->port, "primary", cfg->clusters[vc->cfg->primary].name,
+                     "secondary",
+                     vc->cfg->secondary >= 0 ? cfg->clusters[vc->cfg->secondary].name : NULL,
+                     "active", cfg->clusters[KG_ROUTE_ACTIVE(word)].name, "epoch",
+                     (json_int_t)KG_ROUTE_EPOCH(word), "client_connections",
+                     atomic_load(&vc->client_conns), "failovers_total",
+                     (json_int_t)atomic_load(&vc->failovers_total), "last_switch_ms",
+                     (double)atomic_load(&vc->last_switch_us) / 1000.0);
+}
+
+json_t *kg_gateway_status(kg_gateway *gw)
+{
+    json_t *vcs = json_array(), *cls = json_array();
+    for (int i = 0; i < gw->cfg->n_vclusters; i++)
+        json_array_append_new(vcs, vcluster_status(gw, &gw->vclusters[i]));
+    for (int i = 0; i < gw->cfg->n_clusters; i++)
+        json_array_append_new(cls, cluster_status(&gw->clusters[i]));
+    return json_pack("{s:o, s:o, s:i}", "vclusters", vcs, "clusters", cls, "workers",
+                     gw->n_workers);
+}
+
+/* ---------------------------------------------------------------- admin API glue */
+
+static json_t *admin_status(void *ctx)
+{
+    return kg_gateway_status(ctx);
+}
+
+static int admin_switch(void *ctx, const char *vcluster, const char *to, const char *reason,
+                        const char *actor, int force, int failback, json_t **result)
+{
+    kg_switch_request req = {.vcluster = vcluster, .to = to, .failback = failback, .force = force,
+                             .reason = reason, .actor = actor};
+    return kg_gateway_switch(ctx, &req, result);
+}
+
+static int admin_ready(void *ctx)
+{
+    kg_gateway *gw = ctx;
+    for (int i = 0; i < gw->cfg->n_vclusters; i++) {
+        int active = KG_ROUTE_ACTIVE(atomic_load(&gw->vclusters[i].route));
+        if (!atomic_load(&gw->clusters[active].up))
+            return 0;
+    }
+    return 1;
+}
+
+static void admin_collect(void *ctx)
+{
+    kg_gateway *gw = ctx;
+    for (int i = 0; i < gw->cfg->n_vclusters; i++)
+        kg_vcm_collect(gw->vclusters[i].metrics, gw, &gw->vclusters[i]);
+    for (int i = 0; i < gw->cfg->n_clusters; i++)
+        kg_vcm_collect_cluster(gw->metrics, &gw->clusters[i]);
+}
+
+static int gateway_start_admin(kg_gateway *gw)
+{
+    if (!gw->cfg->admin_listen[0])
+        return 0;
+    static const kg_admin_ops ops_template = {.status = admin_status,
+                                              .switch_vcluster = admin_switch,
+                                              .ready = admin_ready,
+                                              .collect_metrics = admin_collect};
+    gw->admin_ops = ops_template;
+    gw->admin_ops.ctx = gw;
+    char err[256];
+    gw->admin = kg_admin_start(gw->cfg->admin_listen, gw->cfg->admin_token, &gw->admin_ops,
+                               gw->store, gw->metrics, err, sizeof(err));
+    if (!gw->admin) {
+        kg_error("admin API on %s: %s", gw->cfg->admin_listen, err);
+        return -1;
+    }
+    kg_info("admin API on http://%s/", gw->cfg->admin_listen);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- start / stop */
+
+static int gateway_init_state(kg_gateway *gw)
+{
+    const kg_config *cfg = gw->cfg;
+    gw->clusters = calloc((size_t)cfg->n_clusters, sizeof(*gw->clusters));
+    gw->vclusters = calloc((size_t)cfg->n_vclusters, sizeof(*gw->vclusters));
+    gw->metrics = kg_metrics_new();
+    if (!gw->clusters || !gw->vclusters || !gw->metrics)
+        return -1;
+    for (int i = 0; i < cfg->n_clusters; i++)
+        if (kg_cluster_init(&gw->clusters[i], &cfg->clusters[i], i) < 0)
+            return -1;
+    char err[256];
+    gw->store = kg_store_open(cfg->state_path, err, sizeof(err));
+    if (!gw->store) {
+        kg_error("state store %s: %s", cfg->state_path, err);
+        return -1;
+    }
+    for (int i = 0; i < cfg->n_vclusters; i++) {
+        kg_vcluster *vc = &gw->vclusters[i];
+        vc->cfg = &cfg->vclusters[i];
+        vc->index = i;
+        pthread_mutex_init(&vc->switch_lock, NULL);
+        gateway_restore_route(gw, vc);
+        vc->metrics = kg_vcm_new(gw->metrics, vc->cfg->name);
+        if (!vc->metrics)
+            return -1;
+    }
+    return 0;
+}
+
+static int gateway_start_threads(kg_gateway *gw)
+{
+    gw->workers = calloc((size_t)gw->cfg->workers, sizeof(*gw->workers));
+    if (!gw->workers)
+        return -1;
+    for (int i = 0; i < gw->cfg->workers; i++) {
+        gw->workers[i] = kg_worker_start(gw, i);
+        if (!gw->workers[i])
+            return -1;
+        gw->n_workers++;
+    }
+    pthread_mutex_init(&gw->probe_lock, NULL);
+    pthread_cond_init(&gw->probe_cond, NULL);
+    if (pthread_create(&gw->probe_thread, NULL, gateway_probe_main, gw) != 0)
+        return -1;
+    gw->probe_started = 1;
+    if (pthread_create(&gw->accept_thread, NULL, gateway_accept_main, gw) != 0)
+        return -1;
+    gw->accept_started = 1;
+    return 0;
+}
+
+kg_gateway *kg_gateway_start(kg_config *cfg)
+{
+    kg_gateway *gw = calloc(1, sizeof(*gw));
+    if (!gw)
+        return NULL;
+    gw->cfg = cfg;
+    gw->accept_loop = kg_loop_new();
+    if (!gw->accept_loop || gateway_init_state(gw) < 0 || gateway_open_listeners(gw) < 0 ||
+        gateway_start_threads(gw) < 0 || gateway_start_admin(gw) < 0) {
+        kg_gateway_stop(gw);
+        return NULL;
+    }
+    kg_loop_on_wake(gw->accept_loop, gateway_accept_stop, gw);
+    kg_info("kgate serving %d virtual cluster(s) with %d worker(s)", cfg->n_vclusters,
+            gw->n_workers);
+    return gw;
+}
+
+void kg_gateway_stop(kg_gateway *gw)
+{
+    if (!gw)
+        return;
+    atomic_store(&gw->stopping, 1);
+    if (gw->admin)
+        kg_admin_stop(gw->admin);
+    if (gw->accept_started) {
+        kg_loop_on_wake(gw->accept_loop, gateway_accept_stop, gw);
+        kg_loop_wake(gw->accept_loop);
+        pthread_join(gw->accept_thread, NULL);
+    }
+    if (gw->accept_loop) {
+        gateway_close_listeners(gw);
+        kg_loop_free(gw->accept_loop);
+    }
+    uint64_t deadline = kg_now_us() + (uint64_t)gw->cfg->drain_timeout_ms * 1000u;
+    for (int i = 0; i < gw->n_workers; i++)
+        kg_worker_drain_and_join(gw->workers[i], deadline);
+    if (gw->probe_started) {
+        pthread_mutex_lock(&gw->probe_lock);
+        pthread_cond_broadcast(&gw->probe_cond);
+        pthread_mutex_unlock(&gw->probe_lock);
+        pthread_join(gw->probe_thread, NULL);
+    }
+    for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++)
+        kg_vcm_free(gw->vclusters[i].metrics);
+    for (int i = 0; gw->clusters && i < gw->cfg->n_clusters; i++)
+        kg_cluster_destroy(&gw->clusters[i]);
+    if (gw->store)
+        kg_store_close(gw->store);
+    kg_metrics_free(gw->metrics);
+    free(gw->listeners);
+    free(gw->workers);
+    free(gw->vclusters);
+    free(gw->clusters);
+    free(gw);
+}
+
+int kg_gateway_serve(kg_config *cfg)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    /* Blocked before any thread starts, so only sigwait below ever sees them. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    kg_gateway *gw = kg_gateway_start(cfg);
+    if (!gw)
+        return 1;
+    for (;;) {
+        int sig = 0;
+        sigwait(&set, &sig);
+        if (sig == SIGHUP) {
+            kg_info("SIGHUP: nothing to reload yet");
+            continue;
+        }
+        kg_info("%s: draining (up to %d ms) and stopping", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                cfg->drain_timeout_ms);
+        break;
+    }
+    kg_gateway_stop(gw);
+    kg_info("stopped");
+    return 0;
+}

@@ -1,0 +1,102 @@
+/* kg_gateway — the running gateway: physical clusters, virtual clusters and their active side,
+ * the workers that proxy connections, the acceptor, the health prober and the switch.
+ *
+ * Routing state of a virtual cluster is one 64-bit word (epoch << 8 | active cluster index),
+ * read lock-free by every connection; a connection keeps the word it was opened with as its
+ * snapshot and is closed as soon as the live word differs from it.
+ */
+#ifndef KG_GATEWAY_H
+#define KG_GATEWAY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "admin/kg_admin.h"
+#include "config/kg_config.h"
+#include "route/kg_cluster.h"
+
+typedef struct kg_worker kg_worker;
+typedef struct kg_store kg_store;
+typedef struct kg_metrics kg_metrics;
+typedef struct kg_loop kg_loop;
+typedef struct kg_vc_metrics kg_vc_metrics;
+
+#define KG_ROUTE_ACTIVE(word) ((int)((word)&0xff))
+#define KG_ROUTE_EPOCH(word) ((word) >> 8)
+#define KG_ROUTE_WORD(epoch, active) (((uint64_t)(epoch) << 8) | (uint64_t)(active))
+
+typedef struct kg_vcluster {
+    const kg_vcluster_cfg *cfg;
+    int index;
+    atomic_uint_fast64_t route; /* KG_ROUTE_WORD(epoch, active cluster index) */
+    pthread_mutex_t switch_lock; /* serializes switches of this virtual cluster */
+
+    atomic_int client_conns;
+    atomic_uint_fast64_t failovers_total;
+    atomic_uint_fast64_t last_switch_us;
+    kg_vc_metrics *metrics;
+} kg_vcluster;
+
+typedef struct kg_gateway {
+    kg_config *cfg;
+    kg_cluster *clusters;
+    kg_vcluster *vclusters;
+    kg_worker **workers;
+    int n_workers;
+
+    kg_store *store;
+    kg_metrics *metrics;
+    kg_admin *admin;
+
+    kg_admin_ops admin_ops;
+
+    kg_loop *accept_loop;
+    pthread_t accept_thread;
+    int accept_started;
+    struct kg_listener *listeners;
+    int n_listen;
+    atomic_uint next_worker;
+
+    pthread_t probe_thread;
+    int probe_started;
+    pthread_mutex_t probe_lock; /* with probe_cond: lets stop() cut the probe interval short */
+    pthread_cond_t probe_cond;
+
+    atomic_int stopping;
+} kg_gateway;
+
+/* Builds and starts everything (store, listeners, workers, prober, admin API). On failure
+ * prints why to the log and returns NULL. */
+kg_gateway *kg_gateway_start(kg_config *cfg);
+/* Stops accepting, lets in-flight requests finish (bounded by limits.drain_timeout_ms), and
+ * releases everything. The config stays the caller's. */
+void kg_gateway_stop(kg_gateway *gw);
+
+/* `kgate serve`: start, wait for SIGTERM/SIGINT, stop. Returns the process exit code. */
+int kg_gateway_serve(kg_config *cfg);
+
+typedef struct kg_switch_request {
+    const char *vcluster;
+    const char *to; /* cluster name; NULL = the secondary (failover) or the primary (failback) */
+    int failback;
+    int force;
+    const char *reason;
+    const char *actor;
+} kg_switch_request;
+
+/* Switches a virtual cluster's active side. Returns an HTTP-style status (200 switched or
+ * already active, 404 unknown vcluster/cluster, 409 refused) and a JSON description. */
+int kg_gateway_switch(kg_gateway *gw, const kg_switch_request *req, json_t **result);
+json_t *kg_gateway_status(kg_gateway *gw);
+
+/* What clients of VC may use: kgate's codecs intersected with every cluster of VC that has
+ * been probed, so a version negotiated before a switch still works after it. */
+void kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_ranges *out);
+
+/* Port of a virtual cluster's broker NODE_ID, or -1 when outside the configured node range. */
+int kg_vcluster_node_port(const kg_vcluster *vc, int32_t node_id);
+
+#endif

@@ -1,0 +1,164 @@
+#include "route/kg_vcmetrics.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/kg_metrics.h"
+#include "kp_msgs.h"
+#include "route/kg_gateway.h"
+
+#define VCM_APIS 128 /* api keys are small integers; higher ones share no series */
+
+static const double latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+
+struct kg_vc_metrics {
+    kg_metrics *registry;
+    char vcluster[KG_NAME_MAX * 2];
+    char labels[KG_NAME_MAX * 2 + 16];
+    kg_gauge *connections;
+    kg_counter *connections_total;
+    kg_counter *bytes_in, *bytes_out;
+    kg_histogram *latency;
+    _Atomic(kg_counter *) requests[VCM_APIS];
+    _Atomic(kg_counter *) unanswered[VCM_APIS];
+    kg_gauge *epoch, *failovers, *last_switch;
+};
+
+static kg_counter *vcm_api_counter(kg_vc_metrics *m, _Atomic(kg_counter *) *slot, int16_t api,
+                                   const char *name, const char *help)
+{
+    kg_counter *c = atomic_load_explicit(slot, memory_order_acquire);
+    if (c)
+        return c;
+    char labels[256];
+    char api_name[64];
+    const char *known = kp_api_name(api);
+    if (known)
+        snprintf(api_name, sizeof(api_name), "%s", known);
+    else
+        snprintf(api_name, sizeof(api_name), "api_%d", api);
+    kg_metrics_format_labels(labels, sizeof(labels), "vcluster", m->vcluster, "api", api_name,
+                             NULL);
+    /* Registration is idempotent, so two workers racing here get the same counter. */
+    c = kg_metrics_counter(m->registry, name, help, labels);
+    atomic_store_explicit(slot, c, memory_order_release);
+    return c;
+}
+
+kg_vc_metrics *kg_vcm_new(kg_metrics *registry, const char *vcluster)
+{
+    kg_vc_metrics *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->registry = registry;
+    snprintf(m->vcluster, sizeof(m->vcluster), "%s", vcluster);
+    kg_metrics_format_labels(m->labels, sizeof(m->labels), "vcluster", vcluster, NULL);
+    m->connections = kg_metrics_gauge(registry, "kgate_client_connections",
+                                      "Open client connections", m->labels);
+    m->connections_total = kg_metrics_counter(registry, "kgate_client_connections_total",
+                                              "Client connections accepted", m->labels);
+    m->bytes_in = kg_metrics_counter(registry, "kgate_client_bytes_in_total",
+                                     "Bytes received from clients", m->labels);
+    m->bytes_out = kg_metrics_counter(registry, "kgate_client_bytes_out_total",
+                                      "Bytes sent to clients", m->labels);
+    m->latency = kg_metrics_histogram(registry, "kgate_request_latency_seconds",
+                                      "Time from forwarding a request to its response",
+                                      m->labels, latency_bounds,
+                                      (int)(sizeof(latency_bounds) / sizeof(latency_bounds[0])));
+    m->epoch = kg_metrics_gauge(registry, "kgate_vcluster_epoch",
+                                "Routing epoch, incremented by every switch", m->labels);
+    m->failovers = kg_metrics_gauge(registry, "kgate_vcluster_switches_total",
+                                    "Failovers and failbacks since start", m->labels);
+    m->last_switch = kg_metrics_gauge(registry, "kgate_vcluster_last_switch_seconds",
+                                      "Duration of the last switch", m->labels);
+    return m;
+}
+
+void kg_vcm_free(kg_vc_metrics *m)
+{
+    free(m); /* the metrics themselves belong to the registry */
+}
+
+void kg_vcm_conn_opened(kg_vc_metrics *m)
+{
+    kg_gauge_add(m->connections, 1);
+    kg_counter_inc(m->connections_total);
+}
+
+void kg_vcm_conn_closed(kg_vc_metrics *m)
+{
+    kg_gauge_add(m->connections, -1);
+}
+
+void kg_vcm_request(kg_vc_metrics *m, int16_t api_key)
+{
+    if (api_key >= 0 && api_key < VCM_APIS)
+        kg_counter_inc(vcm_api_counter(m, &m->requests[api_key], api_key, "kgate_requests_total",
+                                       "Requests received from clients, by API"));
+}
+
+void kg_vcm_response(kg_vc_metrics *m, int16_t api_key, uint64_t latency_us)
+{
+    kg_histogram_observe(m->latency, (double)latency_us / 1e6);
+}
+
+void kg_vcm_unanswered(kg_vc_metrics *m, int16_t api_key)
+{
+    if (api_key >= 0 && api_key < VCM_APIS)
+        kg_counter_inc(vcm_api_counter(m, &m->unanswered[api_key], api_key,
+                                       "kgate_request_errors_total",
+                                       "Requests whose response never reached the client "
+                                       "(connection closed, switch, backend failure), by API"));
+}
+
+void kg_vcm_bytes_in(kg_vc_metrics *m, size_t n)
+{
+    kg_counter_add(m->bytes_in, n);
+}
+
+void kg_vcm_bytes_out(kg_vc_metrics *m, size_t n)
+{
+    kg_counter_add(m->bytes_out, n);
+}
+
+void kg_vcm_collect(kg_vc_metrics *m, kg_gateway *gw, kg_vcluster *vc)
+{
+    uint64_t word = atomic_load(&vc->route);
+    kg_gauge_set(m->epoch, (double)KG_ROUTE_EPOCH(word));
+    kg_gauge_set(m->failovers, (double)atomic_load(&vc->failovers_total));
+    kg_gauge_set(m->last_switch, (double)atomic_load(&vc->last_switch_us) / 1e6);
+    int sides[2] = {vc->cfg->primary, vc->cfg->secondary};
+    for (int i = 0; i < 2; i++) {
+        if (sides[i] < 0)
+            continue;
+        char labels[256];
+        kg_metrics_format_labels(labels, sizeof(labels), "vcluster", m->vcluster, "cluster",
+                                 gw->cfg->clusters[sides[i]].name, "role",
+                                 i == 0 ? "primary" : "secondary", NULL);
+        kg_gauge_set(kg_metrics_gauge(m->registry, "kgate_vcluster_active",
+                                      "1 for the cluster a virtual cluster routes to", labels),
+                     KG_ROUTE_ACTIVE(word) == sides[i]);
+    }
+}
+
+void kg_vcm_collect_cluster(kg_metrics *registry, kg_cluster *c)
+{
+    char labels[256];
+    kg_metrics_format_labels(labels, sizeof(labels), "cluster", c->cfg->name, NULL);
+    kg_gauge_set(kg_metrics_gauge(registry, "kgate_cluster_up",
+                                  "1 when kgate's last health probe of the cluster succeeded",
+                                  labels),
+                 atomic_load(&c->up));
+    kg_gauge_set(kg_metrics_gauge(registry, "kgate_cluster_probe_latency_seconds",
+                                  "Duration of the last successful health probe", labels),
+                 (double)atomic_load(&c->probe_us) / 1e6);
+    pthread_rwlock_rdlock(&c->lock);
+    int n = c->n_brokers;
+    pthread_rwlock_unlock(&c->lock);
+    kg_gauge_set(kg_metrics_gauge(registry, "kgate_cluster_brokers",
+                                  "Brokers in the cluster's last metadata", labels),
+                 n);
+}

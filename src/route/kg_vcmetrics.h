@@ -1,0 +1,31 @@
+/* kg_vcmetrics — the Prometheus metrics of one virtual cluster, as handles the proxy updates
+ * without locks or allocation (per-API series are registered on first use). */
+#ifndef KG_VCMETRICS_H
+#define KG_VCMETRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kg_metrics kg_metrics;
+typedef struct kg_vc_metrics kg_vc_metrics;
+typedef struct kg_gateway kg_gateway;
+typedef struct kg_vcluster kg_vcluster;
+typedef struct kg_cluster kg_cluster;
+
+kg_vc_metrics *kg_vcm_new(kg_metrics *registry, const char *vcluster);
+void kg_vcm_free(kg_vc_metrics *m);
+
+void kg_vcm_conn_opened(kg_vc_metrics *m);
+void kg_vcm_conn_closed(kg_vc_metrics *m);
+void kg_vcm_request(kg_vc_metrics *m, int16_t api_key);
+void kg_vcm_response(kg_vc_metrics *m, int16_t api_key, uint64_t latency_us);
+/* A request that will never get its response (its connection closed first). */
+void kg_vcm_unanswered(kg_vc_metrics *m, int16_t api_key);
+void kg_vcm_bytes_in(kg_vc_metrics *m, size_t n);
+void kg_vcm_bytes_out(kg_vc_metrics *m, size_t n);
+
+/* Scrape time: copy routing and health state into gauges. */
+void kg_vcm_collect(kg_vc_metrics *m, kg_gateway *gw, kg_vcluster *vc);
+void kg_vcm_collect_cluster(kg_metrics *registry, kg_cluster *c);
+
+#endif
