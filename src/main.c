@@ -7,6 +7,7 @@
 #include "admin/kg_cli.h"
 #include "config/kg_config.h"
 #include "route/kg_gateway.h"
+#include "tools/kg_demo.h"
 #include "tools/kg_devcluster.h"
 #include "util/kg_log.h"
 
@@ -163,6 +164,8 @@ int main(int argc, char **argv)
         return cmd_check(argc - 1, argv + 1);
     if (strcmp(cmd, "dev-cluster") == 0)
         return kg_devcluster_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "demo") == 0)
+        return kg_demo_main(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "failover") == 0 ||
         strcmp(cmd, "failback") == 0 || strcmp(cmd, "audit") == 0)
         return cmd_operate(argc - 1, argv + 1);
