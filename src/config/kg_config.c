@@ -873,7 +873,10 @@ static void parse_bootstrap_string(cfg_parser *p, kg_cluster_cfg *c, const cfg_v
 {
     size_t len;
     const char *text = scalar_text(v->node, &len);
-    int quote = fy_node_get_style(v->node) == FYNS_PLAIN ? 0 : 1;
+    /* Offsets map to columns only for one-line styles (marks point past any opening quote). */
+    enum fy_node_style style = fy_node_get_style(v->node);
+    int one_line =
+        style == FYNS_PLAIN || style == FYNS_SINGLE_QUOTED || style == FYNS_DOUBLE_QUOTED;
     size_t start = 0;
     while (start <= len) {
         size_t end = start;
@@ -884,7 +887,7 @@ static void parse_bootstrap_string(cfg_parser *p, kg_cluster_cfg *c, const cfg_v
             a++;
         while (b > a && (text[b - 1] == ' ' || text[b - 1] == '\t'))
             b--;
-        cfg_loc loc = {v->loc.line, v->loc.col + quote + (int)a};
+        cfg_loc loc = {v->loc.line, v->loc.col + (one_line ? (int)a : 0)};
         parse_bootstrap_entry(p, c, path, text + a, b - a, loc);
         start = end + 1;
     }
