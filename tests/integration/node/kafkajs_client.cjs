@@ -1,0 +1,91 @@
+// KafkaJS client driven by the integration tests: produce, consume with a consumer group of two
+// members, then restart the group and check it resumes from its committed offsets.
+// Usage: node kafkajs_client.cjs '{"bootstrap": "...", "topic": "...", "count": N, "group": "..."}'
+// Prints one JSON object on stdout; failures exit non-zero with the error on stderr.
+'use strict';
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
+const { Kafka, logLevel } = require('kafkajs');
+
+const args = JSON.parse(process.argv[2]);
+const kafka = new Kafka({
+  clientId: 'kgate-it-kafkajs',
+  brokers: [args.bootstrap],
+  connectionTimeout: 5000,
+  requestTimeout: 15000,
+  retry: { retries: 8, initialRetryTime: 200 },
+  logLevel: logLevel.ERROR,
+});
+
+async function produce(start, count) {
+  const producer = kafka.producer();
+  await producer.connect();
+  const acked = [];
+  for (let i = start; i < start + count; i += 100) {
+    const messages = [];
+    for (let j = i; j < Math.min(i + 100, start + count); j++) {
+      messages.push({ key: `k${j}`, value: `kafkajs-${j}` });
+    }
+    const meta = await producer.send({ topic: args.topic, acks: -1, messages });
+    for (const m of meta) {
+      if (m.errorCode !== 0) throw new Error(`produce error ${m.errorCode}`);
+      acked.push({ partition: m.partition, baseOffset: Number(m.baseOffset) });
+    }
+  }
+  await producer.disconnect();
+  return acked;
+}
+
+// Runs `members` consumers in one group until `want` distinct values arrived and every member
+// has been assigned partitions at least once (or the deadline passes).
+async function consumeGroup(members, want, deadlineMs) {
+  const consumed = [];
+  const joins = [];
+  const seen = new Set();
+  const consumers = [];
+  const assignedMembers = new Set();
+  let resolveDone;
+  const done = new Promise((r) => { resolveDone = r; });
+  const check = () => { if (seen.size >= want && assignedMembers.size === members) resolveDone(); };
+  for (let m = 0; m < members; m++) {
+    const c = kafka.consumer({ groupId: args.group, sessionTimeout: 10000, heartbeatInterval: 500,
+      rebalanceTimeout: 15000, maxWaitTimeInMs: 200, retry: { retries: 8 } });
+    const name = `member-${m}`;
+    c.on(c.events.GROUP_JOIN, (e) => {
+      const parts = Object.values(e.payload.memberAssignment).flat();
+      joins.push({ member: name, partitions: parts });
+      if (parts.length > 0) assignedMembers.add(name);
+      check();
+    });
+    await c.connect();
+    await c.subscribe({ topic: args.topic, fromBeginning: true });
+    await c.run({
+      eachMessage: async ({ partition, message }) => {
+        const value = message.value.toString();
+        consumed.push({ member: name, partition, offset: Number(message.offset), value });
+        seen.add(value);
+        check();
+      },
+    });
+    consumers.push(c);
+  }
+  const timer = setTimeout(resolveDone, deadlineMs);
+  await done;
+  clearTimeout(timer);
+  for (const c of consumers) await c.disconnect(); // commits what was processed
+  return { records: consumed, joins };
+}
+
+async function main() {
+  const out = {};
+  out.produced = await produce(0, args.count);
+  out.consumed = await consumeGroup(2, args.count, 60000);
+  out.produced_after = await produce(args.count, args.count_after);
+  out.consumed_after = await consumeGroup(1, args.count_after, 60000);
+  const admin = kafka.admin();
+  await admin.connect();
+  out.cluster = await admin.describeCluster();
+  await admin.disconnect();
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+main().catch((e) => { console.error(e && e.stack ? e.stack : e); process.exit(1); });
