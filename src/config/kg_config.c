@@ -622,64 +622,63 @@ static const char *host_problem(const char *host)
     return NULL;
 }
 
-/* Parses "host:port" or "[ipv6]:port" into OUT (brackets dropped). On error writes the reason
- * to WHY and returns -1. */
-static int parse_hostport(const char *text, kg_hostport *out, char *why, size_t why_size)
+/* Splits "host:port" or "[ipv6]:port". Returns NULL, or why TEXT is not of that form. */
+static const char *split_hostport(const char *text, const char **host, size_t *host_len,
+                                  const char **port_text)
 {
-    const char *port_text;
-    size_t host_len;
-    const char *host = text;
     if (text[0] == '[') {
         const char *close = strchr(text, ']');
-        if (!close) {
-            snprintf(why, why_size, "missing ']' after the IPv6 address");
-            return -1;
-        }
-        host = text + 1;
-        host_len = (size_t)(close - host);
-        if (close[1] != ':') {
-            snprintf(why, why_size, "missing ':port' after ']' (expected [ipv6]:port)");
-            return -1;
-        }
-        port_text = close + 2;
-    } else {
-        const char *colon = strrchr(text, ':');
-        if (!colon) {
-            snprintf(why, why_size, "missing ':port' (expected host:port)");
-            return -1;
-        }
-        if (strchr(text, ':') != colon) {
-            snprintf(why, why_size, "an IPv6 address must be in brackets, e.g. [::1]:9092");
-            return -1;
-        }
-        host_len = (size_t)(colon - text);
-        port_text = colon + 1;
+        if (!close) return "missing ']' after the IPv6 address";
+        if (close[1] != ':') return "missing ':port' after ']' (expected [ipv6]:port)";
+        *host = text + 1;
+        *host_len = (size_t)(close - *host);
+        *port_text = close + 2;
+        return NULL;
     }
-    if (host_len >= sizeof(out->host)) {
-        snprintf(why, why_size, "the host is too long");
-        return -1;
-    }
-    memcpy(out->host, host, host_len);
-    out->host[host_len] = '\0';
-    const char *problem = host_problem(out->host);
-    if (!problem && text[0] == '[' && !is_ipv6(out->host))
-        problem = "brackets are only for IPv6 addresses";
-    if (problem) {
-        snprintf(why, why_size, "%s", problem);
-        return -1;
-    }
+    const char *colon = strrchr(text, ':');
+    if (!colon) return "missing ':port' (expected host:port)";
+    if (strchr(text, ':') != colon) return "an IPv6 address must be in brackets, e.g. [::1]:9092";
+    *host = text;
+    *host_len = (size_t)(colon - text);
+    *port_text = colon + 1;
+    return NULL;
+}
+
+static int parse_port(const char *text, uint16_t *out, char *why, size_t why_size)
+{
     long long port;
-    if (parse_integer(port_text, strlen(port_text), &port) != 0 || port_text[0] == '+' ||
-        port_text[0] == '-') {
-        snprintf(why, why_size, "the port '%.20s' is not a number", port_text);
+    if (text[0] == '+' || text[0] == '-' || parse_integer(text, strlen(text), &port) != 0) {
+        snprintf(why, why_size, "the port '%.20s' is not a number", text);
         return -1;
     }
     if (port < 1 || port > 65535) {
         snprintf(why, why_size, "port %lld out of range (1-65535)", port);
         return -1;
     }
-    out->port = (uint16_t)port;
+    *out = (uint16_t)port;
     return 0;
+}
+
+/* Parses "host:port" or "[ipv6]:port" into OUT (brackets dropped). On error writes the reason
+ * to WHY and returns -1. */
+static int parse_hostport(const char *text, kg_hostport *out, char *why, size_t why_size)
+{
+    const char *host, *port_text;
+    size_t host_len;
+    const char *problem = split_hostport(text, &host, &host_len, &port_text);
+    if (!problem && host_len >= sizeof(out->host)) problem = "the host is too long";
+    if (!problem) {
+        memcpy(out->host, host, host_len);
+        out->host[host_len] = '\0';
+        problem = host_problem(out->host);
+    }
+    if (!problem && text[0] == '[' && !is_ipv6(out->host))
+        problem = "brackets are only for IPv6 addresses";
+    if (problem) {
+        snprintf(why, why_size, "%s", problem);
+        return -1;
+    }
+    return parse_port(port_text, &out->port, why, why_size);
 }
 
 /* listen and advertised_host take a bare address: ports come from each vcluster. */

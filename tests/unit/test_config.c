@@ -694,7 +694,7 @@ KT_TEST(secrets_and_tls_files)
     r = parse("clusters:\n"
               "  a:\n"
               "    bootstrap: a:1\n"
-              "    tls: {ca_file: /nonexistent/ca.pem, key_file: /etc/hostname}\n"
+              "    tls: {ca_file: /nonexistent/ca.pem, key_file: /dev/null}\n"
               "    sasl: {mechanism: GSSAPI}\n"
               "vclusters: {v: {port: 20000, primary: a}}\n");
     KT_CHECK_EQ_INT(r.n_errors, 5);
