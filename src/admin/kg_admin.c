@@ -1,0 +1,760 @@
+/* kg_admin — see kg_admin.h and docs/api.md. */
+#include "admin/kg_admin.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "util/kg_log.h"
+
+#define THREAD_POOL_SIZE 4
+#define CONNECTION_LIMIT 128
+#define CONNECTION_TIMEOUT_S 30
+#define MAX_REASON 1024
+#define AUDIT_DEFAULT_LIMIT 50
+#define AUDIT_MAX_LIMIT 1000
+
+struct kg_admin {
+    struct MHD_Daemon *daemon;
+    kg_admin_ops ops;
+    kg_store *store;
+    kg_metrics *metrics;
+    int has_token;
+    unsigned char token_digest[32];
+    char token_id[32]; /* "token:<12 hex>" or "anonymous" */
+    kg_admin_route *routes;
+    int n_routes;
+    uint16_t port;
+};
+
+/* Per-request state across libmicrohttpd's calls: headers, body chunks, final dispatch. */
+typedef struct request_state {
+    kg_admin_request req;
+    const kg_admin_route *route;
+    char *body;
+    size_t body_len;
+    int body_too_large;
+    int replied;
+    char actor[256];
+    char param_buf[512];
+    char allow[64];
+} request_state;
+
+/* ---- reply helpers ---- */
+
+int kg_admin_reply(kg_admin_request *req, int status, json_t *body)
+{
+    json_decref(req->reply);
+    req->reply = body;
+    req->status = status;
+    return status;
+}
+
+int kg_admin_error(kg_admin_request *req, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return kg_admin_reply(req, status, json_pack("{s:s}", "error", msg));
+}
+
+const char *kg_admin_query(const kg_admin_request *req, const char *key)
+{
+    return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, key);
+}
+
+static const char *field_type_name(kg_admin_field_type type)
+{
+    static const char *const names[] = {"a string",  "a boolean", "an integer", "a number",
+                                        "an object", "an array",  "any value"};
+    return names[type];
+}
+
+static int field_type_matches(const json_t *value, kg_admin_field_type type)
+{
+    switch (type) {
+    case KG_FIELD_STRING:
+        return json_is_string(value);
+    case KG_FIELD_BOOL:
+        return json_is_boolean(value);
+    case KG_FIELD_INT:
+        return json_is_integer(value);
+    case KG_FIELD_NUMBER:
+        return json_is_number(value);
+    case KG_FIELD_OBJECT:
+        return json_is_object(value);
+    case KG_FIELD_ARRAY:
+        return json_is_array(value);
+    case KG_FIELD_ANY:
+        return 1;
+    }
+    return 0;
+}
+
+static const kg_admin_field *find_field(const kg_admin_field *fields, const char *name)
+{
+    for (const kg_admin_field *f = fields; f->name; f++)
+        if (strcmp(f->name, name) == 0) return f;
+    return NULL;
+}
+
+int kg_admin_check_fields(kg_admin_request *req, const kg_admin_field *fields)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(req->body, key, value)
+    {
+        const kg_admin_field *f = find_field(fields, key);
+        if (!f) return kg_admin_error(req, 400, "unknown field \"%s\"", key);
+        if (!field_type_matches(value, f->type))
+            return kg_admin_error(req, 400, "field \"%s\" must be %s", key,
+                                  field_type_name(f->type));
+    }
+    for (const kg_admin_field *f = fields; f->name; f++)
+        if (f->required && !json_object_get(req->body, f->name))
+            return kg_admin_error(req, 400, "missing field \"%s\"", f->name);
+    return 0;
+}
+
+static const char *body_string(const kg_admin_request *req, const char *name)
+{
+    return json_string_value(json_object_get(req->body, name));
+}
+
+/* ---- built-in handlers ---- */
+
+static int handle_healthz(void *ctx, kg_admin_request *req)
+{
+    return kg_admin_reply(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static int handle_readyz(void *ctx, kg_admin_request *req)
+{
+    const kg_admin_ops *ops = &req->admin->ops;
+    int ready = ops->ready ? ops->ready(ops->ctx) : 1;
+    return kg_admin_reply(req, ready ? 200 : 503, json_pack("{s:b}", "ready", ready));
+}
+
+static int handle_status(void *ctx, kg_admin_request *req)
+{
+    const kg_admin_ops *ops = &req->admin->ops;
+    json_t *status = ops->status ? ops->status(ops->ctx) : NULL;
+    if (!status) return kg_admin_error(req, 503, "status is not available");
+    return kg_admin_reply(req, 200, status);
+}
+
+static int handle_metrics(void *ctx, kg_admin_request *req)
+{
+    kg_admin *a = req->admin;
+    if (!a->metrics) return kg_admin_error(req, 503, "metrics are not enabled");
+    if (a->ops.collect_metrics) a->ops.collect_metrics(a->ops.ctx);
+    char *text = kg_metrics_render(a->metrics);
+    if (!text) return kg_admin_error(req, 500, "out of memory rendering metrics");
+    req->reply_text = text;
+    req->reply_type = "text/plain; version=0.0.4; charset=utf-8";
+    req->status = 200;
+    return 200;
+}
+
+/* Refusals are audited here, once, for every switch path: the engine only audits what it did. */
+static void audit_refused_switch(kg_admin_request *req, const char *action, const char *to,
+                                 const char *reason, int force, int status, json_t *result)
+{
+    kg_store *store = req->admin->store;
+    if (!store) return;
+    const char *error = json_string_value(json_object_get(result, "error"));
+    json_t *details =
+        json_pack("{s:s, s:s, s:s?, s:s, s:b, s:s, s:i, s:s}", "vcluster", req->params[0], "action",
+                  action, "to", to, "reason", reason, "force", force, "actor", req->actor, "status",
+                  status, "error", error ? error : "");
+    if (kg_store_audit_append(store, "switch.refused", details) != 0)
+        kg_error("admin: could not audit the refused %s of %s", action, req->params[0]);
+    json_decref(details);
+}
+
+static int run_switch(kg_admin_request *req, const char *action, const char *to)
+{
+    kg_admin *a = req->admin;
+    const char *reason = body_string(req, "reason");
+    int force = json_is_true(json_object_get(req->body, "force"));
+    if (!reason) reason = "";
+    if (strlen(reason) > MAX_REASON)
+        return kg_admin_error(req, 400, "field \"reason\" is longer than %d bytes", MAX_REASON);
+    if (!a->ops.switch_vcluster) return kg_admin_error(req, 503, "switching is not available");
+
+    json_t *result = NULL;
+    int status =
+        a->ops.switch_vcluster(a->ops.ctx, req->params[0], to, reason, req->actor, force, &result);
+    if (status < 100 || status > 599) {
+        kg_error("admin: switch callback returned invalid status %d", status);
+        json_decref(result);
+        result = json_pack("{s:s}", "error", "internal error");
+        status = 500;
+    }
+    if (!result)
+        result = status >= 400 ? json_pack("{s:s}", "error", "switch refused") : json_object();
+    if (status >= 400) audit_refused_switch(req, action, to, reason, force, status, result);
+    kg_info("admin: %s of %s%s%s by %s: %d", action, req->params[0], to && *to ? " to " : "",
+            to ? to : "", req->actor, status);
+    return kg_admin_reply(req, status, result);
+}
+
+static int handle_failover(void *ctx, kg_admin_request *req)
+{
+    static const kg_admin_field fields[] = {{"to", KG_FIELD_STRING, 0},
+                                            {"reason", KG_FIELD_STRING, 0},
+                                            {"force", KG_FIELD_BOOL, 0},
+                                            {NULL}};
+    int bad = kg_admin_check_fields(req, fields);
+    if (bad) return bad;
+    const char *to = body_string(req, "to");
+    if (to && !*to) return kg_admin_error(req, 400, "field \"to\" must not be empty");
+    /* "" tells the gateway: the secondary of this virtual cluster. */
+    return run_switch(req, "failover", to ? to : "");
+}
+
+static int handle_failback(void *ctx, kg_admin_request *req)
+{
+    static const kg_admin_field fields[] = {
+        {"reason", KG_FIELD_STRING, 0}, {"force", KG_FIELD_BOOL, 0}, {NULL}};
+    int bad = kg_admin_check_fields(req, fields);
+    if (bad) return bad;
+    return run_switch(req, "failback", NULL);
+}
+
+/* Strict decimal parse: the whole string, within [MIN, MAX]. */
+static int parse_int_arg(const char *text, long long min, long long max, long long *out)
+{
+    if (!text || !*text) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || *end || v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+static json_t *audit_head_json(kg_store *store)
+{
+    int64_t last_seq;
+    char hash[KG_STORE_HASH_HEX + 1];
+    if (kg_store_audit_head(store, &last_seq, hash) != 0) return NULL;
+    return json_pack("{s:I, s:s}", "last_seq", (json_int_t)last_seq, "last_hash", hash);
+}
+
+static int handle_audit_list(void *ctx, kg_admin_request *req)
+{
+    kg_store *store = req->admin->store;
+    if (!store) return kg_admin_error(req, 503, "no state store");
+    const char *after_arg = kg_admin_query(req, "after");
+    const char *limit_arg = kg_admin_query(req, "limit");
+    long long after = -1, limit = AUDIT_DEFAULT_LIMIT;
+    if (after_arg && parse_int_arg(after_arg, 0, LLONG_MAX, &after) != 0)
+        return kg_admin_error(req, 400, "query \"after\" must be a non-negative integer");
+    if (limit_arg && parse_int_arg(limit_arg, 1, AUDIT_MAX_LIMIT, &limit) != 0)
+        return kg_admin_error(req, 400, "query \"limit\" must be an integer from 1 to %d",
+                              AUDIT_MAX_LIMIT);
+    json_t *entries = kg_store_audit_list(store, after, (int)limit);
+    json_t *head = audit_head_json(store);
+    if (!entries || !head) {
+        json_decref(entries);
+        json_decref(head);
+        return kg_admin_error(req, 500, "cannot read the audit log");
+    }
+    size_t n = json_array_size(entries);
+    json_t *last_seq = n ? json_object_get(json_array_get(entries, n - 1), "seq") : NULL;
+    return kg_admin_reply(
+        req, 200,
+        json_pack("{s:o, s:o, s:O?}", "entries", entries, "head", head, "next_after", last_seq));
+}
+
+static int handle_audit_verify(void *ctx, kg_admin_request *req)
+{
+    kg_store *store = req->admin->store;
+    if (!store) return kg_admin_error(req, 503, "no state store");
+    json_t *report = NULL;
+    int rc = kg_store_audit_verify(store, &report);
+    if (rc < 0) {
+        const char *msg = json_string_value(json_object_get(report, "error"));
+        kg_admin_error(req, 500, "cannot verify the audit log: %s", msg ? msg : "storage error");
+        json_decref(report);
+        return 500;
+    }
+    if (rc == 1)
+        kg_warn("admin: audit chain broken: %s",
+                json_string_value(json_object_get(report, "message")));
+    /* A broken chain is a finding, not a failed request: 200 with "intact": false. */
+    return kg_admin_reply(req, 200, report);
+}
+
+/* Adding a route is one line here (or an entry in kg_admin_ops.extra_routes). */
+static const kg_admin_route builtin_routes[] = {
+    {"GET", "/healthz", handle_healthz, NULL, KG_ADMIN_PUBLIC},
+    {"GET", "/readyz", handle_readyz, NULL, KG_ADMIN_PUBLIC},
+    {"GET", "/metrics", handle_metrics, NULL, 0},
+    {"GET", "/v1/status", handle_status, NULL, 0},
+    {"POST", "/v1/vclusters/{}/failover", handle_failover, NULL, KG_ADMIN_JSON_BODY},
+    {"POST", "/v1/vclusters/{}/failback", handle_failback, NULL, KG_ADMIN_JSON_BODY},
+    {"GET", "/v1/audit", handle_audit_list, NULL, 0},
+    {"GET", "/v1/audit/verify", handle_audit_verify, NULL, 0},
+};
+
+/* ---- routing ---- */
+
+/* Matches PATH against PATTERN segment by segment; "{}" matches one non-empty segment, whose
+ * start and length are recorded in CAPS. Returns the number of captures, or -1: no match. */
+static int match_pattern(const char *pattern, const char *path, const char *caps[],
+                         size_t cap_lens[])
+{
+    int n = 0;
+    const char *p = pattern, *s = path;
+    while (*p == '/' && *s == '/') {
+        p++;
+        s++;
+        size_t p_len = strcspn(p, "/");
+        size_t s_len = strcspn(s, "/");
+        if (p_len == 2 && strncmp(p, "{}", 2) == 0) {
+            if (s_len == 0 || n == KG_ADMIN_MAX_PARAMS) return -1;
+            caps[n] = s;
+            cap_lens[n++] = s_len;
+        } else if (p_len != s_len || strncmp(p, s, p_len) != 0) {
+            return -1;
+        }
+        p += p_len;
+        s += s_len;
+    }
+    return *p || *s ? -1 : n;
+}
+
+/* Copies the captured segments into the request's own NUL-terminated storage. */
+static int store_params(request_state *rs, const char *caps[], const size_t cap_lens[], int n)
+{
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        if (used + cap_lens[i] + 1 > sizeof(rs->param_buf)) return -1;
+        memcpy(rs->param_buf + used, caps[i], cap_lens[i]);
+        rs->param_buf[used + cap_lens[i]] = '\0';
+        rs->req.params[i] = rs->param_buf + used;
+        used += cap_lens[i] + 1;
+    }
+    rs->req.n_params = n;
+    return 0;
+}
+
+/* Finds the route for the request's method and path. When another method has this path, fills
+ * rs->allow with the methods that do (405 rather than 404). */
+static const kg_admin_route *find_route(kg_admin *a, request_state *rs)
+{
+    rs->allow[0] = '\0';
+    for (int i = 0; i < a->n_routes; i++) {
+        const kg_admin_route *r = &a->routes[i];
+        const char *caps[KG_ADMIN_MAX_PARAMS];
+        size_t cap_lens[KG_ADMIN_MAX_PARAMS];
+        int n = match_pattern(r->pattern, rs->req.path, caps, cap_lens);
+        if (n < 0) continue;
+        if (strcmp(r->method, rs->req.method) == 0)
+            return store_params(rs, caps, cap_lens, n) == 0 ? r : NULL;
+        size_t used = strlen(rs->allow);
+        snprintf(rs->allow + used, sizeof(rs->allow) - used, "%s%s", used ? ", " : "", r->method);
+    }
+    return NULL;
+}
+
+/* ---- authentication and identity ---- */
+
+static void sha256(const char *data, size_t len, unsigned char out[32])
+{
+    unsigned int n = 0;
+    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+}
+
+/* Constant time over the digests: the comparison's duration does not depend on how much of
+ * the presented token is right, nor on the configured token's length. */
+static int token_matches(const kg_admin *a, const char *presented)
+{
+    unsigned char digest[32];
+    sha256(presented, strlen(presented), digest);
+    return CRYPTO_memcmp(digest, a->token_digest, sizeof(digest)) == 0;
+}
+
+/* The token of "Authorization: Bearer TOKEN", or NULL. */
+static const char *bearer_token(struct MHD_Connection *conn)
+{
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) return NULL;
+    auth += 7;
+    while (*auth == ' ')
+        auth++;
+    return *auth ? auth : NULL;
+}
+
+static void peer_address(struct MHD_Connection *conn, char *out, size_t len)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(out, len, "unknown");
+    if (!info || !info->client_addr) return;
+    socklen_t slen = info->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                              : sizeof(struct sockaddr_in);
+    if (getnameinfo(info->client_addr, slen, out, (socklen_t)len, NULL, 0, NI_NUMERICHOST) != 0)
+        snprintf(out, len, "unknown");
+}
+
+/* Copies an optional user name, keeping only characters that cannot forge log structure. */
+static void sanitize_user(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const char *p = in; *p && o + 1 < len && o < 64; p++) {
+        char c = *p;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '-' || c == '_' || c == '@';
+        if (ok) out[o++] = c;
+    }
+    out[o] = '\0';
+}
+
+/* IDENTITY is the verified token's id, or "anonymous". */
+static void build_actor(const char *identity, struct MHD_Connection *conn, char *out, size_t len)
+{
+    char peer[INET6_ADDRSTRLEN + 8];
+    peer_address(conn, peer, sizeof(peer));
+    char user[72] = "";
+    const char *user_hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Kgate-User");
+    if (user_hdr) sanitize_user(user_hdr, user, sizeof(user));
+    snprintf(out, len, "%s%s%s from %s", identity, user[0] ? " user:" : "", user, peer);
+}
+
+/* ---- libmicrohttpd plumbing ---- */
+
+static enum MHD_Result send_reply(kg_admin *a, struct MHD_Connection *conn, request_state *rs)
+{
+    kg_admin_request *req = &rs->req;
+    char *text = req->reply_text;
+    const char *type = req->reply_type ? req->reply_type : "text/plain; charset=utf-8";
+    if (!text) {
+        if (!req->reply) req->reply = json_object();
+        char *json = json_dumps(req->reply, JSON_INDENT(2));
+        size_t n = json ? strlen(json) : 0;
+        text = json ? realloc(json, n + 2) : NULL;
+        if (!text) {
+            free(json);
+            return MHD_NO;
+        }
+        memcpy(text + n, "\n", 2);
+        type = "application/json";
+    }
+    req->reply_text = NULL;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", type);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (req->status == 401)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"kgate\"");
+    if (req->status == 405 && rs->allow[0]) MHD_add_response_header(resp, "Allow", rs->allow);
+    enum MHD_Result ok = MHD_queue_response(conn, (unsigned)req->status, resp);
+    MHD_destroy_response(resp);
+    rs->replied = 1;
+    if (a->metrics) {
+        char labels[256], code[8];
+        snprintf(code, sizeof(code), "%d", req->status);
+        if (kg_metrics_format_labels(labels, sizeof(labels), "route",
+                                     rs->route ? rs->route->pattern : "unmatched", "code", code,
+                                     NULL) == 0)
+            kg_counter_inc(kg_metrics_counter(a->metrics, "kgate_admin_requests_total",
+                                              "Admin API requests, by route and status.", labels));
+    }
+    kg_debug("admin: %s %s -> %d (%s)", req->method, req->path, req->status, req->actor);
+    return ok;
+}
+
+/* Checks what can be answered from the headers alone: route, method, token, declared size.
+ * Returns 0 to go on reading the request, or the status of the error reply it has set. */
+static int check_headers(kg_admin *a, struct MHD_Connection *conn, request_state *rs)
+{
+    kg_admin_request *req = &rs->req;
+    rs->route = find_route(a, rs);
+    int public_route = rs->route && (rs->route->flags & KG_ADMIN_PUBLIC);
+    /* Authentication before routing errors, so an unauthenticated caller learns nothing. */
+    const char *token = a->has_token ? bearer_token(conn) : NULL;
+    int authenticated = token && token_matches(a, token);
+    build_actor(authenticated ? a->token_id : "anonymous", conn, rs->actor, sizeof(rs->actor));
+    if (a->has_token && !public_route && !authenticated) {
+        if (token)
+            kg_warn("admin: wrong bearer token for %s %s (%s)", req->method, req->path, rs->actor);
+        return kg_admin_error(req, 401, token ? "invalid bearer token" : "missing bearer token");
+    }
+    if (!rs->route && rs->allow[0])
+        return kg_admin_error(req, 405, "method %s is not allowed on %s (allowed: %s)", req->method,
+                              req->path, rs->allow);
+    if (!rs->route)
+        return kg_admin_error(req, 404, "no such endpoint: %s %s", req->method, req->path);
+    const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    long long declared;
+    if (length && parse_int_arg(length, 0, LLONG_MAX, &declared) == 0 &&
+        declared > KG_ADMIN_MAX_BODY)
+        return kg_admin_error(req, 413, "request body larger than %d bytes", KG_ADMIN_MAX_BODY);
+    return 0;
+}
+
+static request_state *request_state_new(kg_admin *a, struct MHD_Connection *conn, const char *url,
+                                        const char *method)
+{
+    request_state *rs = calloc(1, sizeof(*rs));
+    if (!rs) return NULL;
+    rs->req.admin = a;
+    rs->req.method = method;
+    rs->req.path = url;
+    rs->req.connection = conn;
+    rs->req.actor = rs->actor; /* filled in once the token is checked */
+    return rs;
+}
+
+static void request_state_free(request_state *rs)
+{
+    if (!rs) return;
+    json_decref(rs->req.body);
+    json_decref(rs->req.reply);
+    free(rs->req.reply_text);
+    free(rs->body);
+    free(rs);
+}
+
+static void append_body(request_state *rs, const char *data, size_t len)
+{
+    if (rs->body_too_large || rs->body_len + len > KG_ADMIN_MAX_BODY) {
+        rs->body_too_large = 1;
+        return;
+    }
+    char *grown = realloc(rs->body, rs->body_len + len + 1);
+    if (!grown) {
+        rs->body_too_large = 1;
+        return;
+    }
+    memcpy(grown + rs->body_len, data, len);
+    rs->body = grown;
+    rs->body_len += len;
+    rs->body[rs->body_len] = '\0';
+}
+
+/* Parses the body for routes that take one. Returns 0, or the status of the error set. */
+static int parse_body(request_state *rs)
+{
+    kg_admin_request *req = &rs->req;
+    if (rs->body_too_large)
+        return kg_admin_error(req, 413, "request body larger than %d bytes", KG_ADMIN_MAX_BODY);
+    if (!(rs->route->flags & KG_ADMIN_JSON_BODY) || rs->body_len == 0) return 0;
+    json_error_t jerr;
+    req->body = json_loadb(rs->body, rs->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!req->body)
+        return kg_admin_error(req, 400, "invalid JSON body: %s (line %d, column %d)", jerr.text,
+                              jerr.line, jerr.column);
+    if (!json_is_object(req->body))
+        return kg_admin_error(req, 400, "the request body must be a JSON object");
+    return 0;
+}
+
+static void dispatch(request_state *rs)
+{
+    kg_admin_request *req = &rs->req;
+    if (parse_body(rs) != 0) return;
+    int status = rs->route->handler(rs->route->ctx, req);
+    if (status < 100 || status > 599) {
+        kg_error("admin: handler for %s %s returned status %d", req->method, rs->route->pattern,
+                 status);
+        kg_admin_error(req, 500, "internal error");
+        return;
+    }
+    req->status = status;
+    if (!req->reply && !req->reply_text) req->reply = json_object();
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    kg_admin *a = cls;
+    request_state *rs = *con_cls;
+    if (!rs) {
+        rs = request_state_new(a, conn, url, method);
+        if (!rs) return MHD_NO;
+        *con_cls = rs;
+        if (check_headers(a, conn, rs) != 0) return send_reply(a, conn, rs);
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!rs->replied) append_body(rs, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (rs->replied) return MHD_YES;
+    dispatch(rs);
+    return send_reply(a, conn, rs);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    request_state_free(*con_cls);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    kg_warn("admin: httpd: %s", msg);
+}
+
+/* ---- start / stop ---- */
+
+/* Splits "host:port" / "[v6]:port" and resolves it numerically-or-by-name. */
+static int resolve_listen(const char *listen, struct sockaddr_storage *addr, socklen_t *addr_len,
+                          char *err, size_t errlen)
+{
+    char host[256];
+    const char *port;
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':') {
+            snprintf(err, errlen, "admin listen \"%s\": expected [address]:port", listen);
+            return -1;
+        }
+        snprintf(host, sizeof(host), "%.*s", (int)(close - listen - 1), listen + 1);
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (!colon) {
+            snprintf(err, errlen, "admin listen \"%s\": expected host:port", listen);
+            return -1;
+        }
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
+        port = colon + 1;
+    }
+    long long port_num;
+    if (parse_int_arg(port, 0, 65535, &port_num) != 0) {
+        snprintf(err, errlen, "admin listen \"%s\": invalid port", listen);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "admin listen \"%s\": %s", listen, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(addr, res->ai_addr, res->ai_addrlen);
+    *addr_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int build_routes(kg_admin *a, const kg_admin_ops *ops)
+{
+    int n_builtin = (int)(sizeof(builtin_routes) / sizeof(builtin_routes[0]));
+    int n_extra = ops && ops->extra_routes ? ops->n_extra_routes : 0;
+    a->routes = calloc((size_t)(n_builtin + n_extra), sizeof(kg_admin_route));
+    if (!a->routes) return -1;
+    memcpy(a->routes, builtin_routes, sizeof(builtin_routes));
+    if (n_extra)
+        memcpy(a->routes + n_builtin, ops->extra_routes, sizeof(kg_admin_route) * (size_t)n_extra);
+    a->n_routes = n_builtin + n_extra;
+    return 0;
+}
+
+static void set_token(kg_admin *a, const char *token)
+{
+    if (!token || !*token) {
+        snprintf(a->token_id, sizeof(a->token_id), "anonymous");
+        return;
+    }
+    a->has_token = 1;
+    sha256(token, strlen(token), a->token_digest);
+    /* The audit names the token by a digest prefix: recognisable, but never the secret. */
+    static const char digits[] = "0123456789abcdef";
+    char hex[13];
+    for (int i = 0; i < 6; i++) {
+        hex[2 * i] = digits[a->token_digest[i] >> 4];
+        hex[2 * i + 1] = digits[a->token_digest[i] & 15];
+    }
+    hex[12] = '\0';
+    snprintf(a->token_id, sizeof(a->token_id), "token:%s", hex);
+}
+
+kg_admin *kg_admin_start(const char *listen, const char *token, const kg_admin_ops *ops,
+                         kg_store *store, kg_metrics *metrics, char *err, size_t errlen)
+{
+    char dummy[8];
+    if (!err || errlen == 0) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    struct sockaddr_storage addr;
+    socklen_t addr_len = 0;
+    if (!listen || resolve_listen(listen, &addr, &addr_len, err, errlen) != 0) {
+        if (!listen) snprintf(err, errlen, "no admin listen address");
+        return NULL;
+    }
+    kg_admin *a = calloc(1, sizeof(*a));
+    if (!a || build_routes(a, ops) != 0) {
+        free(a);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (ops) a->ops = *ops;
+    a->store = store;
+    a->metrics = metrics;
+    set_token(a, token);
+
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    if (addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    a->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
+                                 on_mhd_log, a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREAD_POOL_SIZE,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_END);
+    if (!a->daemon) {
+        snprintf(err, errlen, "cannot serve the admin API on %s: %s", listen,
+                 errno ? strerror(errno) : "libmicrohttpd failed to start");
+        free(a->routes);
+        free(a);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    a->port = info ? info->port : 0;
+    kg_info("admin: API on %s (port %u)%s", listen, a->port,
+            a->has_token ? ", bearer token required" : ", no token");
+    return a;
+}
+
+void kg_admin_stop(kg_admin *admin)
+{
+    if (!admin) return;
+    MHD_stop_daemon(admin->daemon);
+    free(admin->routes);
+    free(admin);
+}
+
+uint16_t kg_admin_port(const kg_admin *admin)
+{
+    return admin ? admin->port : 0;
+}

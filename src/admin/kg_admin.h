@@ -1,0 +1,123 @@
+/* kg_admin — the admin HTTP API (libmicrohttpd + jansson). docs/api.md documents every route.
+ *
+ * The server runs on its own threads (a small pool, so a slow switch never blocks /metrics or
+ * /healthz) and knows nothing about the engine: the gateway plugs in through kg_admin_ops
+ * callbacks, and other modules (chaos, experiments) add routes as table entries
+ * (kg_admin_route) without touching this module.
+ *
+ * Authentication: when a token is configured every route except /healthz and /readyz needs
+ * "Authorization: Bearer TOKEN" (compared in constant time); otherwise 401 with
+ * "WWW-Authenticate: Bearer". Every error is a JSON body {"error": "message"}.
+ */
+#ifndef KG_ADMIN_H
+#define KG_ADMIN_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "admin/kg_metrics.h"
+#include "state/kg_store.h"
+
+typedef struct kg_admin kg_admin;
+
+#define KG_ADMIN_MAX_PARAMS 4
+#define KG_ADMIN_MAX_BODY (64 * 1024)
+
+/* One request as a handler sees it, and the reply it fills in (through the helpers below). */
+typedef struct kg_admin_request {
+    kg_admin *admin;
+    const char *method;
+    const char *path;
+    const char *params[KG_ADMIN_MAX_PARAMS]; /* the "{}" segments of the route, URL-decoded */
+    int n_params;
+    json_t *body; /* the JSON object sent (NULL when the request had no body) */
+    /* Who is calling: "token:<12 hex of SHA-256(token)>" or "anonymous", plus " user:NAME" when
+     * an X-Kgate-User header was sent (informational, not authenticated) and " from ADDR". */
+    const char *actor;
+    void *connection; /* libmicrohttpd's, for kg_admin_query */
+
+    /* Reply: JSON (reply) or text (reply_text + reply_type, malloc'd). */
+    int status;
+    json_t *reply;
+    char *reply_text;
+    const char *reply_type;
+} kg_admin_request;
+
+/* Handles a routed request; returns the HTTP status, having set the reply. CTX is the route's. */
+typedef int (*kg_admin_handler)(void *ctx, kg_admin_request *req);
+
+enum {
+    KG_ADMIN_PUBLIC = 1,    /* no token needed (health probes) */
+    KG_ADMIN_JSON_BODY = 2, /* a JSON object body is read and parsed (optional for the client) */
+};
+
+typedef struct kg_admin_route {
+    const char *method;  /* "GET", "POST", "PUT", "DELETE" */
+    const char *pattern; /* e.g. "/v1/chaos/rules/{}"; "{}" matches one non-empty segment */
+    kg_admin_handler handler;
+    void *ctx;
+    unsigned flags;
+} kg_admin_route;
+
+typedef struct kg_admin_ops {
+    void *ctx;
+    /* GET /v1/status body (new reference); see docs/api.md for the fields the CLI shows. */
+    json_t *(*status)(void *ctx);
+    /* Failover (TO = a cluster name, or "" = the vcluster's secondary) or failback (TO = NULL:
+     * back to the primary). Returns the HTTP status (200 switched or already active, 404 unknown
+     * vcluster or cluster, 409 refused e.g. target down without FORCE) and sets *RESULT to the
+     * JSON body (new reference): {"vcluster", "result": "switched"|"already_active", "from",
+     * "to", "epoch", "connections_closed", "duration_ms"} or {"error": "..."}.
+     * The callback commits successful switches with kg_store_commit_switch(); kg_admin itself
+     * appends a "switch.refused" audit entry for every reply >= 400. */
+    int (*switch_vcluster)(void *ctx, const char *vcluster, const char *to, const char *reason,
+                           const char *actor, int force, json_t **result);
+    int (*ready)(void *ctx);            /* /readyz: 1 ready; NULL = always ready */
+    void (*collect_metrics)(void *ctx); /* refresh gauges before /metrics renders; may be NULL */
+    /* Routes of other modules (chaos rules, experiments), matched after the built-in ones. */
+    const kg_admin_route *extra_routes;
+    int n_extra_routes;
+} kg_admin_ops;
+
+/* Starts serving on LISTEN ("host:port", "[v6]:port"; port 0 = ephemeral, see kg_admin_port).
+ * TOKEN NULL or "" = no authentication. OPS is copied; STORE and METRICS are borrowed and may be
+ * NULL (their routes then answer 503). NULL with a message in ERR on failure. */
+kg_admin *kg_admin_start(const char *listen, const char *token, const kg_admin_ops *ops,
+                         kg_store *store, kg_metrics *metrics, char *err, size_t errlen);
+/* Stops accepting, waits for requests being handled, frees. */
+void kg_admin_stop(kg_admin *admin);
+uint16_t kg_admin_port(const kg_admin *admin);
+
+/* ---- helpers for handlers ---- */
+
+/* Sets {"error": message} and returns STATUS. */
+int kg_admin_error(kg_admin_request *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sets BODY (stolen) as the reply and returns STATUS. */
+int kg_admin_reply(kg_admin_request *req, int status, json_t *body);
+/* A query-string argument (already URL-decoded), or NULL. */
+const char *kg_admin_query(const kg_admin_request *req, const char *key);
+
+typedef enum kg_admin_field_type {
+    KG_FIELD_STRING,
+    KG_FIELD_BOOL,
+    KG_FIELD_INT,
+    KG_FIELD_NUMBER,
+    KG_FIELD_OBJECT,
+    KG_FIELD_ARRAY,
+    KG_FIELD_ANY,
+} kg_admin_field_type;
+
+typedef struct kg_admin_field {
+    const char *name;
+    kg_admin_field_type type;
+    int required;
+} kg_admin_field;
+
+/* Checks req->body against FIELDS (terminated by {NULL}): unknown fields, wrong types and
+ * missing required fields are a 400 naming the field. Returns 0 when the body is acceptable
+ * (a missing body counts as {}), else the 400 it has set. */
+int kg_admin_check_fields(kg_admin_request *req, const kg_admin_field *fields);
+
+#endif
