@@ -168,24 +168,9 @@ static int handle_metrics(void *ctx, kg_admin_request *req)
     return 200;
 }
 
-/* Refusals are audited here, once, for every switch path: the engine only audits what it did. */
-static void audit_refused_switch(kg_admin_request *req, const char *action, const char *to,
-                                 const char *reason, int force, int status, json_t *result)
+static int run_switch(kg_admin_request *req, int failback, const char *to)
 {
-    kg_store *store = req->admin->store;
-    if (!store) return;
-    const char *error = json_string_value(json_object_get(result, "error"));
-    json_t *details =
-        json_pack("{s:s, s:s, s:s?, s:s, s:b, s:s, s:i, s:s}", "vcluster", req->params[0], "action",
-                  action, "to", to, "reason", reason, "force", force, "actor", req->actor, "status",
-                  status, "error", error ? error : "");
-    if (kg_store_audit_append(store, "switch.refused", details) != 0)
-        kg_error("admin: could not audit the refused %s of %s", action, req->params[0]);
-    json_decref(details);
-}
-
-static int run_switch(kg_admin_request *req, const char *action, const char *to)
-{
+    const char *action = failback ? "failback" : "failover";
     kg_admin *a = req->admin;
     const char *reason = body_string(req, "reason");
     int force = json_is_true(json_object_get(req->body, "force"));
@@ -195,8 +180,8 @@ static int run_switch(kg_admin_request *req, const char *action, const char *to)
     if (!a->ops.switch_vcluster) return kg_admin_error(req, 503, "switching is not available");
 
     json_t *result = NULL;
-    int status =
-        a->ops.switch_vcluster(a->ops.ctx, req->params[0], to, reason, req->actor, force, &result);
+    int status = a->ops.switch_vcluster(a->ops.ctx, req->params[0], to, reason, req->actor, force,
+                                        failback, &result);
     if (status < 100 || status > 599) {
         kg_error("admin: switch callback returned invalid status %d", status);
         json_decref(result);
@@ -205,9 +190,8 @@ static int run_switch(kg_admin_request *req, const char *action, const char *to)
     }
     if (!result)
         result = status >= 400 ? json_pack("{s:s}", "error", "switch refused") : json_object();
-    if (status >= 400) audit_refused_switch(req, action, to, reason, force, status, result);
-    kg_info("admin: %s of %s%s%s by %s: %d", action, req->params[0], to && *to ? " to " : "",
-            to ? to : "", req->actor, status);
+    kg_info("admin: %s of %s%s%s by %s: %d", action, req->params[0], to ? " to " : "", to ? to : "",
+            req->actor, status);
     return kg_admin_reply(req, status, result);
 }
 
@@ -221,8 +205,7 @@ static int handle_failover(void *ctx, kg_admin_request *req)
     if (bad) return bad;
     const char *to = body_string(req, "to");
     if (to && !*to) return kg_admin_error(req, 400, "field \"to\" must not be empty");
-    /* "" tells the gateway: the secondary of this virtual cluster. */
-    return run_switch(req, "failover", to ? to : "");
+    return run_switch(req, 0, to);
 }
 
 static int handle_failback(void *ctx, kg_admin_request *req)
@@ -231,7 +214,7 @@ static int handle_failback(void *ctx, kg_admin_request *req)
         {"reason", KG_FIELD_STRING, 0}, {"force", KG_FIELD_BOOL, 0}, {NULL}};
     int bad = kg_admin_check_fields(req, fields);
     if (bad) return bad;
-    return run_switch(req, "failback", NULL);
+    return run_switch(req, 1, NULL);
 }
 
 /* Strict decimal parse: the whole string, within [MIN, MAX]. */

@@ -62,17 +62,23 @@ typedef struct kg_admin_route {
 
 typedef struct kg_admin_ops {
     void *ctx;
-    /* GET /v1/status body (new reference); see docs/api.md for the fields the CLI shows. */
+    /* GET /v1/status body (new reference): {"vclusters": [{"name", "port", "primary",
+     * "secondary", "active", "epoch", "client_connections", ...}], "clusters": [{"name", "up",
+     * "probe_ms", "last_error", ...}]} — the fields `kgate status` shows (docs/api.md). */
     json_t *(*status)(void *ctx);
-    /* Failover (TO = a cluster name, or "" = the vcluster's secondary) or failback (TO = NULL:
-     * back to the primary). Returns the HTTP status (200 switched or already active, 404 unknown
-     * vcluster or cluster, 409 refused e.g. target down without FORCE) and sets *RESULT to the
-     * JSON body (new reference): {"vcluster", "result": "switched"|"already_active", "from",
-     * "to", "epoch", "connections_closed", "duration_ms"} or {"error": "..."}.
-     * The callback commits successful switches with kg_store_commit_switch(); kg_admin itself
-     * appends a "switch.refused" audit entry for every reply >= 400. */
+    /* Failover (FAILBACK 0) or failback (FAILBACK 1) of VCLUSTER to cluster TO, or when TO is
+     * NULL to the default side (failover: the secondary; failback: the primary). Returns the
+     * HTTP status (200 switched or already active, 404 unknown vcluster or cluster, 409 refused,
+     * e.g. target down without FORCE) and sets *RESULT to the JSON body (new reference):
+     *   switched:       {"vcluster", "from", "to", "epoch", "connections_closed",
+     *                    "duration_ms", "changed": true, ...}
+     *   already active: {"vcluster", "active", "epoch", "changed": false, ...}
+     *   refused:        {"error": "...", ...}
+     * The callback serializes concurrent switches and writes the audit log itself: successful
+     * switches through kg_store_commit_switch(), refusals as "switch.refused". kg_admin never
+     * writes the audit log, so nothing is recorded twice. */
     int (*switch_vcluster)(void *ctx, const char *vcluster, const char *to, const char *reason,
-                           const char *actor, int force, json_t **result);
+                           const char *actor, int force, int failback, json_t **result);
     int (*ready)(void *ctx);            /* /readyz: 1 ready; NULL = always ready */
     void (*collect_metrics)(void *ctx); /* refresh gauges before /metrics renders; may be NULL */
     /* Routes of other modules (chaos rules, experiments), matched after the built-in ones. */

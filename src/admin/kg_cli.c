@@ -275,7 +275,7 @@ static void print_vclusters(cli *c, json_t *vclusters)
     {
         char epoch[32], conns[32];
         int_field(vc, "epoch", epoch, sizeof(epoch));
-        int_field(vc, "connections", conns, sizeof(conns));
+        int_field(vc, "client_connections", conns, sizeof(conns));
         const char *row[] = {str_or(vc, "name", "?"),    str_or(vc, "active", "?"),   epoch, conns,
                              str_or(vc, "primary", "-"), str_or(vc, "secondary", "-")};
         table_add(&t, row);
@@ -294,7 +294,7 @@ static void print_clusters(cli *c, json_t *clusters)
     {
         json_t *up = json_object_get(cl, "up");
         char probe[32];
-        ms_field(cl, "probe_latency_ms", probe, sizeof(probe));
+        ms_field(cl, "probe_ms", probe, sizeof(probe));
         const char *state = json_is_true(up) ? "up" : json_is_false(up) ? "down" : "unknown";
         const char *row[] = {str_or(cl, "name", "?"), state, probe, str_or(cl, "last_error", "-")};
         table_add(&t, row);
@@ -321,16 +321,16 @@ static int cmd_status(cli *c)
 /* "payments: east -> west (epoch 4), 120 connections closed in 3.1 ms" */
 static void print_switch_result(cli *c, const char *vcluster, json_t *r)
 {
-    const char *result = str_or(r, "result", "");
+    json_t *changed = json_object_get(r, "changed");
     char epoch[32];
     int_field(r, "epoch", epoch, sizeof(epoch));
     const char *name = str_or(r, "vcluster", vcluster);
-    if (strcmp(result, "already_active") == 0) {
+    if (json_is_false(changed)) {
         fprintf(c->out, "%s: already on %s (epoch %s), nothing to do\n", name,
-                str_or(r, "to", str_or(r, "active", "?")), epoch);
+                str_or(r, "active", "?"), epoch);
         return;
     }
-    if (strcmp(result, "switched") != 0) {
+    if (!json_is_true(changed)) {
         char *text = json_dumps(r, JSON_COMPACT);
         fprintf(c->out, "%s: %s\n", name, text ? text : "");
         free(text);
@@ -392,28 +392,36 @@ static int cmd_switch(cli *c, int failover)
     return EXIT_OK;
 }
 
-/* One line per entry; switch-like entries are spelled out, others show their details. */
+/* "payments: east -> west (epoch 4), 12 connections closed, by ACTOR "REASON"" */
+static void print_switch_details(cli *c, json_t *d)
+{
+    fprintf(c->out, "%s: %s -> %s", str_or(d, "vcluster", "?"), str_or(d, "from", "?"),
+            str_or(d, "to", "?"));
+    char num[32];
+    if (json_object_get(d, "epoch")) {
+        int_field(d, "epoch", num, sizeof(num));
+        fprintf(c->out, " (epoch %s)", num);
+    }
+    if (json_object_get(d, "connections_closed")) {
+        int_field(d, "connections_closed", num, sizeof(num));
+        fprintf(c->out, ", %s connections closed", num);
+    }
+    const char *error = str_or(d, "error", NULL);
+    if (error) fprintf(c->out, " refused: %s", error);
+    fprintf(c->out, " by %s", str_or(d, "actor", "?"));
+    const char *reason = str_or(d, "reason", NULL);
+    if (reason) fprintf(c->out, " \"%s\"", reason);
+}
+
+/* One line per entry; switch entries are spelled out, others show their details. */
 static void print_audit_entry(cli *c, json_t *e)
 {
     json_t *d = json_object_get(e, "details");
     char seq[32];
     int_field(e, "seq", seq, sizeof(seq));
     fprintf(c->out, "%-5s %s  %-16s ", seq, str_or(e, "ts", "?"), str_or(e, "type", "?"));
-    const char *vc = str_or(d, "vcluster", NULL);
-    if (vc && (json_object_get(d, "to") || json_object_get(d, "action"))) {
-        fprintf(c->out, "%s:", vc);
-        if (json_object_get(d, "from")) fprintf(c->out, " %s ->", str_or(d, "from", "?"));
-        fprintf(c->out, " %s", str_or(d, "to", str_or(d, "action", "?")));
-        if (json_object_get(d, "epoch")) {
-            char epoch[32];
-            int_field(d, "epoch", epoch, sizeof(epoch));
-            fprintf(c->out, " (epoch %s)", epoch);
-        }
-        const char *error = str_or(d, "error", NULL);
-        if (error) fprintf(c->out, " refused: %s", error);
-        fprintf(c->out, " by %s", str_or(d, "actor", "?"));
-        const char *reason = str_or(d, "reason", NULL);
-        if (reason) fprintf(c->out, " \"%s\"", reason);
+    if (json_object_get(d, "vcluster") && json_object_get(d, "to")) {
+        print_switch_details(c, d);
     } else {
         char *text = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
         fprintf(c->out, "%s", text ? text : "");
