@@ -17,7 +17,8 @@ PKGS     := libfyaml jansson libmicrohttpd sqlite3 libcrypto libcurl rdkafka zli
 OPT      ?= -O2 -g
 SAN      ?=
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
-            -Wmissing-prototypes -Wno-unused-parameter -Wno-missing-field-initializers
+            -Wmissing-prototypes -Wno-unused-parameter -Wno-missing-field-initializers \
+            -Wno-format-truncation
 # Recursive (=) on purpose: pkg-config runs when a recipe needs it, after `deps`.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lsnappy
