@@ -405,6 +405,8 @@ static void print_switch_details(cli *c, json_t *d)
     if (json_object_get(d, "connections_closed")) {
         int_field(d, "connections_closed", num, sizeof(num));
         fprintf(c->out, ", %s connections closed", num);
+        json_t *ms = json_object_get(d, "duration_ms");
+        if (json_is_number(ms)) fprintf(c->out, " in %.1f ms", json_number_value(ms));
     }
     const char *error = str_or(d, "error", NULL);
     if (error) fprintf(c->out, " refused: %s", error);

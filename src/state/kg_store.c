@@ -795,6 +795,15 @@ static void classify_broken_link(verify_state *v, const audit_row *row, int cont
     }
 }
 
+/* "entry 5 is" or "entries 5 to 7 are", for messages. */
+static void format_range(int64_t first, int64_t last, char *out, size_t len)
+{
+    if (first == last)
+        snprintf(out, len, "entry %" PRId64 " is", first);
+    else
+        snprintf(out, len, "entries %" PRId64 " to %" PRId64 " are", first, last);
+}
+
 static int verify_row(void *arg, const audit_row *row)
 {
     verify_state *v = arg;
@@ -803,8 +812,9 @@ static int verify_row(void *arg, const audit_row *row)
         audit_hash(row->seq, row->ts, row->type, row->details, row->prev_hash, computed) == 0 &&
         strcmp(computed, row->hash) == 0;
     if (row->seq != v->expected_seq) {
-        verify_fail(v, v->expected_seq, "deleted", "entries %" PRId64 " to %" PRId64 " are missing",
-                    v->expected_seq, row->seq - 1);
+        char range[64];
+        format_range(v->expected_seq, row->seq - 1, range, sizeof(range));
+        verify_fail(v, v->expected_seq, "deleted", "%s missing", range);
     } else if (strcmp(row->prev_hash, v->expected_prev) != 0) {
         classify_broken_link(v, row, content_ok);
     } else if (!content_ok) {
@@ -835,13 +845,14 @@ static void verify_head(verify_state *v)
         return;
     }
     if (head_seq > last_seq) {
-        verify_fail(v, last_seq + 1, "deleted",
-                    "the last %" PRId64 " entries (%" PRId64 " to %" PRId64 ") are missing",
-                    head_seq - last_seq, last_seq + 1, head_seq);
+        char range[64];
+        format_range(last_seq + 1, head_seq, range, sizeof(range));
+        verify_fail(v, last_seq + 1, "deleted", "%s missing at the end of the log", range);
     } else if (head_seq < last_seq) {
-        verify_fail(v, head_seq + 1, "inserted",
-                    "entries %" PRId64 " to %" PRId64 " were added outside kgate", head_seq + 1,
-                    last_seq);
+        char range[64];
+        format_range(head_seq + 1, last_seq, range, sizeof(range));
+        verify_fail(v, head_seq + 1, "inserted", "%s after the chain head: added outside kgate",
+                    range);
     } else if (strcmp(head_hash, v->expected_prev) != 0) {
         verify_fail(v, last_seq, "edited",
                     "entry %" PRId64 " was rewritten: the chain head recorded a different hash",

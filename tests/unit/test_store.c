@@ -16,12 +16,24 @@
 #include "state/kg_store.h"
 
 static char tmpdir[256];
+static pid_t owner_pid;
+
+static void remove_tmpdir(void)
+{
+    /* Forked writers exit with _exit, but be explicit: only the creating process cleans up. */
+    if (getpid() != owner_pid) return;
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
+}
 
 static void make_path(char *out, size_t len, const char *name)
 {
     if (!tmpdir[0]) {
         snprintf(tmpdir, sizeof(tmpdir), "/tmp/kg_test_store.XXXXXX");
         if (!mkdtemp(tmpdir)) abort();
+        owner_pid = getpid();
+        atexit(remove_tmpdir);
     }
     snprintf(out, len, "%s/%s", tmpdir, name);
 }
