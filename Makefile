@@ -64,7 +64,8 @@ $(BUILD)/gen/%.o: $(BUILD)/gen/%.c $(GEN_STAMP)
 
 $(BUILD)/libkgate.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "AR $@"
+	@ar rcs $@ $^
 
 $(BUILD)/kgate: $(BUILD)/src/main.o $(BUILD)/libkgate.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

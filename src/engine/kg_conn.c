@@ -69,6 +69,8 @@ static int conn_emit(kg_conn *c, int side, const uint8_t *p, size_t n)
     kg_buf *out = side == TO_CLIENT ? &c->resp_out : &c->req_out;
     int fd = side == TO_CLIENT ? c->client_io.fd : c->backend_io.fd;
     int connected = side == TO_CLIENT || c->state != KG_CONN_CONNECTING;
+    if (side == TO_CLIENT)
+        kg_vcm_bytes_out(c->vc->metrics, n);
     if (kg_buf_len(out) == 0 && connected && n > 0) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) {
@@ -84,8 +86,6 @@ static int conn_emit(kg_conn *c, int side, const uint8_t *p, size_t n)
         kg_conn_close(c, KG_LOG_ERROR, "out of memory buffering %zu bytes", n);
         return -1;
     }
-    if (side == TO_CLIENT)
-        kg_vcm_bytes_out(c->vc->metrics, n);
     return 0;
 }
 
@@ -228,16 +228,20 @@ static int conn_answer_locally(kg_conn *c, const kg_wire_request *rq, kp_writer 
     return queue_flush_local(c);
 }
 
-/* ApiVersions newer than kgate understands: answer as a broker does, v0 with
- * UNSUPPORTED_VERSION and the ranges the client may use. */
-static int conn_reject_apiversions(kg_conn *c, const kg_wire_request *rq)
+/* ApiVersions is answered by kgate from what it learnt by probing both clusters of the
+ * virtual cluster, so the versions a client negotiates keep working after a switch. A version
+ * newer than that gets what a broker sends: v0 with UNSUPPORTED_VERSION and the ranges. */
+static int conn_answer_apiversions(kg_conn *c, const kg_wire_request *rq,
+                                   const kg_version_ranges *ranges)
 {
-    kg_version_ranges ranges;
-    kg_gateway_version_ranges(c->gw, c->vc, &ranges);
+    int unsupported = rq->api_version > ranges->max[KG_API_APIVERSIONS];
     kp_writer w = {0};
-    kg_versions_build_response(&w, 0, rq->correlation_id, &ranges, KG_KAFKA_UNSUPPORTED_VERSION, 0);
+    kg_versions_build_response(&w, unsupported ? 0 : rq->api_version, rq->correlation_id, ranges,
+                               unsupported ? KG_KAFKA_UNSUPPORTED_VERSION : 0, 0);
     int rc = w.err ? -1 : conn_answer_locally(c, rq, &w);
     kp_writer_free(&w);
+    if (rc < 0)
+        kg_conn_close(c, KG_LOG_ERROR, "cannot build an ApiVersions response");
     return rc;
 }
 
@@ -292,11 +296,12 @@ static int conn_take_request(kg_conn *c)
         return -1;
     }
     kg_vcm_request(c->vc->metrics, rq.api_key);
-    if (rq.api_key == KG_API_APIVERSIONS && rq.api_version > kg_versions_max_apiversions()) {
+    kg_version_ranges ranges;
+    if (rq.api_key == KG_API_APIVERSIONS && kg_gateway_version_ranges(c->gw, c->vc, &ranges)) {
         if (!complete)
             return 0;
         kg_buf_consume(&c->req_in, 4 + (size_t)size);
-        return conn_reject_apiversions(c, &rq) < 0 ? -1 : 1;
+        return conn_answer_apiversions(c, &rq, &ranges) < 0 ? -1 : 1;
     }
     if (!rq.no_response && conn_track_request(c, &rq) < 0)
         return -1;
@@ -387,13 +392,18 @@ static int conn_replace_apiversions(kg_conn *c, const kg_inflight *e, const uint
     /* ApiVersions responses always have header v0: the body starts after the correlation id. */
     kg_version_ranges backend, ranges;
     int16_t error = 0;
-    if (kg_versions_parse(frame + 8, size - 4, e->api_version, &backend, &error) < 0) {
+    kg_gateway_version_ranges(c->gw, c->vc, &ranges);
+    if (kg_versions_parse(frame + 8, size - 4, e->api_version, &backend, &error) == 0) {
+        kg_versions_intersect(&ranges, &backend);
+    } else if (size >= 6 && (int16_t)(frame[8] << 8 | frame[9]) == KG_KAFKA_UNSUPPORTED_VERSION) {
+        /* Some brokers answer a too-new version in a layout of their own; the error code
+         * leads every layout, and kgate's own ranges are what the client needs. */
+        error = KG_KAFKA_UNSUPPORTED_VERSION;
+    } else {
         kg_conn_close(c, KG_LOG_WARN, "cannot decode ApiVersions v%d response from backend",
                       e->api_version);
         return -1;
     }
-    kg_gateway_version_ranges(c->gw, c->vc, &ranges);
-    kg_versions_intersect(&ranges, &backend);
     kp_writer w = {0};
     int16_t version = error == KG_KAFKA_UNSUPPORTED_VERSION ? 0 : e->api_version;
     kg_versions_build_response(&w, version, e->correlation_id, &ranges, error, 0);
@@ -687,8 +697,8 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
     conn_describe_peer(client_fd, c->peer, sizeof(c->peer));
     atomic_fetch_add(&vc->client_conns, 1);
     kg_vcm_conn_opened(vc->metrics);
-    kg_debug("connection from %s to vcluster %s %s%d", c->peer, vc->cfg->name,
-             node_id < 0 ? "bootstrap" : "broker ", node_id < 0 ? vc->cfg->port : node_id);
+    kg_debug("connection from %s to vcluster %s %s %d", c->peer, vc->cfg->name,
+             node_id < 0 ? "bootstrap port" : "broker", node_id < 0 ? vc->cfg->port : node_id);
     return c;
 }
 

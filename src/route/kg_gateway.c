@@ -33,14 +33,20 @@ int kg_vcluster_node_port(const kg_vcluster *vc, int32_t node_id)
     return vc->cfg->port + 1 + (node_id - vc->cfg->node_id_min);
 }
 
-void kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_ranges *out)
+int kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_ranges *out)
 {
     kg_versions_from_codecs(out);
-    kg_version_ranges probed;
-    if (kg_cluster_versions(&gw->clusters[vc->cfg->primary], &probed))
-        kg_versions_intersect(out, &probed);
-    if (vc->cfg->secondary >= 0 && kg_cluster_versions(&gw->clusters[vc->cfg->secondary], &probed))
-        kg_versions_intersect(out, &probed);
+    int sides[2] = {vc->cfg->primary, vc->cfg->secondary};
+    int active = KG_ROUTE_ACTIVE(atomic_load(&vc->route));
+    int active_known = 0;
+    for (int i = 0; i < 2; i++) {
+        kg_version_ranges probed;
+        if (sides[i] >= 0 && kg_cluster_versions(&gw->clusters[sides[i]], &probed)) {
+            kg_versions_intersect(out, &probed);
+            active_known |= sides[i] == active;
+        }
+    }
+    return active_known;
 }
 
 /* ---------------------------------------------------------------- accepting */

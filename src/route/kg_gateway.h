@@ -93,8 +93,9 @@ int kg_gateway_switch(kg_gateway *gw, const kg_switch_request *req, json_t **res
 json_t *kg_gateway_status(kg_gateway *gw);
 
 /* What clients of VC may use: kgate's codecs intersected with every cluster of VC that has
- * been probed, so a version negotiated before a switch still works after it. */
-void kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_ranges *out);
+ * been probed, so a version negotiated before a switch still works after it. Returns 1 when
+ * the active cluster's own versions are among them (it has been probed), else 0. */
+int kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_ranges *out);
 
 /* Port of a virtual cluster's broker NODE_ID, or -1 when outside the configured node range. */
 int kg_vcluster_node_port(const kg_vcluster *vc, int32_t node_id);
