@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "kp_msgs.h"
+#include "proto/kp_frame.h"
 #include "proto/kp_prim.h"
 
 #define ROUNDTRIPS_PER_VERSION 12
@@ -513,6 +514,143 @@ KT_TEST(fetch_v4_v11_v16)
         KT_CHECK_EQ_INT(m.node_endpoints.count, 1);
         KT_CHECK_EQ_INT(m.node_endpoints.items[0].port, 9092);
     });
+}
+
+/* ---- frames and headers ----------------------------------------------------------------- */
+
+KT_TEST(frame_size_prefix)
+{
+    int32_t size = -5;
+    KT_CHECK_EQ_INT(kp_frame_size((const uint8_t[]){0, 0, 1}, 3, 1000, &size), KP_FRAME_NEED_MORE);
+    KT_CHECK_EQ_INT(kp_frame_size((const uint8_t[]){0, 0, 1, 0}, 4, 1000, &size), KP_FRAME_OK);
+    KT_CHECK_EQ_INT(size, 256);
+    KT_CHECK_EQ_INT(kp_frame_size((const uint8_t[]){0, 0, 4, 0}, 4, 1000, &size), KP_FRAME_BAD);
+    KT_CHECK_EQ_INT(kp_frame_size((const uint8_t[]){0xff, 0xff, 0xff, 0xff}, 4, 1000, &size),
+                    KP_FRAME_BAD);
+    kp_writer w;
+    kp_writer_init(&w, 0);
+    size_t at = kp_frame_begin(&w);
+    kp_write_i16(&w, 3);
+    kp_frame_end(&w, at);
+    KT_CHECK_EQ_MEM(w.buf, ((const uint8_t[]){0, 0, 0, 2, 0, 3}), 6);
+    kp_writer_free(&w);
+}
+
+KT_TEST(request_header_v1_classic_client_id)
+{
+    static const uint8_t body[] = {B16(3), B16(8), B32(77), B16(7), 'r', 'd',
+                                   'k',    'a',    'f',     'k',    'a', 0xee /* request body */};
+    kp_request_header h;
+    size_t len = 0;
+    KT_CHECK_EQ_INT(kp_request_header_parse(body, sizeof(body), NULL, &h, &len), KP_FRAME_OK);
+    KT_CHECK_EQ_INT(h.api_key, 3);
+    KT_CHECK_EQ_INT(h.api_version, 8);
+    KT_CHECK_EQ_INT(h.correlation_id, 77);
+    KT_CHECK_EQ_INT(h.header_version, 1);
+    KT_CHECK(kp_str_eq_c(h.client_id, "rdkafka"));
+    KT_CHECK_EQ_INT(len, sizeof(body) - 1);
+}
+
+KT_TEST(request_header_v2_keeps_tags_and_classic_client_id)
+{
+    /* Flexible request: the client id is STILL int16-length, then tagged fields. */
+    static const uint8_t body[] = {B16(3), B16(12), B32(-2), B16(-1),       /* null client id */
+                                   0x01,   0x04,    0x02,    0xab,    0xcd, /* unknown tag 4 */
+                                   0x99};
+    kp_arena a;
+    kp_arena_init(&a);
+    kp_request_header h;
+    size_t len = 0;
+    KT_CHECK_EQ_INT(kp_request_header_parse(body, sizeof(body), &a, &h, &len), KP_FRAME_OK);
+    KT_CHECK_EQ_INT(h.header_version, 2);
+    KT_CHECK_EQ_INT(h.correlation_id, -2);
+    KT_CHECK_EQ_INT(h.client_id.len, -1);
+    KT_CHECK_EQ_INT(len, sizeof(body) - 1);
+    KT_CHECK(h.tags && h.tags->tag == 4 && h.tags->data.len == 2);
+    kp_writer w;
+    kp_writer_init(&w, 0);
+    kp_request_header_encode(&w, &h);
+    KT_CHECK_EQ_INT(w.len, len);
+    KT_CHECK_EQ_MEM(w.buf, body, len);
+    /* Without an arena the tags are skipped but the length is the same. */
+    KT_CHECK_EQ_INT(kp_request_header_parse(body, sizeof(body), NULL, &h, &len), KP_FRAME_OK);
+    KT_CHECK(h.tags == NULL);
+    KT_CHECK_EQ_INT(len, sizeof(body) - 1);
+    kp_writer_free(&w);
+    kp_arena_free(&a);
+}
+
+KT_TEST(request_header_v0_controlled_shutdown)
+{
+    static const uint8_t body[] = {B16(7), B16(0), B32(5), B32(1) /* broker id */};
+    kp_request_header h;
+    size_t len = 0;
+    KT_CHECK_EQ_INT(kp_request_header_parse(body, sizeof(body), NULL, &h, &len), KP_FRAME_OK);
+    KT_CHECK_EQ_INT(h.header_version, 0);
+    KT_CHECK_EQ_INT(len, 8);
+    KT_CHECK_EQ_INT(h.client_id.len, -1);
+}
+
+KT_TEST(request_header_unknown_api_or_version_reports_first_eight_bytes)
+{
+    static const uint8_t unknown_key[] = {B16(900), B16(0), B32(11), 0x00};
+    static const uint8_t unknown_version[] = {B16(3), B16(99), B32(12), B16(1), 'x'};
+    kp_request_header h;
+    size_t len = 0;
+    KT_CHECK_EQ_INT(kp_request_header_parse(unknown_key, sizeof(unknown_key), NULL, &h, &len),
+                    KP_FRAME_UNKNOWN_API);
+    KT_CHECK_EQ_INT(h.api_key, 900);
+    KT_CHECK_EQ_INT(h.correlation_id, 11);
+    KT_CHECK_EQ_INT(h.header_version, -1);
+    KT_CHECK_EQ_INT(len, 8);
+    KT_CHECK_EQ_INT(
+        kp_request_header_parse(unknown_version, sizeof(unknown_version), NULL, &h, &len),
+        KP_FRAME_UNKNOWN_API);
+    KT_CHECK_EQ_INT(h.api_version, 99);
+    KT_CHECK_EQ_INT(h.correlation_id, 12);
+}
+
+KT_TEST(request_header_malformed)
+{
+    static const uint8_t short_body[] = {B16(3), B16(1), B16(0)};
+    static const uint8_t long_client_id[] = {B16(3), B16(1), B32(1), B16(100), 'a', 'b'};
+    static const uint8_t bad_tags[] = {B16(3), B16(9), B32(1), B16(0), 0x01, 0x00, 0x05};
+    kp_request_header h;
+    size_t len;
+    KT_CHECK_EQ_INT(kp_request_header_parse(short_body, sizeof(short_body), NULL, &h, &len),
+                    KP_FRAME_BAD);
+    KT_CHECK_EQ_INT(kp_request_header_parse(long_client_id, sizeof(long_client_id), NULL, &h, &len),
+                    KP_FRAME_BAD);
+    KT_CHECK_EQ_INT(kp_request_header_parse(bad_tags, sizeof(bad_tags), NULL, &h, &len),
+                    KP_FRAME_BAD);
+}
+
+KT_TEST(response_header_v0_v1)
+{
+    static const uint8_t v0[] = {B32(9), 0xaa};
+    static const uint8_t v1[] = {B32(10), 0x01, 0x02, 0x01, 0x07, 0xbb};
+    kp_arena a;
+    kp_arena_init(&a);
+    kp_response_header h;
+    size_t len = 0;
+    KT_CHECK_EQ_INT(kp_response_header_parse(v0, sizeof(v0), 0, &a, &h, &len), KP_FRAME_OK);
+    KT_CHECK_EQ_INT(h.correlation_id, 9);
+    KT_CHECK_EQ_INT(len, 4);
+    KT_CHECK_EQ_INT(kp_response_header_parse(v1, sizeof(v1), 1, &a, &h, &len), KP_FRAME_OK);
+    KT_CHECK_EQ_INT(h.correlation_id, 10);
+    KT_CHECK_EQ_INT(len, 8);
+    KT_CHECK(h.tags && h.tags->tag == 2);
+    kp_writer w;
+    kp_writer_init(&w, 0);
+    kp_response_header_encode(&w, 1, &h);
+    KT_CHECK_EQ_INT(w.len, 8);
+    KT_CHECK_EQ_MEM(w.buf, v1, 8);
+    kp_writer_reset(&w);
+    kp_response_header_encode(&w, 0, &h);
+    KT_CHECK_EQ_INT(w.len, 4);
+    KT_CHECK_EQ_INT(kp_response_header_parse(v1, 3, 0, &a, &h, &len), KP_FRAME_BAD);
+    kp_writer_free(&w);
+    kp_arena_free(&a);
 }
 
 KT_MAIN()
