@@ -22,7 +22,9 @@ int kg_buf_reserve(kg_buf *b, size_t extra)
         return -1;
     if (live)
         memcpy(d, b->data + b->head, live);
-    free(b->data);
+    if (!b->lent)
+        free(b->data);
+    b->lent = 0;
     b->data = d;
     b->head = 0;
     b->tail = live;
@@ -48,16 +50,43 @@ void kg_buf_consume(kg_buf *b, size_t n)
 
 void kg_buf_trim(kg_buf *b, size_t idle_cap)
 {
-    if (kg_buf_len(b) == 0 && b->cap > idle_cap) {
-        free(b->data);
-        b->data = NULL;
-        b->head = b->tail = b->cap = 0;
-    }
+    if (kg_buf_len(b) == 0 && b->cap > idle_cap)
+        kg_buf_free(b);
 }
 
 void kg_buf_free(kg_buf *b)
 {
-    free(b->data);
+    if (!b->lent)
+        free(b->data);
     b->data = NULL;
     b->head = b->tail = b->cap = 0;
+    b->lent = 0;
+}
+
+void kg_buf_lend(kg_buf *b, uint8_t *scratch, size_t cap)
+{
+    kg_buf_free(b);
+    b->data = scratch;
+    b->cap = cap;
+    b->lent = 1;
+}
+
+int kg_buf_settle(kg_buf *b)
+{
+    if (!b->lent)
+        return 0;
+    size_t live = kg_buf_len(b);
+    if (live == 0) {
+        kg_buf_free(b);
+        return 0;
+    }
+    uint8_t *d = malloc(live);
+    if (!d)
+        return -1;
+    memcpy(d, b->data + b->head, live);
+    b->data = d;
+    b->head = 0;
+    b->tail = b->cap = live;
+    b->lent = 0;
+    return 0;
 }

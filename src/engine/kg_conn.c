@@ -486,9 +486,12 @@ static void conn_process_responses(kg_conn *c)
 
 /* ---------------------------------------------------------------- socket events */
 
-/* Reads once into BUF. Returns bytes read, 0 on EOF, -1 on would-block, -2 on error. */
-static ssize_t conn_read(int fd, kg_buf *buf)
+/* Reads once into BUF (into the worker's scratch when BUF is empty). Returns bytes read, 0 on
+ * EOF, -1 on would-block, -2 on error. */
+static ssize_t conn_read(kg_conn *c, int fd, kg_buf *buf)
 {
+    if (kg_buf_len(buf) == 0)
+        kg_buf_lend(buf, kg_worker_scratch(c->worker), KG_WORKER_SCRATCH);
     if (kg_buf_reserve(buf, KG_READ_CHUNK) < 0)
         return -2;
     ssize_t n = recv(fd, buf->data + buf->tail, buf->cap - buf->tail, 0);
@@ -523,6 +526,10 @@ static void conn_after_io(kg_conn *c)
 {
     if (c->state == KG_CONN_CLOSED)
         return;
+    if (kg_buf_settle(&c->req_in) < 0 || kg_buf_settle(&c->resp_in) < 0) {
+        kg_conn_close(c, KG_LOG_ERROR, "out of memory keeping a partial frame");
+        return;
+    }
     kg_buf_trim(&c->req_in, KG_IDLE_BUF_CAP);
     kg_buf_trim(&c->resp_in, KG_IDLE_BUF_CAP);
     if (c->state == KG_CONN_DRAINING && conn_is_idle(c)) {
@@ -540,7 +547,7 @@ static void conn_client_event(kg_loop *loop, int fd, unsigned mask, void *arg)
     if ((mask & KG_EV_WRITE) && conn_flush(c, TO_CLIENT) < 0)
         return;
     if ((mask & KG_EV_READ) && c->state != KG_CONN_DRAINING) {
-        ssize_t n = conn_read(fd, &c->req_in);
+        ssize_t n = conn_read(c, fd, &c->req_in);
         if (n == 0 || n == -2) {
             kg_conn_close(c, KG_LOG_DEBUG, n == 0 ? "client closed the connection"
                                                   : "client read error");
@@ -588,7 +595,7 @@ static void conn_backend_event(kg_loop *loop, int fd, unsigned mask, void *arg)
     if ((mask & KG_EV_WRITE) && conn_flush(c, TO_BACKEND) < 0)
         return;
     if (mask & KG_EV_READ) {
-        ssize_t n = conn_read(fd, &c->resp_in);
+        ssize_t n = conn_read(c, fd, &c->resp_in);
         if (n == 0 || n == -2) {
             conn_flush(c, TO_CLIENT);
             kg_conn_close(c, KG_LOG_DEBUG, n == 0 ? "backend closed the connection"

@@ -42,7 +42,13 @@ struct kg_worker {
     int draining;
     uint64_t drain_deadline_us;
     kg_timer drain_timer;
+    uint8_t scratch[KG_WORKER_SCRATCH];
 };
+
+uint8_t *kg_worker_scratch(kg_worker *w)
+{
+    return w->scratch;
+}
 
 /* ---------------------------------------------------------------- connection list */
 

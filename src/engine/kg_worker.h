@@ -28,6 +28,10 @@ void kg_worker_drain_and_join(kg_worker *w, uint64_t deadline_us);
 
 int kg_worker_connection_count(kg_worker *w);
 
+/* The worker's read scratch: connections read into it and keep only leftovers. */
+#define KG_WORKER_SCRATCH (256 * 1024)
+uint8_t *kg_worker_scratch(kg_worker *w);
+
 /* Called by a connection of this worker when it closes (worker thread only). */
 typedef struct kg_conn kg_conn;
 void kg_worker_conn_closed(kg_worker *w, kg_conn *c);

@@ -251,14 +251,24 @@ static json_t *switch_describe(kg_gateway *gw, const kg_vcluster *vc, int from, 
                      req->actor ? req->actor : "unknown", "forced", req->force);
 }
 
-static int switch_refuse(kg_gateway *gw, json_t *details, const char *why, json_t **result)
+/* Every refused switch is audited too: an auditor must see what was attempted. */
+static int switch_refuse(kg_gateway *gw, json_t *details, int status, const char *why,
+                         json_t **result)
 {
     json_object_set_new(details, "error", json_string(why));
     kg_store_audit_append(gw->store, "switch.refused", details);
     kg_warn("switch refused: %s", why);
     *result = json_pack("{s:s, s:O}", "error", why, "request", details);
     json_decref(details);
-    return 409;
+    return status;
+}
+
+static json_t *switch_request_json(const kg_switch_request *req)
+{
+    return json_pack("{s:s, s:s?, s:s, s:s, s:s, s:b}", "vcluster", req->vcluster, "to", req->to,
+                     "action", req->failback ? "failback" : "failover", "reason",
+                     req->reason ? req->reason : "", "actor", req->actor ? req->actor : "unknown",
+                     "forced", req->force);
 }
 
 static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_request *req,
@@ -270,10 +280,8 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
     int from = KG_ROUTE_ACTIVE(word);
     uint64_t epoch = KG_ROUTE_EPOCH(word);
     int to = switch_target(gw, vc, req, err, sizeof(err));
-    if (to < 0) {
-        *result = json_pack("{s:s}", "error", err);
-        return -to;
-    }
+    if (to < 0)
+        return switch_refuse(gw, switch_request_json(req), -to, err, result);
     if (to == from) {
         *result = json_pack("{s:s, s:s, s:I, s:b, s:s}", "vcluster", vc->cfg->name, "active",
                             gw->cfg->clusters[to].name, "epoch", (json_int_t)epoch, "changed", 0,
@@ -287,7 +295,7 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
         snprintf(err, sizeof(err), "cluster '%s' is down (%s); use force to switch anyway",
                  target->cfg->name, target->last_error[0] ? target->last_error : "not probed yet");
         pthread_rwlock_unlock(&target->lock);
-        return switch_refuse(gw, details, err, result);
+        return switch_refuse(gw, details, 409, err, result);
     }
     /* Durable first: after a crash kgate comes back on the side the store names. */
     if (kg_store_commit_switch(gw->store, vc->cfg->name, target->cfg->name, epoch + 1, "switch",
@@ -320,9 +328,9 @@ int kg_gateway_switch(kg_gateway *gw, const kg_switch_request *req, json_t **res
 {
     int idx = kg_config_vcluster_index(gw->cfg, req->vcluster);
     if (idx < 0) {
-        *result = json_pack("{s:s}", "error", "unknown vcluster");
-        json_object_set_new(*result, "vcluster", json_string(req->vcluster));
-        return 404;
+        char why[KG_NAME_MAX + 32];
+        snprintf(why, sizeof(why), "unknown vcluster '%s'", req->vcluster);
+        return switch_refuse(gw, switch_request_json(req), 404, why, result);
     }
     kg_vcluster *vc = &gw->vclusters[idx];
     pthread_mutex_lock(&vc->switch_lock);
@@ -486,6 +494,7 @@ static int gateway_start_threads(kg_gateway *gw)
     if (pthread_create(&gw->probe_thread, NULL, gateway_probe_main, gw) != 0)
         return -1;
     gw->probe_started = 1;
+    kg_loop_on_wake(gw->accept_loop, gateway_accept_stop, gw);
     if (pthread_create(&gw->accept_thread, NULL, gateway_accept_main, gw) != 0)
         return -1;
     gw->accept_started = 1;
@@ -504,7 +513,6 @@ kg_gateway *kg_gateway_start(kg_config *cfg)
         kg_gateway_stop(gw);
         return NULL;
     }
-    kg_loop_on_wake(gw->accept_loop, gateway_accept_stop, gw);
     kg_info("kgate serving %d virtual cluster(s) with %d worker(s)", cfg->n_vclusters,
             gw->n_workers);
     return gw;
@@ -518,7 +526,6 @@ void kg_gateway_stop(kg_gateway *gw)
     if (gw->admin)
         kg_admin_stop(gw->admin);
     if (gw->accept_started) {
-        kg_loop_on_wake(gw->accept_loop, gateway_accept_stop, gw);
         kg_loop_wake(gw->accept_loop);
         pthread_join(gw->accept_thread, NULL);
     }
