@@ -1,0 +1,54 @@
+/* kp_records — Kafka record batches (magic 2): iterate, rewrite, recompress, re-checksum.
+ *
+ * Used only where records must change (chaos); pass-through traffic never comes here.
+ */
+#ifndef KP_RECORDS_H
+#define KP_RECORDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/kp_prim.h"
+
+typedef struct kp_record {
+    int8_t attributes;
+    int64_t timestamp_delta;
+    int32_t offset_delta;
+    kp_bytes key;
+    kp_bytes value;      /* a callback may point this at its own memory (e.g. the arena) */
+    int32_t header_count;
+    kp_bytes headers;    /* the raw encoded headers, kept as they are */
+} kp_record;
+
+typedef struct kp_batch_info {
+    int64_t base_offset;
+    int32_t partition_leader_epoch;
+    int16_t attributes; /* compression in bits 0-2, transactional bit 4, control bit 5 */
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence;
+    int32_t record_count;
+} kp_batch_info;
+
+/* Called for each record of each data batch (control batches are left alone). The callback may
+ * change REC (value, key) and sets *COPIES: 1 keep, 2 emit the record twice (same offset
+ * delta), 0 drop. Returns true when it changed anything. */
+typedef bool (*kp_record_fn)(void *ctx, const kp_batch_info *batch, kp_record *rec, int *copies);
+
+/* Rewrites a records blob (zero or more batches, possibly compressed with gzip, snappy, lz4 or
+ * zstd, possibly ending in a partial batch, which is copied as is). Modified batches are
+ * recompressed with their own codec; their CRC-32C is recomputed when KEEP_CRC_VALID, else
+ * the old CRC is kept (so the client's CRC check fires). Batches of magic 0/1 are copied
+ * unchanged. Returns 1 when OUT holds a modified blob, 0 when nothing changed (OUT undefined),
+ * -1 when malformed. */
+int kp_records_rewrite(const uint8_t *in, size_t len, kp_record_fn fn, void *ctx,
+                       bool keep_crc_valid, kp_arena *a, kp_writer *out);
+
+/* Visits every record without changing anything (fn's return and *copies are ignored).
+ * Returns the number of records, or -1 when malformed. */
+int kp_records_visit(const uint8_t *in, size_t len, kp_record_fn fn, void *ctx, kp_arena *a);
+
+uint32_t kp_crc32c(uint32_t crc, const void *p, size_t n);
+
+#endif
