@@ -26,6 +26,7 @@ typedef struct kg_wire_request {
     int32_t correlation_id;
     kp_str client_id;
     int no_response; /* Produce with acks=0 */
+    size_t header_len; /* bytes of request header: the request body starts here */
     const char *error; /* why the header is malformed (KG_WIRE_BAD) */
 } kg_wire_request;
 
@@ -52,5 +53,9 @@ int kg_wire_parse_request(const uint8_t *body, size_t avail, size_t frame_size,
  * the start of a response body of SIZE bytes; 0 when malformed. */
 size_t kg_wire_response_header_len(int16_t api_key, int16_t api_version, const uint8_t *body,
                                    size_t size);
+
+/* Appends a response header (v0 or v1 as the api/version uses) for a response kgate makes. */
+void kg_wire_response_header(kp_writer *w, int16_t api_key, int16_t api_version,
+                             int32_t correlation_id);
 
 #endif
