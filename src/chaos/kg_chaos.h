@@ -50,6 +50,9 @@ void kg_chaos_expire(kg_chaos *ch);
 
 uint64_t kg_chaos_generation(const kg_chaos *ch); /* changes whenever the rule set changes */
 kg_chaos_set *kg_chaos_acquire(kg_chaos *ch);     /* never NULL; may be the empty set */
+/* Another reference to SET (the engine keeps a set alive while a response it decided on is in
+ * flight, because the action's `mutation` points into it). Returns SET. */
+kg_chaos_set *kg_chaos_retain(kg_chaos_set *set);
 void kg_chaos_release(kg_chaos_set *set);
 bool kg_chaos_set_empty(const kg_chaos_set *set);
 
