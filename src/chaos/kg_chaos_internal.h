@@ -14,6 +14,7 @@
 #include "admin/kg_admin.h"
 #include "admin/kg_metrics.h"
 #include "chaos/kg_chaos.h"
+#include "kp_msgs.h"
 #include "proto/kp_prim.h"
 
 /* ---------------------------------------------------------------- fault types */
@@ -201,6 +202,7 @@ uint64_t kg_chaos_random_between(uint64_t *rng, uint64_t lo, uint64_t hi);
 /* The worker's random state, or a thread-local one when the connection has none. */
 uint64_t *kg_chaos_rng(const kg_chaos_conn *conn);
 void kg_chaos_count_injected(kg_chaos_rule *rule);
+void kg_chaos_count_matched(kg_chaos_rule *rule);
 
 /* ---------------------------------------------------------------- mutations (per action) */
 
@@ -214,6 +216,7 @@ typedef struct kg_chaos_added_partition {
 
 /* What kg_chaos_on_response must do to one response; owned by the action. */
 typedef struct kg_chaos_mutation {
+    int16_t api_key; /* the API of the request it was made for */
     /* partition errors: partitions of topics RULE matches get ERROR */
     int n_err;
     struct {
@@ -232,14 +235,32 @@ typedef struct kg_chaos_mutation {
 
 void kg_chaos_mutation_free(kg_chaos_mutation *m);
 
-/* Records faults on a records blob (corrupt, duplicate, schema id); the rules in OPS whose
- * topic matches are applied per record with their rate. Returns 1 rewritten into OUT (arena
- * memory), 0 unchanged, -1 malformed. INJECTED[i] is set when OPS[i] changed something. */
+/* Records faults on a records blob (corrupt, duplicate, schema id): every rule in OPS (the
+ * caller has matched their topics) is applied per record with its rate. Returns 1 rewritten
+ * into OUT (arena memory), 0 unchanged, -1 malformed. INJECTED[i] is set when OPS[i] changed
+ * something. */
 int kg_chaos_mutate_records(kg_chaos_rule *const *ops, int n_ops, kp_bytes in, uint64_t *rng,
                             kp_arena *a, kp_bytes *out, bool *injected);
 
 /* Produce request rewriting for records faults on produce: 1 rewritten into OUT, 0 not. */
 int kg_chaos_rewrite_produce(kg_chaos_rule *const *ops, int n_ops, int16_t version,
-                             const uint8_t *body, size_t len, uint64_t *rng, kp_writer *out);
+                             const uint8_t *body, size_t len, uint64_t *rng, kp_writer *out,
+                             bool *injected);
+
+/* "injected by kgate chaos rule ID", for error_message fields. */
+kp_str kg_chaos_injected_message(kp_arena *a, const kg_chaos_rule *rule);
+extern const uint8_t kg_chaos_no_records[1]; /* an empty, non-null records field */
+
+/* One partition answered with an error, as a broker would (offsets -1, no records). */
+void kg_chaos_produce_partition_error(kp_produce_response_partition_produce_response *p,
+                                      int32_t index, int16_t error, kp_str message);
+void kg_chaos_fetch_partition_error(kp_fetch_response_partition_data *p, int32_t index,
+                                    int16_t error);
+void kg_chaos_list_offsets_partition_error(
+    kp_list_offsets_response_list_offsets_partition_response *p, int32_t index, int16_t error);
+void kg_chaos_ofle_partition_error(kp_offset_for_leader_epoch_response_epoch_end_offset *p,
+                                   int32_t index, int16_t error);
+void kg_chaos_delete_records_partition_error(
+    kp_delete_records_response_delete_records_partition_result *p, int32_t index, int16_t error);
 
 #endif
