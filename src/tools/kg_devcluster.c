@@ -17,6 +17,10 @@
 #define KG_DEVCLUSTER_MAX_TOPICS 64
 #define KG_DEVCLUSTER_MAX_PARTITIONS 10000
 
+/* librdkafka "debug" contexts (e.g. "mock") for diagnosing a client against the mock; set by
+ * --debug before the cluster starts. Debug lines are logged at info level so they show. */
+static const char *devcluster_debug_contexts;
+
 struct kg_devcluster {
     /* The mock cluster lives inside a client handle; the handle itself never connects. */
     rd_kafka_t *rk;
@@ -43,6 +47,8 @@ static void devcluster_log_cb(const rd_kafka_t *rk, int level, const char *fac, 
         kg_error("dev-cluster: librdkafka %s: %s", fac, buf);
     else if (level == 4)
         kg_warn("dev-cluster: librdkafka %s: %s", fac, buf);
+    else if (level == 7 && devcluster_debug_contexts)
+        kg_info("dev-cluster: librdkafka %s: %s", fac, buf);
     else
         kg_debug("dev-cluster: librdkafka %s: %s", fac, buf);
 }
@@ -82,7 +88,10 @@ static rd_kafka_t *devcluster_new_handle(char *err, size_t errlen)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set_log_cb(conf, devcluster_log_cb);
     if (rd_kafka_conf_set(conf, "client.id", "kgate-dev-cluster", errstr, sizeof(errstr)) !=
-        RD_KAFKA_CONF_OK) {
+            RD_KAFKA_CONF_OK ||
+        (devcluster_debug_contexts &&
+         rd_kafka_conf_set(conf, "debug", devcluster_debug_contexts, errstr, sizeof(errstr)) !=
+             RD_KAFKA_CONF_OK)) {
         devcluster_errf(err, errlen, "librdkafka config: %s", errstr);
         rd_kafka_conf_destroy(conf);
         return NULL;
@@ -177,6 +186,7 @@ static void devcluster_usage(FILE *out)
           "\n"
           "  --brokers N               number of brokers, node ids 1..N (default 3, max 32)\n"
           "  --topic name:partitions   create a topic (repeatable)\n"
+          "  --debug CONTEXTS          librdkafka debug contexts to log, e.g. mock,protocol\n"
           "  --help                    this text\n",
           out);
 }
@@ -221,6 +231,8 @@ static int devcluster_parse_args(int argc, char **argv, devcluster_args *a)
                 return -1;
             }
             a->topics[a->n_topics++] = v;
+        } else if ((v = devcluster_opt_value(argc, argv, &i, "--debug")) != NULL) {
+            devcluster_debug_contexts = v;
         } else {
             kg_error("dev-cluster: unknown argument '%s' (see --help)", argv[i]);
             return -1;
