@@ -671,7 +671,8 @@ static int kp_batch_rewrite(const kp_batch *b, kp_record_fn fn, void *ctx, bool 
     kp_batch_edit edit = {&s->fresh, 0, false};
     if (kp_batch_each_record(b, &records, fn, ctx, &edit) < 0) return -1;
     if (!edit.changed) return 0;
-    if (s->fresh.err) return -1;
+    /* Never emit a batch that would itself count as a bomb (duplicating a big batch). */
+    if (s->fresh.err || s->fresh.len > KP_RECORDS_MAX_DECOMPRESSED) return -1;
     const kp_writer *section = &s->fresh;
     if (kp_batch_codec(b) != KP_CODEC_NONE) {
         kp_writer_reset(&s->packed);

@@ -65,7 +65,8 @@ typedef bool (*kp_record_fn)(void *ctx, const kp_batch_info *batch, kp_record *r
  * batch gets a new batchLength and record count; lastOffsetDelta is kept even when records
  * were dropped (as after compaction: consumers then continue after the batch). A batch whose
  * records do not decode exactly (wrong count, bytes left over, bad codec data, more than
- * KP_RECORDS_MAX_DECOMPRESSED) makes the whole blob malformed. A is not used by the codec;
+ * KP_RECORDS_MAX_DECOMPRESSED) makes the whole blob malformed; so does a rewrite whose
+ * records would grow past that cap. A is not used by the codec;
  * the callback's memory comes through CTX. */
 int kp_records_rewrite(const uint8_t *in, size_t len, kp_record_fn fn, void *ctx,
                        bool keep_crc_valid, kp_arena *a, kp_writer *out);
