@@ -34,12 +34,15 @@ void kg_chaos_free(kg_chaos *ch);
 
 /* Adds a rule from its JSON form (the API body / one entry of the config's `chaos:` list).
  * Returns 0 and the stored rule (with id, created and expires times) in *RULE_OUT (new
- * reference, may be NULL), or -1 with a message naming the wrong field in ERR. */
+ * reference, may be NULL), or -1 with a message naming the wrong field in ERR, or -2 when the
+ * rule is valid but could not be stored (state store failure). Writes the audit entry
+ * "chaos.rule.add" with ACTOR; kg_chaos_remove writes "chaos.rule.remove". */
 int kg_chaos_add(kg_chaos *ch, json_t *rule, const char *actor, json_t **rule_out, char *err,
                  size_t errlen);
 /* 0 removed, 1 no such rule. */
 int kg_chaos_remove(kg_chaos *ch, const char *id, const char *actor);
 json_t *kg_chaos_list(kg_chaos *ch); /* array of rules with id, counters, expires */
+json_t *kg_chaos_get(kg_chaos *ch, const char *id); /* one rule as listed, or NULL */
 /* Replaces the rules that came from the config file (source "config") with RULES (a JSON
  * array), leaving API-made rules alone: `kgate reload` / SIGHUP. */
 int kg_chaos_apply_config(kg_chaos *ch, json_t *rules, char *err, size_t errlen);
@@ -139,6 +142,14 @@ bool kg_chaos_group_scoped(const kg_chaos_set *set);
 bool kg_chaos_is_group_api(int16_t api_key);
 void kg_chaos_observe(kg_chaos *ch, const kg_chaos_conn *conn, int16_t api_key,
                       int16_t api_version, const uint8_t *body, size_t len);
+
+/* Topic ids: Fetch v13+ names topics by id, so topic-scoped rules can act on it only once the
+ * id's name is known. When kg_chaos_wants_topic_ids(set), the engine shows Metadata responses
+ * (whole body, v10+) to kg_chaos_observe_metadata; until an id is known, its partitions are
+ * out of every topic scope (chaos never guesses). */
+bool kg_chaos_wants_topic_ids(const kg_chaos_set *set);
+void kg_chaos_observe_metadata(kg_chaos *ch, int16_t api_version, const uint8_t *body, size_t len);
+void kg_chaos_learn_topic(kg_chaos *ch, const kp_uuid *id, const char *name, size_t len);
 
 /* Admin API routes (/v1/chaos/rules...), for kg_admin_ops.extra_routes. */
 typedef struct kg_admin_route kg_admin_route;

@@ -157,8 +157,10 @@ uint32_t kp_tagged_count(const kp_tagged *list)
 
 void kp_reader_init(kp_reader *r, const void *buf, size_t len)
 {
-    r->p = buf;
-    r->end = r->p + len;
+    /* A NULL buffer reads as empty; pointing at a real object keeps pointer arithmetic defined. */
+    static const uint8_t empty[1];
+    r->p = buf ? buf : empty;
+    r->end = buf ? r->p + len : r->p;
     r->err = KP_OK;
     r->tags_at = NULL;
 }
@@ -521,7 +523,7 @@ uint8_t *kp_writer_extend(kp_writer *w, size_t n)
         kp_writer_fail(w, KP_ERR_NOMEM);
         return NULL;
     }
-    if (w->len + n > w->cap) {
+    if (w->len + n > w->cap || !w->buf) {
         size_t cap = w->cap ? w->cap : 256;
         while (cap < w->len + n)
             cap = cap > SIZE_MAX / 2 ? w->len + n : cap * 2;

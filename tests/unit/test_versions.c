@@ -78,6 +78,17 @@ KT_TEST(parse_unsupported_version_answer_in_v0_layout)
     KT_CHECK_EQ_INT(r.max[18], 2);
 }
 
+KT_TEST(parse_unsupported_version_answer_in_v1_layout)
+{
+    /* librdkafka's mock broker answers with v0 plus throttle_time_ms (the v1 layout). */
+    static const uint8_t body[] = {B16(35), B32(1), B16(18), B16(0), B16(3), B32(0)};
+    kg_version_ranges r;
+    int16_t error = 0;
+    KT_CHECK_EQ_INT(kg_versions_parse(body, sizeof(body), 4, &r, &error), 0);
+    KT_CHECK_EQ_INT(error, 35);
+    KT_CHECK_EQ_INT(r.max[18], 3);
+}
+
 KT_TEST(parse_garbage_fails)
 {
     static const uint8_t cut[] = {B16(0), B32(2), B16(0), B16(0)};

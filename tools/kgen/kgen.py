@@ -397,18 +397,40 @@ def non_default_expr(f, v):
     return "%s != %s" % (v, d.literal)
 
 
-def min_elem_size(f, msg):
-    if not f.is_struct:
-        return PRIMITIVES[f.elem][4]
-    # A struct element takes at least one byte at every version where the array exists:
-    # either its tagged-field count (flexible) or a field that is always there.
-    present = f.versions.intersect(msg.valid)
-    for v in range(present.lo, present.hi + 1):
-        if msg.flexible.contains(v):
+def value_min_size(f, msg, v):
+    """Fewest bytes one non-array value of field f takes on the wire at version v."""
+    flexible = msg.flexible.contains(v)
+    if f.flexible_override is not None:
+        flexible = f.flexible_override.contains(v)
+    if f.is_struct:
+        if f.is_struct_pointer and f.nullable.contains(v):
+            return 1  # the null marker alone
+        return struct_min_size(f.struct, msg, v)
+    if f.elem == "string":
+        return 1 if flexible else 2
+    if f.elem in ("bytes", "records"):
+        return 1 if flexible else 4
+    return PRIMITIVES[f.elem][4]
+
+
+def struct_min_size(s, msg, v):
+    size = 1 if msg.flexible.contains(v) else 0  # tagged-field count
+    for g in s.fields:
+        if g.is_tagged or not g.versions.contains(v):
             continue
-        if not any(g.versions.contains(v) and not g.is_tagged for g in f.struct.fields):
-            return 0
-    return 1
+        if g.is_array:
+            size += 1 if msg.flexible.contains(v) else 4
+        else:
+            size += value_min_size(g, msg, v)
+    return size
+
+
+def min_elem_size(f, msg):
+    """A lower bound on the encoded size of one element of array field f at any version the
+    array exists in: the decoder refuses counts the remaining bytes cannot hold, so a hostile
+    count can only allocate in proportion to the input."""
+    present = f.versions.intersect(msg.valid)
+    return min(value_min_size(f, msg, v) for v in range(present.lo, present.hi + 1))
 
 
 # ---- code emission -----------------------------------------------------------------------

@@ -1,0 +1,60 @@
+/* Admin API routes of the chaos module (docs/chaos.md, docs/api.md):
+ *   GET    /v1/chaos/rules        {"rules": [rule...]}
+ *   POST   /v1/chaos/rules        201 rule | 400 {"error": "field ..."} | 500
+ *   GET    /v1/chaos/rules/{id}   200 rule | 404
+ *   DELETE /v1/chaos/rules/{id}   204 | 404
+ * Adding and removing write audit entries (through kg_chaos_add/remove) with the caller's
+ * identity as kg_admin computed it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "chaos/kg_chaos_internal.h"
+
+static int handle_list(void *ctx, kg_admin_request *req)
+{
+    kg_chaos *ch = ctx;
+    json_t *rules = kg_chaos_list(ch);
+    if (!rules) return kg_admin_error(req, 500, "out of memory");
+    return kg_admin_reply(req, 200, json_pack("{s:o}", "rules", rules));
+}
+
+static int handle_add(void *ctx, kg_admin_request *req)
+{
+    kg_chaos *ch = ctx;
+    if (!req->body) return kg_admin_error(req, 400, "the request needs a JSON rule as its body");
+    char err[512];
+    json_t *rule = NULL;
+    int rc = kg_chaos_add(ch, req->body, req->actor, &rule, err, sizeof(err));
+    if (rc == -1) return kg_admin_error(req, 400, "%s", err);
+    if (rc != 0) return kg_admin_error(req, 500, "%s", err);
+    return kg_admin_reply(req, 201, rule ? rule : json_object());
+}
+
+static int handle_get(void *ctx, kg_admin_request *req)
+{
+    kg_chaos *ch = ctx;
+    json_t *rule = kg_chaos_get(ch, req->params[0]);
+    if (!rule) return kg_admin_error(req, 404, "no chaos rule \"%s\"", req->params[0]);
+    return kg_admin_reply(req, 200, rule);
+}
+
+static int handle_delete(void *ctx, kg_admin_request *req)
+{
+    kg_chaos *ch = ctx;
+    if (kg_chaos_remove(ch, req->params[0], req->actor) != 0)
+        return kg_admin_error(req, 404, "no chaos rule \"%s\"", req->params[0]);
+    /* 204 has no body: an empty text reply keeps kg_admin from sending "{}". */
+    req->reply_text = strdup("");
+    req->reply_type = "application/json";
+    return 204;
+}
+
+const kg_admin_route *kg_chaos_admin_routes(kg_chaos *ch, int *n_routes)
+{
+    ch->routes[0] = (kg_admin_route){"GET", "/v1/chaos/rules", handle_list, ch, 0};
+    ch->routes[1] = (kg_admin_route){"POST", "/v1/chaos/rules", handle_add, ch, KG_ADMIN_JSON_BODY};
+    ch->routes[2] = (kg_admin_route){"GET", "/v1/chaos/rules/{}", handle_get, ch, 0};
+    ch->routes[3] = (kg_admin_route){"DELETE", "/v1/chaos/rules/{}", handle_delete, ch, 0};
+    *n_routes = 4;
+    return ch->routes;
+}
