@@ -56,7 +56,8 @@ $(GEN_C) $(GEN_H): $(GEN_STAMP)
 
 $(BUILD)/%.o: %.c $(GEN_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 # Generated code is correct but verbose; do not let style warnings fail it.
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c $(GEN_STAMP)

@@ -11,6 +11,8 @@
  */
 #include "config/kg_config.h"
 
+#include <jansson.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <libfyaml.h>
@@ -92,11 +94,12 @@ enum {
     ROOT_LIMITS,
     ROOT_HEALTH,
     ROOT_LOG,
+    ROOT_CHAOS,
     ROOT_N
 };
 static const char *const root_keys[ROOT_N] = {
     "listen", "advertised_host", "clusters", "vclusters", "admin",
-    "state",  "workers",         "limits",   "health",    "log"};
+    "state",  "workers",         "limits",   "health",    "log",   "chaos"};
 
 enum { CLUSTER_BOOTSTRAP, CLUSTER_TLS, CLUSTER_SASL, CLUSTER_N };
 static const char *const cluster_keys[CLUSTER_N] = {"bootstrap", "tls", "sasl"};
@@ -1315,6 +1318,107 @@ static void parse_addresses(cfg_parser *p, const cfg_val *f)
         snprintf(cfg->advertised_host, sizeof(cfg->advertised_host), "%s", cfg->listen);
 }
 
+/* ---- chaos rules ------------------------------------------------------------------------ */
+
+/* Chaos rules are validated by the chaos module (which knows the fault types); here they only
+ * become JSON, the form the admin API takes too, with the line each rule starts on. */
+static json_t *yaml_to_json(struct fy_node *node);
+
+static json_t *yaml_scalar_to_json(struct fy_node *node)
+{
+    size_t len;
+    const char *text = scalar_text(node, &len);
+    if (fy_node_get_style(node) != FYNS_PLAIN)
+        return json_stringn(text, len);
+    if (node_is_null(node))
+        return json_null();
+    if (text_is(text, len, "true"))
+        return json_true();
+    if (text_is(text, len, "false"))
+        return json_false();
+    char buf[64];
+    if (len > 0 && len < sizeof(buf)) {
+        memcpy(buf, text, len);
+        buf[len] = '\0';
+        char *end;
+        long long i = strtoll(buf, &end, 10);
+        if (*end == '\0')
+            return json_integer(i);
+        double d = strtod(buf, &end);
+        if (*end == '\0')
+            return json_real(d);
+    }
+    return json_stringn(text, len);
+}
+
+static json_t *yaml_to_json(struct fy_node *node)
+{
+    if (!node)
+        return json_null();
+    switch (fy_node_get_type(node)) {
+    case FYNT_MAPPING: {
+        json_t *obj = json_object();
+        void *iter = NULL;
+        struct fy_node_pair *pair;
+        while ((pair = fy_node_mapping_iterate(node, &iter))) {
+            size_t len;
+            const char *key = scalar_text(fy_node_pair_key(pair), &len);
+            char k[128];
+            snprintf(k, sizeof(k), "%.*s", (int)len, key);
+            json_object_set_new(obj, k, yaml_to_json(fy_node_pair_value(pair)));
+        }
+        return obj;
+    }
+    case FYNT_SEQUENCE: {
+        json_t *arr = json_array();
+        void *iter = NULL;
+        struct fy_node *item;
+        while ((item = fy_node_sequence_iterate(node, &iter)))
+            json_array_append_new(arr, yaml_to_json(item));
+        return arr;
+    }
+    default:
+        return yaml_scalar_to_json(node);
+    }
+}
+
+/* The line a rule starts on: that of its first key. */
+static int rule_line(struct fy_node *rule, cfg_loc fallback)
+{
+    void *iter = NULL;
+    struct fy_node_pair *pair = fy_node_get_type(rule) == FYNT_MAPPING
+                                    ? fy_node_mapping_iterate(rule, &iter)
+                                    : NULL;
+    return node_loc(pair ? fy_node_pair_key(pair) : rule, fallback).line;
+}
+
+static void parse_chaos(cfg_parser *p, const cfg_val *v)
+{
+    if (!v->node)
+        return;
+    if (fy_node_get_type(v->node) != FYNT_SEQUENCE) {
+        char what[64];
+        cfg_err(p, v->loc, "chaos: expected a list of rules, got %s",
+                describe(v->node, what, sizeof(what)));
+        return;
+    }
+    kg_config *cfg = p->cfg;
+    cfg->chaos_rules = json_array();
+    int n = fy_node_sequence_item_count(v->node);
+    cfg->chaos_rule_lines = calloc((size_t)(n > 0 ? n : 1), sizeof(int));
+    void *iter = NULL;
+    struct fy_node *item;
+    for (int i = 0; (item = fy_node_sequence_iterate(v->node, &iter)); i++) {
+        if (fy_node_get_type(item) != FYNT_MAPPING) {
+            cfg_err(p, node_loc(item, v->loc), "chaos[%d]: expected a rule (a mapping)", i);
+            continue;
+        }
+        if (cfg->chaos_rule_lines)
+            cfg->chaos_rule_lines[json_array_size(cfg->chaos_rules)] = rule_line(item, v->loc);
+        json_array_append_new(cfg->chaos_rules, yaml_to_json(item));
+    }
+}
+
 static void parse_root(cfg_parser *p, struct fy_node *root)
 {
     kg_config *cfg = p->cfg;
@@ -1337,6 +1441,7 @@ static void parse_root(cfg_parser *p, struct fy_node *root)
     parse_limits(p, &f[ROOT_LIMITS]);
     parse_health(p, &f[ROOT_HEALTH]);
     parse_log(p, &f[ROOT_LOG]);
+    parse_chaos(p, &f[ROOT_CHAOS]);
 }
 
 /* ---- document ----------------------------------------------------------------------------------
@@ -1522,6 +1627,8 @@ void kg_config_free(kg_config *cfg)
     }
     free(cfg->clusters);
     free(cfg->vclusters);
+    json_decref(cfg->chaos_rules);
+    free(cfg->chaos_rule_lines);
     explicit_bzero(cfg, sizeof(*cfg));
     free(cfg);
 }

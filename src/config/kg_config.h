@@ -92,6 +92,11 @@ typedef struct kg_config {
     int drain_timeout_ms;   /* limits.drain_timeout_ms: shutdown grace, default 5000 */
     int probe_interval_ms;  /* health.probe_interval_ms, default 1000 */
     char log_level[16];     /* log.level: debug|info|warn|error, default info */
+
+    /* chaos: the declarative fault rules, as JSON objects (the admin API's form), validated
+     * by the chaos module when applied; chaos_rule_lines[i] is the line rule i starts on. */
+    struct json_t *chaos_rules; /* NULL when the file has none */
+    int *chaos_rule_lines;
 } kg_config;
 
 /* Loads and validates PATH. Returns a config or NULL; every error is printed to ERRS as

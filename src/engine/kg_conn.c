@@ -14,6 +14,7 @@
 
 #include "engine/kg_worker.h"
 #include "engine/kg_wire.h"
+#include "kp_msgs.h"
 #include "proto/kp_prim.h"
 #include "route/kg_gateway.h"
 #include "route/kg_rewrite.h"
@@ -26,7 +27,7 @@
 #define KG_MAX_CONNECT_ATTEMPTS 4
 #define KG_MAX_INFLIGHT 100000
 
-enum { TO_BACKEND = 0, TO_CLIENT = 1 };
+enum { TO_BACKEND = KG_SIDE_BACKEND, TO_CLIENT = KG_SIDE_CLIENT };
 
 static void conn_client_event(kg_loop *loop, int fd, unsigned mask, void *arg);
 static void conn_backend_event(kg_loop *loop, int fd, unsigned mask, void *arg);
@@ -39,27 +40,57 @@ static uint32_t high_water(const kg_conn *c)
     return c->gw->cfg->buffer_bytes;
 }
 
+static unsigned side_direction(int side)
+{
+    return side == TO_BACKEND ? KG_CHAOS_UPSTREAM : KG_CHAOS_DOWNSTREAM;
+}
+
+/* Chaos TCP faults that pace a side: its output is written by timers, never directly. */
+static int side_shaped(const kg_conn *c, int side)
+{
+    return (c->tcp.faults & (KG_CHAOS_TCP_TIMEOUT | KG_CHAOS_TCP_BANDWIDTH | KG_CHAOS_TCP_SLICER)) &&
+           (c->tcp.directions & side_direction(side));
+}
+
+static int side_frozen(const kg_conn *c, int side)
+{
+    return (c->tcp.faults & KG_CHAOS_TCP_TIMEOUT) && (c->tcp.directions & side_direction(side));
+}
+
 static void conn_update_interest(kg_conn *c)
 {
     if (c->state == KG_CONN_CLOSED)
         return;
     unsigned cmask = 0, bmask = 0;
-    int can_read_requests = c->state != KG_CONN_DRAINING && kg_buf_len(&c->req_out) < high_water(c);
+    /* A held request keeps later ones in req_in: stop reading once that is full. */
+    int can_read_requests = c->state != KG_CONN_DRAINING &&
+                            kg_buf_len(&c->req_out) < high_water(c) &&
+                            !(c->held.active && kg_buf_len(&c->req_in) >= high_water(c)) &&
+                            !side_frozen(c, TO_BACKEND);
     if (can_read_requests)
         cmask |= KG_EV_READ;
-    if (kg_buf_len(&c->resp_out) > 0)
+    if (kg_buf_len(&c->resp_out) > 0 && !side_shaped(c, TO_CLIENT))
         cmask |= KG_EV_WRITE;
     if (c->state == KG_CONN_CONNECTING) {
         bmask = KG_EV_WRITE;
     } else {
-        if (kg_buf_len(&c->resp_out) < high_water(c))
+        if (kg_buf_len(&c->resp_out) < high_water(c) && !side_frozen(c, TO_CLIENT))
             bmask |= KG_EV_READ;
-        if (kg_buf_len(&c->req_out) > 0)
+        if (kg_buf_len(&c->req_out) > 0 && !side_shaped(c, TO_BACKEND))
             bmask |= KG_EV_WRITE;
     }
     if (kg_loop_io_set(c->loop, &c->client_io, cmask) < 0 ||
         (c->backend_io.fd >= 0 && kg_loop_io_set(c->loop, &c->backend_io, bmask) < 0))
         kg_conn_close(c, KG_LOG_ERROR, "epoll_ctl failed: %s", strerror(errno));
+}
+
+/* chaos limit-data: how much of N bytes may still go to SIDE. */
+static size_t conn_limit_allows(const kg_conn *c, int side, size_t n)
+{
+    if (!(c->tcp.faults & KG_CHAOS_TCP_LIMIT_DATA) || !(c->tcp.directions & side_direction(side)))
+        return n;
+    uint64_t left = c->tcp.limit_bytes > c->sent[side] ? c->tcp.limit_bytes - c->sent[side] : 0;
+    return n < left ? n : (size_t)left;
 }
 
 /* Writes N bytes towards one side: straight to the socket when nothing is queued before them
@@ -69,9 +100,13 @@ static int conn_emit(kg_conn *c, int side, const uint8_t *p, size_t n)
     kg_buf *out = side == TO_CLIENT ? &c->resp_out : &c->req_out;
     int fd = side == TO_CLIENT ? c->client_io.fd : c->backend_io.fd;
     int connected = side == TO_CLIENT || c->state != KG_CONN_CONNECTING;
+    size_t allowed = conn_limit_allows(c, side, n);
+    int limit_hit = allowed < n;
+    n = allowed;
+    c->sent[side] += n;
     if (side == TO_CLIENT)
         kg_vcm_bytes_out(c->vc->metrics, n);
-    if (kg_buf_len(out) == 0 && connected && n > 0) {
+    if (kg_buf_len(out) == 0 && connected && n > 0 && !side_shaped(c, side)) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) {
             p += w;
@@ -86,21 +121,43 @@ static int conn_emit(kg_conn *c, int side, const uint8_t *p, size_t n)
         kg_conn_close(c, KG_LOG_ERROR, "out of memory buffering %zu bytes", n);
         return -1;
     }
+    if (limit_hit) {
+        kg_conn_close(c, KG_LOG_INFO, "chaos limit-data: %llu bytes reached",
+                      (unsigned long long)c->tcp.limit_bytes);
+        return -1;
+    }
     return 0;
 }
 
-static int conn_emit_frame_size(kg_conn *c, int side, uint32_t size)
+/* Builds a whole response frame (size, header for API/VERSION, BODY) that kgate delivers
+ * itself. The frame is malloc'd; NULL on failure. */
+static uint8_t *conn_make_frame(int16_t api_key, int16_t api_version, int32_t correlation_id,
+                                const uint8_t *body, size_t len, uint32_t *frame_len)
 {
-    uint8_t be[4];
-    kg_wire_put_u32(be, size);
-    return conn_emit(c, side, be, 4);
+    kp_writer w;
+    kp_writer_init(&w, len + 16);
+    size_t at = kp_writer_reserve_len(&w);
+    kg_wire_response_header(&w, api_key, api_version, correlation_id);
+    kp_write_raw(&w, body, len);
+    kp_writer_patch_len(&w, at);
+    if (w.err) {
+        kp_writer_free(&w);
+        return NULL;
+    }
+    *frame_len = (uint32_t)w.len;
+    return w.buf;
 }
 
 /* ---------------------------------------------------------------- in-flight queue */
 
+static kg_inflight *queue_at(kg_conn *c, uint32_t i)
+{
+    return &c->queue[(c->q_head + i) % c->q_cap];
+}
+
 static kg_inflight *queue_head(kg_conn *c)
 {
-    return c->q_len ? &c->queue[c->q_head] : NULL;
+    return c->q_len ? queue_at(c, 0) : NULL;
 }
 
 static kg_inflight *queue_push(kg_conn *c)
@@ -111,7 +168,7 @@ static kg_inflight *queue_push(kg_conn *c)
         if (!q)
             return NULL;
         for (uint32_t i = 0; i < c->q_len; i++)
-            q[i] = c->queue[(c->q_head + i) % c->q_cap];
+            q[i] = *queue_at(c, i);
         free(c->queue);
         c->queue = q;
         c->q_head = 0;
@@ -123,25 +180,62 @@ static kg_inflight *queue_push(kg_conn *c)
     return e;
 }
 
+static void inflight_clear(kg_inflight *e)
+{
+    free(e->frame);
+    e->frame = NULL;
+    if (e->chaos)
+        kg_chaos_release(e->chaos);
+    e->chaos = NULL;
+}
+
 static void queue_pop(kg_conn *c)
 {
-    kg_inflight *e = &c->queue[c->q_head];
-    free(e->local_frame);
-    e->local_frame = NULL;
+    inflight_clear(queue_head(c));
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_len--;
 }
 
-/* Responses kgate made itself go out as soon as every earlier response has. */
-static int queue_flush_local(kg_conn *c)
+/* The entry the next backend response answers: the oldest one still waiting for it (kgate's
+ * own answers and held responses may sit before it). */
+static kg_inflight *queue_first_waiting(kg_conn *c)
+{
+    for (uint32_t i = 0; i < c->q_len; i++) {
+        kg_inflight *e = queue_at(c, i);
+        if (!(e->flags & KG_INFLIGHT_READY))
+            return e;
+    }
+    return NULL;
+}
+
+/* Delivers ready responses from the head of the queue, in order; a response held by chaos
+ * latency holds every later one too. */
+static int queue_deliver_ready(kg_conn *c)
 {
     kg_inflight *e;
-    while ((e = queue_head(c)) && (e->flags & KG_INFLIGHT_LOCAL)) {
-        if (conn_emit(c, TO_CLIENT, e->local_frame, e->local_len) < 0)
+    while ((e = queue_head(c)) && (e->flags & KG_INFLIGHT_READY)) {
+        if (e->release_us > kg_now_us()) {
+            kg_loop_timer_at(c->loop, &c->response_timer, e->release_us);
+            return 0;
+        }
+        if (e->frame_len && conn_emit(c, TO_CLIENT, e->frame, e->frame_len) < 0)
             return -1;
         queue_pop(c);
     }
     return 0;
+}
+
+/* Makes E ready with FRAME (ownership moves), delivered after E's chaos delay. */
+static void inflight_ready(kg_conn *c, kg_inflight *e, uint8_t *frame, uint32_t frame_len)
+{
+    free(e->frame);
+    e->frame = frame;
+    e->frame_len = frame_len;
+    e->flags |= KG_INFLIGHT_READY;
+    e->release_us = kg_now_us() + e->delay_us;
+    if (e->chaos)
+        kg_chaos_release(e->chaos);
+    e->chaos = NULL;
 }
 
 /* ---------------------------------------------------------------- closing */
@@ -160,9 +254,12 @@ void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
                "closing connection from %s (vcluster %s, backend %s, %u in flight): %s", c->peer,
                c->vc->cfg->name, c->backend[0] ? c->backend : "-", c->q_len, reason);
     for (uint32_t i = 0; i < c->q_len; i++)
-        kg_vcm_unanswered(c->vc->metrics, c->queue[(c->q_head + i) % c->q_cap].api_key);
+        kg_vcm_unanswered(c->vc->metrics, queue_at(c, i)->api_key);
     c->state = KG_CONN_CLOSED;
-    kg_loop_timer_cancel(c->loop, &c->connect_timer);
+    kg_timer *timers[] = {&c->connect_timer, &c->request_timer, &c->response_timer,
+                          &c->shape_timer[0], &c->shape_timer[1], &c->reset_timer};
+    for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
+        kg_loop_timer_cancel(c->loop, timers[i]);
     kg_loop_io_del(c->loop, &c->client_io);
     close(c->client_io.fd);
     c->client_io.fd = -1;
@@ -181,6 +278,9 @@ void kg_conn_free(kg_conn *c)
     while (c->q_len)
         queue_pop(c);
     free(c->queue);
+    kg_chaos_action_free(&c->held.action);
+    if (c->chaos)
+        kg_chaos_release(c->chaos);
     kg_buf_free(&c->req_in);
     kg_buf_free(&c->req_out);
     kg_buf_free(&c->resp_in);
@@ -205,6 +305,97 @@ void kg_conn_drain(kg_conn *c)
     conn_update_interest(c);
 }
 
+/* ---------------------------------------------------------------- chaos: snapshots, TCP */
+
+static kg_chaos_conn conn_chaos_view(kg_conn *c)
+{
+    kg_chaos_conn v = {.vcluster = c->vc->cfg->name,
+                       .client_id = {c->client_id, c->client_id_len},
+                       .principal = NULL,
+                       .node_id = c->node_id,
+                       .rng = kg_worker_rng(c->worker)};
+    if (c->client_id_len < 0)
+        v.client_id = KP_STR_NULL;
+    return v;
+}
+
+/* Re-takes the rule snapshot when the rules changed. Returns 1 when some rules exist. */
+static int conn_chaos_refresh(kg_conn *c)
+{
+    kg_chaos *ch = c->gw->chaos;
+    uint64_t gen = kg_chaos_generation(ch);
+    if (!c->chaos || gen != c->chaos_gen) {
+        if (c->chaos)
+            kg_chaos_release(c->chaos);
+        c->chaos_gen = gen;
+        c->chaos = kg_chaos_acquire(ch);
+    }
+    return !kg_chaos_set_empty(c->chaos);
+}
+
+static void conn_reset_now(kg_loop *loop, void *arg)
+{
+    kg_conn *c = arg;
+    /* SO_LINGER with a zero timeout turns close() into a TCP reset. */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c->client_io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    kg_conn_close(c, KG_LOG_INFO, "chaos reset");
+}
+
+static void conn_shape_flush(kg_loop *loop, void *arg);
+
+/* Applies the TCP faults of the current rules. Returns -1 when the connection was closed. */
+static int conn_chaos_tcp(kg_conn *c)
+{
+    kg_chaos_conn view = conn_chaos_view(c);
+    kg_chaos_tcp tcp = {0};
+    if (!conn_chaos_refresh(c) || !kg_chaos_tcp_faults(c->chaos, &view, &tcp))
+        return 0;
+    if (tcp.faults & KG_CHAOS_TCP_DOWN) {
+        kg_conn_close(c, KG_LOG_INFO, "chaos down");
+        return -1;
+    }
+    uint64_t now = kg_now_us();
+    if ((tcp.faults & KG_CHAOS_TCP_RESET) && !(c->tcp.faults & KG_CHAOS_TCP_RESET))
+        kg_loop_timer_at(c->loop, &c->reset_timer, now + (uint64_t)tcp.reset_after_ms * 1000u);
+    for (int side = 0; side < 2; side++) {
+        int shaped = (tcp.faults & (KG_CHAOS_TCP_BANDWIDTH | KG_CHAOS_TCP_SLICER)) &&
+                     (tcp.directions & side_direction(side));
+        kg_shape_init(&c->shape[side],
+                      shaped && (tcp.faults & KG_CHAOS_TCP_BANDWIDTH) ? (uint64_t)tcp.bandwidth_kib * 1024u : 0,
+                      shaped && (tcp.faults & KG_CHAOS_TCP_SLICER) ? tcp.slice_bytes : 0,
+                      tcp.slice_delay_us, now);
+    }
+    c->tcp = tcp;
+    return 0;
+}
+
+/* Writes what pacing allows of a shaped side's output, then sleeps until more is allowed. */
+static int conn_flush_shaped(kg_conn *c, int side)
+{
+    kg_buf *out = side == TO_CLIENT ? &c->resp_out : &c->req_out;
+    int fd = side == TO_CLIENT ? c->client_io.fd : c->backend_io.fd;
+    uint64_t now = kg_now_us();
+    if (side_frozen(c, side) || (side == TO_BACKEND && c->state == KG_CONN_CONNECTING))
+        return 0;
+    size_t n = kg_shape_allowance(&c->shape[side], kg_buf_len(out), now);
+    if (n > 0) {
+        ssize_t w = send(fd, kg_buf_begin(out), n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            kg_conn_close(c, KG_LOG_DEBUG, "write failed: %s", strerror(errno));
+            return -1;
+        }
+        if (w > 0) {
+            kg_buf_consume(out, (size_t)w);
+            kg_shape_spent(&c->shape[side], (size_t)w, now);
+        }
+    }
+    if (kg_buf_len(out) > 0)
+        kg_loop_timer_at(c->loop, &c->shape_timer[side],
+                         kg_shape_next_us(&c->shape[side], kg_buf_len(out), now));
+    return 0;
+}
+
 /* ---------------------------------------------------------------- requests */
 
 /* A switch changed the routing word: nothing more may reach the old cluster. */
@@ -213,19 +404,59 @@ static int conn_route_is_stale(const kg_conn *c)
     return atomic_load_explicit(&c->vc->route, memory_order_acquire) != c->route;
 }
 
-static int conn_answer_locally(kg_conn *c, const kg_wire_request *rq, kp_writer *w)
+/* Remembers the client id (chaos scopes on it); re-checks TCP faults once it is known. */
+static int conn_note_client_id(kg_conn *c, const kg_wire_request *rq)
 {
+    kp_str id = rq->client_id;
+    if (id.len < 0 || (id.len == c->client_id_len && memcmp(id.ptr, c->client_id, (size_t)id.len) == 0))
+        return 0;
+    size_t n = (size_t)id.len < sizeof(c->client_id) ? (size_t)id.len : sizeof(c->client_id) - 1;
+    memcpy(c->client_id, id.ptr, n);
+    c->client_id_len = (int32_t)n;
+    if (c->tcp_rechecked)
+        return 0;
+    c->tcp_rechecked = 1;
+    return conn_chaos_tcp(c);
+}
+
+static kg_inflight *conn_track_request(kg_conn *c, const kg_wire_request *rq)
+{
+    if (c->q_len >= KG_MAX_INFLIGHT) {
+        kg_conn_close(c, KG_LOG_WARN, "more than %d requests in flight", KG_MAX_INFLIGHT);
+        return NULL;
+    }
     kg_inflight *e = queue_push(c);
-    if (!e)
-        return -1;
+    if (!e) {
+        kg_conn_close(c, KG_LOG_ERROR, "out of memory");
+        return NULL;
+    }
     e->correlation_id = rq->correlation_id;
     e->api_key = rq->api_key;
     e->api_version = rq->api_version;
-    e->flags = KG_INFLIGHT_LOCAL;
-    e->local_frame = w->buf; /* ownership moves to the queue entry */
-    e->local_len = (uint32_t)w->len;
-    w->buf = NULL;
-    return queue_flush_local(c);
+    e->sent_us = kg_loop_now(c->loop);
+    if (rq->api_key == KG_API_APIVERSIONS)
+        e->flags |= KG_INFLIGHT_APIVERSIONS;
+    else if (kg_rewrite_wanted(rq->api_key, rq->api_version))
+        e->flags |= KG_INFLIGHT_REWRITE;
+    return e;
+}
+
+/* Queues a response kgate made itself, delivered in order after DELAY_US. */
+static int conn_answer_locally(kg_conn *c, const kg_wire_request *rq, uint8_t *frame,
+                               uint32_t frame_len, uint64_t delay_us)
+{
+    kg_inflight *e = frame ? queue_push(c) : NULL;
+    if (!e) {
+        free(frame);
+        kg_conn_close(c, KG_LOG_ERROR, "cannot build a response kgate owes the client");
+        return -1;
+    }
+    e->correlation_id = rq->correlation_id;
+    e->api_key = rq->api_key;
+    e->api_version = rq->api_version;
+    e->delay_us = delay_us;
+    inflight_ready(c, e, frame, frame_len);
+    return queue_deliver_ready(c);
 }
 
 /* ApiVersions is answered by kgate from what it learnt by probing both clusters of the
@@ -238,37 +469,124 @@ static int conn_answer_apiversions(kg_conn *c, const kg_wire_request *rq,
     kp_writer w = {0};
     kg_versions_build_response(&w, unsupported ? 0 : rq->api_version, rq->correlation_id, ranges,
                                unsupported ? KG_KAFKA_UNSUPPORTED_VERSION : 0, 0);
-    int rc = w.err ? -1 : conn_answer_locally(c, rq, &w);
-    kp_writer_free(&w);
-    if (rc < 0)
-        kg_conn_close(c, KG_LOG_ERROR, "cannot build an ApiVersions response");
+    if (w.err)
+        kp_writer_free(&w);
+    return conn_answer_locally(c, rq, w.err ? NULL : w.buf, (uint32_t)w.len, 0);
+}
+
+/* Sends a whole request frame, with BODY in place of its own when BODY is not NULL. */
+static int conn_forward_frame(kg_conn *c, const uint8_t *frame, uint32_t size, size_t header_len,
+                              const kp_writer *body)
+{
+    if (!body)
+        return conn_emit(c, TO_BACKEND, frame, 4 + (size_t)size);
+    uint8_t be[4];
+    kg_wire_put_u32(be, (uint32_t)(header_len + body->len));
+    if (conn_emit(c, TO_BACKEND, be, 4) < 0 || conn_emit(c, TO_BACKEND, frame + 4, header_len) < 0)
+        return -1;
+    return conn_emit(c, TO_BACKEND, body->buf, body->len);
+}
+
+/* Carries out what the chaos rules decided for the whole request frame at the head of
+ * req_in, and consumes it. */
+static int conn_execute_action(kg_conn *c, const kg_wire_request *rq, const uint8_t *frame,
+                               uint32_t size, kg_chaos_action *act)
+{
+    unsigned f = act->flags;
+    int rc = 0;
+    if (f & KG_CHAOS_REJECT) {
+        if (!rq->no_response) {
+            uint32_t len = 0;
+            uint8_t *resp = conn_make_frame(rq->api_key, rq->api_version, rq->correlation_id,
+                                            act->response.buf, act->response.len, &len);
+            rc = conn_answer_locally(c, rq, resp, len, act->delay_response_us);
+        }
+        kg_buf_consume(&c->req_in, 4 + (size_t)size);
+        return rc < 0 ? -1 : 1;
+    }
+    const kp_writer *body = (f & KG_CHAOS_REPLACE_REQUEST) ? &act->request : NULL;
+    if (conn_forward_frame(c, frame, size, rq->header_len, body) < 0 ||
+        ((f & KG_CHAOS_FORWARD_TWICE) && conn_forward_frame(c, frame, size, rq->header_len, body) < 0))
+        return -1;
+    if (!rq->no_response) {
+        kg_inflight *e = conn_track_request(c, rq);
+        if (!e)
+            return -1;
+        e->delay_us = act->delay_response_us;
+        if (f & KG_CHAOS_LOST_ACK) {
+            e->flags |= KG_INFLIGHT_REPLACE;
+            e->frame = conn_make_frame(rq->api_key, rq->api_version, rq->correlation_id,
+                                       act->response.buf, act->response.len, &e->frame_len);
+        }
+        if (f & KG_CHAOS_MUTATE_RESPONSE) {
+            e->flags |= KG_INFLIGHT_MUTATE;
+            e->mutation = act->mutation;
+            e->chaos = kg_chaos_retain(c->chaos);
+        }
+        kg_inflight *twin = (f & KG_CHAOS_FORWARD_TWICE) ? conn_track_request(c, rq) : NULL;
+        if (twin)
+            twin->flags |= KG_INFLIGHT_SWALLOW;
+        else if (f & KG_CHAOS_FORWARD_TWICE)
+            return -1;
+    }
+    kg_buf_consume(&c->req_in, 4 + (size_t)size);
+    return 1;
+}
+
+static void conn_release_held(kg_loop *loop, void *arg);
+
+/* Chaos on one request. Returns 1 handled, 0 wait (more bytes, or held), -1 closed, 2 not
+ * chaos's business: pass it through. */
+static int conn_chaos_request(kg_conn *c, const kg_wire_request *rq, const uint8_t *frame,
+                              uint32_t size, int complete)
+{
+    const kg_chaos_set *set = c->chaos;
+    kg_chaos_conn view = conn_chaos_view(c);
+    int observe = kg_chaos_group_scoped(set) && kg_chaos_is_group_api(rq->api_key);
+    int wanted = kg_chaos_request_wanted(set, &view, rq->api_key, rq->api_version);
+    if (!observe && !wanted)
+        return 2;
+    if (!complete)
+        return 0;
+    const uint8_t *body = frame + 4 + rq->header_len;
+    size_t len = size - rq->header_len;
+    if (observe)
+        kg_chaos_observe(c->gw->chaos, &view, rq->api_key, rq->api_version, body, len);
+    kg_chaos_action act;
+    kg_chaos_action_init(&act);
+    if (!wanted || kg_chaos_on_request(set, &view, rq->api_key, rq->api_version, body, len, &act) < 0 ||
+        act.flags == 0) {
+        kg_chaos_action_free(&act);
+        return 2;
+    }
+    if (act.flags & KG_CHAOS_DELAY_REQUEST) {
+        act.flags &= ~KG_CHAOS_DELAY_REQUEST;
+        c->held.action = act;
+        c->held.active = 1;
+        c->held.until_us = kg_now_us() + act.delay_request_us;
+        kg_loop_timer_at(c->loop, &c->request_timer, c->held.until_us);
+        return 0;
+    }
+    int rc = conn_execute_action(c, rq, frame, size, &act);
+    kg_chaos_action_free(&act);
     return rc;
 }
 
-static int conn_track_request(kg_conn *c, const kg_wire_request *rq)
+/* The request at the head of req_in was held by chaos latency; forward it once its time came. */
+static int conn_take_held(kg_conn *c, const kg_wire_request *rq, const uint8_t *frame,
+                          uint32_t size)
 {
-    if (c->q_len >= KG_MAX_INFLIGHT) {
-        kg_conn_close(c, KG_LOG_WARN, "more than %d requests in flight", KG_MAX_INFLIGHT);
-        return -1;
-    }
-    kg_inflight *e = queue_push(c);
-    if (!e) {
-        kg_conn_close(c, KG_LOG_ERROR, "out of memory");
-        return -1;
-    }
-    e->correlation_id = rq->correlation_id;
-    e->api_key = rq->api_key;
-    e->api_version = rq->api_version;
-    e->sent_us = kg_loop_now(c->loop);
-    if (rq->api_key == KG_API_APIVERSIONS)
-        e->flags |= KG_INFLIGHT_APIVERSIONS;
-    else if (kg_rewrite_wanted(rq->api_key, rq->api_version))
-        e->flags |= KG_INFLIGHT_REWRITE;
-    return 0;
+    if (kg_now_us() < c->held.until_us)
+        return 0;
+    c->held.active = 0;
+    int rc = conn_execute_action(c, rq, frame, size, &c->held.action);
+    kg_chaos_action_free(&c->held.action);
+    kg_chaos_action_init(&c->held.action);
+    return rc;
 }
 
 /* Looks at the frame at the start of req_in. Returns 1 when it was handled (consumed or made a
- * pass-through), 0 when more bytes are needed, -1 when the connection was closed. */
+ * pass-through), 0 when more bytes (or time) are needed, -1 when the connection was closed. */
 static int conn_take_request(kg_conn *c)
 {
     const uint8_t *p = kg_buf_begin(&c->req_in);
@@ -295,15 +613,27 @@ static int conn_take_request(kg_conn *c)
         kg_conn_close(c, KG_LOG_INFO, "virtual cluster %s switched", c->vc->cfg->name);
         return -1;
     }
-    kg_vcm_request(c->vc->metrics, rq.api_key);
+    if (c->held.active)
+        return conn_take_held(c, &rq, p, (uint32_t)size);
+    if (conn_note_client_id(c, &rq) < 0)
+        return -1;
     kg_version_ranges ranges;
     if (rq.api_key == KG_API_APIVERSIONS && kg_gateway_version_ranges(c->gw, c->vc, &ranges)) {
         if (!complete)
             return 0;
+        kg_vcm_request(c->vc->metrics, rq.api_key);
         kg_buf_consume(&c->req_in, 4 + (size_t)size);
         return conn_answer_apiversions(c, &rq, &ranges) < 0 ? -1 : 1;
     }
-    if (!rq.no_response && conn_track_request(c, &rq) < 0)
+    if (conn_chaos_refresh(c)) {
+        rc = conn_chaos_request(c, &rq, p, (uint32_t)size, complete);
+        if (rc == 1)
+            kg_vcm_request(c->vc->metrics, rq.api_key);
+        if (rc != 2)
+            return rc;
+    }
+    kg_vcm_request(c->vc->metrics, rq.api_key);
+    if (!rq.no_response && !conn_track_request(c, &rq))
         return -1;
     c->req_pass = 4 + (uint32_t)size;
     return 1;
@@ -351,43 +681,59 @@ static void conn_broker_seen(void *ctx, int32_t node_id, const kp_str *host, int
         kg_cluster_learn_broker(ctx, node_id, host->ptr, (size_t)host->len, port);
 }
 
-static int conn_emit_rewritten(kg_conn *c, const uint8_t *frame, size_t hdr_len, kp_writer *body)
-{
-    if (conn_emit_frame_size(c, TO_CLIENT, (uint32_t)(hdr_len + body->len)) < 0 ||
-        conn_emit(c, TO_CLIENT, frame + 4, hdr_len) < 0)
-        return -1;
-    return conn_emit(c, TO_CLIENT, body->buf, body->len);
-}
-
-static int conn_rewrite_addresses(kg_conn *c, const kg_inflight *e, const uint8_t *frame,
-                                  uint32_t size)
+/* Mutation (chaos) then address rewriting of one whole response frame. Returns 1 with the new
+ * frame in OUT, 0 when the original frame stands, -1 when the connection was closed. */
+static int conn_transform_response(kg_conn *c, const kg_inflight *e, const uint8_t *frame,
+                                   uint32_t size, kp_writer *out)
 {
     size_t hdr_len = kg_wire_response_header_len(e->api_key, e->api_version, frame + 4, size);
     if (hdr_len == 0) {
-        kg_conn_close(c, KG_LOG_WARN, "malformed response header from backend");
+        kg_conn_close(c, KG_LOG_WARN, "malformed %s response header from backend",
+                      kp_api_name(e->api_key));
         return -1;
     }
-    kg_node_map map = {.host = c->gw->cfg->advertised_host,
-                       .port_for_node = conn_port_for_node,
-                       .ctx = c->vc,
-                       .fallback_port = c->vc->cfg->port};
-    kp_writer body = {0};
-    int rc = kg_rewrite_response(e->api_key, e->api_version, frame + 4 + hdr_len, size - hdr_len,
-                                 &map, conn_broker_seen, c->cluster, &body);
-    if (rc < 0 || body.err) {
-        kp_writer_free(&body);
+    const uint8_t *body = frame + 4 + hdr_len;
+    size_t body_len = size - hdr_len;
+    kp_writer mutated = {0};
+    int changed = 0, rc = 0;
+    if (e->flags & KG_INFLIGHT_MUTATE) {
+        kg_chaos_action act = {.mutation = e->mutation};
+        if (kg_chaos_on_response(e->chaos, &act, e->api_key, e->api_version, body, body_len,
+                                 &mutated) == 1) {
+            body = mutated.buf;
+            body_len = mutated.len;
+            changed = 1;
+        }
+    }
+    size_t len_at = kp_writer_reserve_len(out);
+    kp_write_raw(out, frame + 4, hdr_len);
+    size_t body_at = out->len;
+    if (e->flags & KG_INFLIGHT_REWRITE) {
+        kg_node_map map = {.host = c->gw->cfg->advertised_host,
+                           .port_for_node = conn_port_for_node,
+                           .ctx = c->vc,
+                           .fallback_port = c->vc->cfg->port};
+        rc = kg_rewrite_response(e->api_key, e->api_version, body, body_len, &map,
+                                 conn_broker_seen, c->cluster, out);
+        changed |= rc == 1;
+    }
+    if (rc == 0 && changed) {
+        out->len = body_at;
+        kp_write_raw(out, body, body_len);
+    }
+    kp_writer_patch_len(out, len_at);
+    kp_writer_free(&mutated);
+    if (rc < 0 || out->err) {
         kg_conn_close(c, KG_LOG_WARN, "cannot decode %s v%d response from backend to rewrite it",
                       kp_api_name(e->api_key), e->api_version);
         return -1;
     }
-    rc = rc == 0 ? conn_emit(c, TO_CLIENT, frame, 4 + (size_t)size)
-                 : conn_emit_rewritten(c, frame, hdr_len, &body);
-    kp_writer_free(&body);
-    return rc;
+    return changed;
 }
 
-static int conn_replace_apiversions(kg_conn *c, const kg_inflight *e, const uint8_t *frame,
-                                    uint32_t size)
+/* kgate's ApiVersions answer for a request it forwarded (before the cluster was probed). */
+static uint8_t *conn_apiversions_frame(kg_conn *c, const kg_inflight *e, const uint8_t *frame,
+                                       uint32_t size, uint32_t *frame_len)
 {
     /* ApiVersions responses always have header v0: the body starts after the correlation id. */
     kg_version_ranges backend, ranges;
@@ -400,16 +746,65 @@ static int conn_replace_apiversions(kg_conn *c, const kg_inflight *e, const uint
          * leads every layout, and kgate's own ranges are what the client needs. */
         error = KG_KAFKA_UNSUPPORTED_VERSION;
     } else {
-        kg_conn_close(c, KG_LOG_WARN, "cannot decode ApiVersions v%d response from backend",
-                      e->api_version);
-        return -1;
+        return NULL;
     }
     kp_writer w = {0};
     int16_t version = error == KG_KAFKA_UNSUPPORTED_VERSION ? 0 : e->api_version;
     kg_versions_build_response(&w, version, e->correlation_id, &ranges, error, 0);
-    int rc = w.err ? -1 : conn_emit(c, TO_CLIENT, w.buf, w.len);
-    kp_writer_free(&w);
-    return rc;
+    if (w.err) {
+        kp_writer_free(&w);
+        return NULL;
+    }
+    *frame_len = (uint32_t)w.len;
+    return w.buf;
+}
+
+/* A whole response frame for entry E: work out what the client gets and make E ready. */
+static int conn_finish_response(kg_conn *c, kg_inflight *e, const uint8_t *frame, uint32_t size)
+{
+    uint8_t *out = NULL;
+    uint32_t out_len = 0;
+    if (e->flags & KG_INFLIGHT_SWALLOW) {
+        /* the client never sent this request: nothing to deliver */
+    } else if (e->flags & KG_INFLIGHT_REPLACE) {
+        out = e->frame;
+        out_len = e->frame_len;
+        e->frame = NULL;
+        if (!out) {
+            kg_conn_close(c, KG_LOG_ERROR, "out of memory for a chaos response");
+            return -1;
+        }
+    } else if (e->flags & KG_INFLIGHT_APIVERSIONS) {
+        out = conn_apiversions_frame(c, e, frame, size, &out_len);
+        if (!out) {
+            kg_conn_close(c, KG_LOG_WARN, "cannot decode ApiVersions v%d response from backend",
+                          e->api_version);
+            return -1;
+        }
+    } else {
+        kp_writer w = {0};
+        int rc = conn_transform_response(c, e, frame, size, &w);
+        if (rc < 0) {
+            kp_writer_free(&w);
+            return -1;
+        }
+        if (rc == 0) {
+            kp_writer_free(&w);
+            out = malloc(4 + (size_t)size);
+            if (out)
+                memcpy(out, frame, 4 + (size_t)size);
+            out_len = 4 + size;
+        } else {
+            out = w.buf;
+            out_len = (uint32_t)w.len;
+        }
+        if (!out) {
+            kg_conn_close(c, KG_LOG_ERROR, "out of memory for a %u-byte response", size);
+            return -1;
+        }
+    }
+    inflight_ready(c, e, out, out_len);
+    return 0;
 }
 
 /* Looks at the response at the start of resp_in. Same return convention as
@@ -422,7 +817,7 @@ static int conn_take_response(kg_conn *c)
         return 0;
     int32_t size = (int32_t)kg_wire_get_u32(p);
     int32_t corr = (int32_t)kg_wire_get_u32(p + 4);
-    kg_inflight *e = queue_head(c);
+    kg_inflight *e = queue_first_waiting(c);
     if (size < 4 || (uint32_t)size > c->gw->cfg->max_frame_bytes) {
         kg_conn_close(c, KG_LOG_WARN, "bad response frame size %d from backend", size);
         return -1;
@@ -432,8 +827,12 @@ static int conn_take_response(kg_conn *c)
                       e ? e->correlation_id : -1);
         return -1;
     }
-    kg_vcm_response(c->vc->metrics, e->api_key, kg_loop_now(c->loop) - e->sent_us);
-    if (!(e->flags & (KG_INFLIGHT_REWRITE | KG_INFLIGHT_APIVERSIONS))) {
+    int plain = !(e->flags & (KG_INFLIGHT_REWRITE | KG_INFLIGHT_APIVERSIONS | KG_INFLIGHT_SWALLOW |
+                              KG_INFLIGHT_REPLACE | KG_INFLIGHT_MUTATE)) &&
+                e->delay_us == 0 && e == queue_head(c);
+    if (!(e->flags & KG_INFLIGHT_SWALLOW))
+        kg_vcm_response(c->vc->metrics, e->api_key, kg_loop_now(c->loop) - e->sent_us);
+    if (plain) {
         queue_pop(c);
         c->resp_pass = 4 + (uint32_t)size;
         return 1;
@@ -446,13 +845,10 @@ static int conn_take_response(kg_conn *c)
         }
         return 0;
     }
-    int rc = (e->flags & KG_INFLIGHT_APIVERSIONS) ? conn_replace_apiversions(c, e, p, (uint32_t)size)
-                                                  : conn_rewrite_addresses(c, e, p, (uint32_t)size);
-    if (rc < 0)
+    if (conn_finish_response(c, e, p, (uint32_t)size) < 0)
         return -1;
     kg_buf_consume(&c->resp_in, 4 + (size_t)size);
-    queue_pop(c);
-    return queue_flush_local(c) < 0 ? -1 : 1;
+    return queue_deliver_ready(c) < 0 ? -1 : 1;
 }
 
 static int conn_pass_response_bytes(kg_conn *c)
@@ -464,7 +860,7 @@ static int conn_pass_response_bytes(kg_conn *c)
         return -1;
     kg_buf_consume(&c->resp_in, n);
     c->resp_pass -= (uint32_t)n;
-    if (c->resp_pass == 0 && queue_flush_local(c) < 0)
+    if (c->resp_pass == 0 && queue_deliver_ready(c) < 0)
         return -1;
     return 0;
 }
@@ -477,7 +873,7 @@ static void conn_process_responses(kg_conn *c)
                 return;
             continue;
         }
-        if (kg_buf_len(&c->resp_out) >= high_water(c))
+        if (kg_buf_len(&c->resp_out) >= high_water(c) || side_frozen(c, TO_CLIENT))
             return; /* backpressure: the client is slower than the backend */
         if (conn_take_response(c) <= 0)
             return;
@@ -505,6 +901,8 @@ static ssize_t conn_read(kg_conn *c, int fd, kg_buf *buf)
 /* Sends what is queued for one side. Returns -1 when the connection was closed. */
 static int conn_flush(kg_conn *c, int side)
 {
+    if (side_shaped(c, side))
+        return conn_flush_shaped(c, side);
     kg_buf *out = side == TO_CLIENT ? &c->resp_out : &c->req_out;
     int fd = side == TO_CLIENT ? c->client_io.fd : c->backend_io.fd;
     while (kg_buf_len(out) > 0) {
@@ -537,6 +935,35 @@ static void conn_after_io(kg_conn *c)
         return;
     }
     conn_update_interest(c);
+}
+
+/* Timers: a held request's time came, a held response's time came, a shaped side may write. */
+static void conn_release_held(kg_loop *loop, void *arg)
+{
+    kg_conn *c = arg;
+    conn_process_requests(c);
+    conn_after_io(c);
+}
+
+static void conn_release_response(kg_loop *loop, void *arg)
+{
+    kg_conn *c = arg;
+    if (queue_deliver_ready(c) < 0)
+        return;
+    conn_process_responses(c);
+    conn_after_io(c);
+}
+
+static void conn_shape_flush(kg_loop *loop, void *arg)
+{
+    kg_conn *c = arg;
+    if (conn_flush(c, TO_BACKEND) < 0 || conn_flush(c, TO_CLIENT) < 0)
+        return;
+    /* Output drained below the high-water mark: both directions may read again. */
+    conn_process_requests(c);
+    if (c->state != KG_CONN_CLOSED)
+        conn_process_responses(c);
+    conn_after_io(c);
 }
 
 static void conn_client_event(kg_loop *loop, int fd, unsigned mask, void *arg)
@@ -591,6 +1018,9 @@ static void conn_backend_event(kg_loop *loop, int fd, unsigned mask, void *arg)
         }
         conn_backend_connected(c);
         conn_process_requests(c);
+        if (c->state != KG_CONN_CLOSED && side_shaped(c, TO_BACKEND) &&
+            conn_flush_shaped(c, TO_BACKEND) < 0)
+            return;
     }
     if ((mask & KG_EV_WRITE) && conn_flush(c, TO_BACKEND) < 0)
         return;
@@ -698,7 +1128,14 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
     c->cluster = &gw->clusters[KG_ROUTE_ACTIVE(c->route)];
     c->client_io = (kg_io){.fd = client_fd, .fn = conn_client_event, .arg = c};
     c->backend_io.fd = -1;
+    c->client_id_len = -1;
     kg_timer_init(&c->connect_timer, conn_connect_timeout, c);
+    kg_timer_init(&c->request_timer, conn_release_held, c);
+    kg_timer_init(&c->response_timer, conn_release_response, c);
+    kg_timer_init(&c->shape_timer[0], conn_shape_flush, c);
+    kg_timer_init(&c->shape_timer[1], conn_shape_flush, c);
+    kg_timer_init(&c->reset_timer, conn_reset_now, c);
+    kg_chaos_action_init(&c->held.action);
     int one = 1;
     setsockopt(client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     conn_describe_peer(client_fd, c->peer, sizeof(c->peer));
@@ -711,5 +1148,7 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
 
 void kg_conn_start(kg_conn *c)
 {
+    if (conn_chaos_tcp(c) < 0)
+        return;
     conn_connect_next(c);
 }

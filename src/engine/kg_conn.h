@@ -13,8 +13,10 @@
 
 #include <stdint.h>
 
+#include "chaos/kg_chaos.h"
 #include "engine/kg_buf.h"
 #include "engine/kg_loop.h"
+#include "engine/kg_shape.h"
 
 typedef struct kg_worker kg_worker;
 typedef struct kg_gateway kg_gateway;
@@ -30,17 +32,34 @@ typedef enum kg_conn_state {
 
 #define KG_INFLIGHT_REWRITE 1u     /* response carries broker addresses */
 #define KG_INFLIGHT_APIVERSIONS 2u /* response is replaced by kgate's version intersection */
-#define KG_INFLIGHT_LOCAL 4u       /* kgate answers; local_frame holds the whole response */
+#define KG_INFLIGHT_READY 4u       /* `frame` is the response to deliver, not before release_us */
+#define KG_INFLIGHT_SWALLOW 8u     /* the broker's response is dropped (chaos: request sent twice) */
+#define KG_INFLIGHT_REPLACE 16u    /* `frame` is delivered instead of the broker's (chaos: lost ack) */
+#define KG_INFLIGHT_MUTATE 32u     /* the broker's response goes through chaos (records) */
 
 typedef struct kg_inflight {
     int32_t correlation_id;
     int16_t api_key;
     int16_t api_version;
     uint32_t flags;
-    uint32_t local_len;
-    uint8_t *local_frame;
+    uint32_t frame_len;
+    uint8_t *frame; /* a whole response frame (size prefix included), see the flags */
     uint64_t sent_us;
+    uint64_t release_us; /* READY: deliver at or after this time */
+    uint64_t delay_us;   /* chaos: hold the response this long once it arrives */
+    const void *mutation;
+    kg_chaos_set *chaos; /* keeps `mutation` alive */
 } kg_inflight;
+
+/* A request the chaos rules decided to hold (latency): it stays at the head of req_in, and
+ * every later request waits behind it, until `until_us`. */
+typedef struct kg_held_request {
+    int active;
+    uint64_t until_us;
+    kg_chaos_action action;
+} kg_held_request;
+
+enum { KG_SIDE_BACKEND = 0, KG_SIDE_CLIENT = 1 }; /* the direction bytes are written to */
 
 typedef struct kg_conn {
     struct kg_conn *prev, *next; /* the owning worker's list */
@@ -55,6 +74,8 @@ typedef struct kg_conn {
     int connect_attempt;
     char peer[64];
     char backend[64];
+    char client_id[256];
+    int32_t client_id_len; /* -1 until a request names it */
 
     kg_io client_io, backend_io;
     kg_timer connect_timer;
@@ -65,6 +86,19 @@ typedef struct kg_conn {
 
     kg_inflight *queue; /* ring buffer */
     uint32_t q_head, q_len, q_cap;
+
+    /* chaos */
+    kg_chaos_set *chaos; /* the rule snapshot this connection decides on */
+    uint64_t chaos_gen;
+    kg_held_request held;
+    kg_timer request_timer;  /* releases a held request */
+    kg_timer response_timer; /* delivers a held response */
+    kg_chaos_tcp tcp;
+    int tcp_rechecked;     /* TCP faults re-evaluated once the client id is known */
+    uint64_t sent[2];      /* bytes written per side, for limit-data */
+    kg_shape shape[2];     /* bandwidth / slicer per side */
+    kg_timer shape_timer[2];
+    kg_timer reset_timer;
 } kg_conn;
 
 kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd,

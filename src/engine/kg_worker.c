@@ -42,8 +42,14 @@ struct kg_worker {
     int draining;
     uint64_t drain_deadline_us;
     kg_timer drain_timer;
+    uint64_t rng;
     uint8_t scratch[KG_WORKER_SCRATCH];
 };
+
+uint64_t *kg_worker_rng(kg_worker *w)
+{
+    return &w->rng;
+}
 
 uint8_t *kg_worker_scratch(kg_worker *w)
 {
@@ -251,6 +257,7 @@ kg_worker *kg_worker_start(kg_gateway *gw, int id)
         return NULL;
     w->gw = gw;
     w->id = id;
+    w->rng = kg_now_us() ^ ((uint64_t)(id + 1) * 0x9e3779b97f4a7c15ull);
     w->loop = kg_loop_new();
     if (!w->loop) {
         free(w);

@@ -31,6 +31,8 @@ int kg_worker_connection_count(kg_worker *w);
 /* The worker's read scratch: connections read into it and keep only leftovers. */
 #define KG_WORKER_SCRATCH (256 * 1024)
 uint8_t *kg_worker_scratch(kg_worker *w);
+/* The worker's random state (chaos rates and delays); worker thread only. */
+uint64_t *kg_worker_rng(kg_worker *w);
 
 /* Called by a connection of this worker when it closes (worker thread only). */
 typedef struct kg_conn kg_conn;

@@ -12,6 +12,7 @@
 
 #include "admin/kg_admin.h"
 #include "admin/kg_metrics.h"
+#include "chaos/kg_chaos.h"
 #include "engine/kg_loop.h"
 #include "engine/kg_worker.h"
 #include "route/kg_vcmetrics.h"
@@ -156,6 +157,14 @@ static void *gateway_accept_main(void *arg)
     kg_gateway *gw = arg;
     kg_loop_run(gw->accept_loop);
     return NULL;
+}
+
+/* Once a second on the accept thread: expire chaos rules. */
+static void gateway_housekeeping(kg_loop *loop, void *arg)
+{
+    kg_gateway *gw = arg;
+    kg_chaos_expire(gw->chaos);
+    kg_loop_timer_in(loop, &gw->housekeeping, 1000000);
 }
 
 static void gateway_accept_stop(kg_loop *loop, void *arg)
@@ -435,6 +444,7 @@ static int gateway_start_admin(kg_gateway *gw)
                                               .collect_metrics = admin_collect};
     gw->admin_ops = ops_template;
     gw->admin_ops.ctx = gw;
+    gw->admin_ops.extra_routes = kg_chaos_admin_routes(gw->chaos, &gw->admin_ops.n_extra_routes);
     char err[256];
     gw->admin = kg_admin_start(gw->cfg->admin_listen, gw->cfg->admin_token, &gw->admin_ops,
                                gw->store, gw->metrics, err, sizeof(err));
@@ -447,6 +457,26 @@ static int gateway_start_admin(kg_gateway *gw)
 }
 
 /* ---------------------------------------------------------------- start / stop */
+
+static int gateway_apply_chaos_config(kg_gateway *gw, const kg_config *cfg)
+{
+    char err[512];
+    json_t *rules = cfg->chaos_rules ? json_incref(cfg->chaos_rules) : json_array();
+    int rc = kg_chaos_apply_config(gw->chaos, rules, err, sizeof(err));
+    json_decref(rules);
+    if (rc < 0)
+        kg_error("%s: chaos rules: %s", cfg->path, err);
+    return rc;
+}
+
+int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh)
+{
+    if (gateway_apply_chaos_config(gw, fresh) < 0)
+        return -1;
+    kg_info("reloaded %s: %zu chaos rule(s) from the file; other changes take a restart",
+            fresh->path, fresh->chaos_rules ? json_array_size(fresh->chaos_rules) : 0);
+    return 0;
+}
 
 static int gateway_init_state(kg_gateway *gw)
 {
@@ -465,6 +495,9 @@ static int gateway_init_state(kg_gateway *gw)
         kg_error("state store %s: %s", cfg->state_path, err);
         return -1;
     }
+    gw->chaos = kg_chaos_new(gw->store, gw->metrics);
+    if (!gw->chaos || gateway_apply_chaos_config(gw, cfg) < 0)
+        return -1;
     for (int i = 0; i < cfg->n_vclusters; i++) {
         kg_vcluster *vc = &gw->vclusters[i];
         vc->cfg = &cfg->vclusters[i];
@@ -495,6 +528,8 @@ static int gateway_start_threads(kg_gateway *gw)
         return -1;
     gw->probe_started = 1;
     kg_loop_on_wake(gw->accept_loop, gateway_accept_stop, gw);
+    kg_timer_init(&gw->housekeeping, gateway_housekeeping, gw);
+    kg_loop_timer_in(gw->accept_loop, &gw->housekeeping, 1000000);
     if (pthread_create(&gw->accept_thread, NULL, gateway_accept_main, gw) != 0)
         return -1;
     gw->accept_started = 1;
@@ -542,6 +577,7 @@ void kg_gateway_stop(kg_gateway *gw)
         pthread_mutex_unlock(&gw->probe_lock);
         pthread_join(gw->probe_thread, NULL);
     }
+    kg_chaos_free(gw->chaos); /* after the workers: connections hold rule snapshots */
     for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++)
         kg_vcm_free(gw->vclusters[i].metrics);
     for (int i = 0; gw->clusters && i < gw->cfg->n_clusters; i++)
@@ -573,7 +609,12 @@ int kg_gateway_serve(kg_config *cfg)
         int sig = 0;
         sigwait(&set, &sig);
         if (sig == SIGHUP) {
-            kg_info("SIGHUP: nothing to reload yet");
+            int n_errors = 0;
+            kg_config *fresh = kg_config_load(cfg->path, stderr, &n_errors);
+            if (!fresh || kg_gateway_reload(gw, fresh) < 0)
+                kg_error("SIGHUP: %s not reloaded (%d error(s)); still running the old rules",
+                         cfg->path, n_errors);
+            kg_config_free(fresh);
             continue;
         }
         kg_info("%s: draining (up to %d ms) and stopping", sig == SIGINT ? "SIGINT" : "SIGTERM",

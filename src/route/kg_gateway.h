@@ -15,13 +15,14 @@
 #include <jansson.h>
 
 #include "admin/kg_admin.h"
+#include "engine/kg_loop.h"
 #include "config/kg_config.h"
 #include "route/kg_cluster.h"
 
 typedef struct kg_worker kg_worker;
 typedef struct kg_store kg_store;
+typedef struct kg_chaos kg_chaos;
 typedef struct kg_metrics kg_metrics;
-typedef struct kg_loop kg_loop;
 typedef struct kg_vc_metrics kg_vc_metrics;
 
 #define KG_ROUTE_ACTIVE(word) ((int)((word)&0xff))
@@ -49,11 +50,13 @@ typedef struct kg_gateway {
 
     kg_store *store;
     kg_metrics *metrics;
+    kg_chaos *chaos;
     kg_admin *admin;
 
     kg_admin_ops admin_ops;
 
-    kg_loop *accept_loop;
+    kg_loop *accept_loop; /* also runs the once-a-second housekeeping timer */
+    kg_timer housekeeping;
     pthread_t accept_thread;
     int accept_started;
     struct kg_listener *listeners;
@@ -74,6 +77,10 @@ kg_gateway *kg_gateway_start(kg_config *cfg);
 /* Stops accepting, lets in-flight requests finish (bounded by limits.drain_timeout_ms), and
  * releases everything. The config stays the caller's. */
 void kg_gateway_stop(kg_gateway *gw);
+
+/* Re-reads what can change without a restart (today: the chaos rules of the config file).
+ * Returns 0, or -1 with the errors logged and nothing changed. */
+int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh);
 
 /* `kgate serve`: start, wait for SIGTERM/SIGINT, stop. Returns the process exit code. */
 int kg_gateway_serve(kg_config *cfg);
