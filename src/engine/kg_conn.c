@@ -17,6 +17,7 @@
 #include "kp_msgs.h"
 #include "proto/kp_prim.h"
 #include "route/kg_gateway.h"
+#include "route/kg_inspect.h"
 #include "route/kg_rewrite.h"
 #include "route/kg_versions.h"
 #include "route/kg_vcmetrics.h"
@@ -146,6 +147,19 @@ static uint8_t *conn_make_frame(int16_t api_key, int16_t api_version, int32_t co
     }
     *frame_len = (uint32_t)w.len;
     return w.buf;
+}
+
+/* Experiments: count the errors in the response the client gets. */
+static void conn_inspect(kg_conn *c, int16_t api_key, int16_t api_version, const uint8_t *frame,
+                         uint32_t frame_len)
+{
+    if (frame_len < 8)
+        return;
+    size_t hdr = kg_wire_response_header_len(api_key, api_version, frame + 4, frame_len - 4);
+    uint32_t results, errors;
+    if (hdr && kg_inspect_errors(api_key, api_version, frame + 4 + hdr, frame_len - 4 - hdr,
+                                 &results, &errors) == 0)
+        kg_vcm_inspected(c->vc->metrics, api_key, results, errors);
 }
 
 /* ---------------------------------------------------------------- in-flight queue */
@@ -438,6 +452,9 @@ static kg_inflight *conn_track_request(kg_conn *c, const kg_wire_request *rq)
         e->flags |= KG_INFLIGHT_APIVERSIONS;
     else if (kg_rewrite_wanted(rq->api_key, rq->api_version))
         e->flags |= KG_INFLIGHT_REWRITE;
+    if (atomic_load_explicit(&c->vc->inspect, memory_order_relaxed) > 0 &&
+        kg_inspect_wanted(rq->api_key))
+        e->flags |= KG_INFLIGHT_INSPECT;
     return e;
 }
 
@@ -499,6 +516,8 @@ static int conn_execute_action(kg_conn *c, const kg_wire_request *rq, const uint
             uint32_t len = 0;
             uint8_t *resp = conn_make_frame(rq->api_key, rq->api_version, rq->correlation_id,
                                             act->response.buf, act->response.len, &len);
+            if (resp && atomic_load(&c->vc->inspect) > 0 && kg_inspect_wanted(rq->api_key))
+                conn_inspect(c, rq->api_key, rq->api_version, resp, len);
             rc = conn_answer_locally(c, rq, resp, len, act->delay_response_us);
         }
         kg_buf_consume(&c->req_in, 4 + (size_t)size);
@@ -627,12 +646,15 @@ static int conn_take_request(kg_conn *c)
     }
     if (conn_chaos_refresh(c)) {
         rc = conn_chaos_request(c, &rq, p, (uint32_t)size, complete);
-        if (rc == 1)
+        if (rc == 1) {
             kg_vcm_request(c->vc->metrics, rq.api_key);
+            kg_vcm_payload(c->vc->metrics, rq.api_key, 4 + (size_t)size);
+        }
         if (rc != 2)
             return rc;
     }
     kg_vcm_request(c->vc->metrics, rq.api_key);
+    kg_vcm_payload(c->vc->metrics, rq.api_key, 4 + (size_t)size);
     if (!rq.no_response && !conn_track_request(c, &rq))
         return -1;
     c->req_pass = 4 + (uint32_t)size;
@@ -803,6 +825,8 @@ static int conn_finish_response(kg_conn *c, kg_inflight *e, const uint8_t *frame
             return -1;
         }
     }
+    if (out && (e->flags & KG_INFLIGHT_INSPECT))
+        conn_inspect(c, e->api_key, e->api_version, out, out_len);
     inflight_ready(c, e, out, out_len);
     return 0;
 }
@@ -828,10 +852,12 @@ static int conn_take_response(kg_conn *c)
         return -1;
     }
     int plain = !(e->flags & (KG_INFLIGHT_REWRITE | KG_INFLIGHT_APIVERSIONS | KG_INFLIGHT_SWALLOW |
-                              KG_INFLIGHT_REPLACE | KG_INFLIGHT_MUTATE)) &&
+                              KG_INFLIGHT_REPLACE | KG_INFLIGHT_MUTATE | KG_INFLIGHT_INSPECT)) &&
                 e->delay_us == 0 && e == queue_head(c);
-    if (!(e->flags & KG_INFLIGHT_SWALLOW))
+    if (!(e->flags & KG_INFLIGHT_SWALLOW)) {
         kg_vcm_response(c->vc->metrics, e->api_key, kg_loop_now(c->loop) - e->sent_us);
+        kg_vcm_payload(c->vc->metrics, e->api_key, 4 + (size_t)size);
+    }
     if (plain) {
         queue_pop(c);
         c->resp_pass = 4 + (uint32_t)size;

@@ -399,6 +399,24 @@ json_t *kg_gateway_status(kg_gateway *gw)
                      gw->n_workers);
 }
 
+int kg_gateway_sample(kg_gateway *gw, const char *vcluster, kg_vc_sample *out)
+{
+    int idx = kg_config_vcluster_index(gw->cfg, vcluster);
+    if (idx < 0)
+        return -1;
+    kg_vcm_sample(gw->vclusters[idx].metrics, out);
+    return 0;
+}
+
+int kg_gateway_inspect(kg_gateway *gw, const char *vcluster, int on)
+{
+    int idx = kg_config_vcluster_index(gw->cfg, vcluster);
+    if (idx < 0)
+        return -1;
+    atomic_fetch_add(&gw->vclusters[idx].inspect, on ? 1 : -1);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- admin API glue */
 
 static json_t *admin_status(void *ctx)

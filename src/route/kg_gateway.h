@@ -36,6 +36,7 @@ typedef struct kg_vcluster {
     pthread_mutex_t switch_lock; /* serializes switches of this virtual cluster */
 
     atomic_int client_conns;
+    atomic_int inspect; /* > 0 while experiments watch this vcluster: responses are inspected */
     atomic_uint_fast64_t failovers_total;
     atomic_uint_fast64_t last_switch_us;
     kg_vc_metrics *metrics;
@@ -98,6 +99,12 @@ typedef struct kg_switch_request {
  * already active, 404 unknown vcluster/cluster, 409 refused) and a JSON description. */
 int kg_gateway_switch(kg_gateway *gw, const kg_switch_request *req, json_t **result);
 json_t *kg_gateway_status(kg_gateway *gw);
+
+/* For experiments: cumulative counters of VCLUSTER (-1 when unknown), and turning response
+ * inspection on/off (counted: every "on" needs an "off"). */
+typedef struct kg_vc_sample kg_vc_sample;
+int kg_gateway_sample(kg_gateway *gw, const char *vcluster, kg_vc_sample *out);
+int kg_gateway_inspect(kg_gateway *gw, const char *vcluster, int on);
 
 /* What clients of VC may use: kgate's codecs intersected with every cluster of VC that has
  * been probed, so a version negotiated before a switch still works after it. Returns 1 when

@@ -24,6 +24,9 @@ struct kg_vc_metrics {
     kg_histogram *latency;
     _Atomic(kg_counter *) requests[VCM_APIS];
     _Atomic(kg_counter *) unanswered[VCM_APIS];
+    kg_counter *connections_closed;
+    kg_counter *produce_bytes, *fetch_bytes;
+    kg_counter *results[3], *errors[3]; /* Produce, Fetch, OffsetCommit */
     kg_gauge *epoch, *failovers, *last_switch;
 };
 
@@ -60,6 +63,26 @@ kg_vc_metrics *kg_vcm_new(kg_metrics *registry, const char *vcluster)
                                       "Open client connections", m->labels);
     m->connections_total = kg_metrics_counter(registry, "kgate_client_connections_total",
                                               "Client connections accepted", m->labels);
+    m->connections_closed = kg_metrics_counter(registry, "kgate_client_connections_closed_total",
+                                               "Client connections closed", m->labels);
+    m->produce_bytes = kg_metrics_counter(registry, "kgate_produce_bytes_total",
+                                          "Bytes of Produce requests forwarded", m->labels);
+    m->fetch_bytes = kg_metrics_counter(registry, "kgate_fetch_bytes_total",
+                                        "Bytes of Fetch responses delivered", m->labels);
+    static const char *const inspected_apis[3] = {"Produce", "Fetch", "OffsetCommit"};
+    for (int i = 0; i < 3; i++) {
+        char labels[256];
+        kg_metrics_format_labels(labels, sizeof(labels), "vcluster", vcluster, "api",
+                                 inspected_apis[i], NULL);
+        m->results[i] = kg_metrics_counter(
+            registry, "kgate_inspected_results_total",
+            "Partition results inspected while an experiment watches the vcluster", labels);
+        m->errors[i] = kg_metrics_counter(
+            registry, "kgate_client_errors_total",
+            "Partition results carrying an error code, as delivered to clients (inspected "
+            "while an experiment watches the vcluster; chaos-made errors included)",
+            labels);
+    }
     m->bytes_in = kg_metrics_counter(registry, "kgate_client_bytes_in_total",
                                      "Bytes received from clients", m->labels);
     m->bytes_out = kg_metrics_counter(registry, "kgate_client_bytes_out_total",
@@ -91,6 +114,55 @@ void kg_vcm_conn_opened(kg_vc_metrics *m)
 void kg_vcm_conn_closed(kg_vc_metrics *m)
 {
     kg_gauge_add(m->connections, -1);
+    kg_counter_inc(m->connections_closed);
+}
+
+void kg_vcm_payload(kg_vc_metrics *m, int16_t api_key, size_t frame_bytes)
+{
+    if (api_key == 0)
+        kg_counter_add(m->produce_bytes, frame_bytes);
+    else if (api_key == 1)
+        kg_counter_add(m->fetch_bytes, frame_bytes);
+}
+
+static int inspected_index(int16_t api_key)
+{
+    return api_key == 0 ? 0 : api_key == 1 ? 1 : api_key == 8 ? 2 : -1;
+}
+
+void kg_vcm_inspected(kg_vc_metrics *m, int16_t api_key, uint32_t results, uint32_t errors)
+{
+    int i = inspected_index(api_key);
+    if (i < 0)
+        return;
+    kg_counter_add(m->results[i], results);
+    kg_counter_add(m->errors[i], errors);
+}
+
+static uint64_t api_count(kg_vc_metrics *m, int16_t api_key)
+{
+    kg_counter *c = atomic_load_explicit(&m->requests[api_key], memory_order_acquire);
+    return c ? kg_counter_value(c) : 0;
+}
+
+void kg_vcm_sample(kg_vc_metrics *m, kg_vc_sample *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int api = 0; api < VCM_APIS; api++)
+        out->requests += api_count(m, (int16_t)api);
+    out->produce_requests = api_count(m, 0);
+    out->fetch_requests = api_count(m, 1);
+    out->commit_requests = api_count(m, 8);
+    out->produce_bytes = kg_counter_value(m->produce_bytes);
+    out->fetch_bytes = kg_counter_value(m->fetch_bytes);
+    out->produce_results = kg_counter_value(m->results[0]);
+    out->produce_errors = kg_counter_value(m->errors[0]);
+    out->fetch_results = kg_counter_value(m->results[1]);
+    out->fetch_errors = kg_counter_value(m->errors[1]);
+    out->commit_results = kg_counter_value(m->results[2]);
+    out->commit_errors = kg_counter_value(m->errors[2]);
+    out->connections_opened = kg_counter_value(m->connections_total);
+    out->connections_closed = kg_counter_value(m->connections_closed);
 }
 
 void kg_vcm_request(kg_vc_metrics *m, int16_t api_key)

@@ -24,6 +24,23 @@ void kg_vcm_unanswered(kg_vc_metrics *m, int16_t api_key);
 void kg_vcm_bytes_in(kg_vc_metrics *m, size_t n);
 void kg_vcm_bytes_out(kg_vc_metrics *m, size_t n);
 
+/* Produce request bytes / Fetch response bytes: the throughput experiments watch. */
+void kg_vcm_payload(kg_vc_metrics *m, int16_t api_key, size_t frame_bytes);
+/* An inspected response (experiments): RESULTS partition results, ERRORS of them errors. */
+void kg_vcm_inspected(kg_vc_metrics *m, int16_t api_key, uint32_t results, uint32_t errors);
+
+/* Cumulative counters of one virtual cluster, for experiments (rates come from differences). */
+typedef struct kg_vc_sample {
+    uint64_t requests;
+    uint64_t produce_requests, fetch_requests, commit_requests;
+    uint64_t produce_bytes, fetch_bytes;
+    uint64_t produce_results, produce_errors; /* inspected Produce partition results */
+    uint64_t fetch_results, fetch_errors;
+    uint64_t commit_results, commit_errors;
+    uint64_t connections_opened, connections_closed;
+} kg_vc_sample;
+void kg_vcm_sample(kg_vc_metrics *m, kg_vc_sample *out);
+
 /* Scrape time: copy routing and health state into gauges. */
 void kg_vcm_collect(kg_vc_metrics *m, kg_gateway *gw, kg_vcluster *vc);
 void kg_vcm_collect_cluster(kg_metrics *registry, kg_cluster *c);
