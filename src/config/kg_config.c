@@ -1382,6 +1382,19 @@ static json_t *yaml_to_json(struct fy_node *node)
     }
 }
 
+struct json_t *kg_config_yaml_to_json(const char *text, size_t len, char *err, size_t errlen)
+{
+    struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET};
+    struct fy_document *doc = fy_document_build_from_string(&pcfg, text, len);
+    if (!doc) {
+        snprintf(err, errlen, "not valid YAML (or JSON)");
+        return NULL;
+    }
+    json_t *out = yaml_to_json(fy_document_root(doc));
+    fy_document_destroy(doc);
+    return out;
+}
+
 /* The line a rule starts on: that of its first key. */
 static int rule_line(struct fy_node *rule, cfg_loc fallback)
 {

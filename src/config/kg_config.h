@@ -108,6 +108,10 @@ kg_config *kg_config_parse(const char *name, const char *yaml, size_t len, FILE 
 void kg_config_free(kg_config *cfg);
 
 /* Index of the (v)cluster called NAME, or -1. */
+/* A YAML (or JSON) document as JSON: plain scalars become numbers, booleans and null where
+ * they read as such. For drill files (`kgate experiment run drill.yaml`). NULL + ERR on error. */
+struct json_t *kg_config_yaml_to_json(const char *text, size_t len, char *err, size_t errlen);
+
 int kg_config_cluster_index(const kg_config *cfg, const char *name);
 int kg_config_vcluster_index(const kg_config *cfg, const char *name);
 const char *kg_config_sasl_mechanism_name(enum kg_sasl_mechanism mechanism);
