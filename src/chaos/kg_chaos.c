@@ -222,9 +222,9 @@ static void new_id(const kg_chaos *ch, char *id, size_t len)
 static void audit(kg_chaos *ch, const char *type, const kg_chaos_rule *r, const char *actor)
 {
     if (!ch->store) return;
-    json_t *details = json_pack("{s:s, s:s, s:O, s:s}", "id", r->id, "type",
-                                kg_chaos_type_name(r->type), "rule", r->json, "actor",
-                                actor ? actor : "unknown");
+    json_t *details =
+        json_pack("{s:s, s:s, s:O, s:s}", "id", r->id, "type", kg_chaos_type_name(r->type), "rule",
+                  r->json, "actor", actor ? actor : "unknown");
     if (!details || kg_store_audit_append(ch->store, type, details) != 0)
         kg_error("chaos: cannot write the audit entry %s for rule %s", type, r->id);
     json_decref(details);
@@ -272,8 +272,7 @@ kg_chaos *kg_chaos_new(kg_store *store, kg_metrics *metrics)
 {
     kg_chaos *ch = calloc(1, sizeof(*ch));
     if (!ch) return NULL;
-    if (map_init(&ch->groups, GROUP_MAP_CAP) != 0 ||
-        map_init(&ch->topic_ids, TOPIC_MAP_CAP) != 0) {
+    if (map_init(&ch->groups, GROUP_MAP_CAP) != 0 || map_init(&ch->topic_ids, TOPIC_MAP_CAP) != 0) {
         map_free(&ch->groups);
         free(ch);
         return NULL;
@@ -282,8 +281,7 @@ kg_chaos *kg_chaos_new(kg_store *store, kg_metrics *metrics)
     pthread_rwlock_init(&ch->maps_lock, NULL);
     ch->store = store;
     ch->metrics = metrics;
-    ch->rules_gauge =
-        kg_metrics_gauge(metrics, "kgate_chaos_rules", "Active chaos rules.", "");
+    ch->rules_gauge = kg_metrics_gauge(metrics, "kgate_chaos_rules", "Active chaos rules.", "");
     pthread_mutex_lock(&ch->lock);
     if (store) load_stored(ch);
     publish(ch);
@@ -391,8 +389,7 @@ json_t *kg_chaos_get(kg_chaos *ch, const char *id)
 }
 
 /* Parses every config rule before touching anything: a bad config changes nothing. */
-static kg_chaos_rule **parse_config(json_t *rules, int64_t now, size_t *n, char *err,
-                                    size_t errlen)
+static kg_chaos_rule **parse_config(json_t *rules, int64_t now, size_t *n, char *err, size_t errlen)
 {
     *n = json_array_size(rules);
     kg_chaos_rule **parsed = calloc(*n ? *n : 1, sizeof(*parsed));
@@ -564,7 +561,8 @@ void kg_chaos_observe_metadata(kg_chaos *ch, int16_t api_version, const uint8_t 
     if (kp_metadata_response_decode(&r, &a, api_version, &m) == 0 && !r.err)
         for (int32_t i = 0; i < m.topics.count; i++) {
             const kp_metadata_response_metadata_response_topic *t = &m.topics.items[i];
-            if (t->name.len > 0) kg_chaos_learn_topic(ch, &t->topic_id, t->name.ptr, (size_t)t->name.len);
+            if (t->name.len > 0)
+                kg_chaos_learn_topic(ch, &t->topic_id, t->name.ptr, (size_t)t->name.len);
         }
     kp_arena_free(&a);
 }
@@ -617,8 +615,8 @@ static kp_str group_of(int16_t api_key, int16_t version, const uint8_t *body, si
     return r.err ? KP_STR_NULL : group;
 }
 
-void kg_chaos_observe(kg_chaos *ch, const kg_chaos_conn *conn, int16_t api_key,
-                      int16_t api_version, const uint8_t *body, size_t len)
+void kg_chaos_observe(kg_chaos *ch, const kg_chaos_conn *conn, int16_t api_key, int16_t api_version,
+                      const uint8_t *body, size_t len)
 {
     if (!kg_chaos_is_group_api(api_key) || conn->client_id.len <= 0) return;
     kp_arena a;

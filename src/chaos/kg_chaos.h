@@ -41,7 +41,7 @@ int kg_chaos_add(kg_chaos *ch, json_t *rule, const char *actor, json_t **rule_ou
                  size_t errlen);
 /* 0 removed, 1 no such rule. */
 int kg_chaos_remove(kg_chaos *ch, const char *id, const char *actor);
-json_t *kg_chaos_list(kg_chaos *ch); /* array of rules with id, counters, expires */
+json_t *kg_chaos_list(kg_chaos *ch);                /* array of rules with id, counters, expires */
 json_t *kg_chaos_get(kg_chaos *ch, const char *id); /* one rule as listed, or NULL */
 /* Replaces the rules that came from the config file (source "config") with RULES (a JSON
  * array), leaving API-made rules alone: `kgate reload` / SIGHUP. */
@@ -70,11 +70,11 @@ typedef struct kg_chaos_conn {
 
 /* ---------------------------------------------------------------- TCP faults */
 
-#define KG_CHAOS_TCP_DOWN 1u       /* refuse: close at accept / on next request */
-#define KG_CHAOS_TCP_RESET 2u      /* RST after reset_after_ms */
-#define KG_CHAOS_TCP_TIMEOUT 4u    /* stop forwarding in the given direction(s), keep the socket */
-#define KG_CHAOS_TCP_BANDWIDTH 8u  /* at most bandwidth_kib KiB/s per direction */
-#define KG_CHAOS_TCP_SLICER 16u    /* writes of at most slice_bytes, slice_delay_us apart */
+#define KG_CHAOS_TCP_DOWN 1u        /* refuse: close at accept / on next request */
+#define KG_CHAOS_TCP_RESET 2u       /* RST after reset_after_ms */
+#define KG_CHAOS_TCP_TIMEOUT 4u     /* stop forwarding in the given direction(s), keep the socket */
+#define KG_CHAOS_TCP_BANDWIDTH 8u   /* at most bandwidth_kib KiB/s per direction */
+#define KG_CHAOS_TCP_SLICER 16u     /* writes of at most slice_bytes, slice_delay_us apart */
 #define KG_CHAOS_TCP_LIMIT_DATA 32u /* close after limit_bytes in the given direction(s) */
 
 #define KG_CHAOS_UPSTREAM 1u   /* client -> broker */
@@ -82,7 +82,8 @@ typedef struct kg_chaos_conn {
 
 typedef struct kg_chaos_tcp {
     unsigned faults;     /* KG_CHAOS_TCP_* */
-    unsigned directions; /* KG_CHAOS_UPSTREAM | KG_CHAOS_DOWNSTREAM, for timeout/bandwidth/slicer/limit */
+    unsigned directions; /* KG_CHAOS_UPSTREAM | KG_CHAOS_DOWNSTREAM, for
+                            timeout/bandwidth/slicer/limit */
     uint32_t reset_after_ms;
     uint32_t bandwidth_kib;
     uint32_t slice_bytes;
@@ -102,11 +103,12 @@ bool kg_chaos_tcp_faults(const kg_chaos_set *set, const kg_chaos_conn *conn, kg_
 bool kg_chaos_request_wanted(const kg_chaos_set *set, const kg_chaos_conn *conn, int16_t api_key,
                              int16_t api_version);
 
-#define KG_CHAOS_REJECT 1u          /* answer with `response` (a fabricated body); do not forward */
-#define KG_CHAOS_LOST_ACK 2u        /* forward, then answer with `response` instead of the broker's */
-#define KG_CHAOS_DELAY_REQUEST 4u   /* hold the request delay_request_us before forwarding */
-#define KG_CHAOS_DELAY_RESPONSE 8u  /* hold the response delay_response_us before delivering */
-#define KG_CHAOS_FORWARD_TWICE 16u  /* forward the request twice; the second response is swallowed */
+#define KG_CHAOS_REJECT 1u        /* answer with `response` (a fabricated body); do not forward */
+#define KG_CHAOS_LOST_ACK 2u      /* forward, then answer with `response` instead of the broker's */
+#define KG_CHAOS_DELAY_REQUEST 4u /* hold the request delay_request_us before forwarding */
+#define KG_CHAOS_DELAY_RESPONSE 8u /* hold the response delay_response_us before delivering */
+#define KG_CHAOS_FORWARD_TWICE 16u /* forward the request twice; the second response is swallowed  \
+                                    */
 #define KG_CHAOS_REPLACE_REQUEST 32u /* forward `request` (a rewritten body) instead */
 #define KG_CHAOS_MUTATE_RESPONSE 64u /* pass the broker's response through kg_chaos_on_response */
 
@@ -114,8 +116,8 @@ typedef struct kg_chaos_action {
     unsigned flags;
     uint64_t delay_request_us;
     uint64_t delay_response_us;
-    kp_writer request;  /* body (after the request header) when KG_CHAOS_REPLACE_REQUEST */
-    kp_writer response; /* body (after the response header) when REJECT / LOST_ACK */
+    kp_writer request;    /* body (after the request header) when KG_CHAOS_REPLACE_REQUEST */
+    kp_writer response;   /* body (after the response header) when REJECT / LOST_ACK */
     const void *mutation; /* opaque: what kg_chaos_on_response must do; owned by the set */
 } kg_chaos_action;
 
@@ -126,8 +128,7 @@ void kg_chaos_action_free(kg_chaos_action *act);
  * fills ACT (flags 0 = nothing), or -1 when the body cannot be decoded (the engine then
  * forwards it untouched: chaos never breaks traffic it does not understand). */
 int kg_chaos_on_request(const kg_chaos_set *set, const kg_chaos_conn *conn, int16_t api_key,
-                        int16_t api_version, const uint8_t *body, size_t len,
-                        kg_chaos_action *act);
+                        int16_t api_version, const uint8_t *body, size_t len, kg_chaos_action *act);
 
 /* Rewrites a response body per ACT->mutation (corrupt, duplicate, schema id on Fetch).
  * Returns 1 rewritten into OUT, 0 unchanged, -1 undecodable (forward the original). */
@@ -140,8 +141,8 @@ int kg_chaos_on_response(const kg_chaos_set *set, const kg_chaos_action *act, in
  * client id -> group so that Fetch and Produce from the same client id match by group. */
 bool kg_chaos_group_scoped(const kg_chaos_set *set);
 bool kg_chaos_is_group_api(int16_t api_key);
-void kg_chaos_observe(kg_chaos *ch, const kg_chaos_conn *conn, int16_t api_key,
-                      int16_t api_version, const uint8_t *body, size_t len);
+void kg_chaos_observe(kg_chaos *ch, const kg_chaos_conn *conn, int16_t api_key, int16_t api_version,
+                      const uint8_t *body, size_t len);
 
 /* Topic ids: Fetch v13+ names topics by id, so topic-scoped rules can act on it only once the
  * id's name is known. When kg_chaos_wants_topic_ids(set), the engine shows Metadata responses

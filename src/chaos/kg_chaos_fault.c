@@ -98,8 +98,9 @@ static int view_fill(req_view *v)
         for (int32_t i = 0; i < v->n_topics; i++)
             if (v->version >= 13) {
                 v->topics[i].id = v->m.fetch.topics.items[i].topic_id;
-                v->topics[i].name = v->owner ? kg_chaos_lookup_topic(v->owner, &v->topics[i].id, v->a)
-                                             : KP_STR_NULL;
+                v->topics[i].name = v->owner
+                                        ? kg_chaos_lookup_topic(v->owner, &v->topics[i].id, v->a)
+                                        : KP_STR_NULL;
             }
         return 0;
     case KG_API_LIST_OFFSETS:
@@ -405,8 +406,8 @@ static int produce_without_matching(req_view *v, kg_chaos_rule *rule, int16_t er
 {
     kp_produce_request out = v->m.produce;
     int32_t kept = 0;
-    out.topic_data.items =
-        kp_arena_calloc(v->a, (size_t)(v->n_topics ? v->n_topics : 1), sizeof(*out.topic_data.items));
+    out.topic_data.items = kp_arena_calloc(v->a, (size_t)(v->n_topics ? v->n_topics : 1),
+                                           sizeof(*out.topic_data.items));
     m->added = calloc((size_t)(v->total_parts ? v->total_parts : 1), sizeof(*m->added));
     if (!out.topic_data.items || !m->added) return -1;
     for (int32_t i = 0; i < v->n_topics; i++) {
@@ -537,9 +538,9 @@ static int decide_rule(decision *d, kg_chaos_rule *r)
         if (view_decode(v) < 0) return -1;
         matched = view_matching(v, r);
         /* A fetch in a session may name no partition and still return in-scope data. */
-        bool maybe_later = v->api == KG_API_FETCH && (r->type == KG_CHAOS_BROKEN_BROKERS ||
-                                                      r->type == KG_CHAOS_LEADER_ELECTION ||
-                                                      r->on_response);
+        bool maybe_later =
+            v->api == KG_API_FETCH && (r->type == KG_CHAOS_BROKEN_BROKERS ||
+                                       r->type == KG_CHAOS_LEADER_ELECTION || r->on_response);
         if (matched == 0 && !(maybe_later && v->version >= 7 && v->m.fetch.session_id != 0))
             return 0;
     }
@@ -621,8 +622,7 @@ static void normalize(kg_chaos_action *act)
 }
 
 int kg_chaos_on_request(const kg_chaos_set *set, const kg_chaos_conn *conn, int16_t api_key,
-                        int16_t api_version, const uint8_t *body, size_t len,
-                        kg_chaos_action *act)
+                        int16_t api_version, const uint8_t *body, size_t len, kg_chaos_action *act)
 {
     act->flags = 0;
     act->delay_request_us = act->delay_response_us = 0;

@@ -92,8 +92,8 @@ typedef struct kg_chaos_rule {
     uint32_t rate_ppm;
 
     /* parameters (which ones mean something depends on the type) */
-    int16_t produce_error, fetch_error; /* broken-brokers; 0 = that API is not answered */
-    bool lost_ack;                      /* broken-brokers mode */
+    int16_t produce_error, fetch_error;  /* broken-brokers; 0 = that API is not answered */
+    bool lost_ack;                       /* broken-brokers mode */
     int16_t errors[KG_CHAOS_MAX_ERRORS]; /* leader-election: one is picked per injection */
     int n_errors;
     bool on_response;        /* latency "on": response; records faults "on": fetch */

@@ -103,10 +103,9 @@ bool kg_chaos_request_wanted(const kg_chaos_set *set, const kg_chaos_conn *conn,
         if (r->vcluster && !str_eq(r->vcluster, conn->vcluster)) continue;
         if (r->broker >= 0 && conn->node_id != r->broker) continue;
         if (r->principal && !str_eq(r->principal, conn->principal)) continue;
-        if (r->has_client &&
-            (conn->client_id.len < 0 || !conn->client_id.ptr ||
-             !kg_chaos_regex_slice(&r->client_re, conn->client_id.ptr,
-                                   (size_t)conn->client_id.len)))
+        if (r->has_client && (conn->client_id.len < 0 || !conn->client_id.ptr ||
+                              !kg_chaos_regex_slice(&r->client_re, conn->client_id.ptr,
+                                                    (size_t)conn->client_id.len)))
             continue;
         return true;
     }

@@ -159,8 +159,8 @@ int kg_chaos_rewrite_produce(kg_chaos_rule *const *ops, int n_ops, int16_t versi
         for (int32_t i = 0; i < m.topic_data.count; i++) {
             kp_produce_request_topic_produce_data *t = &m.topic_data.items[i];
             for (int32_t j = 0; j < t->partition_data.count; j++)
-                changed |= mutate_partition(ops, n_ops, t->name, &t->partition_data.items[j].records,
-                                            rng, &a, injected);
+                changed |= mutate_partition(ops, n_ops, t->name,
+                                            &t->partition_data.items[j].records, rng, &a, injected);
         }
         if (changed) {
             kp_writer_reset(out);
@@ -206,8 +206,8 @@ static bool patch_produce(kp_produce_response *resp, kg_chaos_mutation *m, int16
         changed = true;
     }
     /* Partitions kgate kept from the broker come back with their error. */
-    kp_str msg = version >= 8 && m->added_rule ? kg_chaos_injected_message(a, m->added_rule)
-                                               : KP_STR_NULL;
+    kp_str msg =
+        version >= 8 && m->added_rule ? kg_chaos_injected_message(a, m->added_rule) : KP_STR_NULL;
     for (int k = 0; k < m->n_added; k++) {
         const kg_chaos_added_partition *add = &m->added[k];
         kp_str name = kp_str_c(add->topic);
@@ -255,8 +255,8 @@ static bool patch_fetch(const kg_chaos_set *set, kp_fetch_response *resp, kg_cha
                 kg_chaos_fetch_partition_error(p, p->partition_index, error);
                 changed = true;
             } else if (m->n_rec && p->error_code == 0 && p->records.len > 0) {
-                changed |= mutate_partition(m->rec, m->n_rec, name, &p->records, &m->rng, a,
-                                            injected);
+                changed |=
+                    mutate_partition(m->rec, m->n_rec, name, &p->records, &m->rng, a, injected);
             }
         }
     }
@@ -313,18 +313,18 @@ int kg_chaos_on_response(const kg_chaos_set *set, const kg_chaos_action *act, in
                             changed = patch_fetch(set, &resp, m, api_version, &a));
         break;
     case KG_API_LIST_OFFSETS:
-        DECODE_PATCH_ENCODE(kp_list_offsets_response,
-                            PATCH_ERRORS(resp, name, kg_chaos_list_offsets_partition_error,
-                                         partition_index));
+        DECODE_PATCH_ENCODE(
+            kp_list_offsets_response,
+            PATCH_ERRORS(resp, name, kg_chaos_list_offsets_partition_error, partition_index));
         break;
     case KG_API_OFFSET_FOR_LEADER_EPOCH:
         DECODE_PATCH_ENCODE(kp_offset_for_leader_epoch_response,
                             PATCH_ERRORS(resp, topic, kg_chaos_ofle_partition_error, partition));
         break;
     case KG_API_DELETE_RECORDS:
-        DECODE_PATCH_ENCODE(kp_delete_records_response,
-                            PATCH_ERRORS(resp, name, kg_chaos_delete_records_partition_error,
-                                         partition_index));
+        DECODE_PATCH_ENCODE(
+            kp_delete_records_response,
+            PATCH_ERRORS(resp, name, kg_chaos_delete_records_partition_error, partition_index));
         break;
     default:
         rc = 0;

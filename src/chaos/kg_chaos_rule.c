@@ -21,8 +21,8 @@
 
 /* Fields every rule may have. */
 static const char *const common_fields[] = {
-    "type", "id", "description", "vcluster", "topic", "group", "client_id", "principal",
-    "api",  "broker", "rate", "for", "expires_at", NULL,
+    "type",      "id",  "description", "vcluster", "topic", "group",      "client_id",
+    "principal", "api", "broker",      "rate",     "for",   "expires_at", NULL,
 };
 /* Fields kgate adds to the stored form. */
 static const char *const stored_fields[] = {"created_at", "source", NULL};
@@ -144,8 +144,8 @@ int kg_chaos_parse_time(const char *text, int64_t *ms)
 {
     struct tm tm = {0};
     int consumed = 0;
-    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6)
+    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &consumed) != 6)
         return -1;
     const char *p = text + consumed;
     int64_t frac_ms = 0;
@@ -191,7 +191,8 @@ void kg_chaos_format_time(int64_t ms, char *buf, size_t len)
 
 /* ---------------------------------------------------------------- field helpers */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -469,8 +470,9 @@ static int parse_error_name(json_t *v, const char *field, int16_t *code, char *e
     }
     const char *name = json_string_value(v);
     if (!name)
-        return fail(err, errlen, "field \"%s\" must be a Kafka error name such as "
-                                 "\"NOT_LEADER_OR_FOLLOWER\"",
+        return fail(err, errlen,
+                    "field \"%s\" must be a Kafka error name such as "
+                    "\"NOT_LEADER_OR_FOLLOWER\"",
                     field);
     if (kg_chaos_error_code(name, code) != 0)
         return fail(err, errlen, "field \"%s\": unknown Kafka error \"%s\"", field, name);
@@ -515,15 +517,17 @@ static int parse_broken_brokers(kg_chaos_rule *r, json_t *in, char *err, size_t 
         else if (strcasecmp(key, "fetch") == 0)
             api = KG_API_FETCH;
         else
-            return fail(err, errlen, "field \"%s\": broken-brokers answers \"produce\" and "
-                                     "\"fetch\" only",
+            return fail(err, errlen,
+                        "field \"%s\": broken-brokers answers \"produce\" and "
+                        "\"fetch\" only",
                         field);
         if (parse_error_name(v, field, &code, err, errlen) != 0) return -1;
         if (code == 0) return fail(err, errlen, "field \"%s\": NONE is not an error", field);
         if (check_api_error(api, code, field, err, errlen) != 0) return -1;
         if (r->lost_ack && api == KG_API_FETCH)
-            return fail(err, errlen, "field \"mode\": lost-ack applies to produce only; remove "
-                                     "\"errors.fetch\" or use mode reject");
+            return fail(err, errlen,
+                        "field \"mode\": lost-ack applies to produce only; remove "
+                        "\"errors.fetch\" or use mode reject");
         if (api == KG_API_PRODUCE)
             r->produce_error = code;
         else
@@ -669,7 +673,8 @@ static int parse_tcp(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
 {
     long long v;
     if (json_object_get(in, "topic") || json_object_get(in, "api"))
-        return fail(err, errlen, "field \"%s\": %s acts on whole connections, not on topics or APIs",
+        return fail(err, errlen,
+                    "field \"%s\": %s acts on whole connections, not on topics or APIs",
                     json_object_get(in, "topic") ? "topic" : "api", kg_chaos_type_name(r->type));
     if (parse_direction(r, in, err, errlen) != 0) return -1;
     switch (r->type) {

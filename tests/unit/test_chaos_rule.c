@@ -68,8 +68,8 @@ KT_TEST(broken_brokers_rule_parses_scope_and_errors)
 KT_TEST(api_field_narrows_and_defaults_apply)
 {
     char err[256];
-    kg_chaos_rule *r = parse("{\"type\": \"broken-brokers\", \"api\": [\"produce\"]}", err,
-                             sizeof(err));
+    kg_chaos_rule *r =
+        parse("{\"type\": \"broken-brokers\", \"api\": [\"produce\"]}", err, sizeof(err));
     KT_CHECK(r != NULL);
     if (r) {
         KT_CHECK(kg_api_bits_has(&r->apis, 0));
@@ -199,10 +199,12 @@ KT_TEST(each_refusal_names_the_field)
     check_refused("{\"type\": \"down\", \"for\": \"1m\", \"expires_at\": \"2999-01-01T00:00:00Z\"}",
                   "\"for\"");
     /* errors an API cannot return */
-    check_refused("{\"type\": \"broken-brokers\", \"errors\": {\"produce\": \"OFFSET_OUT_OF_RANGE\"}}",
-                  "field \"errors.produce\": Produce cannot return OFFSET_OUT_OF_RANGE");
-    check_refused("{\"type\": \"broken-brokers\", \"errors\": {\"fetch\": \"NOT_ENOUGH_REPLICAS\"}}",
-                  "field \"errors.fetch\": Fetch cannot return NOT_ENOUGH_REPLICAS");
+    check_refused(
+        "{\"type\": \"broken-brokers\", \"errors\": {\"produce\": \"OFFSET_OUT_OF_RANGE\"}}",
+        "field \"errors.produce\": Produce cannot return OFFSET_OUT_OF_RANGE");
+    check_refused(
+        "{\"type\": \"broken-brokers\", \"errors\": {\"fetch\": \"NOT_ENOUGH_REPLICAS\"}}",
+        "field \"errors.fetch\": Fetch cannot return NOT_ENOUGH_REPLICAS");
     check_refused("{\"type\": \"broken-brokers\", \"errors\": {\"fetch\": \"NO_SUCH_THING\"}}",
                   "field \"errors.fetch\": unknown Kafka error \"NO_SUCH_THING\"");
     check_refused("{\"type\": \"broken-brokers\", \"errors\": {\"metadata\": \"NONE\"}}",
