@@ -36,7 +36,8 @@ class Proc:
         self.pid = self.popen.pid
 
     def stderr_text(self):
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         with open(self.stderr_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
