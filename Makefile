@@ -103,7 +103,7 @@ bench: deps
 FUZZ_SECONDS ?= 30
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz: deps
-	$(MAKE) BUILD=build-fuzz CC=clang OPT="-O1 -g" \
+	$(MAKE) BUILD=build-fuzz CC=clang OPT="-O1 -g -Wno-unknown-warning-option" \
 		SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libkgate.a
 	@mkdir -p build-fuzz/fuzz
 	@set -e; for f in $(FUZZ_SRC); do \

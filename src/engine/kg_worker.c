@@ -195,6 +195,8 @@ static void worker_on_wake(kg_loop *loop, void *arg)
 /* Queues CMD; a synchronous command is waited for and its result returned. */
 static int worker_send(kg_worker *w, worker_cmd *cmd)
 {
+    /* An asynchronous command belongs to the worker once queued: read nothing from it after. */
+    int synchronous = cmd->synchronous;
     pthread_mutex_lock(&w->lock);
     cmd->next = NULL;
     if (w->cmd_tail)
@@ -204,7 +206,7 @@ static int worker_send(kg_worker *w, worker_cmd *cmd)
     w->cmd_tail = cmd;
     pthread_mutex_unlock(&w->lock);
     kg_loop_wake(w->loop);
-    if (!cmd->synchronous)
+    if (!synchronous)
         return 0;
     pthread_mutex_lock(&w->lock);
     while (!cmd->done)
