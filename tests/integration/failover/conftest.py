@@ -1,0 +1,82 @@
+"""Fixtures of the failover tests (issue 3): two dev clusters ("east" and "west") and kgates in
+front of them. Every test here needs kgate, so all are skipped with KGATE_TEST_DIRECT=1.
+The helpers live in fohelpers.py (processes, direct cluster access, admin API, client drivers)
+and scenario.py (the switch-while-producing scenario)."""
+
+import os
+
+import pytest
+
+from fohelpers import FAILOVER_DIR, SWITCH_TIMINGS, DevCluster, Kgate, tail
+
+# Topics every dev cluster of these tests has, on both sides with the same partition counts.
+TOPICS = {"fo-kcat": 3, "fo-confluent": 3, "fo-kafka-python": 3, "fo-kafkajs": 3,
+          "fo-platformatic": 3, "fo-runbook": 3, "fo-misc": 3}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if str(item.fspath).startswith(FAILOVER_DIR + os.sep):
+            item.add_marker(pytest.mark.kgate_only)
+
+
+@pytest.fixture
+def make_clusters(tmp_path):
+    """make_clusters(east="2.12", west="2.12") -> {"east": DevCluster, "west": DevCluster}."""
+    started = []
+
+    def make(east="2.12", west="2.12", topics=TOPICS):
+        out = {}
+        for name, version in (("east", east), ("west", west)):
+            out[name] = DevCluster(name, version, topics, tmp_path)
+            started.append(out[name])
+        return out
+
+    yield make
+    for c in started:
+        c.stop()
+
+
+@pytest.fixture
+def make_kgate(tmp_path):
+    """make_kgate(clusters, vclusters=[("default", "east", "west")], token=None, start=True)
+    -> Kgate. Every kgate still running at teardown gets SIGTERM and must exit 0."""
+    started = []
+
+    def make(clusters, vclusters=(("default", "east", "west"),), start=True, **kwargs):
+        work = tmp_path / f"kgate{len(started)}"
+        work.mkdir()
+        kg = Kgate(clusters, list(vclusters), work, **kwargs)
+        started.append(kg)
+        if start:
+            kg.start()
+        return kg
+
+    yield make
+    errors = []
+    for kg in started:
+        if kg.alive():
+            rc = kg.stop()
+            if rc != 0:
+                errors.append(f"kgate exited {rc} after SIGTERM; log:\n{tail(kg.log())}")
+    assert not errors, "\n".join(errors)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not SWITCH_TIMINGS:
+        return
+    tr = terminalreporter
+    tr.section("kgate failover: switch -> first acknowledged produce on the new side")
+    tr.write_line(f"{'scenario':<24} {'client':<13} {'switch':<16} {'kgate ms':>9} "
+                  f"{'ack ms':>8} {'ack-ret ms':>10} {'consume ms':>10} {'prod errs':>9} "
+                  f"{'restarts':>8}")
+    for t in SWITCH_TIMINGS:
+        tr.write_line(f"{t['scenario']:<24} {t['client']:<13} "
+                      f"{t['from'] + ' -> ' + t['to']:<16} {t['switch_ms']:>9.2f} "
+                      f"{t['first_ack_ms']:>8.0f} {t['first_ack_after_return_ms']:>10.0f} "
+                      f"{t['first_recv_ms']:>10.0f} {t['nacks']:>9} {t['consumer_restarts']:>8}")
+    tr.write_line("ack ms: from the failover/failback call to the client's first acknowledged "
+                  "produce stored on the new side; ack-ret ms: the same from the call's return; "
+                  "consume ms: to the group's first record from the new side; prod errs: "
+                  "produce errors the client reported before that first ack; restarts: consumers "
+                  "the driver had to replace (KafkaJS, see drivers/kafkajs_driver.cjs).")

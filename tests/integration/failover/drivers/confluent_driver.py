@@ -1,0 +1,103 @@
+"""confluent-kafka-python (librdkafka) driver of the failover tests: a producer producing one
+message every interval_ms and a consumer group member, both with the library's default settings
+except what a consumer group that may land on a cluster without its committed offsets needs
+(auto.offset.reset=earliest) and a short session timeout. Events on stdout: see fohelpers.py.
+Runs until stdin closes or SIGTERM.
+
+Usage: confluent_driver.py '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N}'
+"""
+
+import json
+import signal
+import sys
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer
+
+ARGS = json.loads(sys.argv[1])
+OUT = threading.Lock()
+STOP = threading.Event()
+
+
+def emit(**event):
+    with OUT:
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+
+
+def delivery_callback(seq):
+    def on_delivery(err, msg):
+        if err is not None:
+            emit(ev="nack", seq=seq, t=time.time(), err=str(err))
+        else:
+            emit(ev="ack", seq=seq, t=time.time(), p=msg.partition(), o=msg.offset())
+    return on_delivery
+
+
+def produce_loop():
+    producer = Producer({"bootstrap.servers": ARGS["bootstrap"],
+                         "client.id": "fo-confluent-producer", "broker.address.family": "v4"})
+    interval = ARGS["interval_ms"] / 1000.0
+    seq = 0
+    while not STOP.is_set():
+        emit(ev="sent", seq=seq, t=time.time())
+        while True:
+            try:
+                producer.produce(ARGS["topic"], key=str(seq), value=f"{ARGS['run']}:{seq}",
+                                 on_delivery=delivery_callback(seq))
+                break
+            except BufferError:  # local queue full: serve callbacks, then retry
+                producer.poll(0.1)
+        seq += 1
+        next_at = time.monotonic() + interval
+        while not STOP.is_set() and time.monotonic() < next_at:
+            producer.poll(max(0.0, next_at - time.monotonic()))
+    producer.flush(5)
+
+
+def consume_loop():
+    consumer = Consumer({"bootstrap.servers": ARGS["bootstrap"], "group.id": ARGS["group"],
+                         "client.id": "fo-confluent-consumer", "auto.offset.reset": "earliest",
+                         "session.timeout.ms": 6000, "broker.address.family": "v4"})
+    prefix = ARGS["run"] + ":"
+
+    def on_assign(c, partitions):
+        emit(ev="log", msg=f"assigned {[p.partition for p in partitions]}", t=time.time())
+
+    def on_revoke(c, partitions):
+        emit(ev="log", msg=f"revoked {[p.partition for p in partitions]}", t=time.time())
+
+    consumer.subscribe([ARGS["topic"]], on_assign=on_assign, on_revoke=on_revoke)
+    while not STOP.is_set():
+        msg = consumer.poll(0.2)
+        if msg is None:
+            continue
+        if msg.error():
+            emit(ev="log", msg=f"consumer error: {msg.error()}", t=time.time())
+            continue
+        value = (msg.value() or b"").decode()
+        if value.startswith(prefix):
+            emit(ev="recv", seq=int(value[len(prefix):]), t=time.time(), p=msg.partition(),
+                 o=msg.offset())
+    consumer.close()
+
+
+def wait_for_stdin_eof():
+    sys.stdin.read()
+    STOP.set()
+
+
+def main():
+    signal.signal(signal.SIGTERM, lambda *_: STOP.set())
+    threading.Thread(target=wait_for_stdin_eof, daemon=True).start()
+    threads = [threading.Thread(target=produce_loop), threading.Thread(target=consume_loop)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        for t in threads:
+            t.join(0.2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""kafka-python driver of the failover tests: a producer producing one message every
+interval_ms and a consumer group member, with the library's default settings except
+auto_offset_reset="earliest" (a consumer group that lands on a cluster without its committed
+offsets must not skip what was produced there) and a short session timeout.
+Events on stdout: see fohelpers.py. Runs until stdin closes or SIGTERM.
+
+Usage: kafka_python_driver.py '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N}'
+"""
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+
+from kafka import KafkaConsumer, KafkaProducer
+
+ARGS = json.loads(sys.argv[1])
+OUT = threading.Lock()
+STOP = threading.Event()
+
+
+def emit(**event):
+    with OUT:
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+
+
+def produce_loop():
+    producer = KafkaProducer(bootstrap_servers=ARGS["bootstrap"],
+                             client_id="fo-kafka-python-producer")
+    interval = ARGS["interval_ms"] / 1000.0
+    seq = 0
+    while not STOP.is_set():
+        emit(ev="sent", seq=seq, t=time.time())
+        try:
+            future = producer.send(ARGS["topic"], key=str(seq).encode(),
+                                   value=f"{ARGS['run']}:{seq}".encode())
+            future.add_callback(lambda md, s=seq: emit(ev="ack", seq=s, t=time.time(),
+                                                       p=md.partition, o=md.offset))
+            future.add_errback(lambda e, s=seq: emit(ev="nack", seq=s, t=time.time(),
+                                                     err=repr(e)))
+        except Exception as e:  # send() itself fails, e.g. metadata not available in time
+            emit(ev="nack", seq=seq, t=time.time(), err=repr(e))
+        seq += 1
+        STOP.wait(interval)
+    producer.flush(5)
+    producer.close(5)
+
+
+def consume_loop():
+    consumer = KafkaConsumer(ARGS["topic"], bootstrap_servers=ARGS["bootstrap"],
+                             group_id=ARGS["group"], client_id="fo-kafka-python-consumer",
+                             auto_offset_reset="earliest", session_timeout_ms=6000,
+                             heartbeat_interval_ms=1000)
+    prefix = ARGS["run"] + ":"
+    while not STOP.is_set():
+        try:
+            batches = consumer.poll(timeout_ms=200)
+        except Exception as e:
+            emit(ev="log", msg=f"consumer error: {e!r}", t=time.time())
+            STOP.wait(0.2)
+            continue
+        for records in batches.values():
+            for r in records:
+                value = (r.value or b"").decode()
+                if value.startswith(prefix):
+                    emit(ev="recv", seq=int(value[len(prefix):]), t=time.time(),
+                         p=r.partition, o=r.offset)
+    consumer.close()
+
+
+def wait_for_stdin_eof():
+    sys.stdin.read()
+    STOP.set()
+
+
+def main():
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: STOP.set())
+    threading.Thread(target=wait_for_stdin_eof, daemon=True).start()
+    threads = [threading.Thread(target=produce_loop), threading.Thread(target=consume_loop)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        for t in threads:
+            t.join(0.2)
+
+
+if __name__ == "__main__":
+    main()

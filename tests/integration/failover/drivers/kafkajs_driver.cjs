@@ -1,0 +1,94 @@
+// KafkaJS driver of the failover tests: a producer sending one message every interval_ms
+// (without waiting for the previous acknowledgement, at most 200 outstanding) and a consumer
+// group member, with KafkaJS's default settings except fromBeginning (a group that lands on a
+// cluster without its committed offsets must not skip what was produced there) and a short
+// session timeout. Events on stdout, one JSON object per line: see fohelpers.py.
+// Runs until stdin closes or SIGTERM.
+// Usage: node kafkajs_driver.cjs '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N}'
+'use strict';
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
+const { Kafka, logLevel } = require('kafkajs');
+
+const args = JSON.parse(process.argv[2]);
+const emit = (ev) => process.stdout.write(JSON.stringify(ev) + '\n');
+const now = () => Date.now() / 1000;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let stopping = false;
+
+const kafka = new Kafka({
+  clientId: 'fo-kafkajs',
+  brokers: [args.bootstrap],
+  logLevel: logLevel.WARN,
+  logCreator: () => ({ namespace, level, log }) => {
+    process.stderr.write(`${new Date().toISOString()} [${namespace}] ${log.message} ${log.error || ''}\n`);
+  },
+});
+
+async function produceLoop() {
+  const producer = kafka.producer();
+  await producer.connect();
+  let outstanding = 0;
+  const prefix = args.run + ':';
+  for (let seq = 0; !stopping; seq++) {
+    while (outstanding >= 200 && !stopping) await sleep(5);
+    emit({ ev: 'sent', seq, t: now() });
+    outstanding++;
+    producer.send({ topic: args.topic, acks: -1, messages: [{ key: String(seq), value: prefix + seq }] })
+      .then((meta) => emit({ ev: 'ack', seq, t: now(), p: meta[0].partition, o: Number(meta[0].baseOffset) }))
+      .catch((e) => emit({ ev: 'nack', seq, t: now(), err: String(e) }))
+      .finally(() => { outstanding--; });
+    await sleep(args.interval_ms);
+  }
+  const deadline = Date.now() + 5000;
+  while (outstanding > 0 && Date.now() < deadline) await sleep(10);
+  await producer.disconnect();
+}
+
+// A consumer that stops for good (CRASH with restart=false) is replaced by a new one in the same
+// group, as KafkaJS applications must do: librdkafka's mock answers Heartbeat for a group it
+// does not know with GROUP_ID_NOT_FOUND, which KafkaJS does not retry (Kafka itself answers
+// UNKNOWN_MEMBER_ID, after which KafkaJS rejoins). Every replacement is logged.
+let current = null;
+
+async function startConsumer() {
+  const consumer = kafka.consumer({ groupId: args.group, sessionTimeout: 6000, heartbeatInterval: 500 });
+  const e = consumer.events;
+  consumer.on(e.GROUP_JOIN, (ev) => emit({ ev: 'log', t: now(), msg: `joined: ${JSON.stringify(ev.payload.memberAssignment)}` }));
+  consumer.on(e.CRASH, (ev) => {
+    emit({ ev: 'log', t: now(), msg: `crash: ${ev.payload.error} restart=${ev.payload.restart}` });
+    if (!ev.payload.restart && !stopping && current === consumer) {
+      current = null;
+      consumer.disconnect().catch(() => {}).finally(() => {
+        if (stopping) return;
+        emit({ ev: 'log', t: now(), msg: 'consumer replaced after a crash' });
+        startConsumer().catch((err) => emit({ ev: 'log', t: now(), msg: `consumer restart failed: ${err}` }));
+      });
+    }
+  });
+  current = consumer;
+  await consumer.connect();
+  await consumer.subscribe({ topic: args.topic, fromBeginning: true });
+  const prefix = args.run + ':';
+  await consumer.run({
+    eachMessage: async ({ partition, message }) => {
+      const value = message.value ? message.value.toString() : '';
+      if (value.startsWith(prefix)) {
+        emit({ ev: 'recv', seq: Number(value.slice(prefix.length)), t: now(), p: partition, o: Number(message.offset) });
+      }
+    },
+  });
+}
+
+async function main() {
+  const stop = () => { stopping = true; };
+  process.on('SIGTERM', stop);
+  process.stdin.on('end', stop);
+  process.stdin.resume();
+  await startConsumer();
+  await produceLoop();
+  setTimeout(() => process.exit(0), 10000).unref();
+  if (current) await current.disconnect();
+  process.exit(0);
+}
+
+main().catch((e) => { console.error(e && e.stack ? e.stack : e); process.exit(1); });
