@@ -103,12 +103,16 @@ bool kg_chaos_tcp_faults(const kg_chaos_set *set, const kg_chaos_conn *conn, kg_
 bool kg_chaos_request_wanted(const kg_chaos_set *set, const kg_chaos_conn *conn, int16_t api_key,
                              int16_t api_version);
 
-#define KG_CHAOS_REJECT 1u        /* answer with `response` (a fabricated body); do not forward */
+/* What to do with a request. Flags combine: delays go with anything; a partly in-scope
+ * Produce reject is REPLACE_REQUEST | MUTATE_RESPONSE (out-of-scope partitions forwarded, the
+ * in-scope ones added back with their error); REJECT comes alone (plus delays). */
+/* REJECT: answer with `response` (a fabricated body); do not forward. An empty `response`
+ * (a Produce with acks=0) means: drop the request, answer nothing. */
+#define KG_CHAOS_REJECT 1u
 #define KG_CHAOS_LOST_ACK 2u      /* forward, then answer with `response` instead of the broker's */
 #define KG_CHAOS_DELAY_REQUEST 4u /* hold the request delay_request_us before forwarding */
-#define KG_CHAOS_DELAY_RESPONSE 8u /* hold the response delay_response_us before delivering */
-#define KG_CHAOS_FORWARD_TWICE 16u /* forward the request twice; the second response is swallowed  \
-                                    */
+#define KG_CHAOS_DELAY_RESPONSE 8u   /* hold the response delay_response_us before delivering */
+#define KG_CHAOS_FORWARD_TWICE 16u   /* forward the request twice; swallow the second response */
 #define KG_CHAOS_REPLACE_REQUEST 32u /* forward `request` (a rewritten body) instead */
 #define KG_CHAOS_MUTATE_RESPONSE 64u /* pass the broker's response through kg_chaos_on_response */
 
@@ -116,22 +120,28 @@ typedef struct kg_chaos_action {
     unsigned flags;
     uint64_t delay_request_us;
     uint64_t delay_response_us;
-    kp_writer request;    /* body (after the request header) when KG_CHAOS_REPLACE_REQUEST */
-    kp_writer response;   /* body (after the response header) when REJECT / LOST_ACK */
-    const void *mutation; /* opaque: what kg_chaos_on_response must do; owned by the set */
+    kp_writer request;  /* body (after the request header) when KG_CHAOS_REPLACE_REQUEST */
+    kp_writer response; /* body (after the response header) when REJECT / LOST_ACK */
+    /* What kg_chaos_on_response must do (partition errors, records faults). Owned by the
+     * action: kg_chaos_action_free frees it, so keep ACT until the response is handled. It
+     * refers to rules of the set that decided, so keep that set retained as well. */
+    const void *mutation;
 } kg_chaos_action;
 
 void kg_chaos_action_init(kg_chaos_action *act);
-void kg_chaos_action_free(kg_chaos_action *act);
+void kg_chaos_action_free(kg_chaos_action *act); /* ACT can be used again after action_init */
 
 /* Decides what happens to one request (BODY = bytes after the request header). Returns 0 and
  * fills ACT (flags 0 = nothing), or -1 when the body cannot be decoded (the engine then
- * forwards it untouched: chaos never breaks traffic it does not understand). */
+ * forwards it untouched: chaos never breaks traffic it does not understand). ACT must have
+ * been initialised; what a previous decision left in it is discarded. */
 int kg_chaos_on_request(const kg_chaos_set *set, const kg_chaos_conn *conn, int16_t api_key,
                         int16_t api_version, const uint8_t *body, size_t len, kg_chaos_action *act);
 
-/* Rewrites a response body per ACT->mutation (corrupt, duplicate, schema id on Fetch).
- * Returns 1 rewritten into OUT, 0 unchanged, -1 undecodable (forward the original). */
+/* Rewrites a response body per ACT->mutation: partition errors (Produce, Fetch, ListOffsets,
+ * OffsetForLeaderEpoch, DeleteRecords) and records faults (corrupt, duplicate, schema id on
+ * Fetch). The new body is appended to OUT. Returns 1 rewritten into OUT, 0 unchanged, -1
+ * undecodable (forward the original); on 0 and -1 OUT is as it was. */
 int kg_chaos_on_response(const kg_chaos_set *set, const kg_chaos_action *act, int16_t api_key,
                          int16_t api_version, const uint8_t *body, size_t len, kp_writer *out);
 

@@ -626,6 +626,10 @@ int kg_chaos_on_request(const kg_chaos_set *set, const kg_chaos_conn *conn, int1
 {
     act->flags = 0;
     act->delay_request_us = act->delay_response_us = 0;
+    kg_chaos_mutation_free((kg_chaos_mutation *)act->mutation);
+    act->mutation = NULL;
+    kp_writer_reset(&act->request);
+    kp_writer_reset(&act->response);
     if (!set || set->n == 0 || !kg_api_bits_has(&set->apis, api_key)) return 0;
     kp_arena a;
     kp_arena_init(&a);
