@@ -122,6 +122,9 @@ static int conn_emit(kg_conn *c, int side, const uint8_t *p, size_t n)
         kg_conn_close(c, KG_LOG_ERROR, "out of memory buffering %zu bytes", n);
         return -1;
     }
+    /* A shaped side is written by its timer only: make sure one is coming. */
+    if (n > 0 && side_shaped(c, side) && c->shape_timer[side].heap_index < 0)
+        kg_loop_timer_at(c->loop, &c->shape_timer[side], kg_now_us());
     if (limit_hit) {
         kg_conn_close(c, KG_LOG_INFO, "chaos limit-data: %llu bytes reached",
                       (unsigned long long)c->tcp.limit_bytes);
