@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin/kg_chaos_cli.h"
 #include "admin/kg_cli.h"
 #include "config/kg_config.h"
 #include "route/kg_gateway.h"
@@ -31,6 +32,9 @@ static void usage(FILE *out)
             "  failover VC [--to CLUSTER] [--reason TEXT] [--force]\n"
             "  failback VC [--reason TEXT]\n"
             "  audit [list|verify]    the tamper-evident audit log\n"
+            "  chaos add TYPE [scope and fault options] | chaos list | chaos rm ID\n"
+            "                         fault injection rules (see docs/chaos.md)\n"
+            "  reload                 re-read the config file's chaos rules (same as SIGHUP)\n"
             "  common options: -c FILE (admin address and token from the config),\n"
             "                  --admin URL, --token TOKEN, --json\n"
             "\n"
@@ -140,6 +144,8 @@ static int cmd_operate(int argc, char **argv)
         snprintf(token, sizeof(token), "%s", cfg->admin_token);
         kg_config_free(cfg);
     }
+    if (strcmp(argv[0], "chaos") == 0)
+        return kg_chaos_cli_main(argc, argv, url, token[0] ? token : NULL);
     return kg_cli_main(argc, argv, url, token[0] ? token : NULL);
 }
 
@@ -167,7 +173,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "demo") == 0)
         return kg_demo_main(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "failover") == 0 ||
-        strcmp(cmd, "failback") == 0 || strcmp(cmd, "audit") == 0)
+        strcmp(cmd, "failback") == 0 || strcmp(cmd, "audit") == 0 || strcmp(cmd, "chaos") == 0 ||
+        strcmp(cmd, "reload") == 0)
         return cmd_operate(argc - 1, argv + 1);
     fprintf(stderr, "kgate: unknown command '%s'\n\n", cmd);
     usage(stderr);

@@ -493,6 +493,24 @@ static int cmd_audit_verify(cli *c)
     return intact ? EXIT_OK : EXIT_API;
 }
 
+static int cmd_reload(cli *c)
+{
+    if (c->n_pos != 1 || c->given) return usage_error(c, "reload takes no arguments", NULL);
+    json_t *reply = NULL;
+    int rc = call_api(c, "POST", "/v1/reload", NULL, &reply);
+    if (rc != EXIT_OK) return rc;
+    if (c->json) {
+        print_json(c, reply);
+    } else {
+        char rules[32];
+        int_field(reply, "chaos_rules", rules, sizeof(rules));
+        fprintf(c->out, "reloaded %s: %s chaos rule(s) from the file\n",
+                str_or(reply, "reloaded", "?"), rules);
+    }
+    json_decref(reply);
+    return EXIT_OK;
+}
+
 static int cmd_audit(cli *c)
 {
     const char *sub = c->n_pos >= 2 ? c->pos[1] : "list";
@@ -623,6 +641,7 @@ int kg_cli_run(int argc, char **argv, const char *default_admin_url, const char 
     if (strcmp(cmd, "failover") == 0) return cmd_switch(&c, 1);
     if (strcmp(cmd, "failback") == 0) return cmd_switch(&c, 0);
     if (strcmp(cmd, "audit") == 0) return cmd_audit(&c);
+    if (strcmp(cmd, "reload") == 0) return cmd_reload(&c);
     return usage_error(&c, "unknown command \"%s\"", cmd);
 }
 

@@ -452,6 +452,52 @@ static void admin_collect(void *ctx)
         kg_vcm_collect_cluster(gw->metrics, &gw->clusters[i]);
 }
 
+/* POST /v1/reload: what SIGHUP does, with the errors in the reply. */
+static int admin_reload(void *ctx, kg_admin_request *req)
+{
+    kg_gateway *gw = ctx;
+    char *errors = NULL;
+    size_t errors_len = 0;
+    FILE *errs = open_memstream(&errors, &errors_len);
+    int n_errors = 0;
+    kg_config *fresh = errs ? kg_config_load(gw->cfg->path, errs, &n_errors) : NULL;
+    if (errs)
+        fclose(errs);
+    int status = 200;
+    if (!fresh) {
+        status = kg_admin_error(req, 400, "%s not reloaded: %s", gw->cfg->path,
+                                errors ? errors : "cannot read it");
+    } else if (kg_gateway_reload(gw, fresh) < 0) {
+        status = kg_admin_error(req, 400, "%s not reloaded: its chaos rules are invalid (see the log)",
+                                gw->cfg->path);
+    } else {
+        kg_store_audit_append(gw->store, "config.reload",
+                              json_pack("{s:s, s:s}", "path", gw->cfg->path, "actor", req->actor));
+        status = kg_admin_reply(req, 200,
+                                json_pack("{s:s, s:i}", "reloaded", gw->cfg->path, "chaos_rules",
+                                          fresh->chaos_rules ? (int)json_array_size(fresh->chaos_rules) : 0));
+    }
+    kg_config_free(fresh);
+    free(errors);
+    return status;
+}
+
+/* The admin routes other modules contribute: reload, then the chaos rules. */
+static int gateway_collect_routes(kg_gateway *gw)
+{
+    int n_chaos = 0;
+    const kg_admin_route *chaos = kg_chaos_admin_routes(gw->chaos, &n_chaos);
+    gw->routes = calloc((size_t)n_chaos + 1, sizeof(*gw->routes));
+    if (!gw->routes)
+        return -1;
+    gw->routes[0] = (kg_admin_route){.method = "POST", .pattern = "/v1/reload",
+                                     .handler = admin_reload, .ctx = gw};
+    memcpy(&gw->routes[1], chaos, (size_t)n_chaos * sizeof(*chaos));
+    gw->admin_ops.extra_routes = gw->routes;
+    gw->admin_ops.n_extra_routes = n_chaos + 1;
+    return 0;
+}
+
 static int gateway_start_admin(kg_gateway *gw)
 {
     if (!gw->cfg->admin_listen[0])
@@ -462,7 +508,8 @@ static int gateway_start_admin(kg_gateway *gw)
                                               .collect_metrics = admin_collect};
     gw->admin_ops = ops_template;
     gw->admin_ops.ctx = gw;
-    gw->admin_ops.extra_routes = kg_chaos_admin_routes(gw->chaos, &gw->admin_ops.n_extra_routes);
+    if (gateway_collect_routes(gw) < 0)
+        return -1;
     char err[256];
     gw->admin = kg_admin_start(gw->cfg->admin_listen, gw->cfg->admin_token, &gw->admin_ops,
                                gw->store, gw->metrics, err, sizeof(err));
@@ -604,6 +651,7 @@ void kg_gateway_stop(kg_gateway *gw)
         kg_store_close(gw->store);
     kg_metrics_free(gw->metrics);
     free(gw->listeners);
+    free(gw->routes);
     free(gw->workers);
     free(gw->vclusters);
     free(gw->clusters);

@@ -55,6 +55,7 @@ typedef struct kg_gateway {
     kg_admin *admin;
 
     kg_admin_ops admin_ops;
+    kg_admin_route *routes; /* the admin routes of other modules (reload, chaos) */
 
     kg_loop *accept_loop; /* also runs the once-a-second housekeeping timer */
     kg_timer housekeeping;
