@@ -6,6 +6,7 @@
 
 #include "admin/kg_chaos_cli.h"
 #include "admin/kg_cli.h"
+#include "chaos/kg_chaos.h"
 #include "config/kg_config.h"
 #include "route/kg_gateway.h"
 #include "tools/kg_demo.h"
@@ -84,12 +85,40 @@ static kg_config *load_config(const char *path)
     return cfg;
 }
 
+/* The config file's chaos rules go through the same validation as the admin API's. */
+static int check_chaos_rules(const kg_config *cfg)
+{
+    if (!cfg->chaos_rules)
+        return 0;
+    kg_log_set_level(KG_LOG_WARN); /* a scratch registry: its "rule added" lines are noise */
+    kg_chaos *ch = kg_chaos_new(NULL, NULL);
+    int bad = 0;
+    for (size_t i = 0; ch && i < json_array_size(cfg->chaos_rules); i++) {
+        char err[512];
+        json_t *rule = json_deep_copy(json_array_get(cfg->chaos_rules, i));
+        if (kg_chaos_add(ch, rule, "kgate check", NULL, err, sizeof(err)) < 0) {
+            fprintf(stderr, "%s:%d: chaos rule %zu: %s\n", cfg->path,
+                    cfg->chaos_rule_lines ? cfg->chaos_rule_lines[i] : 0, i + 1, err);
+            bad++;
+        }
+        json_decref(rule);
+    }
+    kg_chaos_free(ch);
+    return bad;
+}
+
 static int cmd_check(int argc, char **argv)
 {
     const char *path = take_config_arg(&argc, argv);
     kg_config *cfg = load_config(path ? path : KGATE_DEFAULT_CONFIG);
     if (!cfg)
         return 1;
+    int bad_rules = check_chaos_rules(cfg);
+    if (bad_rules) {
+        fprintf(stderr, "%s: %d error%s\n", cfg->path, bad_rules, bad_rules == 1 ? "" : "s");
+        kg_config_free(cfg);
+        return 1;
+    }
     printf("%s: ok (%d cluster%s, %d virtual cluster%s)\n", cfg->path, cfg->n_clusters,
            cfg->n_clusters == 1 ? "" : "s", cfg->n_vclusters, cfg->n_vclusters == 1 ? "" : "s");
     kg_config_free(cfg);
