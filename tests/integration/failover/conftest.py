@@ -4,9 +4,13 @@ The helpers live in fohelpers.py (processes, direct cluster access, admin API, c
 and scenario.py (the switch-while-producing scenario)."""
 
 import os
+import shutil
+import subprocess
+import time
 
 import pytest
 
+import fohelpers
 from fohelpers import FAILOVER_DIR, SWITCH_TIMINGS, DevCluster, Kgate, tail
 
 # Topics every dev cluster of these tests has, on both sides with the same partition counts.
@@ -18,6 +22,28 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if str(item.fspath).startswith(FAILOVER_DIR + os.sep):
             item.add_marker(pytest.mark.kgate_only)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kgate_binary(tmp_path_factory):
+    """A private copy of the kgate binary under test, so a rebuild of build/kgate while the tests
+    run (other work in the same tree) cannot swap or remove it in the middle of a test."""
+    source = fohelpers.KGATE_BIN
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if subprocess.run([source, "version"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=10).returncode == 0:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.exit(f"{source} is not a working kgate binary (make build)", returncode=2)
+        time.sleep(1)
+    copy = os.path.join(str(tmp_path_factory.mktemp("bin")), "kgate")
+    shutil.copy2(source, copy)
+    fohelpers.KGATE_BIN = copy
+    yield copy
 
 
 @pytest.fixture
