@@ -277,14 +277,12 @@ void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
                           &c->shape_timer[0], &c->shape_timer[1], &c->reset_timer};
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
         kg_loop_timer_cancel(c->loop, timers[i]);
-    kg_loop_io_del(c->loop, &c->client_io);
+    /* Closing is on the switch's critical path (thousands at once): close() alone also takes
+     * the fd out of epoll, and the backend socket is closed by kg_conn_free, after the current
+     * batch: once the connection is CLOSED nothing more is read or forwarded on it. */
+    kg_loop_io_forget(&c->client_io);
     close(c->client_io.fd);
     c->client_io.fd = -1;
-    if (c->backend_io.fd >= 0) {
-        kg_loop_io_del(c->loop, &c->backend_io);
-        close(c->backend_io.fd);
-        c->backend_io.fd = -1;
-    }
     atomic_fetch_sub(&c->vc->client_conns, 1);
     kg_vcm_conn_closed(c->vc->metrics);
     kg_worker_conn_closed(c->worker, c);
@@ -292,6 +290,10 @@ void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
 
 void kg_conn_free(kg_conn *c)
 {
+    if (c->backend_io.fd >= 0) {
+        kg_loop_io_forget(&c->backend_io);
+        close(c->backend_io.fd);
+    }
     while (c->q_len)
         queue_pop(c);
     free(c->queue);

@@ -96,6 +96,11 @@ void kg_loop_io_del(kg_loop *loop, kg_io *io)
     io->mask = 0;
 }
 
+void kg_loop_io_forget(kg_io *io)
+{
+    io->mask = 0;
+}
+
 /* ---- timers: a binary min-heap on due time ---- */
 
 static void heap_swap(kg_loop *loop, int a, int b)

@@ -38,6 +38,8 @@ void kg_loop_free(kg_loop *loop);
 /* Registers or updates interest; a mask of 0 keeps the fd registered but silent. */
 int kg_loop_io_set(kg_loop *loop, kg_io *io, unsigned mask);
 void kg_loop_io_del(kg_loop *loop, kg_io *io);
+/* For an fd about to be closed: close() itself removes it from epoll, so skip the syscall. */
+void kg_loop_io_forget(kg_io *io);
 
 void kg_timer_init(kg_timer *t, kg_timer_fn *fn, void *arg);
 void kg_loop_timer_at(kg_loop *loop, kg_timer *t, uint64_t due_us);

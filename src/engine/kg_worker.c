@@ -192,11 +192,10 @@ static void worker_on_wake(kg_loop *loop, void *arg)
     }
 }
 
-/* Queues CMD; a synchronous command is waited for and its result returned. */
-static int worker_send(kg_worker *w, worker_cmd *cmd)
+/* Queues CMD and wakes the worker. An asynchronous command belongs to the worker from then
+ * on: the caller must not touch it again. */
+static void worker_post(kg_worker *w, worker_cmd *cmd)
 {
-    /* An asynchronous command belongs to the worker once queued: read nothing from it after. */
-    int synchronous = cmd->synchronous;
     pthread_mutex_lock(&w->lock);
     cmd->next = NULL;
     if (w->cmd_tail)
@@ -206,13 +205,6 @@ static int worker_send(kg_worker *w, worker_cmd *cmd)
     w->cmd_tail = cmd;
     pthread_mutex_unlock(&w->lock);
     kg_loop_wake(w->loop);
-    if (!synchronous)
-        return 0;
-    pthread_mutex_lock(&w->lock);
-    while (!cmd->done)
-        pthread_cond_wait(&w->done_cond, &w->lock);
-    pthread_mutex_unlock(&w->lock);
-    return cmd->result;
 }
 
 void kg_worker_adopt(kg_worker *w, int fd, kg_vcluster *vc, int32_t node_id)
@@ -226,13 +218,34 @@ void kg_worker_adopt(kg_worker *w, int fd, kg_vcluster *vc, int32_t node_id)
     cmd->fd = fd;
     cmd->vc = vc;
     cmd->node_id = node_id;
-    worker_send(w, cmd);
+    worker_post(w, cmd);
 }
 
-int kg_worker_close_stale(kg_worker *w, kg_vcluster *vc, uint64_t route_word)
+/* Waits for a synchronous command sent with worker_post. */
+static int worker_wait(kg_worker *w, worker_cmd *cmd)
 {
-    worker_cmd cmd = {.kind = CMD_CLOSE_STALE, .vc = vc, .route_word = route_word, .synchronous = 1};
-    return worker_send(w, &cmd);
+    pthread_mutex_lock(&w->lock);
+    while (!cmd->done)
+        pthread_cond_wait(&w->done_cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+    return cmd->result;
+}
+
+int kg_workers_close_stale(kg_worker **workers, int n, kg_vcluster *vc, uint64_t route_word)
+{
+    /* No allocation on this path: a switch must not fail for want of memory. */
+    worker_cmd cmds[KG_WORKERS_MAX];
+    if (n > KG_WORKERS_MAX)
+        n = KG_WORKERS_MAX;
+    for (int i = 0; i < n; i++) {
+        cmds[i] = (worker_cmd){.kind = CMD_CLOSE_STALE, .vc = vc, .route_word = route_word,
+                               .synchronous = 1};
+        worker_post(workers[i], &cmds[i]);
+    }
+    int closed = 0;
+    for (int i = 0; i < n; i++)
+        closed += worker_wait(workers[i], &cmds[i]);
+    return closed;
 }
 
 int kg_worker_connection_count(kg_worker *w)
@@ -284,7 +297,7 @@ void kg_worker_drain_and_join(kg_worker *w, uint64_t deadline_us)
     if (cmd) {
         cmd->kind = CMD_DRAIN;
         cmd->deadline_us = deadline_us;
-        worker_send(w, cmd);
+        worker_post(w, cmd);
     }
     pthread_join(w->thread, NULL);
     /* Commands that raced with the end of the loop: close adopted sockets, free the rest. */

@@ -12,15 +12,18 @@ typedef struct kg_worker kg_worker;
 typedef struct kg_gateway kg_gateway;
 typedef struct kg_vcluster kg_vcluster;
 
+#define KG_WORKERS_MAX 1024 /* the config refuses more */
+
 kg_worker *kg_worker_start(kg_gateway *gw, int id);
 
 /* Hands an accepted client socket to the worker (ownership moves with it). NODE_ID is the
  * broker the client dialled, or -1 for the bootstrap port. */
 void kg_worker_adopt(kg_worker *w, int fd, kg_vcluster *vc, int32_t node_id);
 
-/* Closes every connection of virtual cluster VC opened under an older route than ROUTE_WORD and
- * waits until it is done. Returns how many client connections were closed. */
-int kg_worker_close_stale(kg_worker *w, kg_vcluster *vc, uint64_t route_word);
+/* Closes every connection of virtual cluster VC opened under an older route than ROUTE_WORD, on
+ * all N workers in parallel, and waits until they are done. Returns how many client
+ * connections were closed. */
+int kg_workers_close_stale(kg_worker **workers, int n, kg_vcluster *vc, uint64_t route_word);
 
 /* Stops reading new requests, waits for in-flight ones until DEADLINE_US, closes the rest, and
  * joins the thread. */

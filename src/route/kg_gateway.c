@@ -315,9 +315,7 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
     }
     uint64_t new_word = KG_ROUTE_WORD(epoch + 1, to);
     atomic_store_explicit(&vc->route, new_word, memory_order_release);
-    int closed = 0;
-    for (int i = 0; i < gw->n_workers; i++)
-        closed += kg_worker_close_stale(gw->workers[i], vc, new_word);
+    int closed = kg_workers_close_stale(gw->workers, gw->n_workers, vc, new_word);
     uint64_t took = kg_now_us() - start;
     atomic_fetch_add(&vc->failovers_total, 1);
     atomic_store(&vc->last_switch_us, took);
