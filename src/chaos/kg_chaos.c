@@ -99,6 +99,7 @@ static void set_free(kg_chaos_set *set)
     for (int i = 0; i < set->n; i++)
         kg_chaos_rule_unref(set->rules[i]);
     free(set->rules);
+    free(set->mut_table);
     free(set);
 }
 
@@ -121,6 +122,14 @@ static kg_chaos_set *set_build(kg_chaos *ch)
         if (r->group) set->has_group = true;
         if (kg_chaos_type_is_tcp(r->type)) set->has_tcp = true;
         if (r->has_topic && kg_api_bits_has(&r->apis, KG_API_FETCH)) set->wants_topic_ids = true;
+        if (kg_chaos_rule_mutates(r) && set->n_mut < KG_CHAOS_MAX_MUT)
+            set->mut_rules[set->n_mut++] = r;
+    }
+    /* One byte per subset of the mutating rules: a mutation is a pointer to its subset. */
+    set->mut_table = calloc((size_t)1 << set->n_mut, 1);
+    if (!set->mut_table) {
+        set_free(set);
+        return NULL;
     }
     return set;
 }

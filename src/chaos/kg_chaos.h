@@ -104,8 +104,9 @@ bool kg_chaos_request_wanted(const kg_chaos_set *set, const kg_chaos_conn *conn,
                              int16_t api_version);
 
 /* What to do with a request. Flags combine: delays go with anything; a partly in-scope
- * Produce reject is REPLACE_REQUEST | MUTATE_RESPONSE (out-of-scope partitions forwarded, the
- * in-scope ones added back with their error); REJECT comes alone (plus delays). */
+ * Produce reject is REPLACE_REQUEST | MUTATE_RESPONSE (the in-scope partitions are forwarded
+ * without records, so nothing is written there, and their answers get the rule's error);
+ * REJECT comes alone (plus delays). */
 /* REJECT: answer with `response` (a fabricated body); do not forward. An empty `response`
  * (a Produce with acks=0) means: drop the request, answer nothing. */
 #define KG_CHAOS_REJECT 1u
@@ -122,14 +123,14 @@ typedef struct kg_chaos_action {
     uint64_t delay_response_us;
     kp_writer request;  /* body (after the request header) when KG_CHAOS_REPLACE_REQUEST */
     kp_writer response; /* body (after the response header) when REJECT / LOST_ACK */
-    /* What kg_chaos_on_response must do (partition errors, records faults). Owned by the
-     * action: kg_chaos_action_free frees it, so keep ACT until the response is handled. It
-     * refers to rules of the set that decided, so keep that set retained as well. */
+    /* What kg_chaos_on_response must do (partition errors, records faults): a pointer into the
+     * set that decided, valid while that set is retained (kg_chaos_retain); copying it out and
+     * freeing the action is fine. Deciding allocates nothing for it. */
     const void *mutation;
 } kg_chaos_action;
 
 void kg_chaos_action_init(kg_chaos_action *act);
-void kg_chaos_action_free(kg_chaos_action *act); /* ACT can be used again after action_init */
+void kg_chaos_action_free(kg_chaos_action *act); /* the writers; ACT can be initialised again */
 
 /* Decides what happens to one request (BODY = bytes after the request header). Returns 0 and
  * fills ACT (flags 0 = nothing), or -1 when the body cannot be decoded (the engine then

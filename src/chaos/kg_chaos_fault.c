@@ -6,9 +6,9 @@
  *
  * Partial matches (a request whose partitions are only partly in the rule's topic scope) never
  * touch the out-of-scope partitions:
- *   Produce, reject:    the out-of-scope partitions are forwarded (REPLACE_REQUEST with the
- *                       in-scope ones removed) and the broker's answer gets the in-scope ones
- *                       back, with the error (MUTATE_RESPONSE).
+ *   Produce, reject:    forwarded with the in-scope partitions' records emptied
+ *                       (REPLACE_REQUEST: nothing is written there) and their answers replaced
+ *                       by the error (MUTATE_RESPONSE).
  *   Produce, lost-ack:  everything is forwarded; the broker's answer for the in-scope
  *                       partitions is replaced by the error (MUTATE_RESPONSE).
  *   Fetch and the other partition-level requests: forwarded; the in-scope partitions of the
@@ -341,48 +341,54 @@ void kg_chaos_action_free(kg_chaos_action *act)
 {
     kp_writer_free(&act->request);
     kp_writer_free(&act->response);
-    kg_chaos_mutation_free((kg_chaos_mutation *)act->mutation);
-    act->mutation = NULL;
+    act->mutation = NULL; /* owned by the set */
     act->flags = 0;
 }
 
-void kg_chaos_mutation_free(kg_chaos_mutation *m)
+bool kg_chaos_rule_mutates(const kg_chaos_rule *rule)
 {
-    if (!m) return;
-    for (int i = 0; i < m->n_added; i++)
-        free(m->added[i].topic);
-    free(m->added);
-    free(m);
-}
-
-static kg_chaos_mutation *mutation_of(kg_chaos_action *act, int16_t api, uint64_t *rng)
-{
-    if (!act->mutation) {
-        kg_chaos_mutation *m = calloc(1, sizeof(*m));
-        if (!m) return NULL;
-        m->api_key = api;
-        m->rng = kp_rand_next(rng) | 1;
-        act->mutation = m;
+    switch (rule->type) {
+    case KG_CHAOS_BROKEN_BROKERS:
+    case KG_CHAOS_LEADER_ELECTION:
+        return true;
+    case KG_CHAOS_CORRUPT_RECORDS:
+    case KG_CHAOS_DUPLICATE_RECORDS:
+    case KG_CHAOS_INVALID_SCHEMA_ID:
+        return rule->on_response;
+    default:
+        return false;
     }
-    return (kg_chaos_mutation *)act->mutation;
 }
 
-static bool add_err_op(kg_chaos_action *act, int16_t api, uint64_t *rng, kg_chaos_rule *rule,
-                       int16_t error)
+/* ---------------------------------------------------------------- the decision */
+
+typedef struct decision {
+    const kg_chaos_set *set;
+    req_view *v;
+    const kg_chaos_conn *conn;
+    kg_chaos_action *act;
+    uint64_t *rng;
+    bool error_done;
+    unsigned mutate_mask; /* bits of set->mut_rules to apply to the response */
+    kg_chaos_rule *produce_ops[KG_CHAOS_MAX_MUT];
+    int n_produce_ops;
+} decision;
+
+/* Marks RULE for the response; false when the set has no slot for it. */
+static bool mutate_with(decision *d, const kg_chaos_rule *rule)
 {
-    kg_chaos_mutation *m = mutation_of(act, api, rng);
-    if (!m || m->n_err == KG_CHAOS_MAX_OPS) return false;
-    m->err[m->n_err].rule = rule;
-    m->err[m->n_err].error = error;
-    m->n_err++;
-    act->flags |= KG_CHAOS_MUTATE_RESPONSE;
-    return true;
+    for (int i = 0; i < d->set->n_mut; i++)
+        if (d->set->mut_rules[i] == rule) {
+            d->mutate_mask |= 1u << i;
+            d->act->flags |= KG_CHAOS_MUTATE_RESPONSE;
+            return true;
+        }
+    return false;
 }
 
 /* ---------------------------------------------------------------- error faults */
 
-/* The error RULE injects into API at VERSION, 0 when none applies. */
-static int16_t pick_error(const kg_chaos_rule *rule, int16_t api, int16_t version, uint64_t *rng)
+int16_t kg_chaos_pick_error(const kg_chaos_rule *rule, int16_t api, int16_t version, uint64_t *rng)
 {
     int16_t min_version = 0;
     if (rule->type == KG_CHAOS_BROKEN_BROKERS) {
@@ -394,47 +400,45 @@ static int16_t pick_error(const kg_chaos_rule *rule, int16_t api, int16_t versio
             return 0;
         return code;
     }
+    if (rule->type != KG_CHAOS_LEADER_ELECTION || rule->n_errors == 0) return 0;
     int16_t code = rule->errors[kp_rand_below(rng, (uint32_t)rule->n_errors)];
     if (kg_chaos_error_allowed(api, code, &min_version) && version < min_version)
         code = 6; /* older clients know leadership changes as NOT_LEADER_OR_FOLLOWER */
     return code;
 }
 
-/* A Produce request without RULE's in-scope partitions; those go to M->added. */
-static int produce_without_matching(req_view *v, kg_chaos_rule *rule, int16_t error,
-                                    kg_chaos_mutation *m, kp_writer *w)
+/* The Produce request with the records of RULE's in-scope partitions emptied: the broker writes
+ * nothing there and answers them with an error (INVALID_RECORD from v3, none before), which
+ * kg_chaos_on_response replaces with the rule's error. The other partitions go through as
+ * they are. */
+static int produce_without_matching(req_view *v, const kg_chaos_rule *rule, kp_writer *w)
 {
     kp_produce_request out = v->m.produce;
-    int32_t kept = 0;
     out.topic_data.items = kp_arena_calloc(v->a, (size_t)(v->n_topics ? v->n_topics : 1),
                                            sizeof(*out.topic_data.items));
-    m->added = calloc((size_t)(v->total_parts ? v->total_parts : 1), sizeof(*m->added));
-    if (!out.topic_data.items || !m->added) return -1;
+    if (!out.topic_data.items) return -1;
     for (int32_t i = 0; i < v->n_topics; i++) {
         const kp_produce_request_topic_produce_data *t = &v->m.produce.topic_data.items[i];
-        if (!kg_chaos_match_topic(rule, t->name)) {
-            out.topic_data.items[kept++] = *t;
-            continue;
-        }
+        out.topic_data.items[i] = *t;
+        if (!kg_chaos_match_topic(rule, t->name) || t->partition_data.count <= 0) continue;
+        kp_produce_request_partition_produce_data *parts =
+            kp_arena_calloc(v->a, (size_t)t->partition_data.count, sizeof(*parts));
+        if (!parts) return -1;
         for (int32_t j = 0; j < t->partition_data.count; j++) {
-            kg_chaos_added_partition *p = &m->added[m->n_added];
-            p->topic = strndup(t->name.ptr, (size_t)t->name.len);
-            if (!p->topic) return -1;
-            p->partition = t->partition_data.items[j].index;
-            p->error = error;
-            m->n_added++;
+            parts[j] = t->partition_data.items[j];
+            parts[j].records = (kp_bytes){kg_chaos_no_records, 0};
         }
+        out.topic_data.items[i].partition_data.items = parts;
     }
-    m->added_rule = rule;
-    out.topic_data.count = kept;
     kp_writer_reset(w);
     kp_produce_request_encode(w, v->version, &out);
     return w->err ? -1 : 0;
 }
 
-static bool inject_produce_error(req_view *v, kg_chaos_rule *rule, int16_t error, int32_t matched,
-                                 kg_chaos_action *act, uint64_t *rng)
+static bool inject_produce_error(decision *d, kg_chaos_rule *rule, int16_t error, int32_t matched)
 {
+    req_view *v = d->v;
+    kg_chaos_action *act = d->act;
     bool whole = matched == v->total_parts;
     bool no_ack = v->m.produce.acks == 0;
     if (rule->lost_ack) {
@@ -444,7 +448,7 @@ static bool inject_produce_error(req_view *v, kg_chaos_rule *rule, int16_t error
             act->flags |= KG_CHAOS_LOST_ACK;
             return true;
         }
-        return add_err_op(act, v->api, rng, rule, error);
+        return mutate_with(d, rule);
     }
     if (whole) {
         if (no_ack) {
@@ -455,44 +459,31 @@ static bool inject_produce_error(req_view *v, kg_chaos_rule *rule, int16_t error
         act->flags |= KG_CHAOS_REJECT;
         return true;
     }
-    kg_chaos_mutation *m = mutation_of(act, v->api, rng);
-    if (!m || m->n_added) return false;
-    if (produce_without_matching(v, rule, error, m, &act->request) != 0) {
+    /* The answer must be patched: without a slot for this rule, leave the request alone. */
+    if (!no_ack && !mutate_with(d, rule)) return false;
+    if (produce_without_matching(v, rule, &act->request) != 0) {
         kp_writer_reset(&act->request);
         return false;
     }
     act->flags |= KG_CHAOS_REPLACE_REQUEST;
-    if (!no_ack) act->flags |= KG_CHAOS_MUTATE_RESPONSE;
     return true;
 }
 
-static bool inject_error(req_view *v, kg_chaos_rule *rule, int32_t matched, kg_chaos_action *act,
-                         uint64_t *rng)
+static bool inject_error(decision *d, kg_chaos_rule *rule, int32_t matched)
 {
-    int16_t error = pick_error(rule, v->api, v->version, rng);
+    req_view *v = d->v;
+    int16_t error = kg_chaos_pick_error(rule, v->api, v->version, d->rng);
     if (!error) return false;
-    if (v->api == KG_API_PRODUCE) return inject_produce_error(v, rule, error, matched, act, rng);
+    if (v->api == KG_API_PRODUCE) return inject_produce_error(d, rule, error, matched);
     bool whole = v->total_parts > 0 && matched == v->total_parts;
     /* An incremental fetch session must see every request, or its epochs drift apart. */
     if (v->api == KG_API_FETCH && v->version >= 7 && v->m.fetch.session_id != 0) whole = false;
-    if (whole && fabricate(v, rule, error, &act->response) == 0) {
-        act->flags |= KG_CHAOS_REJECT;
+    if (whole && fabricate(v, rule, error, &d->act->response) == 0) {
+        d->act->flags |= KG_CHAOS_REJECT;
         return true;
     }
-    return add_err_op(act, v->api, rng, rule, error);
+    return mutate_with(d, rule);
 }
-
-/* ---------------------------------------------------------------- the decision */
-
-typedef struct decision {
-    req_view *v;
-    const kg_chaos_conn *conn;
-    kg_chaos_action *act;
-    uint64_t *rng;
-    bool error_done;
-    kg_chaos_rule *produce_ops[KG_CHAOS_MAX_OPS];
-    int n_produce_ops;
-} decision;
 
 /* Whether RULE must see the request's topics to decide. */
 static bool needs_topics(const kg_chaos_rule *rule, int16_t api)
@@ -513,10 +504,7 @@ static bool needs_topics(const kg_chaos_rule *rule, int16_t api)
 static bool apply_records_fault(decision *d, kg_chaos_rule *r, int32_t matched)
 {
     if (r->on_response) {
-        kg_chaos_mutation *m = mutation_of(d->act, d->v->api, d->rng);
-        if (!m || m->n_rec == KG_CHAOS_MAX_OPS) return false;
-        m->rec[m->n_rec++] = r; /* rate per record, counted when a response changes */
-        d->act->flags |= KG_CHAOS_MUTATE_RESPONSE;
+        mutate_with(d, r); /* rate per record, counted when a response changes */
         return false;
     }
     if (r->type == KG_CHAOS_DUPLICATE_RECORDS) {
@@ -525,7 +513,7 @@ static bool apply_records_fault(decision *d, kg_chaos_rule *r, int32_t matched)
         d->act->flags |= KG_CHAOS_FORWARD_TWICE;
         return true;
     }
-    if (d->n_produce_ops < KG_CHAOS_MAX_OPS) d->produce_ops[d->n_produce_ops++] = r;
+    if (d->n_produce_ops < KG_CHAOS_MAX_MUT) d->produce_ops[d->n_produce_ops++] = r;
     return false;
 }
 
@@ -550,7 +538,7 @@ static int decide_rule(decision *d, kg_chaos_rule *r)
     case KG_CHAOS_BROKEN_BROKERS:
     case KG_CHAOS_LEADER_ELECTION:
         if (d->error_done || !kg_chaos_roll(r, d->rng)) break;
-        injected = inject_error(v, r, matched, d->act, d->rng);
+        injected = inject_error(d, r, matched);
         d->error_done = injected;
         break;
     case KG_CHAOS_LATENCY:
@@ -595,7 +583,7 @@ static void rewrite_produce(decision *d)
     if (!d->n_produce_ops || (act->flags & (KG_CHAOS_REJECT | KG_CHAOS_LOST_ACK |
                                             KG_CHAOS_REPLACE_REQUEST | KG_CHAOS_MUTATE_RESPONSE)))
         return; /* an error fault answers this request; its records do not matter */
-    bool injected[KG_CHAOS_MAX_OPS] = {0};
+    bool injected[KG_CHAOS_MAX_MUT] = {0};
     if (kg_chaos_rewrite_produce(d->produce_ops, d->n_produce_ops, d->v->version, d->v->body,
                                  d->v->len, d->rng, &act->request, injected) == 1) {
         act->flags |= KG_CHAOS_REPLACE_REQUEST;
@@ -605,20 +593,18 @@ static void rewrite_produce(decision *d)
 }
 
 /* A fabricated answer replaces everything else the request would have had done to it. */
-static void normalize(kg_chaos_action *act)
+static void finish(decision *d)
 {
-    if (act->flags & KG_CHAOS_REJECT) {
+    kg_chaos_action *act = d->act;
+    if (act->flags & KG_CHAOS_REJECT)
         act->flags &= ~(unsigned)(KG_CHAOS_FORWARD_TWICE | KG_CHAOS_REPLACE_REQUEST |
                                   KG_CHAOS_MUTATE_RESPONSE | KG_CHAOS_LOST_ACK);
-        kg_chaos_mutation_free((kg_chaos_mutation *)act->mutation);
-        act->mutation = NULL;
-    }
-    if ((act->flags & KG_CHAOS_LOST_ACK) && act->mutation) {
-        /* The broker's answer is thrown away: nothing to mutate. */
+    if (act->flags & KG_CHAOS_LOST_ACK) /* the broker's answer is thrown away */
         act->flags &= ~(unsigned)KG_CHAOS_MUTATE_RESPONSE;
-        kg_chaos_mutation_free((kg_chaos_mutation *)act->mutation);
-        act->mutation = NULL;
-    }
+    if ((act->flags & KG_CHAOS_MUTATE_RESPONSE) && d->mutate_mask && d->set->mut_table)
+        act->mutation = d->set->mut_table + d->mutate_mask;
+    else
+        act->flags &= ~(unsigned)KG_CHAOS_MUTATE_RESPONSE;
 }
 
 int kg_chaos_on_request(const kg_chaos_set *set, const kg_chaos_conn *conn, int16_t api_key,
@@ -626,7 +612,6 @@ int kg_chaos_on_request(const kg_chaos_set *set, const kg_chaos_conn *conn, int1
 {
     act->flags = 0;
     act->delay_request_us = act->delay_response_us = 0;
-    kg_chaos_mutation_free((kg_chaos_mutation *)act->mutation);
     act->mutation = NULL;
     kp_writer_reset(&act->request);
     kp_writer_reset(&act->response);
@@ -639,7 +624,7 @@ int kg_chaos_on_request(const kg_chaos_set *set, const kg_chaos_conn *conn, int1
                   .len = len,
                   .a = &a,
                   .owner = set->owner};
-    decision d = {.v = &v, .conn = conn, .act = act, .rng = kg_chaos_rng(conn)};
+    decision d = {.set = set, .v = &v, .conn = conn, .act = act, .rng = kg_chaos_rng(conn)};
     int rc = 0;
     for (int i = 0; i < set->n && rc == 0; i++) {
         kg_chaos_rule *r = set->rules[i];
@@ -648,11 +633,14 @@ int kg_chaos_on_request(const kg_chaos_set *set, const kg_chaos_conn *conn, int1
     }
     if (rc == 0) {
         rewrite_produce(&d);
-        normalize(act);
+        finish(&d);
     } else {
         /* Undecodable: forward untouched, whatever was decided so far. */
-        kg_chaos_action_free(act);
-        kg_chaos_action_init(act);
+        act->flags = 0;
+        act->delay_request_us = act->delay_response_us = 0;
+        act->mutation = NULL;
+        kp_writer_reset(&act->request);
+        kp_writer_reset(&act->response);
     }
     kp_arena_free(&a);
     return rc;

@@ -43,6 +43,7 @@ int kg_chaos_type_parse(const char *name, kg_chaos_type *out); /* 0 ok, -1 unkno
 bool kg_chaos_type_is_tcp(kg_chaos_type type);
 
 #define KG_CHAOS_ID_MAX 65
+#define KG_CHAOS_MAX_MUT 12 /* mutating rules per set (see kg_chaos_mutation) */
 #define KG_CHAOS_MAX_ERRORS 8
 #define KG_CHAOS_RATE_ONE 1000000u /* rates are kept in parts per million */
 
@@ -151,6 +152,9 @@ struct kg_chaos_set {
     bool has_group;   /* some rule is scoped to a consumer group */
     bool has_tcp;
     bool wants_topic_ids; /* a topic-scoped rule acts on Fetch, which names topics by id (v13+) */
+    int n_mut;            /* rules that mutate responses (error faults, records faults on fetch) */
+    kg_chaos_rule *mut_rules[KG_CHAOS_MAX_MUT];
+    uint8_t *mut_table; /* 1 << n_mut bytes; a mutation is a pointer into it (see below) */
 };
 
 /* A small bounded map of byte-string keys to strings (client id -> group, topic id -> name). */
@@ -204,36 +208,28 @@ uint64_t *kg_chaos_rng(const kg_chaos_conn *conn);
 void kg_chaos_count_injected(kg_chaos_rule *rule);
 void kg_chaos_count_matched(kg_chaos_rule *rule);
 
-/* ---------------------------------------------------------------- mutations (per action) */
+/* ---------------------------------------------------------------- mutations */
 
-#define KG_CHAOS_MAX_OPS 8
-
-typedef struct kg_chaos_added_partition {
-    char *topic;
-    int32_t partition;
-    int16_t error;
-} kg_chaos_added_partition;
-
-/* What kg_chaos_on_response must do to one response; owned by the action. */
+/* A decision's `mutation` points into its set's mut_table: the byte at index MASK stands for
+ * "apply the set's mutating rules whose bits are in MASK". So a mutation is owned by the set
+ * (alive while the set is retained) and deciding allocates nothing. Rules past the first
+ * KG_CHAOS_MAX_MUT mutating rules of a set never mutate responses. */
+/* What kg_chaos_on_response does to one response, rebuilt from the mask. */
 typedef struct kg_chaos_mutation {
-    int16_t api_key; /* the API of the request it was made for */
-    /* partition errors: partitions of topics RULE matches get ERROR */
-    int n_err;
+    int n_err; /* partition errors: partitions of topics RULE matches get ERROR */
     struct {
         kg_chaos_rule *rule;
         int16_t error;
-    } err[KG_CHAOS_MAX_OPS];
-    /* records faults on Fetch responses */
-    int n_rec;
-    kg_chaos_rule *rec[KG_CHAOS_MAX_OPS];
-    /* Produce partitions that were taken out of the forwarded request, answered with errors */
-    int n_added;
-    kg_chaos_added_partition *added;
-    kg_chaos_rule *added_rule;
-    uint64_t rng; /* random state for the response (seeded from the worker's at request time) */
+    } err[KG_CHAOS_MAX_MUT];
+    int n_rec; /* records faults on Fetch responses */
+    kg_chaos_rule *rec[KG_CHAOS_MAX_MUT];
+    uint64_t *rng;
 } kg_chaos_mutation;
 
-void kg_chaos_mutation_free(kg_chaos_mutation *m);
+/* Whether RULE is decided at request time but applied to the response. */
+bool kg_chaos_rule_mutates(const kg_chaos_rule *rule);
+/* The error RULE injects into API at VERSION, 0 when none applies there. */
+int16_t kg_chaos_pick_error(const kg_chaos_rule *rule, int16_t api, int16_t version, uint64_t *rng);
 
 /* Records faults on a records blob (corrupt, duplicate, schema id): every rule in OPS (the
  * caller has matched their topics) is applied per record with its rate. Returns 1 rewritten

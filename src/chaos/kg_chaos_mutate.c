@@ -130,10 +130,10 @@ static int ops_for_topic(kg_chaos_rule *const *ops, int n, kp_str topic, kg_chao
 static bool mutate_partition(kg_chaos_rule *const *ops, int n_ops, kp_str topic, kp_bytes *records,
                              uint64_t *rng, kp_arena *a, bool *injected)
 {
-    kg_chaos_rule *active[KG_CHAOS_MAX_OPS];
-    int index[KG_CHAOS_MAX_OPS];
+    kg_chaos_rule *active[KG_CHAOS_MAX_MUT];
+    int index[KG_CHAOS_MAX_MUT];
     int k = ops_for_topic(ops, n_ops, topic, active, index);
-    bool hit[KG_CHAOS_MAX_OPS] = {0};
+    bool hit[KG_CHAOS_MAX_MUT] = {0};
     kp_bytes out;
     if (k == 0 || kg_chaos_mutate_records(active, k, *records, rng, a, &out, hit) != 1)
         return false;
@@ -205,35 +205,6 @@ static bool patch_produce(kp_produce_response *resp, kg_chaos_mutation *m, int16
         }
         changed = true;
     }
-    /* Partitions kgate kept from the broker come back with their error. */
-    kp_str msg =
-        version >= 8 && m->added_rule ? kg_chaos_injected_message(a, m->added_rule) : KP_STR_NULL;
-    for (int k = 0; k < m->n_added; k++) {
-        const kg_chaos_added_partition *add = &m->added[k];
-        kp_str name = kp_str_c(add->topic);
-        int32_t ti = 0;
-        while (ti < resp->responses.count && !kp_str_eq(resp->responses.items[ti].name, name))
-            ti++;
-        if (ti == resp->responses.count) {
-            kp_produce_response_topic_produce_response *grown =
-                kp_arena_calloc(a, (size_t)ti + 1, sizeof(*grown));
-            if (!grown) return false;
-            if (ti) memcpy(grown, resp->responses.items, (size_t)ti * sizeof(*grown));
-            grown[ti].name = name;
-            resp->responses.items = grown;
-            resp->responses.count = ti + 1;
-        }
-        kp_produce_response_topic_produce_response *t = &resp->responses.items[ti];
-        int32_t n = t->partition_responses.count > 0 ? t->partition_responses.count : 0;
-        kp_produce_response_partition_produce_response *parts =
-            kp_arena_calloc(a, (size_t)n + 1, sizeof(*parts));
-        if (!parts) return false;
-        if (n) memcpy(parts, t->partition_responses.items, (size_t)n * sizeof(*parts));
-        kg_chaos_produce_partition_error(&parts[n], add->partition, add->error, msg);
-        t->partition_responses.items = parts;
-        t->partition_responses.count = n + 1;
-        changed = true;
-    }
     return changed;
 }
 
@@ -241,7 +212,7 @@ static bool patch_fetch(const kg_chaos_set *set, kp_fetch_response *resp, kg_cha
                         int16_t version, kp_arena *a)
 {
     bool changed = false;
-    bool injected[KG_CHAOS_MAX_OPS] = {0};
+    bool injected[KG_CHAOS_MAX_MUT] = {0};
     for (int32_t i = 0; i < resp->responses.count; i++) {
         kp_fetch_response_fetchable_topic_response *t = &resp->responses.items[i];
         kp_str name = t->topic;
@@ -256,7 +227,7 @@ static bool patch_fetch(const kg_chaos_set *set, kp_fetch_response *resp, kg_cha
                 changed = true;
             } else if (m->n_rec && p->error_code == 0 && p->records.len > 0) {
                 changed |=
-                    mutate_partition(m->rec, m->n_rec, name, &p->records, &m->rng, a, injected);
+                    mutate_partition(m->rec, m->n_rec, name, &p->records, m->rng, a, injected);
             }
         }
     }
@@ -279,11 +250,39 @@ static bool patch_fetch(const kg_chaos_set *set, kp_fetch_response *resp, kg_cha
         }                                                                                          \
     } while (0)
 
+/* Rebuilds what ACT's decision asked for from the set's table (see kg_chaos_mutation). */
+static bool mutation_from(const kg_chaos_set *set, const kg_chaos_action *act, int16_t api_key,
+                          int16_t api_version, kg_chaos_mutation *m)
+{
+    memset(m, 0, sizeof(*m));
+    if (!set || !set->mut_table || !act->mutation) return false;
+    uintptr_t base = (uintptr_t)set->mut_table, at = (uintptr_t)act->mutation;
+    uintptr_t n = (uintptr_t)1 << set->n_mut;
+    if (at <= base || at >= base + n) return false; /* not this set's (or an empty) mutation */
+    unsigned mask = (unsigned)(at - base);
+    m->rng = kg_chaos_rng(NULL);
+    for (int i = 0; i < set->n_mut; i++) {
+        if (!(mask & (1u << i))) continue;
+        kg_chaos_rule *r = set->mut_rules[i];
+        if (r->type == KG_CHAOS_BROKEN_BROKERS || r->type == KG_CHAOS_LEADER_ELECTION) {
+            int16_t error = kg_chaos_pick_error(r, api_key, api_version, m->rng);
+            if (!error) continue;
+            m->err[m->n_err].rule = r;
+            m->err[m->n_err].error = error;
+            m->n_err++;
+        } else if (api_key == KG_API_FETCH) {
+            m->rec[m->n_rec++] = r;
+        }
+    }
+    return m->n_err || m->n_rec;
+}
+
 int kg_chaos_on_response(const kg_chaos_set *set, const kg_chaos_action *act, int16_t api_key,
                          int16_t api_version, const uint8_t *body, size_t len, kp_writer *out)
 {
-    kg_chaos_mutation *m = (kg_chaos_mutation *)act->mutation;
-    if (!m || m->api_key != api_key) return 0;
+    kg_chaos_mutation mutation;
+    kg_chaos_mutation *m = &mutation;
+    if (!mutation_from(set, act, api_key, api_version, m)) return 0;
     if (!kp_api_supported(api_key, api_version)) return -1;
     kp_arena a;
     kp_arena_init(&a);

@@ -294,27 +294,39 @@ KT_TEST(produce_partial_match_forwards_the_rest_and_merges_errors)
         kg_chaos_action_init(&act);
         KT_CHECK_EQ_INT(kg_chaos_on_request(set, &conn, 0, v, req.buf, req.len, &act), 0);
         KT_CHECK_EQ_INT(act.flags, KG_CHAOS_REPLACE_REQUEST | KG_CHAOS_MUTATE_RESPONSE);
-        /* The forwarded request has only the out-of-scope topic. */
+        /* The forwarded request keeps audit's records; orders.eu's are emptied. */
         kp_arena a;
         kp_arena_init(&a);
         kp_reader r;
         kp_reader_init(&r, act.request.buf, act.request.len);
         kp_produce_request fwd;
         KT_CHECK(kp_produce_request_decode(&r, &a, v, &fwd) == 0 && !r.err);
-        KT_CHECK_EQ_INT(fwd.topic_data.count, 1);
-        if (fwd.topic_data.count == 1) KT_CHECK(kp_str_eq_c(fwd.topic_data.items[0].name, "audit"));
-        /* The broker answers for audit; the client sees audit's answer plus the errors. */
-        kp_produce_response_partition_produce_response ok;
+        KT_CHECK_EQ_INT(fwd.topic_data.count, 2);
+        for (int32_t i = 0; i < fwd.topic_data.count; i++)
+            for (int32_t j = 0; j < fwd.topic_data.items[i].partition_data.count; j++)
+                KT_CHECK_EQ_INT(fwd.topic_data.items[i].partition_data.items[j].records.len,
+                                kp_str_eq_c(fwd.topic_data.items[i].name, "audit")
+                                    ? (int)sizeof(some_records)
+                                    : 0);
+        /* The broker refuses the empty partitions and writes audit; the client sees audit's
+         * answer and the rule's error. */
+        kp_produce_response_partition_produce_response ok, refused[2];
         kg_chaos_produce_partition_error(&ok, 0, 0, KP_STR_NULL);
         ok.base_offset = 42;
-        kp_produce_response_topic_produce_response t = {0};
-        t.name = kp_str_c("audit");
-        t.partition_responses.count = 1;
-        t.partition_responses.items = &ok;
+        kg_chaos_produce_partition_error(&refused[0], 0, 87, KP_STR_NULL);
+        kg_chaos_produce_partition_error(&refused[1], 1, 87, KP_STR_NULL);
+        kp_produce_response_topic_produce_response t[2];
+        memset(t, 0, sizeof(t));
+        t[0].name = kp_str_c("orders.eu");
+        t[0].partition_responses.count = 2;
+        t[0].partition_responses.items = refused;
+        t[1].name = kp_str_c("audit");
+        t[1].partition_responses.count = 1;
+        t[1].partition_responses.items = &ok;
         kp_produce_response resp;
         kp_produce_response_init(&resp);
-        resp.responses.count = 1;
-        resp.responses.items = &t;
+        resp.responses.count = 2;
+        resp.responses.items = t;
         kp_writer_reset(&broker);
         kp_produce_response_encode(&broker, v, &resp);
         kp_writer_reset(&out);
@@ -1132,6 +1144,67 @@ KT_TEST(random_and_truncated_messages_never_break)
     KT_CHECK(fabricated > 50);
     KT_CHECK(patched > 0);
     kg_chaos_release(set);
+    kg_chaos_free(ch);
+}
+
+/* The engine's pattern: keep only the mutation pointer (and the retained set), free the action,
+ * patch the response later. Two mutating rules combine in one decision; a pointer from another
+ * set is ignored. */
+KT_TEST(mutation_belongs_to_the_set_and_combines_rules)
+{
+    kg_chaos *ch = chaos_with("{\"type\": \"leader-election\", \"topic\": \"orders.*\", "
+                              "\"errors\": [\"NOT_LEADER_OR_FOLLOWER\"]}");
+    add_rule(ch, "{\"type\": \"invalid-schema-id\", \"schema_id\": 99, \"topic\": \"audit\"}");
+    kg_chaos_set *set = kg_chaos_acquire(ch);
+    kg_chaos_conn conn = conn_for("payments", "app", 1);
+    kp_writer req, broker, out, batch;
+    kp_writer_init(&req, 0);
+    kp_writer_init(&broker, 0);
+    kp_writer_init(&out, 0);
+    kp_writer_init(&batch, 0);
+    build_batch(&batch, batch_values, batch_lens, 3);
+    encode_fetch(&req, 11, true, 0);
+    kg_chaos_action act;
+    kg_chaos_action_init(&act);
+    KT_CHECK_EQ_INT(kg_chaos_on_request(set, &conn, 1, 11, req.buf, req.len, &act), 0);
+    KT_CHECK_EQ_INT(act.flags, KG_CHAOS_MUTATE_RESPONSE);
+    kg_chaos_set *held = kg_chaos_retain(set);
+    const void *mutation = act.mutation;
+    kg_chaos_action_free(&act);
+    kg_chaos_release(set); /* the connection moves on; the in-flight entry keeps HELD */
+    add_rule(ch, "{\"type\": \"down\"}");
+
+    encode_fetch_response(&broker, 11, (kp_bytes){batch.buf, (int32_t)batch.len});
+    kg_chaos_action later = {.mutation = mutation};
+    KT_CHECK_EQ_INT(kg_chaos_on_response(held, &later, 1, 11, broker.buf, broker.len, &out), 1);
+    kp_arena a;
+    kp_arena_init(&a);
+    kp_reader r;
+    kp_reader_init(&r, out.buf, out.len);
+    kp_fetch_response m;
+    KT_CHECK(kp_fetch_response_decode(&r, &a, 11, &m) == 0 && !r.err && m.responses.count == 2);
+    for (int32_t i = 0; i < m.responses.count && !r.err; i++) {
+        kp_fetch_response_partition_data *p = &m.responses.items[i].partitions.items[0];
+        if (is_orders(11, &m.responses.items[i])) {
+            KT_CHECK_EQ_INT(p->error_code, 6);
+        } else {
+            collected seen = {0};
+            kp_records_visit(p->records.ptr, (size_t)p->records.len, collect, &seen, &a);
+            KT_CHECK(seen.n == 3 && memcmp(seen.values[0], "\x00\x00\x00\x00\x63", 5) == 0);
+        }
+    }
+    kp_arena_free(&a);
+    /* Another set's table does not hold this pointer. */
+    kg_chaos_set *other = kg_chaos_acquire(ch);
+    kp_writer_reset(&out);
+    KT_CHECK_EQ_INT(kg_chaos_on_response(other, &later, 1, 11, broker.buf, broker.len, &out), 0);
+    KT_CHECK_EQ_INT(out.len, 0);
+    kg_chaos_release(other);
+    kg_chaos_release(held);
+    kp_writer_free(&req);
+    kp_writer_free(&broker);
+    kp_writer_free(&out);
+    kp_writer_free(&batch);
     kg_chaos_free(ch);
 }
 
