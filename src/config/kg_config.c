@@ -98,8 +98,8 @@ enum {
     ROOT_N
 };
 static const char *const root_keys[ROOT_N] = {
-    "listen", "advertised_host", "clusters", "vclusters", "admin",
-    "state",  "workers",         "limits",   "health",    "log",   "chaos"};
+    "listen",  "advertised_host", "clusters", "vclusters", "admin", "state",
+    "workers", "limits",          "health",   "log",       "chaos"};
 
 enum { CLUSTER_BOOTSTRAP, CLUSTER_TLS, CLUSTER_SASL, CLUSTER_N };
 static const char *const cluster_keys[CLUSTER_N] = {"bootstrap", "tls", "sasl"};
@@ -110,8 +110,9 @@ static const char *const tls_keys[TLS_N] = {"ca_file", "cert_file", "key_file", 
 enum { SASL_MECHANISM, SASL_USERNAME, SASL_PASSWORD, SASL_PASSWORD_FILE, SASL_N };
 static const char *const sasl_keys[SASL_N] = {"mechanism", "username", "password", "password_file"};
 
-enum { VC_PORT, VC_PRIMARY, VC_SECONDARY, VC_NODE_IDS, VC_N };
-static const char *const vcluster_keys[VC_N] = {"port", "primary", "secondary", "node_ids"};
+enum { VC_PORT, VC_PRIMARY, VC_SECONDARY, VC_NODE_IDS, VC_LEADER_EPOCHS, VC_N };
+static const char *const vcluster_keys[VC_N] = {"port", "primary", "secondary", "node_ids",
+                                                "leader_epochs"};
 
 enum { NODE_IDS_MIN, NODE_IDS_MAX, NODE_IDS_N };
 static const char *const node_ids_keys[NODE_IDS_N] = {"min", "max"};
@@ -1108,6 +1109,23 @@ static int cluster_ref(cfg_parser *p, const cfg_val *v, const char *path)
     return -1;
 }
 
+/* Leader epochs are per cluster: after a switch, epochs a client cached from the other
+ * cluster look like log truncation (KIP-320) or stale metadata. "hide" (the default when there
+ * is a secondary) answers Metadata with unknown epochs (-1) so clients never rely on them. */
+static void parse_leader_epochs(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v,
+                                const char *path)
+{
+    char mode[16] = "";
+    vc->hide_leader_epochs = vc->secondary >= 0;
+    if (get_string(p, v, path, mode, sizeof(mode)) <= 0) return;
+    if (strcmp(mode, "hide") == 0)
+        vc->hide_leader_epochs = 1;
+    else if (strcmp(mode, "pass") == 0)
+        vc->hide_leader_epochs = 0;
+    else
+        cfg_err(p, v->loc, "%s: must be hide or pass, not '%s'", path, mode);
+}
+
 static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
                            const cfg_named *entry)
 {
@@ -1137,6 +1155,7 @@ static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
         vc->secondary = -1;
     }
     parse_node_ids(p, vc, &f[VC_NODE_IDS], join_path(fp, path, "node_ids"));
+    parse_leader_epochs(p, vc, &f[VC_LEADER_EPOCHS], join_path(fp, path, "leader_epochs"));
     if (port_rc > 0 && vc->node_id_min >= 0) {
         ports->lo = (long)port;
         ports->hi = (long)port + 1 + ((long)vc->node_id_max - vc->node_id_min);
@@ -1328,33 +1347,26 @@ static json_t *yaml_scalar_to_json(struct fy_node *node)
 {
     size_t len;
     const char *text = scalar_text(node, &len);
-    if (fy_node_get_style(node) != FYNS_PLAIN)
-        return json_stringn(text, len);
-    if (node_is_null(node))
-        return json_null();
-    if (text_is(text, len, "true"))
-        return json_true();
-    if (text_is(text, len, "false"))
-        return json_false();
+    if (fy_node_get_style(node) != FYNS_PLAIN) return json_stringn(text, len);
+    if (node_is_null(node)) return json_null();
+    if (text_is(text, len, "true")) return json_true();
+    if (text_is(text, len, "false")) return json_false();
     char buf[64];
     if (len > 0 && len < sizeof(buf)) {
         memcpy(buf, text, len);
         buf[len] = '\0';
         char *end;
         long long i = strtoll(buf, &end, 10);
-        if (*end == '\0')
-            return json_integer(i);
+        if (*end == '\0') return json_integer(i);
         double d = strtod(buf, &end);
-        if (*end == '\0')
-            return json_real(d);
+        if (*end == '\0') return json_real(d);
     }
     return json_stringn(text, len);
 }
 
 static json_t *yaml_to_json(struct fy_node *node)
 {
-    if (!node)
-        return json_null();
+    if (!node) return json_null();
     switch (fy_node_get_type(node)) {
     case FYNT_MAPPING: {
         json_t *obj = json_object();
@@ -1399,16 +1411,14 @@ struct json_t *kg_config_yaml_to_json(const char *text, size_t len, char *err, s
 static int rule_line(struct fy_node *rule, cfg_loc fallback)
 {
     void *iter = NULL;
-    struct fy_node_pair *pair = fy_node_get_type(rule) == FYNT_MAPPING
-                                    ? fy_node_mapping_iterate(rule, &iter)
-                                    : NULL;
+    struct fy_node_pair *pair =
+        fy_node_get_type(rule) == FYNT_MAPPING ? fy_node_mapping_iterate(rule, &iter) : NULL;
     return node_loc(pair ? fy_node_pair_key(pair) : rule, fallback).line;
 }
 
 static void parse_chaos(cfg_parser *p, const cfg_val *v)
 {
-    if (!v->node)
-        return;
+    if (!v->node) return;
     if (fy_node_get_type(v->node) != FYNT_SEQUENCE) {
         char what[64];
         cfg_err(p, v->loc, "chaos: expected a list of rules, got %s",

@@ -66,6 +66,7 @@ typedef struct kg_vcluster_cfg {
     int secondary;   /* index, or -1 when there is none */
     int node_id_min; /* default 0 */
     int node_id_max; /* default 31 */
+    int hide_leader_epochs; /* leader_epochs: hide (default with a secondary) | pass */
 } kg_vcluster_cfg;
 
 typedef struct kg_config {

@@ -71,6 +71,15 @@ static int finish_encode(kp_writer *out, size_t start)
     return 1;
 }
 
+/* Epochs from one cluster mean nothing on the other: unknown (-1) makes clients skip epoch
+ * validation instead of mistaking a switch for log truncation. */
+static void hide_leader_epochs(kp_metadata_response *m)
+{
+    for (int32_t t = 0; t < m->topics.count; t++)
+        for (int32_t p = 0; p < m->topics.items[t].partitions.count; p++)
+            m->topics.items[t].partitions.items[p].leader_epoch = -1;
+}
+
 static int rewrite_metadata(rewriter *rw, int16_t version, kp_writer *out)
 {
     kp_metadata_response m;
@@ -80,6 +89,7 @@ static int rewrite_metadata(rewriter *rw, int16_t version, kp_writer *out)
         kp_metadata_response_metadata_response_broker *b = &m.brokers.items[i];
         rewrite_address(rw, b->node_id, &b->host, &b->port, &b->rack);
     }
+    if (rw->map->hide_leader_epochs) hide_leader_epochs(&m);
     size_t start = out->len;
     kp_metadata_response_encode(out, version, &m);
     return finish_encode(out, start);

@@ -19,6 +19,7 @@ typedef struct kg_node_map {
     int (*port_for_node)(void *ctx, int32_t node_id);
     void *ctx;
     uint16_t fallback_port; /* used when port_for_node gives -1, and for node id -1 */
+    int hide_leader_epochs; /* Metadata: report partition leader epochs as unknown (-1) */
 } kg_node_map;
 
 /* Called with every real broker address seen (node id >= 0), before it is rewritten, so the

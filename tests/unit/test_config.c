@@ -11,6 +11,8 @@
 
 #include "config/kg_config.h"
 
+#include <jansson.h>
+
 #define README_YAML                                                                                \
     "listen: 127.0.0.1\n"                                                                          \
     "advertised_host: 127.0.0.1\n"                                                                 \
@@ -366,6 +368,51 @@ KT_TEST(admin_inline_token_and_disabled_admin)
     KT_CHECK(r.cfg != NULL);
     if (r.cfg) KT_CHECK_EQ_STR(r.cfg->admin_listen, "");
     done(&r);
+}
+
+#define TWO_CLUSTERS_YAML(extra)                                                                   \
+    "clusters:\n  a: {bootstrap: 10.0.0.1:9092}\n  b: {bootstrap: 10.0.0.2:9092}\n"                \
+    "vclusters:\n  v:\n    port: 20000\n    primary: a\n    secondary: b\n" extra
+
+KT_TEST(leader_epochs_hidden_by_default_only_with_a_secondary)
+{
+    parsed r = parse(MINIMAL_YAML);
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].hide_leader_epochs == 0);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML(""));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].hide_leader_epochs == 1);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    leader_epochs: pass\n"));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].hide_leader_epochs == 0);
+    done(&r);
+    expect_single_error(
+        TWO_CLUSTERS_YAML("    leader_epochs: drop\n"),
+        "t.yaml:9:20: vclusters.v.leader_epochs: must be hide or pass, not 'drop'\n");
+}
+
+KT_TEST(chaos_rules_become_json_with_their_lines)
+{
+    parsed r = parse(MINIMAL_YAML "chaos:\n"
+                                  "  - type: latency\n"
+                                  "    delay_ms: 20\n"
+                                  "    topic: \"007\"\n"
+                                  "  - {type: down, rate: 12.5, enabled: true}\n");
+    KT_CHECK(r.cfg != NULL);
+    if (r.cfg) {
+        KT_CHECK_EQ_INT((int)json_array_size(r.cfg->chaos_rules), 2);
+        json_t *first = json_array_get(r.cfg->chaos_rules, 0);
+        KT_CHECK_EQ_STR(json_string_value(json_object_get(first, "type")), "latency");
+        KT_CHECK_EQ_INT((int)json_integer_value(json_object_get(first, "delay_ms")), 20);
+        KT_CHECK_EQ_STR(json_string_value(json_object_get(first, "topic")), "007");
+        json_t *second = json_array_get(r.cfg->chaos_rules, 1);
+        KT_CHECK(json_real_value(json_object_get(second, "rate")) == 12.5);
+        KT_CHECK(json_is_true(json_object_get(second, "enabled")));
+        KT_CHECK_EQ_INT(r.cfg->chaos_rule_lines[0], 9);
+        KT_CHECK_EQ_INT(r.cfg->chaos_rule_lines[1], 12);
+    }
+    done(&r);
+    expect_single_error(MINIMAL_YAML "chaos: {type: down}\n",
+                        "t.yaml:8:1: chaos: expected a list of rules, got a mapping\n");
 }
 
 KT_TEST(unknown_keys_say_where_they_belong)

@@ -187,6 +187,51 @@ KT_TEST(metadata_every_version_rewritten)
         check_metadata(v);
 }
 
+/* A broker plus one topic whose partition has leader epoch 7, hidden or passed through. */
+static int32_t metadata_epoch_after_rewrite(int16_t version, int hide)
+{
+    fixture f;
+    fixture_init(&f);
+    f.map.hide_leader_epochs = hide;
+    kp_metadata_response m;
+    kp_metadata_response_init(&m);
+    kp_metadata_response_metadata_response_broker broker;
+    memset(&broker, 0, sizeof(broker));
+    broker.node_id = 0;
+    broker.host = s(BACKEND);
+    broker.port = 9092;
+    kp_metadata_response_metadata_response_partition part;
+    memset(&part, 0, sizeof(part));
+    part.leader_epoch = 7;
+    kp_metadata_response_metadata_response_topic topic;
+    memset(&topic, 0, sizeof(topic));
+    topic.name = s("orders");
+    topic.partitions.count = 1;
+    topic.partitions.items = &part;
+    m.brokers.count = 1;
+    m.brokers.items = &broker;
+    m.topics.count = 1;
+    m.topics.items = &topic;
+    kp_metadata_response_encode(&f.in, version, &m);
+    int32_t epoch = -2;
+    if (rewrite(&f, API_METADATA, version) == 1) {
+        kp_metadata_response out;
+        kp_reader r = out_reader(&f);
+        if (kp_metadata_response_decode(&r, &f.arena, version, &out) == 0 && out.topics.count == 1)
+            epoch = out.topics.items[0].partitions.items[0].leader_epoch;
+    }
+    fixture_free(&f);
+    return epoch;
+}
+
+KT_TEST(metadata_leader_epochs_hidden_on_request)
+{
+    for (int16_t v = 7; v <= 12; v++) {
+        KT_CHECK_EQ_INT(metadata_epoch_after_rewrite(v, 1), -1);
+        KT_CHECK_EQ_INT(metadata_epoch_after_rewrite(v, 0), 7);
+    }
+}
+
 KT_TEST(metadata_without_brokers_needs_no_change)
 {
     fixture f;
