@@ -721,6 +721,10 @@ static int conn_transform_response(kg_conn *c, const kg_inflight *e, const uint8
     }
     const uint8_t *body = frame + 4 + hdr_len;
     size_t body_len = size - hdr_len;
+    /* Fetch v13+ names topics by id: topic-scoped chaos rules learn the ids from Metadata. */
+    if (e->api_key == KG_API_METADATA && e->api_version >= 10 && c->chaos &&
+        kg_chaos_wants_topic_ids(c->chaos))
+        kg_chaos_observe_metadata(c->gw->chaos, e->api_version, body, body_len);
     kp_writer mutated = {0};
     int changed = 0, rc = 0;
     if (e->flags & KG_INFLIGHT_MUTATE) {

@@ -11,6 +11,7 @@
 #include "proto/kp_prim.h"
 
 #define KG_API_PRODUCE 0
+#define KG_API_METADATA 3
 #define KG_API_CONTROLLED_SHUTDOWN 7
 #define KG_API_APIVERSIONS 18
 #define KG_KAFKA_UNSUPPORTED_VERSION 35
