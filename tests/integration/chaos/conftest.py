@@ -162,6 +162,10 @@ class ChaosGate:
     def bootstrap(self):
         return self.vc_bootstrap(self.vclusters[0])
 
+    @property
+    def bootstrap_port(self):
+        return self.ports[self.vclusters[0]]
+
     def vc_bootstrap(self, vc):
         return f"127.0.0.1:{self.ports[vc]}"
 
