@@ -21,7 +21,7 @@ COMMON = {"broker.address.family": "v4", "socket.timeout.ms": 10000,
 def producer(bootstrap, client_id="chaos-test", **extra):
     conf = dict(COMMON, **{"bootstrap.servers": bootstrap, "client.id": client_id,
                            "linger.ms": 5, "message.timeout.ms": 30000})
-    conf.update({k.replace("_", "."): v for k, v in extra.items()})
+    conf.update(extra)
     return Producer(conf)
 
 
@@ -125,7 +125,7 @@ def consumer(bootstrap, group=None, client_id="chaos-reader", **extra):
                            "enable.auto.commit": False, "auto.offset.reset": "earliest",
                            "enable.partition.eof": True, "session.timeout.ms": 6000,
                            "heartbeat.interval.ms": 500})
-    conf.update({k.replace("_", "."): v for k, v in extra.items()})
+    conf.update(extra)
     return Consumer(conf)
 
 
