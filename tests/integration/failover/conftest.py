@@ -93,11 +93,11 @@ def pytest_terminal_summary(terminalreporter):
         return
     tr = terminalreporter
     tr.section("kgate failover: switch -> first acknowledged produce on the new side")
-    tr.write_line(f"{'scenario':<24} {'client':<13} {'switch':<16} {'kgate ms':>9} "
+    tr.write_line(f"{'scenario':<24} {'client':<15} {'switch':<16} {'kgate ms':>9} "
                   f"{'ack ms':>8} {'ack-ret ms':>10} {'consume ms':>10} {'prod errs':>9} "
                   f"{'restarts':>8}")
     for t in SWITCH_TIMINGS:
-        tr.write_line(f"{t['scenario']:<24} {t['client']:<13} "
+        tr.write_line(f"{t['scenario']:<24} {t['client']:<15} "
                       f"{t['from'] + ' -> ' + t['to']:<16} {t['switch_ms']:>9.2f} "
                       f"{t['first_ack_ms']:>8.0f} {t['first_ack_after_return_ms']:>10.0f} "
                       f"{t['first_recv_ms']:>10.0f} {t['nacks']:>9} {t['consumer_restarts']:>8}")

@@ -404,14 +404,17 @@ class ClientRun:
     """A continuously producing producer and a consumer group member of one client library,
     both connected to bootstrap, producing to and consuming from topic."""
 
-    def __init__(self, kind, bootstrap, topic, log_dir, interval_ms=20):
-        self.kind = kind
+    def __init__(self, kind, bootstrap, topic, log_dir, interval_ms=20, producer_config=None,
+                 label=None):
+        self.kind = label or kind
+        self.driver = kind
         self.topic = topic
-        self.run_id = f"{kind}-{uuid.uuid4().hex[:6]}"
+        self.run_id = f"{self.kind}-{uuid.uuid4().hex[:6]}"
         self.group = f"fo-{self.run_id}"
         self.args = {"bootstrap": bootstrap, "topic": topic, "group": self.group,
-                     "run": self.run_id, "interval_ms": interval_ms}
-        self.stderr_path = os.path.join(str(log_dir), f"driver-{kind}.stderr")
+                     "run": self.run_id, "interval_ms": interval_ms,
+                     "producer_config": producer_config or {}}
+        self.stderr_path = os.path.join(str(log_dir), f"driver-{self.kind}.stderr")
         self.lock = threading.Lock()
         self.sent, self.acked, self.recv = {}, {}, {}
         self.nacked, self.logs, self.receipts = [], [], []
@@ -419,11 +422,11 @@ class ClientRun:
         self.reader = None
 
     def start(self):
-        if kind_needs_node(self.kind) and not os.path.isdir(
+        if kind_needs_node(self.driver) and not os.path.isdir(
                 os.path.join(INTEGRATION_DIR, "node_modules")):
             raise AssertionError("tests/integration/node_modules missing: run scripts/test-setup")
         self._stderr = open(self.stderr_path, "wb")
-        self.popen = subprocess.Popen(driver_argv(self.kind, self.args), stdin=subprocess.PIPE,
+        self.popen = subprocess.Popen(driver_argv(self.driver, self.args), stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=self._stderr)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

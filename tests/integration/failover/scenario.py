@@ -148,6 +148,19 @@ class Scenario:
                 "nacks": len(run.nacks_between(t_call, first_ack)),
                 "consumer_restarts": len(run.logs_matching("consumer replaced"))}
 
+    def check_no_gaps(self, cluster_name):
+        """Every message stored on cluster_name (the side active at the end) reaches the consumer
+        group at least once: consumer positions carried over from the other cluster must not
+        make the group skip records it never read on this one."""
+        cluster = self.clusters[cluster_name]
+        for r in self.runs:
+            stored = set(cluster.seqs(r.topic, r.run_id))
+            wait_until(lambda: stored <= set(r.received()), self.wait_seconds,
+                       f"{r.kind}'s consumer group to receive every message stored on "
+                       f"{cluster_name}",
+                       lambda: f"never received: {sorted(stored - set(r.received()))[:30]}\n"
+                               + self.diagnostics())
+
     def run(self, steps=(("failover", "west"), ("failback", "east"))):
         for r in self.runs:
             r.start()
@@ -155,6 +168,7 @@ class Scenario:
             self.warm_up()
             for action, target in steps:
                 self.switch(action, target)
+            self.check_no_gaps(steps[-1][1])
             for r in self.runs:
                 assert r.alive(), f"{r.kind}'s driver exited early\n{r.diagnostics()}"
         finally:

@@ -70,3 +70,16 @@ def test_client_failover_and_failback(kind, make_clusters, make_kgate, tmp_path)
         require_platformatic_servable(kg, clusters)
     run = ClientRun(kind, kg.bootstrap("default"), f"fo-{kind}", tmp_path)
     Scenario(kg, clusters, [run], label=f"matrix {kind}").run()
+
+
+@pytest.mark.guard(200)
+def test_idempotent_librdkafka_producer_failover_and_failback(make_clusters, make_kgate, tmp_path):
+    """Producer ids are per cluster: after a switch the idempotent producer's id is unknown to the
+    new side. librdkafka must get a new one and keep producing, without losing acknowledged
+    messages. (KafkaJS's idempotent producer cannot start on the mock cluster at all: the mock
+    names controller 0, a broker that does not exist.)"""
+    clusters = make_clusters()
+    kg = make_kgate(clusters)
+    run = ClientRun("confluent", kg.bootstrap("default"), "fo-confluent", tmp_path,
+                    producer_config={"enable.idempotence": True}, label="confluent-idem")
+    Scenario(kg, clusters, [run], label="idempotent confluent").run()

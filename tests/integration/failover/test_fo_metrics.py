@@ -2,11 +2,13 @@
 connections (closed by the switch), requests by API, and each cluster's up/down state."""
 
 import socket
+import struct
 
 import pytest
 
 from fohelpers import metric, wait_for
-from kghelpers import api_versions_v0, metadata_v1_all_topics, round_trip, wait_closed_by_peer
+from kghelpers import (api_versions_v0, encode_request, metadata_v1_all_topics, round_trip,
+                       wait_closed_by_peer)
 
 
 def open_clients(kg, n):
@@ -78,3 +80,69 @@ def test_metrics_follow_a_failover(make_clusters, make_kgate):
     wait_for(lambda: value(kg, "kgate_cluster_up", cluster="west") == 0, 30,
              what="kgate_cluster_up{cluster=west} 0")
     assert value(kg, "kgate_cluster_up", cluster="east") == 1
+
+
+def fetch_v4(corr_id, topic, partition, offset, max_wait_ms):
+    t = topic.encode()
+    body = struct.pack(">iiiib", -1, max_wait_ms, 1, 1 << 20, 0)
+    body += struct.pack(">ih", 1, len(t)) + t + struct.pack(">iiqi", 1, partition, offset, 1 << 20)
+    return encode_request(1, 4, corr_id, body)
+
+
+def partition_leader(bootstrap, topic, partition):
+    from confluent_kafka.admin import AdminClient
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=15)
+    return md.topics[topic].partitions[partition].leader
+
+
+@pytest.mark.guard(120)
+def test_request_in_flight_at_the_switch_gets_no_answer(make_clusters, make_kgate):
+    """A Fetch the old cluster holds (no data yet, long max wait) when the switch happens: the
+    client's connection is closed and no answer from the old cluster ever reaches it; kgate
+    counts it in kgate_request_errors_total."""
+    clusters = make_clusters()
+    kg = make_kgate(clusters)
+    leader = partition_leader(kg.bootstrap("default"), "fo-misc", 0)
+    errors_before = [v for n, l, v in kg.metrics()
+                     if n == "kgate_request_errors_total" and l.get("api") == "Fetch"]
+    s = socket.create_connection(("127.0.0.1", kg.ports["default"] + 1 + leader), timeout=10)
+    s.sendall(fetch_v4(7, "fo-misc", 0, 0, 8000))
+    # The old cluster holds the Fetch for up to 8 s: nothing comes back before the switch.
+    s.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        s.recv(1)
+    reply, _, _ = kg.switch("default", to="west", reason="in-flight fetch")
+    assert reply.status == 200 and reply.json["connections_closed"] >= 1, reply
+    s.settimeout(15)
+    received = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    except ConnectionResetError:
+        pass
+    s.close()
+    assert received == b"", f"{len(received)} bytes reached the client after the switch"
+    wait_for(lambda: value(kg, "kgate_request_errors_total", vcluster="default", api="Fetch")
+             >= (errors_before[0] if errors_before else 0) + 1, 10,
+             what="the unanswered Fetch in kgate_request_errors_total")
+
+
+@pytest.mark.guard(60)
+def test_hung_cluster_last_error_says_it_timed_out(make_clusters, make_kgate):
+    """A cluster that accepts connections but never answers (SIGSTOPped: a hung region) is
+    reported down; its last error must tell the on-call engineer that the probe timed out, and
+    where. (Seen instead: "ApiVersions: Resource temporarily unavailable", the text of the
+    EAGAIN left by the probe's timeout, which reads like resource exhaustion in kgate.)"""
+    clusters = make_clusters()
+    kg = make_kgate(clusters)
+    clusters["west"].freeze()
+    kg.wait_cluster_up("west", False)
+    error = kg.cluster_status("west")["last_error"]
+    clusters["west"].thaw()
+    kg.wait_cluster_up("west", True)
+    assert "timed out" in error.lower() or "timeout" in error.lower(), error
+    ports = [hp.rsplit(":", 1)[1] for hp in clusters["west"].bootstrap.split(",")]
+    assert any(p in error for p in ports), f"the error does not say which broker: {error}"

@@ -37,7 +37,8 @@ def delivery_callback(seq):
 
 def produce_loop():
     producer = Producer({"bootstrap.servers": ARGS["bootstrap"],
-                         "client.id": "fo-confluent-producer", "broker.address.family": "v4"})
+                         "client.id": "fo-confluent-producer", "broker.address.family": "v4",
+                         **ARGS.get("producer_config", {})})
     interval = ARGS["interval_ms"] / 1000.0
     seq = 0
     while not STOP.is_set():

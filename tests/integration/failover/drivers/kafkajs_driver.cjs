@@ -25,7 +25,7 @@ const kafka = new Kafka({
 });
 
 async function produceLoop() {
-  const producer = kafka.producer();
+  const producer = kafka.producer(args.producer_config || {});
   await producer.connect();
   let outstanding = 0;
   const prefix = args.run + ':';
