@@ -791,7 +791,7 @@ static int check_retest(kg_experiments *xs, const char *id, const json_t *doc, j
                                         : kg_store_get_doc(xs->store, DOC_KIND, later, NULL);
     const char *mine = json_string_value(json_object_get(doc, "created_at"));
     const char *theirs = json_string_value(json_object_get(other, "created_at"));
-    int ok = other && strcmp(later, id) != 0 && mine && theirs && strcmp(theirs, mine) > 0;
+    int ok = other && strcmp(later, id) != 0 && mine && theirs && strcmp(theirs, mine) >= 0;
     if (!ok)
         snprintf(err, errlen, "field \"retest.experiment\": %s",
                  other ? "must be an experiment started after this one" : "no such experiment");
