@@ -46,7 +46,8 @@ typedef struct kg_experiment_env {
  * died while they ran) are marked "interrupted" and their rules removed. NULL on failure. */
 kg_experiments *kg_experiments_new(kg_chaos *chaos, kg_store *store, const kg_experiment_env *env);
 /* Advances every active experiment; the gateway calls it about once a second. NOW_UNIX_MS is
- * the only clock experiments use for their phases, windows and records. */
+ * the only clock experiments use for their phases, windows and records. Never blocks on an
+ * admin request: when one holds the lock, this second is skipped. */
 void kg_experiments_tick(kg_experiments *xs, uint64_t now_unix_ms);
 /* Routes for kg_admin_ops.extra_routes: POST/GET /v1/experiments, GET/PATCH
  * /v1/experiments/{id}, POST /v1/experiments/{id}/stop, GET /v1/experiments/{id}/report. */
