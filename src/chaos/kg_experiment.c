@@ -198,40 +198,14 @@ static json_t *evaluate_record(const json_t *doc)
     return results;
 }
 
-/* {"pass": n, "fail": n, "no data": n, "not machine-checkable": n} */
-static json_t *count_results(const json_t *expectations)
-{
-    json_t *counts = json_pack("{s:i, s:i, s:i, s:i}", "pass", 0, "fail", 0, "no data", 0,
-                               "not machine-checkable", 0);
-    size_t i;
-    json_t *e;
-    json_array_foreach(expectations, i, e)
-    {
-        const char *result = json_string_value(json_object_get(e, "result"));
-        json_t *n = result ? json_object_get(counts, result) : NULL;
-        if (n) json_integer_set(n, json_integer_value(n) + 1);
-    }
-    return counts;
-}
-
-static json_int_t faults_of_record(const json_t *doc)
-{
-    json_int_t total = 0;
-    size_t i;
-    json_t *rule;
-    json_array_foreach(json_object_get(doc, "rules"), i, rule) total +=
-        json_integer_value(json_object_get(rule, "injected"));
-    return total;
-}
-
 static void audit_end(kg_experiments *xs, const json_t *doc, const char *actor)
 {
     json_t *details = json_pack(
         "{s:O, s:O, s:O, s:O, s:O, s:s, s:I, s:o}", "id", json_object_get(doc, "id"), "name",
         json_object_get(doc, "name"), "vcluster", json_object_get(doc, "vcluster"), "status",
         json_object_get(doc, "status"), "reason", json_object_get(doc, "end_reason"), "actor",
-        actor, "faults_injected", faults_of_record(doc), "expectations",
-        count_results(json_object_get(doc, "expectations")));
+        actor, "faults_injected", kg_xp_faults_injected(doc), "expectations",
+        kg_xp_count_results(json_object_get(doc, "expectations")));
     audit(xs, "experiment.end", details);
 }
 
@@ -688,7 +662,8 @@ static json_t *summary_of(const json_t *doc)
         json_object_set(s, *k, json_object_get(doc, *k) ? json_object_get(doc, *k) : json_null());
     json_t *expectations = json_object_get(doc, "expectations");
     json_object_set_new(s, "expectations",
-                        json_is_array(expectations) ? count_results(expectations) : json_null());
+                        json_is_array(expectations) ? kg_xp_count_results(expectations)
+                                                    : json_null());
     return s;
 }
 

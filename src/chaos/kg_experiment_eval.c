@@ -401,3 +401,28 @@ json_t *kg_xp_evaluate(const kg_xp_drill *d, const kg_xp_observed *o)
     }
     return out;
 }
+
+json_t *kg_xp_count_results(const json_t *expectations)
+{
+    json_t *counts = json_pack("{s:i, s:i, s:i, s:i}", "pass", 0, "fail", 0, "no data", 0,
+                               "not machine-checkable", 0);
+    size_t i;
+    json_t *e;
+    json_array_foreach(expectations, i, e)
+    {
+        const char *result = json_string_value(json_object_get(e, "result"));
+        json_t *n = result ? json_object_get(counts, result) : NULL;
+        if (n) json_integer_set(n, json_integer_value(n) + 1);
+    }
+    return counts;
+}
+
+json_int_t kg_xp_faults_injected(const json_t *doc)
+{
+    json_int_t total = 0;
+    size_t i;
+    json_t *rule;
+    json_array_foreach(json_object_get(doc, "rules"), i, rule) total +=
+        json_integer_value(json_object_get(rule, "injected"));
+    return total;
+}

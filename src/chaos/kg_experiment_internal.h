@@ -116,6 +116,11 @@ void kg_xp_describe_check(const kg_xp_check *c, double threshold, char *out, siz
  * threshold, result: pass|fail|no data|not machine-checkable, detail}. */
 json_t *kg_xp_evaluate(const kg_xp_drill *d, const kg_xp_observed *o);
 
+/* {"pass": n, "fail": n, "no data": n, "not machine-checkable": n} of evaluated EXPECTATIONS. */
+json_t *kg_xp_count_results(const json_t *expectations);
+/* Faults injected by the rules of record DOC (their last known counters). */
+json_int_t kg_xp_faults_injected(const json_t *doc);
+
 /* ---------------------------------------------------------------- reports */
 
 /* The six-field report of record DOC; RETEST_DOC is the record of the re-test experiment

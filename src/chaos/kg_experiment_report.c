@@ -125,16 +125,6 @@ static json_t *configuration_section(const json_t *doc, const kg_xp_drill *d)
     return c;
 }
 
-static json_int_t total_injected(const json_t *doc)
-{
-    json_int_t total = 0;
-    size_t i;
-    json_t *rule;
-    json_array_foreach(json_object_get(doc, "rules"), i, rule) total +=
-        json_integer_value(json_object_get(rule, "injected"));
-    return total;
-}
-
 static json_t *observed_section(const json_t *doc)
 {
     json_t *minutes = json_object_get(doc, "minutes");
@@ -145,22 +135,7 @@ static json_t *observed_section(const json_t *doc)
         minutes ? json_incref(minutes) : json_array(), "abort", field_or_null(doc, "abort"),
         "longest_commit_stall_s",
         (double)json_integer_value(json_object_get(doc, "longest_commit_stall_ms")) / 1000.0,
-        "faults_injected", total_injected(doc));
-}
-
-static json_t *result_counts(const json_t *expectations)
-{
-    json_t *counts = json_pack("{s:i, s:i, s:i, s:i}", "pass", 0, "fail", 0, "no data", 0,
-                               "not machine-checkable", 0);
-    size_t i;
-    json_t *e;
-    json_array_foreach(expectations, i, e)
-    {
-        const char *result = json_string_value(json_object_get(e, "result"));
-        json_t *n = result ? json_object_get(counts, result) : NULL;
-        if (n) json_integer_set(n, json_integer_value(n) + 1);
-    }
-    return counts;
+        "faults_injected", kg_xp_faults_injected(doc));
 }
 
 static json_t *delta_section(const json_t *doc)
@@ -169,7 +144,7 @@ static json_t *delta_section(const json_t *doc)
     if (!json_is_array(expectations))
         return json_pack("{s:n, s:[], s:s}", "summary", "expectations", "note",
                          "evaluated when the experiment ends");
-    return json_pack("{s:o, s:O}", "summary", result_counts(expectations), "expectations",
+    return json_pack("{s:o, s:O}", "summary", kg_xp_count_results(expectations), "expectations",
                      expectations);
 }
 
@@ -191,7 +166,7 @@ static json_t *retest_section(const json_t *doc, const json_t *retest_doc)
             "{s:o, s:o, s:o, s:o, s:o}", "experiment", field_or_null(retest_doc, "id"), "name",
             field_or_null(retest_doc, "name"), "status", field_or_null(retest_doc, "status"),
             "ended_at", field_or_null(retest_doc, "ended_at"), "expectations",
-            json_is_array(exp) ? result_counts(exp) : json_null());
+            json_is_array(exp) ? kg_xp_count_results(exp) : json_null());
     }
     return json_pack("{s:o, s:o, s:o}", "experiment", field_or_null(retest, "experiment"), "result",
                      field_or_null(retest, "result"), "linked", linked);
