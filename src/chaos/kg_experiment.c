@@ -523,7 +523,7 @@ void kg_experiments_tick(kg_experiments *xs, uint64_t now_unix_ms)
     /* The tick runs on the gateway's accept thread: rather than wait behind an admin request
      * that is writing to the state store, skip this second (phases and windows go by the
      * observations' own times, so a skipped second only widens one interval). */
-    if (pthread_mutex_trylock(&xs->lock) != 0) return;
+    if (!xs || pthread_mutex_trylock(&xs->lock) != 0) return;
     xp_run *next;
     for (xp_run *r = xs->active; r; r = next) {
         next = r->next; /* tick_run may end and free R */
