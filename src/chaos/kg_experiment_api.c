@@ -1,0 +1,109 @@
+/* Admin API routes of experiments (docs/experiments.md, docs/api.md):
+ *   POST  /v1/experiments              201 record | 400 {"error": "field ..."} | 409 | 500
+ *   GET   /v1/experiments              {"experiments": [summary...]}
+ *   GET   /v1/experiments/{id}         record (+ "live" while active; ?seconds=N recent seconds)
+ *   POST  /v1/experiments/{id}/stop    200 record | 404 | 409 already ended
+ *   PATCH /v1/experiments/{id}         {"remediation", "retest"}: 200 record | 400 | 404 | 409
+ *   GET   /v1/experiments/{id}/report  ?format=json (default) | md
+ * The caller's identity (kg_admin's actor) goes into the record and the audit entries. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/kg_admin.h"
+#include "chaos/kg_experiment_internal.h"
+
+#define DEFAULT_RECENT_SECONDS 30
+
+/* Maps an operation's status and error text to the reply. */
+static int reply_with(kg_admin_request *req, int status, json_t *out, const char *err)
+{
+    if (status >= 200 && status < 300)
+        return kg_admin_reply(req, status, out ? out : json_object());
+    json_decref(out);
+    return kg_admin_error(req, status, "%s", err);
+}
+
+static int handle_create(void *ctx, kg_admin_request *req)
+{
+    if (!req->body) return kg_admin_error(req, 400, "the request needs a drill (JSON) as its body");
+    char err[768] = "";
+    json_t *out = NULL;
+    int status = kg_experiments_create(ctx, req->body, req->actor, &out, err, sizeof(err));
+    return reply_with(req, status, out, err);
+}
+
+static int handle_list(void *ctx, kg_admin_request *req)
+{
+    json_t *list = kg_experiments_list(ctx);
+    if (!list) return kg_admin_error(req, 500, "cannot read experiments from the state store");
+    return kg_admin_reply(req, 200, list);
+}
+
+static int handle_get(void *ctx, kg_admin_request *req)
+{
+    int seconds = DEFAULT_RECENT_SECONDS;
+    const char *arg = kg_admin_query(req, "seconds");
+    if (arg) {
+        char *end;
+        long v = strtol(arg, &end, 10);
+        if (!*arg || *end || v < 0 || v > 600)
+            return kg_admin_error(req, 400, "query \"seconds\" must be an integer from 0 to 600");
+        seconds = (int)v;
+    }
+    json_t *doc = kg_experiments_get(ctx, req->params[0], seconds);
+    if (!doc) return kg_admin_error(req, 404, "no experiment \"%s\"", req->params[0]);
+    return kg_admin_reply(req, 200, doc);
+}
+
+static int handle_stop(void *ctx, kg_admin_request *req)
+{
+    char err[512] = "";
+    json_t *out = NULL;
+    int status = kg_experiments_stop(ctx, req->params[0], req->actor, &out, err, sizeof(err));
+    return reply_with(req, status, out, err);
+}
+
+static int handle_annotate(void *ctx, kg_admin_request *req)
+{
+    char err[512] = "";
+    json_t *out = NULL;
+    json_t *patch = req->body ? req->body : json_object();
+    int status =
+        kg_experiments_annotate(ctx, req->params[0], patch, req->actor, &out, err, sizeof(err));
+    if (!req->body) json_decref(patch);
+    return reply_with(req, status, out, err);
+}
+
+static int handle_report(void *ctx, kg_admin_request *req)
+{
+    const char *format = kg_admin_query(req, "format");
+    if (format && strcmp(format, "json") != 0 && strcmp(format, "md") != 0)
+        return kg_admin_error(req, 400, "query \"format\" must be json or md");
+    json_t *report = kg_experiments_report(ctx, req->params[0]);
+    if (!report) return kg_admin_error(req, 404, "no experiment \"%s\"", req->params[0]);
+    if (!format || strcmp(format, "json") == 0) return kg_admin_reply(req, 200, report);
+    char *md = kg_experiment_report_md(report);
+    json_decref(report);
+    if (!md) return kg_admin_error(req, 500, "out of memory");
+    req->reply_text = md;
+    req->reply_type = "text/markdown; charset=utf-8";
+    return 200;
+}
+
+const kg_admin_route *kg_experiments_admin_routes(kg_experiments *xs, int *n_routes)
+{
+    int n;
+    kg_admin_route *r = kg_xp_route_storage(xs, &n);
+    const kg_admin_route table[] = {
+        {"POST", "/v1/experiments", handle_create, xs, KG_ADMIN_JSON_BODY},
+        {"GET", "/v1/experiments", handle_list, xs, 0},
+        {"GET", "/v1/experiments/{}", handle_get, xs, 0},
+        {"PATCH", "/v1/experiments/{}", handle_annotate, xs, KG_ADMIN_JSON_BODY},
+        {"POST", "/v1/experiments/{}/stop", handle_stop, xs, 0},
+        {"GET", "/v1/experiments/{}/report", handle_report, xs, 0},
+    };
+    _Static_assert(sizeof(table) / sizeof(table[0]) == 6, "route storage holds six routes");
+    memcpy(r, table, sizeof(table));
+    *n_routes = n;
+    return r;
+}
