@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from kghelpers import (ROOT, VERSION_RE, Proc, free_port_range, parse_hostports,
+from kghelpers import (KGATE_PORTS, ROOT, VERSION_RE, Proc, free_port_range, parse_hostports,
                        wait_port_open)
 
 DIRECT = os.environ.get("KGATE_TEST_DIRECT") == "1"
@@ -29,7 +29,6 @@ CLUSTER_VERSIONS = ["2.0.2", "2.12"]
 DEFAULT_TOPICS = ["t6:6", "t3:3", "t1:1", "kcat6:6", "idem6:6", "grp6:6", "txn3:3",
                   "kpy3:3", "kjs3:3", "pfk3:3", "addr3:3", "bad3:3", "vec3:3"]
 DEFAULT_GUARD_SECONDS = 240
-KGATE_PORTS = 34  # bootstrap + node ids 0..31 + admin
 
 
 def pytest_configure(config):

@@ -20,6 +20,7 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 INTEGRATION_DIR = os.path.dirname(os.path.abspath(__file__))
+KGATE_PORTS = 34  # a virtual cluster's bootstrap port + node ids 0..31 + the admin port
 
 # ---------------------------------------------------------------------------------------------
 # Processes
