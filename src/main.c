@@ -6,6 +6,7 @@
 
 #include "admin/kg_chaos_cli.h"
 #include "admin/kg_cli.h"
+#include "admin/kg_experiment_cli.h"
 #include "chaos/kg_chaos.h"
 #include "config/kg_config.h"
 #include "route/kg_gateway.h"
@@ -35,6 +36,9 @@ static void usage(FILE *out)
             "  audit [list|verify]    the tamper-evident audit log\n"
             "  chaos add TYPE [scope and fault options] | chaos list | chaos rm ID\n"
             "                         fault injection rules (see docs/chaos.md)\n"
+            "  experiment run FILE [--wait] | list | status ID | stop ID | report ID [--format md|json]\n"
+            "             | annotate ID --remediation TEXT --retest ID --retest-result TEXT\n"
+            "                         chaos drills with abort criteria and a six-field report\n"
             "  reload                 re-read the config file's chaos rules (same as SIGHUP)\n"
             "  common options: -c FILE (admin address and token from the config),\n"
             "                  --admin URL, --token TOKEN, --json\n"
@@ -175,6 +179,8 @@ static int cmd_operate(int argc, char **argv)
     }
     if (strcmp(argv[0], "chaos") == 0)
         return kg_chaos_cli_main(argc, argv, url, token[0] ? token : NULL);
+    if (strcmp(argv[0], "experiment") == 0)
+        return kg_experiment_cli_main(argc, argv, url, token[0] ? token : NULL);
     return kg_cli_main(argc, argv, url, token[0] ? token : NULL);
 }
 
@@ -203,7 +209,7 @@ int main(int argc, char **argv)
         return kg_demo_main(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "failover") == 0 ||
         strcmp(cmd, "failback") == 0 || strcmp(cmd, "audit") == 0 || strcmp(cmd, "chaos") == 0 ||
-        strcmp(cmd, "reload") == 0)
+        strcmp(cmd, "experiment") == 0 || strcmp(cmd, "reload") == 0)
         return cmd_operate(argc - 1, argv + 1);
     fprintf(stderr, "kgate: unknown command '%s'\n\n", cmd);
     usage(stderr);

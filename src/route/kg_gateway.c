@@ -13,6 +13,7 @@
 #include "admin/kg_admin.h"
 #include "admin/kg_metrics.h"
 #include "chaos/kg_chaos.h"
+#include "chaos/kg_experiment.h"
 #include "engine/kg_loop.h"
 #include "engine/kg_worker.h"
 #include "route/kg_vcmetrics.h"
@@ -159,11 +160,19 @@ static void *gateway_accept_main(void *arg)
     return NULL;
 }
 
-/* Once a second on the accept thread: expire chaos rules. */
+static uint64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Once a second on the accept thread: expire chaos rules, drive experiments. */
 static void gateway_housekeeping(kg_loop *loop, void *arg)
 {
     kg_gateway *gw = arg;
     kg_chaos_expire(gw->chaos);
+    kg_experiments_tick(gw->experiments, unix_ms());
     kg_loop_timer_in(loop, &gw->housekeeping, 1000000);
 }
 
@@ -480,19 +489,21 @@ static int admin_reload(void *ctx, kg_admin_request *req)
     return status;
 }
 
-/* The admin routes other modules contribute: reload, then the chaos rules. */
+/* The admin routes other modules contribute: reload, chaos rules, experiments. */
 static int gateway_collect_routes(kg_gateway *gw)
 {
-    int n_chaos = 0;
+    int n_chaos = 0, n_xp = 0;
     const kg_admin_route *chaos = kg_chaos_admin_routes(gw->chaos, &n_chaos);
-    gw->routes = calloc((size_t)n_chaos + 1, sizeof(*gw->routes));
+    const kg_admin_route *xp = kg_experiments_admin_routes(gw->experiments, &n_xp);
+    gw->routes = calloc((size_t)(1 + n_chaos + n_xp), sizeof(*gw->routes));
     if (!gw->routes)
         return -1;
     gw->routes[0] = (kg_admin_route){.method = "POST", .pattern = "/v1/reload",
                                      .handler = admin_reload, .ctx = gw};
     memcpy(&gw->routes[1], chaos, (size_t)n_chaos * sizeof(*chaos));
+    memcpy(&gw->routes[1 + n_chaos], xp, (size_t)n_xp * sizeof(*xp));
     gw->admin_ops.extra_routes = gw->routes;
-    gw->admin_ops.n_extra_routes = n_chaos + 1;
+    gw->admin_ops.n_extra_routes = 1 + n_chaos + n_xp;
     return 0;
 }
 
@@ -541,6 +552,16 @@ int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh)
     return 0;
 }
 
+static int gateway_sample_env(void *ctx, const char *vcluster, kg_vc_sample *out)
+{
+    return kg_gateway_sample(ctx, vcluster, out);
+}
+
+static int gateway_inspect_env(void *ctx, const char *vcluster, int on)
+{
+    return kg_gateway_inspect(ctx, vcluster, on);
+}
+
 static int gateway_init_state(kg_gateway *gw)
 {
     const kg_config *cfg = gw->cfg;
@@ -571,7 +592,9 @@ static int gateway_init_state(kg_gateway *gw)
         if (!vc->metrics)
             return -1;
     }
-    return 0;
+    kg_experiment_env env = {.ctx = gw, .sample = gateway_sample_env, .inspect = gateway_inspect_env};
+    gw->experiments = kg_experiments_new(gw->chaos, gw->store, &env);
+    return gw->experiments ? 0 : -1;
 }
 
 static int gateway_start_threads(kg_gateway *gw)
@@ -640,6 +663,10 @@ void kg_gateway_stop(kg_gateway *gw)
         pthread_mutex_unlock(&gw->probe_lock);
         pthread_join(gw->probe_thread, NULL);
     }
+    /* After the admin server and the accept thread (their last request and tick), before the
+     * chaos rules, the store and the vclusters it still uses. */
+    if (gw->experiments)
+        kg_experiments_free(gw->experiments);
     kg_chaos_free(gw->chaos); /* after the workers: connections hold rule snapshots */
     for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++)
         kg_vcm_free(gw->vclusters[i].metrics);

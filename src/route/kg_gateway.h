@@ -22,6 +22,7 @@
 typedef struct kg_worker kg_worker;
 typedef struct kg_store kg_store;
 typedef struct kg_chaos kg_chaos;
+typedef struct kg_experiments kg_experiments;
 typedef struct kg_metrics kg_metrics;
 typedef struct kg_vc_metrics kg_vc_metrics;
 
@@ -52,10 +53,11 @@ typedef struct kg_gateway {
     kg_store *store;
     kg_metrics *metrics;
     kg_chaos *chaos;
+    kg_experiments *experiments;
     kg_admin *admin;
 
     kg_admin_ops admin_ops;
-    kg_admin_route *routes; /* the admin routes of other modules (reload, chaos) */
+    kg_admin_route *routes; /* admin routes of other modules: reload, chaos, experiments */
 
     kg_loop *accept_loop; /* also runs the once-a-second housekeeping timer */
     kg_timer housekeeping;
