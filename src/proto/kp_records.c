@@ -645,8 +645,8 @@ static void kp_batch_write(kp_writer *out, const kp_batch *b, int32_t count, con
     size_t at = out->len;
     /* The header is the original's with length and count patched. lastOffsetDelta is kept
      * even when records were dropped: Kafka's log cleaner does the same, and consumers (Java's
-     * and librdkafka) continue at lastOffset + 1, so they step past the whole batch instead of
-     * fetching a dropped record's offset again. */
+     * and librdkafka, since KAFKA-5443) continue at lastOffset + 1, so they step past the whole
+     * batch instead of fetching a dropped record's offset again. */
     kp_write_raw(out, b->start, BATCH_HEADER_SIZE);
     kp_write_raw(out, section, section_len);
     if (out->err) return;
