@@ -477,7 +477,7 @@ static void kp_record_write_bytes(kp_writer *w, kp_bytes b)
         return;
     }
     kp_write_varint(w, b.len);
-    kp_write_raw(w, b.ptr, (size_t)b.len);
+    if (b.len > 0) kp_write_raw(w, b.ptr, (size_t)b.len); /* an empty slice may have no pointer */
 }
 
 static void kp_record_write(kp_writer *w, const kp_record *rec)
