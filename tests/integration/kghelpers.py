@@ -161,9 +161,12 @@ def wait_port_open(host, port, timeout, alive=lambda: True):
 # Raw Kafka frames (request header v1: api key, api version, correlation id, client id)
 
 
-def encode_request(api_key, api_version, corr_id, body=b"", client_id="kgate-test"):
+def encode_request(api_key, api_version, corr_id, body=b"", client_id="kgate-test",
+                   flexible=False):
+    """A request frame; flexible=True adds the (empty) tagged fields of request header v2."""
     cid = client_id.encode()
-    payload = struct.pack(">hhih", api_key, api_version, corr_id, len(cid)) + cid + body
+    payload = (struct.pack(">hhih", api_key, api_version, corr_id, len(cid)) + cid
+               + (b"\x00" if flexible else b"") + body)
     return struct.pack(">i", len(payload)) + payload
 
 
