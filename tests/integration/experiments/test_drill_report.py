@@ -1,0 +1,198 @@
+"""A drill that runs to its end against a real application, and the six-field report built from
+what kgate measured.
+
+The application: a confluent-kafka producer with default retries producing continuously to
+app3, a consumer group member reading app3 and committing, and a "probe" producer that sends
+one message at a time without retries to probe1, so that every fault injected on probe1 is an
+error the probe's delivery reports show (one request, one message). The drill injects
+broken-brokers at 30 % on both topics."""
+
+import pytest
+from confluent_kafka import KafkaError
+
+from kghelpers import wait_for
+from explib import (REPORT_SECTIONS, ConsumerApp, ProducerApp, audit_of, base_drill,
+                    get_experiment, report_json, report_md, rule_ids, start_experiment,
+                    wait_ended)
+
+RATE = 30
+NER = {"produce": "NOT_ENOUGH_REPLICAS"}
+COUNTS = ["requests", "produce_requests", "fetch_requests", "commit_requests", "produce_bytes",
+          "fetch_bytes", "produce_results", "produce_errors", "fetch_results", "fetch_errors",
+          "commit_results", "commit_errors", "connections_opened", "connections_closed",
+          "faults_injected"]
+
+
+def drill():
+    return base_drill(
+        "broker errors on app3 and probe1 at 30%",
+        hypothesis="If 30% of produce requests fail with NOT_ENOUGH_REPLICAS, the producers "
+                   "retry, consumers keep committing and no produce error reaches the client.",
+        duration="6s", baseline="4s",
+        rules=[{"type": "broken-brokers", "topic": "app3", "rate": RATE, "errors": NER},
+               {"type": "broken-brokers", "topic": "probe1", "rate": RATE, "errors": NER}],
+        expect={"max_produce_error_rate": 0, "max_fetch_error_rate": 0,
+                "min_produce_throughput_ratio": 0.05, "max_commit_stall": "60s",
+                "min_faults_injected": 1,
+                "other": ["every message is delivered exactly once"]},
+        abort={"client_error_rate_above": 95, "produce_throughput_below": 1, "window": "3s"})
+
+
+def start_application(gate):
+    app = ProducerApp(gate.bootstrap, "app3", client_id="exp-app", rate=100,
+                      **{"enable.idempotence": False, "retry.backoff.ms": 20}).start()
+    probe = ProducerApp(gate.bootstrap, "probe1", client_id="exp-probe", sync=True, pause=0.005, **{
+        "message.send.max.retries": 0, "enable.idempotence": False, "acks": "all",
+        "linger.ms": 0}).start()
+    reader = ConsumerApp(gate.bootstrap, "app3", group="exp-readers").start()
+    return app, probe, reader
+
+
+def wait_application_flowing(app, probe, reader):
+    """The baseline must see traffic of every kind: messages acknowledged, read and committed."""
+    app.wait_acked(20)
+    probe.wait_acked(5)
+    wait_for(lambda: reader.consumed > 0 and reader.commits > 0, 60, 0.1,
+             "the consumer group to read and commit")
+
+
+def test_completed_drill_reports_real_measurements(gate, cluster):
+    app, probe, reader = start_application(gate)
+    try:
+        wait_application_flowing(app, probe, reader)
+        d = drill()
+        created = start_experiment(gate, d)
+        exp_id = created["id"]
+        assert created["status"] == "pending" and created["vcluster"] == "default", created
+        rec = wait_ended(gate, exp_id, timeout=90)
+    finally:
+        app.stop()
+        probe.stop()
+        reader.stop()
+
+    assert rec["status"] == "completed", (rec["status"], rec["end_reason"], rec.get("abort"))
+    assert rec["abort"] is None
+
+    # The application's own view: retries absorbed every injected error on app3 ...
+    assert app.errors() == [], [d.error for d in app.errors()[:5]]
+    # ... the probe (no retries, one message per request) saw each injected fault as an error.
+    probe_codes = [d.error.code() for d in probe.errors()]
+    assert set(probe_codes) <= {KafkaError.NOT_ENOUGH_REPLICAS}, probe_codes[:5]
+
+    rep = report_json(gate, exp_id)
+    assert rep["experiment"] == exp_id and rep["name"] == d["name"]
+    assert rep["status"] == "completed"
+    for field in ("hypothesis", "test_configuration", "observed_behaviour",
+                  "delta_from_expected", "remediation", "retest"):
+        assert field in rep, f"report field {field} missing: {sorted(rep)}"
+
+    # 1. Hypothesis
+    assert rep["hypothesis"]["statement"] == d["hypothesis"]
+    stated = rep["hypothesis"]["expectations"]
+    assert len(stated) == 6, stated
+    assert "every message is delivered exactly once" in stated
+
+    # 2. Test configuration: the rules as injected, with their counters.
+    conf = rep["test_configuration"]
+    assert conf["vcluster"] == "default"
+    assert conf["duration"] == "6s" and conf["baseline"] == "4s" and conf["abort_window"] == "3s"
+    assert len(conf["abort_criteria"]) == 2, conf["abort_criteria"]
+    for key in ("created_at", "created_by", "baseline_started_at", "injection_started_at",
+                "ended_at"):
+        assert conf[key], f"test_configuration.{key} is empty: {conf}"
+    assert conf["injected_for_s"] > 0
+    rules = {r["scope"]["topic"]: r for r in conf["rules"]}
+    assert [r["id"] for r in conf["rules"]] == [f"{exp_id}-r1", f"{exp_id}-r2"], conf["rules"]
+    for topic, r in rules.items():
+        assert r["type"] == "broken-brokers" and r["rate"] == RATE, r
+        assert r["scope"]["vcluster"] == "default", r
+        assert r["parameters"]["errors"] == NER, r
+        # At 30 %, over dozens of requests: some hit, some not.
+        assert 0 < r["injected"] < r["matched"], r
+    # Every fault the probe rule counts is an error the probe saw (the exact count is
+    # test_final_fault_counts_match_what_the_client_saw's business).
+    assert len(probe_codes) >= rules["probe1"]["injected"], (len(probe_codes), rules["probe1"])
+
+    # 3. Observed behaviour: baseline against injection, from real traffic.
+    obs = rep["observed_behaviour"]
+    assert obs["status"] == "completed" and obs["abort"] is None
+    base, during = obs["baseline"], obs["during"]
+    for m, name in ((base, "baseline"), (during, "during")):
+        for key in ("requests", "produce_requests", "produce_results", "produce_bytes",
+                    "fetch_requests", "fetch_results", "fetch_bytes", "commit_requests",
+                    "commit_results", "seconds", "requests_per_s", "produce_bytes_per_s",
+                    "fetch_bytes_per_s", "commit_requests_per_s"):
+            assert m[key] > 0, f"{name}.{key} is {m[key]}: {m}"
+        assert m["produce_errors"] <= m["produce_results"], m
+    assert base["produce_errors"] == 0 and base["faults_injected"] == 0, base
+    assert during["produce_errors"] > 0 and during["faults_injected"] > 0, during
+    assert during["produce_error_pct"] == pytest.approx(
+        100.0 * during["produce_errors"] / during["produce_results"], abs=0.01)
+    # Faults: the report's total is the rules' counters; the measured stretch saw them.
+    assert obs["faults_injected"] == sum(r["injected"] for r in conf["rules"]), obs
+    assert 0 < during["faults_injected"] <= obs["faults_injected"], (during, obs)
+    # Per-minute records: a 6 s injection is one (partial) minute, equal to the whole span.
+    assert len(obs["minutes"]) == 1, obs["minutes"]
+    minute = obs["minutes"][0]
+    assert minute["minute"] == 1 and minute["start"] == conf["injection_started_at"], minute
+    for key in COUNTS:
+        assert minute[key] == during[key], (key, minute, during)
+    assert obs["longest_commit_stall_s"] >= 0
+
+    # 4. Delta from expected: each expectation judged from the observed numbers.
+    delta = rep["delta_from_expected"]
+    results = {e["expectation"]: e for e in delta["expectations"]}
+    assert len(delta["expectations"]) == 6, delta
+    produce_rate = 100.0 * during["produce_errors"] / during["produce_results"]
+    e = results["max_produce_error_rate"]
+    assert e["result"] == "fail", e  # errors did reach the client library (before retries)
+    assert e["threshold"] == 0 and e["observed_value"] == pytest.approx(produce_rate), e
+    fetch_rate = 100.0 * during["fetch_errors"] / during["fetch_results"]
+    e = results["max_fetch_error_rate"]
+    assert e["observed_value"] == pytest.approx(fetch_rate), e
+    assert e["result"] == ("pass" if during["fetch_errors"] == 0 else "fail"), e
+    ratio = (during["produce_bytes"] / during["seconds"]) / (base["produce_bytes"] / base["seconds"])
+    e = results["min_produce_throughput_ratio"]
+    assert e["observed_value"] == pytest.approx(ratio, rel=0.01), (e, ratio)
+    assert e["result"] == ("pass" if e["observed_value"] >= 0.05 else "fail"), e
+    e = results["max_commit_stall"]
+    assert e["result"] == ("pass" if e["observed_value"] <= 60 else "fail"), e
+    assert e["observed_value"] == pytest.approx(obs["longest_commit_stall_s"], abs=0.01), e
+    e = results["min_faults_injected"]
+    assert e["result"] == "pass" and e["observed_value"] >= 1, e
+    e = results["other"]
+    assert e["result"] == "not machine-checkable" and e["observed_value"] is None, e
+    summary = delta["summary"]
+    for verdict in ("pass", "fail", "no data", "not machine-checkable"):
+        assert summary[verdict] == sum(1 for x in delta["expectations"]
+                                       if x["result"] == verdict), (verdict, summary)
+    assert summary["fail"] >= 1 and summary["pass"] >= 1 and summary["no data"] == 0, summary
+
+    # 5, 6: nothing recorded yet.
+    assert rep["remediation"]["text"] is None and rep["retest"]["experiment"] is None, rep
+
+    # The record agrees with the report.
+    assert rec["during"] == during and rec["baseline"] == base
+    assert rec["expectations"] == delta["expectations"]
+
+    # The rules are gone.
+    assert not [i for i in rule_ids(gate) if i.startswith(exp_id)], gate.rules()
+
+    # Markdown: the six sections, with the numbers.
+    ctype, md = report_md(gate, exp_id)
+    assert ctype.startswith("text/markdown"), ctype
+    positions = [md.find(h) for h in REPORT_SECTIONS]
+    assert all(p >= 0 for p in positions), [h for h in REPORT_SECTIONS if h not in md]
+    assert positions == sorted(positions), "the sections are out of order"
+    assert exp_id in md and d["hypothesis"] in md
+    assert f"{during['produce_errors']} of {during['produce_results']}" in md, md
+
+    # Audit: start and end, naming the experiment.
+    starts = audit_of(gate, exp_id, "experiment.start")
+    ends = audit_of(gate, exp_id, "experiment.end")
+    assert len(starts) == 1 and len(ends) == 1, (starts, ends)
+    assert starts[0]["details"]["vcluster"] == "default", starts[0]
+    assert ends[0]["details"]["status"] == "completed", ends[0]
+    assert ends[0]["details"]["faults_injected"] == obs["faults_injected"], ends[0]
+    assert not audit_of(gate, exp_id, "experiment.abort")
+    assert starts[0]["seq"] < ends[0]["seq"]
