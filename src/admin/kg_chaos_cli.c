@@ -7,13 +7,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "admin/kg_cli.h"
+#include "admin/kg_cli_session.h"
 
-#define EXIT_OK 0
-#define EXIT_API 1
-#define EXIT_USAGE 2
-#define MAX_POSITIONAL 4
 #define MAX_FIELDS 48
+#define MAX_FIELD_NAME 64
 
 static const char usage_text[] =
     "usage: kgate chaos [--admin URL] [--token TOKEN] [--json] COMMAND\n"
@@ -37,65 +34,28 @@ static const char usage_text[] =
     "  --crc valid|invalid  --schema-id N  --direction upstream|downstream|both\n"
     "  --kib-per-s N  --after-ms N  --delay-us N  --id ID  --description TEXT\n"
     "  (any --some-name VALUE is sent as the field some_name)\n"
-    "\n"
-    "options:\n"
-    "  --admin URL    admin API (default from the config file, or $KGATE_ADMIN_URL)\n"
-    "  --token TOKEN  bearer token (default from the config file, or $KGATE_ADMIN_TOKEN)\n"
-    "  --json         print the API's JSON\n";
+    "\n" KG_CLI_OPTIONS_USAGE;
 
+/* One "--some-name VALUE" of `add`: the rule field some_name. */
 typedef struct field_arg {
-    const char *name; /* option without "--" */
+    char name[MAX_FIELD_NAME]; /* option without "--" */
     const char *value;
 } field_arg;
 
 typedef struct chaos_cli {
-    FILE *out, *err;
-    char url[1024];
-    const char *token;
-    int json;
-    const char *pos[MAX_POSITIONAL];
-    int n_pos;
+    kg_cli_session s;
     field_arg fields[MAX_FIELDS];
     int n_fields;
 } chaos_cli;
 
-static int usage_error(chaos_cli *c, const char *fmt, const char *arg)
-{
-    fprintf(c->err, "kgate chaos: ");
-    fprintf(c->err, fmt, arg ? arg : "");
-    fprintf(c->err, "\n%s", usage_text);
-    return EXIT_USAGE;
-}
-
-/* ---- HTTP ---- */
-
-static int call_api(chaos_cli *c, const char *method, const char *path, json_t *body, long *status,
-                    json_t **reply)
-{
-    char errbuf[512];
-    if (kg_cli_request(c->url, c->token, method, path, body, status, reply, errbuf,
-                       sizeof(errbuf)) != 0) {
-        fprintf(c->err, "error: %s\n", errbuf);
-        return EXIT_API;
-    }
-    if (*status >= 200 && *status < 300) return EXIT_OK;
-    if (c->json && *reply) {
-        char *text = json_dumps(*reply, JSON_INDENT(2));
-        fprintf(c->out, "%s\n", text ? text : "");
-        free(text);
-    }
-    fprintf(c->err, "error: %s (HTTP %ld)\n", kg_cli_error_message(*reply, *status), *status);
-    json_decref(*reply);
-    *reply = NULL;
-    return EXIT_API;
-}
-
-static void print_json(chaos_cli *c, json_t *value)
-{
-    char *text = json_dumps(value, JSON_INDENT(2));
-    fprintf(c->out, "%s\n", text ? text : "null");
-    free(text);
-}
+static const kg_cli_syntax chaos_syntax = {
+    .name = "kgate chaos",
+    .word = "chaos",
+    .usage = usage_text,
+    .max_args = 4,
+    .command_names = " (add, list, rm)",
+    .echo_json_errors = 1,
+};
 
 /* ---- add: options to JSON fields ---- */
 
@@ -176,27 +136,21 @@ static int build_rule(chaos_cli *c, const char *type, json_t **out)
             if (*p == '-') *p = '_';
         if (json_object_get(rule, field)) {
             json_decref(rule);
-            return usage_error(c, "option --%s given twice", c->fields[i].name);
+            return kg_cli_usage_error(&c->s, "option --%s given twice", c->fields[i].name);
         }
         json_t *v = field_value(field, c->fields[i].value);
         if (!v) {
             json_decref(rule);
-            return usage_error(c, "--%s: expected API=ERROR pairs separated by commas",
-                               c->fields[i].name);
+            return kg_cli_usage_error(&c->s, "--%s: expected API=ERROR pairs separated by commas",
+                                      c->fields[i].name);
         }
         json_object_set_new(rule, field, v);
     }
     *out = rule;
-    return EXIT_OK;
+    return KG_CLI_EXIT_OK;
 }
 
 /* ---- formatting ---- */
-
-static const char *str_or(json_t *obj, const char *key, const char *fallback)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s && *s ? s : fallback;
-}
 
 static void append(char *buf, size_t len, const char *fmt, const char *value)
 {
@@ -211,7 +165,7 @@ static void scope_text(json_t *rule, char *buf, size_t len)
                                        "client_id", "principal", NULL};
     buf[0] = '\0';
     for (int i = 0; keys[i]; i++) {
-        const char *v = str_or(rule, keys[i], NULL);
+        const char *v = kg_cli_str(rule, keys[i], NULL);
         if (!v) continue;
         append(buf, len, buf[0] ? " %s" : "%s", keys[i]);
         append(buf, len, "=%s", v);
@@ -246,7 +200,7 @@ static int parse_utc(const char *text, time_t *out)
 /* "never", "in 14m59s", "expired" */
 static void expires_text(json_t *rule, char *buf, size_t len)
 {
-    const char *at = str_or(rule, "expires_at", NULL);
+    const char *at = kg_cli_str(rule, "expires_at", NULL);
     time_t t;
     if (!at || parse_utc(at, &t) != 0) {
         snprintf(buf, len, "%s", at ? at : "never");
@@ -282,8 +236,8 @@ static void print_rules(chaos_cli *c, json_t *rules)
         snprintf(cells[0][k], sizeof(cells[0][k]), "%s", header[k]);
     for (size_t i = 0; i < n; i++) {
         json_t *r = json_array_get(rules, i);
-        snprintf(cells[i + 1][0], 160, "%s", str_or(r, "id", "?"));
-        snprintf(cells[i + 1][1], 160, "%s", str_or(r, "type", "?"));
+        snprintf(cells[i + 1][0], 160, "%s", kg_cli_str(r, "id", "?"));
+        snprintf(cells[i + 1][1], 160, "%s", kg_cli_str(r, "type", "?"));
         scope_text(r, cells[i + 1][2], 160);
         rate_text(r, cells[i + 1][3], 160);
         expires_text(r, cells[i + 1][4], 160);
@@ -296,8 +250,8 @@ static void print_rules(chaos_cli *c, json_t *rules)
             if (strlen(cells[i][k]) > width[k]) width[k] = strlen(cells[i][k]);
     for (size_t i = 0; i <= n; i++) {
         for (int k = 0; k < N_COLS - 1; k++)
-            fprintf(c->out, "%-*s  ", (int)width[k], cells[i][k]);
-        fprintf(c->out, "%s\n", cells[i][N_COLS - 1]);
+            fprintf(c->s.out, "%-*s  ", (int)width[k], cells[i][k]);
+        fprintf(c->s.out, "%s\n", cells[i][N_COLS - 1]);
     }
     free(cells);
 }
@@ -306,189 +260,118 @@ static void print_rules(chaos_cli *c, json_t *rules)
 
 static int cmd_add(chaos_cli *c)
 {
-    if (c->n_pos != 2) return usage_error(c, "add: expected exactly one fault TYPE", NULL);
+    if (c->s.n_args != 2) return kg_cli_usage_error(&c->s, "add: expected exactly one fault TYPE");
     json_t *rule = NULL;
-    int rc = build_rule(c, c->pos[1], &rule);
-    if (rc != EXIT_OK) return rc;
-    long status;
+    int rc = build_rule(c, c->s.args[1], &rule);
+    if (rc != KG_CLI_EXIT_OK) return rc;
     json_t *reply = NULL;
-    rc = call_api(c, "POST", "/v1/chaos/rules", rule, &status, &reply);
+    rc = kg_cli_session_call(&c->s, "POST", "/v1/chaos/rules", rule, &reply);
     json_decref(rule);
-    if (rc != EXIT_OK) return rc;
-    if (c->json) {
-        print_json(c, reply);
+    if (rc != KG_CLI_EXIT_OK) return rc;
+    if (c->s.json) {
+        kg_cli_print_json(&c->s, reply);
     } else {
         char scope[256], expires[64], rate[32];
         scope_text(reply, scope, sizeof(scope));
         expires_text(reply, expires, sizeof(expires));
         rate_text(reply, rate, sizeof(rate));
-        fprintf(c->out, "added rule %s (%s): scope %s, rate %s, expires %s\n",
-                str_or(reply, "id", "?"), str_or(reply, "type", "?"), scope, rate, expires);
+        fprintf(c->s.out, "added rule %s (%s): scope %s, rate %s, expires %s\n",
+                kg_cli_str(reply, "id", "?"), kg_cli_str(reply, "type", "?"), scope, rate, expires);
     }
     json_decref(reply);
-    return EXIT_OK;
+    return KG_CLI_EXIT_OK;
 }
 
 static int cmd_list(chaos_cli *c)
 {
-    if (c->n_pos != 1) return usage_error(c, "list takes no arguments", NULL);
-    if (c->n_fields) return usage_error(c, "list: unexpected option --%s", c->fields[0].name);
-    long status;
+    if (c->s.n_args != 1) return kg_cli_usage_error(&c->s, "list takes no arguments");
+    if (c->n_fields)
+        return kg_cli_usage_error(&c->s, "list: unexpected option --%s", c->fields[0].name);
     json_t *reply = NULL;
-    int rc = call_api(c, "GET", "/v1/chaos/rules", NULL, &status, &reply);
-    if (rc != EXIT_OK) return rc;
+    int rc = kg_cli_session_call(&c->s, "GET", "/v1/chaos/rules", NULL, &reply);
+    if (rc != KG_CLI_EXIT_OK) return rc;
     json_t *rules = json_object_get(reply, "rules");
     if (!json_is_array(rules)) {
-        fprintf(c->err, "error: the admin API sent no rule list\n");
+        fprintf(c->s.err, "error: the admin API sent no rule list\n");
         json_decref(reply);
-        return EXIT_API;
+        return KG_CLI_EXIT_API;
     }
-    if (c->json)
-        print_json(c, rules);
+    if (c->s.json)
+        kg_cli_print_json(&c->s, rules);
     else if (json_array_size(rules) == 0)
-        fprintf(c->out, "(no chaos rules)\n");
+        fprintf(c->s.out, "(no chaos rules)\n");
     else
         print_rules(c, rules);
     json_decref(reply);
-    return EXIT_OK;
-}
-
-static int valid_id(const char *s)
-{
-    if (!*s) return 0;
-    for (const char *p = s; *p; p++) {
-        char ch = *p;
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '-' || ch == '_' || ch == '.'))
-            return 0;
-    }
-    return 1;
+    return KG_CLI_EXIT_OK;
 }
 
 static int cmd_rm(chaos_cli *c)
 {
-    if (c->n_pos != 2) return usage_error(c, "rm: expected exactly one rule ID", NULL);
-    if (c->n_fields) return usage_error(c, "rm: unexpected option --%s", c->fields[0].name);
-    const char *id = c->pos[1];
-    if (!valid_id(id)) return usage_error(c, "invalid rule id \"%s\"", id);
+    if (c->s.n_args != 2) return kg_cli_usage_error(&c->s, "rm: expected exactly one rule ID");
+    if (c->n_fields)
+        return kg_cli_usage_error(&c->s, "rm: unexpected option --%s", c->fields[0].name);
+    const char *id = c->s.args[1];
+    if (!kg_cli_valid_segment(id)) return kg_cli_usage_error(&c->s, "invalid rule id \"%s\"", id);
     char path[256];
     snprintf(path, sizeof(path), "/v1/chaos/rules/%s", id);
-    long status;
-    json_t *reply = NULL;
-    int rc = call_api(c, "DELETE", path, NULL, &status, &reply);
-    json_decref(reply);
-    if (rc != EXIT_OK) return rc;
-    if (c->json)
-        fprintf(c->out, "{\"removed\": \"%s\"}\n", id);
+    /* 204 without a body. */
+    int rc = kg_cli_session_call(&c->s, "DELETE", path, NULL, NULL);
+    if (rc != KG_CLI_EXIT_OK) return rc;
+    if (c->s.json)
+        fprintf(c->s.out, "{\"removed\": \"%s\"}\n", id);
     else
-        fprintf(c->out, "removed rule %s\n", id);
-    return EXIT_OK;
+        fprintf(c->s.out, "removed rule %s\n", id);
+    return KG_CLI_EXIT_OK;
 }
 
 /* ---- command line ---- */
 
-static void set_url(chaos_cli *c, const char *url)
-{
-    if (strstr(url, "://"))
-        snprintf(c->url, sizeof(c->url), "%s", url);
-    else
-        snprintf(c->url, sizeof(c->url), "http://%s", url);
-}
-
-/* "--opt VALUE" or "--opt=VALUE": the value, or NULL when missing. */
-static const char *take_value(int argc, char **argv, int *i, const char **name_out, char *name_buf,
-                              size_t name_len)
+/* "--name VALUE" or "--name=VALUE": the value (NULL when missing), NAME without the dashes. */
+static const char *split_option(int argc, char **argv, int *i, char *name, size_t name_len)
 {
     const char *arg = argv[*i] + 2;
     const char *eq = strchr(arg, '=');
     if (eq) {
-        snprintf(name_buf, name_len, "%.*s", (int)(eq - arg), arg);
-        *name_out = name_buf;
+        snprintf(name, name_len, "%.*s", (int)(eq - arg), arg);
         return eq + 1;
     }
-    snprintf(name_buf, name_len, "%s", arg);
-    *name_out = name_buf;
+    snprintf(name, name_len, "%s", arg);
     if (*i + 1 >= argc) return NULL;
     return argv[++*i];
 }
 
-/* Returns -1 to go on, or an exit code. */
-static int parse_args(chaos_cli *c, int argc, char **argv, char (*names)[64])
+/* Every "--name VALUE" the session does not know is a rule field for `add`: the API, not this
+ * table-less parser, knows the fields of each fault type and names a wrong one. */
+static int take_rule_field(void *cli, int argc, char **argv, int *i)
 {
-    int start = argc > 0 && strcmp(argv[0], "chaos") == 0 ? 1 : 0;
-    for (int i = start; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--json") == 0) {
-            c->json = 1;
-        } else if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            fputs(usage_text, c->out);
-            return EXIT_OK;
-        } else if (strcmp(arg, "-c") == 0) {
-            if (++i >= argc) return usage_error(c, "option -c needs a value", NULL);
-        } else if (strncmp(arg, "--", 2) == 0 && arg[2]) {
-            const char *name;
-            char buf[64];
-            const char *value = take_value(argc, argv, &i, &name, buf, sizeof(buf));
-            if (!value) return usage_error(c, "option --%s needs a value", buf);
-            if (strcmp(name, "admin") == 0) {
-                set_url(c, value);
-            } else if (strcmp(name, "token") == 0) {
-                c->token = value;
-            } else if (strcmp(name, "config") == 0) {
-                /* main.c read the defaults from it */
-            } else if (c->n_fields < MAX_FIELDS) {
-                snprintf(names[c->n_fields], 64, "%s", name);
-                c->fields[c->n_fields].name = names[c->n_fields];
-                c->fields[c->n_fields].value = value;
-                c->n_fields++;
-            } else {
-                return usage_error(c, "too many options", NULL);
-            }
-        } else if (arg[0] == '-' && arg[1] != '\0') {
-            return usage_error(c, "unknown option %s", arg);
-        } else if (c->n_pos < MAX_POSITIONAL) {
-            c->pos[c->n_pos++] = arg;
-        } else {
-            return usage_error(c, "too many arguments", NULL);
-        }
-    }
-    return -1;
-}
-
-static void apply_defaults(chaos_cli *c, const char *default_url, const char *default_token)
-{
-    const char *env_url = getenv("KGATE_ADMIN_URL");
-    const char *env_token = getenv("KGATE_ADMIN_TOKEN");
-    if (!c->url[0]) {
-        const char *url = env_url && *env_url ? env_url : default_url;
-        set_url(c, url && *url ? url : "127.0.0.1:19644");
-    }
-    if (!c->token) c->token = env_token && *env_token ? env_token : default_token;
+    chaos_cli *c = cli;
+    if (strncmp(argv[*i], "--", 2) != 0 || argv[*i][2] == '\0') return KG_CLI_NOT_MINE;
+    char name[MAX_FIELD_NAME];
+    const char *value = split_option(argc, argv, i, name, sizeof(name));
+    if (!value) return kg_cli_usage_error(&c->s, "option --%s needs a value", name);
+    if (c->n_fields >= MAX_FIELDS) return kg_cli_usage_error(&c->s, "too many options");
+    field_arg *f = &c->fields[c->n_fields++];
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    f->value = value;
+    return KG_CLI_GO_ON;
 }
 
 int kg_chaos_cli_run(int argc, char **argv, const char *admin_url, const char *token, FILE *out,
                      FILE *err)
 {
-    chaos_cli c = {.out = out, .err = err};
-    char names[MAX_FIELDS][64];
-    int rc = parse_args(&c, argc, argv, names);
-    if (rc >= 0) return rc;
-    apply_defaults(&c, admin_url, token);
-    if (c.n_pos == 0) return usage_error(&c, "missing command (add, list, rm)", NULL);
-    const char *cmd = c.pos[0];
-    if (strcmp(cmd, "help") == 0) {
-        fputs(usage_text, out);
-        return EXIT_OK;
-    }
+    chaos_cli c = {0};
+    kg_cli_session_init(&c.s, &chaos_syntax, admin_url, token, out, err);
+    int rc = kg_cli_session_parse(&c.s, argc, argv, NULL, take_rule_field, &c);
+    if (rc != KG_CLI_GO_ON) return rc;
+    const char *cmd = c.s.args[0];
     if (strcmp(cmd, "add") == 0) return cmd_add(&c);
     if (strcmp(cmd, "list") == 0 || strcmp(cmd, "ls") == 0) return cmd_list(&c);
     if (strcmp(cmd, "rm") == 0 || strcmp(cmd, "remove") == 0) return cmd_rm(&c);
-    return usage_error(&c, "unknown command \"%s\" (add, list, rm)", cmd);
+    return kg_cli_unknown_command(&c.s);
 }
 
 int kg_chaos_cli_main(int argc, char **argv, const char *admin_url, const char *token)
 {
-    int rc = kg_chaos_cli_run(argc, argv, admin_url, token, stdout, stderr);
-    fflush(stdout);
-    return rc;
+    return kg_cli_run_on_stdio(kg_chaos_cli_run, argc, argv, admin_url, token);
 }
