@@ -196,3 +196,40 @@ def test_completed_drill_reports_real_measurements(gate, cluster):
     assert ends[0]["details"]["faults_injected"] == obs["faults_injected"], ends[0]
     assert not audit_of(gate, exp_id, "experiment.abort")
     assert starts[0]["seq"] < ends[0]["seq"]
+
+
+def test_final_fault_counts_match_what_the_client_saw(gate, cluster):
+    """The report's count of injected faults is final: every fault a rule injected before the
+    experiment removed it is in the record. The probe (no retries, one message per request)
+    sees each injected fault as a delivery error, so its count is the truth.
+
+    Fails with kgate at 642ad48: finish_run() reads the rules' counters
+    (refresh_rule_counters) and only then removes the rules one by one (each removal writes
+    the state store and the audit log); faults injected in between are lost from the record.
+    The probe's rule is removed last here, after 15 others, so traffic is still being failed
+    while the record is already closed."""
+    idle = [{"type": "broken-brokers", "topic": "side3", "errors": NER} for _ in range(15)]
+    probe = ProducerApp(gate.bootstrap, "probe1", client_id="exp-probe", sync=True, **{
+        "message.send.max.retries": 0, "enable.idempotence": False, "acks": "all",
+        "linger.ms": 0}).start()
+    try:
+        probe.wait_acked(5)
+        drill = base_drill("probe1 always fails", duration="3s", baseline="1s",
+                           rules=idle + [{"type": "broken-brokers", "topic": "probe1",
+                                          "errors": NER}])
+        exp_id = start_experiment(gate, drill)["id"]
+        rec = wait_ended(gate, exp_id, timeout=60)
+        # Past the end: the probe is served again.
+        probe.wait_acked(len(probe.acked_ok()) + 5, what="messages after the experiment")
+    finally:
+        probe.stop()
+    assert rec["status"] == "completed", rec["end_reason"]
+    codes = [d.error.code() for d in probe.errors()]
+    assert set(codes) == {KafkaError.NOT_ENOUGH_REPLICAS}, codes[:5]
+    rep = report_json(gate, exp_id)
+    probe_rule = rep["test_configuration"]["rules"][-1]
+    assert probe_rule["scope"]["topic"] == "probe1", probe_rule
+    assert probe_rule["injected"] == len(codes), (
+        f"the report says rule {probe_rule['id']} injected {probe_rule['injected']} faults; "
+        f"the probe received {len(codes)} injected errors")
+    assert rep["observed_behaviour"]["faults_injected"] == len(codes)
