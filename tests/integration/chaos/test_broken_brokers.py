@@ -5,11 +5,12 @@ once; lost-ack mode: the request is written but the client is told it failed, so
 non-idempotent producer writes duplicates."""
 
 import collections
+import time
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
 
-from chaoslib import (consume_for, produce, produce_ok, producer, read_topic, strict_producer,
-                      values)
+from chaoslib import (Deliveries, consume_for, consumer, produce, produce_ok, producer,
+                      read_topic, strict_producer, values)
 
 
 def test_reject_at_100_percent_reports_the_exact_error(gate, cluster):
@@ -36,9 +37,13 @@ def test_reject_at_20_percent_with_retries_delivers_exactly_once(gate, cluster):
     # a rejected request), not the producer's.
     p = producer(gate.bootstrap, client_id="retrying", **{"enable.idempotence": False,
                                                            "linger.ms": 0, "retry.backoff.ms": 10})
-    sent = values("r", 300)
-    d = produce(p, "a3", sent)
-    assert not d.errors, d.errors[:5]
+    sent = values("r", 200)
+    # One request per message (the rate is rolled per request): 200 rolls at 20%.
+    d = Deliveries()
+    for v in sent:
+        p.produce("a3", v, on_delivery=d)
+        assert p.flush(60) == 0
+    assert len(d.reports) == len(sent) and not d.errors, d.errors[:5]
     assert gate.injected(rule["id"]) >= 1, "the 20% rule never fired: the test proves nothing"
 
     got = read_topic(cluster.bootstrap, "a3", 3).values
@@ -84,3 +89,81 @@ def test_fetch_error_starves_the_topic_only(gate, cluster):
 
     gate.remove(rule["id"])
     assert read_topic(gate.bootstrap, "a1", 1).values == values("f", 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Partial matches: in-scope and out-of-scope partitions in the same requests
+
+
+def test_reject_partial_produce_writes_only_the_out_of_scope_partitions(gate, cluster):
+    rule = gate.add({"type": "broken-brokers", "topic": "a6",
+                     "errors": {"produce": "NOT_ENOUGH_REPLICAS"}})
+    # A long linger puts both topics' partitions led by one broker into one Produce request.
+    p = strict_producer(gate.bootstrap, **{"linger.ms": 200})
+    d = Deliveries()
+    in_scope, out_scope = values("in", 60), values("out", 60)
+    for a, b in zip(in_scope, out_scope):
+        p.produce("a6", a, on_delivery=d)
+        p.produce("b6", b, on_delivery=d)
+    assert p.flush(60) == 0
+    by_value = {v: err for v, err, _, _ in d.reports}
+    assert {by_value[v].code() if by_value[v] else None for v in in_scope} == \
+        {KafkaError.NOT_ENOUGH_REPLICAS}
+    assert [v for v in out_scope if by_value[v] is not None] == []
+    assert read_topic(cluster.bootstrap, "a6", 6).values == []
+    assert sorted(read_topic(cluster.bootstrap, "b6", 6).values) == sorted(out_scope)
+    assert gate.injected(rule["id"]) >= 1
+
+
+def test_lost_ack_partial_produce(gate, cluster):
+    gate.add({"type": "broken-brokers", "topic": "a6", "mode": "lost-ack",
+              "errors": {"produce": "NOT_ENOUGH_REPLICAS"}})
+    p = strict_producer(gate.bootstrap, **{"linger.ms": 200})
+    d = Deliveries()
+    in_scope, out_scope = values("in", 30), values("out", 30)
+    for a, b in zip(in_scope, out_scope):
+        p.produce("a6", a, on_delivery=d)
+        p.produce("b6", b, on_delivery=d)
+    assert p.flush(60) == 0
+    by_value = {v: err for v, err, _, _ in d.reports}
+    assert {by_value[v].code() if by_value[v] else None for v in in_scope} == \
+        {KafkaError.NOT_ENOUGH_REPLICAS}
+    assert [v for v in out_scope if by_value[v] is not None] == []
+    # Both written once (no retries): the error was a lie for a6.
+    assert sorted(read_topic(cluster.bootstrap, "a6", 6).values) == sorted(in_scope)
+    assert sorted(read_topic(cluster.bootstrap, "b6", 6).values) == sorted(out_scope)
+
+
+def test_fetch_error_partial_fetch(gate, cluster):
+    w = producer(cluster.bootstrap)
+    produce_ok(w, "a6", values("a", 30))
+    produce_ok(w, "b6", values("b", 30))
+    rule = gate.add({"type": "broken-brokers", "topic": "a6",
+                     "errors": {"fetch": "NOT_LEADER_OR_FOLLOWER"}})
+    # One consumer, both topics: every Fetch names partitions of both.
+    c = consumer(gate.bootstrap)
+    got = collections.defaultdict(list)
+    c.assign([TopicPartition(t, p, 0) for t in ("a6", "b6") for p in range(6)])
+    deadline = time.monotonic() + 30
+    try:
+        while len(got["b6"]) < 30 and time.monotonic() < deadline:
+            for m in c.consume(100, 0.2):
+                if m.error() is None:
+                    got[m.topic()].append(m.value())
+    finally:
+        c.close()
+    assert sorted(got["b6"]) == sorted(values("b", 30))
+    assert got["a6"] == []
+    assert gate.injected(rule["id"]) >= 1
+
+
+def test_first_error_rule_wins(gate, cluster):
+    first = gate.add({"type": "broken-brokers", "topic": "a1",
+                      "errors": {"produce": "NOT_ENOUGH_REPLICAS"}})
+    gate.add({"type": "broken-brokers", "topic": "a1",
+              "errors": {"produce": "TOPIC_AUTHORIZATION_FAILED"}})
+    p = strict_producer(gate.bootstrap)
+    assert produce(p, "a1", values("x", 3)).error_codes() == [KafkaError.NOT_ENOUGH_REPLICAS] * 3
+    gate.remove(first["id"])
+    assert produce(p, "a1", values("y", 3)).error_codes() == \
+        [KafkaError.TOPIC_AUTHORIZATION_FAILED] * 3

@@ -52,6 +52,14 @@ def test_response_latency_on_a_topic(gate, cluster):
     assert hi - lo == 4  # warm-up + 3
 
 
+def test_delays_of_several_rules_add_up(gate, cluster):
+    p = producer(gate.bootstrap, client_id="timer", **{"linger.ms": 0})
+    warm_up(p, "a1", 1)
+    gate.add({"type": "latency", "topic": "a1", "delay_ms": 200})
+    gate.add({"type": "latency", "topic": "a.*", "delay_ms": 300, "on": "response"})
+    assert min_produce_time(p, "a1") >= 0.5
+
+
 def test_metadata_latency_scoped_by_api_and_client_id(gate):
     gate.add({"type": "latency", "api": ["Metadata"], "client_id": "slow-md",
               "delay_ms": int(DELAY * 1000), "on": "response"})

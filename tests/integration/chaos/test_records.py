@@ -4,11 +4,12 @@ straight from the dev cluster)."""
 
 import collections
 import struct
+import time
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
 
-from chaoslib import produce_ok, producer, read_topic, strict_producer, values
+from chaoslib import consumer, produce_ok, producer, read_topic, strict_producer, values
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -43,6 +44,41 @@ def test_corrupt_on_fetch_appends_garbage_with_a_valid_crc(gate, cluster, codec)
     # Out of scope topic, and the stored data itself: intact.
     assert read_topic(gate.bootstrap, "b1", 1).values == sent
     assert read_topic(cluster.bootstrap, "a1", 1).values == sent
+
+
+def test_corrupt_rate_is_per_record(gate, cluster):
+    sent = values("half", 200, size=20)
+    store(cluster, "a1", sent, "lz4")
+    gate.add({"type": "corrupt-records", "topic": "a1", "rate": 50, "bytes": 3})
+    got = read_topic(gate.bootstrap, "a1", 1).values
+    assert len(got) == len(sent)
+    changed = [seen != orig for orig, seen in zip(sent, got)]
+    for orig, seen in zip(sent, got):
+        assert seen == orig or (len(seen) == len(orig) + 3 and seen.startswith(orig))
+    # 200 records at 50%: both outcomes occur (all-or-none has a chance of 2^-199).
+    assert 0 < sum(changed) < len(sent), sum(changed)
+
+
+def test_corrupt_in_a_fetch_shared_with_an_unaffected_topic(gate, cluster):
+    sent_a, sent_b = values("ca", 30), values("cb", 30)
+    store(cluster, "a6", sent_a)
+    store(cluster, "b6", sent_b)
+    gate.add({"type": "corrupt-records", "topic": "a6", "bytes": 5})
+    c = consumer(gate.bootstrap)
+    got = collections.defaultdict(list)
+    c.assign([TopicPartition(t, p, 0) for t in ("a6", "b6") for p in range(6)])
+    deadline = time.monotonic() + 30
+    try:
+        while len(got["a6"]) + len(got["b6"]) < 60 and time.monotonic() < deadline:
+            for m in c.consume(100, 0.2):
+                if m.error() is None:
+                    got[m.topic()].append(m.value())
+    finally:
+        c.close()
+    assert sorted(got["b6"]) == sorted(sent_b)
+    assert len(got["a6"]) == 30
+    assert sorted(v[:-5] for v in got["a6"]) == sorted(sent_a)
+    assert all(len(v) == len(o) + 5 for v, o in zip(sorted(got["a6"]), sorted(sent_a)))
 
 
 def test_corrupt_on_fetch_overwrites_bytes(gate, cluster):

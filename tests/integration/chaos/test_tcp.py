@@ -85,6 +85,23 @@ def test_down_on_a_broker_port_closes_at_accept(gate, cluster):
     fastest_metadata(gate.bootstrap_port, "raw", rounds=1)
 
 
+def test_down_closes_an_open_connection_at_its_next_request(gate, cluster):
+    """docs/chaos.md: `down` — "connections are refused / closed at the next request"; the
+    engine's header (kg_chaos.h) says the same. A running application keeps its connections:
+    a down rule added while it runs must cut them, or the rehearsal does nothing to it."""
+    with socket.create_connection(("127.0.0.1", gate.bootstrap_port), timeout=10) as s:
+        round_trip(s, metadata_v1_topics(1, [], "running-app"))
+        rule = gate.add({"type": "down", "client_id": "running-app"})
+        try:
+            s.sendall(metadata_v1_topics(2, [], "running-app"))
+            got, closed = recv_all_until_closed(s, 5)
+        except (BrokenPipeError, ConnectionResetError):
+            got, closed = b"", True
+    assert closed and got == b"", (
+        f"the open connection was not closed at its next request (got {len(got)} bytes back, "
+        f"injected={gate.injected(rule['id'])})")
+
+
 # ---------------------------------------------------------------------------------------------
 # reset
 
