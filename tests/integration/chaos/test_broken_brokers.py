@@ -167,3 +167,26 @@ def test_first_error_rule_wins(gate, cluster):
     gate.remove(first["id"])
     assert produce(p, "a1", values("y", 3)).error_codes() == \
         [KafkaError.TOPIC_AUTHORIZATION_FAILED] * 3
+
+
+def test_lost_ack_sequence_checked_producer_stores_once(gate, cluster):
+    """docs/chaos.md: with lost-ack, an idempotent producer's retries are dropped by the broker
+    as duplicates. (The dev cluster checks sequences for transactional producers only, so the
+    test uses one.) One request in two loses its ack; every message ends up stored once."""
+    rule = gate.add({"type": "broken-brokers", "topic": "a1", "mode": "lost-ack", "rate": 50,
+                     "errors": {"produce": "NOT_ENOUGH_REPLICAS"}})
+    p = producer(gate.bootstrap, client_id="txn", **{
+        "transactional.id": "chaos-lost-ack-" + str(time.monotonic_ns()),
+        "retry.backoff.ms": 10})
+    p.init_transactions(30)
+    p.begin_transaction()
+    sent = values("txn", 40)
+    d = Deliveries()
+    for v in sent:  # one request per message: 40 rolls
+        p.produce("a1", v, on_delivery=d)
+        assert p.flush(60) == 0
+    p.commit_transaction(30)
+    assert not d.errors, d.errors[:3]
+    assert gate.injected(rule["id"]) >= 1
+    assert read_topic(cluster.bootstrap, "a1", 1, **{"isolation.level": "read_committed"}
+                      ).values == sent

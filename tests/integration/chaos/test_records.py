@@ -201,3 +201,19 @@ def test_schema_id_on_produce(gate, cluster):
     assert [struct.unpack(">i", v[1:5])[0] for v in stored] == [-1] * len(framed)
     assert [v[5:] for v in stored] == [v[5:] for v in framed]
     assert read_topic(cluster.bootstrap, "b1", 1).values == framed
+
+
+def test_duplicate_on_produce_sequence_checked_producer_is_protected(gate, cluster):
+    """docs/chaos.md: idempotent producers are protected by the broker's sequence check. (The
+    dev cluster checks sequences for transactional producers only, so the test uses one.)"""
+    rule = gate.add({"type": "duplicate-records", "topic": "a1", "on": "produce"})
+    p = producer(gate.bootstrap, client_id="txn",
+                 **{"transactional.id": "chaos-dup-" + str(time.monotonic_ns())})
+    p.init_transactions(30)
+    p.begin_transaction()
+    sent = values("txn", 20)
+    produce_ok(p, "a1", sent)
+    p.commit_transaction(30)
+    assert gate.injected(rule["id"]) >= 1
+    assert read_topic(cluster.bootstrap, "a1", 1, **{"isolation.level": "read_committed"}
+                      ).values == sent
