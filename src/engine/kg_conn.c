@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "engine/kg_reaper.h"
 #include "engine/kg_worker.h"
 #include "engine/kg_wire.h"
 #include "kp_msgs.h"
@@ -278,8 +279,8 @@ void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
         kg_loop_timer_cancel(c->loop, timers[i]);
     /* Closing is on the switch's critical path (thousands at once): close() alone also takes
-     * the fd out of epoll, and the backend socket is closed by kg_conn_free, after the current
-     * batch: once the connection is CLOSED nothing more is read or forwarded on it. */
+     * the fd out of epoll, and the backend socket goes to the reaper thread from kg_conn_free,
+     * after the current batch: once CLOSED nothing more is read or forwarded on it. */
     kg_loop_io_forget(&c->client_io);
     close(c->client_io.fd);
     c->client_io.fd = -1;
@@ -292,7 +293,7 @@ void kg_conn_free(kg_conn *c)
 {
     if (c->backend_io.fd >= 0) {
         kg_loop_io_forget(&c->backend_io);
-        close(c->backend_io.fd);
+        kg_reaper_close(c->gw->reaper, c->backend_io.fd);
     }
     while (c->q_len)
         queue_pop(c);

@@ -15,6 +15,7 @@
 #include "chaos/kg_chaos.h"
 #include "chaos/kg_experiment.h"
 #include "engine/kg_loop.h"
+#include "engine/kg_reaper.h"
 #include "engine/kg_worker.h"
 #include "route/kg_vcmetrics.h"
 #include "state/kg_store.h"
@@ -599,6 +600,9 @@ static int gateway_init_state(kg_gateway *gw)
 
 static int gateway_start_threads(kg_gateway *gw)
 {
+    gw->reaper = kg_reaper_start();
+    if (!gw->reaper)
+        return -1;
     gw->workers = calloc((size_t)gw->cfg->workers, sizeof(*gw->workers));
     if (!gw->workers)
         return -1;
@@ -657,6 +661,7 @@ void kg_gateway_stop(kg_gateway *gw)
     uint64_t deadline = kg_now_us() + (uint64_t)gw->cfg->drain_timeout_ms * 1000u;
     for (int i = 0; i < gw->n_workers; i++)
         kg_worker_drain_and_join(gw->workers[i], deadline);
+    kg_reaper_stop(gw->reaper); /* after the workers: they hand it sockets until they exit */
     if (gw->probe_started) {
         pthread_mutex_lock(&gw->probe_lock);
         pthread_cond_broadcast(&gw->probe_cond);

@@ -23,6 +23,7 @@ typedef struct kg_worker kg_worker;
 typedef struct kg_store kg_store;
 typedef struct kg_chaos kg_chaos;
 typedef struct kg_experiments kg_experiments;
+typedef struct kg_reaper kg_reaper;
 typedef struct kg_metrics kg_metrics;
 typedef struct kg_vc_metrics kg_vc_metrics;
 
@@ -49,6 +50,7 @@ typedef struct kg_gateway {
     kg_vcluster *vclusters;
     kg_worker **workers;
     int n_workers;
+    kg_reaper *reaper; /* closes the backend sockets of closed connections */
 
     kg_store *store;
     kg_metrics *metrics;
