@@ -5,7 +5,9 @@ import time
 
 import pytest
 
-from explib import (ProducerApp, audit_of, base_drill, get_experiment, report_json, report_md,
+from kghelpers import wait_for
+
+from explib import (ConsumerApp, ProducerApp, audit_of, base_drill, get_experiment, report_json, report_md,
                     rule_ids, start_experiment, wait_ended)
 
 
@@ -117,6 +119,43 @@ def test_produce_throughput_abort_on_a_slowed_producer(gate, cluster):
     assert app.errors() == [], [d.error for d in app.errors()[:5]]
 
 
+def test_commit_stall_abort_when_the_consumer_group_falls_behind(gate, cluster):
+    """Fetch errors starve the consumer group while the producer keeps producing: the group
+    stops committing (it falls behind) and group_commit_stalled_for trips."""
+    app = ProducerApp(gate.bootstrap, "app3", client_id="exp-app", rate=100, **{
+        "enable.idempotence": False}).start()
+    reader = ConsumerApp(gate.bootstrap, "app3", group="exp-readers").start()
+    try:
+        app.wait_acked(20)
+        wait_for(lambda: reader.commits >= 3, 60, 0.1, "the consumer group to commit")
+        drill = base_drill(
+            "consumers cannot fetch", duration="10m", baseline="3s",
+            rules=[{"type": "broken-brokers", "topic": "app3", "rate": 100,
+                    "errors": {"fetch": "NOT_LEADER_OR_FOLLOWER"}}],
+            abort={"group_commit_stalled_for": "3s", "window": "2s"})
+        exp_id = start_experiment(gate, drill)["id"]
+        rec = wait_ended(gate, exp_id, timeout=90)
+        assert_abort_recorded(gate, exp_id, rec, "group_commit_stalled_for")
+        assert_rules_gone(gate, exp_id, rec)
+        ab = rec["abort"]
+        assert ab["observed"] >= ab["threshold"], ab
+        assert rec["baseline"]["commit_requests"] > 0, rec["baseline"]
+        # Producers kept producing; the consumers were failed.
+        assert ab["window"]["produce_requests"] > 0 and ab["window"]["commit_requests"] == 0, ab
+        assert rec["during"]["fetch_errors"] > 0 and rec["during"]["produce_errors"] == 0, \
+            rec["during"]
+
+        # The group catches up and commits again once the rule is gone.
+        commits = reader.commits
+        consumed = reader.consumed
+        wait_for(lambda: reader.commits > commits + 2 and reader.consumed > consumed, 60, 0.1,
+                 "the consumer group to commit again")
+    finally:
+        app.stop()
+        reader.stop()
+    assert reader.commit_errors == [], reader.commit_errors[:5]
+
+
 @pytest.mark.parametrize("rule", [
     {"type": "timeout", "direction": "upstream"},
     {"type": "bandwidth", "kib_per_s": 1, "direction": "upstream"},
@@ -131,7 +170,7 @@ def test_tcp_fault_slows_a_connected_producer_below_its_baseline(gate, cluster, 
     first request only, so the rule matches none of the producer's connections (matched 0,
     injected 0) and the drill completes as if nothing had been injected."""
     app = ProducerApp(gate.bootstrap, "app3", client_id="exp-sync", sync=True, pause=0.002, **{
-        "linger.ms": 0, "message.timeout.ms": 120000, "socket.timeout.ms": 60000}).start()
+        "linger.ms": 0, "message.timeout.ms": 120000}).start()
     try:
         app.wait_acked(50)
         drill = base_drill(
