@@ -272,6 +272,7 @@ class _ConnCapture:
         self.pending.append((corr, key, ver, frame))
 
     def on_response(self, frame):
+        """Records the exchange; returns the frame to pass on (see Relay.rewrite_response)."""
         corr = struct.unpack(">i", frame[:4])[0] if len(frame) >= 4 else None
         # Requests without a response (Produce acks=0) are skipped by matching correlation ids.
         while self.pending and self.pending[0][0] != corr:
@@ -280,8 +281,11 @@ class _ConnCapture:
         if self.pending:
             c, k, v, req = self.pending.popleft()
             self.relay.record(Exchange(k, v, c, req, frame), self.listen_port)
+            if self.relay.rewrite_response:
+                return self.relay.rewrite_response(k, v, frame)
         else:
             self.relay.record_raw("resp", frame)
+        return frame
 
 
 class _FrameSplitter:
@@ -304,11 +308,14 @@ class Relay:
     """Listens on (listen_host, port) for each port in `routes` and forwards to routes[port].
 
     Runs an asyncio loop in a thread. Every exchange is appended to self.exchanges as
-    (listen_port, Exchange); unmatched frames go to self.raw."""
+    (listen_port, Exchange) with the bytes as the upstream sent them; unmatched frames go to
+    self.raw. rewrite_response(api_key, api_version, frame) -> frame, when given, changes what
+    the client receives (the recorded bytes stay the upstream's)."""
 
-    def __init__(self, listen_host, routes):
+    def __init__(self, listen_host, routes, rewrite_response=None):
         self.listen_host = listen_host
         self.routes = dict(routes)
+        self.rewrite_response = rewrite_response
         self.exchanges = []
         self.raw = []
         self.lock = threading.Lock()
@@ -369,6 +376,28 @@ class Relay:
             except Exception:
                 pass
 
+    async def _pump_responses(self, reader, writer, cap):
+        """Upstream to client, frame by frame, so a response can be rewritten."""
+        out = []
+        splitter = _FrameSplitter(lambda f: out.append(cap.on_response(f)))
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                splitter.feed(data)
+                for frame in out:
+                    writer.write(struct.pack(">i", len(frame)) + frame)
+                out.clear()
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            try:
+                writer.close()
+            except Exception:
+                pass
+
     async def _handle(self, client_r, client_w, port, target):
         try:
             up_r, up_w = await asyncio.open_connection(target[0], target[1])
@@ -378,15 +407,22 @@ class Relay:
         cap = _ConnCapture(self, port)
         await asyncio.gather(
             self._pump(client_r, up_w, _FrameSplitter(cap.on_request)),
-            self._pump(up_r, client_w, _FrameSplitter(cap.on_response)))
+            self._pump_responses(up_r, client_w, cap))
+
+    async def _shutdown(self):
+        for srv in self.servers:
+            srv.close()
+        tasks = [t for t in asyncio.all_tasks(self.loop) if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.loop.stop()
 
     def stop(self):
-        def _close():
-            for s in self.servers:
-                s.close()
-            self.loop.stop()
-        self.loop.call_soon_threadsafe(_close)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop)
         self.thread.join(10)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 # ---------------------------------------------------------------------------------------------
