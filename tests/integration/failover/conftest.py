@@ -15,7 +15,7 @@ from fohelpers import FAILOVER_DIR, SWITCH_TIMINGS, DevCluster, Kgate, tail
 
 # Topics every dev cluster of these tests has, on both sides with the same partition counts.
 TOPICS = {"fo-kcat": 3, "fo-confluent": 3, "fo-kafka-python": 3, "fo-kafkajs": 3,
-          "fo-platformatic": 3, "fo-runbook": 3, "fo-misc": 3}
+          "fo-platformatic": 3, "fo-runbook": 3, "fo-misc": 3, "fo-pos": 1}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -169,6 +169,17 @@ class DevCluster:
         finally:
             c.close()
 
+    def fill(self, topic, per_partition, prefix="filler"):
+        """Writes per_partition records to every partition of topic, straight to this cluster."""
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": self.bootstrap, "broker.address.family": "v4",
+                      "linger.ms": 5, "log_level": 3})
+        for partition in range(self.topics[topic]):
+            for i in range(per_partition):
+                p.produce(topic, value=f"{prefix}-{partition}-{i}", partition=partition)
+            p.poll(0)
+        assert p.flush(30) == 0, f"{self.name}: filling {topic} did not complete"
+
     def seqs(self, topic, run_id):
         """{seq: [(partition, offset), ...]} of the messages of run run_id stored on this cluster."""
         out = {}

@@ -13,6 +13,8 @@ import time
 
 from fohelpers import SWITCH_TIMINGS, print_flush, seq_of, tail
 
+FILL_PER_PARTITION = 400
+
 
 def wait_until(predicate, timeout, what, diagnostics, interval=0.1):
     """Polls predicate (a bounded wait, never a timing assertion); on timeout, fails with what
@@ -112,8 +114,7 @@ class Scenario:
         wait_until(lambda: acked_after <= set(run.received()), self.wait_seconds,
                    f"{run.kind}'s consumer group to receive the {len(acked_after)} messages "
                    f"acknowledged on {new.name}",
-                   lambda: f"not received: {sorted(acked_after - set(run.received()))[:20]}\n"
-                           + self.diagnostics())
+                   lambda: self.missing_report(run, acked_after, new, t_call))
 
         timing = self._timing(run, action, old, new, t_call, t_ret, on_new, body)
         SWITCH_TIMINGS.append(timing)
@@ -124,6 +125,19 @@ class Scenario:
                     f"{timing['nacks']} produce errors, "
                     f"{timing['consumer_restarts']} consumer replacements so far")
         return timing
+
+    def missing_report(self, run, expected, cluster, since):
+        """Which expected messages the group did not receive, where they are stored, and what
+        the group received from those partitions since the switch."""
+        missing = sorted(expected - set(run.received()))
+        stored = cluster.seqs(run.topic, run.run_id)
+        where = {s: stored.get(s) for s in missing[:20]}
+        partitions = {p for s in missing[:20] for p, _ in stored.get(s, ())}
+        receipts = [(s, round(t - since, 3), p, o) for s, t, p, o in run.receipts_since(since)
+                    if p in partitions]
+        return (f"not received: {missing[:20]}\nstored on {cluster.name} at: {where}\n"
+                f"receipts since the switch (seq, s after the call, partition, offset) from those "
+                f"partitions: {receipts[:60]}\n" + self.diagnostics())
 
     def _records_beyond(self, cluster, run, ends):
         sent = run.sent_times()
@@ -158,10 +172,12 @@ class Scenario:
             wait_until(lambda: stored <= set(r.received()), self.wait_seconds,
                        f"{r.kind}'s consumer group to receive every message stored on "
                        f"{cluster_name}",
-                       lambda: f"never received: {sorted(stored - set(r.received()))[:30]}\n"
-                               + self.diagnostics())
+                       lambda: self.missing_report(r, stored, cluster, 0))
 
     def run(self, steps=(("failover", "west"), ("failback", "east"))):
+        first = self.clusters[self.kgate.vcluster_status(self.vcluster)["active"]]
+        for topic in {r.topic for r in self.runs}:
+            first.fill(topic, FILL_PER_PARTITION)
         for r in self.runs:
             r.start()
         try:
