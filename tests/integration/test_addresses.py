@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient, KafkaConsumer
 
-from kghelpers import (INTEGRATION_DIR, KGATE_PORTS, Relay, backend_address_hits, load_api_names,
+from kghelpers import (INTEGRATION_DIR, KGATE_PORTS, ROOT, Relay, backend_address_hits, load_api_names,
                        recv_frame, run)
 
 RELAY_HOST = "127.0.0.2"
@@ -76,6 +76,12 @@ def drive_librdkafka(bootstrap, topic, group):
     AdminClient(dict(RDK, **{"bootstrap.servers": bootstrap})).list_topics(timeout=15)
 
 
+def drive_librdkafka_212(bootstrap, topic, group):
+    client = os.path.join(ROOT, "build", "deps", "rdk-client-2.12")
+    run([client, "produce", "-b", bootstrap, "-t", topic, "-n", "50", "-p", "rdk212"], 90)
+    run([client, "consume", "-b", bootstrap, "-t", topic, "-g", group + "-212", "-n", "50"], 120)
+
+
 def drive_kafka_python(bootstrap, topic, group):
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
     admin.describe_cluster()
@@ -105,6 +111,7 @@ def test_no_response_carries_a_backend_address(kgate_factory):
     group = "addr-" + uuid.uuid4().hex[:6]
     try:
         drive_librdkafka(bootstrap, "addr3", group)
+        drive_librdkafka_212(bootstrap, "addr3", group)
         drive_kafka_python(bootstrap, "addr3", group)
         drive_kafkajs(bootstrap, "addr3", group)
     finally:

@@ -73,6 +73,23 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
     return 0;
 }
 
+/* -X key=value settings; applied last so they override the defaults here. */
+static int apply_overrides(rd_kafka_conf_t *conf, const client_args *a)
+{
+    for (int i = 0; i < a->n_overrides; i++) {
+        char key[256];
+        const char *eq = strchr(a->overrides[i], '=');
+        if (!eq || (size_t)(eq - a->overrides[i]) >= sizeof(key)) {
+            fprintf(stderr, "rdk-client: -X %s: expected key=value\n", a->overrides[i]);
+            return -1;
+        }
+        memcpy(key, a->overrides[i], (size_t)(eq - a->overrides[i]));
+        key[eq - a->overrides[i]] = '\0';
+        if (conf_set(conf, key, eq + 1) != 0) return -1;
+    }
+    return 0;
+}
+
 static rd_kafka_conf_t *make_conf(const client_args *a)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -80,19 +97,7 @@ static rd_kafka_conf_t *make_conf(const client_args *a)
     rc |= conf_set(conf, "client.id", "kgate-it-rdk-2.12");
     rc |= conf_set(conf, "broker.address.family", "v4");
     rc |= conf_set(conf, "socket.timeout.ms", "10000");
-    for (int i = 0; i < a->n_overrides && rc == 0; i++) {
-        char key[256];
-        const char *eq = strchr(a->overrides[i], '=');
-        if (!eq || (size_t)(eq - a->overrides[i]) >= sizeof(key)) {
-            fprintf(stderr, "rdk-client: -X %s: expected key=value\n", a->overrides[i]);
-            rc = -1;
-            break;
-        }
-        memcpy(key, a->overrides[i], (size_t)(eq - a->overrides[i]));
-        key[eq - a->overrides[i]] = '\0';
-        rc |= conf_set(conf, key, eq + 1);
-    }
-    if (rc != 0) {
+    if (rc != 0 || apply_overrides(conf, a) != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -179,8 +184,12 @@ static int run_consume(const client_args *a)
 {
     rd_kafka_conf_t *conf = make_conf(a);
     if (!conf) return 2;
+    /* A short session: librdkafka's mock keeps an emptied group waiting for its last session
+     * timeout before a new member's join completes (45 s with the default). -X overrides. */
     if (conf_set(conf, "group.id", a->group) || conf_set(conf, "auto.offset.reset", "earliest") ||
-        conf_set(conf, "enable.auto.commit", "false")) {
+        conf_set(conf, "enable.auto.commit", "false") ||
+        conf_set(conf, "session.timeout.ms", "6000") ||
+        conf_set(conf, "heartbeat.interval.ms", "500") || apply_overrides(conf, a)) {
         rd_kafka_conf_destroy(conf);
         return 2;
     }
