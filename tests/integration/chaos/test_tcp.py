@@ -147,7 +147,7 @@ def test_timeout_stalls_requests_until_removed(gate, cluster):
 
     # librdkafka: every message times out...
     p = producer(gate.bootstrap, client_id="stall-1",
-                 **{"socket.timeout.ms": 1000, "message.timeout.ms": 4000})
+                 **{"socket.timeout.ms": 1000, "message.timeout.ms": 5000})
     d = Deliveries()
     for v in values("s", 5):
         p.produce("a1", v, on_delivery=d)
