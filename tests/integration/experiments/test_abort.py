@@ -5,10 +5,9 @@ import time
 
 import pytest
 
-from kghelpers import wait_for
-
-from explib import (ConsumerApp, ProducerApp, audit_of, base_drill, get_experiment, report_json, report_md,
+from explib import (ConsumerApp, ProducerApp, audit_of, base_drill, report_json, report_md,
                     rule_ids, start_experiment, wait_ended)
+from kghelpers import wait_for
 
 
 def assert_rules_gone(gate, exp_id, rec):

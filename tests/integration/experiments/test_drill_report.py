@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError
 
 from kghelpers import wait_for
 from explib import (REPORT_SECTIONS, ConsumerApp, ProducerApp, audit_of, base_drill,
-                    get_experiment, report_json, report_md, rule_ids, start_experiment,
+                    report_json, report_md, rule_ids, start_experiment,
                     wait_ended)
 
 RATE = 30
