@@ -8,7 +8,7 @@ import subprocess
 from confluent_kafka import KafkaError
 
 from chaoslib import produce, strict_producer, values
-from conftest import KGATE_BIN
+from chaosgate import KGATE_BIN
 from kghelpers import wait_for
 
 NER = {"errors": {"produce": "NOT_ENOUGH_REPLICAS"}}

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 from chaoslib import produce, produce_ok, read_topic, strict_producer, values
-from conftest import KGATE_BIN
+from chaosgate import KGATE_BIN
 
 NER = {"errors": {"produce": "NOT_ENOUGH_REPLICAS"}}
 

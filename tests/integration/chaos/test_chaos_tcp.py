@@ -10,8 +10,8 @@ import time
 
 from confluent_kafka import KafkaError
 
-from chaoslib import (Deliveries, fastest_metadata, metadata_v1_topics, produce, produce_ok,
-                      producer, read_topic, recv_all_until_closed, values)
+from chaoslib import (Deliveries, fastest_metadata, metadata_v1_topics, produce_ok, producer,
+                      read_topic, recv_all_until_closed, values)
 from kghelpers import round_trip, wait_for
 
 

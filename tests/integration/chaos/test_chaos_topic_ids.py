@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from chaoslib import produce_ok, producer, values
-from conftest import ChaosGate, DevCluster
+from chaosgate import ChaosGate, DevCluster
 from kghelpers import ROOT, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
