@@ -275,7 +275,8 @@ void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
         kg_vcm_unanswered(c->vc->metrics, queue_at(c, i)->api_key);
     c->state = KG_CONN_CLOSED;
     kg_timer *timers[] = {&c->connect_timer, &c->request_timer, &c->response_timer,
-                          &c->shape_timer[0], &c->shape_timer[1], &c->reset_timer};
+                          &c->shape_timer[0], &c->shape_timer[1], &c->reset_timer,
+                          &c->recheck_timer};
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
         kg_loop_timer_cancel(c->loop, timers[i]);
     /* Closing is on the switch's critical path (thousands at once): close() alone also takes
@@ -339,20 +340,6 @@ static kg_chaos_conn conn_chaos_view(kg_conn *c)
     return v;
 }
 
-/* Re-takes the rule snapshot when the rules changed. Returns 1 when some rules exist. */
-static int conn_chaos_refresh(kg_conn *c)
-{
-    kg_chaos *ch = c->gw->chaos;
-    uint64_t gen = kg_chaos_generation(ch);
-    if (!c->chaos || gen != c->chaos_gen) {
-        if (c->chaos)
-            kg_chaos_release(c->chaos);
-        c->chaos_gen = gen;
-        c->chaos = kg_chaos_acquire(ch);
-    }
-    return !kg_chaos_set_empty(c->chaos);
-}
-
 static void conn_reset_now(kg_loop *loop, void *arg)
 {
     kg_conn *c = arg;
@@ -364,13 +351,18 @@ static void conn_reset_now(kg_loop *loop, void *arg)
 
 static void conn_shape_flush(kg_loop *loop, void *arg);
 
-/* Applies the TCP faults of the current rules. Returns -1 when the connection was closed. */
+/* A connection under TCP faults may be frozen or idle, with no request to notice that the
+ * rules changed: it looks again this often. */
+#define KG_CHAOS_RECHECK_US 250000u
+
+/* Applies the TCP faults of the current snapshot (none clears them). Returns -1 when the
+ * connection was closed. */
 static int conn_chaos_tcp(kg_conn *c)
 {
     kg_chaos_conn view = conn_chaos_view(c);
     kg_chaos_tcp tcp = {0};
-    if (!conn_chaos_refresh(c) || !kg_chaos_tcp_faults(c->chaos, &view, &tcp))
-        return 0;
+    if (!kg_chaos_tcp_faults(c->chaos, &view, &tcp))
+        memset(&tcp, 0, sizeof(tcp));
     if (tcp.faults & KG_CHAOS_TCP_DOWN) {
         kg_conn_close(c, KG_LOG_INFO, "chaos down");
         return -1;
@@ -378,6 +370,8 @@ static int conn_chaos_tcp(kg_conn *c)
     uint64_t now = kg_now_us();
     if ((tcp.faults & KG_CHAOS_TCP_RESET) && !(c->tcp.faults & KG_CHAOS_TCP_RESET))
         kg_loop_timer_at(c->loop, &c->reset_timer, now + (uint64_t)tcp.reset_after_ms * 1000u);
+    else if (!(tcp.faults & KG_CHAOS_TCP_RESET))
+        kg_loop_timer_cancel(c->loop, &c->reset_timer);
     for (int side = 0; side < 2; side++) {
         int shaped = (tcp.faults & (KG_CHAOS_TCP_BANDWIDTH | KG_CHAOS_TCP_SLICER)) &&
                      (tcp.directions & side_direction(side));
@@ -387,7 +381,29 @@ static int conn_chaos_tcp(kg_conn *c)
                       tcp.slice_delay_us, now);
     }
     c->tcp = tcp;
+    if (tcp.faults)
+        kg_loop_timer_at(c->loop, &c->recheck_timer, now + KG_CHAOS_RECHECK_US);
+    else
+        kg_loop_timer_cancel(c->loop, &c->recheck_timer);
     return 0;
+}
+
+/* Re-takes the rule snapshot when the rules changed and re-applies the TCP faults, so rules
+ * added or removed reach connections that are already open. Returns -1 when the connection was
+ * closed, else 1 when some rules exist and 0 when none do. */
+static int conn_chaos_sync(kg_conn *c)
+{
+    kg_chaos *ch = c->gw->chaos;
+    uint64_t gen = kg_chaos_generation(ch);
+    if (!c->chaos || gen != c->chaos_gen) {
+        if (c->chaos)
+            kg_chaos_release(c->chaos);
+        c->chaos_gen = gen;
+        c->chaos = kg_chaos_acquire(ch);
+        if (conn_chaos_tcp(c) < 0)
+            return -1;
+    }
+    return !kg_chaos_set_empty(c->chaos);
 }
 
 /* Writes what pacing allows of a shaped side's output, then sleeps until more is allowed. */
@@ -650,7 +666,10 @@ static int conn_take_request(kg_conn *c)
         kg_buf_consume(&c->req_in, 4 + (size_t)size);
         return conn_answer_apiversions(c, &rq, &ranges) < 0 ? -1 : 1;
     }
-    if (conn_chaos_refresh(c)) {
+    int with_rules = conn_chaos_sync(c);
+    if (with_rules < 0)
+        return -1;
+    if (with_rules) {
         rc = conn_chaos_request(c, &rq, p, (uint32_t)size, complete);
         if (rc == 1) {
             kg_vcm_request(c->vc->metrics, rq.api_key);
@@ -991,6 +1010,22 @@ static void conn_release_response(kg_loop *loop, void *arg)
     conn_after_io(c);
 }
 
+static void conn_chaos_recheck(kg_loop *loop, void *arg)
+{
+    kg_conn *c = arg;
+    if (conn_chaos_sync(c) < 0)
+        return;
+    if (c->tcp.faults && c->recheck_timer.heap_index < 0)
+        kg_loop_timer_in(loop, &c->recheck_timer, KG_CHAOS_RECHECK_US);
+    /* A side that is no longer frozen or shaped has bytes waiting, and may read again. */
+    if (conn_flush(c, TO_BACKEND) < 0 || conn_flush(c, TO_CLIENT) < 0)
+        return;
+    conn_process_requests(c);
+    if (c->state != KG_CONN_CLOSED)
+        conn_process_responses(c);
+    conn_after_io(c);
+}
+
 static void conn_shape_flush(kg_loop *loop, void *arg)
 {
     kg_conn *c = arg;
@@ -1172,6 +1207,7 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
     kg_timer_init(&c->shape_timer[0], conn_shape_flush, c);
     kg_timer_init(&c->shape_timer[1], conn_shape_flush, c);
     kg_timer_init(&c->reset_timer, conn_reset_now, c);
+    kg_timer_init(&c->recheck_timer, conn_chaos_recheck, c);
     kg_chaos_action_init(&c->held.action);
     int one = 1;
     setsockopt(client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1185,7 +1221,7 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
 
 void kg_conn_start(kg_conn *c)
 {
-    if (conn_chaos_tcp(c) < 0)
+    if (conn_chaos_sync(c) < 0)
         return;
     conn_connect_next(c);
 }

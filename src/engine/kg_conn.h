@@ -100,6 +100,7 @@ typedef struct kg_conn {
     kg_shape shape[2];     /* bandwidth / slicer per side */
     kg_timer shape_timer[2];
     kg_timer reset_timer;
+    kg_timer recheck_timer; /* re-reads the rules while TCP faults apply */
 } kg_conn;
 
 kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd,
