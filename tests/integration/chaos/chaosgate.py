@@ -1,40 +1,28 @@
-"""kgate with chaos for the tests: ChaosGate (kgate in front of a dev cluster, with any number
-of virtual clusters, an optional `chaos:` list in its file, and the admin API at hand), and what
-the chaos tests reuse from the integration conftest (DevCluster, DIRECT, KGATE_BIN).
+"""kgate with chaos for the tests: DevCluster (librdkafka's mock cluster), ChaosGate (kgate in
+front of it, with any number of virtual clusters, an optional `chaos:` list in its file, and the
+admin API at hand), and the kgate binary they run.
 
-A plain module (not conftest.py) so that test modules can import it by a unique name."""
+A plain module (not conftest.py) so that test modules can import it by a unique name.
 
-import importlib.util
+KGATE_BIN (default build/kgate) is the kgate under test. The session works on a private copy
+(private_kgate()): other work rebuilding build/kgate mid-run must not make tests fail."""
+
 import json
 import os
+import shutil
 import signal
-import sys
+import subprocess
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from kghelpers import INTEGRATION_DIR, Proc, free_port_range, wait_for, wait_port_open
+from kghelpers import ROOT, Proc, free_port_range, wait_for, wait_port_open
 
-
-def _integration_conftest():
-    """The parent directory's conftest module (DevCluster, DIRECT, KGATE_BIN), as pytest loaded
-    it; loaded from its file under another name when it cannot be found (pytest imports every
-    conftest.py as the module "conftest", so a later one replaces it in sys.modules)."""
-    want = os.path.join(INTEGRATION_DIR, "conftest.py")
-    for mod in list(sys.modules.values()):
-        if os.path.abspath(getattr(mod, "__file__", "") or "") == want:
-            return mod
-    spec = importlib.util.spec_from_file_location("kgate_integration_conftest", want)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_base = _integration_conftest()
-DevCluster = _base.DevCluster
-DIRECT = _base.DIRECT
-KGATE_BIN = _base.KGATE_BIN
+DIRECT = os.environ.get("KGATE_TEST_DIRECT") == "1"
+KGATE_BIN = os.environ.get("KGATE_BIN", os.path.join(ROOT, "build", "kgate"))
+DEV_CLUSTER_212 = os.path.join(ROOT, "build", "deps", "dev-cluster-2.12")
 
 CLUSTER_VERSIONS = [v.strip() for v in os.environ.get("KGATE_CHAOS_CLUSTERS", "2.0.2").split(",")
                     if v.strip()]
@@ -42,6 +30,58 @@ CLUSTER_VERSIONS = [v.strip() for v in os.environ.get("KGATE_CHAOS_CLUSTERS", "2
 CHAOS_TOPICS = ["a6:6", "b6:6", "a3:3", "b3:3", "a1:1", "b1:1", "c1:1",
                 "orders.eu:3", "orders.us:3", "xorders:3"]
 VC_PORTS = 34  # bootstrap + node ids 0..31 (the default node_ids) + one spare
+
+
+# ---------------------------------------------------------------------------------------------
+# Binaries and dev clusters
+
+
+def _works(binary):
+    try:
+        return subprocess.run([binary, "version"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=10).returncode == 0
+    except OSError:
+        return False
+
+
+def private_kgate(directory, wait=120):
+    """Copies KGATE_BIN into DIRECTORY (waiting up to WAIT seconds while a build replaces it)
+    and makes the copy the binary every later DevCluster and ChaosGate runs."""
+    global KGATE_BIN
+    deadline = time.monotonic() + wait
+    while not _works(KGATE_BIN):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{KGATE_BIN} is not a working kgate (make build, or set KGATE_BIN)")
+        time.sleep(1)
+    copy = os.path.join(str(directory), "kgate")
+    shutil.copy2(KGATE_BIN, copy)
+    KGATE_BIN = copy
+    return copy
+
+
+class DevCluster:
+    """A running dev cluster: .bootstrap "host:port,...". Version "2.0.2" is `kgate dev-cluster`
+    (Debian's librdkafka), "2.12" the build scripts/test-setup makes (a modern-protocol broker)."""
+
+    def __init__(self, version, tmp_path, topics=CHAOS_TOPICS, brokers=3, name="east"):
+        if version == "2.0.2":
+            argv = [KGATE_BIN, "dev-cluster"]
+        elif version == "2.12":
+            if not os.access(DEV_CLUSTER_212, os.X_OK):
+                pytest.fail(f"{DEV_CLUSTER_212} missing: run scripts/test-setup")
+            argv = [DEV_CLUSTER_212]
+        else:
+            pytest.fail(f"unknown dev cluster version {version!r}")
+        argv += ["--brokers", str(brokers)]
+        for t in topics:
+            argv += ["--topic", t]
+        self.version = version
+        self.proc = Proc(argv, os.path.join(str(tmp_path), f"dev-cluster-{name}.stderr"))
+        self.bootstrap = self.proc.read_stdout_line(timeout=20)
+
+    def stop(self):
+        rc = self.proc.terminate()
+        assert rc == 0, f"dev-cluster exit code {rc}; stderr:\n{self.proc.stderr_text()[-3000:]}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,6 +107,7 @@ class ChaosGate:
     """
 
     def __init__(self, cluster, tmp_path, vclusters=("default",), chaos=None, extra=""):
+        self.kgate_bin = KGATE_BIN
         self.cluster = cluster
         self.tmp_path = str(tmp_path)
         self.vclusters = list(vclusters)
@@ -103,7 +144,7 @@ class ChaosGate:
         n = len([f for f in os.listdir(self.tmp_path) if f.startswith("kgate") and
                  f.endswith(".stderr")])
         self.stderr_path = os.path.join(self.tmp_path, f"kgate{n}.stderr")
-        self.proc = Proc([KGATE_BIN, "serve", "-c", self.config_path], self.stderr_path,
+        self.proc = Proc([self.kgate_bin, "serve", "-c", self.config_path], self.stderr_path,
                          stdout=None)
         for vc in self.vclusters:
             if not wait_port_open("127.0.0.1", self.ports[vc], 20, alive=self.proc.alive):

@@ -4,12 +4,19 @@ virtual clusters, an optional `chaos:` list in its config file, and the admin AP
 Chaos needs kgate, so with KGATE_TEST_DIRECT=1 every test here is skipped.
 
 KGATE_CHAOS_CLUSTERS (default "2.0.2") chooses the dev cluster builds the tests run against,
-comma-separated, from the parent conftest's CLUSTER_VERSIONS.
+comma-separated: 2.0.2 and/or 2.12.
 """
 
 import pytest
 
+import chaosgate
 from chaosgate import CHAOS_TOPICS, CLUSTER_VERSIONS, DIRECT, ChaosGate, DevCluster
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_kgate(tmp_path_factory):
+    if not DIRECT:
+        chaosgate.private_kgate(tmp_path_factory.mktemp("chaos-bin"))
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,6 @@ import subprocess
 from confluent_kafka import KafkaError
 
 from chaoslib import produce, strict_producer, values
-from chaosgate import KGATE_BIN
 from kghelpers import wait_for
 
 NER = {"errors": {"produce": "NOT_ENOUGH_REPLICAS"}}
@@ -91,7 +90,7 @@ def test_check_names_the_bad_rule(gate_factory, cluster, tmp_path):
                               {"type": "latency", "topic": "a1"}])
     path = tmp_path / "check.yaml"
     path.write_text(text)
-    cp = subprocess.run([KGATE_BIN, "check", "-c", str(path)], stdout=subprocess.PIPE,
+    cp = subprocess.run([gate.kgate_bin, "check", "-c", str(path)], stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE, timeout=30)
     out = (cp.stdout + cp.stderr).decode()
     assert cp.returncode != 0, out
