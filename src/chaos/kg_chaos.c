@@ -358,8 +358,10 @@ int kg_chaos_add(kg_chaos *ch, json_t *rule, const char *actor, json_t **rule_ou
     return 0;
 }
 
-int kg_chaos_remove(kg_chaos *ch, const char *id, const char *actor)
+int kg_chaos_remove_final(kg_chaos *ch, const char *id, const char *actor, json_t **final)
 {
+    if (final)
+        *final = NULL;
     pthread_mutex_lock(&ch->lock);
     int i = find_rule(ch, id);
     if (i < 0) {
@@ -367,15 +369,23 @@ int kg_chaos_remove(kg_chaos *ch, const char *id, const char *actor)
         return 1;
     }
     kg_chaos_rule *r = take_rule(ch, i);
+    /* Unpublished first: from here on no new decision sees the rule. */
+    publish(ch);
     if (ch->store && !r->from_config && kg_store_delete_rule(ch->store, id) < 0)
         kg_error("chaos: cannot delete rule %s from the state store", id);
-    publish(ch);
     kg_info("chaos: rule %s (%s) removed by %s", id, kg_chaos_type_name(r->type),
             actor ? actor : "unknown");
     audit(ch, "chaos.rule.remove", r, actor);
     pthread_mutex_unlock(&ch->lock);
+    if (final)
+        *final = kg_chaos_rule_to_json(r);
     kg_chaos_rule_unref(r);
     return 0;
+}
+
+int kg_chaos_remove(kg_chaos *ch, const char *id, const char *actor)
+{
+    return kg_chaos_remove_final(ch, id, actor, NULL);
 }
 
 json_t *kg_chaos_list(kg_chaos *ch)

@@ -41,6 +41,9 @@ int kg_chaos_add(kg_chaos *ch, json_t *rule, const char *actor, json_t **rule_ou
                  size_t errlen);
 /* 0 removed, 1 no such rule. */
 int kg_chaos_remove(kg_chaos *ch, const char *id, const char *actor);
+/* The same, and *FINAL (new reference) gets the rule as listed, with its counters read once
+ * no new decision can see it: what an experiment reports as injected. */
+int kg_chaos_remove_final(kg_chaos *ch, const char *id, const char *actor, json_t **final);
 json_t *kg_chaos_list(kg_chaos *ch);                /* array of rules with id, counters, expires */
 json_t *kg_chaos_get(kg_chaos *ch, const char *id); /* one rule as listed, or NULL */
 /* Replaces the rules that came from the config file (source "config") with RULES (a JSON

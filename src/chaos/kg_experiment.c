@@ -232,6 +232,7 @@ static uint64_t refresh_rule_counters(kg_experiments *xs, xp_run *r)
     return total;
 }
 
+/* Removes the experiment's rules and keeps their final counters in the record. */
 static void remove_rules(kg_experiments *xs, const json_t *doc, const char *actor)
 {
     size_t i;
@@ -239,7 +240,12 @@ static void remove_rules(kg_experiments *xs, const json_t *doc, const char *acto
     json_array_foreach(json_object_get(doc, "rules"), i, rule)
     {
         const char *id = json_string_value(json_object_get(rule, "id"));
-        if (id) kg_chaos_remove(xs->chaos, id, actor);
+        json_t *final = NULL;
+        if (id && kg_chaos_remove_final(xs->chaos, id, actor, &final) == 0 && final) {
+            json_object_set(rule, "matched", json_object_get(final, "matched"));
+            json_object_set(rule, "injected", json_object_get(final, "injected"));
+        }
+        json_decref(final);
     }
 }
 
@@ -353,8 +359,15 @@ static json_t *finish_run(kg_experiments *xs, xp_run *r, const char *status, con
 {
     char rules_actor[320];
     snprintf(rules_actor, sizeof(rules_actor), "experiment %s (%s)", r->id, status);
+    /* Rules out first, then one last observation: the record then counts every fault the
+     * rules injected and every error clients saw up to the end, not as of the last tick. */
     refresh_rule_counters(xs, r);
     remove_rules(xs, r->doc, rules_actor);
+    kg_xp_point last;
+    /* Stamped with the last tick's time: the runner's clock is the tick's, and the counters,
+     * not the extra fraction of a second, are what this observation adds. */
+    if (r->phase == PHASE_RUNNING && r->ring_len && take_point(xs, r, r->last.t_ms, &last) == 0)
+        remember_point(r, &last);
     if (r->inspecting) xs->env.inspect(xs->env.ctx, r->drill.vcluster, 0);
     r->inspecting = 0;
     if (r->phase == PHASE_RUNNING) {
