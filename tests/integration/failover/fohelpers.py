@@ -25,7 +25,8 @@ import threading
 import time
 import uuid
 
-from kghelpers import INTEGRATION_DIR, ROOT, Proc, free_port_range, wait_for, wait_port_open
+from kghelpers import (INTEGRATION_DIR, ROOT, VERSION_RE, Proc, free_port_range, wait_for,
+                       wait_port_open)
 
 KGATE_BIN = os.environ.get("KGATE_BIN", os.path.join(ROOT, "build", "kgate"))
 DEPS = os.path.join(ROOT, "build", "deps")
@@ -92,6 +93,8 @@ class DevCluster:
             argv += ["--topic", f"{topic}:{partitions}"]
         self.proc = Child(argv, os.path.join(str(log_dir), f"dev-cluster-{name}.stderr"))
         self.bootstrap = self.proc.read_stdout_line(timeout=20)
+        found = VERSION_RE.search(self.proc.stderr_text())
+        self.librdkafka_version = found.group(1) if found else None
         self.frozen = False
 
     def alive(self):

@@ -14,12 +14,13 @@ not know is answered UNKNOWN_MEMBER_ID, and after the rejoin the position comes 
 cluster's committed offsets. librdkafka's mock cluster answers GROUP_ID_NOT_FOUND instead, which
 neither librdkafka nor KafkaJS treat as "rejoin", so through kgate the stale position stays."""
 
+import logging
 import time
 
 import pytest
 
 TOPIC = "fo-pos"
-GROUP_WAIT = 30
+GROUP_WAIT = 20
 
 
 class ConfluentConsumer:
@@ -46,6 +47,8 @@ class ConfluentConsumer:
 class KafkaPythonConsumer:
     def __init__(self, bootstrap, group):
         from kafka import KafkaConsumer
+        # It logs every failed heartbeat (dozens per second here) at ERROR.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
         self.c = KafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=group,
                                auto_offset_reset="earliest", session_timeout_ms=6000,
                                heartbeat_interval_ms=1000)

@@ -32,6 +32,9 @@ def assert_versions_are_the_intersection(kg, clusters):
                          ids=["east2.12-west2.0.2", "east2.0.2-west2.12"])
 def test_mixed_versions_failover_and_failback(east, west, make_clusters, make_kgate, tmp_path):
     clusters = make_clusters(east=east, west=west)
+    for c in clusters.values():
+        assert c.librdkafka_version and c.librdkafka_version.startswith(c.version), \
+            (c.name, c.version, c.librdkafka_version)
     kg = make_kgate(clusters)
     assert_versions_are_the_intersection(kg, clusters)
     runs = [ClientRun(kind, kg.bootstrap("default"), f"fo-{kind}", tmp_path)
