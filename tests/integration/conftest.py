@@ -12,18 +12,14 @@ themselves (kgate-only tests skip; the address scan then has to find backend add
 
 import os
 import resource
-import shlex
 import signal
 import sys
 
 import pytest
 
-from kghelpers import (KGATE_PORTS, ROOT, VERSION_RE, Proc, free_port_range, parse_hostports,
-                       wait_port_open)
+from kghelpers import (DIRECT, KGATE_BIN, KGATE_PORTS, VERSION_RE, Proc, devcluster_command,
+                       free_port_range, parse_hostports, wait_port_open)
 
-DIRECT = os.environ.get("KGATE_TEST_DIRECT") == "1"
-KGATE_BIN = os.environ.get("KGATE_BIN", os.path.join(ROOT, "build", "kgate"))
-DEPS = os.path.join(ROOT, "build", "deps")
 CLUSTER_VERSIONS = ["2.0.2", "2.12"]
 # Enough topics for every test to use its own, so tests sharing a cluster never interfere.
 DEFAULT_TOPICS = ["t6:6", "t3:3", "t1:1", "kcat6:6", "idem6:6", "grp6:6", "txn3:3",
@@ -78,20 +74,10 @@ def _skip_kgate_only_in_direct_mode(request):
 
 
 def devcluster_argv(version):
-    if version == "2.12":
-        path = os.path.join(DEPS, "dev-cluster-2.12")
-        if not os.access(path, os.X_OK):
-            pytest.fail(f"{path} missing: run scripts/test-setup")
-        return [path]
-    override = os.environ.get("KGATE_DEVCLUSTER_202")
-    if override:
-        return shlex.split(override)
-    if os.access(KGATE_BIN, os.X_OK):
-        return [KGATE_BIN, "dev-cluster"]
-    fallback = os.path.join(DEPS, "dev-cluster-2.0.2")
-    if DIRECT and os.access(fallback, os.X_OK):
-        return [fallback]
-    pytest.fail(f"{KGATE_BIN} missing: build kgate (make build) or set KGATE_BIN")
+    try:
+        return devcluster_command(version)
+    except FileNotFoundError as e:
+        pytest.fail(str(e))
 
 
 class DevCluster:

@@ -11,6 +11,7 @@ import os
 import random
 import re
 import select
+import shlex
 import signal
 import socket
 import struct
@@ -21,6 +22,30 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 INTEGRATION_DIR = os.path.dirname(os.path.abspath(__file__))
 KGATE_PORTS = 34  # a virtual cluster's bootstrap port + node ids 0..31 + the admin port
+DIRECT = os.environ.get("KGATE_TEST_DIRECT") == "1"
+KGATE_BIN = os.environ.get("KGATE_BIN", os.path.join(ROOT, "build", "kgate"))
+DEPS = os.path.join(ROOT, "build", "deps")
+
+
+def devcluster_command(version):
+    """argv of the dev cluster built with librdkafka `version` ("2.0.2" or "2.12").
+
+    2.0.2 is `$KGATE_BIN dev-cluster` (Debian's librdkafka); KGATE_DEVCLUSTER_202 overrides it,
+    and in direct mode build/deps/dev-cluster-2.0.2 stands in when kgate is not built."""
+    if version == "2.12":
+        path = os.path.join(DEPS, "dev-cluster-2.12")
+        if not os.access(path, os.X_OK):
+            raise FileNotFoundError(f"{path} missing: run scripts/test-setup")
+        return [path]
+    override = os.environ.get("KGATE_DEVCLUSTER_202")
+    if override:
+        return shlex.split(override)
+    if os.access(KGATE_BIN, os.X_OK):
+        return [KGATE_BIN, "dev-cluster"]
+    fallback = os.path.join(DEPS, "dev-cluster-2.0.2")
+    if DIRECT and os.access(fallback, os.X_OK):
+        return [fallback]
+    raise FileNotFoundError(f"{KGATE_BIN} missing: build kgate (make build) or set KGATE_BIN")
 
 # ---------------------------------------------------------------------------------------------
 # Processes
