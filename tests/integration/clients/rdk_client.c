@@ -128,6 +128,11 @@ static int run_produce(const client_args *a)
 {
     rd_kafka_conf_t *conf = make_conf(a);
     if (!conf) return 2;
+    /* Fail within the tests' own timeouts rather than librdkafka's 5-minute default. */
+    if (conf_set(conf, "message.timeout.ms", "30000") || apply_overrides(conf, a)) {
+        rd_kafka_conf_destroy(conf);
+        return 2;
+    }
     produce_state st = {0};
     rd_kafka_conf_set_opaque(conf, &st);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
@@ -156,7 +161,7 @@ static int run_produce(const client_args *a)
         }
         rd_kafka_poll(rk, 0);
     }
-    rd_kafka_flush(rk, 60 * 1000);
+    rd_kafka_flush(rk, 45 * 1000);
     printf("{\"version\": \"%s\", \"acked\": %ld, \"failed\": %ld, \"first_error\": \"%s\"}\n",
            rd_kafka_version_str(), st.acked, st.failed, st.first_error);
     rd_kafka_destroy(rk);
