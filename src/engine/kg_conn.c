@@ -477,6 +477,9 @@ static kg_inflight *conn_track_request(kg_conn *c, const kg_wire_request *rq)
     if (atomic_load_explicit(&c->vc->inspect, memory_order_relaxed) > 0 &&
         kg_inspect_wanted(rq->api_key))
         e->flags |= KG_INFLIGHT_INSPECT;
+    /* Only a virtual cluster that can switch has members from "the other" cluster. */
+    if (c->vc->cfg->secondary >= 0 && kg_rewrite_group_wanted(rq->api_key))
+        e->flags |= KG_INFLIGHT_GROUP;
     return e;
 }
 
@@ -759,7 +762,12 @@ static int conn_transform_response(kg_conn *c, const kg_inflight *e, const uint8
     size_t len_at = kp_writer_reserve_len(out);
     kp_write_raw(out, frame + 4, hdr_len);
     size_t body_at = out->len;
-    if (e->flags & KG_INFLIGHT_REWRITE) {
+    if (e->flags & KG_INFLIGHT_GROUP) {
+        rc = kg_rewrite_group_errors(e->api_key, e->api_version, body, body_len, out);
+        changed |= rc == 1;
+        if (rc < 0) /* not ours to judge: deliver what the broker sent */
+            rc = 0;
+    } else if (e->flags & KG_INFLIGHT_REWRITE) {
         kg_node_map map = {.host = c->gw->cfg->advertised_host,
                            .port_for_node = conn_port_for_node,
                            .ctx = c->vc,
@@ -882,7 +890,8 @@ static int conn_take_response(kg_conn *c)
         return -1;
     }
     int plain = !(e->flags & (KG_INFLIGHT_REWRITE | KG_INFLIGHT_APIVERSIONS | KG_INFLIGHT_SWALLOW |
-                              KG_INFLIGHT_REPLACE | KG_INFLIGHT_MUTATE | KG_INFLIGHT_INSPECT)) &&
+                              KG_INFLIGHT_REPLACE | KG_INFLIGHT_MUTATE | KG_INFLIGHT_INSPECT |
+                              KG_INFLIGHT_GROUP)) &&
                 e->delay_us == 0 && e == queue_head(c);
     if (!(e->flags & KG_INFLIGHT_SWALLOW)) {
         kg_vcm_response(c->vc->metrics, e->api_key, kg_loop_now(c->loop) - e->sent_us);

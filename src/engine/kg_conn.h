@@ -37,6 +37,7 @@ typedef enum kg_conn_state {
 #define KG_INFLIGHT_REPLACE 16u    /* `frame` is delivered instead of the broker's (chaos: lost ack) */
 #define KG_INFLIGHT_MUTATE 32u     /* the broker's response goes through chaos (records) */
 #define KG_INFLIGHT_INSPECT 64u    /* count the errors of the delivered response (experiments) */
+#define KG_INFLIGHT_GROUP 128u     /* group response: translate errors to Kafka's (kg_rewrite) */
 
 typedef struct kg_inflight {
     int32_t correlation_id;

@@ -185,11 +185,13 @@ typedef struct probe_conn {
 static int probe_wait(probe_conn *pc, short events)
 {
     uint64_t now = kg_now_us();
-    if (now >= pc->deadline_us)
-        return -1;
     struct pollfd pfd = {.fd = pc->fd, .events = events};
-    int n = poll(&pfd, 1, (int)((pc->deadline_us - now) / 1000) + 1);
-    return n == 1 ? 0 : -1;
+    int n = now < pc->deadline_us ? poll(&pfd, 1, (int)((pc->deadline_us - now) / 1000) + 1) : 0;
+    if (n == 1)
+        return 0;
+    /* Say "timed out" rather than whatever the last would-block left in errno. */
+    errno = n == 0 ? ETIMEDOUT : errno;
+    return -1;
 }
 
 static int probe_connect(probe_conn *pc, const kg_sockaddr *addr)
@@ -385,6 +387,20 @@ static void cluster_record_probe(kg_cluster *c, int ok, uint64_t took_us, const 
         kg_warn("cluster %s is down: %s", c->cfg->name, err);
 }
 
+/* "ApiVersions: Connection timed out" becomes "host:port (node 1): ApiVersions: no answer
+ * within 1000 ms": which broker, and what the time limit was. */
+static void prefix_error(char *err, size_t len, const char *broker, int timeout_ms)
+{
+    char what[256];
+    const char *timed_out = strstr(err, strerror(ETIMEDOUT));
+    if (timed_out)
+        snprintf(what, sizeof(what), "%.*sno answer within %d ms", (int)(timed_out - err), err,
+                 timeout_ms);
+    else
+        snprintf(what, sizeof(what), "%s", err);
+    snprintf(err, len, "%s: %s", broker, what);
+}
+
 int kg_cluster_probe(kg_cluster *c, int timeout_ms)
 {
     char err[256] = "no reachable broker";
@@ -405,6 +421,8 @@ int kg_cluster_probe(kg_cluster *c, int timeout_ms)
         else if (probe_versions(&pc, &ranges, err, sizeof(err)) == 0 &&
                  probe_metadata(c, &pc, probe_metadata_version(&ranges), err, sizeof(err)) == 0)
             ok = 1;
+        else
+            prefix_error(err, sizeof(err), desc, timeout_ms);
         if (pc.fd >= 0)
             close(pc.fd);
     }

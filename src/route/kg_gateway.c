@@ -330,8 +330,10 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
     atomic_fetch_add(&vc->failovers_total, 1);
     atomic_store(&vc->last_switch_us, took);
     json_object_set_new(details, "connections_closed", json_integer(closed));
-    json_object_set_new(details, "duration_ms", json_real((double)took / 1000.0));
+    /* Integers only in audit entries: anyone can re-hash them with any JSON library. */
+    json_object_set_new(details, "duration_us", json_integer((json_int_t)took));
     kg_store_audit_append(gw->store, "switch.completed", details);
+    json_object_set_new(details, "duration_ms", json_real((double)took / 1000.0));
     kg_info("vcluster %s switched %s -> %s (epoch %llu): %d connections closed in %.2f ms (%s)",
             vc->cfg->name, gw->cfg->clusters[from].name, target->cfg->name,
             (unsigned long long)(epoch + 1), closed, (double)took / 1000.0,
@@ -464,6 +466,7 @@ static void admin_collect(void *ctx)
 static int admin_reload(void *ctx, kg_admin_request *req)
 {
     kg_gateway *gw = ctx;
+    char why[600];
     char *errors = NULL;
     size_t errors_len = 0;
     FILE *errs = open_memstream(&errors, &errors_len);
@@ -475,9 +478,8 @@ static int admin_reload(void *ctx, kg_admin_request *req)
     if (!fresh) {
         status = kg_admin_error(req, 400, "%s not reloaded: %s", gw->cfg->path,
                                 errors ? errors : "cannot read it");
-    } else if (kg_gateway_reload(gw, fresh) < 0) {
-        status = kg_admin_error(req, 400, "%s not reloaded: its chaos rules are invalid (see the log)",
-                                gw->cfg->path);
+    } else if (kg_gateway_reload(gw, fresh, why, sizeof(why)) < 0) {
+        status = kg_admin_error(req, 400, "not reloaded: %s", why);
     } else {
         kg_store_audit_append(gw->store, "config.reload",
                               json_pack("{s:s, s:s}", "path", gw->cfg->path, "actor", req->actor));
@@ -533,20 +535,23 @@ static int gateway_start_admin(kg_gateway *gw)
 
 /* ---------------------------------------------------------------- start / stop */
 
-static int gateway_apply_chaos_config(kg_gateway *gw, const kg_config *cfg)
+static int gateway_apply_chaos_config(kg_gateway *gw, const kg_config *cfg, char *err,
+                                      size_t errlen)
 {
-    char err[512];
+    char why[512];
     json_t *rules = cfg->chaos_rules ? json_incref(cfg->chaos_rules) : json_array();
-    int rc = kg_chaos_apply_config(gw->chaos, rules, err, sizeof(err));
+    int rc = kg_chaos_apply_config(gw->chaos, rules, why, sizeof(why));
     json_decref(rules);
-    if (rc < 0)
-        kg_error("%s: chaos rules: %s", cfg->path, err);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: chaos rules: %s", cfg->path, why);
+        kg_error("%s", err);
+    }
     return rc;
 }
 
-int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh)
+int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t errlen)
 {
-    if (gateway_apply_chaos_config(gw, fresh) < 0)
+    if (gateway_apply_chaos_config(gw, fresh, err, errlen) < 0)
         return -1;
     kg_info("reloaded %s: %zu chaos rule(s) from the file; other changes take a restart",
             fresh->path, fresh->chaos_rules ? json_array_size(fresh->chaos_rules) : 0);
@@ -581,7 +586,8 @@ static int gateway_init_state(kg_gateway *gw)
         return -1;
     }
     gw->chaos = kg_chaos_new(gw->store, gw->metrics);
-    if (!gw->chaos || gateway_apply_chaos_config(gw, cfg) < 0)
+    char why[600];
+    if (!gw->chaos || gateway_apply_chaos_config(gw, cfg, why, sizeof(why)) < 0)
         return -1;
     for (int i = 0; i < cfg->n_vclusters; i++) {
         kg_vcluster *vc = &gw->vclusters[i];
@@ -707,7 +713,8 @@ int kg_gateway_serve(kg_config *cfg)
         if (sig == SIGHUP) {
             int n_errors = 0;
             kg_config *fresh = kg_config_load(cfg->path, stderr, &n_errors);
-            if (!fresh || kg_gateway_reload(gw, fresh) < 0)
+            char why[600];
+            if (!fresh || kg_gateway_reload(gw, fresh, why, sizeof(why)) < 0)
                 kg_error("SIGHUP: %s not reloaded (%d error(s)); still running the old rules",
                          cfg->path, n_errors);
             kg_config_free(fresh);

@@ -85,8 +85,8 @@ kg_gateway *kg_gateway_start(kg_config *cfg);
 void kg_gateway_stop(kg_gateway *gw);
 
 /* Re-reads what can change without a restart (today: the chaos rules of the config file).
- * Returns 0, or -1 with the errors logged and nothing changed. */
-int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh);
+ * Returns 0, or -1 with the error in ERR (and the log) and nothing changed. */
+int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t errlen);
 
 /* `kgate serve`: start, wait for SIGTERM/SIGINT, stop. Returns the process exit code. */
 int kg_gateway_serve(kg_config *cfg);

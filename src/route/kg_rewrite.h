@@ -32,6 +32,17 @@ typedef void (*kg_broker_seen_fn)(void *ctx, int32_t node_id, const kp_str *host
  * DescribeCluster (all versions), Produce v10+, Fetch v16+. */
 int kg_rewrite_wanted(int16_t api_key, int16_t api_version);
 
+/* Group membership lives in one cluster. After a switch, members of the old cluster's groups
+ * reach a coordinator that has never heard of them; Kafka answers UNKNOWN_MEMBER_ID and
+ * clients rejoin and re-read their committed offsets. Some brokers answer GROUP_ID_NOT_FOUND
+ * instead, which clients treat as final (they keep fetching from their old positions, or stop).
+ * True for the group APIs whose responses kgate translates to what Kafka sends. */
+int kg_rewrite_group_wanted(int16_t api_key);
+/* Heartbeat, SyncGroup, OffsetCommit: GROUP_ID_NOT_FOUND becomes UNKNOWN_MEMBER_ID. Same
+ * return convention as kg_rewrite_response. */
+int kg_rewrite_group_errors(int16_t api_key, int16_t api_version, const uint8_t *body, size_t len,
+                            kp_writer *out);
+
 /* Rewrites the response BODY (the bytes after the response header) of api_key/api_version.
  * Returns 1 = rewritten body appended to `out`; 0 = nothing to change, forward the original
  * bytes (e.g. Produce/Fetch without NodeEndpoints, or an api without addresses); -1 = the body
