@@ -394,7 +394,7 @@ static void prefix_error(char *err, size_t len, const char *broker, int timeout_
     char what[256];
     const char *timed_out = strstr(err, strerror(ETIMEDOUT));
     if (timed_out)
-        snprintf(what, sizeof(what), "%.*sno answer within %d ms", (int)(timed_out - err), err,
+        snprintf(what, sizeof(what), "%.*stimed out, no answer within %d ms", (int)(timed_out - err), err,
                  timeout_ms);
     else
         snprintf(what, sizeof(what), "%s", err);

