@@ -657,6 +657,25 @@ static int conn_take_request(kg_conn *c)
         kg_conn_close(c, KG_LOG_INFO, "virtual cluster %s switched", c->vc->cfg->name);
         return -1;
     }
+    /* ApiVersions of any version is answered (a too-new one as a broker does, see below). */
+    int apiversions = rq.api_key == KG_API_APIVERSIONS;
+    if (!apiversions && !kp_api_supported(rq.api_key, rq.api_version)) {
+        /* A broker closes the connection too; kgate could not even frame the answer. */
+        kg_conn_close(c, KG_LOG_WARN, "request for %s (api key %d) v%d, which kgate does not know",
+                      kp_api_name(rq.api_key), rq.api_key, rq.api_version);
+        return -1;
+    }
+    if (!apiversions && kg_wire_validated(rq.api_key) && !c->held.active) {
+        const char *why;
+        if (!complete)
+            return 0;
+        if (kg_wire_validate_request(rq.api_key, rq.api_version, p + 4 + rq.header_len,
+                                     (size_t)size - rq.header_len, &why) < 0) {
+            kg_conn_close(c, KG_LOG_WARN, "malformed %s v%d request: %s", kp_api_name(rq.api_key),
+                          rq.api_version, why);
+            return -1;
+        }
+    }
     if (c->held.active)
         return conn_take_held(c, &rq, p, (uint32_t)size);
     if (conn_note_client_id(c, &rq) < 0)
@@ -1056,6 +1075,12 @@ static void conn_client_event(kg_loop *loop, int fd, unsigned mask, void *arg)
         return;
     if ((mask & KG_EV_READ) && c->state != KG_CONN_DRAINING) {
         ssize_t n = conn_read(c, fd, &c->req_in);
+        if (n == 0 && (kg_buf_len(&c->req_in) > 0 || c->req_pass > 0)) {
+            kg_conn_close(c, KG_LOG_WARN, "client closed the connection in the middle of a "
+                                          "request (%zu bytes of it unsent)",
+                          kg_buf_len(&c->req_in) + c->req_pass);
+            return;
+        }
         if (n == 0 || n == -2) {
             kg_conn_close(c, KG_LOG_DEBUG, n == 0 ? "client closed the connection"
                                                   : "client read error");

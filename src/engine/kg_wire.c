@@ -76,3 +76,30 @@ void kg_wire_response_header(kp_writer *w, int16_t api_key, int16_t api_version,
     int version = kp_api_response_header_version(api_key, api_version);
     kp_response_header_encode(w, version < 0 ? 0 : version, &h);
 }
+
+int kg_wire_validated(int16_t api_key)
+{
+    return api_key != KG_API_PRODUCE && api_key != KG_API_FETCH;
+}
+
+int kg_wire_validate_request(int16_t api_key, int16_t api_version, const uint8_t *body, size_t len,
+                             const char **why)
+{
+    const kp_api_info *api = kp_api_get(api_key);
+    if (!api || !api->request || !kp_api_supported(api_key, api_version)) {
+        *why = "an API or version kgate does not know";
+        return -1;
+    }
+    kp_arena arena;
+    kp_arena_init(&arena);
+    void *msg = kp_arena_calloc(&arena, 1, api->request->size);
+    kp_reader r;
+    kp_reader_init(&r, body, len);
+    int rc = msg ? api->request->decode(&r, &arena, api_version, msg) : -1;
+    if (rc < 0 || r.err)
+        *why = kp_strerror(r.err ? r.err : KP_ERR_INVALID);
+    else if (r.p != r.end)
+        *why = "bytes after the end of the request";
+    kp_arena_free(&arena);
+    return rc < 0 || r.err || r.p != r.end ? -1 : 0;
+}

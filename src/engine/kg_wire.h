@@ -11,6 +11,7 @@
 #include "proto/kp_prim.h"
 
 #define KG_API_PRODUCE 0
+#define KG_API_FETCH 1
 #define KG_API_METADATA 3
 #define KG_API_CONTROLLED_SHUTDOWN 7
 #define KG_API_APIVERSIONS 18
@@ -49,6 +50,16 @@ static inline void kg_wire_put_u32(uint8_t *p, uint32_t v)
  * bytes that have not arrived) or KG_WIRE_BAD. */
 int kg_wire_parse_request(const uint8_t *body, size_t avail, size_t frame_size,
                           kg_wire_request *out);
+
+/* Control-plane requests (every API but Produce and Fetch, which are the data path and stay
+ * header-only) are decoded in full before they reach a broker: a malformed one (a hostile
+ * array count, a truncated field) closes the client's connection instead of reaching, and
+ * possibly hurting, the cluster. True when API's requests are validated. */
+int kg_wire_validated(int16_t api_key);
+/* Decodes a request BODY (after its header). Returns 0 when it is well formed, else -1 with
+ * the reason in *WHY. */
+int kg_wire_validate_request(int16_t api_key, int16_t api_version, const uint8_t *body, size_t len,
+                             const char **why);
 
 /* Length of the response header (correlation id, plus tagged fields for flexible versions) at
  * the start of a response body of SIZE bytes; 0 when malformed. */
