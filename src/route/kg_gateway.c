@@ -16,6 +16,7 @@
 #include "chaos/kg_experiment.h"
 #include "engine/kg_loop.h"
 #include "engine/kg_reaper.h"
+#include "engine/kg_wire.h"
 #include "engine/kg_worker.h"
 #include "route/kg_vcmetrics.h"
 #include "state/kg_store.h"
@@ -49,6 +50,11 @@ int kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_
             active_known |= sides[i] == active;
         }
     }
+    /* ApiVersions itself ends at kgate, which answers every version its codecs know. */
+    kg_version_ranges own;
+    kg_versions_from_codecs(&own);
+    out->min[KG_API_APIVERSIONS] = own.min[KG_API_APIVERSIONS];
+    out->max[KG_API_APIVERSIONS] = own.max[KG_API_APIVERSIONS];
     return active_known;
 }
 
