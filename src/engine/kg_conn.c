@@ -293,7 +293,9 @@ void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
 void kg_conn_free(kg_conn *c)
 {
     if (c->backend_io.fd >= 0) {
-        kg_loop_io_forget(&c->backend_io);
+        /* Out of epoll now: the reaper closes the fd later, and until then epoll would still
+         * report events for a connection that no longer exists. */
+        kg_loop_io_del(c->loop, &c->backend_io);
         kg_reaper_close(c->gw->reaper, c->backend_io.fd);
     }
     while (c->q_len)
