@@ -61,7 +61,8 @@ $(BUILD)/%.o: %.c $(GEN_STAMP)
 
 # Generated code is correct but verbose; do not let style warnings fail it.
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c $(GEN_STAMP)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-unused-function -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-unused-function -c $< -o $@
 
 $(BUILD)/libkgate.a: $(LIB_OBJ)
 	@rm -f $@
@@ -82,8 +83,11 @@ integration: build
 	scripts/test-setup
 	KGATE_BIN=$(abspath $(BUILD)/kgate) scripts/run-integration
 
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
 test: deps
-	$(MAKE) build unit
+	$(MAKE) -j$(JOBS) build
+	$(MAKE) unit
 	$(MAKE) integration
 
 check: deps
@@ -92,11 +96,11 @@ check: deps
 	$(MAKE) fuzz FUZZ_SECONDS=20
 
 demo: deps
-	$(MAKE) build
+	$(MAKE) -j$(JOBS) build
 	$(BUILD)/kgate demo
 
 bench: deps
-	$(MAKE) build
+	$(MAKE) -j$(JOBS) build
 	scripts/test-setup
 	KGATE_BIN=$(abspath $(BUILD)/kgate) bench/run
 
