@@ -191,10 +191,7 @@ void kg_chaos_format_time(int64_t ms, char *buf, size_t len)
 
 /* ---------------------------------------------------------------- field helpers */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int kg_chaos_fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -210,9 +207,9 @@ static int get_string(json_t *in, const char *key, const char **out, char *err, 
     *out = NULL;
     if (!v) return 0;
     if (!json_is_string(v) || json_string_length(v) == 0)
-        return fail(err, errlen, "field \"%s\" must be a non-empty string", key);
+        return kg_chaos_fail(err, errlen, "field \"%s\" must be a non-empty string", key);
     if (json_string_length(v) > MAX_NAME_LEN && strcmp(key, "description") != 0)
-        return fail(err, errlen, "field \"%s\" is longer than %d characters", key, MAX_NAME_LEN);
+        return kg_chaos_fail(err, errlen, "field \"%s\" is longer than %d characters", key, MAX_NAME_LEN);
     *out = json_string_value(v);
     return 0;
 }
@@ -230,10 +227,10 @@ static int get_int(json_t *in, const char *key, long long lo, long long hi, long
                fabs(json_real_value(v)) < 9e15) {
         x = (long long)json_real_value(v);
     } else {
-        return fail(err, errlen, "field \"%s\" must be an integer from %lld to %lld", key, lo, hi);
+        return kg_chaos_fail(err, errlen, "field \"%s\" must be an integer from %lld to %lld", key, lo, hi);
     }
     if (x < lo || x > hi)
-        return fail(err, errlen, "field \"%s\" must be an integer from %lld to %lld, not %lld", key,
+        return kg_chaos_fail(err, errlen, "field \"%s\" must be an integer from %lld to %lld, not %lld", key,
                     lo, hi, x);
     *out = x;
     return 1;
@@ -254,7 +251,7 @@ static int get_choice(json_t *in, const char *key, const char *const *choices, i
         strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
         strncat(list, choices[i], sizeof(list) - strlen(list) - 1);
     }
-    fail(err, errlen, "field \"%s\" must be one of: %s", key, list);
+    kg_chaos_fail(err, errlen, "field \"%s\" must be one of: %s", key, list);
     return -1;
 }
 
@@ -263,14 +260,14 @@ static int compile_regex(regex_t *re, const char *pattern, const char *key, char
 {
     size_t n = strlen(pattern) + 5;
     char *anchored = malloc(n);
-    if (!anchored) return fail(err, errlen, "out of memory");
+    if (!anchored) return kg_chaos_fail(err, errlen, "out of memory");
     snprintf(anchored, n, "^(%s)$", pattern);
     int rc = regcomp(re, anchored, REG_EXTENDED | REG_NOSUB);
     free(anchored);
     if (rc != 0) {
         char msg[128];
         regerror(rc, re, msg, sizeof(msg));
-        return fail(err, errlen, "field \"%s\" is not a valid regular expression: %s", key, msg);
+        return kg_chaos_fail(err, errlen, "field \"%s\" is not a valid regular expression: %s", key, msg);
     }
     return 0;
 }
@@ -344,10 +341,10 @@ static int parse_api_entry(json_t *v, int16_t *key, char *err, size_t errlen)
             *key = (int16_t)k;
             return 0;
         }
-        return fail(err, errlen, "field \"api\": unknown API key %lld", (long long)k);
+        return kg_chaos_fail(err, errlen, "field \"api\": unknown API key %lld", (long long)k);
     }
     const char *name = json_string_value(v);
-    if (!name) return fail(err, errlen, "field \"api\" must be a list of API names or keys");
+    if (!name) return kg_chaos_fail(err, errlen, "field \"api\" must be a list of API names or keys");
     for (int16_t k = 0; k < KP_API_MAX; k++) {
         const kp_api_info *info = kp_api_get(k);
         if (info && strcasecmp(info->name, name) == 0) {
@@ -355,7 +352,7 @@ static int parse_api_entry(json_t *v, int16_t *key, char *err, size_t errlen)
             return 0;
         }
     }
-    return fail(err, errlen, "field \"api\": unknown API \"%s\"", name);
+    return kg_chaos_fail(err, errlen, "field \"api\": unknown API \"%s\"", name);
 }
 
 static int parse_api_field(json_t *in, kg_api_bits *out, bool *given, char *err, size_t errlen)
@@ -371,7 +368,7 @@ static int parse_api_field(json_t *in, kg_api_bits *out, bool *given, char *err,
         return 0;
     }
     if (!json_is_array(v) || json_array_size(v) == 0)
-        return fail(err, errlen, "field \"api\" must be a non-empty list of API names or keys");
+        return kg_chaos_fail(err, errlen, "field \"api\" must be a non-empty list of API names or keys");
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e)
@@ -393,9 +390,9 @@ static int parse_scope(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
         get_string(in, "principal", &principal, err, errlen) ||
         get_string(in, "description", &s, err, errlen))
         return -1;
-    if (vcluster && !(r->vcluster = strdup(vcluster))) return fail(err, errlen, "out of memory");
-    if (group && !(r->group = strdup(group))) return fail(err, errlen, "out of memory");
-    if (principal && !(r->principal = strdup(principal))) return fail(err, errlen, "out of memory");
+    if (vcluster && !(r->vcluster = strdup(vcluster))) return kg_chaos_fail(err, errlen, "out of memory");
+    if (group && !(r->group = strdup(group))) return kg_chaos_fail(err, errlen, "out of memory");
+    if (principal && !(r->principal = strdup(principal))) return kg_chaos_fail(err, errlen, "out of memory");
     if (topic) {
         if (compile_regex(&r->topic_re, topic, "topic", err, errlen) != 0) return -1;
         r->has_topic = true;
@@ -412,7 +409,7 @@ static int parse_scope(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
     double pct = 100;
     if (rate) {
         if (!json_is_number(rate) || json_number_value(rate) < 0 || json_number_value(rate) > 100)
-            return fail(err, errlen, "field \"rate\" must be a number from 0 to 100 (percent)");
+            return kg_chaos_fail(err, errlen, "field \"rate\" must be a number from 0 to 100 (percent)");
         pct = json_number_value(rate);
     }
     r->rate_ppm = (uint32_t)llround(pct * (KG_CHAOS_RATE_ONE / 100));
@@ -426,24 +423,24 @@ static int parse_expiry(kg_chaos_rule *r, json_t *in, bool from_store, int64_t n
 {
     json_t *dur = json_object_get(in, "for");
     json_t *at = json_object_get(in, "expires_at");
-    if (dur && at) return fail(err, errlen, "field \"for\": give either \"for\" or \"expires_at\"");
+    if (dur && at) return kg_chaos_fail(err, errlen, "field \"for\": give either \"for\" or \"expires_at\"");
     r->expires_ms = 0;
     if (dur) {
         int64_t ms;
         if (!json_is_string(dur) || kg_chaos_parse_duration(json_string_value(dur), &ms) != 0)
-            return fail(err, errlen,
+            return kg_chaos_fail(err, errlen,
                         "field \"for\" must be a duration such as \"250ms\", \"30s\", \"15m\", "
                         "\"1h30m\"");
         r->expires_ms = now_ms + ms;
     } else if (at && !json_is_null(at)) {
         int64_t ms;
         if (!json_is_string(at) || kg_chaos_parse_time(json_string_value(at), &ms) != 0)
-            return fail(err, errlen,
+            return kg_chaos_fail(err, errlen,
                         "field \"expires_at\" must be an RFC 3339 time such as "
                         "\"2026-05-01T12:00:00Z\"");
         /* A stored rule that expired while kgate was down is dropped by the caller. */
         if (ms <= now_ms && !from_store)
-            return fail(err, errlen, "field \"expires_at\" is in the past");
+            return kg_chaos_fail(err, errlen, "field \"expires_at\" is in the past");
         r->expires_ms = ms;
     }
     r->created_ms = now_ms;
@@ -465,17 +462,17 @@ static int parse_error_name(json_t *v, const char *field, int16_t *code, char *e
             *code = (int16_t)c;
             return 0;
         }
-        return fail(err, errlen, "field \"%s\": unknown Kafka error code %lld", field,
+        return kg_chaos_fail(err, errlen, "field \"%s\": unknown Kafka error code %lld", field,
                     (long long)c);
     }
     const char *name = json_string_value(v);
     if (!name)
-        return fail(err, errlen,
+        return kg_chaos_fail(err, errlen,
                     "field \"%s\" must be a Kafka error name such as "
                     "\"NOT_LEADER_OR_FOLLOWER\"",
                     field);
     if (kg_chaos_error_code(name, code) != 0)
-        return fail(err, errlen, "field \"%s\": unknown Kafka error \"%s\"", field, name);
+        return kg_chaos_fail(err, errlen, "field \"%s\": unknown Kafka error \"%s\"", field, name);
     return 0;
 }
 
@@ -484,7 +481,7 @@ static int check_api_error(int16_t api, int16_t code, const char *field, char *e
     if (kg_chaos_error_allowed(api, code, NULL)) return 0;
     char list[1024];
     kg_chaos_error_list(api, list, sizeof(list));
-    return fail(err, errlen, "field \"%s\": %s cannot return %s; it can return: %s", field,
+    return kg_chaos_fail(err, errlen, "field \"%s\": %s cannot return %s; it can return: %s", field,
                 kp_api_name(api), kg_chaos_error_name(code), list);
 }
 
@@ -502,7 +499,7 @@ static int parse_broken_brokers(kg_chaos_rule *r, json_t *in, char *err, size_t 
         return 0;
     }
     if (!json_is_object(errors) || json_object_size(errors) == 0)
-        return fail(err, errlen,
+        return kg_chaos_fail(err, errlen,
                     "field \"errors\" must be an object such as {\"produce\": "
                     "\"NOT_ENOUGH_REPLICAS\", \"fetch\": \"NOT_LEADER_OR_FOLLOWER\"}");
     const char *key;
@@ -517,15 +514,15 @@ static int parse_broken_brokers(kg_chaos_rule *r, json_t *in, char *err, size_t 
         else if (strcasecmp(key, "fetch") == 0)
             api = KG_API_FETCH;
         else
-            return fail(err, errlen,
+            return kg_chaos_fail(err, errlen,
                         "field \"%s\": broken-brokers answers \"produce\" and "
                         "\"fetch\" only",
                         field);
         if (parse_error_name(v, field, &code, err, errlen) != 0) return -1;
-        if (code == 0) return fail(err, errlen, "field \"%s\": NONE is not an error", field);
+        if (code == 0) return kg_chaos_fail(err, errlen, "field \"%s\": NONE is not an error", field);
         if (check_api_error(api, code, field, err, errlen) != 0) return -1;
         if (r->lost_ack && api == KG_API_FETCH)
-            return fail(err, errlen,
+            return kg_chaos_fail(err, errlen,
                         "field \"mode\": lost-ack applies to produce only; remove "
                         "\"errors.fetch\" or use mode reject");
         if (api == KG_API_PRODUCE)
@@ -548,7 +545,7 @@ static int parse_leader_election(kg_chaos_rule *r, json_t *in, char *err, size_t
     }
     if (!json_is_array(errors) || json_array_size(errors) == 0 ||
         json_array_size(errors) > KG_CHAOS_MAX_ERRORS)
-        return fail(err, errlen, "field \"errors\" must be a list of 1 to %d Kafka error names",
+        return kg_chaos_fail(err, errlen, "field \"errors\" must be a list of 1 to %d Kafka error names",
                     KG_CHAOS_MAX_ERRORS);
     size_t i;
     json_t *v;
@@ -559,7 +556,7 @@ static int parse_leader_election(kg_chaos_rule *r, json_t *in, char *err, size_t
         int16_t code;
         if (parse_error_name(v, field, &code, err, errlen) != 0) return -1;
         if (!kg_chaos_error_is_leadership(code))
-            return fail(err, errlen,
+            return kg_chaos_fail(err, errlen,
                         "field \"%s\": %s is not a leadership error; leader-election injects "
                         "LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER, BROKER_NOT_AVAILABLE, "
                         "REPLICA_NOT_AVAILABLE, FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH",
@@ -586,9 +583,9 @@ static int parse_range(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
     if (get_int(in, "min_ms", 0, MAX_DELAY_MS, &lo, err, errlen) < 0 ||
         get_int(in, "max_ms", 0, MAX_DELAY_MS, &hi, err, errlen) < 0)
         return -1;
-    if (hi < 0) return fail(err, errlen, "field \"max_ms\" is required");
+    if (hi < 0) return kg_chaos_fail(err, errlen, "field \"max_ms\" is required");
     if (lo < 0) lo = 0;
-    if (lo > hi) return fail(err, errlen, "field \"min_ms\" must not be greater than \"max_ms\"");
+    if (lo > hi) return kg_chaos_fail(err, errlen, "field \"min_ms\" must not be greater than \"max_ms\"");
     r->min_us = (uint64_t)lo * 1000;
     r->max_us = (uint64_t)hi * 1000;
     return 0;
@@ -605,7 +602,7 @@ static int parse_slow_clients(kg_chaos_rule *r, json_t *in, char *err, size_t er
         return 0;
     }
     if (!json_is_array(apis) || json_array_size(apis) == 0)
-        return fail(err, errlen, "field \"apis\" must be a list of \"produce\" and/or \"fetch\"");
+        return kg_chaos_fail(err, errlen, "field \"apis\" must be a list of \"produce\" and/or \"fetch\"");
     size_t i;
     json_t *v;
     json_array_foreach(apis, i, v)
@@ -616,7 +613,7 @@ static int parse_slow_clients(kg_chaos_rule *r, json_t *in, char *err, size_t er
         else if (s && strcasecmp(s, "fetch") == 0)
             kg_api_bits_set(&r->apis, KG_API_FETCH);
         else
-            return fail(err, errlen, "field \"apis[%zu]\" must be \"produce\" or \"fetch\"", i);
+            return kg_chaos_fail(err, errlen, "field \"apis[%zu]\" must be \"produce\" or \"fetch\"", i);
     }
     return 0;
 }
@@ -644,7 +641,7 @@ static int parse_schema_id(kg_chaos_rule *r, json_t *in, char *err, size_t errle
     long long id = -1;
     if (get_int(in, "schema_id", INT32_MIN, INT32_MAX, &id, err, errlen) < 0) return -1;
     if (!json_object_get(in, "schema_id"))
-        return fail(err, errlen, "field \"schema_id\" is required");
+        return kg_chaos_fail(err, errlen, "field \"schema_id\" is required");
     r->schema_id = (int32_t)id;
     return 0;
 }
@@ -665,7 +662,7 @@ static int require_int(json_t *in, const char *key, long long lo, long long hi, 
 {
     int rc = get_int(in, key, lo, hi, out, err, errlen);
     if (rc < 0) return -1;
-    if (rc == 0) return fail(err, errlen, "field \"%s\" is required", key);
+    if (rc == 0) return kg_chaos_fail(err, errlen, "field \"%s\" is required", key);
     return 0;
 }
 
@@ -673,7 +670,7 @@ static int parse_tcp(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
 {
     long long v;
     if (json_object_get(in, "topic") || json_object_get(in, "api"))
-        return fail(err, errlen,
+        return kg_chaos_fail(err, errlen,
                     "field \"%s\": %s acts on whole connections, not on topics or APIs",
                     json_object_get(in, "topic") ? "topic" : "api", kg_chaos_type_name(r->type));
     if (parse_direction(r, in, err, errlen) != 0) return -1;
@@ -710,7 +707,7 @@ static int parse_tcp(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
         r->tcp.limit_bytes = (uint64_t)v;
         return 0;
     default:
-        return fail(err, errlen, "field \"type\": not a TCP fault");
+        return kg_chaos_fail(err, errlen, "field \"type\": not a TCP fault");
     }
 }
 
@@ -728,7 +725,7 @@ static int parse_params(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
         return parse_on(r, in, false, err, errlen);
     case KG_CHAOS_SLOW_BROKER:
         if (r->broker < 0)
-            return fail(err, errlen, "field \"broker\" is required: the broker id to slow down");
+            return kg_chaos_fail(err, errlen, "field \"broker\" is required: the broker id to slow down");
         return parse_range(r, in, err, errlen);
     case KG_CHAOS_SLOW_CLIENTS:
         return parse_slow_clients(r, in, err, errlen);
@@ -755,7 +752,7 @@ static int check_fields(json_t *in, const type_info *t, bool from_store, char *e
     {
         if (in_list(common_fields, key) || in_list(t->params, key)) continue;
         if (from_store && in_list(stored_fields, key)) continue;
-        return fail(err, errlen, "unknown field \"%s\" for type %s", key, t->name);
+        return kg_chaos_fail(err, errlen, "unknown field \"%s\" for type %s", key, t->name);
     }
     return 0;
 }
@@ -768,7 +765,7 @@ static int check_id(const char *id, char *err, size_t errlen)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') goto bad;
     return 0;
 bad:
-    return fail(err, errlen, "field \"id\" must be 1 to %d letters, digits, '-', '_' or '.'",
+    return kg_chaos_fail(err, errlen, "field \"id\" must be 1 to %d letters, digits, '-', '_' or '.'",
                 KG_CHAOS_ID_MAX - 1);
 }
 
@@ -783,7 +780,7 @@ static int apply_api_field(kg_chaos_rule *r, json_t *in, char *err, size_t errle
         own.w[0] &= wanted.w[0];
         own.w[1] &= wanted.w[1];
         if (!kg_api_bits_any(&own))
-            return fail(err, errlen, "field \"api\": %s does not act on any of these APIs",
+            return kg_chaos_fail(err, errlen, "field \"api\": %s does not act on any of these APIs",
                         kg_chaos_type_name(r->type));
     }
     r->apis = own;
@@ -794,17 +791,17 @@ kg_chaos_rule *kg_chaos_rule_parse(json_t *in, bool from_store, int64_t now_ms, 
                                    size_t errlen)
 {
     if (!json_is_object(in)) {
-        fail(err, errlen, "a rule must be a JSON object");
+        kg_chaos_fail(err, errlen, "a rule must be a JSON object");
         return NULL;
     }
     const char *type_name = json_string_value(json_object_get(in, "type"));
     kg_chaos_type type;
     if (!json_object_get(in, "type")) {
-        fail(err, errlen, "field \"type\" is required");
+        kg_chaos_fail(err, errlen, "field \"type\" is required");
         return NULL;
     }
     if (!type_name || kg_chaos_type_parse(type_name, &type) != 0) {
-        fail(err, errlen,
+        kg_chaos_fail(err, errlen,
              "field \"type\": unknown fault type \"%s\" (broken-brokers, leader-election, "
              "latency, slow-broker, slow-clients, corrupt-records, duplicate-records, "
              "invalid-schema-id, auth-failure, down, reset, timeout, bandwidth, slicer, "
@@ -814,7 +811,7 @@ kg_chaos_rule *kg_chaos_rule_parse(json_t *in, bool from_store, int64_t now_ms, 
     }
     kg_chaos_rule *r = calloc(1, sizeof(*r));
     if (!r) {
-        fail(err, errlen, "out of memory");
+        kg_chaos_fail(err, errlen, "out of memory");
         return NULL;
     }
     atomic_init(&r->refs, 1);
@@ -834,7 +831,7 @@ kg_chaos_rule *kg_chaos_rule_parse(json_t *in, bool from_store, int64_t now_ms, 
                      strcmp(json_string_value(json_object_get(in, "source")), "config") == 0;
     r->json = json_deep_copy(in);
     if (!r->json) {
-        fail(err, errlen, "out of memory");
+        kg_chaos_fail(err, errlen, "out of memory");
         kg_chaos_rule_unref(r);
         return NULL;
     }

@@ -50,7 +50,8 @@ static unsigned side_direction(int side)
 /* Chaos TCP faults that pace a side: its output is written by timers, never directly. */
 static int side_shaped(const kg_conn *c, int side)
 {
-    return (c->tcp.faults & (KG_CHAOS_TCP_TIMEOUT | KG_CHAOS_TCP_BANDWIDTH | KG_CHAOS_TCP_SLICER)) &&
+    return (c->tcp.faults &
+            (KG_CHAOS_TCP_TIMEOUT | KG_CHAOS_TCP_BANDWIDTH | KG_CHAOS_TCP_SLICER)) &&
            (c->tcp.directions & side_direction(side));
 }
 
@@ -61,25 +62,20 @@ static int side_frozen(const kg_conn *c, int side)
 
 static void conn_update_interest(kg_conn *c)
 {
-    if (c->state == KG_CONN_CLOSED)
-        return;
+    if (c->state == KG_CONN_CLOSED) return;
     unsigned cmask = 0, bmask = 0;
     /* A held request keeps later ones in req_in: stop reading once that is full. */
-    int can_read_requests = c->state != KG_CONN_DRAINING &&
-                            kg_buf_len(&c->req_out) < high_water(c) &&
-                            !(c->held.active && kg_buf_len(&c->req_in) >= high_water(c)) &&
-                            !side_frozen(c, TO_BACKEND);
-    if (can_read_requests)
-        cmask |= KG_EV_READ;
-    if (kg_buf_len(&c->resp_out) > 0 && !side_shaped(c, TO_CLIENT))
-        cmask |= KG_EV_WRITE;
+    int can_read_requests =
+        c->state != KG_CONN_DRAINING && kg_buf_len(&c->req_out) < high_water(c) &&
+        !(c->held.active && kg_buf_len(&c->req_in) >= high_water(c)) && !side_frozen(c, TO_BACKEND);
+    if (can_read_requests) cmask |= KG_EV_READ;
+    if (kg_buf_len(&c->resp_out) > 0 && !side_shaped(c, TO_CLIENT)) cmask |= KG_EV_WRITE;
     if (c->state == KG_CONN_CONNECTING) {
         bmask = KG_EV_WRITE;
     } else {
         if (kg_buf_len(&c->resp_out) < high_water(c) && !side_frozen(c, TO_CLIENT))
             bmask |= KG_EV_READ;
-        if (kg_buf_len(&c->req_out) > 0 && !side_shaped(c, TO_BACKEND))
-            bmask |= KG_EV_WRITE;
+        if (kg_buf_len(&c->req_out) > 0 && !side_shaped(c, TO_BACKEND)) bmask |= KG_EV_WRITE;
     }
     if (kg_loop_io_set(c->loop, &c->client_io, cmask) < 0 ||
         (c->backend_io.fd >= 0 && kg_loop_io_set(c->loop, &c->backend_io, bmask) < 0))
@@ -106,8 +102,7 @@ static int conn_emit(kg_conn *c, int side, const uint8_t *p, size_t n)
     int limit_hit = allowed < n;
     n = allowed;
     c->sent[side] += n;
-    if (side == TO_CLIENT)
-        kg_vcm_bytes_out(c->vc->metrics, n);
+    if (side == TO_CLIENT) kg_vcm_bytes_out(c->vc->metrics, n);
     if (kg_buf_len(out) == 0 && connected && n > 0 && !side_shaped(c, side)) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) {
@@ -157,8 +152,7 @@ static uint8_t *conn_make_frame(int16_t api_key, int16_t api_version, int32_t co
 static void conn_inspect(kg_conn *c, int16_t api_key, int16_t api_version, const uint8_t *frame,
                          uint32_t frame_len)
 {
-    if (frame_len < 8)
-        return;
+    if (frame_len < 8) return;
     size_t hdr = kg_wire_response_header_len(api_key, api_version, frame + 4, frame_len - 4);
     uint32_t results, errors;
     if (hdr && kg_inspect_errors(api_key, api_version, frame + 4 + hdr, frame_len - 4 - hdr,
@@ -183,8 +177,7 @@ static kg_inflight *queue_push(kg_conn *c)
     if (c->q_len == c->q_cap) {
         uint32_t cap = c->q_cap ? c->q_cap * 2 : 16;
         kg_inflight *q = malloc(cap * sizeof(*q));
-        if (!q)
-            return NULL;
+        if (!q) return NULL;
         for (uint32_t i = 0; i < c->q_len; i++)
             q[i] = *queue_at(c, i);
         free(c->queue);
@@ -202,8 +195,7 @@ static void inflight_clear(kg_inflight *e)
 {
     free(e->frame);
     e->frame = NULL;
-    if (e->chaos)
-        kg_chaos_release(e->chaos);
+    if (e->chaos) kg_chaos_release(e->chaos);
     e->chaos = NULL;
 }
 
@@ -220,8 +212,7 @@ static kg_inflight *queue_first_waiting(kg_conn *c)
 {
     for (uint32_t i = 0; i < c->q_len; i++) {
         kg_inflight *e = queue_at(c, i);
-        if (!(e->flags & KG_INFLIGHT_READY))
-            return e;
+        if (!(e->flags & KG_INFLIGHT_READY)) return e;
     }
     return NULL;
 }
@@ -236,8 +227,7 @@ static int queue_deliver_ready(kg_conn *c)
             kg_loop_timer_at(c->loop, &c->response_timer, e->release_us);
             return 0;
         }
-        if (e->frame_len && conn_emit(c, TO_CLIENT, e->frame, e->frame_len) < 0)
-            return -1;
+        if (e->frame_len && conn_emit(c, TO_CLIENT, e->frame, e->frame_len) < 0) return -1;
         queue_pop(c);
     }
     return 0;
@@ -251,8 +241,7 @@ static void inflight_ready(kg_conn *c, kg_inflight *e, uint8_t *frame, uint32_t 
     e->frame_len = frame_len;
     e->flags |= KG_INFLIGHT_READY;
     e->release_us = kg_now_us() + e->delay_us;
-    if (e->chaos)
-        kg_chaos_release(e->chaos);
+    if (e->chaos) kg_chaos_release(e->chaos);
     e->chaos = NULL;
 }
 
@@ -260,8 +249,7 @@ static void inflight_ready(kg_conn *c, kg_inflight *e, uint8_t *frame, uint32_t 
 
 void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
 {
-    if (c->state == KG_CONN_CLOSED)
-        return;
+    if (c->state == KG_CONN_CLOSED) return;
     char reason[256];
     va_list ap;
     va_start(ap, fmt);
@@ -274,7 +262,7 @@ void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
     for (uint32_t i = 0; i < c->q_len; i++)
         kg_vcm_unanswered(c->vc->metrics, queue_at(c, i)->api_key);
     c->state = KG_CONN_CLOSED;
-    kg_timer *timers[] = {&c->connect_timer, &c->request_timer, &c->response_timer,
+    kg_timer *timers[] = {&c->connect_timer,  &c->request_timer,  &c->response_timer,
                           &c->shape_timer[0], &c->shape_timer[1], &c->reset_timer,
                           &c->recheck_timer};
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
@@ -302,8 +290,7 @@ void kg_conn_free(kg_conn *c)
         queue_pop(c);
     free(c->queue);
     kg_chaos_action_free(&c->held.action);
-    if (c->chaos)
-        kg_chaos_release(c->chaos);
+    if (c->chaos) kg_chaos_release(c->chaos);
     kg_buf_free(&c->req_in);
     kg_buf_free(&c->req_out);
     kg_buf_free(&c->resp_in);
@@ -318,8 +305,7 @@ static int conn_is_idle(const kg_conn *c)
 
 void kg_conn_drain(kg_conn *c)
 {
-    if (c->state == KG_CONN_CLOSED)
-        return;
+    if (c->state == KG_CONN_CLOSED) return;
     if (conn_is_idle(c) || c->state == KG_CONN_CONNECTING) {
         kg_conn_close(c, KG_LOG_DEBUG, "gateway shutting down");
         return;
@@ -337,8 +323,7 @@ static kg_chaos_conn conn_chaos_view(kg_conn *c)
                        .principal = NULL,
                        .node_id = c->node_id,
                        .rng = kg_worker_rng(c->worker)};
-    if (c->client_id_len < 0)
-        v.client_id = KP_STR_NULL;
+    if (c->client_id_len < 0) v.client_id = KP_STR_NULL;
     return v;
 }
 
@@ -363,8 +348,7 @@ static int conn_chaos_tcp(kg_conn *c)
 {
     kg_chaos_conn view = conn_chaos_view(c);
     kg_chaos_tcp tcp = {0};
-    if (!kg_chaos_tcp_faults(c->chaos, &view, &tcp))
-        memset(&tcp, 0, sizeof(tcp));
+    if (!kg_chaos_tcp_faults(c->chaos, &view, &tcp)) memset(&tcp, 0, sizeof(tcp));
     if (tcp.faults & KG_CHAOS_TCP_DOWN) {
         kg_conn_close(c, KG_LOG_INFO, "chaos down");
         return -1;
@@ -378,7 +362,9 @@ static int conn_chaos_tcp(kg_conn *c)
         int shaped = (tcp.faults & (KG_CHAOS_TCP_BANDWIDTH | KG_CHAOS_TCP_SLICER)) &&
                      (tcp.directions & side_direction(side));
         kg_shape_init(&c->shape[side],
-                      shaped && (tcp.faults & KG_CHAOS_TCP_BANDWIDTH) ? (uint64_t)tcp.bandwidth_kib * 1024u : 0,
+                      shaped && (tcp.faults & KG_CHAOS_TCP_BANDWIDTH)
+                          ? (uint64_t)tcp.bandwidth_kib * 1024u
+                          : 0,
                       shaped && (tcp.faults & KG_CHAOS_TCP_SLICER) ? tcp.slice_bytes : 0,
                       tcp.slice_delay_us, now);
     }
@@ -398,12 +384,10 @@ static int conn_chaos_sync(kg_conn *c)
     kg_chaos *ch = c->gw->chaos;
     uint64_t gen = kg_chaos_generation(ch);
     if (!c->chaos || gen != c->chaos_gen) {
-        if (c->chaos)
-            kg_chaos_release(c->chaos);
+        if (c->chaos) kg_chaos_release(c->chaos);
         c->chaos_gen = gen;
         c->chaos = kg_chaos_acquire(ch);
-        if (conn_chaos_tcp(c) < 0)
-            return -1;
+        if (conn_chaos_tcp(c) < 0) return -1;
     }
     return !kg_chaos_set_empty(c->chaos);
 }
@@ -414,8 +398,7 @@ static int conn_flush_shaped(kg_conn *c, int side)
     kg_buf *out = side == TO_CLIENT ? &c->resp_out : &c->req_out;
     int fd = side == TO_CLIENT ? c->client_io.fd : c->backend_io.fd;
     uint64_t now = kg_now_us();
-    if (side_frozen(c, side) || (side == TO_BACKEND && c->state == KG_CONN_CONNECTING))
-        return 0;
+    if (side_frozen(c, side) || (side == TO_BACKEND && c->state == KG_CONN_CONNECTING)) return 0;
     size_t n = kg_shape_allowance(&c->shape[side], kg_buf_len(out), now);
     if (n > 0) {
         ssize_t w = send(fd, kg_buf_begin(out), n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -446,13 +429,13 @@ static int conn_route_is_stale(const kg_conn *c)
 static int conn_note_client_id(kg_conn *c, const kg_wire_request *rq)
 {
     kp_str id = rq->client_id;
-    if (id.len < 0 || (id.len == c->client_id_len && memcmp(id.ptr, c->client_id, (size_t)id.len) == 0))
+    if (id.len < 0 ||
+        (id.len == c->client_id_len && memcmp(id.ptr, c->client_id, (size_t)id.len) == 0))
         return 0;
     size_t n = (size_t)id.len < sizeof(c->client_id) ? (size_t)id.len : sizeof(c->client_id) - 1;
     memcpy(c->client_id, id.ptr, n);
     c->client_id_len = (int32_t)n;
-    if (c->tcp_rechecked)
-        return 0;
+    if (c->tcp_rechecked) return 0;
     c->tcp_rechecked = 1;
     return conn_chaos_tcp(c);
 }
@@ -513,8 +496,7 @@ static int conn_answer_apiversions(kg_conn *c, const kg_wire_request *rq,
     kp_writer w = {0};
     kg_versions_build_response(&w, unsupported ? 0 : rq->api_version, rq->correlation_id, ranges,
                                unsupported ? KG_KAFKA_UNSUPPORTED_VERSION : 0, 0);
-    if (w.err)
-        kp_writer_free(&w);
+    if (w.err) kp_writer_free(&w);
     return conn_answer_locally(c, rq, w.err ? NULL : w.buf, (uint32_t)w.len, 0);
 }
 
@@ -522,8 +504,7 @@ static int conn_answer_apiversions(kg_conn *c, const kg_wire_request *rq,
 static int conn_forward_frame(kg_conn *c, const uint8_t *frame, uint32_t size, size_t header_len,
                               const kp_writer *body)
 {
-    if (!body)
-        return conn_emit(c, TO_BACKEND, frame, 4 + (size_t)size);
+    if (!body) return conn_emit(c, TO_BACKEND, frame, 4 + (size_t)size);
     uint8_t be[4];
     kg_wire_put_u32(be, (uint32_t)(header_len + body->len));
     if (conn_emit(c, TO_BACKEND, be, 4) < 0 || conn_emit(c, TO_BACKEND, frame + 4, header_len) < 0)
@@ -552,12 +533,12 @@ static int conn_execute_action(kg_conn *c, const kg_wire_request *rq, const uint
     }
     const kp_writer *body = (f & KG_CHAOS_REPLACE_REQUEST) ? &act->request : NULL;
     if (conn_forward_frame(c, frame, size, rq->header_len, body) < 0 ||
-        ((f & KG_CHAOS_FORWARD_TWICE) && conn_forward_frame(c, frame, size, rq->header_len, body) < 0))
+        ((f & KG_CHAOS_FORWARD_TWICE) &&
+         conn_forward_frame(c, frame, size, rq->header_len, body) < 0))
         return -1;
     if (!rq->no_response) {
         kg_inflight *e = conn_track_request(c, rq);
-        if (!e)
-            return -1;
+        if (!e) return -1;
         e->delay_us = act->delay_response_us;
         if (f & KG_CHAOS_LOST_ACK) {
             e->flags |= KG_INFLIGHT_REPLACE;
@@ -590,17 +571,15 @@ static int conn_chaos_request(kg_conn *c, const kg_wire_request *rq, const uint8
     kg_chaos_conn view = conn_chaos_view(c);
     int observe = kg_chaos_group_scoped(set) && kg_chaos_is_group_api(rq->api_key);
     int wanted = kg_chaos_request_wanted(set, &view, rq->api_key, rq->api_version);
-    if (!observe && !wanted)
-        return 2;
-    if (!complete)
-        return 0;
+    if (!observe && !wanted) return 2;
+    if (!complete) return 0;
     const uint8_t *body = frame + 4 + rq->header_len;
     size_t len = size - rq->header_len;
-    if (observe)
-        kg_chaos_observe(c->gw->chaos, &view, rq->api_key, rq->api_version, body, len);
+    if (observe) kg_chaos_observe(c->gw->chaos, &view, rq->api_key, rq->api_version, body, len);
     kg_chaos_action act;
     kg_chaos_action_init(&act);
-    if (!wanted || kg_chaos_on_request(set, &view, rq->api_key, rq->api_version, body, len, &act) < 0 ||
+    if (!wanted ||
+        kg_chaos_on_request(set, &view, rq->api_key, rq->api_version, body, len, &act) < 0 ||
         act.flags == 0) {
         kg_chaos_action_free(&act);
         return 2;
@@ -622,8 +601,7 @@ static int conn_chaos_request(kg_conn *c, const kg_wire_request *rq, const uint8
 static int conn_take_held(kg_conn *c, const kg_wire_request *rq, const uint8_t *frame,
                           uint32_t size)
 {
-    if (kg_now_us() < c->held.until_us)
-        return 0;
+    if (kg_now_us() < c->held.until_us) return 0;
     c->held.active = 0;
     int rc = conn_execute_action(c, rq, frame, size, &c->held.action);
     kg_chaos_action_free(&c->held.action);
@@ -637,8 +615,7 @@ static int conn_take_request(kg_conn *c)
 {
     const uint8_t *p = kg_buf_begin(&c->req_in);
     size_t avail = kg_buf_len(&c->req_in);
-    if (avail < 4)
-        return 0;
+    if (avail < 4) return 0;
     int32_t size = (int32_t)kg_wire_get_u32(p);
     if (size < KG_WIRE_MIN_REQUEST || (uint32_t)size > c->gw->cfg->max_frame_bytes) {
         kg_conn_close(c, KG_LOG_WARN, "bad request frame size %d (allowed %d..%u)", size,
@@ -648,8 +625,7 @@ static int conn_take_request(kg_conn *c)
     kg_wire_request rq;
     int complete = avail >= 4 + (size_t)size;
     int rc = kg_wire_parse_request(p + 4, complete ? (size_t)size : avail - 4, (size_t)size, &rq);
-    if (rc == KG_WIRE_NEED_MORE)
-        return 0;
+    if (rc == KG_WIRE_NEED_MORE) return 0;
     if (rc == KG_WIRE_BAD) {
         kg_conn_close(c, KG_LOG_WARN, "malformed request header (api %d v%d): %s", rq.api_key,
                       rq.api_version, rq.error);
@@ -669,8 +645,7 @@ static int conn_take_request(kg_conn *c)
     }
     if (!apiversions && kg_wire_validated(rq.api_key) && !c->held.active) {
         const char *why;
-        if (!complete)
-            return 0;
+        if (!complete) return 0;
         if (kg_wire_validate_request(rq.api_key, rq.api_version, p + 4 + rq.header_len,
                                      (size_t)size - rq.header_len, &why) < 0) {
             kg_conn_close(c, KG_LOG_WARN, "malformed %s v%d request: %s", kp_api_name(rq.api_key),
@@ -678,48 +653,41 @@ static int conn_take_request(kg_conn *c)
             return -1;
         }
     }
-    if (c->held.active)
-        return conn_take_held(c, &rq, p, (uint32_t)size);
-    if (conn_note_client_id(c, &rq) < 0)
-        return -1;
+    if (c->held.active) return conn_take_held(c, &rq, p, (uint32_t)size);
+    if (conn_note_client_id(c, &rq) < 0) return -1;
     kg_version_ranges ranges;
     if (rq.api_key == KG_API_APIVERSIONS && kg_gateway_version_ranges(c->gw, c->vc, &ranges)) {
-        if (!complete)
-            return 0;
+        if (!complete) return 0;
         kg_vcm_request(c->vc->metrics, rq.api_key);
         kg_buf_consume(&c->req_in, 4 + (size_t)size);
         return conn_answer_apiversions(c, &rq, &ranges) < 0 ? -1 : 1;
     }
     int with_rules = conn_chaos_sync(c);
-    if (with_rules < 0)
-        return -1;
+    if (with_rules < 0) return -1;
     if (with_rules) {
         rc = conn_chaos_request(c, &rq, p, (uint32_t)size, complete);
         if (rc == 1) {
             kg_vcm_request(c->vc->metrics, rq.api_key);
             kg_vcm_payload(c->vc->metrics, rq.api_key, 4 + (size_t)size);
         }
-        if (rc != 2)
-            return rc;
+        if (rc != 2) return rc;
     }
     kg_vcm_request(c->vc->metrics, rq.api_key);
     kg_vcm_payload(c->vc->metrics, rq.api_key, 4 + (size_t)size);
-    if (!rq.no_response && !conn_track_request(c, &rq))
-        return -1;
+    if (!rq.no_response && !conn_track_request(c, &rq)) return -1;
     c->req_pass = 4 + (uint32_t)size;
     return 1;
 }
 
-/* Streams pass-through bytes of the current request to the backend, as many as are here. */
-static int conn_pass_request_bytes(kg_conn *c)
+/* Streams pass-through bytes of the current frame from IN to SIDE, as many as are here, and
+ * counts them off *PASS. */
+static int conn_pass_bytes(kg_conn *c, kg_buf *in, uint32_t *pass, int side)
 {
-    size_t n = kg_buf_len(&c->req_in);
-    if (n > c->req_pass)
-        n = c->req_pass;
-    if (conn_emit(c, TO_BACKEND, kg_buf_begin(&c->req_in), n) < 0)
-        return -1;
-    kg_buf_consume(&c->req_in, n);
-    c->req_pass -= (uint32_t)n;
+    size_t n = kg_buf_len(in);
+    if (n > *pass) n = *pass;
+    if (conn_emit(c, side, kg_buf_begin(in), n) < 0) return -1;
+    kg_buf_consume(in, n);
+    *pass -= (uint32_t)n;
     return 0;
 }
 
@@ -727,14 +695,14 @@ static void conn_process_requests(kg_conn *c)
 {
     while (c->state == KG_CONN_PROXYING || c->state == KG_CONN_CONNECTING) {
         if (c->req_pass > 0) {
-            if (kg_buf_len(&c->req_in) == 0 || conn_pass_request_bytes(c) < 0)
+            if (kg_buf_len(&c->req_in) == 0 ||
+                conn_pass_bytes(c, &c->req_in, &c->req_pass, TO_BACKEND) < 0)
                 return;
             continue;
         }
         if (kg_buf_len(&c->req_out) >= high_water(c))
             return; /* backpressure: the backend is slower than the client */
-        if (conn_take_request(c) <= 0)
-            return;
+        if (conn_take_request(c) <= 0) return;
     }
 }
 
@@ -748,8 +716,7 @@ static int conn_port_for_node(void *ctx, int32_t node_id)
 static void conn_broker_seen(void *ctx, int32_t node_id, const kp_str *host, int32_t port,
                              const kp_str *rack)
 {
-    if (host->len > 0)
-        kg_cluster_learn_broker(ctx, node_id, host->ptr, (size_t)host->len, port);
+    if (host->len > 0) kg_cluster_learn_broker(ctx, node_id, host->ptr, (size_t)host->len, port);
 }
 
 /* Mutation (chaos) then address rewriting of one whole response frame. Returns 1 with the new
@@ -794,8 +761,8 @@ static int conn_transform_response(kg_conn *c, const kg_inflight *e, const uint8
                            .ctx = c->vc,
                            .fallback_port = c->vc->cfg->port,
                            .hide_leader_epochs = c->vc->cfg->hide_leader_epochs};
-        rc = kg_rewrite_response(e->api_key, e->api_version, body, body_len, &map,
-                                 conn_broker_seen, c->cluster, out);
+        rc = kg_rewrite_response(e->api_key, e->api_version, body, body_len, &map, conn_broker_seen,
+                                 c->cluster, out);
         changed |= rc == 1;
     }
     if (rc == 0 && changed) {
@@ -872,8 +839,7 @@ static int conn_finish_response(kg_conn *c, kg_inflight *e, const uint8_t *frame
         if (rc == 0) {
             kp_writer_free(&w);
             out = malloc(4 + (size_t)size);
-            if (out)
-                memcpy(out, frame, 4 + (size_t)size);
+            if (out) memcpy(out, frame, 4 + (size_t)size);
             out_len = 4 + size;
         } else {
             out = w.buf;
@@ -896,8 +862,7 @@ static int conn_take_response(kg_conn *c)
 {
     const uint8_t *p = kg_buf_begin(&c->resp_in);
     size_t avail = kg_buf_len(&c->resp_in);
-    if (avail < 8)
-        return 0;
+    if (avail < 8) return 0;
     int32_t size = (int32_t)kg_wire_get_u32(p);
     int32_t corr = (int32_t)kg_wire_get_u32(p + 4);
     kg_inflight *e = queue_first_waiting(c);
@@ -931,38 +896,28 @@ static int conn_take_response(kg_conn *c)
         }
         return 0;
     }
-    if (conn_finish_response(c, e, p, (uint32_t)size) < 0)
-        return -1;
+    if (conn_finish_response(c, e, p, (uint32_t)size) < 0) return -1;
     kg_buf_consume(&c->resp_in, 4 + (size_t)size);
     return queue_deliver_ready(c) < 0 ? -1 : 1;
 }
 
+/* A response streamed to its end may have kgate's own answers queued right behind it. */
 static int conn_pass_response_bytes(kg_conn *c)
 {
-    size_t n = kg_buf_len(&c->resp_in);
-    if (n > c->resp_pass)
-        n = c->resp_pass;
-    if (conn_emit(c, TO_CLIENT, kg_buf_begin(&c->resp_in), n) < 0)
-        return -1;
-    kg_buf_consume(&c->resp_in, n);
-    c->resp_pass -= (uint32_t)n;
-    if (c->resp_pass == 0 && queue_deliver_ready(c) < 0)
-        return -1;
-    return 0;
+    if (conn_pass_bytes(c, &c->resp_in, &c->resp_pass, TO_CLIENT) < 0) return -1;
+    return c->resp_pass == 0 ? queue_deliver_ready(c) : 0;
 }
 
 static void conn_process_responses(kg_conn *c)
 {
     while (c->state != KG_CONN_CLOSED) {
         if (c->resp_pass > 0) {
-            if (kg_buf_len(&c->resp_in) == 0 || conn_pass_response_bytes(c) < 0)
-                return;
+            if (kg_buf_len(&c->resp_in) == 0 || conn_pass_response_bytes(c) < 0) return;
             continue;
         }
         if (kg_buf_len(&c->resp_out) >= high_water(c) || side_frozen(c, TO_CLIENT))
             return; /* backpressure: the client is slower than the backend */
-        if (conn_take_response(c) <= 0)
-            return;
+        if (conn_take_response(c) <= 0) return;
     }
 }
 
@@ -972,10 +927,8 @@ static void conn_process_responses(kg_conn *c)
  * EOF, -1 on would-block, -2 on error. */
 static ssize_t conn_read(kg_conn *c, int fd, kg_buf *buf)
 {
-    if (kg_buf_len(buf) == 0)
-        kg_buf_lend(buf, kg_worker_scratch(c->worker), KG_WORKER_SCRATCH);
-    if (kg_buf_reserve(buf, KG_READ_CHUNK) < 0)
-        return -2;
+    if (kg_buf_len(buf) == 0) kg_buf_lend(buf, kg_worker_scratch(c->worker), KG_WORKER_SCRATCH);
+    if (kg_buf_reserve(buf, KG_READ_CHUNK) < 0) return -2;
     ssize_t n = recv(fd, buf->data + buf->tail, buf->cap - buf->tail, 0);
     if (n > 0)
         buf->tail += (size_t)n;
@@ -987,15 +940,13 @@ static ssize_t conn_read(kg_conn *c, int fd, kg_buf *buf)
 /* Sends what is queued for one side. Returns -1 when the connection was closed. */
 static int conn_flush(kg_conn *c, int side)
 {
-    if (side_shaped(c, side))
-        return conn_flush_shaped(c, side);
+    if (side_shaped(c, side)) return conn_flush_shaped(c, side);
     kg_buf *out = side == TO_CLIENT ? &c->resp_out : &c->req_out;
     int fd = side == TO_CLIENT ? c->client_io.fd : c->backend_io.fd;
     while (kg_buf_len(out) > 0) {
         ssize_t w = send(fd, kg_buf_begin(out), kg_buf_len(out), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-                break;
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
             kg_conn_close(c, KG_LOG_DEBUG, "write to %s failed: %s",
                           side == TO_CLIENT ? "client" : "backend", strerror(errno));
             return -1;
@@ -1008,8 +959,7 @@ static int conn_flush(kg_conn *c, int side)
 
 static void conn_after_io(kg_conn *c)
 {
-    if (c->state == KG_CONN_CLOSED)
-        return;
+    if (c->state == KG_CONN_CLOSED) return;
     if (kg_buf_settle(&c->req_in) < 0 || kg_buf_settle(&c->resp_in) < 0) {
         kg_conn_close(c, KG_LOG_ERROR, "out of memory keeping a partial frame");
         return;
@@ -1034,8 +984,7 @@ static void conn_release_held(kg_loop *loop, void *arg)
 static void conn_release_response(kg_loop *loop, void *arg)
 {
     kg_conn *c = arg;
-    if (queue_deliver_ready(c) < 0)
-        return;
+    if (queue_deliver_ready(c) < 0) return;
     conn_process_responses(c);
     conn_after_io(c);
 }
@@ -1043,49 +992,43 @@ static void conn_release_response(kg_loop *loop, void *arg)
 static void conn_chaos_recheck(kg_loop *loop, void *arg)
 {
     kg_conn *c = arg;
-    if (conn_chaos_sync(c) < 0)
-        return;
+    if (conn_chaos_sync(c) < 0) return;
     if (c->tcp.faults && c->recheck_timer.heap_index < 0)
         kg_loop_timer_in(loop, &c->recheck_timer, KG_CHAOS_RECHECK_US);
     /* A side that is no longer frozen or shaped has bytes waiting, and may read again. */
-    if (conn_flush(c, TO_BACKEND) < 0 || conn_flush(c, TO_CLIENT) < 0)
-        return;
+    if (conn_flush(c, TO_BACKEND) < 0 || conn_flush(c, TO_CLIENT) < 0) return;
     conn_process_requests(c);
-    if (c->state != KG_CONN_CLOSED)
-        conn_process_responses(c);
+    if (c->state != KG_CONN_CLOSED) conn_process_responses(c);
     conn_after_io(c);
 }
 
 static void conn_shape_flush(kg_loop *loop, void *arg)
 {
     kg_conn *c = arg;
-    if (conn_flush(c, TO_BACKEND) < 0 || conn_flush(c, TO_CLIENT) < 0)
-        return;
+    if (conn_flush(c, TO_BACKEND) < 0 || conn_flush(c, TO_CLIENT) < 0) return;
     /* Output drained below the high-water mark: both directions may read again. */
     conn_process_requests(c);
-    if (c->state != KG_CONN_CLOSED)
-        conn_process_responses(c);
+    if (c->state != KG_CONN_CLOSED) conn_process_responses(c);
     conn_after_io(c);
 }
 
 static void conn_client_event(kg_loop *loop, int fd, unsigned mask, void *arg)
 {
     kg_conn *c = arg;
-    if (c->state == KG_CONN_CLOSED)
-        return;
-    if ((mask & KG_EV_WRITE) && conn_flush(c, TO_CLIENT) < 0)
-        return;
+    if (c->state == KG_CONN_CLOSED) return;
+    if ((mask & KG_EV_WRITE) && conn_flush(c, TO_CLIENT) < 0) return;
     if ((mask & KG_EV_READ) && c->state != KG_CONN_DRAINING) {
         ssize_t n = conn_read(c, fd, &c->req_in);
         if (n == 0 && (kg_buf_len(&c->req_in) > 0 || c->req_pass > 0)) {
-            kg_conn_close(c, KG_LOG_WARN, "client closed the connection in the middle of a "
-                                          "request (%zu bytes of it unsent)",
+            kg_conn_close(c, KG_LOG_WARN,
+                          "client closed the connection in the middle of a "
+                          "request (%zu bytes of it unsent)",
                           kg_buf_len(&c->req_in) + c->req_pass);
             return;
         }
         if (n == 0 || n == -2) {
-            kg_conn_close(c, KG_LOG_DEBUG, n == 0 ? "client closed the connection"
-                                                  : "client read error");
+            kg_conn_close(c, KG_LOG_DEBUG,
+                          n == 0 ? "client closed the connection" : "client read error");
             return;
         }
         if (n > 0) {
@@ -1094,16 +1037,14 @@ static void conn_client_event(kg_loop *loop, int fd, unsigned mask, void *arg)
         }
     }
     /* Output made room again: responses held back by backpressure can move on. */
-    if (c->state != KG_CONN_CLOSED && kg_buf_len(&c->resp_in) > 0)
-        conn_process_responses(c);
+    if (c->state != KG_CONN_CLOSED && kg_buf_len(&c->resp_in) > 0) conn_process_responses(c);
     conn_after_io(c);
 }
 
 static void conn_backend_connected(kg_conn *c)
 {
     kg_loop_timer_cancel(c->loop, &c->connect_timer);
-    if (c->state == KG_CONN_CONNECTING)
-        c->state = KG_CONN_PROXYING;
+    if (c->state == KG_CONN_CONNECTING) c->state = KG_CONN_PROXYING;
     kg_debug("connection from %s (vcluster %s) proxied to %s", c->peer, c->vc->cfg->name,
              c->backend);
 }
@@ -1111,13 +1052,11 @@ static void conn_backend_connected(kg_conn *c)
 static void conn_backend_event(kg_loop *loop, int fd, unsigned mask, void *arg)
 {
     kg_conn *c = arg;
-    if (c->state == KG_CONN_CLOSED)
-        return;
+    if (c->state == KG_CONN_CLOSED) return;
     if (c->state == KG_CONN_CONNECTING) {
         int err = 0;
         socklen_t len = sizeof(err);
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-            err = errno;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
         if (err != 0) {
             kg_warn("vcluster %s: backend %s unreachable: %s", c->vc->cfg->name, c->backend,
                     strerror(err));
@@ -1130,21 +1069,18 @@ static void conn_backend_event(kg_loop *loop, int fd, unsigned mask, void *arg)
             conn_flush_shaped(c, TO_BACKEND) < 0)
             return;
     }
-    if ((mask & KG_EV_WRITE) && conn_flush(c, TO_BACKEND) < 0)
-        return;
+    if ((mask & KG_EV_WRITE) && conn_flush(c, TO_BACKEND) < 0) return;
     if (mask & KG_EV_READ) {
         ssize_t n = conn_read(c, fd, &c->resp_in);
         if (n == 0 || n == -2) {
             conn_flush(c, TO_CLIENT);
-            kg_conn_close(c, KG_LOG_DEBUG, n == 0 ? "backend closed the connection"
-                                                  : "backend read error");
+            kg_conn_close(c, KG_LOG_DEBUG,
+                          n == 0 ? "backend closed the connection" : "backend read error");
             return;
         }
-        if (n > 0)
-            conn_process_responses(c);
+        if (n > 0) conn_process_responses(c);
     }
-    if (c->state != KG_CONN_CLOSED && kg_buf_len(&c->req_in) > 0)
-        conn_process_requests(c);
+    if (c->state != KG_CONN_CLOSED && kg_buf_len(&c->req_in) > 0) conn_process_requests(c);
     conn_after_io(c);
 }
 
@@ -1160,8 +1096,7 @@ static void conn_connect_timeout(kg_loop *loop, void *arg)
 static int conn_socket_for(const kg_sockaddr *addr)
 {
     int fd = socket(addr->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
@@ -1181,8 +1116,7 @@ static void conn_connect_next(kg_conn *c)
                             sizeof(c->backend)) < 0)
             break;
         int fd = conn_socket_for(&addr);
-        if (fd < 0)
-            continue;
+        if (fd < 0) continue;
         if (connect(fd, (struct sockaddr *)&addr.sa, addr.len) < 0 && errno != EINPROGRESS) {
             kg_warn("vcluster %s: backend %s unreachable: %s", c->vc->cfg->name, c->backend,
                     strerror(errno));
@@ -1196,8 +1130,7 @@ static void conn_connect_next(kg_conn *c)
         conn_update_interest(c);
         return;
     }
-    kg_conn_close(c, KG_LOG_WARN, "no broker of cluster %s reachable",
-                  c->cluster->cfg->name);
+    kg_conn_close(c, KG_LOG_WARN, "no broker of cluster %s reachable", c->cluster->cfg->name);
 }
 
 static void conn_describe_peer(int fd, char *out, size_t len)
@@ -1220,12 +1153,11 @@ static void conn_describe_peer(int fd, char *out, size_t len)
     snprintf(out, len, "%s:%d", host, port);
 }
 
-kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd,
-                      kg_vcluster *vc, int32_t node_id)
+kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd, kg_vcluster *vc,
+                      int32_t node_id)
 {
     kg_conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
+    if (!c) return NULL;
     c->worker = w;
     c->loop = loop;
     c->gw = gw;
@@ -1257,7 +1189,6 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
 
 void kg_conn_start(kg_conn *c)
 {
-    if (conn_chaos_sync(c) < 0)
-        return;
+    if (conn_chaos_sync(c) < 0) return;
     conn_connect_next(c);
 }
