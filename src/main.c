@@ -36,7 +36,8 @@ static void usage(FILE *out)
             "  audit [list|verify]    the tamper-evident audit log\n"
             "  chaos add TYPE [scope and fault options] | chaos list | chaos rm ID\n"
             "                         fault injection rules (see docs/chaos.md)\n"
-            "  experiment run FILE [--wait] | list | status ID | stop ID | report ID [--format md|json]\n"
+            "  experiment run FILE [--wait] | list | status ID | stop ID | report ID [--format "
+            "md|json]\n"
             "             | annotate ID --remediation TEXT --retest ID --retest-result TEXT\n"
             "                         chaos drills with abort criteria and a six-field report\n"
             "  reload                 re-read the config file's chaos rules (same as SIGHUP)\n"
@@ -48,7 +49,8 @@ static void usage(FILE *out)
             "                         an embedded mock Kafka cluster for trying kgate\n"
             "  demo                   two embedded clusters, kgate in front, a failover and back\n"
             "\n"
-            "Options for serve/check: -c FILE (default " KGATE_DEFAULT_CONFIG "), --log-level LEVEL\n");
+            "Options for serve/check: -c FILE (default " KGATE_DEFAULT_CONFIG
+            "), --log-level LEVEL\n");
 }
 
 /* Finds "-c FILE" / "--config FILE" and removes it from argv; returns NULL when absent. */
@@ -84,16 +86,14 @@ static kg_config *load_config(const char *path)
 {
     int n_errors = 0;
     kg_config *cfg = kg_config_load(path, stderr, &n_errors);
-    if (!cfg)
-        fprintf(stderr, "%s: %d error%s\n", path, n_errors, n_errors == 1 ? "" : "s");
+    if (!cfg) fprintf(stderr, "%s: %d error%s\n", path, n_errors, n_errors == 1 ? "" : "s");
     return cfg;
 }
 
 /* The config file's chaos rules go through the same validation as the admin API's. */
 static int check_chaos_rules(const kg_config *cfg)
 {
-    if (!cfg->chaos_rules)
-        return 0;
+    if (!cfg->chaos_rules) return 0;
     kg_log_set_level(KG_LOG_WARN); /* a scratch registry: its "rule added" lines are noise */
     kg_chaos *ch = kg_chaos_new(NULL, NULL);
     int bad = 0;
@@ -115,8 +115,7 @@ static int cmd_check(int argc, char **argv)
 {
     const char *path = take_config_arg(&argc, argv);
     kg_config *cfg = load_config(path ? path : KGATE_DEFAULT_CONFIG);
-    if (!cfg)
-        return 1;
+    if (!cfg) return 1;
     int bad_rules = check_chaos_rules(cfg);
     if (bad_rules) {
         fprintf(stderr, "%s: %d error%s\n", cfg->path, bad_rules, bad_rules == 1 ? "" : "s");
@@ -149,8 +148,7 @@ static int cmd_serve(int argc, char **argv)
         return 2;
     }
     kg_config *cfg = load_config(path ? path : KGATE_DEFAULT_CONFIG);
-    if (!cfg)
-        return 1;
+    if (!cfg) return 1;
     if (apply_log_level(level ? level : cfg->log_level) < 0) {
         kg_config_free(cfg);
         return 2;
@@ -166,14 +164,11 @@ static int cmd_operate(int argc, char **argv)
     const char *path = take_config_arg(&argc, argv);
     char url[512] = "http://127.0.0.1:19644";
     char token[256] = "";
-    if (!path && access(KGATE_DEFAULT_CONFIG, R_OK) == 0)
-        path = KGATE_DEFAULT_CONFIG;
+    if (!path && access(KGATE_DEFAULT_CONFIG, R_OK) == 0) path = KGATE_DEFAULT_CONFIG;
     if (path) {
         kg_config *cfg = load_config(path);
-        if (!cfg)
-            return 2;
-        if (cfg->admin_listen[0])
-            snprintf(url, sizeof(url), "http://%s", cfg->admin_listen);
+        if (!cfg) return 2;
+        if (cfg->admin_listen[0]) snprintf(url, sizeof(url), "http://%s", cfg->admin_listen);
         snprintf(token, sizeof(token), "%s", cfg->admin_token);
         kg_config_free(cfg);
     }
@@ -199,14 +194,10 @@ int main(int argc, char **argv)
         printf("kgate %s\n", KGATE_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "serve") == 0)
-        return cmd_serve(argc - 1, argv + 1);
-    if (strcmp(cmd, "check") == 0)
-        return cmd_check(argc - 1, argv + 1);
-    if (strcmp(cmd, "dev-cluster") == 0)
-        return kg_devcluster_main(argc - 1, argv + 1);
-    if (strcmp(cmd, "demo") == 0)
-        return kg_demo_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0) return cmd_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "dev-cluster") == 0) return kg_devcluster_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "demo") == 0) return kg_demo_main(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "failover") == 0 ||
         strcmp(cmd, "failback") == 0 || strcmp(cmd, "audit") == 0 || strcmp(cmd, "chaos") == 0 ||
         strcmp(cmd, "experiment") == 0 || strcmp(cmd, "reload") == 0)

@@ -360,8 +360,7 @@ int kg_chaos_add(kg_chaos *ch, json_t *rule, const char *actor, json_t **rule_ou
 
 int kg_chaos_remove_final(kg_chaos *ch, const char *id, const char *actor, json_t **final)
 {
-    if (final)
-        *final = NULL;
+    if (final) *final = NULL;
     pthread_mutex_lock(&ch->lock);
     int i = find_rule(ch, id);
     if (i < 0) {
@@ -377,8 +376,7 @@ int kg_chaos_remove_final(kg_chaos *ch, const char *id, const char *actor, json_
             actor ? actor : "unknown");
     audit(ch, "chaos.rule.remove", r, actor);
     pthread_mutex_unlock(&ch->lock);
-    if (final)
-        *final = kg_chaos_rule_to_json(r);
+    if (final) *final = kg_chaos_rule_to_json(r);
     kg_chaos_rule_unref(r);
     return 0;
 }

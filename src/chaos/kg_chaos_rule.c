@@ -209,7 +209,8 @@ static int get_string(json_t *in, const char *key, const char **out, char *err, 
     if (!json_is_string(v) || json_string_length(v) == 0)
         return kg_chaos_fail(err, errlen, "field \"%s\" must be a non-empty string", key);
     if (json_string_length(v) > MAX_NAME_LEN && strcmp(key, "description") != 0)
-        return kg_chaos_fail(err, errlen, "field \"%s\" is longer than %d characters", key, MAX_NAME_LEN);
+        return kg_chaos_fail(err, errlen, "field \"%s\" is longer than %d characters", key,
+                             MAX_NAME_LEN);
     *out = json_string_value(v);
     return 0;
 }
@@ -227,11 +228,13 @@ static int get_int(json_t *in, const char *key, long long lo, long long hi, long
                fabs(json_real_value(v)) < 9e15) {
         x = (long long)json_real_value(v);
     } else {
-        return kg_chaos_fail(err, errlen, "field \"%s\" must be an integer from %lld to %lld", key, lo, hi);
+        return kg_chaos_fail(err, errlen, "field \"%s\" must be an integer from %lld to %lld", key,
+                             lo, hi);
     }
     if (x < lo || x > hi)
-        return kg_chaos_fail(err, errlen, "field \"%s\" must be an integer from %lld to %lld, not %lld", key,
-                    lo, hi, x);
+        return kg_chaos_fail(err, errlen,
+                             "field \"%s\" must be an integer from %lld to %lld, not %lld", key, lo,
+                             hi, x);
     *out = x;
     return 1;
 }
@@ -267,7 +270,8 @@ static int compile_regex(regex_t *re, const char *pattern, const char *key, char
     if (rc != 0) {
         char msg[128];
         regerror(rc, re, msg, sizeof(msg));
-        return kg_chaos_fail(err, errlen, "field \"%s\" is not a valid regular expression: %s", key, msg);
+        return kg_chaos_fail(err, errlen, "field \"%s\" is not a valid regular expression: %s", key,
+                             msg);
     }
     return 0;
 }
@@ -344,7 +348,8 @@ static int parse_api_entry(json_t *v, int16_t *key, char *err, size_t errlen)
         return kg_chaos_fail(err, errlen, "field \"api\": unknown API key %lld", (long long)k);
     }
     const char *name = json_string_value(v);
-    if (!name) return kg_chaos_fail(err, errlen, "field \"api\" must be a list of API names or keys");
+    if (!name)
+        return kg_chaos_fail(err, errlen, "field \"api\" must be a list of API names or keys");
     for (int16_t k = 0; k < KP_API_MAX; k++) {
         const kp_api_info *info = kp_api_get(k);
         if (info && strcasecmp(info->name, name) == 0) {
@@ -368,7 +373,8 @@ static int parse_api_field(json_t *in, kg_api_bits *out, bool *given, char *err,
         return 0;
     }
     if (!json_is_array(v) || json_array_size(v) == 0)
-        return kg_chaos_fail(err, errlen, "field \"api\" must be a non-empty list of API names or keys");
+        return kg_chaos_fail(err, errlen,
+                             "field \"api\" must be a non-empty list of API names or keys");
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e)
@@ -390,9 +396,11 @@ static int parse_scope(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
         get_string(in, "principal", &principal, err, errlen) ||
         get_string(in, "description", &s, err, errlen))
         return -1;
-    if (vcluster && !(r->vcluster = strdup(vcluster))) return kg_chaos_fail(err, errlen, "out of memory");
+    if (vcluster && !(r->vcluster = strdup(vcluster)))
+        return kg_chaos_fail(err, errlen, "out of memory");
     if (group && !(r->group = strdup(group))) return kg_chaos_fail(err, errlen, "out of memory");
-    if (principal && !(r->principal = strdup(principal))) return kg_chaos_fail(err, errlen, "out of memory");
+    if (principal && !(r->principal = strdup(principal)))
+        return kg_chaos_fail(err, errlen, "out of memory");
     if (topic) {
         if (compile_regex(&r->topic_re, topic, "topic", err, errlen) != 0) return -1;
         r->has_topic = true;
@@ -409,7 +417,8 @@ static int parse_scope(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
     double pct = 100;
     if (rate) {
         if (!json_is_number(rate) || json_number_value(rate) < 0 || json_number_value(rate) > 100)
-            return kg_chaos_fail(err, errlen, "field \"rate\" must be a number from 0 to 100 (percent)");
+            return kg_chaos_fail(err, errlen,
+                                 "field \"rate\" must be a number from 0 to 100 (percent)");
         pct = json_number_value(rate);
     }
     r->rate_ppm = (uint32_t)llround(pct * (KG_CHAOS_RATE_ONE / 100));
@@ -423,21 +432,23 @@ static int parse_expiry(kg_chaos_rule *r, json_t *in, bool from_store, int64_t n
 {
     json_t *dur = json_object_get(in, "for");
     json_t *at = json_object_get(in, "expires_at");
-    if (dur && at) return kg_chaos_fail(err, errlen, "field \"for\": give either \"for\" or \"expires_at\"");
+    if (dur && at)
+        return kg_chaos_fail(err, errlen, "field \"for\": give either \"for\" or \"expires_at\"");
     r->expires_ms = 0;
     if (dur) {
         int64_t ms;
         if (!json_is_string(dur) || kg_chaos_parse_duration(json_string_value(dur), &ms) != 0)
-            return kg_chaos_fail(err, errlen,
-                        "field \"for\" must be a duration such as \"250ms\", \"30s\", \"15m\", "
-                        "\"1h30m\"");
+            return kg_chaos_fail(
+                err, errlen,
+                "field \"for\" must be a duration such as \"250ms\", \"30s\", \"15m\", "
+                "\"1h30m\"");
         r->expires_ms = now_ms + ms;
     } else if (at && !json_is_null(at)) {
         int64_t ms;
         if (!json_is_string(at) || kg_chaos_parse_time(json_string_value(at), &ms) != 0)
             return kg_chaos_fail(err, errlen,
-                        "field \"expires_at\" must be an RFC 3339 time such as "
-                        "\"2026-05-01T12:00:00Z\"");
+                                 "field \"expires_at\" must be an RFC 3339 time such as "
+                                 "\"2026-05-01T12:00:00Z\"");
         /* A stored rule that expired while kgate was down is dropped by the caller. */
         if (ms <= now_ms && !from_store)
             return kg_chaos_fail(err, errlen, "field \"expires_at\" is in the past");
@@ -463,14 +474,14 @@ static int parse_error_name(json_t *v, const char *field, int16_t *code, char *e
             return 0;
         }
         return kg_chaos_fail(err, errlen, "field \"%s\": unknown Kafka error code %lld", field,
-                    (long long)c);
+                             (long long)c);
     }
     const char *name = json_string_value(v);
     if (!name)
         return kg_chaos_fail(err, errlen,
-                    "field \"%s\" must be a Kafka error name such as "
-                    "\"NOT_LEADER_OR_FOLLOWER\"",
-                    field);
+                             "field \"%s\" must be a Kafka error name such as "
+                             "\"NOT_LEADER_OR_FOLLOWER\"",
+                             field);
     if (kg_chaos_error_code(name, code) != 0)
         return kg_chaos_fail(err, errlen, "field \"%s\": unknown Kafka error \"%s\"", field, name);
     return 0;
@@ -482,7 +493,7 @@ static int check_api_error(int16_t api, int16_t code, const char *field, char *e
     char list[1024];
     kg_chaos_error_list(api, list, sizeof(list));
     return kg_chaos_fail(err, errlen, "field \"%s\": %s cannot return %s; it can return: %s", field,
-                kp_api_name(api), kg_chaos_error_name(code), list);
+                         kp_api_name(api), kg_chaos_error_name(code), list);
 }
 
 static int parse_broken_brokers(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
@@ -500,8 +511,8 @@ static int parse_broken_brokers(kg_chaos_rule *r, json_t *in, char *err, size_t 
     }
     if (!json_is_object(errors) || json_object_size(errors) == 0)
         return kg_chaos_fail(err, errlen,
-                    "field \"errors\" must be an object such as {\"produce\": "
-                    "\"NOT_ENOUGH_REPLICAS\", \"fetch\": \"NOT_LEADER_OR_FOLLOWER\"}");
+                             "field \"errors\" must be an object such as {\"produce\": "
+                             "\"NOT_ENOUGH_REPLICAS\", \"fetch\": \"NOT_LEADER_OR_FOLLOWER\"}");
     const char *key;
     json_t *v;
     json_object_foreach(errors, key, v)
@@ -515,16 +526,17 @@ static int parse_broken_brokers(kg_chaos_rule *r, json_t *in, char *err, size_t 
             api = KG_API_FETCH;
         else
             return kg_chaos_fail(err, errlen,
-                        "field \"%s\": broken-brokers answers \"produce\" and "
-                        "\"fetch\" only",
-                        field);
+                                 "field \"%s\": broken-brokers answers \"produce\" and "
+                                 "\"fetch\" only",
+                                 field);
         if (parse_error_name(v, field, &code, err, errlen) != 0) return -1;
-        if (code == 0) return kg_chaos_fail(err, errlen, "field \"%s\": NONE is not an error", field);
+        if (code == 0)
+            return kg_chaos_fail(err, errlen, "field \"%s\": NONE is not an error", field);
         if (check_api_error(api, code, field, err, errlen) != 0) return -1;
         if (r->lost_ack && api == KG_API_FETCH)
             return kg_chaos_fail(err, errlen,
-                        "field \"mode\": lost-ack applies to produce only; remove "
-                        "\"errors.fetch\" or use mode reject");
+                                 "field \"mode\": lost-ack applies to produce only; remove "
+                                 "\"errors.fetch\" or use mode reject");
         if (api == KG_API_PRODUCE)
             r->produce_error = code;
         else
@@ -545,8 +557,9 @@ static int parse_leader_election(kg_chaos_rule *r, json_t *in, char *err, size_t
     }
     if (!json_is_array(errors) || json_array_size(errors) == 0 ||
         json_array_size(errors) > KG_CHAOS_MAX_ERRORS)
-        return kg_chaos_fail(err, errlen, "field \"errors\" must be a list of 1 to %d Kafka error names",
-                    KG_CHAOS_MAX_ERRORS);
+        return kg_chaos_fail(err, errlen,
+                             "field \"errors\" must be a list of 1 to %d Kafka error names",
+                             KG_CHAOS_MAX_ERRORS);
     size_t i;
     json_t *v;
     json_array_foreach(errors, i, v)
@@ -556,11 +569,12 @@ static int parse_leader_election(kg_chaos_rule *r, json_t *in, char *err, size_t
         int16_t code;
         if (parse_error_name(v, field, &code, err, errlen) != 0) return -1;
         if (!kg_chaos_error_is_leadership(code))
-            return kg_chaos_fail(err, errlen,
-                        "field \"%s\": %s is not a leadership error; leader-election injects "
-                        "LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER, BROKER_NOT_AVAILABLE, "
-                        "REPLICA_NOT_AVAILABLE, FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH",
-                        field, kg_chaos_error_name(code));
+            return kg_chaos_fail(
+                err, errlen,
+                "field \"%s\": %s is not a leadership error; leader-election injects "
+                "LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER, BROKER_NOT_AVAILABLE, "
+                "REPLICA_NOT_AVAILABLE, FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH",
+                field, kg_chaos_error_name(code));
         r->errors[r->n_errors++] = code;
     }
     return 0;
@@ -585,7 +599,8 @@ static int parse_range(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
         return -1;
     if (hi < 0) return kg_chaos_fail(err, errlen, "field \"max_ms\" is required");
     if (lo < 0) lo = 0;
-    if (lo > hi) return kg_chaos_fail(err, errlen, "field \"min_ms\" must not be greater than \"max_ms\"");
+    if (lo > hi)
+        return kg_chaos_fail(err, errlen, "field \"min_ms\" must not be greater than \"max_ms\"");
     r->min_us = (uint64_t)lo * 1000;
     r->max_us = (uint64_t)hi * 1000;
     return 0;
@@ -602,7 +617,8 @@ static int parse_slow_clients(kg_chaos_rule *r, json_t *in, char *err, size_t er
         return 0;
     }
     if (!json_is_array(apis) || json_array_size(apis) == 0)
-        return kg_chaos_fail(err, errlen, "field \"apis\" must be a list of \"produce\" and/or \"fetch\"");
+        return kg_chaos_fail(err, errlen,
+                             "field \"apis\" must be a list of \"produce\" and/or \"fetch\"");
     size_t i;
     json_t *v;
     json_array_foreach(apis, i, v)
@@ -613,7 +629,8 @@ static int parse_slow_clients(kg_chaos_rule *r, json_t *in, char *err, size_t er
         else if (s && strcasecmp(s, "fetch") == 0)
             kg_api_bits_set(&r->apis, KG_API_FETCH);
         else
-            return kg_chaos_fail(err, errlen, "field \"apis[%zu]\" must be \"produce\" or \"fetch\"", i);
+            return kg_chaos_fail(err, errlen,
+                                 "field \"apis[%zu]\" must be \"produce\" or \"fetch\"", i);
     }
     return 0;
 }
@@ -670,9 +687,9 @@ static int parse_tcp(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
 {
     long long v;
     if (json_object_get(in, "topic") || json_object_get(in, "api"))
-        return kg_chaos_fail(err, errlen,
-                    "field \"%s\": %s acts on whole connections, not on topics or APIs",
-                    json_object_get(in, "topic") ? "topic" : "api", kg_chaos_type_name(r->type));
+        return kg_chaos_fail(
+            err, errlen, "field \"%s\": %s acts on whole connections, not on topics or APIs",
+            json_object_get(in, "topic") ? "topic" : "api", kg_chaos_type_name(r->type));
     if (parse_direction(r, in, err, errlen) != 0) return -1;
     switch (r->type) {
     case KG_CHAOS_DOWN:
@@ -725,7 +742,8 @@ static int parse_params(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
         return parse_on(r, in, false, err, errlen);
     case KG_CHAOS_SLOW_BROKER:
         if (r->broker < 0)
-            return kg_chaos_fail(err, errlen, "field \"broker\" is required: the broker id to slow down");
+            return kg_chaos_fail(err, errlen,
+                                 "field \"broker\" is required: the broker id to slow down");
         return parse_range(r, in, err, errlen);
     case KG_CHAOS_SLOW_CLIENTS:
         return parse_slow_clients(r, in, err, errlen);
@@ -765,8 +783,9 @@ static int check_id(const char *id, char *err, size_t errlen)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') goto bad;
     return 0;
 bad:
-    return kg_chaos_fail(err, errlen, "field \"id\" must be 1 to %d letters, digits, '-', '_' or '.'",
-                KG_CHAOS_ID_MAX - 1);
+    return kg_chaos_fail(err, errlen,
+                         "field \"id\" must be 1 to %d letters, digits, '-', '_' or '.'",
+                         KG_CHAOS_ID_MAX - 1);
 }
 
 /* The narrowing "api" field must leave the type something to act on. */
@@ -781,7 +800,7 @@ static int apply_api_field(kg_chaos_rule *r, json_t *in, char *err, size_t errle
         own.w[1] &= wanted.w[1];
         if (!kg_api_bits_any(&own))
             return kg_chaos_fail(err, errlen, "field \"api\": %s does not act on any of these APIs",
-                        kg_chaos_type_name(r->type));
+                                 kg_chaos_type_name(r->type));
     }
     r->apis = own;
     return 0;
@@ -802,11 +821,11 @@ kg_chaos_rule *kg_chaos_rule_parse(json_t *in, bool from_store, int64_t now_ms, 
     }
     if (!type_name || kg_chaos_type_parse(type_name, &type) != 0) {
         kg_chaos_fail(err, errlen,
-             "field \"type\": unknown fault type \"%s\" (broken-brokers, leader-election, "
-             "latency, slow-broker, slow-clients, corrupt-records, duplicate-records, "
-             "invalid-schema-id, auth-failure, down, reset, timeout, bandwidth, slicer, "
-             "limit-data)",
-             type_name ? type_name : "(not a string)");
+                      "field \"type\": unknown fault type \"%s\" (broken-brokers, leader-election, "
+                      "latency, slow-broker, slow-clients, corrupt-records, duplicate-records, "
+                      "invalid-schema-id, auth-failure, down, reset, timeout, bandwidth, slicer, "
+                      "limit-data)",
+                      type_name ? type_name : "(not a string)");
         return NULL;
     }
     kg_chaos_rule *r = calloc(1, sizeof(*r));

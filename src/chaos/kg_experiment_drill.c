@@ -16,7 +16,6 @@
 static const char *const drill_fields[] = {
     "name", "hypothesis", "vcluster", "duration", "baseline", "rules", "expect", "abort", NULL};
 
-
 static bool is_listed(const char *key, const char *const *names)
 {
     for (; *names; names++)
@@ -43,8 +42,8 @@ static int get_text(json_t *in, const char *field, size_t max, const char **out,
     const char *s = json_string_value(v);
     if (!s || !*s || strlen(s) > max)
         return kg_chaos_fail(err, errlen,
-                    "field \"%s\" must be a non-empty string of at most %zu characters", field,
-                    max);
+                             "field \"%s\" must be a non-empty string of at most %zu characters",
+                             field, max);
     *out = s;
     return 0;
 }
@@ -61,11 +60,11 @@ static int get_duration(json_t *v, const char *field, int64_t default_ms, int64_
     }
     int64_t ms;
     if (!json_is_string(v) || kg_chaos_parse_duration(json_string_value(v), &ms) != 0)
-        return kg_chaos_fail(err, errlen, "field \"%s\" must be a duration such as \"30s\", \"5m\", \"1h\"",
-                    field);
+        return kg_chaos_fail(
+            err, errlen, "field \"%s\" must be a duration such as \"30s\", \"5m\", \"1h\"", field);
     if (ms < min_ms || ms > max_ms)
         return kg_chaos_fail(err, errlen, "field \"%s\" must be from %llds to %llds", field,
-                    (long long)(min_ms / 1000), (long long)(max_ms / 1000));
+                             (long long)(min_ms / 1000), (long long)(max_ms / 1000));
     *out = ms;
     return 0;
 }
@@ -78,18 +77,20 @@ static int get_duration(json_t *v, const char *field, int64_t default_ms, int64_
 static int check_rule(json_t *rule, int index, const kg_xp_drill *d, char *err, size_t errlen)
 {
     if (!json_is_object(rule))
-        return kg_chaos_fail(err, errlen, "field \"rules[%d]\" must be a chaos rule (an object)", index);
+        return kg_chaos_fail(err, errlen, "field \"rules[%d]\" must be a chaos rule (an object)",
+                             index);
     static const char *const managed[] = {"for", "expires_at", "id"};
     for (size_t i = 0; i < sizeof(managed) / sizeof(managed[0]); i++)
         if (json_object_get(rule, managed[i]))
             return kg_chaos_fail(err, errlen,
-                        "field \"rules[%d].%s\": the experiment sets its rules' ids and "
-                        "lifetimes",
-                        index, managed[i]);
+                                 "field \"rules[%d].%s\": the experiment sets its rules' ids and "
+                                 "lifetimes",
+                                 index, managed[i]);
     json_t *vc = json_object_get(rule, "vcluster");
     if (vc && !(json_is_string(vc) && strcmp(json_string_value(vc), d->vcluster) == 0))
-        return kg_chaos_fail(err, errlen, "field \"rules[%d].vcluster\" must be the experiment's (\"%s\")",
-                    index, d->vcluster);
+        return kg_chaos_fail(err, errlen,
+                             "field \"rules[%d].vcluster\" must be the experiment's (\"%s\")",
+                             index, d->vcluster);
     json_object_set_new(rule, "vcluster", json_string(d->vcluster));
     json_t *probe = json_deep_copy(rule);
     if (!probe) return kg_chaos_fail(err, errlen, "out of memory");
@@ -110,7 +111,7 @@ static int parse_rules(kg_xp_drill *d, char *err, size_t errlen)
     if (!json_is_array(rules) || json_array_size(rules) == 0 ||
         json_array_size(rules) > KG_XP_MAX_RULES)
         return kg_chaos_fail(err, errlen, "field \"rules\" must be a list of 1 to %d chaos rules",
-                    KG_XP_MAX_RULES);
+                             KG_XP_MAX_RULES);
     size_t i;
     json_t *rule;
     json_array_foreach(rules, i, rule)
@@ -133,13 +134,14 @@ static int parse_check_value(const kg_xp_check *c, const char *section, json_t *
     case KG_XP_PERCENT:
     case KG_XP_PCT_BASE:
         if (!json_is_number(v) || x < 0 || x > 100)
-            return kg_chaos_fail(err, errlen, "field \"%s\" must be a percentage from 0 to 100", field);
+            return kg_chaos_fail(err, errlen, "field \"%s\" must be a percentage from 0 to 100",
+                                 field);
         break;
     case KG_XP_RATIO:
         if (!json_is_number(v) || x < 0 || x > 1)
-            return kg_chaos_fail(err, errlen,
-                        "field \"%s\" must be a fraction of the baseline from 0 to 1 (0.9 = 90%%)",
-                        field);
+            return kg_chaos_fail(
+                err, errlen,
+                "field \"%s\" must be a fraction of the baseline from 0 to 1 (0.9 = 90%%)", field);
         break;
     case KG_XP_COUNT:
         if (!json_is_integer(v) || json_integer_value(v) < 0)
@@ -148,7 +150,8 @@ static int parse_check_value(const kg_xp_check *c, const char *section, json_t *
         break;
     case KG_XP_PER_MINUTE:
         if (!json_is_number(v) || x < 0)
-            return kg_chaos_fail(err, errlen, "field \"%s\" must be a number >= 0 (per minute)", field);
+            return kg_chaos_fail(err, errlen, "field \"%s\" must be a number >= 0 (per minute)",
+                                 field);
         break;
     case KG_XP_DURATION: {
         int64_t ms;
@@ -185,12 +188,14 @@ static int parse_other(json_t *other, char *err, size_t errlen)
     size_t i;
     json_t *text;
     if (!json_is_array(other))
-        return kg_chaos_fail(err, errlen, "field \"expect.other\" must be a list of statements (text)");
+        return kg_chaos_fail(err, errlen,
+                             "field \"expect.other\" must be a list of statements (text)");
     json_array_foreach(other, i, text)
     {
         if (!json_is_string(text) || !*json_string_value(text) ||
             strlen(json_string_value(text)) > MAX_TEXT)
-            return kg_chaos_fail(err, errlen, "field \"expect.other[%zu]\" must be a non-empty string", i);
+            return kg_chaos_fail(err, errlen,
+                                 "field \"expect.other[%zu]\" must be a non-empty string", i);
     }
     return 0;
 }
@@ -213,7 +218,8 @@ static int parse_expect(kg_xp_drill *d, char *err, size_t errlen)
         if (!find_check(kg_xp_expectations, kg_xp_n_expectations, key, &idx)) {
             char names[512];
             list_names(kg_xp_expectations, kg_xp_n_expectations, "other", names, sizeof(names));
-            return kg_chaos_fail(err, errlen, "unknown field \"expect.%s\" (known: %s)", key, names);
+            return kg_chaos_fail(err, errlen, "unknown field \"expect.%s\" (known: %s)", key,
+                                 names);
         }
         if (parse_check_value(&kg_xp_expectations[idx], "expect", v, &d->expect[idx], err,
                               errlen) != 0)
@@ -281,7 +287,8 @@ static int parse_fields(kg_xp_drill *d, char *err, size_t errlen)
 int kg_xp_drill_parse(json_t *in, kg_xp_drill *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    if (!json_is_object(in)) return kg_chaos_fail(err, errlen, "a drill must be a JSON/YAML object");
+    if (!json_is_object(in))
+        return kg_chaos_fail(err, errlen, "a drill must be a JSON/YAML object");
     out->json = json_deep_copy(in);
     if (!out->json) return kg_chaos_fail(err, errlen, "out of memory");
     if (parse_fields(out, err, errlen) != 0) {

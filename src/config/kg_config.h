@@ -62,10 +62,10 @@ typedef struct kg_cluster_cfg {
 typedef struct kg_vcluster_cfg {
     char name[KG_NAME_MAX];
     uint16_t port;
-    int primary;     /* index into kg_config.clusters */
-    int secondary;   /* index, or -1 when there is none */
-    int node_id_min; /* default 0 */
-    int node_id_max; /* default 31 */
+    int primary;            /* index into kg_config.clusters */
+    int secondary;          /* index, or -1 when there is none */
+    int node_id_min;        /* default 0 */
+    int node_id_max;        /* default 31 */
     int hide_leader_epochs; /* leader_epochs: hide (default with a secondary) | pass */
 } kg_vcluster_cfg;
 

@@ -33,11 +33,12 @@ typedef enum kg_conn_state {
 #define KG_INFLIGHT_REWRITE 1u     /* response carries broker addresses */
 #define KG_INFLIGHT_APIVERSIONS 2u /* response is replaced by kgate's version intersection */
 #define KG_INFLIGHT_READY 4u       /* `frame` is the response to deliver, not before release_us */
-#define KG_INFLIGHT_SWALLOW 8u     /* the broker's response is dropped (chaos: request sent twice) */
-#define KG_INFLIGHT_REPLACE 16u    /* `frame` is delivered instead of the broker's (chaos: lost ack) */
-#define KG_INFLIGHT_MUTATE 32u     /* the broker's response goes through chaos (records) */
-#define KG_INFLIGHT_INSPECT 64u    /* count the errors of the delivered response (experiments) */
-#define KG_INFLIGHT_GROUP 128u     /* group response: translate errors to Kafka's (kg_rewrite) */
+#define KG_INFLIGHT_SWALLOW 8u  /* the broker's response is dropped (chaos: request sent twice) */
+#define KG_INFLIGHT_REPLACE 16u /* `frame` is delivered instead of the broker's (chaos: lost ack)  \
+                                 */
+#define KG_INFLIGHT_MUTATE 32u  /* the broker's response goes through chaos (records) */
+#define KG_INFLIGHT_INSPECT 64u /* count the errors of the delivered response (experiments) */
+#define KG_INFLIGHT_GROUP 128u  /* group response: translate errors to Kafka's (kg_rewrite) */
 
 typedef struct kg_inflight {
     int32_t correlation_id;
@@ -96,16 +97,16 @@ typedef struct kg_conn {
     kg_timer request_timer;  /* releases a held request */
     kg_timer response_timer; /* delivers a held response */
     kg_chaos_tcp tcp;
-    int tcp_rechecked;     /* TCP faults re-evaluated once the client id is known */
-    uint64_t sent[2];      /* bytes written per side, for limit-data */
-    kg_shape shape[2];     /* bandwidth / slicer per side */
+    int tcp_rechecked; /* TCP faults re-evaluated once the client id is known */
+    uint64_t sent[2];  /* bytes written per side, for limit-data */
+    kg_shape shape[2]; /* bandwidth / slicer per side */
     kg_timer shape_timer[2];
     kg_timer reset_timer;
     kg_timer recheck_timer; /* re-reads the rules while TCP faults apply */
 } kg_conn;
 
-kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd,
-                      kg_vcluster *vc, int32_t node_id);
+kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd, kg_vcluster *vc,
+                      int32_t node_id);
 /* Starts connecting to the backend; call once the connection is linked into its worker. */
 void kg_conn_start(kg_conn *c);
 void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)

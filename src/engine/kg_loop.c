@@ -40,22 +40,18 @@ static void loop_wake_read(kg_loop *loop, int fd, unsigned mask, void *arg)
     uint64_t n;
     while (read(fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
         ;
-    if (loop->wake_fn)
-        loop->wake_fn(loop, loop->wake_arg);
+    if (loop->wake_fn) loop->wake_fn(loop, loop->wake_arg);
 }
 
 kg_loop *kg_loop_new(void)
 {
     kg_loop *loop = calloc(1, sizeof(*loop));
-    if (!loop)
-        return NULL;
+    if (!loop) return NULL;
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (loop->epfd < 0 || efd < 0) {
-        if (loop->epfd >= 0)
-            close(loop->epfd);
-        if (efd >= 0)
-            close(efd);
+        if (loop->epfd >= 0) close(loop->epfd);
+        if (efd >= 0) close(efd);
         free(loop);
         return NULL;
     }
@@ -67,8 +63,7 @@ kg_loop *kg_loop_new(void)
 
 void kg_loop_free(kg_loop *loop)
 {
-    if (!loop)
-        return;
+    if (!loop) return;
     close(loop->wake_io.fd);
     close(loop->epfd);
     free(loop->heap);
@@ -81,8 +76,7 @@ int kg_loop_io_set(kg_loop *loop, kg_io *io, unsigned mask)
     ev.events = ((mask & KG_EV_READ) ? EPOLLIN : 0) | ((mask & KG_EV_WRITE) ? EPOLLOUT : 0);
     ev.data.ptr = io;
     int registered = io->mask & 0x80000000u;
-    if (registered && (io->mask & ~0x80000000u) == mask)
-        return 0;
+    if (registered && (io->mask & ~0x80000000u) == mask) return 0;
     if (epoll_ctl(loop->epfd, registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &ev) < 0)
         return -1;
     io->mask = mask | 0x80000000u;
@@ -91,8 +85,7 @@ int kg_loop_io_set(kg_loop *loop, kg_io *io, unsigned mask)
 
 void kg_loop_io_del(kg_loop *loop, kg_io *io)
 {
-    if (io->mask & 0x80000000u)
-        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    if (io->mask & 0x80000000u) epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL);
     io->mask = 0;
 }
 
@@ -116,8 +109,7 @@ static void heap_up(kg_loop *loop, int i)
 {
     while (i > 0) {
         int parent = (i - 1) / 2;
-        if (loop->heap[parent]->due_us <= loop->heap[i]->due_us)
-            break;
+        if (loop->heap[parent]->due_us <= loop->heap[i]->due_us) break;
         heap_swap(loop, i, parent);
         i = parent;
     }
@@ -127,12 +119,9 @@ static void heap_down(kg_loop *loop, int i)
 {
     for (;;) {
         int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < loop->heap_len && loop->heap[l]->due_us < loop->heap[m]->due_us)
-            m = l;
-        if (r < loop->heap_len && loop->heap[r]->due_us < loop->heap[m]->due_us)
-            m = r;
-        if (m == i)
-            return;
+        if (l < loop->heap_len && loop->heap[l]->due_us < loop->heap[m]->due_us) m = l;
+        if (r < loop->heap_len && loop->heap[r]->due_us < loop->heap[m]->due_us) m = r;
+        if (m == i) return;
         heap_swap(loop, i, m);
         i = m;
     }
@@ -149,8 +138,7 @@ void kg_timer_init(kg_timer *t, kg_timer_fn *fn, void *arg)
 void kg_loop_timer_cancel(kg_loop *loop, kg_timer *t)
 {
     int i = t->heap_index;
-    if (i < 0)
-        return;
+    if (i < 0) return;
     loop->heap_len--;
     if (i != loop->heap_len) {
         loop->heap[i] = loop->heap[loop->heap_len];
@@ -167,8 +155,7 @@ void kg_loop_timer_at(kg_loop *loop, kg_timer *t, uint64_t due_us)
     if (loop->heap_len == loop->heap_cap) {
         int cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
         kg_timer **h = realloc(loop->heap, (size_t)cap * sizeof(*h));
-        if (!h)
-            abort(); /* timers guard resources; running without one is worse than stopping */
+        if (!h) abort(); /* timers guard resources; running without one is worse than stopping */
         loop->heap = h;
         loop->heap_cap = cap;
     }
@@ -194,11 +181,9 @@ static void loop_fire_timers(kg_loop *loop)
 
 static int loop_timeout_ms(kg_loop *loop)
 {
-    if (loop->heap_len == 0)
-        return 1000;
+    if (loop->heap_len == 0) return 1000;
     uint64_t due = loop->heap[0]->due_us;
-    if (due <= loop->now_us)
-        return 0;
+    if (due <= loop->now_us) return 0;
     uint64_t ms = (due - loop->now_us + 999) / 1000;
     return ms > 1000 ? 1000 : (int)ms;
 }
@@ -233,23 +218,18 @@ int kg_loop_run(kg_loop *loop)
     while (!loop->stop) {
         loop->now_us = kg_now_us();
         int n = epoll_wait(loop->epfd, events, KG_LOOP_MAX_EVENTS, loop_timeout_ms(loop));
-        if (n < 0 && errno != EINTR)
-            return -1;
+        if (n < 0 && errno != EINTR) return -1;
         loop->now_us = kg_now_us();
         for (int i = 0; i < n; i++) {
             kg_io *io = events[i].data.ptr;
             unsigned mask = 0;
-            if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                mask |= KG_EV_READ;
-            if (events[i].events & EPOLLOUT)
-                mask |= KG_EV_WRITE;
-            if (events[i].events & (EPOLLHUP | EPOLLERR))
-                mask |= KG_EV_ERROR;
+            if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) mask |= KG_EV_READ;
+            if (events[i].events & EPOLLOUT) mask |= KG_EV_WRITE;
+            if (events[i].events & (EPOLLHUP | EPOLLERR)) mask |= KG_EV_ERROR;
             io->fn(loop, io->fd, mask, io->arg);
         }
         loop_fire_timers(loop);
-        if (loop->after_fn)
-            loop->after_fn(loop, loop->after_arg);
+        if (loop->after_fn) loop->after_fn(loop, loop->after_arg);
     }
     return 0;
 }

@@ -20,8 +20,7 @@ static void *reaper_main(void *arg)
     for (;;) {
         while (r->n == 0 && !r->stopping)
             pthread_cond_wait(&r->wake, &r->lock);
-        if (r->n == 0 && r->stopping)
-            break;
+        if (r->n == 0 && r->stopping) break;
         /* Take the whole batch and close it without holding the lock. */
         int *batch = r->fds, n = r->n;
         r->fds = NULL;
@@ -39,8 +38,7 @@ static void *reaper_main(void *arg)
 kg_reaper *kg_reaper_start(void)
 {
     kg_reaper *r = calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
+    if (!r) return NULL;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->wake, NULL);
     if (pthread_create(&r->thread, NULL, reaper_main, r) != 0) {
@@ -71,8 +69,7 @@ void kg_reaper_close(kg_reaper *r, int fd)
 
 void kg_reaper_stop(kg_reaper *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     pthread_mutex_lock(&r->lock);
     r->stopping = 1;
     pthread_cond_signal(&r->wake);

@@ -22,11 +22,9 @@ static double shape_burst(const kg_shape *s)
 
 static void shape_refill(kg_shape *s, uint64_t now_us)
 {
-    if (!s->bytes_per_s || now_us <= s->refilled_us)
-        return;
+    if (!s->bytes_per_s || now_us <= s->refilled_us) return;
     s->tokens += (double)(now_us - s->refilled_us) * (double)s->bytes_per_s / 1e6;
-    if (s->tokens > shape_burst(s))
-        s->tokens = shape_burst(s);
+    if (s->tokens > shape_burst(s)) s->tokens = shape_burst(s);
     s->refilled_us = now_us;
 }
 
@@ -34,43 +32,34 @@ size_t kg_shape_allowance(kg_shape *s, size_t want, uint64_t now_us)
 {
     size_t n = want;
     if (s->slice_bytes) {
-        if (now_us < s->next_slice_us)
-            return 0;
-        if (n > s->slice_bytes)
-            n = s->slice_bytes;
+        if (now_us < s->next_slice_us) return 0;
+        if (n > s->slice_bytes) n = s->slice_bytes;
     }
     if (s->bytes_per_s) {
         shape_refill(s, now_us);
-        if ((double)n > s->tokens)
-            n = s->tokens > 0 ? (size_t)s->tokens : 0;
+        if ((double)n > s->tokens) n = s->tokens > 0 ? (size_t)s->tokens : 0;
     }
     return n;
 }
 
 void kg_shape_spent(kg_shape *s, size_t n, uint64_t now_us)
 {
-    if (s->bytes_per_s)
-        s->tokens -= (double)n;
-    if (s->slice_bytes && n > 0)
-        s->next_slice_us = now_us + s->slice_gap_us;
+    if (s->bytes_per_s) s->tokens -= (double)n;
+    if (s->slice_bytes && n > 0) s->next_slice_us = now_us + s->slice_gap_us;
 }
 
 uint64_t kg_shape_next_us(const kg_shape *s, size_t want, uint64_t now_us)
 {
     uint64_t at = now_us + 1000; /* at least 1 ms: a full socket buffer needs a moment too */
-    if (s->slice_bytes && s->next_slice_us > at)
-        at = s->next_slice_us;
+    if (s->slice_bytes && s->next_slice_us > at) at = s->next_slice_us;
     if (s->bytes_per_s) {
         double need = (double)want;
-        if (need > shape_burst(s))
-            need = shape_burst(s);
-        if (s->slice_bytes && need > s->slice_bytes)
-            need = s->slice_bytes;
+        if (need > shape_burst(s)) need = shape_burst(s);
+        if (s->slice_bytes && need > s->slice_bytes) need = s->slice_bytes;
         double missing = need - s->tokens;
         if (missing > 0) {
             uint64_t t = now_us + (uint64_t)(missing * 1e6 / (double)s->bytes_per_s) + 1;
-            if (t > at)
-                at = t;
+            if (t > at) at = t;
         }
     }
     return at;

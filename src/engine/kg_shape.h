@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 typedef struct kg_shape {
-    uint64_t bytes_per_s;   /* 0 = no bandwidth limit */
-    uint32_t slice_bytes;   /* 0 = no slicing */
+    uint64_t bytes_per_s; /* 0 = no bandwidth limit */
+    uint32_t slice_bytes; /* 0 = no slicing */
     uint64_t slice_gap_us;
     double tokens;
     uint64_t refilled_us;

@@ -6,8 +6,7 @@
 /* Produce's acks follow the transactional id (v3+); acks=0 means the broker never answers. */
 static int16_t wire_produce_acks(kp_reader *r, int16_t version, int flexible)
 {
-    if (version >= 3)
-        (void)kp_read_str(r, flexible, true);
+    if (version >= 3) (void)kp_read_str(r, flexible, true);
     return kp_read_i16(r);
 }
 
@@ -31,10 +30,9 @@ int kg_wire_parse_request(const uint8_t *body, size_t avail, size_t frame_size,
     out->api_version = avail >= 4 ? (int16_t)(body[2] << 8 | body[3]) : -1;
     out->correlation_id = avail >= 8 ? (int32_t)kg_wire_get_u32(body + 4) : -1;
     if (rc == KP_FRAME_BAD) {
-        if (avail < frame_size)
-            return KG_WIRE_NEED_MORE;
+        if (avail < frame_size) return KG_WIRE_NEED_MORE;
         out->error = avail < KG_WIRE_MIN_REQUEST ? "shorter than a request header"
-                                                  : "bad client id or tagged fields";
+                                                 : "bad client id or tagged fields";
         return KG_WIRE_BAD;
     }
     if (out->api_key < 0 || out->api_version < 0) {
@@ -45,13 +43,11 @@ int kg_wire_parse_request(const uint8_t *body, size_t avail, size_t frame_size,
     if (rc == KP_FRAME_UNKNOWN_API)
         return KG_WIRE_OK; /* an API kgate does not know: pass it through untouched */
     out->client_id = h.client_id;
-    if (out->api_key != KG_API_PRODUCE)
-        return KG_WIRE_OK;
+    if (out->api_key != KG_API_PRODUCE) return KG_WIRE_OK;
     kp_reader r;
     kp_reader_init(&r, body + header_len, avail - header_len);
     out->no_response = wire_produce_acks(&r, out->api_version, h.header_version >= 2) == 0;
-    if (!r.err)
-        return KG_WIRE_OK;
+    if (!r.err) return KG_WIRE_OK;
     if (r.err == KP_ERR_SHORT && wire_short(avail, frame_size) == KG_WIRE_NEED_MORE)
         return KG_WIRE_NEED_MORE;
     out->error = kp_strerror(r.err);
@@ -64,7 +60,8 @@ size_t kg_wire_response_header_len(int16_t api_key, int16_t api_version, const u
     kp_response_header h;
     size_t len = 0;
     int version = kp_api_response_header_version(api_key, api_version);
-    if (kp_response_header_parse(body, size, version < 0 ? 0 : version, NULL, &h, &len) != KP_FRAME_OK)
+    if (kp_response_header_parse(body, size, version < 0 ? 0 : version, NULL, &h, &len) !=
+        KP_FRAME_OK)
         return 0;
     return len;
 }

@@ -27,7 +27,7 @@ typedef struct kg_wire_request {
     int16_t api_version;
     int32_t correlation_id;
     kp_str client_id;
-    int no_response; /* Produce with acks=0 */
+    int no_response;   /* Produce with acks=0 */
     size_t header_len; /* bytes of request header: the request body starts here */
     const char *error; /* why the header is malformed (KG_WIRE_BAD) */
 } kg_wire_request;

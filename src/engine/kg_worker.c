@@ -62,8 +62,7 @@ static void worker_link(kg_worker *w, kg_conn *c)
 {
     c->prev = NULL;
     c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
+    if (w->conns) w->conns->prev = c;
     w->conns = c;
     atomic_fetch_add(&w->n_conns, 1);
 }
@@ -74,8 +73,7 @@ void kg_worker_conn_closed(kg_worker *w, kg_conn *c)
         c->prev->next = c->next;
     else
         w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->next) c->next->prev = c->prev;
     c->prev = NULL;
     c->next = w->dead;
     w->dead = c;
@@ -90,8 +88,7 @@ static void worker_free_dead(kg_loop *loop, void *arg)
         w->dead = c->next;
         kg_conn_free(c);
     }
-    if (w->draining && w->conns == NULL)
-        kg_loop_stop(loop);
+    if (w->draining && w->conns == NULL) kg_loop_stop(loop);
 }
 
 /* ---------------------------------------------------------------- commands */
@@ -235,11 +232,10 @@ int kg_workers_close_stale(kg_worker **workers, int n, kg_vcluster *vc, uint64_t
 {
     /* No allocation on this path: a switch must not fail for want of memory. */
     worker_cmd cmds[KG_WORKERS_MAX];
-    if (n > KG_WORKERS_MAX)
-        n = KG_WORKERS_MAX;
+    if (n > KG_WORKERS_MAX) n = KG_WORKERS_MAX;
     for (int i = 0; i < n; i++) {
-        cmds[i] = (worker_cmd){.kind = CMD_CLOSE_STALE, .vc = vc, .route_word = route_word,
-                               .synchronous = 1};
+        cmds[i] = (worker_cmd){
+            .kind = CMD_CLOSE_STALE, .vc = vc, .route_word = route_word, .synchronous = 1};
         worker_post(workers[i], &cmds[i]);
     }
     int closed = 0;
@@ -268,8 +264,7 @@ static void *worker_main(void *arg)
 kg_worker *kg_worker_start(kg_gateway *gw, int id)
 {
     kg_worker *w = calloc(1, sizeof(*w));
-    if (!w)
-        return NULL;
+    if (!w) return NULL;
     w->gw = gw;
     w->id = id;
     w->rng = kg_now_us() ^ ((uint64_t)(id + 1) * 0x9e3779b97f4a7c15ull);
@@ -304,8 +299,7 @@ void kg_worker_drain_and_join(kg_worker *w, uint64_t deadline_us)
     worker_cmd *rest = worker_take_commands(w);
     while (rest) {
         worker_cmd *next = rest->next;
-        if (rest->kind == CMD_ADOPT)
-            close(rest->fd);
+        if (rest->kind == CMD_ADOPT) close(rest->fd);
         worker_finish(w, rest, 0);
         rest = next;
     }

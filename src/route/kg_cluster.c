@@ -29,8 +29,7 @@ static int resolve(const char *host, uint16_t port, int numeric_only, kg_sockadd
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = numeric_only ? AI_NUMERICHOST : 0;
     snprintf(portstr, sizeof(portstr), "%u", port);
-    if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res)
-        return -1;
+    if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res) return -1;
     memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
     out->len = res->ai_addrlen;
     freeaddrinfo(res);
@@ -44,8 +43,7 @@ int kg_cluster_init(kg_cluster *c, const kg_cluster_cfg *cfg, int index)
     c->index = index;
     pthread_rwlock_init(&c->lock, NULL);
     c->bootstrap = calloc((size_t)cfg->n_bootstrap, sizeof(*c->bootstrap));
-    if (!c->bootstrap)
-        return -1;
+    if (!c->bootstrap) return -1;
     for (int i = 0; i < cfg->n_bootstrap; i++) {
         if (resolve(cfg->bootstrap[i].host, cfg->bootstrap[i].port, 0, &c->bootstrap[i]) < 0)
             kg_warn("cluster %s: cannot resolve bootstrap %s:%u yet", cfg->name,
@@ -66,8 +64,7 @@ void kg_cluster_destroy(kg_cluster *c)
 static const kg_broker *cluster_find(const kg_cluster *c, int32_t node_id)
 {
     for (int i = 0; i < c->n_brokers; i++)
-        if (c->brokers[i].node_id == node_id)
-            return &c->brokers[i];
+        if (c->brokers[i].node_id == node_id) return &c->brokers[i];
     return NULL;
 }
 
@@ -80,15 +77,13 @@ static int cluster_candidate(const kg_cluster *c, unsigned i, kg_sockaddr *out, 
         unsigned j = (i + k) % n;
         if (j < (unsigned)c->n_brokers) {
             const kg_broker *b = &c->brokers[j];
-            if (!b->resolved)
-                continue;
+            if (!b->resolved) continue;
             *out = b->addr;
             snprintf(desc, desclen, "%s:%u (node %d)", b->host, b->port, b->node_id);
             return 0;
         }
         j -= (unsigned)c->n_brokers;
-        if (c->bootstrap[j].len == 0)
-            continue;
+        if (c->bootstrap[j].len == 0) continue;
         *out = c->bootstrap[j];
         snprintf(desc, desclen, "%s:%u (bootstrap)", c->cfg->bootstrap[j].host,
                  c->cfg->bootstrap[j].port);
@@ -127,8 +122,7 @@ static void broker_fill(kg_broker *b, int32_t node_id, const char *host, size_t 
                         int32_t port)
 {
     b->node_id = node_id;
-    if (host_len >= sizeof(b->host))
-        host_len = sizeof(b->host) - 1;
+    if (host_len >= sizeof(b->host)) host_len = sizeof(b->host) - 1;
     memcpy(b->host, host, host_len);
     b->host[host_len] = '\0';
     b->port = (uint16_t)port;
@@ -140,14 +134,12 @@ static void broker_fill(kg_broker *b, int32_t node_id, const char *host, size_t 
 void kg_cluster_learn_broker(kg_cluster *c, int32_t node_id, const char *host, size_t host_len,
                              int32_t port)
 {
-    if (port <= 0 || port > 65535 || node_id < 0)
-        return;
+    if (port <= 0 || port > 65535 || node_id < 0) return;
     pthread_rwlock_rdlock(&c->lock);
     const kg_broker *known = cluster_find(c, node_id);
     int same = known && broker_matches(known, host, host_len, port);
     pthread_rwlock_unlock(&c->lock);
-    if (same)
-        return;
+    if (same) return;
     pthread_rwlock_wrlock(&c->lock);
     kg_broker *b = (kg_broker *)cluster_find(c, node_id);
     if (!b) {
@@ -168,8 +160,7 @@ int kg_cluster_versions(kg_cluster *c, kg_version_ranges *out)
 {
     pthread_rwlock_rdlock(&c->lock);
     int known = c->versions_known;
-    if (known)
-        *out = c->versions;
+    if (known) *out = c->versions;
     pthread_rwlock_unlock(&c->lock);
     return known;
 }
@@ -187,8 +178,7 @@ static int probe_wait(probe_conn *pc, short events)
     uint64_t now = kg_now_us();
     struct pollfd pfd = {.fd = pc->fd, .events = events};
     int n = now < pc->deadline_us ? poll(&pfd, 1, (int)((pc->deadline_us - now) / 1000) + 1) : 0;
-    if (n == 1)
-        return 0;
+    if (n == 1) return 0;
     /* Say "timed out" rather than whatever the last would-block left in errno. */
     errno = n == 0 ? ETIMEDOUT : errno;
     return -1;
@@ -197,12 +187,10 @@ static int probe_wait(probe_conn *pc, short events)
 static int probe_connect(probe_conn *pc, const kg_sockaddr *addr)
 {
     pc->fd = socket(addr->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (pc->fd < 0)
-        return -1;
+    if (pc->fd < 0) return -1;
     if (connect(pc->fd, (const struct sockaddr *)&addr->sa, addr->len) < 0 && errno != EINPROGRESS)
         return -1;
-    if (probe_wait(pc, POLLOUT) < 0)
-        return -1;
+    if (probe_wait(pc, POLLOUT) < 0) return -1;
     int err = 0;
     socklen_t len = sizeof(err);
     getsockopt(pc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -215,12 +203,10 @@ static int probe_write_all(probe_conn *pc, const uint8_t *p, size_t n)
     while (n > 0) {
         ssize_t w = send(pc->fd, p, n, MSG_NOSIGNAL);
         if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (probe_wait(pc, POLLOUT) < 0)
-                return -1;
+            if (probe_wait(pc, POLLOUT) < 0) return -1;
             continue;
         }
-        if (w <= 0)
-            return -1;
+        if (w <= 0) return -1;
         p += w;
         n -= (size_t)w;
     }
@@ -232,12 +218,10 @@ static int probe_read_all(probe_conn *pc, uint8_t *p, size_t n)
     while (n > 0) {
         ssize_t r = recv(pc->fd, p, n, 0);
         if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (probe_wait(pc, POLLIN) < 0)
-                return -1;
+            if (probe_wait(pc, POLLIN) < 0) return -1;
             continue;
         }
-        if (r <= 0)
-            return -1;
+        if (r <= 0) return -1;
         p += r;
         n -= (size_t)r;
     }
@@ -257,18 +241,15 @@ static int probe_roundtrip(probe_conn *pc, int16_t api_key, int16_t version, con
     kp_write_i16(&w, version);
     kp_write_i32(&w, corr);
     kp_write_string(&w, kp_str_c(KG_PROBE_CLIENT_ID));
-    if (kp_api_request_header_version(api_key, version) >= 2)
-        kp_write_uvarint(&w, 0);
+    if (kp_api_request_header_version(api_key, version) >= 2) kp_write_uvarint(&w, 0);
     kp_write_raw(&w, body->buf, body->len);
     kp_writer_patch_len(&w, len_at);
     int rc = w.err ? -1 : probe_write_all(pc, w.buf, w.len);
     kp_writer_free(&w);
     uint8_t sz[4];
-    if (rc < 0 || probe_read_all(pc, sz, 4) < 0)
-        return -1;
+    if (rc < 0 || probe_read_all(pc, sz, 4) < 0) return -1;
     uint32_t size = kg_wire_get_u32(sz);
-    if (size < 4 || size > 64u * 1024 * 1024)
-        return -1;
+    if (size < 4 || size > 64u * 1024 * 1024) return -1;
     *resp = malloc(size);
     if (!*resp || probe_read_all(pc, *resp, size) < 0 || (int32_t)kg_wire_get_u32(*resp) != corr) {
         free(*resp);
@@ -308,14 +289,13 @@ static int16_t probe_metadata_version(const kg_version_ranges *ranges)
 
 static void cluster_replace_brokers(kg_cluster *c, const kp_metadata_response *md)
 {
-    kg_broker *list = calloc((size_t)(md->brokers.count > 0 ? md->brokers.count : 1), sizeof(*list));
-    if (!list)
-        return;
+    kg_broker *list =
+        calloc((size_t)(md->brokers.count > 0 ? md->brokers.count : 1), sizeof(*list));
+    if (!list) return;
     int n = 0;
     for (int32_t i = 0; i < md->brokers.count; i++) {
         const kp_metadata_response_metadata_response_broker *b = &md->brokers.items[i];
-        if (b->port <= 0 || b->port > 65535 || b->host.len <= 0)
-            continue;
+        if (b->port <= 0 || b->port > 65535 || b->host.len <= 0) continue;
         broker_fill(&list[n], b->node_id, b->host.ptr, (size_t)b->host.len, b->port);
         if (!list[n].resolved)
             list[n].resolved = resolve(list[n].host, list[n].port, 0, &list[n].addr) == 0;
@@ -332,8 +312,7 @@ static void cluster_replace_brokers(kg_cluster *c, const kp_metadata_response *m
     pthread_rwlock_unlock(&c->lock);
 }
 
-static int probe_metadata(kg_cluster *c, probe_conn *pc, int16_t version, char *err,
-                          size_t errlen)
+static int probe_metadata(kg_cluster *c, probe_conn *pc, int16_t version, char *err, size_t errlen)
 {
     kp_metadata_request req;
     kp_metadata_request_init(&req);
@@ -346,7 +325,8 @@ static int probe_metadata(kg_cluster *c, probe_conn *pc, int16_t version, char *
     int rc = body.err ? -1 : probe_roundtrip(pc, 3, version, &body, &resp, &len, &off);
     kp_writer_free(&body);
     if (rc < 0) {
-        snprintf(err, errlen, "Metadata v%d: %s", version, errno ? strerror(errno) : "bad response");
+        snprintf(err, errlen, "Metadata v%d: %s", version,
+                 errno ? strerror(errno) : "bad response");
         return -1;
     }
     kp_arena arena;
@@ -394,8 +374,8 @@ static void prefix_error(char *err, size_t len, const char *broker, int timeout_
     char what[256];
     const char *timed_out = strstr(err, strerror(ETIMEDOUT));
     if (timed_out)
-        snprintf(what, sizeof(what), "%.*stimed out, no answer within %d ms", (int)(timed_out - err), err,
-                 timeout_ms);
+        snprintf(what, sizeof(what), "%.*stimed out, no answer within %d ms",
+                 (int)(timed_out - err), err, timeout_ms);
     else
         snprintf(what, sizeof(what), "%s", err);
     snprintf(err, len, "%s: %s", broker, what);
@@ -411,9 +391,9 @@ int kg_cluster_probe(kg_cluster *c, int timeout_ms)
     for (int attempt = 0; attempt < c->cfg->n_bootstrap + c->n_brokers + 1 && !ok; attempt++) {
         kg_sockaddr addr;
         char desc[300];
-        if (kg_cluster_pick(c, -1, attempt, &addr, desc, sizeof(desc)) < 0)
-            break;
-        probe_conn pc = {.fd = -1, .deadline_us = kg_now_us() + (uint64_t)timeout_ms * 1000u,
+        if (kg_cluster_pick(c, -1, attempt, &addr, desc, sizeof(desc)) < 0) break;
+        probe_conn pc = {.fd = -1,
+                         .deadline_us = kg_now_us() + (uint64_t)timeout_ms * 1000u,
                          .next_correlation = 1};
         errno = 0;
         if (probe_connect(&pc, &addr) < 0)
@@ -423,8 +403,7 @@ int kg_cluster_probe(kg_cluster *c, int timeout_ms)
             ok = 1;
         else
             prefix_error(err, sizeof(err), desc, timeout_ms);
-        if (pc.fd >= 0)
-            close(pc.fd);
+        if (pc.fd >= 0) close(pc.fd);
     }
     cluster_record_probe(c, ok, kg_now_us() - start, err, &ranges);
     return ok ? 0 : -1;

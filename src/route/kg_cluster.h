@@ -41,7 +41,7 @@ typedef struct kg_cluster {
     char last_error[256];
     char cluster_id[128];
 
-    atomic_int up;                /* 1 after a successful probe, 0 after a failed one */
+    atomic_int up;                 /* 1 after a successful probe, 0 after a failed one */
     atomic_uint_fast64_t probe_us; /* latency of the last successful probe */
     atomic_uint_fast64_t last_probe_unix_ms;
     atomic_uint round_robin;

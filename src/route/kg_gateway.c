@@ -32,8 +32,7 @@ typedef struct kg_listener {
 
 int kg_vcluster_node_port(const kg_vcluster *vc, int32_t node_id)
 {
-    if (node_id < vc->cfg->node_id_min || node_id > vc->cfg->node_id_max)
-        return -1;
+    if (node_id < vc->cfg->node_id_min || node_id > vc->cfg->node_id_max) return -1;
     return vc->cfg->port + 1 + (node_id - vc->cfg->node_id_min);
 }
 
@@ -76,8 +75,8 @@ static void gateway_accept(kg_loop *loop, int fd, unsigned mask, void *arg)
         int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
             if (errno == EMFILE || errno == ENFILE)
-                kg_error("accept on port %d: %s (raise the open file limit)",
-                         l->vc->cfg->port, strerror(errno));
+                kg_error("accept on port %d: %s (raise the open file limit)", l->vc->cfg->port,
+                         strerror(errno));
             return;
         }
         if (gateway_total_conns(gw) >= gw->cfg->max_connections) {
@@ -105,13 +104,11 @@ static int gateway_listen_on(kg_gateway *gw, kg_listener *l, uint16_t port)
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
-    if (fd >= 0)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
         kg_error("cannot listen on %s:%u for vcluster %s: %s", gw->cfg->listen, port,
                  l->vc->cfg->name, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+        if (fd >= 0) close(fd);
         freeaddrinfo(res);
         return -1;
     }
@@ -128,24 +125,22 @@ static int gateway_open_listeners(kg_gateway *gw)
         total += 1 + (v->node_id_max - v->node_id_min + 1);
     }
     gw->listeners = calloc((size_t)total, sizeof(*gw->listeners));
-    if (!gw->listeners)
-        return -1;
+    if (!gw->listeners) return -1;
     for (int i = 0; i < gw->cfg->n_vclusters; i++) {
         kg_vcluster *vc = &gw->vclusters[i];
         for (int32_t node = -1; node <= vc->cfg->node_id_max; node++) {
-            if (node >= 0 && node < vc->cfg->node_id_min)
-                node = vc->cfg->node_id_min;
+            if (node >= 0 && node < vc->cfg->node_id_min) node = vc->cfg->node_id_min;
             kg_listener *l = &gw->listeners[gw->n_listen];
             *l = (kg_listener){.gw = gw, .vc = vc, .node_id = node};
             l->io.fd = -1;
             uint16_t port = node < 0 ? vc->cfg->port : (uint16_t)kg_vcluster_node_port(vc, node);
-            if (gateway_listen_on(gw, l, port) < 0)
-                return -1;
+            if (gateway_listen_on(gw, l, port) < 0) return -1;
             gw->n_listen++;
         }
-        kg_info("vcluster %s: bootstrap %s:%u, brokers %d-%d on ports %u-%u, active %s", vc->cfg->name,
-                gw->cfg->advertised_host, vc->cfg->port, vc->cfg->node_id_min, vc->cfg->node_id_max,
-                vc->cfg->port + 1, kg_vcluster_node_port(vc, vc->cfg->node_id_max),
+        kg_info("vcluster %s: bootstrap %s:%u, brokers %d-%d on ports %u-%u, active %s",
+                vc->cfg->name, gw->cfg->advertised_host, vc->cfg->port, vc->cfg->node_id_min,
+                vc->cfg->node_id_max, vc->cfg->port + 1,
+                kg_vcluster_node_port(vc, vc->cfg->node_id_max),
                 gw->cfg->clusters[KG_ROUTE_ACTIVE(atomic_load(&vc->route))].name);
     }
     return 0;
@@ -186,8 +181,7 @@ static void gateway_housekeeping(kg_loop *loop, void *arg)
 static void gateway_accept_stop(kg_loop *loop, void *arg)
 {
     kg_gateway *gw = arg;
-    if (atomic_load(&gw->stopping))
-        kg_loop_stop(loop);
+    if (atomic_load(&gw->stopping)) kg_loop_stop(loop);
 }
 
 /* ---------------------------------------------------------------- health probes */
@@ -258,8 +252,7 @@ static int switch_target(kg_gateway *gw, const kg_vcluster *vc, const kg_switch_
         }
         return idx;
     }
-    if (req->failback)
-        return vc->cfg->primary;
+    if (req->failback) return vc->cfg->primary;
     if (vc->cfg->secondary < 0) {
         snprintf(err, errlen, "vcluster '%s' has no secondary cluster", vc->cfg->name);
         return -409;
@@ -305,8 +298,7 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
     int from = KG_ROUTE_ACTIVE(word);
     uint64_t epoch = KG_ROUTE_EPOCH(word);
     int to = switch_target(gw, vc, req, err, sizeof(err));
-    if (to < 0)
-        return switch_refuse(gw, switch_request_json(req), -to, err, result);
+    if (to < 0) return switch_refuse(gw, switch_request_json(req), -to, err, result);
     if (to == from) {
         *result = json_pack("{s:s, s:s, s:I, s:b, s:s}", "vcluster", vc->cfg->name, "active",
                             gw->cfg->clusters[to].name, "epoch", (json_int_t)epoch, "changed", 0,
@@ -377,14 +369,14 @@ static json_t *cluster_status(kg_cluster *c)
     json_t *brokers = json_array();
     pthread_rwlock_rdlock(&c->lock);
     for (int i = 0; i < c->n_brokers; i++)
-        json_array_append_new(brokers, json_pack("{s:i, s:s, s:i}", "node_id", c->brokers[i].node_id,
-                                                 "host", c->brokers[i].host, "port",
-                                                 c->brokers[i].port));
-    json_t *j = json_pack("{s:s, s:b, s:f, s:I, s:s, s:s, s:o}", "name", c->cfg->name, "up",
-                          atomic_load(&c->up), "probe_ms",
-                          (double)atomic_load(&c->probe_us) / 1000.0, "last_probe_unix_ms",
-                          (json_int_t)atomic_load(&c->last_probe_unix_ms), "last_error",
-                          c->last_error, "cluster_id", c->cluster_id, "brokers", brokers);
+        json_array_append_new(brokers,
+                              json_pack("{s:i, s:s, s:i}", "node_id", c->brokers[i].node_id, "host",
+                                        c->brokers[i].host, "port", c->brokers[i].port));
+    json_t *j =
+        json_pack("{s:s, s:b, s:f, s:I, s:s, s:s, s:o}", "name", c->cfg->name, "up",
+                  atomic_load(&c->up), "probe_ms", (double)atomic_load(&c->probe_us) / 1000.0,
+                  "last_probe_unix_ms", (json_int_t)atomic_load(&c->last_probe_unix_ms),
+                  "last_error", c->last_error, "cluster_id", c->cluster_id, "brokers", brokers);
     pthread_rwlock_unlock(&c->lock);
     return j;
 }
@@ -393,15 +385,14 @@ static json_t *vcluster_status(kg_gateway *gw, kg_vcluster *vc)
 {
     uint64_t word = atomic_load(&vc->route);
     const kg_config *cfg = gw->cfg;
-    return json_pack("{s:s, s:i, s:s, s:s?, s:s, s:I, s:i, s:I, s:f}", "name", vc->cfg->name,
-                     "port", vc->cfg->port, "primary", cfg->clusters[vc->cfg->primary].name,
-                     "secondary",
-                     vc->cfg->secondary >= 0 ? cfg->clusters[vc->cfg->secondary].name : NULL,
-                     "active", cfg->clusters[KG_ROUTE_ACTIVE(word)].name, "epoch",
-                     (json_int_t)KG_ROUTE_EPOCH(word), "client_connections",
-                     atomic_load(&vc->client_conns), "failovers_total",
-                     (json_int_t)atomic_load(&vc->failovers_total), "last_switch_ms",
-                     (double)atomic_load(&vc->last_switch_us) / 1000.0);
+    return json_pack(
+        "{s:s, s:i, s:s, s:s?, s:s, s:I, s:i, s:I, s:f}", "name", vc->cfg->name, "port",
+        vc->cfg->port, "primary", cfg->clusters[vc->cfg->primary].name, "secondary",
+        vc->cfg->secondary >= 0 ? cfg->clusters[vc->cfg->secondary].name : NULL, "active",
+        cfg->clusters[KG_ROUTE_ACTIVE(word)].name, "epoch", (json_int_t)KG_ROUTE_EPOCH(word),
+        "client_connections", atomic_load(&vc->client_conns), "failovers_total",
+        (json_int_t)atomic_load(&vc->failovers_total), "last_switch_ms",
+        (double)atomic_load(&vc->last_switch_us) / 1000.0);
 }
 
 json_t *kg_gateway_status(kg_gateway *gw)
@@ -418,8 +409,7 @@ json_t *kg_gateway_status(kg_gateway *gw)
 int kg_gateway_sample(kg_gateway *gw, const char *vcluster, kg_vc_sample *out)
 {
     int idx = kg_config_vcluster_index(gw->cfg, vcluster);
-    if (idx < 0)
-        return -1;
+    if (idx < 0) return -1;
     kg_vcm_sample(gw->vclusters[idx].metrics, out);
     return 0;
 }
@@ -427,8 +417,7 @@ int kg_gateway_sample(kg_gateway *gw, const char *vcluster, kg_vc_sample *out)
 int kg_gateway_inspect(kg_gateway *gw, const char *vcluster, int on)
 {
     int idx = kg_config_vcluster_index(gw->cfg, vcluster);
-    if (idx < 0)
-        return -1;
+    if (idx < 0) return -1;
     atomic_fetch_add(&gw->vclusters[idx].inspect, on ? 1 : -1);
     return 0;
 }
@@ -443,8 +432,12 @@ static json_t *admin_status(void *ctx)
 static int admin_switch(void *ctx, const char *vcluster, const char *to, const char *reason,
                         const char *actor, int force, int failback, json_t **result)
 {
-    kg_switch_request req = {.vcluster = vcluster, .to = to, .failback = failback, .force = force,
-                             .reason = reason, .actor = actor};
+    kg_switch_request req = {.vcluster = vcluster,
+                             .to = to,
+                             .failback = failback,
+                             .force = force,
+                             .reason = reason,
+                             .actor = actor};
     return kg_gateway_switch(ctx, &req, result);
 }
 
@@ -453,8 +446,7 @@ static int admin_ready(void *ctx)
     kg_gateway *gw = ctx;
     for (int i = 0; i < gw->cfg->n_vclusters; i++) {
         int active = KG_ROUTE_ACTIVE(atomic_load(&gw->vclusters[i].route));
-        if (!atomic_load(&gw->clusters[active].up))
-            return 0;
+        if (!atomic_load(&gw->clusters[active].up)) return 0;
     }
     return 1;
 }
@@ -478,8 +470,7 @@ static int admin_reload(void *ctx, kg_admin_request *req)
     FILE *errs = open_memstream(&errors, &errors_len);
     int n_errors = 0;
     kg_config *fresh = errs ? kg_config_load(gw->cfg->path, errs, &n_errors) : NULL;
-    if (errs)
-        fclose(errs);
+    if (errs) fclose(errs);
     int status = 200;
     if (!fresh) {
         status = kg_admin_error(req, 400, "%s not reloaded: %s", gw->cfg->path,
@@ -489,9 +480,10 @@ static int admin_reload(void *ctx, kg_admin_request *req)
     } else {
         kg_store_audit_append(gw->store, "config.reload",
                               json_pack("{s:s, s:s}", "path", gw->cfg->path, "actor", req->actor));
-        status = kg_admin_reply(req, 200,
-                                json_pack("{s:s, s:i}", "reloaded", gw->cfg->path, "chaos_rules",
-                                          fresh->chaos_rules ? (int)json_array_size(fresh->chaos_rules) : 0));
+        status = kg_admin_reply(
+            req, 200,
+            json_pack("{s:s, s:i}", "reloaded", gw->cfg->path, "chaos_rules",
+                      fresh->chaos_rules ? (int)json_array_size(fresh->chaos_rules) : 0));
     }
     kg_config_free(fresh);
     free(errors);
@@ -505,10 +497,9 @@ static int gateway_collect_routes(kg_gateway *gw)
     const kg_admin_route *chaos = kg_chaos_admin_routes(gw->chaos, &n_chaos);
     const kg_admin_route *xp = kg_experiments_admin_routes(gw->experiments, &n_xp);
     gw->routes = calloc((size_t)(1 + n_chaos + n_xp), sizeof(*gw->routes));
-    if (!gw->routes)
-        return -1;
-    gw->routes[0] = (kg_admin_route){.method = "POST", .pattern = "/v1/reload",
-                                     .handler = admin_reload, .ctx = gw};
+    if (!gw->routes) return -1;
+    gw->routes[0] = (kg_admin_route){
+        .method = "POST", .pattern = "/v1/reload", .handler = admin_reload, .ctx = gw};
     memcpy(&gw->routes[1], chaos, (size_t)n_chaos * sizeof(*chaos));
     memcpy(&gw->routes[1 + n_chaos], xp, (size_t)n_xp * sizeof(*xp));
     gw->admin_ops.extra_routes = gw->routes;
@@ -518,16 +509,14 @@ static int gateway_collect_routes(kg_gateway *gw)
 
 static int gateway_start_admin(kg_gateway *gw)
 {
-    if (!gw->cfg->admin_listen[0])
-        return 0;
+    if (!gw->cfg->admin_listen[0]) return 0;
     static const kg_admin_ops ops_template = {.status = admin_status,
                                               .switch_vcluster = admin_switch,
                                               .ready = admin_ready,
                                               .collect_metrics = admin_collect};
     gw->admin_ops = ops_template;
     gw->admin_ops.ctx = gw;
-    if (gateway_collect_routes(gw) < 0)
-        return -1;
+    if (gateway_collect_routes(gw) < 0) return -1;
     char err[256];
     gw->admin = kg_admin_start(gw->cfg->admin_listen, gw->cfg->admin_token, &gw->admin_ops,
                                gw->store, gw->metrics, err, sizeof(err));
@@ -557,8 +546,7 @@ static int gateway_apply_chaos_config(kg_gateway *gw, const kg_config *cfg, char
 
 int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t errlen)
 {
-    if (gateway_apply_chaos_config(gw, fresh, err, errlen) < 0)
-        return -1;
+    if (gateway_apply_chaos_config(gw, fresh, err, errlen) < 0) return -1;
     kg_info("reloaded %s: %zu chaos rule(s) from the file; other changes take a restart",
             fresh->path, fresh->chaos_rules ? json_array_size(fresh->chaos_rules) : 0);
     return 0;
@@ -580,11 +568,9 @@ static int gateway_init_state(kg_gateway *gw)
     gw->clusters = calloc((size_t)cfg->n_clusters, sizeof(*gw->clusters));
     gw->vclusters = calloc((size_t)cfg->n_vclusters, sizeof(*gw->vclusters));
     gw->metrics = kg_metrics_new();
-    if (!gw->clusters || !gw->vclusters || !gw->metrics)
-        return -1;
+    if (!gw->clusters || !gw->vclusters || !gw->metrics) return -1;
     for (int i = 0; i < cfg->n_clusters; i++)
-        if (kg_cluster_init(&gw->clusters[i], &cfg->clusters[i], i) < 0)
-            return -1;
+        if (kg_cluster_init(&gw->clusters[i], &cfg->clusters[i], i) < 0) return -1;
     char err[256];
     gw->store = kg_store_open(cfg->state_path, err, sizeof(err));
     if (!gw->store) {
@@ -593,8 +579,7 @@ static int gateway_init_state(kg_gateway *gw)
     }
     gw->chaos = kg_chaos_new(gw->store, gw->metrics);
     char why[600];
-    if (!gw->chaos || gateway_apply_chaos_config(gw, cfg, why, sizeof(why)) < 0)
-        return -1;
+    if (!gw->chaos || gateway_apply_chaos_config(gw, cfg, why, sizeof(why)) < 0) return -1;
     for (int i = 0; i < cfg->n_vclusters; i++) {
         kg_vcluster *vc = &gw->vclusters[i];
         vc->cfg = &cfg->vclusters[i];
@@ -602,10 +587,10 @@ static int gateway_init_state(kg_gateway *gw)
         pthread_mutex_init(&vc->switch_lock, NULL);
         gateway_restore_route(gw, vc);
         vc->metrics = kg_vcm_new(gw->metrics, vc->cfg->name);
-        if (!vc->metrics)
-            return -1;
+        if (!vc->metrics) return -1;
     }
-    kg_experiment_env env = {.ctx = gw, .sample = gateway_sample_env, .inspect = gateway_inspect_env};
+    kg_experiment_env env = {
+        .ctx = gw, .sample = gateway_sample_env, .inspect = gateway_inspect_env};
     gw->experiments = kg_experiments_new(gw->chaos, gw->store, &env);
     return gw->experiments ? 0 : -1;
 }
@@ -613,27 +598,22 @@ static int gateway_init_state(kg_gateway *gw)
 static int gateway_start_threads(kg_gateway *gw)
 {
     gw->reaper = kg_reaper_start();
-    if (!gw->reaper)
-        return -1;
+    if (!gw->reaper) return -1;
     gw->workers = calloc((size_t)gw->cfg->workers, sizeof(*gw->workers));
-    if (!gw->workers)
-        return -1;
+    if (!gw->workers) return -1;
     for (int i = 0; i < gw->cfg->workers; i++) {
         gw->workers[i] = kg_worker_start(gw, i);
-        if (!gw->workers[i])
-            return -1;
+        if (!gw->workers[i]) return -1;
         gw->n_workers++;
     }
     pthread_mutex_init(&gw->probe_lock, NULL);
     pthread_cond_init(&gw->probe_cond, NULL);
-    if (pthread_create(&gw->probe_thread, NULL, gateway_probe_main, gw) != 0)
-        return -1;
+    if (pthread_create(&gw->probe_thread, NULL, gateway_probe_main, gw) != 0) return -1;
     gw->probe_started = 1;
     kg_loop_on_wake(gw->accept_loop, gateway_accept_stop, gw);
     kg_timer_init(&gw->housekeeping, gateway_housekeeping, gw);
     kg_loop_timer_in(gw->accept_loop, &gw->housekeeping, 1000000);
-    if (pthread_create(&gw->accept_thread, NULL, gateway_accept_main, gw) != 0)
-        return -1;
+    if (pthread_create(&gw->accept_thread, NULL, gateway_accept_main, gw) != 0) return -1;
     gw->accept_started = 1;
     return 0;
 }
@@ -641,8 +621,7 @@ static int gateway_start_threads(kg_gateway *gw)
 kg_gateway *kg_gateway_start(kg_config *cfg)
 {
     kg_gateway *gw = calloc(1, sizeof(*gw));
-    if (!gw)
-        return NULL;
+    if (!gw) return NULL;
     gw->cfg = cfg;
     gw->accept_loop = kg_loop_new();
     if (!gw->accept_loop || gateway_init_state(gw) < 0 || gateway_open_listeners(gw) < 0 ||
@@ -657,11 +636,9 @@ kg_gateway *kg_gateway_start(kg_config *cfg)
 
 void kg_gateway_stop(kg_gateway *gw)
 {
-    if (!gw)
-        return;
+    if (!gw) return;
     atomic_store(&gw->stopping, 1);
-    if (gw->admin)
-        kg_admin_stop(gw->admin);
+    if (gw->admin) kg_admin_stop(gw->admin);
     if (gw->accept_started) {
         kg_loop_wake(gw->accept_loop);
         pthread_join(gw->accept_thread, NULL);
@@ -682,15 +659,13 @@ void kg_gateway_stop(kg_gateway *gw)
     }
     /* After the admin server and the accept thread (their last request and tick), before the
      * chaos rules, the store and the vclusters it still uses. */
-    if (gw->experiments)
-        kg_experiments_free(gw->experiments);
+    if (gw->experiments) kg_experiments_free(gw->experiments);
     kg_chaos_free(gw->chaos); /* after the workers: connections hold rule snapshots */
     for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++)
         kg_vcm_free(gw->vclusters[i].metrics);
     for (int i = 0; gw->clusters && i < gw->cfg->n_clusters; i++)
         kg_cluster_destroy(&gw->clusters[i]);
-    if (gw->store)
-        kg_store_close(gw->store);
+    if (gw->store) kg_store_close(gw->store);
     kg_metrics_free(gw->metrics);
     free(gw->listeners);
     free(gw->routes);
@@ -711,8 +686,7 @@ int kg_gateway_serve(kg_config *cfg)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     kg_gateway *gw = kg_gateway_start(cfg);
-    if (!gw)
-        return 1;
+    if (!gw) return 1;
     for (;;) {
         int sig = 0;
         sigwait(&set, &sig);

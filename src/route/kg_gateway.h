@@ -34,7 +34,7 @@ typedef struct kg_vc_metrics kg_vc_metrics;
 typedef struct kg_vcluster {
     const kg_vcluster_cfg *cfg;
     int index;
-    atomic_uint_fast64_t route; /* KG_ROUTE_WORD(epoch, active cluster index) */
+    atomic_uint_fast64_t route;  /* KG_ROUTE_WORD(epoch, active cluster index) */
     pthread_mutex_t switch_lock; /* serializes switches of this virtual cluster */
 
     atomic_int client_conns;

@@ -14,42 +14,35 @@ int kg_inspect_wanted(int16_t api_key)
 static void count(uint32_t *results, uint32_t *errors, int16_t error_code)
 {
     (*results)++;
-    if (error_code != 0)
-        (*errors)++;
+    if (error_code != 0) (*errors)++;
 }
 
 static int inspect_produce(kp_reader *r, kp_arena *a, int16_t v, uint32_t *results,
                            uint32_t *errors)
 {
     kp_produce_response m;
-    if (kp_produce_response_decode(r, a, v, &m) < 0)
-        return -1;
+    if (kp_produce_response_decode(r, a, v, &m) < 0) return -1;
     for (int32_t t = 0; t < m.responses.count; t++)
         for (int32_t p = 0; p < m.responses.items[t].partition_responses.count; p++)
             count(results, errors, m.responses.items[t].partition_responses.items[p].error_code);
     return 0;
 }
 
-static int inspect_fetch(kp_reader *r, kp_arena *a, int16_t v, uint32_t *results,
-                         uint32_t *errors)
+static int inspect_fetch(kp_reader *r, kp_arena *a, int16_t v, uint32_t *results, uint32_t *errors)
 {
     kp_fetch_response m;
-    if (kp_fetch_response_decode(r, a, v, &m) < 0)
-        return -1;
-    if (m.error_code != 0)
-        count(results, errors, m.error_code);
+    if (kp_fetch_response_decode(r, a, v, &m) < 0) return -1;
+    if (m.error_code != 0) count(results, errors, m.error_code);
     for (int32_t t = 0; t < m.responses.count; t++)
         for (int32_t p = 0; p < m.responses.items[t].partitions.count; p++)
             count(results, errors, m.responses.items[t].partitions.items[p].error_code);
     return 0;
 }
 
-static int inspect_commit(kp_reader *r, kp_arena *a, int16_t v, uint32_t *results,
-                          uint32_t *errors)
+static int inspect_commit(kp_reader *r, kp_arena *a, int16_t v, uint32_t *results, uint32_t *errors)
 {
     kp_offset_commit_response m;
-    if (kp_offset_commit_response_decode(r, a, v, &m) < 0)
-        return -1;
+    if (kp_offset_commit_response_decode(r, a, v, &m) < 0) return -1;
     for (int32_t t = 0; t < m.topics.count; t++)
         for (int32_t p = 0; p < m.topics.items[t].partitions.count; p++)
             count(results, errors, m.topics.items[t].partitions.items[p].error_code);

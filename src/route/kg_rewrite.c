@@ -66,11 +66,9 @@ static void rewrite_address(const rewriter *rw, int32_t node_id, kp_str *host, i
 static bool decoded_all(const rewriter *rw, int rc)
 {
     size_t left = (size_t)(rw->r.end - rw->r.p);
-    if (rc != 0 || left > MAX_ZERO_PADDING)
-        return false;
+    if (rc != 0 || left > MAX_ZERO_PADDING) return false;
     for (size_t i = 0; i < left; i++)
-        if (rw->r.p[i] != 0)
-            return false;
+        if (rw->r.p[i] != 0) return false;
     return true;
 }
 
@@ -256,8 +254,7 @@ int kg_rewrite_group_wanted(int16_t api_key)
 
 static int translate_group_error(int16_t *error_code)
 {
-    if (*error_code != ERR_GROUP_ID_NOT_FOUND)
-        return 0;
+    if (*error_code != ERR_GROUP_ID_NOT_FOUND) return 0;
     *error_code = ERR_UNKNOWN_MEMBER_ID;
     return 1;
 }
@@ -265,10 +262,8 @@ static int translate_group_error(int16_t *error_code)
 static int group_errors_heartbeat(kp_reader *r, kp_arena *a, int16_t v, kp_writer *out)
 {
     kp_heartbeat_response m;
-    if (kp_heartbeat_response_decode(r, a, v, &m) < 0)
-        return -1;
-    if (!translate_group_error(&m.error_code))
-        return 0;
+    if (kp_heartbeat_response_decode(r, a, v, &m) < 0) return -1;
+    if (!translate_group_error(&m.error_code)) return 0;
     kp_heartbeat_response_encode(out, v, &m);
     return 1;
 }
@@ -276,10 +271,8 @@ static int group_errors_heartbeat(kp_reader *r, kp_arena *a, int16_t v, kp_write
 static int group_errors_sync(kp_reader *r, kp_arena *a, int16_t v, kp_writer *out)
 {
     kp_sync_group_response m;
-    if (kp_sync_group_response_decode(r, a, v, &m) < 0)
-        return -1;
-    if (!translate_group_error(&m.error_code))
-        return 0;
+    if (kp_sync_group_response_decode(r, a, v, &m) < 0) return -1;
+    if (!translate_group_error(&m.error_code)) return 0;
     kp_sync_group_response_encode(out, v, &m);
     return 1;
 }
@@ -287,14 +280,12 @@ static int group_errors_sync(kp_reader *r, kp_arena *a, int16_t v, kp_writer *ou
 static int group_errors_commit(kp_reader *r, kp_arena *a, int16_t v, kp_writer *out)
 {
     kp_offset_commit_response m;
-    if (kp_offset_commit_response_decode(r, a, v, &m) < 0)
-        return -1;
+    if (kp_offset_commit_response_decode(r, a, v, &m) < 0) return -1;
     int changed = 0;
     for (int32_t t = 0; t < m.topics.count; t++)
         for (int32_t p = 0; p < m.topics.items[t].partitions.count; p++)
             changed |= translate_group_error(&m.topics.items[t].partitions.items[p].error_code);
-    if (!changed)
-        return 0;
+    if (!changed) return 0;
     kp_offset_commit_response_encode(out, v, &m);
     return 1;
 }

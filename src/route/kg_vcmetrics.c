@@ -34,8 +34,7 @@ static kg_counter *vcm_api_counter(kg_vc_metrics *m, _Atomic(kg_counter *) *slot
                                    const char *name, const char *help)
 {
     kg_counter *c = atomic_load_explicit(slot, memory_order_acquire);
-    if (c)
-        return c;
+    if (c) return c;
     char labels[256];
     char api_name[64];
     const char *known = kp_api_name(api);
@@ -54,8 +53,7 @@ static kg_counter *vcm_api_counter(kg_vc_metrics *m, _Atomic(kg_counter *) *slot
 kg_vc_metrics *kg_vcm_new(kg_metrics *registry, const char *vcluster)
 {
     kg_vc_metrics *m = calloc(1, sizeof(*m));
-    if (!m)
-        return NULL;
+    if (!m) return NULL;
     m->registry = registry;
     snprintf(m->vcluster, sizeof(m->vcluster), "%s", vcluster);
     kg_metrics_format_labels(m->labels, sizeof(m->labels), "vcluster", vcluster, NULL);
@@ -87,10 +85,9 @@ kg_vc_metrics *kg_vcm_new(kg_metrics *registry, const char *vcluster)
                                      "Bytes received from clients", m->labels);
     m->bytes_out = kg_metrics_counter(registry, "kgate_client_bytes_out_total",
                                       "Bytes sent to clients", m->labels);
-    m->latency = kg_metrics_histogram(registry, "kgate_request_latency_seconds",
-                                      "Time from forwarding a request to its response",
-                                      m->labels, latency_bounds,
-                                      (int)(sizeof(latency_bounds) / sizeof(latency_bounds[0])));
+    m->latency = kg_metrics_histogram(
+        registry, "kgate_request_latency_seconds", "Time from forwarding a request to its response",
+        m->labels, latency_bounds, (int)(sizeof(latency_bounds) / sizeof(latency_bounds[0])));
     m->epoch = kg_metrics_gauge(registry, "kgate_vcluster_epoch",
                                 "Routing epoch, incremented by every switch", m->labels);
     m->failovers = kg_metrics_gauge(registry, "kgate_vcluster_switches_total",
@@ -133,8 +130,7 @@ static int inspected_index(int16_t api_key)
 void kg_vcm_inspected(kg_vc_metrics *m, int16_t api_key, uint32_t results, uint32_t errors)
 {
     int i = inspected_index(api_key);
-    if (i < 0)
-        return;
+    if (i < 0) return;
     kg_counter_add(m->results[i], results);
     kg_counter_add(m->errors[i], errors);
 }
@@ -204,8 +200,7 @@ void kg_vcm_collect(kg_vc_metrics *m, kg_gateway *gw, kg_vcluster *vc)
     kg_gauge_set(m->last_switch, (double)atomic_load(&vc->last_switch_us) / 1e6);
     int sides[2] = {vc->cfg->primary, vc->cfg->secondary};
     for (int i = 0; i < 2; i++) {
-        if (sides[i] < 0)
-            continue;
+        if (sides[i] < 0) continue;
         char labels[256];
         kg_metrics_format_labels(labels, sizeof(labels), "vcluster", m->vcluster, "cluster",
                                  gw->cfg->clusters[sides[i]].name, "role",

@@ -29,8 +29,8 @@ typedef struct demo_switch {
     const char *what;
     uint64_t called_us, returned_us;
     int closed;
-    atomic_uint_fast64_t first_ack_us;     /* first acknowledged produce sent after it */
-    atomic_uint_fast64_t first_record_us;  /* first record consumed that was produced after it */
+    atomic_uint_fast64_t first_ack_us;    /* first acknowledged produce sent after it */
+    atomic_uint_fast64_t first_record_us; /* first record consumed that was produced after it */
 } demo_switch;
 
 typedef struct demo {
@@ -54,8 +54,7 @@ static void demo_mark_first(demo *d, uint64_t sent_us, size_t field_offset)
     int n = atomic_load(&d->switches_done);
     for (int i = 0; i < n; i++) {
         demo_switch *s = &d->switches[i];
-        if (sent_us < s->returned_us)
-            continue;
+        if (sent_us < s->returned_us) continue;
         atomic_uint_fast64_t *slot = (atomic_uint_fast64_t *)((char *)s + field_offset);
         uint_fast64_t zero = 0;
         atomic_compare_exchange_strong(slot, &zero, now);
@@ -109,10 +108,10 @@ static void *demo_producer(void *arg)
         char value[64];
         uint64_t now = kg_now_us();
         int len = snprintf(value, sizeof(value), "%llu order-%ld", (unsigned long long)now, seq);
-        if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(DEMO_TOPIC), RD_KAFKA_V_VALUE(value, (size_t)len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_OPAQUE((void *)(uintptr_t)now),
-                              RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(DEMO_TOPIC), RD_KAFKA_V_VALUE(value, (size_t)len),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)now),
+                RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR) {
             seq++;
             atomic_fetch_add(&d->produced, 1);
         }
@@ -139,8 +138,7 @@ static void *demo_consumer(void *arg)
     rd_kafka_topic_partition_list_destroy(topics);
     while (!atomic_load(&d->stop)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 50);
-        if (!m)
-            continue;
+        if (!m) continue;
         if (!m->err && m->len > 0) {
             atomic_fetch_add(&d->consumed, 1);
             uint64_t sent = strtoull(m->payload, NULL, 10);
@@ -163,8 +161,8 @@ static void demo_switch_now(demo *d, kg_gateway *gw, int i, int failback)
 {
     demo_switch *s = &d->switches[i];
     s->what = failback ? "failback to east" : "failover to west";
-    kg_switch_request req = {.vcluster = "default", .failback = failback,
-                             .reason = "kgate demo", .actor = "demo"};
+    kg_switch_request req = {
+        .vcluster = "default", .failback = failback, .reason = "kgate demo", .actor = "demo"};
     json_t *result = NULL;
     s->called_us = kg_now_us();
     int status = kg_gateway_switch(gw, &req, &result);
@@ -220,8 +218,7 @@ static kg_config *demo_config(const char *east, const char *west, int port, cons
 static int demo_wait_up(kg_gateway *gw)
 {
     for (int i = 0; i < 100; i++) {
-        if (atomic_load(&gw->clusters[0].up) && atomic_load(&gw->clusters[1].up))
-            return 0;
+        if (atomic_load(&gw->clusters[0].up) && atomic_load(&gw->clusters[1].up)) return 0;
         usleep(50 * 1000);
     }
     return -1;
@@ -240,8 +237,8 @@ static int demo_run(int port, int phase_ms)
     }
     char state_db[sizeof(state) + 16];
     snprintf(state_db, sizeof(state_db), "%s/state.db", state);
-    kg_config *cfg = demo_config(kg_devcluster_bootstraps(east), kg_devcluster_bootstraps(west),
-                                 port, state_db);
+    kg_config *cfg =
+        demo_config(kg_devcluster_bootstraps(east), kg_devcluster_bootstraps(west), port, state_db);
     kg_gateway *gw = cfg ? kg_gateway_start(cfg) : NULL;
     int rc = 1;
     if (gw && demo_wait_up(gw) == 0) {
