@@ -85,6 +85,10 @@ static rd_kafka_conf_t *demo_conf(demo *d, const char *group)
     if (group) {
         rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err));
         rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
+        /* A switch makes the group rejoin; members that vanished with the old cluster's
+         * connections are given up after the session timeout, so keep it short for a demo. */
+        rd_kafka_conf_set(conf, "session.timeout.ms", "6000", err, sizeof(err));
+        rd_kafka_conf_set(conf, "heartbeat.interval.ms", "500", err, sizeof(err));
     } else {
         rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err));
         rd_kafka_conf_set(conf, "message.timeout.ms", "30000", err, sizeof(err));
@@ -157,6 +161,15 @@ static void demo_sleep_ms(demo *d, int ms)
         usleep(50 * 1000);
 }
 
+/* Lets the phase after switch I last until the consumer group got a record from the new side
+ * (rejoining takes up to a session timeout), but no longer than LIMIT_MS. */
+static void demo_wait_for_consumer(demo *d, int i, int limit_ms)
+{
+    for (int waited = 0; waited < limit_ms && !atomic_load(&d->switches[i].first_record_us);
+         waited += 50)
+        usleep(50 * 1000);
+}
+
 static void demo_switch_now(demo *d, kg_gateway *gw, int i, int failback)
 {
     demo_switch *s = &d->switches[i];
@@ -185,11 +198,15 @@ static void demo_report(demo *d)
     for (int i = 0; i < DEMO_SWITCHES; i++) {
         demo_switch *s = &d->switches[i];
         uint64_t ack = atomic_load(&s->first_ack_us), rec = atomic_load(&s->first_record_us);
-        printf("  %-17s called %7.0f   first ack after it %7.0f (+%.0f)   first record after it "
-               "%7.0f (+%.0f)\n",
-               s->what, ms_since(d, s->called_us), ms_since(d, ack),
-               ack ? (double)(ack - s->called_us) / 1000.0 : -1, ms_since(d, rec),
-               rec ? (double)(rec - s->called_us) / 1000.0 : -1);
+        char ack_text[48] = "none", rec_text[48] = "none";
+        if (ack)
+            snprintf(ack_text, sizeof(ack_text), "%7.0f (+%.0f)", ms_since(d, ack),
+                     (double)(ack - s->called_us) / 1000.0);
+        if (rec)
+            snprintf(rec_text, sizeof(rec_text), "%7.0f (+%.0f)", ms_since(d, rec),
+                     (double)(rec - s->called_us) / 1000.0);
+        printf("  %-17s called %7.0f   first ack after it %s   first record after it %s\n", s->what,
+               ms_since(d, s->called_us), ack_text, rec_text);
     }
     printf("\nMessages: %ld produced, %ld acknowledged, %ld failed, %ld consumed\n",
            atomic_load(&d->produced), atomic_load(&d->acked), atomic_load(&d->failed),
@@ -253,8 +270,10 @@ static int demo_run(int port, int phase_ms)
         demo_sleep_ms(&d, phase_ms);
         demo_switch_now(&d, gw, 0, 0);
         demo_sleep_ms(&d, phase_ms);
+        demo_wait_for_consumer(&d, 0, 15000);
         demo_switch_now(&d, gw, 1, 1);
         demo_sleep_ms(&d, phase_ms);
+        demo_wait_for_consumer(&d, 1, 15000);
         atomic_store(&d.stop, 1);
         pthread_join(prod, NULL);
         pthread_join(cons, NULL);
