@@ -17,8 +17,9 @@ import sys
 
 import pytest
 
-from kghelpers import (DIRECT, KGATE_BIN, KGATE_PORTS, VERSION_RE, Proc, devcluster_command,
-                       free_port_range, parse_hostports, wait_port_open)
+import kghelpers
+from kghelpers import (DIRECT, KGATE_BIN, factory_in_subdirs, kgate_config_yaml, kgate_ports,
+                       start_kgate, stop_kgate)
 
 CLUSTER_VERSIONS = ["2.0.2", "2.12"]
 # Enough topics for every test to use its own, so tests sharing a cluster never interfere.
@@ -70,32 +71,31 @@ def _skip_kgate_only_in_direct_mode(request):
 
 
 # ---------------------------------------------------------------------------------------------
+# The private kgate copy of the failover, chaos and experiment suites
+
+
+@pytest.fixture(scope="session")
+def private_kgate(tmp_path_factory):
+    """One private copy of the kgate under test for the session (kghelpers.use_private_kgate);
+    None with KGATE_TEST_DIRECT=1, where every test that runs kgate is skipped."""
+    if DIRECT:
+        return None
+    return kghelpers.use_private_kgate(tmp_path_factory.mktemp("bin"))
+
+
+# ---------------------------------------------------------------------------------------------
 # Dev clusters
 
 
-def devcluster_argv(version):
-    try:
-        return devcluster_command(version)
-    except FileNotFoundError as e:
-        pytest.fail(str(e))
-
-
-class DevCluster:
-    """A running dev cluster: .bootstrap "host:port,...", .version "X.Y.Z", .brokers."""
+class DevCluster(kghelpers.DevCluster):
+    """A dev cluster whose .version is the librdkafka version it reports."""
 
     def __init__(self, version, tmp_path, brokers=3, topics=DEFAULT_TOPICS, name="east"):
-        self.name = name
-        self.requested_version = version
-        self.brokers = brokers
-        argv = devcluster_argv(version) + ["--brokers", str(brokers)]
-        for t in topics:
-            argv += ["--topic", t]
-        self.proc = Proc(argv, os.path.join(str(tmp_path), f"dev-cluster-{name}.stderr"))
-        self.pid = self.proc.pid
-        self.bootstrap = self.proc.read_stdout_line(timeout=20)
-        self.hostports = parse_hostports(self.bootstrap)
-        found = VERSION_RE.search(self.proc.stderr_text())
-        self.version = found.group(1) if found else None
+        try:
+            super().__init__(version, tmp_path, topics, brokers=brokers, name=name)
+        except FileNotFoundError as e:
+            pytest.fail(str(e))
+        self.version = self.librdkafka_version
 
     def assert_version(self):
         assert self.version, "dev-cluster logged no librdkafka version:\n" + self.proc.stderr_text()
@@ -104,10 +104,6 @@ class DevCluster:
         else:
             assert self.version.startswith(self.requested_version + "."), \
                 f"the {self.requested_version} build reports librdkafka {self.version}"
-
-    def stop(self):
-        rc = self.proc.terminate()
-        assert rc == 0, f"dev-cluster exit code {rc}; stderr:\n{self.proc.stderr_text()[-3000:]}"
 
 
 @pytest.fixture(params=CLUSTER_VERSIONS, ids=lambda v: f"rdk{v}")
@@ -123,18 +119,6 @@ def dev_cluster(request, tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # kgate
-
-
-def kgate_config_yaml(base, admin_port, clusters, state_path, advertised_host="127.0.0.1",
-                      listen="127.0.0.1", vcluster="default", primary="east", secondary=None,
-                      extra=""):
-    lines = [f"listen: {listen}", f"advertised_host: {advertised_host}", "clusters:"]
-    for name, bootstrap in clusters.items():
-        lines.append(f'  {name}: {{ bootstrap: "{bootstrap}" }}')
-    vc = f"port: {base}, primary: {primary}" + (f", secondary: {secondary}" if secondary else "")
-    lines += ["vclusters:", f"  {vcluster}: {{ {vc} }}",
-              f"admin: {{ listen: 127.0.0.1:{admin_port} }}", f"state: {state_path}"]
-    return "\n".join(lines) + "\n" + extra
 
 
 class Gateway:
@@ -160,22 +144,18 @@ class Gateway:
         if not os.access(KGATE_BIN, os.X_OK):
             pytest.fail(f"{KGATE_BIN} missing: build kgate or run with KGATE_TEST_DIRECT=1")
         hosts = ("127.0.0.1",) if advertised_host == "127.0.0.1" else ("127.0.0.1", advertised_host)
-        self.base = free_port_range(KGATE_PORTS + 1, hosts)
-        self.admin_port = self.base + KGATE_PORTS
+        ports, self.admin_port = kgate_ports(["default"], hosts)
+        self.base = ports["default"]
         self.config_path = os.path.join(str(tmp_path), "kgate.yaml")
         with open(self.config_path, "w") as f:
             f.write(kgate_config_yaml(
-                self.base, self.admin_port, {"east": dev_cluster.bootstrap},
-                os.path.join(str(tmp_path), "kgate-state.db"), advertised_host=advertised_host,
-                extra=extra_config))
-        self.proc = Proc([KGATE_BIN, "serve", "-c", self.config_path],
-                         os.path.join(str(tmp_path), "kgate.stderr"), stdout=None)
+                {"east": dev_cluster.bootstrap}, [("default", self.base, "east", None)],
+                self.admin_port, os.path.join(str(tmp_path), "kgate-state.db"),
+                advertised_host=advertised_host) + extra_config)
+        self.proc = start_kgate(KGATE_BIN, self.config_path,
+                                os.path.join(str(tmp_path), "kgate.stderr"), [self.base])
         self.pid = self.proc.pid
         self.bootstrap = f"127.0.0.1:{self.base}"
-        if not wait_port_open("127.0.0.1", self.base, 20, alive=self.proc.alive):
-            rc = self.proc.terminate()
-            pytest.fail(f"kgate did not open 127.0.0.1:{self.base} (exit {rc}); stderr:\n"
-                        + self.proc.stderr_text()[-4000:])
 
     def broker_address(self, node_id):
         if self.direct:
@@ -190,35 +170,16 @@ class Gateway:
         return self.proc.stderr_text() if self.proc else ""
 
     def stop(self):
-        if not self.proc:
-            return
-        rc = self.proc.terminate()
-        text = self.proc.stderr_text()
-        print(f"---- kgate stderr (last 6000 chars), exit code {rc} ----\n{text[-6000:]}")
-        assert rc == 0, f"kgate exited with {rc} after SIGTERM"
+        if self.proc:
+            stop_kgate(self.proc)
 
 
 @pytest.fixture
 def kgate_factory(dev_cluster, tmp_path):
     """Starts a kgate for the dev cluster with custom options; stopped (exit 0 asserted) at
     teardown."""
-    started = []
-
-    def start(**kwargs):
-        sub = tmp_path / f"kgate{len(started)}"
-        sub.mkdir()
-        gw = Gateway(dev_cluster, sub, **kwargs)
-        started.append(gw)
-        return gw
-
-    yield start
-    errors = []
-    for gw in started:
-        try:
-            gw.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-    assert not errors, errors
+    yield from factory_in_subdirs(tmp_path, "kgate",
+                                  lambda sub, **kwargs: Gateway(dev_cluster, sub, **kwargs))
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-"""Helpers shared by the integration tests: processes, ports, raw Kafka frames, a capturing relay.
+"""Helpers shared by the integration suites (core, failover/, chaos/, experiments/): processes,
+the kgate binary under test, dev clusters, kgate processes and their admin API, ports, raw Kafka
+frames, a capturing relay.
 
 Only the Python standard library is used here, so a failing client library never hides a harness
 problem.
@@ -6,12 +8,14 @@ problem.
 
 import asyncio
 import collections
+import http.client
 import json
 import os
 import random
 import re
 import select
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -21,7 +25,7 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 INTEGRATION_DIR = os.path.dirname(os.path.abspath(__file__))
-KGATE_PORTS = 34  # a virtual cluster's bootstrap port + node ids 0..31 + the admin port
+KGATE_PORTS = 34  # per virtual cluster: its bootstrap port, node ids 0..31 and one spare
 DIRECT = os.environ.get("KGATE_TEST_DIRECT") == "1"
 KGATE_BIN = os.environ.get("KGATE_BIN", os.path.join(ROOT, "build", "kgate"))
 DEPS = os.path.join(ROOT, "build", "deps")
@@ -37,6 +41,8 @@ def devcluster_command(version):
         if not os.access(path, os.X_OK):
             raise FileNotFoundError(f"{path} missing: run scripts/test-setup")
         return [path]
+    if version != "2.0.2":
+        raise ValueError(f"unknown dev-cluster version {version!r}")
     override = os.environ.get("KGATE_DEVCLUSTER_202")
     if override:
         return shlex.split(override)
@@ -91,17 +97,32 @@ class Proc:
 
     def terminate(self, timeout=20):
         """SIGTERM and wait; returns the exit code (SIGKILL after the timeout, code then None)."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-                self._stderr.close()
-                return None
+        exited = sigterm_and_wait(self.popen, timeout)
         self._stderr.close()
+        return self.popen.returncode if exited else None
+
+    def kill9(self):
+        """SIGKILL (a crash, no clean shutdown) and wait; returns the exit code."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(20)
+        if not self._stderr.closed:
+            self._stderr.close()
         return self.popen.returncode
+
+
+def sigterm_and_wait(popen, timeout):
+    """SIGTERM and wait; SIGKILL when it has not exited after TIMEOUT seconds. True when it
+    exited by itself (SIGKILLed: False)."""
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+            return False
+    return True
 
 
 def proc_fd_count(pid):
@@ -169,6 +190,14 @@ def free_port_range(count, hosts=("127.0.0.1",)):
     raise RuntimeError(f"no {count} consecutive free ports found")
 
 
+def kgate_ports(vclusters, hosts=("127.0.0.1",)):
+    """({vcluster: bootstrap port}, admin port) for a kgate serving VCLUSTERS, all free on every
+    host: KGATE_PORTS consecutive ports per virtual cluster, then the admin port."""
+    base = free_port_range(KGATE_PORTS * len(vclusters) + 1, hosts)
+    ports = {vc: base + i * KGATE_PORTS for i, vc in enumerate(vclusters)}
+    return ports, base + KGATE_PORTS * len(vclusters)
+
+
 def wait_port_open(host, port, timeout, alive=lambda: True):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -180,6 +209,175 @@ def wait_port_open(host, port, timeout, alive=lambda: True):
         except OSError:
             time.sleep(0.05)
     return False
+
+
+# ---------------------------------------------------------------------------------------------
+# The kgate binary under test
+
+
+def _works(binary):
+    try:
+        return subprocess.run([binary, "version"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=10).returncode == 0
+    except OSError:
+        return False
+
+
+def use_private_kgate(directory, wait=120):
+    """Copies KGATE_BIN into DIRECTORY (waiting up to WAIT seconds while a build replaces it) and
+    makes the copy this module's KGATE_BIN, the binary every later DevCluster and KgateProcess
+    runs: other work rebuilding build/kgate mid-run must not swap or remove it under a test.
+
+    Modules that imported KGATE_BIN by name keep the original; read kghelpers.KGATE_BIN."""
+    global KGATE_BIN
+    deadline = time.monotonic() + wait
+    while not _works(KGATE_BIN):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{KGATE_BIN} is not a working kgate (make build, or set KGATE_BIN)")
+        time.sleep(1)
+    copy = os.path.join(str(directory), "kgate")
+    shutil.copy2(KGATE_BIN, copy)
+    KGATE_BIN = copy
+    return copy
+
+
+# ---------------------------------------------------------------------------------------------
+# Dev clusters (librdkafka's mock cluster)
+
+
+class DevCluster:
+    """A running dev cluster: .bootstrap "host:port,...", .hostports, .pid, .requested_version
+    ("2.0.2" or "2.12"), .librdkafka_version (what it logged, None when nothing)."""
+
+    def __init__(self, version, log_dir, topics, brokers=3, name="east"):
+        """topics: ["name:partitions", ...]."""
+        self.name = name
+        self.requested_version = version
+        self.brokers = brokers
+        argv = devcluster_command(version) + ["--brokers", str(brokers)]
+        for t in topics:
+            argv += ["--topic", t]
+        self.proc = Proc(argv, os.path.join(str(log_dir), f"dev-cluster-{name}.stderr"))
+        self.pid = self.proc.pid
+        self.bootstrap = self.proc.read_stdout_line(timeout=20)
+        self.hostports = parse_hostports(self.bootstrap)
+        found = VERSION_RE.search(self.proc.stderr_text())
+        self.librdkafka_version = found.group(1) if found else None
+
+    def alive(self):
+        return self.proc.alive()
+
+    def stop(self):
+        rc = self.proc.terminate()
+        assert rc == 0, f"dev-cluster exit code {rc}; stderr:\n{self.proc.stderr_text()[-3000:]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# kgate processes and their admin API
+
+
+def kgate_config_yaml(clusters, vclusters, admin_port, state_path, listen="127.0.0.1",
+                      advertised_host="127.0.0.1", admin_token=None, extra_lines=()):
+    """A kgate config file. clusters: {name: bootstrap}; vclusters: [(name, port, primary,
+    secondary or None)]; extra_lines: further top-level lines (health, workers, chaos, ...)."""
+    lines = [f"listen: {listen}", f"advertised_host: {advertised_host}", "clusters:"]
+    for name, bootstrap in clusters.items():
+        lines.append(f'  {name}: {{ bootstrap: "{bootstrap}" }}')
+    lines.append("vclusters:")
+    for name, port, primary, secondary in vclusters:
+        sec = f", secondary: {secondary}" if secondary else ""
+        lines.append(f"  {name}: {{ port: {port}, primary: {primary}{sec} }}")
+    admin = f"listen: 127.0.0.1:{admin_port}" + (f", token: {admin_token}" if admin_token else "")
+    lines += [f"admin: {{ {admin} }}", f"state: {state_path}", *extra_lines]
+    return "\n".join(lines) + "\n"
+
+
+def start_kgate(binary, config_path, stderr_path, ports, timeout=20):
+    """`BINARY serve -c CONFIG_PATH`, once it listens on every one of PORTS (on 127.0.0.1);
+    a kgate that does not is stopped and reported with its log."""
+    proc = Proc([binary, "serve", "-c", config_path], stderr_path, stdout=None)
+    for port in ports:
+        if not wait_port_open("127.0.0.1", port, timeout, alive=proc.alive):
+            rc = proc.terminate()
+            raise AssertionError(f"kgate did not open 127.0.0.1:{port} (exit {rc}); stderr:\n"
+                                 + proc.stderr_text()[-4000:])
+    return proc
+
+
+def stop_kgate(proc):
+    """SIGTERM; prints the log (pytest shows it for a failed test) and asserts a clean exit."""
+    rc = proc.terminate()
+    text = proc.stderr_text()
+    print(f"---- kgate stderr (last 6000 chars), exit code {rc} ----\n{text[-6000:]}")
+    assert rc == 0, f"kgate exited with {rc} after SIGTERM"
+
+
+class HttpReply:
+    def __init__(self, status, body, headers):
+        self.status = status
+        self.text = body
+        self.headers = headers
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return f"HTTP {self.status} {self.text[:500]}"
+
+
+def admin_http(port, method, path, body=None, token=None, headers=None, timeout=30):
+    """One request to the admin API on 127.0.0.1:PORT. body: dict (sent as JSON), str/bytes
+    (sent as is) or None; token: sent as a Bearer Authorization header unless None."""
+    hdrs = dict(headers or {})
+    if token is not None:
+        hdrs["Authorization"] = f"Bearer {token}"
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    if body is not None:
+        hdrs.setdefault("Content-Type", "application/json")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        return HttpReply(resp.status, resp.read().decode("utf-8", "replace"),
+                         dict(resp.getheaders()))
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixture helpers
+
+
+def stop_all(started):
+    """Stops every one of STARTED (all of them, even when one fails), then fails with every
+    error."""
+    errors = []
+    for s in started:
+        try:
+            s.stop()
+        except AssertionError as e:
+            errors.append(str(e))
+    assert not errors, errors
+
+
+def factory_in_subdirs(tmp_path, prefix, make):
+    """Generator body of a factory fixture: yields start(**kwargs) -> make(subdir, **kwargs),
+    each in its own subdirectory PREFIX<n> of tmp_path, and stops them all at teardown."""
+    started = []
+
+    def start(**kwargs):
+        sub = tmp_path / f"{prefix}{len(started)}"
+        sub.mkdir()
+        obj = make(sub, **kwargs)
+        started.append(obj)
+        return obj
+
+    yield start
+    stop_all(started)
 
 
 # ---------------------------------------------------------------------------------------------

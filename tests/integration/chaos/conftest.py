@@ -9,14 +9,14 @@ comma-separated: 2.0.2 and/or 2.12.
 
 import pytest
 
-import chaosgate
-from chaosgate import CHAOS_TOPICS, CLUSTER_VERSIONS, DIRECT, ChaosGate, DevCluster
+from chaosgate import CHAOS_TOPICS, CLUSTER_VERSIONS, gate, gate_factory  # noqa: F401 (fixtures)
+from kghelpers import DIRECT, DevCluster
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _private_kgate(tmp_path_factory):
-    if not DIRECT:
-        chaosgate.private_kgate(tmp_path_factory.mktemp("chaos-bin"))
+def _private_kgate(private_kgate):
+    """kgate and the 2.0.2 dev cluster run the session's private copy (conftest.py)."""
+    return private_kgate
 
 
 @pytest.fixture(autouse=True)
@@ -32,29 +32,3 @@ def cluster(request, tmp_path):
         yield dc
     finally:
         dc.stop()
-
-
-@pytest.fixture
-def gate_factory(cluster, tmp_path):
-    started = []
-
-    def start(**kwargs):
-        sub = tmp_path / f"gate{len(started)}"
-        sub.mkdir()
-        g = ChaosGate(cluster, sub, **kwargs)
-        started.append(g)
-        return g
-
-    yield start
-    errors = []
-    for g in started:
-        try:
-            g.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-    assert not errors, errors
-
-
-@pytest.fixture
-def gate(gate_factory):
-    return gate_factory()

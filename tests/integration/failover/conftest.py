@@ -4,13 +4,9 @@ The helpers live in fohelpers.py (processes, direct cluster access, admin API, c
 and scenario.py (the switch-while-producing scenario)."""
 
 import os
-import shutil
-import subprocess
-import time
 
 import pytest
 
-import fohelpers
 from fohelpers import FAILOVER_DIR, SWITCH_TIMINGS, DevCluster, Kgate, tail
 
 # Topics every dev cluster of these tests has, on both sides with the same partition counts.
@@ -26,28 +22,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def kgate_binary(tmp_path_factory):
-    """A private copy of the kgate binary under test, so a rebuild of build/kgate while the tests
-    run (other work in the same tree) cannot swap or remove it in the middle of a test."""
-    if os.environ.get("KGATE_TEST_DIRECT") == "1":
-        yield None  # every test here needs kgate: they are skipped
-        return
-    source = fohelpers.KGATE_BIN
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if subprocess.run([source, "version"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=10).returncode == 0:
-                break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"{source} is not a working kgate binary (make build)")
-        time.sleep(1)
-    copy = os.path.join(str(tmp_path_factory.mktemp("bin")), "kgate")
-    shutil.copy2(source, copy)
-    fohelpers.KGATE_BIN = copy
-    yield copy
+def kgate_binary(private_kgate):
+    """Every kgate and CLI call of these tests runs the session's private copy (conftest.py)."""
+    return private_kgate
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ T is the wall clock (seconds since the epoch) of the driver, on the same machine
 Every message value is "<run id>:<seq>", so a record read from a cluster names its message.
 """
 
-import http.client
 import json
 import os
 import re
@@ -25,40 +24,16 @@ import threading
 import time
 import uuid
 
-from kghelpers import (INTEGRATION_DIR, ROOT, VERSION_RE, Proc, free_port_range, wait_for,
-                       wait_port_open)
+import kghelpers
+from kghelpers import (INTEGRATION_DIR, admin_http, kgate_config_yaml, kgate_ports,
+                       sigterm_and_wait, start_kgate, wait_for)
 
-KGATE_BIN = os.environ.get("KGATE_BIN", os.path.join(ROOT, "build", "kgate"))
-DEPS = os.path.join(ROOT, "build", "deps")
 FAILOVER_DIR = os.path.dirname(os.path.abspath(__file__))
 DRIVERS_DIR = os.path.join(FAILOVER_DIR, "drivers")
 PYTHON = "/usr/bin/python3"  # Debian's python: it has confluent-kafka and kafka-python
-VCLUSTER_PORTS = 33  # bootstrap port + node ids 0..31
 
 # Switch timings measured by the client scenarios, printed at the end of the session.
 SWITCH_TIMINGS = []
-
-
-# ---------------------------------------------------------------------------------------------
-# Processes
-
-
-class Child(Proc):
-    """A Proc whose log stays readable after it exited, and that can be SIGKILLed."""
-
-    def stderr_text(self):
-        if not self._stderr.closed:
-            self._stderr.flush()
-        with open(self.stderr_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def kill9(self):
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(20)
-        if not self._stderr.closed:
-            self._stderr.close()
-        return self.popen.returncode
 
 
 def tail(text, n=3000):
@@ -69,38 +44,19 @@ def tail(text, n=3000):
 # Dev clusters (librdkafka's mock cluster) and direct access to them
 
 
-def devcluster_argv(version):
-    if version == "2.12":
-        path = os.path.join(DEPS, "dev-cluster-2.12")
-        if not os.access(path, os.X_OK):
-            raise RuntimeError(f"{path} missing: run scripts/test-setup")
-        return [path]
-    if version != "2.0.2":
-        raise ValueError(f"unknown dev-cluster version {version}")
-    override = os.environ.get("KGATE_DEVCLUSTER_202")
-    return override.split() if override else [KGATE_BIN, "dev-cluster"]
-
-
-class DevCluster:
-    """One dev cluster. .bootstrap is its own address list; .topics maps topic -> partitions."""
+class DevCluster(kghelpers.DevCluster):
+    """One dev cluster. .bootstrap is its own address list; .topics maps topic -> partitions;
+    .version is the requested build. It can be frozen (a hung region) and read directly."""
 
     def __init__(self, name, version, topics, log_dir, brokers=3):
-        self.name = name
         self.version = version
         self.topics = dict(topics)
-        argv = devcluster_argv(version) + ["--brokers", str(brokers)]
-        for topic, partitions in self.topics.items():
-            argv += ["--topic", f"{topic}:{partitions}"]
-        self.proc = Child(argv, os.path.join(str(log_dir), f"dev-cluster-{name}.stderr"))
-        self.bootstrap = self.proc.read_stdout_line(timeout=20)
-        found = VERSION_RE.search(self.proc.stderr_text())
-        self.librdkafka_version = found.group(1) if found else None
+        super().__init__(version, log_dir, [f"{t}:{p}" for t, p in self.topics.items()],
+                         brokers=brokers, name=name)
         self.frozen = False
 
-    def alive(self):
-        return self.proc.alive()
-
     def stop(self):
+        """SIGTERM; returns the exit code (a test that kills clusters checks it itself)."""
         if self.frozen:
             self.thaw()
         return self.proc.terminate()
@@ -207,36 +163,6 @@ def seq_of(value, run_id):
 # kgate
 
 
-def kgate_config_text(clusters, vclusters, admin_port, state_path, token=None, probe_ms=250,
-                      listen="127.0.0.1"):
-    """clusters: {name: bootstrap}; vclusters: [(name, port, primary, secondary)]."""
-    lines = [f"listen: {listen}", f"advertised_host: {listen}", "clusters:"]
-    for name, bootstrap in clusters.items():
-        lines.append(f'  {name}: {{ bootstrap: "{bootstrap}" }}')
-    lines.append("vclusters:")
-    for name, port, primary, secondary in vclusters:
-        sec = f", secondary: {secondary}" if secondary else ""
-        lines.append(f"  {name}: {{ port: {port}, primary: {primary}{sec} }}")
-    admin = f"listen: 127.0.0.1:{admin_port}" + (f", token: {token}" if token else "")
-    lines += [f"admin: {{ {admin} }}", f"health: {{ probe_interval_ms: {probe_ms} }}",
-              f"state: {state_path}"]
-    return "\n".join(lines) + "\n"
-
-
-class HttpReply:
-    def __init__(self, status, body, headers):
-        self.status = status
-        self.text = body
-        self.headers = headers
-        try:
-            self.json = json.loads(body) if body else None
-        except ValueError:
-            self.json = None
-
-    def __repr__(self):
-        return f"HTTP {self.status} {self.text[:500]}"
-
-
 class Kgate:
     """A kgate serving vclusters [(name, primary, secondary)] in front of clusters {name: DevCluster
     or bootstrap string}. The config file, state DB and logs live in work_dir."""
@@ -244,36 +170,26 @@ class Kgate:
     def __init__(self, clusters, vclusters, work_dir, token=None, probe_ms=250, state_path=None):
         self.work_dir = str(work_dir)
         self.token = token
-        self.base = free_port_range(VCLUSTER_PORTS * len(vclusters) + 1)
-        self.ports = {name: self.base + i * VCLUSTER_PORTS
-                      for i, (name, _, _) in enumerate(vclusters)}
-        self.admin_port = self.base + VCLUSTER_PORTS * len(vclusters)
+        self.ports, self.admin_port = kgate_ports([name for name, _, _ in vclusters])
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
         self.state_path = state_path or os.path.join(self.work_dir, "state.db")
         self.config_path = os.path.join(self.work_dir, "kgate.yaml")
         boot = {n: (c.bootstrap if isinstance(c, DevCluster) else c) for n, c in clusters.items()}
         with open(self.config_path, "w") as f:
-            f.write(kgate_config_text(boot, [(n, self.ports[n], p, s) for n, p, s in vclusters],
-                                      self.admin_port, self.state_path, token, probe_ms))
+            f.write(kgate_config_yaml(boot, [(n, self.ports[n], p, s) for n, p, s in vclusters],
+                                      self.admin_port, self.state_path, admin_token=token,
+                                      extra_lines=[f"health: {{ probe_interval_ms: {probe_ms} }}"]))
         self.proc = None
         self.starts = 0
 
     # -- process ------------------------------------------------------------------------------
 
-    def start(self, wait_ready=True):
+    def start(self):
         self.starts += 1
         log = os.path.join(self.work_dir, f"kgate-{self.starts}.stderr")
-        self.proc = Child([KGATE_BIN, "serve", "-c", self.config_path], log, stdout=None)
-        if wait_ready:
-            self.wait_serving()
+        self.proc = start_kgate(kghelpers.KGATE_BIN, self.config_path, log,
+                                list(self.ports.values()) + [self.admin_port])
         return self
-
-    def wait_serving(self, timeout=20):
-        for port in list(self.ports.values()) + [self.admin_port]:
-            if not wait_port_open("127.0.0.1", port, timeout, alive=self.proc.alive):
-                rc = self.proc.kill9()
-                raise AssertionError(f"kgate did not open port {port} (exit {rc}); stderr:\n"
-                                     + tail(self.proc.stderr_text()))
 
     def alive(self):
         return self.proc is not None and self.proc.alive()
@@ -298,24 +214,9 @@ class Kgate:
     def http(self, method, path, body=None, token="default", headers=None, timeout=30):
         """One admin API request. body: dict (sent as JSON), str/bytes (sent as is) or None.
         token: "default" = the configured one, None = no Authorization header, or a string."""
-        hdrs = dict(headers or {})
-        tok = self.token if token == "default" else token
-        if tok is not None:
-            hdrs["Authorization"] = f"Bearer {tok}"
-        if isinstance(body, dict):
-            body = json.dumps(body)
-        if isinstance(body, str):
-            body = body.encode()
-        if body is not None:
-            hdrs.setdefault("Content-Type", "application/json")
-        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=hdrs)
-            resp = conn.getresponse()
-            return HttpReply(resp.status, resp.read().decode("utf-8", "replace"),
-                             dict(resp.getheaders()))
-        finally:
-            conn.close()
+        return admin_http(self.admin_port, method, path, body,
+                          token=self.token if token == "default" else token, headers=headers,
+                          timeout=timeout)
 
     def status(self):
         r = self.http("GET", "/v1/status")
@@ -368,7 +269,7 @@ class Kgate:
 
     def cli(self, *args, timeout=30, env=None):
         """Runs `kgate ARGS -c CONFIG` and returns the CompletedProcess (text)."""
-        argv = [KGATE_BIN] + list(args) + ["-c", self.config_path]
+        argv = [kghelpers.KGATE_BIN] + list(args) + ["-c", self.config_path]
         return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               timeout=timeout, env=env)
 
@@ -530,12 +431,7 @@ class ClientRun:
                 self.popen.stdin.close()
             except OSError:
                 pass
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        sigterm_and_wait(self.popen, timeout)
         self.reader.join(5)
         self._stderr.close()
 

@@ -15,8 +15,9 @@ import subprocess
 
 import pytest
 
-import fohelpers
-from fohelpers import ROOT, DevCluster, tail
+import kghelpers
+from fohelpers import DevCluster, tail
+from kghelpers import ROOT
 
 RUNBOOK = os.path.join(ROOT, "docs", "runbook.md")
 # Documented placeholder -> what this test puts there (filled in by the test).
@@ -65,7 +66,7 @@ class Runbook:
         self.work_dir = str(work_dir)
         self.ran = set()
         self.env = dict(os.environ)
-        self.env["PATH"] = os.path.dirname(fohelpers.KGATE_BIN) + os.pathsep + self.env["PATH"]
+        self.env["PATH"] = os.path.dirname(kghelpers.KGATE_BIN) + os.pathsep + self.env["PATH"]
         for name in ("KGATE_ADMIN_URL", "KGATE_ADMIN_TOKEN"):
             self.env.pop(name, None)
 

@@ -7,23 +7,11 @@ Runs until stdin closes or SIGTERM.
 Usage: confluent_driver.py '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N}'
 """
 
-import json
-import signal
-import sys
-import threading
 import time
 
 from confluent_kafka import Consumer, Producer
 
-ARGS = json.loads(sys.argv[1])
-OUT = threading.Lock()
-STOP = threading.Event()
-
-
-def emit(**event):
-    with OUT:
-        sys.stdout.write(json.dumps(event) + "\n")
-        sys.stdout.flush()
+from driverlib import ARGS, STOP, emit, run
 
 
 def delivery_callback(seq):
@@ -84,20 +72,8 @@ def consume_loop():
     consumer.close()
 
 
-def wait_for_stdin_eof():
-    sys.stdin.read()
-    STOP.set()
-
-
 def main():
-    signal.signal(signal.SIGTERM, lambda *_: STOP.set())
-    threading.Thread(target=wait_for_stdin_eof, daemon=True).start()
-    threads = [threading.Thread(target=produce_loop), threading.Thread(target=consume_loop)]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
-        for t in threads:
-            t.join(0.2)
+    run(produce_loop, consume_loop)
 
 
 if __name__ == "__main__":

@@ -8,26 +8,17 @@ Runs until stdin closes or SIGTERM.
 Usage: kcat_driver.py '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N}'
 """
 
-import json
 import re
-import signal
 import subprocess
 import sys
 import threading
 import time
 
-ARGS = json.loads(sys.argv[1])
-OUT = threading.Lock()
-STOP = threading.Event()
+from driverlib import ARGS, STOP, emit, run
+
 DELIVERED = re.compile(r"Message delivered to partition (-?\d+) \(offset (-?\d+)\)")
 FAILED = re.compile(r"Delivery failed for message: (.*)")
 COMMON = ["-b", ARGS["bootstrap"], "-E", "-X", "broker.address.family=v4"]
-
-
-def emit(**event):
-    with OUT:
-        sys.stdout.write(json.dumps(event) + "\n")
-        sys.stdout.flush()
 
 
 def relay_stderr(name, stream):
@@ -89,20 +80,8 @@ def consume_loop():
         emit(ev="log", msg=f"kcat consumer exited with {rc}", t=time.time())
 
 
-def wait_for_stdin_eof():
-    sys.stdin.read()
-    STOP.set()
-
-
 def main():
-    signal.signal(signal.SIGTERM, lambda *_: STOP.set())
-    threading.Thread(target=wait_for_stdin_eof, daemon=True).start()
-    threads = [threading.Thread(target=produce_loop), threading.Thread(target=consume_loop)]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
-        for t in threads:
-            t.join(0.2)
+    run(produce_loop, consume_loop)
 
 
 if __name__ == "__main__":
