@@ -38,7 +38,6 @@ struct kg_worker {
 
     kg_conn *conns; /* live connections (doubly linked) */
     kg_conn *dead;  /* closed this batch, freed after it */
-    atomic_int n_conns;
     int draining;
     uint64_t drain_deadline_us;
     kg_timer drain_timer;
@@ -64,7 +63,6 @@ static void worker_link(kg_worker *w, kg_conn *c)
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
-    atomic_fetch_add(&w->n_conns, 1);
 }
 
 void kg_worker_conn_closed(kg_worker *w, kg_conn *c)
@@ -77,7 +75,6 @@ void kg_worker_conn_closed(kg_worker *w, kg_conn *c)
     c->prev = NULL;
     c->next = w->dead;
     w->dead = c;
-    atomic_fetch_sub(&w->n_conns, 1);
 }
 
 static void worker_free_dead(kg_loop *loop, void *arg)
@@ -242,11 +239,6 @@ int kg_workers_close_stale(kg_worker **workers, int n, kg_vcluster *vc, uint64_t
     for (int i = 0; i < n; i++)
         closed += worker_wait(workers[i], &cmds[i]);
     return closed;
-}
-
-int kg_worker_connection_count(kg_worker *w)
-{
-    return atomic_load(&w->n_conns);
 }
 
 /* ---------------------------------------------------------------- thread */

@@ -29,8 +29,6 @@ int kg_workers_close_stale(kg_worker **workers, int n, kg_vcluster *vc, uint64_t
  * joins the thread. */
 void kg_worker_drain_and_join(kg_worker *w, uint64_t deadline_us);
 
-int kg_worker_connection_count(kg_worker *w);
-
 /* The worker's read scratch: connections read into it and keep only leftovers. */
 #define KG_WORKER_SCRATCH (256 * 1024)
 uint8_t *kg_worker_scratch(kg_worker *w);
