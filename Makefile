@@ -2,8 +2,11 @@
 #
 #   make            build build/kgate
 #   make demo       install deps, build, run the embedded failover demo
-#   make test       install deps, build, run unit + integration tests
-#   make check      unit + integration tests under ASan+UBSan, short fuzz runs
+#   make test       install deps, build, run unit tests (plain and under ASan+UBSan), the
+#                   integration tests, and every fuzz target briefly (what CI runs)
+#   make check      unit + integration tests under ASan+UBSan, then every fuzz target for longer
+#   make test-direct  integration tests with clients straight at the dev clusters (no kgate):
+#                   validates the tests themselves; never a substitute for make test
 #   make bench      benchmarks (results in bench/results/)
 #   make fuzz       libFuzzer targets (FUZZ_SECONDS each)
 #   make format     clang-format the sources
@@ -37,7 +40,8 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN_C:%.c=%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps build demo test check unit integration bench fuzz format clean gen
+.PHONY: all deps build demo test test-direct check unit unit-asan integration bench fuzz format \
+	clean gen
 all: build
 
 deps:
@@ -85,15 +89,29 @@ integration: build
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
+# The sanitized build: ASan+UBSan, any UB report aborts; LeakSanitizer checks every kgate exit.
+ASAN_MAKE = $(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+
+unit-asan:
+	$(ASAN_MAKE) -j$(JOBS) unit
+
 test: deps
 	$(MAKE) -j$(JOBS) build
 	$(MAKE) unit
+	$(MAKE) unit-asan
 	$(MAKE) integration
+	$(MAKE) fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
+
+test-direct: deps
+	$(MAKE) -j$(JOBS) build
+	scripts/test-setup
+	KGATE_BIN=$(abspath $(BUILD)/kgate) scripts/run-integration --direct
 
 check: deps
-	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
-		SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" build unit integration
-	$(MAKE) fuzz FUZZ_SECONDS=20
+	$(ASAN_MAKE) -j$(JOBS) build unit
+	$(ASAN_MAKE) integration
+	$(MAKE) fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)
 
 demo: deps
 	$(MAKE) -j$(JOBS) build
@@ -105,6 +123,8 @@ bench: deps
 	KGATE_BIN=$(abspath $(BUILD)/kgate) bench/run
 
 FUZZ_SECONDS ?= 30
+TEST_FUZZ_SECONDS ?= 5
+CHECK_FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz: deps
 	$(MAKE) BUILD=build-fuzz CC=clang OPT="-O1 -g -Wno-unknown-warning-option" \

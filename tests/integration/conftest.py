@@ -10,6 +10,7 @@ KGATE_TEST_DIRECT=1 points the clients straight at the dev cluster: it validates
 themselves (kgate-only tests skip; the address scan then has to find backend addresses).
 """
 
+import fnmatch
 import os
 import resource
 import signal
@@ -190,6 +191,87 @@ def kgate(kgate_factory):
 def pytest_report_header(config):
     mode = "DIRECT (no kgate)" if DIRECT else f"through kgate {KGATE_BIN}"
     return f"kgate integration: clients connect {mode}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The skip budget: every skip and expected failure must be one allowed-skips.txt lists, with the
+# external limitation it names; anything else fails the run, so a regression cannot hide as a skip.
+
+ALLOWED_SKIPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "allowed-skips.txt")
+_not_run = []  # (nodeid, "skip" | "xfail" | "xpass", reason)
+_budget_violations = []
+
+
+def load_allowed_skips(path=ALLOWED_SKIPS):
+    """[(max count, test id pattern, reason substring)] from `count | pattern | reason` lines."""
+    allowed = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = [p.strip() for p in line.split("|", 2)]
+            if len(parts) != 3 or not parts[0].isdigit() or not parts[2]:
+                raise ValueError(f"{path}:{n}: expected 'count | test id pattern | reason'")
+            allowed.append((int(parts[0]), parts[1], parts[2]))
+    return allowed
+
+
+def skip_budget_violations(not_run, allowed):
+    """What in `not_run` the budget does not allow: unlisted skips, and lines used too often."""
+    used = [0] * len(allowed)
+    problems = []
+    for nodeid, kind, reason in not_run:
+        if kind == "xpass":
+            problems.append(f"{nodeid}: expected to fail but passed ({reason})")
+            continue
+        for i, (_, pattern, text) in enumerate(allowed):
+            if fnmatch.fnmatchcase(nodeid, pattern) and text in reason:
+                used[i] += 1
+                break
+        else:
+            problems.append(f"{nodeid}: {kind} not in {os.path.basename(ALLOWED_SKIPS)}: {reason}")
+    for (limit, pattern, text), count in zip(allowed, used):
+        if count > limit:
+            problems.append(f"{count} x '{pattern} | {text}': only {limit} allowed")
+    return problems
+
+
+def _skip_reason(report):
+    if isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return str(report.longrepr)
+
+
+def pytest_runtest_logreport(report):
+    if hasattr(report, "wasxfail"):
+        kind = "xfail" if report.skipped else "xpass"
+        _not_run.append((report.nodeid, kind, report.wasxfail))
+    elif report.skipped:
+        _not_run.append((report.nodeid, "skip", _skip_reason(report)))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if DIRECT:
+        return  # kgate-only tests skip by design there; the budget is for runs through kgate
+    _budget_violations.extend(skip_budget_violations(_not_run, load_allowed_skips()))
+    if _budget_violations and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    write = terminalreporter.write_line
+    terminalreporter.section("skips and expected failures")
+    for nodeid, kind, reason in _not_run:
+        write(f"{kind:5}  {nodeid}: {reason}")
+    write(f"{len(_not_run)} not run as tests through kgate"
+          if DIRECT else f"{len(_not_run)} in all, budget: {os.path.relpath(ALLOWED_SKIPS)}")
+    for problem in _budget_violations:
+        write(f"SKIP BUDGET: {problem}", red=True)
+    if DIRECT:
+        write("DIRECT MODE: the clients talked straight to the dev clusters and kgate was not "
+              "tested. This run validates the tests only and does not count as `make test`.",
+              yellow=True)
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

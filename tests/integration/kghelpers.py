@@ -31,6 +31,13 @@ KGATE_BIN = os.environ.get("KGATE_BIN", os.path.join(ROOT, "build", "kgate"))
 DEPS = os.path.join(ROOT, "build", "deps")
 
 
+def is_sanitized(binary):
+    """True when `binary` was built with AddressSanitizer (make check): its allocator keeps freed
+    memory in a quarantine, so resident-size checks only mean something in the plain build."""
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def devcluster_command(version):
     """argv of the dev cluster built with librdkafka `version` ("2.0.2" or "2.12").
 
