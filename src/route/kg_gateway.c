@@ -478,8 +478,9 @@ static int admin_reload(void *ctx, kg_admin_request *req)
     } else if (kg_gateway_reload(gw, fresh, why, sizeof(why)) < 0) {
         status = kg_admin_error(req, 400, "not reloaded: %s", why);
     } else {
-        kg_store_audit_append(gw->store, "config.reload",
-                              json_pack("{s:s, s:s}", "path", gw->cfg->path, "actor", req->actor));
+        json_t *details = json_pack("{s:s, s:s}", "path", gw->cfg->path, "actor", req->actor);
+        kg_store_audit_append(gw->store, "config.reload", details); /* borrows DETAILS */
+        json_decref(details);
         status = kg_admin_reply(
             req, 200,
             json_pack("{s:s, s:i}", "reloaded", gw->cfg->path, "chaos_rules",
