@@ -213,10 +213,17 @@ def partition_leader(bootstrap, topic, partition):
 
 
 def test_produce_v10_node_endpoints_carry_kgate_addresses(kgate):
-    from test_node_clients import advertised_versions
-    produce_range = advertised_versions(kgate.bootstrap).get("Produce")
-    if not produce_range or produce_range[1] < 10:
-        pytest.skip(f"gateway advertises Produce {produce_range}: no NodeEndpoints (v10+)")
+    """Runs wherever the backend broker itself (asked directly, without kgate) answers Produce
+    v10: kgate must then offer v10 too, so a gateway that offers less fails here, not skips."""
+    from test_node_clients import advertised_versions, backend_versions
+    backend = backend_versions(kgate.backend).get("Produce")
+    if not backend or backend[1] < 10:
+        pytest.skip(f"the librdkafka {kgate.backend.version} mock broker itself offers Produce "
+                    f"{backend}: no NodeEndpoints (KIP-951, v10+) to rewrite")
+    offered = advertised_versions(kgate.bootstrap).get("Produce")
+    assert offered and offered[1] >= 10, (
+        f"the backend offers Produce {backend}, the gateway only {offered}: clients lose v10 "
+        f"(KIP-951 NodeEndpoints)")
     leader = partition_leader(kgate.bootstrap, "addr3", 0)
     follower = next(n for n in (1, 2, 3) if n != leader)
     host, port = kgate.broker_address(follower).rsplit(":", 1)
