@@ -8,8 +8,19 @@ on stdout:
     {"ev": "ack",  "seq": N, "t": T, "p": P, "o": O}   the library reported it acknowledged
     {"ev": "nack", "seq": N, "t": T, "err": "..."}     the library gave up on it
     {"ev": "recv", "seq": N, "t": T, "p": P, "o": O}   the consumer group member received it
-    {"ev": "log",  "msg": "..."}                anything else worth keeping (rebalances, errors)
+    {"ev": "client", "role": R, "pid": P, "id": I}  the one long-lived producer or consumer
+                                                (role R) was created: process P (the driver's
+                                                own for in-process clients, kcat's for kcat)
+    {"ev": "error", "role": R, "err": "..."}    a non-fatal error the library reported and
+                                                recovers from by itself (counted, shown)
+    {"ev": "fatal", "role": R, "err": "..."}    the client died for good; the driver exits 3
+    {"ev": "log",  "msg": "..."}                anything else worth keeping (rebalances)
 T is the wall clock (seconds since the epoch) of the driver, on the same machine as the test.
+
+Drivers never hide a failure: a client is never replaced or restarted, a client that dies is a
+fatal event, and ClientRun.check_healthy() (called while every wait of the scenario polls, and at
+each switch) fails the test on a fatal event, a second client of a role, a client process that
+is gone, or a driver that exited.
 Every message value is "<run id>:<seq>", so a record read from a cluster names its message.
 """
 
@@ -252,15 +263,17 @@ class Kgate:
         t_ret = time.time()
         return reply, t_call, t_ret
 
-    def audit_entries(self):
+    def audit_entries(self, max_pages=100):
         entries, after = [], 0
-        while True:
+        for _ in range(max_pages):
             r = self.http("GET", f"/v1/audit?after={after}&limit=1000")
             assert r.status == 200, r
             if not r.json["entries"]:
                 return entries
             entries += r.json["entries"]
+            assert r.json["next_after"] > after, f"audit paging does not advance: {r}"
             after = r.json["next_after"]
+        raise AssertionError(f"more than {max_pages} pages of audit entries")
 
     def metrics(self):
         r = self.http("GET", "/metrics")
@@ -320,19 +333,24 @@ class ClientRun:
     both connected to bootstrap, producing to and consuming from topic."""
 
     def __init__(self, kind, bootstrap, topic, log_dir, interval_ms=20, producer_config=None,
-                 label=None):
+                 label=None, partitions=3, consume=True):
         self.kind = label or kind
         self.driver = kind
         self.topic = topic
+        self.partitions = partitions
+        self.consume = consume  # False: a producer only (the scenario skips consumer checks)
         self.run_id = f"{self.kind}-{uuid.uuid4().hex[:6]}"
         self.group = f"fo-{self.run_id}"
         self.args = {"bootstrap": bootstrap, "topic": topic, "group": self.group,
                      "run": self.run_id, "interval_ms": interval_ms,
-                     "producer_config": producer_config or {}}
+                     "producer_config": producer_config or {}, "partitions": partitions,
+                     "consume": consume}
         self.stderr_path = os.path.join(str(log_dir), f"driver-{self.kind}.stderr")
         self.lock = threading.Lock()
         self.sent, self.acked, self.recv = {}, {}, {}
         self.nacked, self.logs, self.receipts = [], [], []
+        self.clients = {}  # role -> [(id, pid)], one entry per client the driver created
+        self.errors, self.fatals = [], []
         self.popen = None
         self.reader = None
 
@@ -369,23 +387,59 @@ class ClientRun:
             elif kind == "recv":
                 self.recv.setdefault(ev["seq"], ev["t"])
                 self.receipts.append((ev["seq"], ev["t"], ev.get("p"), ev.get("o")))
+            elif kind == "client":
+                self.clients.setdefault(ev["role"], []).append((ev["id"], ev["pid"]))
+            elif kind == "error":
+                self.errors.append((ev["role"], ev["t"], ev["err"]))
+            elif kind == "fatal":
+                self.fatals.append((ev["role"], ev["t"], ev["err"]))
             else:
                 self.logs.append(json.dumps(ev))
 
     def alive(self):
         return self.popen.poll() is None
 
+    def roles(self):
+        return ("producer", "consumer") if self.consume else ("producer",)
+
+    def client_identity(self):
+        """{role: (id, pid)} of the one client of each role (asserts there is exactly one)."""
+        with self.lock:
+            clients = {r: list(c) for r, c in self.clients.items()}
+        for role in self.roles():
+            assert len(clients.get(role, ())) == 1, (
+                f"{self.kind}: expected one {role} for the whole run, the driver created "
+                f"{clients.get(role)}\n{self.diagnostics()}")
+        return {role: clients[role][0] for role in self.roles()}
+
+    def check_healthy(self):
+        """Fails on any client death: a fatal event, a replaced client, a client process that is
+        gone, or a driver that exited before it was stopped."""
+        with self.lock:
+            fatals = list(self.fatals)
+            clients = {r: list(c) for r, c in self.clients.items()}
+        assert not fatals, f"{self.kind}: a client died: {fatals}\n{self.diagnostics()}"
+        assert self.alive(), f"{self.kind}'s driver exited early\n{self.diagnostics()}"
+        for role, made in clients.items():
+            assert len(made) == 1, (f"{self.kind}: the {role} was replaced: {made}\n"
+                                    f"{self.diagnostics()}")
+            assert process_alive(made[0][1]), (f"{self.kind}: the {role}'s process {made[0]} is "
+                                               f"gone\n{self.diagnostics()}")
+
     def diagnostics(self):
         with self.lock:
             summary = (f"{self.kind}: sent {len(self.sent)}, acked {len(self.acked)}, "
-                       f"nacked {len(self.nacked)}, received {len(self.recv)}; "
+                       f"nacked {len(self.nacked)}, received {len(self.recv)}, "
+                       f"errors {len(self.errors)}, fatal {self.fatals}; clients {self.clients}; "
                        f"driver {'running' if self.alive() else 'exited ' + str(self.popen.returncode)}")
             logs = "\n".join(self.logs[-30:])
             nacks = self.nacked[-5:]
+            errors = self.errors[-5:]
         self._stderr.flush()
         with open(self.stderr_path, "rb") as f:
             err = f.read().decode("utf-8", "replace")
-        return f"{summary}\nlast nacks: {nacks}\nlog events:\n{logs}\ndriver stderr:\n{tail(err)}"
+        return (f"{summary}\nlast nacks: {nacks}\nlast errors: {errors}\nlog events:\n{logs}\n"
+                f"driver stderr:\n{tail(err)}")
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -423,17 +477,48 @@ class ClientRun:
         with self.lock:
             return [n for n in self.nacked if t0 <= n[1] <= t1]
 
+    def nacked_seqs(self):
+        with self.lock:
+            return {n[0] for n in self.nacked}
+
+    def error_count(self):
+        with self.lock:
+            return len(self.errors)
+
+    def finish(self, timeout=30):
+        """Stops the driver at the end of a scenario and asserts that it exited cleanly (0): its
+        clients flushed and closed without a fatal error."""
+        self.stop(timeout)
+        rc = self.popen.returncode
+        with self.lock:
+            fatals = list(self.fatals)
+        assert rc == 0 and not fatals, (f"{self.kind}: the driver ended with exit code {rc}, "
+                                        f"fatal events {fatals}\n{self.diagnostics()}")
+
     def stop(self, timeout=20):
-        if self.popen is None:
+        if self.popen is None or self._stderr.closed:
             return
         if self.popen.poll() is None:
             try:
                 self.popen.stdin.close()
             except OSError:
                 pass
-        sigterm_and_wait(self.popen, timeout)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                sigterm_and_wait(self.popen, 10)
         self.reader.join(5)
         self._stderr.close()
+
+
+def process_alive(pid):
+    """True while pid is a running (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
 
 
 def kind_needs_node(kind):

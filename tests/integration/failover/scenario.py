@@ -7,6 +7,13 @@ What "no request reached the old cluster after the switch returned" is checked w
     must not grow afterwards, and the consumer group's committed offsets there must not change;
   - no message the client library was handed after the switch returned is stored on the old
     cluster (a precise, race-free form of the same check).
+
+No client may die or be replaced: every wait polls ClientRun.check_healthy() (a fatal event, a
+second producer or consumer, a client process gone or a driver exited fails at once), each
+switch must leave the same client instances (for kcat: the same kcat processes) alive, and every
+driver must exit cleanly (0) at the end. A produce error (nack) is allowed only for a message the
+library was handed before a switch returned and that failed after that switch was called (its
+request was in flight on a connection the switch closed); any other nack fails the run.
 """
 
 import time
@@ -31,6 +38,7 @@ def wait_until(predicate, timeout, what, diagnostics, interval=0.1):
 class Scenario:
     def __init__(self, kgate, clusters, runs, vcluster="default", label="",
                  acks_per_phase=15, warmup_acks=20, wait_seconds=120):
+        self.switches = []  # (t_call, t_ret) of every switch
         self.kgate = kgate
         self.clusters = clusters  # {name: DevCluster}
         self.runs = runs
@@ -45,13 +53,21 @@ class Scenario:
         parts.append("kgate log:\n" + tail(self.kgate.log(), 4000))
         return "\n\n".join(parts)
 
+    def wait(self, predicate, what, diagnostics=None):
+        """wait_until, failing at once when any client died."""
+        def healthy_and(pred):
+            for r in self.runs:
+                r.check_healthy()
+            return pred()
+        wait_until(lambda: healthy_and(predicate), self.wait_seconds, what,
+                   diagnostics or self.diagnostics)
+
     # -- steps ---------------------------------------------------------------------------------
 
     def warm_up(self):
-        wait_until(lambda: all(len(r.ack_times()) >= self.warmup_acks and r.received()
-                               for r in self.runs),
-                   self.wait_seconds, "every client to produce and consume before the switch",
-                   self.diagnostics)
+        self.wait(lambda: all(len(r.ack_times()) >= self.warmup_acks
+                              and (r.received() or not r.consume) for r in self.runs),
+                  "every client to produce and consume before the switch")
 
     def switch(self, action, target):
         """One switch and every check of it. Returns {client kind: timing dict}."""
@@ -59,6 +75,9 @@ class Scenario:
         old = self.clusters[before["active"]]
         new = self.clusters[target]
         assert old is not new, f"{target} is already active"
+        for r in self.runs:
+            r.check_healthy()
+        clients_before = {r.kind: r.client_identity() for r in self.runs}
 
         reply, t_call, t_ret = self.kgate.switch(
             self.vcluster, failback=(action == "failback"),
@@ -66,7 +85,9 @@ class Scenario:
             reason=f"{self.label} {action} to {target}")
         # Snapshot the old side first: it must not change from this moment on.
         old_ends = {r.kind: old.end_offsets(r.topic) for r in self.runs}
-        old_commits = {r.kind: old.committed(r.topic, r.group) for r in self.runs}
+        old_commits = {r.kind: old.committed(r.topic, r.group) if r.consume else None
+                       for r in self.runs}
+        self.switches.append((t_call, t_ret))
 
         assert reply.status == 200, reply
         body = reply.json
@@ -76,16 +97,23 @@ class Scenario:
         print_flush(f"[{self.label}] {action} {old.name} -> {new.name}: epoch {body['epoch']}, "
                     f"{body['connections_closed']} connections closed in {body['duration_ms']} ms")
 
-        wait_until(lambda: all(len(r.acked_sent_after(t_ret)) >= self.acks_per_phase
-                               for r in self.runs),
-                   self.wait_seconds,
-                   f"every producer to have {self.acks_per_phase} messages acknowledged after "
-                   f"the {action} to {new.name}", self.diagnostics)
+        self.wait(lambda: all(len(r.acked_sent_after(t_ret)) >= self.acks_per_phase
+                              for r in self.runs),
+                  f"every producer to have {self.acks_per_phase} messages acknowledged after "
+                  f"the {action} to {new.name}")
 
         timings = {}
         for r in self.runs:
             timings[r.kind] = self._check_client(r, action, old, new, t_call, t_ret,
                                                  old_ends[r.kind], old_commits[r.kind], body)
+        for r in self.runs:
+            r.check_healthy()
+            after = r.client_identity()
+            assert after == clients_before[r.kind], (
+                f"{r.kind}: the {action} replaced a client: {clients_before[r.kind]} before, "
+                f"{after} after\n{r.diagnostics()}")
+            print_flush(f"[{self.label}] {r.kind}: the same clients before and after the "
+                        f"{action}, alive: {after}")
         return timings
 
     def _check_client(self, run, action, old, new, t_call, t_ret, old_ends, old_commits, body):
@@ -95,6 +123,12 @@ class Scenario:
         assert not missing, (f"{run.kind}: {len(missing)} of {len(acked_after)} messages "
                              f"acknowledged after the {action} are not on {new.name}: "
                              f"{missing[:20]}\n{self.diagnostics()}")
+        acks = run.ack_times()
+        misplaced = [(s, acks[s][1:], on_new[s]) for s in sorted(acked_after)
+                     if acks[s][1:] not in on_new[s]]
+        assert not misplaced, (f"{run.kind}: messages acknowledged at a partition/offset where "
+                               f"{new.name} does not store them (seq, acked at, stored at): "
+                               f"{misplaced[:10]}\n{self.diagnostics()}")
 
         sent_after = run.sent_after(t_ret)
         on_old = old.seqs(run.topic, run.run_id)
@@ -106,15 +140,16 @@ class Scenario:
             f"{run.kind}: the old cluster {old.name}'s end offsets grew after the {action} "
             f"returned: {old_ends} -> {ends_now}; records there: "
             f"{self._records_beyond(old, run, old_ends)}")
-        commits_now = old.committed(run.topic, run.group)
-        assert commits_now == old_commits, (
-            f"{run.kind}: the group's committed offsets on the old cluster {old.name} changed "
-            f"after the {action} returned: {old_commits} -> {commits_now}")
+        if run.consume:
+            commits_now = old.committed(run.topic, run.group)
+            assert commits_now == old_commits, (
+                f"{run.kind}: the group's committed offsets on the old cluster {old.name} "
+                f"changed after the {action} returned: {old_commits} -> {commits_now}")
 
-        wait_until(lambda: acked_after <= set(run.received()), self.wait_seconds,
-                   f"{run.kind}'s consumer group to receive the {len(acked_after)} messages "
-                   f"acknowledged on {new.name}",
-                   lambda: self.missing_report(run, acked_after, new, t_call))
+            self.wait(lambda: acked_after <= set(run.received()),
+                      f"{run.kind}'s consumer group to receive the {len(acked_after)} messages "
+                      f"acknowledged on {new.name}",
+                      lambda: self.missing_report(run, acked_after, new, t_call))
 
         timing = self._timing(run, action, old, new, t_call, t_ret, on_new, body)
         SWITCH_TIMINGS.append(timing)
@@ -123,7 +158,7 @@ class Scenario:
                     f"({timing['first_ack_after_return_ms']:.0f} ms after it returned), first "
                     f"record consumed {timing['first_recv_ms']:.0f} ms after the call, "
                     f"{timing['nacks']} produce errors, "
-                    f"{timing['consumer_restarts']} consumer replacements so far")
+                    f"{timing['client_errors']} non-fatal client errors so far")
         return timing
 
     def missing_report(self, run, expected, cluster, since):
@@ -160,7 +195,7 @@ class Scenario:
                 "first_ack_after_return_ms": (first_ack - t_ret) * 1000.0,
                 "first_recv_ms": (first_recv - t_call) * 1000.0 if first_recv else float("nan"),
                 "nacks": len(run.nacks_between(t_call, first_ack)),
-                "consumer_restarts": len(run.logs_matching("consumer replaced"))}
+                "client_errors": run.error_count()}
 
     def check_no_gaps(self, cluster_name):
         """Every message stored on cluster_name (the side active at the end) reaches the consumer
@@ -168,14 +203,35 @@ class Scenario:
         make the group skip records it never read on this one."""
         cluster = self.clusters[cluster_name]
         for r in self.runs:
+            if not r.consume:
+                continue
             stored = set(cluster.seqs(r.topic, r.run_id))
-            wait_until(lambda: stored <= set(r.received()), self.wait_seconds,
-                       f"{r.kind}'s consumer group to receive every message stored on "
-                       f"{cluster_name}",
-                       lambda: self.missing_report(r, stored, cluster, 0))
+            self.wait(lambda: stored <= set(r.received()),
+                      f"{r.kind}'s consumer group to receive every message stored on "
+                      f"{cluster_name}",
+                      lambda: self.missing_report(r, stored, cluster, 0))
+
+    def check_nacks(self):
+        """A nack is allowed only for a message handed to the library before a switch returned
+        that failed after that switch was called: a request in flight on a closed connection."""
+        for r in self.runs:
+            sent = r.sent_times()
+            with r.lock:
+                nacks = list(r.nacked)
+            unexplained = []
+            for seq, t_nack, err in nacks:
+                calls = [(c, ret) for c, ret in self.switches if c <= t_nack]
+                if not calls or sent.get(seq, float("inf")) > calls[-1][1]:
+                    unexplained.append((seq, round(sent.get(seq, 0) - (calls[-1][0] if calls
+                                                                        else 0), 3), err))
+            assert not unexplained, (
+                f"{r.kind}: produce errors not explained by a switch (seq, s sent after the last "
+                f"switch call, error): {unexplained[:10]}\n{r.diagnostics()}")
 
     def run(self, steps=(("failover", "west"), ("failback", "east"))):
         first = self.clusters[self.kgate.vcluster_status(self.vcluster)["active"]]
+        for r in self.runs:
+            assert r.partitions == first.topics[r.topic], (r.kind, r.partitions, first.topics)
         for topic in {r.topic for r in self.runs}:
             first.fill(topic, FILL_PER_PARTITION)
         for r in self.runs:
@@ -186,7 +242,10 @@ class Scenario:
                 self.switch(action, target)
             self.check_no_gaps(steps[-1][1])
             for r in self.runs:
-                assert r.alive(), f"{r.kind}'s driver exited early\n{r.diagnostics()}"
+                r.check_healthy()
+            self.check_nacks()
+            for r in self.runs:
+                r.finish()
         finally:
             for r in self.runs:
                 r.stop()

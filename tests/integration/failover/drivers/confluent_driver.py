@@ -2,7 +2,8 @@
 message every interval_ms and a consumer group member, both with the library's default settings
 except what a consumer group that may land on a cluster without its committed offsets needs
 (auto.offset.reset=earliest) and a short session timeout. Events on stdout: see fohelpers.py.
-Runs until stdin closes or SIGTERM.
+Runs until stdin closes or SIGTERM. A fatal librdkafka error, a local queue that stays full, or
+a loop that raises is a fatal event (the test fails); other errors are reported as error events.
 
 Usage: confluent_driver.py '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N}'
 """
@@ -11,7 +12,9 @@ import time
 
 from confluent_kafka import Consumer, Producer
 
-from driverlib import ARGS, STOP, emit, run
+from driverlib import ARGS, STOP, client, emit, error, fatal, run
+
+QUEUE_FULL_POLLS = 600  # 0.1 s each: a local queue full for a minute means the producer is stuck
 
 
 def delivery_callback(seq):
@@ -23,21 +26,34 @@ def delivery_callback(seq):
     return on_delivery
 
 
+def error_cb(role):
+    def on_error(err):
+        if err.fatal():
+            fatal(role, f"fatal librdkafka error: {err}")
+        else:
+            error(role, err)
+    return on_error
+
+
 def produce_loop():
     producer = Producer({"bootstrap.servers": ARGS["bootstrap"],
                          "client.id": "fo-confluent-producer", "broker.address.family": "v4",
-                         **ARGS.get("producer_config", {})})
+                         "error_cb": error_cb("producer"), **ARGS.get("producer_config", {})})
+    client("producer")
     interval = ARGS["interval_ms"] / 1000.0
     seq = 0
     while not STOP.is_set():
         emit(ev="sent", seq=seq, t=time.time())
-        while True:
+        for _ in range(QUEUE_FULL_POLLS):
             try:
                 producer.produce(ARGS["topic"], key=str(seq), value=f"{ARGS['run']}:{seq}",
                                  on_delivery=delivery_callback(seq))
                 break
             except BufferError:  # local queue full: serve callbacks, then retry
                 producer.poll(0.1)
+        else:
+            fatal("producer", f"local queue still full after {QUEUE_FULL_POLLS} polls")
+            return
         seq += 1
         next_at = time.monotonic() + interval
         while not STOP.is_set() and time.monotonic() < next_at:
@@ -48,7 +64,9 @@ def produce_loop():
 def consume_loop():
     consumer = Consumer({"bootstrap.servers": ARGS["bootstrap"], "group.id": ARGS["group"],
                          "client.id": "fo-confluent-consumer", "auto.offset.reset": "earliest",
-                         "session.timeout.ms": 6000, "broker.address.family": "v4"})
+                         "session.timeout.ms": 6000, "broker.address.family": "v4",
+                         "error_cb": error_cb("consumer")})
+    client("consumer")
     prefix = ARGS["run"] + ":"
 
     def on_assign(c, partitions):
@@ -63,7 +81,10 @@ def consume_loop():
         if msg is None:
             continue
         if msg.error():
-            emit(ev="log", msg=f"consumer error: {msg.error()}", t=time.time())
+            if msg.error().fatal():
+                fatal("consumer", f"fatal consumer error: {msg.error()}")
+                break
+            error("consumer", msg.error())
             continue
         value = (msg.value() or b"").decode()
         if value.startswith(prefix):
@@ -73,7 +94,7 @@ def consume_loop():
 
 
 def main():
-    run(produce_loop, consume_loop)
+    run(producer=produce_loop, consumer=consume_loop)
 
 
 if __name__ == "__main__":

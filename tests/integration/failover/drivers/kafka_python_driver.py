@@ -3,6 +3,9 @@ interval_ms and a consumer group member, with the library's default settings exc
 auto_offset_reset="earliest" (a consumer group that lands on a cluster without its committed
 offsets must not skip what was produced there) and a short session timeout.
 Events on stdout: see fohelpers.py. Runs until stdin closes or SIGTERM.
+A send() that fails with a Kafka error is a nack; any other exception, or a consumer whose poll()
+keeps raising (MAX_POLL_ERRORS in a row, with no successful poll between), is a fatal event:
+the test fails. Single poll errors are reported as error events.
 
 Usage: kafka_python_driver.py '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N}'
 """
@@ -12,13 +15,17 @@ import sys
 import time
 
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
 
-from driverlib import ARGS, STOP, emit, run
+from driverlib import ARGS, STOP, client, emit, error, fatal, run
+
+MAX_POLL_ERRORS = 50
 
 
 def produce_loop():
     producer = KafkaProducer(bootstrap_servers=ARGS["bootstrap"],
                              client_id="fo-kafka-python-producer")
+    client("producer")
     interval = ARGS["interval_ms"] / 1000.0
     seq = 0
     while not STOP.is_set():
@@ -30,7 +37,7 @@ def produce_loop():
                                                        p=md.partition, o=md.offset))
             future.add_errback(lambda e, s=seq: emit(ev="nack", seq=s, t=time.time(),
                                                      err=repr(e)))
-        except Exception as e:  # send() itself fails, e.g. metadata not available in time
+        except KafkaError as e:  # send() itself fails, e.g. metadata not available in time
             emit(ev="nack", seq=seq, t=time.time(), err=repr(e))
         seq += 1
         STOP.wait(interval)
@@ -43,14 +50,21 @@ def consume_loop():
                              group_id=ARGS["group"], client_id="fo-kafka-python-consumer",
                              auto_offset_reset="earliest", session_timeout_ms=6000,
                              heartbeat_interval_ms=1000)
+    client("consumer")
     prefix = ARGS["run"] + ":"
+    errors_in_a_row = 0
     while not STOP.is_set():
         try:
             batches = consumer.poll(timeout_ms=200)
-        except Exception as e:
-            emit(ev="log", msg=f"consumer error: {e!r}", t=time.time())
+        except KafkaError as e:
+            errors_in_a_row += 1
+            if errors_in_a_row >= MAX_POLL_ERRORS:
+                fatal("consumer", f"poll() failed {errors_in_a_row} times in a row, last: {e!r}")
+                break
+            error("consumer", repr(e))
             STOP.wait(0.2)
             continue
+        errors_in_a_row = 0
         for records in batches.values():
             for r in records:
                 value = (r.value or b"").decode()
@@ -63,7 +77,7 @@ def consume_loop():
 def main():
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    run(produce_loop, consume_loop)
+    run(producer=produce_loop, consumer=consume_loop)
 
 
 if __name__ == "__main__":

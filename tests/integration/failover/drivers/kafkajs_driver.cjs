@@ -26,6 +26,7 @@ const kafka = new Kafka({
 
 async function produceLoop() {
   const producer = kafka.producer(args.producer_config || {});
+  emit({ ev: 'client', role: 'producer', pid: process.pid, id: `producer@${process.pid}`, t: now() });
   await producer.connect();
   let outstanding = 0;
   const prefix = args.run + ':';
@@ -44,28 +45,31 @@ async function produceLoop() {
   await producer.disconnect();
 }
 
-// A consumer that stops for good (CRASH with restart=false) is replaced by a new one in the same
-// group, as KafkaJS applications must do: librdkafka's mock answers Heartbeat for a group it
-// does not know with GROUP_ID_NOT_FOUND, which KafkaJS does not retry (Kafka itself answers
-// UNKNOWN_MEMBER_ID, after which KafkaJS rejoins). Every replacement is logged.
-let current = null;
+// One consumer for the whole run. A consumer that stops for good (CRASH with restart=false) is
+// never replaced: the driver reports a fatal event and exits 3, and the test fails. A CRASH that
+// KafkaJS restarts by itself (restart=true: the same consumer rejoins) is an error event, counted
+// by the test.
+let consumer = null;
+
+function die(role, err) {
+  emit({ ev: 'fatal', role, t: now(), err: String(err && err.stack ? err.stack : err) });
+  stopping = true;
+  setTimeout(() => process.exit(3), 100);
+}
 
 async function startConsumer() {
-  const consumer = kafka.consumer({ groupId: args.group, sessionTimeout: 6000, heartbeatInterval: 500 });
+  consumer = kafka.consumer({ groupId: args.group, sessionTimeout: 6000, heartbeatInterval: 500 });
   const e = consumer.events;
   consumer.on(e.GROUP_JOIN, (ev) => emit({ ev: 'log', t: now(), msg: `joined: ${JSON.stringify(ev.payload.memberAssignment)}` }));
   consumer.on(e.CRASH, (ev) => {
-    emit({ ev: 'log', t: now(), msg: `crash: ${ev.payload.error} restart=${ev.payload.restart}` });
-    if (!ev.payload.restart && !stopping && current === consumer) {
-      current = null;
-      consumer.disconnect().catch(() => {}).finally(() => {
-        if (stopping) return;
-        emit({ ev: 'log', t: now(), msg: 'consumer replaced after a crash' });
-        startConsumer().catch((err) => emit({ ev: 'log', t: now(), msg: `consumer restart failed: ${err}` }));
-      });
+    if (stopping) return;
+    if (ev.payload.restart) {
+      emit({ ev: 'error', role: 'consumer', t: now(), err: `crash, restarted by KafkaJS: ${ev.payload.error}` });
+    } else {
+      die('consumer', `crashed for good (restart=false): ${ev.payload.error}`);
     }
   });
-  current = consumer;
+  emit({ ev: 'client', role: 'consumer', pid: process.pid, id: `consumer@${process.pid}`, t: now() });
   await consumer.connect();
   await consumer.subscribe({ topic: args.topic, fromBeginning: true });
   const prefix = args.run + ':';
@@ -84,10 +88,21 @@ async function main() {
   process.on('SIGTERM', stop);
   process.stdin.on('end', stop);
   process.stdin.resume();
-  await startConsumer();
-  await produceLoop();
+  process.on('unhandledRejection', (e) => die('driver', `unhandled rejection: ${e}`));
+  try {
+    await startConsumer();
+  } catch (e) {
+    die('consumer', e);
+    return;
+  }
+  try {
+    await produceLoop();
+  } catch (e) {
+    die('producer', e);
+    return;
+  }
   setTimeout(() => process.exit(0), 10000).unref();
-  if (current) await current.disconnect();
+  if (consumer) await consumer.disconnect();
   process.exit(0);
 }
 

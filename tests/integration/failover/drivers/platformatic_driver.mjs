@@ -1,8 +1,10 @@
 // @platformatic/kafka driver of the failover tests: same behaviour as kafkajs_driver.cjs
 // (a producer sending one message every interval_ms, at most 200 outstanding, and a consumer
 // group member reading from the committed offsets or else the earliest). Events on stdout:
-// see fohelpers.py. Runs until stdin closes or SIGTERM.
-// Usage: node platformatic_driver.mjs '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N}'
+// see fohelpers.py. Runs until stdin closes or SIGTERM. A consumer that fails to start or whose
+// stream errors, or a producer loop that throws, is a fatal event: the driver exits 3 and the
+// test fails (never replaced, never only logged).
+// Usage: node platformatic_driver.mjs '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N[, "consume": false]}'
 import { Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
 
 const args = JSON.parse(process.argv[2]);
@@ -12,9 +14,16 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const describe = (e) => String(e && e.stack ? e.stack : e) + (e && e.errors ? '\n' + e.errors.map(String).join('\n') : '');
 let stopping = false;
 
+function die(role, err) {
+  emit({ ev: 'fatal', role, t: now(), err: describe(err) });
+  stopping = true;
+  setTimeout(() => process.exit(3), 100);
+}
+
 async function produceLoop() {
   const producer = new Producer({ bootstrapBrokers: [args.bootstrap], clientId: 'fo-platformatic-producer',
     serializers: stringSerializers });
+  emit({ ev: 'client', role: 'producer', pid: process.pid, id: `producer@${process.pid}`, t: now() });
   let outstanding = 0;
   const prefix = args.run + ':';
   for (let seq = 0; !stopping; seq++) {
@@ -38,6 +47,7 @@ async function produceLoop() {
 async function consume() {
   const consumer = new Consumer({ bootstrapBrokers: [args.bootstrap], clientId: 'fo-platformatic-consumer',
     groupId: args.group, deserializers: stringDeserializers, sessionTimeout: 6000, heartbeatInterval: 500 });
+  emit({ ev: 'client', role: 'consumer', pid: process.pid, id: `consumer@${process.pid}`, t: now() });
   const stream = await consumer.consume({ topics: [args.topic], mode: 'committed', fallbackMode: 'earliest',
     autocommit: 500 });
   const prefix = args.run + ':';
@@ -46,7 +56,7 @@ async function consume() {
       emit({ ev: 'recv', seq: Number(m.value.slice(prefix.length)), t: now(), p: m.partition, o: Number(m.offset) });
     }
   });
-  stream.on('error', (e) => emit({ ev: 'log', t: now(), msg: `consumer stream error: ${describe(e)}` }));
+  stream.on('error', (e) => { if (!stopping) die('consumer', e); });
   return { consumer, stream };
 }
 
@@ -55,9 +65,16 @@ async function main() {
   process.on('SIGTERM', stop);
   process.stdin.on('end', stop);
   process.stdin.resume();
+  process.on('unhandledRejection', (e) => die('driver', e));
   let group = null;
-  consume().then((g) => { group = g; }).catch((e) => emit({ ev: 'log', t: now(), msg: `consumer failed: ${describe(e)}` }));
-  await produceLoop();
+  // consume=false: the producer only (a backend without the consumer group APIs it needs).
+  if (args.consume !== false) consume().then((g) => { group = g; }).catch((e) => die('consumer', e));
+  try {
+    await produceLoop();
+  } catch (e) {
+    die('producer', e);
+    return;
+  }
   setTimeout(() => process.exit(0), 10000).unref();
   if (group) {
     await group.stream.close();
