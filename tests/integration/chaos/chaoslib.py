@@ -189,14 +189,20 @@ def read_topic(bootstrap, topic, partitions, until=None, timeout=60, stop_on_err
     return out
 
 
-def consume_for(bootstrap, topic, partitions, seconds, **conf):
-    """Reads TOPIC from the beginning for SECONDS (to show that nothing arrives)."""
+def consume_until(bootstrap, topic, partitions, done, timeout=60, what="the condition",
+                  **conf):
+    """Reads TOPIC from the beginning until DONE() holds (to show that nothing arrives while a
+    fault is observed to act, e.g. until a rule has injected into this reader's fetches).
+    Bounded: fails after TIMEOUT seconds."""
     c = consumer(bootstrap, **conf)
     out = Read()
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
+        while not done():
+            assert time.monotonic() < deadline, (
+                f"reading {topic}: {what} did not happen within {timeout}s "
+                f"({len(out.records)} records, errors {out.errors[:3]})")
             for m in c.consume(500, 0.2):
                 err = m.error()
                 if err is None:
@@ -206,6 +212,11 @@ def consume_for(bootstrap, topic, partitions, seconds, **conf):
     finally:
         c.close()
     return out
+
+
+def injected_at_least(gate, rule_id, n):
+    """A predicate: rule RULE_ID has injected N faults (for consume_until and wait_for)."""
+    return lambda: (gate.injected(rule_id) or 0) >= n
 
 
 def partition_leaders(bootstrap, topic):
@@ -226,20 +237,6 @@ def metadata_v1_topics(corr_id, topics, client_id):
     for t in topics:
         body += struct.pack(">h", len(t)) + t.encode()
     return encode_request(3, 1, corr_id, body, client_id=client_id)
-
-
-def timed_metadata(port, client_id="chaos-raw", topics=(), rounds=1):
-    """Seconds for the slowest of ROUNDS Metadata v1 round trips on one connection to PORT (the
-    connection is set up before the clock starts)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        worst = 0.0
-        for i in range(rounds):
-            frame = metadata_v1_topics(i + 1, list(topics), client_id)
-            start = time.monotonic()
-            round_trip(s, frame)
-            worst = max(worst, time.monotonic() - start)
-        return worst
 
 
 def fastest_metadata(port, client_id="chaos-raw", topics=(), rounds=3):
@@ -278,5 +275,5 @@ def recv_all_until_closed(sock, timeout):
 
 __all__ = ["COMMON", "producer", "strict_producer", "Deliveries", "produce", "produce_ok",
            "values", "timed_produce", "warm_up", "consumer", "Read", "high_watermarks",
-           "read_topic", "consume_for", "partition_leaders", "metadata_v1_topics",
-           "timed_metadata", "fastest_metadata", "recv_all_until_closed", "recv_frame"]
+           "read_topic", "consume_until", "injected_at_least", "partition_leaders", "metadata_v1_topics",
+           "fastest_metadata", "recv_all_until_closed", "recv_frame"]

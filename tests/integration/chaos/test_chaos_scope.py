@@ -6,8 +6,8 @@ import time
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from chaoslib import (consume_for, consumer, partition_leaders, produce, produce_ok, producer,
-                      read_topic, strict_producer, values)
+from chaoslib import (consume_until, consumer, injected_at_least, partition_leaders, produce,
+                      produce_ok, producer, read_topic, strict_producer, values)
 
 NER = {"errors": {"produce": "NOT_ENOUGH_REPLICAS"}}
 
@@ -90,8 +90,8 @@ def test_api_scope(gate, cluster):
         assert c.get_watermark_offsets(TopicPartition("a1", 0), timeout=20) == (0, 10)
     finally:
         c.close()
-    assert consume_for(gate.bootstrap, "a1", 1, 2).records == []
-    assert gate.injected(rule["id"]) >= 1
+    assert consume_until(gate.bootstrap, "a1", 1, injected_at_least(gate, rule["id"], 3),
+                         what="3 injected fetch errors").records == []
     gate.remove(rule["id"])
     assert read_topic(gate.bootstrap, "a1", 1).values == values("old", 5) + values("new", 5)
 
