@@ -125,21 +125,36 @@ bench: deps
 FUZZ_SECONDS ?= 30
 TEST_FUZZ_SECONDS ?= 5
 CHECK_FUZZ_SECONDS ?= 60
+# A single input running longer than FUZZ_TIMEOUT seconds fails the run (hang or slow unit);
+# FUZZ_TARGETS narrows the run to some targets (default: all); FUZZ_SECONDS=0 only replays the
+# committed corpus. See scripts/run-fuzz for running targets by hand.
+FUZZ_TIMEOUT ?= 10
+FUZZ_RSS_MB ?= 2048
+FUZZ_TARGETS ?=
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/fuzz/%)
+# Undefined behaviour must abort, or libFuzzer would never see it as a finding.
+FUZZ_MAKE_FLAGS := BUILD=build-fuzz CC=clang \
+	OPT="-O1 -g -fno-omit-frame-pointer -Wno-unknown-warning-option" \
+	SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
+
+# Built by the fuzz sub-make, so CC and CFLAGS are the fuzz build's.
+build-fuzz/fuzz/%: tests/fuzz/%.c build-fuzz/libkgate.a
+	@mkdir -p $(dir $@)
+	@echo "LD $@"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer $< build-fuzz/libkgate.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+# Objects do not depend on the flags they were built with: when the fuzz flags change, the fuzz
+# build starts over (the kept corpus, artifacts and logs stay).
 fuzz: deps
-	$(MAKE) BUILD=build-fuzz CC=clang OPT="-O1 -g -Wno-unknown-warning-option" \
-		SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libkgate.a
-	@mkdir -p build-fuzz/fuzz
-	@set -e; for f in $(FUZZ_SRC); do \
-		n=$$(basename $$f .c); \
-		clang -std=c11 -D_GNU_SOURCE -Isrc -Ibuild-fuzz/gen $$(pkg-config --cflags $(PKGS)) -O1 -g \
-			-fsanitize=fuzzer,address,undefined $$f build-fuzz/libkgate.a -o build-fuzz/fuzz/$$n \
-			$$(pkg-config --libs $(PKGS)) -lsnappy -lm -pthread; \
-		mkdir -p build-fuzz/fuzz/$$n.corpus; \
-		echo "== fuzz $$n for $(FUZZ_SECONDS)s"; \
-		build-fuzz/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-			build-fuzz/fuzz/$$n.corpus tests/fuzz/corpus/$$n 2>&1 | tail -n 12; \
-	done
+	@mkdir -p build-fuzz
+	@if [ "$$(cat build-fuzz/.flags 2>/dev/null)" != '$(FUZZ_MAKE_FLAGS)' ]; then \
+		rm -rf build-fuzz/src build-fuzz/gen build-fuzz/libkgate.a build-fuzz/fuzz; \
+		echo '$(FUZZ_MAKE_FLAGS)' > build-fuzz/.flags; \
+	fi
+	$(MAKE) -j$(JOBS) $(FUZZ_MAKE_FLAGS) $(FUZZ_BIN)
+	scripts/run-fuzz --seconds $(FUZZ_SECONDS) --timeout $(FUZZ_TIMEOUT) --rss-mb $(FUZZ_RSS_MB) \
+		$(FUZZ_TARGETS)
 
 format:
 	clang-format -i $$(find src tests/unit tests/fuzz -name '*.[ch]')

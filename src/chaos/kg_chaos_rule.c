@@ -258,9 +258,114 @@ static int get_choice(json_t *in, const char *key, const char *const *choices, i
     return -1;
 }
 
+/* glibc's regcomp builds the repetitions of a pattern by copying: "x+" is x followed by a copy
+ * of x*, "x{m,n}" is n copies of x, and repetitions of repetitions multiply. ".*+++...+"
+ * (30 pluses) or "(.{0,255}){0,100}" take seconds to minutes and gigabytes to compile, in an
+ * admin request or a config load. A topic or client-id pattern needs nothing of the kind, so
+ * the size of the compiled form is bounded: MAX_REGEX_SIZE elements after every repetition is
+ * expanded (a plain 255-character pattern has 255). */
+#define MAX_REGEX_SIZE 1000
+#define MAX_REGEX_GROUPS 32
+
+static uint64_t regex_size_cap(uint64_t n)
+{
+    return n > MAX_REGEX_SIZE ? MAX_REGEX_SIZE + 1 : n;
+}
+
+/* The copies glibc makes of what a repetition applies to; *I is at the operator and is left on
+ * its last character. 1 for what is not a repetition after all (a "{" glibc takes literally). */
+static uint64_t regex_copies(const char *p, size_t *i)
+{
+    if (p[*i] == '*' || p[*i] == '?') return 1;
+    if (p[*i] == '+') return 2;
+    size_t j = *i + 1;
+    uint64_t lo = 0, hi = 0;
+    bool has_lo = false, comma = false, has_hi = false;
+    for (; p[j] >= '0' && p[j] <= '9'; j++, has_lo = true)
+        lo = regex_size_cap(lo * 10 + (uint64_t)(p[j] - '0'));
+    if (p[j] == ',') {
+        comma = true;
+        for (j++; p[j] >= '0' && p[j] <= '9'; j++, has_hi = true)
+            hi = regex_size_cap(hi * 10 + (uint64_t)(p[j] - '0'));
+    }
+    if (p[j] != '}' || (!has_lo && !has_hi)) return 1;
+    *i = j;
+    uint64_t n = !comma ? lo : has_hi ? hi : lo + 1; /* {m,} is m copies and a star */
+    return n > 0 ? n : 1;
+}
+
+/* Refuses back-references (they make matching exponential on the data plane and a name pattern
+ * never needs them) and patterns whose compiled form would exceed MAX_REGEX_SIZE elements.
+ * Sizes are upper bounds (alternatives are added, not maxed); syntax errors are left to
+ * regcomp. */
+static int check_regex_size(const char *p, const char *key, char *err, size_t errlen)
+{
+    /* Per open group: the size so far; LAST is the size of the latest atom, which a following
+     * repetition multiplies. */
+    uint64_t size[MAX_REGEX_GROUPS + 1] = {0}, last = 0;
+    int depth = 0;
+    for (size_t i = 0; p[i]; i++) {
+        char c = p[i];
+        if (c == '(') {
+            if (depth == MAX_REGEX_GROUPS)
+                return kg_chaos_fail(err, errlen,
+                                     "field \"%s\": the regular expression nests more than %d "
+                                     "groups",
+                                     key, MAX_REGEX_GROUPS);
+            size[++depth] = 0;
+            last = 0;
+        } else if (c == ')' && depth > 0) {
+            last = size[depth] > 0 ? size[depth] : 1;
+            size[--depth] += last;
+        } else if (c == '|') {
+            last = 0;
+        } else if (c == '*' || c == '+' || c == '?' || c == '{') {
+            uint64_t n = regex_copies(p, &i);
+            size[depth] = regex_size_cap(size[depth] + last * (n - 1));
+            last = regex_size_cap(last * n);
+        } else {
+            if (c == '\\' && p[i + 1] >= '1' && p[i + 1] <= '9')
+                return kg_chaos_fail(err, errlen,
+                                     "field \"%s\": back-references (\\%c) are not supported in "
+                                     "a name pattern",
+                                     key, p[i + 1]);
+            if (c == '\\' && p[i + 1]) {
+                i++;
+            } else if (c == '[') {
+                /* A bracket expression is one element: skip to its "]", which may come first
+                 * ("[]a]", "[^]a]") and may not close a "[:class:]" inside. */
+                size_t j = i + 1;
+                if (p[j] == '^') j++;
+                if (p[j] == ']') j++;
+                while (p[j] && p[j] != ']') {
+                    if (p[j] == '[' && (p[j + 1] == ':' || p[j + 1] == '=' || p[j + 1] == '.')) {
+                        const char *close = strstr(p + j + 2, p[j + 1] == ':'   ? ":]"
+                                                              : p[j + 1] == '=' ? "=]"
+                                                                                : ".]");
+                        j = close ? (size_t)(close - p) + 2 : strlen(p);
+                    } else {
+                        j++;
+                    }
+                }
+                i = p[j] ? j : j - 1;
+            }
+            last = 1;
+            size[depth] = regex_size_cap(size[depth] + 1);
+        }
+        if (size[depth] > MAX_REGEX_SIZE || last > MAX_REGEX_SIZE)
+            return kg_chaos_fail(err, errlen,
+                                 "field \"%s\": the regular expression is too large once its "
+                                 "repetitions are expanded (more than %d elements); use * or + "
+                                 "instead of large or nested counts",
+                                 key, MAX_REGEX_SIZE);
+    }
+    return 0;
+}
+
 static int compile_regex(regex_t *re, const char *pattern, const char *key, char *err,
                          size_t errlen)
 {
+    if (check_regex_size(pattern, key, err, errlen) != 0) return -1;
     size_t n = strlen(pattern) + 5;
     char *anchored = malloc(n);
     if (!anchored) return kg_chaos_fail(err, errlen, "out of memory");

@@ -1394,8 +1394,21 @@ static json_t *yaml_to_json(struct fy_node *node)
     }
 }
 
+static int text_problem(const unsigned char *s, size_t len, cfg_loc *loc, char *why,
+                        size_t why_size);
+
 struct json_t *kg_config_yaml_to_json(const char *text, size_t len, char *err, size_t errlen)
 {
+    /* The same libfyaml, so the same refusals as a configuration file. */
+    cfg_loc bad;
+    char why[160];
+    if (text_problem((const unsigned char *)text, len, &bad, why, sizeof(why)) != 0) {
+        if (bad.line > 0)
+            snprintf(err, errlen, "line %d, column %d: %s", bad.line, bad.col, why);
+        else
+            snprintf(err, errlen, "%s", why);
+        return NULL;
+    }
     struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET};
     struct fy_document *doc = fy_document_build_from_string(&pcfg, text, len);
     if (!doc) {
@@ -1484,11 +1497,26 @@ static void report_yaml_errors(cfg_parser *p, struct fy_diag *diag)
     }
 }
 
-/* libfyaml silently accepts some malformed UTF-8 and stops at a NUL; either means the file is
- * not the text it should be, so say where instead of failing later in an odd way. */
-static int check_utf8(cfg_parser *p, const unsigned char *s, size_t len)
+/* What a configuration never needs is refused before libfyaml sees it, because libfyaml does
+ * not handle all of it safely: it silently accepts some malformed UTF-8, stops at a NUL, and a
+ * reserved directive holding a sequence its UTF-8 decoder rejects (an overlong form or a
+ * surrogate: "%a\xe0\x91\x90" at the start of a line) makes fy_scan_directive loop forever --
+ * in `kgate check` and in the reload a SIGHUP starts. Refused: more than MAX_FILE_BYTES, NUL
+ * and other control characters (tab, CR and LF are text), anything but strict UTF-8, and
+ * directives (a line starting with '%'; a kgate file has no use for %YAML or %TAG), each of the
+ * last two enough to stop that loop. What remains is bounded by libfyaml itself: nesting deeper
+ * than 64 levels is a syntax error, and aliases are not expanded. Returns 0, or -1 with *LOC and
+ * WHY set. */
+static int text_problem(const unsigned char *s, size_t len, cfg_loc *loc, char *why,
+                        size_t why_size)
 {
     int line = 1, col = 1;
+    if (len > MAX_FILE_BYTES) {
+        *loc = (cfg_loc){0, 0};
+        snprintf(why, why_size, "the configuration is larger than %d MiB",
+                 MAX_FILE_BYTES / (1024 * 1024));
+        return -1;
+    }
     for (size_t i = 0; i < len;) {
         unsigned char c = s[i];
         size_t n = c < 0x80           ? 1
@@ -1496,20 +1524,41 @@ static int check_utf8(cfg_parser *p, const unsigned char *s, size_t len)
                    : (c >> 4) == 0xe  ? 3
                    : (c >> 3) == 0x1e ? 4
                                       : 0;
-        int ok = n > 0 && i + n <= len && c != 0 && c != 0xc0 && c != 0xc1 && c <= 0xf4;
+        int ok = n > 0 && i + n <= len && c != 0xc0 && c != 0xc1 && c <= 0xf4;
         for (size_t k = 1; ok && k < n; k++)
             ok = (s[i + k] & 0xc0) == 0x80;
-        if (!ok) {
-            if (c == 0)
-                cfg_err(p, (cfg_loc){line, col}, "the file contains a NUL byte");
-            else
-                cfg_err(p, (cfg_loc){line, col}, "the file is not valid UTF-8 (byte 0x%02x)", c);
+        /* RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF. */
+        if (ok && n > 2) {
+            unsigned char b = s[i + 1];
+            ok = !(c == 0xe0 && b < 0xa0) && !(c == 0xed && b > 0x9f) && !(c == 0xf0 && b < 0x90) &&
+                 !(c == 0xf4 && b > 0x8f);
+        }
+        *loc = (cfg_loc){line, col};
+        if (c == 0) {
+            snprintf(why, why_size, "the file contains a NUL byte");
             return -1;
         }
-        if (c == '\n') {
+        if (!ok) {
+            snprintf(why, why_size, "the file is not valid UTF-8 (byte 0x%02x)", c);
+            return -1;
+        }
+        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+            snprintf(why, why_size, "the file contains a control character (byte 0x%02x)", c);
+            return -1;
+        }
+        if (c == '%' && col == 1) {
+            snprintf(why, why_size,
+                     "YAML directives (a line starting with '%%') are not supported in a kgate "
+                     "configuration; quote a value that starts with '%%'");
+            return -1;
+        }
+        /* Columns as libfyaml counts them, so that every '%' it would scan as a directive is
+         * seen here at column 1: a lone CR ends a line too, and a byte order mark takes no
+         * room (both "\xef\xbb\xbf%..." and "a\r%..." reach the loop). */
+        if (c == '\n' || (c == '\r' && (i + 1 == len || s[i + 1] != '\n'))) {
             line++;
             col = 1;
-        } else {
+        } else if (!(n == 3 && c == 0xef && s[i + 1] == 0xbb && s[i + 2] == 0xbf) && c != '\r') {
             col++;
         }
         i += n;
@@ -1524,7 +1573,12 @@ static struct fy_document *load_document(cfg_parser *p, const char *yaml, size_t
 {
     *parser_out = NULL;
     *diag_out = NULL;
-    if (check_utf8(p, (const unsigned char *)yaml, len) != 0) return NULL;
+    cfg_loc bad;
+    char why[160];
+    if (text_problem((const unsigned char *)yaml, len, &bad, why, sizeof(why)) != 0) {
+        cfg_err(p, bad, "%s", why);
+        return NULL;
+    }
     struct fy_diag_cfg dcfg;
     fy_diag_cfg_default(&dcfg);
     dcfg.fp = NULL;

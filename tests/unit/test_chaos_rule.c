@@ -4,6 +4,9 @@
 
 #include <jansson.h>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include "chaos/kg_chaos_internal.h"
 
 static kg_chaos_rule *parse(const char *text, char *err, size_t errlen)
@@ -242,6 +245,79 @@ KT_TEST(each_refusal_names_the_field)
     check_refused("{\"type\": \"bandwidth\"}", "field \"kib_per_s\" is required");
     check_refused("{\"type\": \"limit-data\", \"direction\": \"up\"}", "field \"direction\"");
     check_refused("{\"type\": \"down\", \"id\": \"has space\"}", "field \"id\"");
+}
+
+static void parse_hung(int sig)
+{
+    static const char msg[] = "  test_chaos_rule: a rule did not parse within 10 s\n";
+    (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    _exit(1);
+}
+
+/* check_refused() under a 10 s alarm: a pattern that compiles for minutes fails the binary. */
+static void check_refused_bounded(const char *text, const char *want)
+{
+    struct sigaction hung = {.sa_handler = parse_hung}, saved;
+    sigemptyset(&hung.sa_mask);
+    sigaction(SIGALRM, &hung, &saved);
+    alarm(10);
+    check_refused(text, want);
+    alarm(0);
+    sigaction(SIGALRM, &saved, NULL);
+}
+
+/* glibc's regcomp copies what a repetition applies to, so stacked or nested repetitions grow
+ * exponentially: fuzz_chaos_rule found ".*+++...+" taking 34 s (and gigabytes) to compile
+ * (tests/fuzz/corpus/fuzz_chaos_rule/slow-regex-stacked-plus.json). Such patterns are refused
+ * by their expanded size; ordinary name patterns, even long counted ones, still compile. */
+KT_TEST(regex_patterns_that_compile_slowly_are_refused)
+{
+    const char *too_large = "the regular expression is too large once its repetitions are "
+                            "expanded (more than 1000 elements)";
+    check_refused_bounded("{\"type\": \"broken-brokers\", \"vcluster\": \"default\", \"topic\": "
+                          "\".*+++++++++++++++++++++++++++++++\", \"rate\": -10, \"errors\": "
+                          "{\"produce\": \"NG\"}, \"for\": \"14m\"}",
+                          too_large);
+    check_refused_bounded("{\"type\": \"down\", \"client_id\": \"(.{0,255}){0,100}\"}", too_large);
+    check_refused_bounded("{\"type\": \"latency\", \"delay_ms\": 1, \"topic\": "
+                          "\"((a{1,50}){1,50}){1,10}\"}",
+                          too_large);
+    check_refused_bounded("{\"type\": \"latency\", \"delay_ms\": 1, \"topic\": \"a{1001}\"}",
+                          too_large);
+    check_refused_bounded("{\"type\": \"latency\", \"delay_ms\": 1, \"topic\": \"[ab]{2,}{999}\"}",
+                          too_large);
+    check_refused_bounded("{\"type\": \"latency\", \"delay_ms\": 1, \"topic\": \"(a)\\\\1\"}",
+                          "field \"topic\": back-references (\\1) are not supported");
+    check_refused_bounded(
+        "{\"type\": \"latency\", \"delay_ms\": 1, \"topic\": "
+        "\"((((((((((((((((((((((((((((((((((a))))))))))))))))))))))))))))))))))\"}",
+        "field \"topic\": the regular expression nests more than 32 groups");
+
+    static const char *const fine[] = {"orders\\\\.(eu|us)-[0-9]+",
+                                       "[a-z0-9._-]{1,249}",
+                                       "[[:alnum:]]+(-[[:alnum:]]+)*",
+                                       "[]a-z]{2,5}x?y*",
+                                       "a{1000}",
+                                       "(ab|cd){10}(ef){0,5}",
+                                       "\\\\{x\\\\}+",
+                                       "a{,5}b"};
+    for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+        char json[256], err[512] = "";
+        snprintf(json, sizeof(json), "{\"type\": \"latency\", \"delay_ms\": 1, \"topic\": \"%s\"}",
+                 fine[i]);
+        kg_chaos_rule *r = parse(json, err, sizeof(err));
+        if (!kt_count(r != NULL)) kt_fail(__FILE__, __LINE__, "topic %s refused: %s", fine[i], err);
+        kg_chaos_rule_unref(r);
+    }
+    char err[512];
+    kg_chaos_rule *r =
+        parse("{\"type\": \"latency\", \"delay_ms\": 1, \"topic\": \"[a-z]{1,3}\\\\.x\"}", err,
+              sizeof(err));
+    KT_CHECK(r != NULL);
+    if (!r) return;
+    KT_CHECK(kg_chaos_match_topic(r, kp_str_c("abc.x")));
+    KT_CHECK(!kg_chaos_match_topic(r, kp_str_c("abcd.x")));
+    kg_chaos_rule_unref(r);
 }
 
 KT_TEST(durations_and_times_parse)

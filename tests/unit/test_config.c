@@ -4,6 +4,7 @@
  * would print them. */
 #include "kt.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -794,6 +795,109 @@ KT_TEST(all_errors_are_reported_in_order)
     KT_CHECK(has_prefix(r.errs, "t.yaml:9:14: log.level: unknown level 'loud'"));
     KT_CHECK(has_prefix(r.errs, "t.yaml:10:27: limits.max_connections: must be greater than 0"));
     done(&r);
+}
+
+static void parse_hung(int sig)
+{
+    static const char msg[] = "  test_config: a parse did not finish within 10 s (it hangs)\n";
+    (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    _exit(1);
+}
+
+/* parse() under a 10 s alarm: a parse that hangs fails the test binary rather than stalling
+ * `make unit` forever. */
+static parsed parse_bounded(const char *yaml)
+{
+    struct sigaction hung = {.sa_handler = parse_hung}, saved;
+    sigemptyset(&hung.sa_mask);
+    sigaction(SIGALRM, &hung, &saved);
+    alarm(10);
+    parsed r = parse(yaml);
+    alarm(0);
+    sigaction(SIGALRM, &saved, NULL);
+    return r;
+}
+
+static void expect_refused_bounded(const char *yaml, const char *line)
+{
+    parsed r = parse_bounded(yaml);
+    KT_CHECK(r.cfg == NULL);
+    KT_CHECK_EQ_INT(r.n_errors, 1);
+    KT_CHECK_EQ_STR(r.errs, line);
+    done(&r);
+}
+
+#define DIRECTIVE_ERROR                                                                            \
+    "YAML directives (a line starting with '%') are not supported in a kgate configuration; "      \
+    "quote a value that starts with '%'\n"
+
+/* libfyaml loops forever in fy_scan_directive on a reserved directive holding UTF-8 its decoder
+ * rejects (found by fuzz_config; tests/fuzz/corpus/fuzz_config/hang-yaml-directive.yaml).
+ * kgate refuses directives before libfyaml sees them, wherever libfyaml would take a line to
+ * start (after LF, after a lone CR, after a byte order mark, inside a block scalar), and
+ * refuses the overlong and surrogate forms too. */
+KT_TEST(yaml_directives_are_refused_before_they_can_hang_the_parser)
+{
+    expect_refused_bounded("listen: 127.0.80.1\n"
+                           "%a;dve0.1 {type: latenCy, del,\xe0\x91\x90uwters:o\n"
+                           " Cy, del,\xe0\x91\x90uster{1-3\"}\n"
+                           "chaos:haos:\n"
+                           "  , {type: latenCy, del,\xe0\x91\x90usters:o\n"
+                           "rtise\n"
+                           "  li\n",
+                           "t.yaml:2:1: " DIRECTIVE_ERROR);
+    expect_refused_bounded("\xef\xbb\xbf%a\xe0\x91\x90\n", "t.yaml:1:1: " DIRECTIVE_ERROR);
+    expect_refused_bounded("listen: 127.0.0.1\r%a\xe0\x91\x90\n", "t.yaml:2:1: " DIRECTIVE_ERROR);
+    expect_refused_bounded("state: |\n%a\xe0\x91\x90\n", "t.yaml:2:1: " DIRECTIVE_ERROR);
+    expect_refused_bounded("%YAML 1.2\n---\n" MINIMAL_YAML, "t.yaml:1:1: " DIRECTIVE_ERROR);
+    expect_refused_bounded(MINIMAL_YAML "state: \"\xe0\x91\x90\"\n",
+                           "t.yaml:8:9: the file is not valid UTF-8 (byte 0xe0)\n");
+    expect_refused_bounded(MINIMAL_YAML "state: \xed\xa0\x80\n",
+                           "t.yaml:8:8: the file is not valid UTF-8 (byte 0xed)\n");
+    expect_refused_bounded(MINIMAL_YAML "state: \xf4\x90\x80\x80\n",
+                           "t.yaml:8:8: the file is not valid UTF-8 (byte 0xf4)\n");
+    /* A '%' anywhere else is plain text, and so is UTF-8 in any of its forms. */
+    parsed r = parse_bounded(MINIMAL_YAML "state: \"%a\xc3\xa9\xe0\xa1\x90\xf0\x90\x80\x80\"\n"
+                                          "log: {level: info} # %x\n");
+    KT_CHECK_EQ_STR(r.errs, "");
+    if (r.cfg) KT_CHECK_EQ_STR(r.cfg->state_path, "%a\xc3\xa9\xe0\xa1\x90\xf0\x90\x80\x80");
+    done(&r);
+    /* Drill files for `kgate experiment` go through the same libfyaml. */
+    char err[256] = "";
+    json_t *j = kg_config_yaml_to_json("a: 1\n%a\xe0\x91\x90\n", 9, err, sizeof(err));
+    KT_CHECK(j == NULL);
+    KT_CHECK(strncmp(err, "line 2, column 1: YAML directives", 33) == 0);
+    json_decref(j);
+}
+
+KT_TEST(control_characters_and_huge_files_are_refused)
+{
+    expect_refused_bounded(MINIMAL_YAML "state: \"a\x01"
+                                        "b\"\n",
+                           "t.yaml:8:10: the file contains a control character (byte 0x01)\n");
+    expect_refused_bounded(MINIMAL_YAML "state: a\x7f\n",
+                           "t.yaml:8:9: the file contains a control character (byte 0x7f)\n");
+    /* Tabs and CRLF line ends are text. */
+    parsed r = parse_bounded("clusters:\r\n  a: {bootstrap: 10.0.0.1:9092}\t# tab\r\n"
+                             "vclusters: {v: {port: 20000, primary: a}}\r\n");
+    KT_CHECK_EQ_STR(r.errs, "");
+    KT_CHECK(r.cfg != NULL);
+    done(&r);
+    size_t big = 16 * 1024 * 1024 + 1;
+    char *text = malloc(big);
+    KT_CHECK(text != NULL);
+    if (!text) return;
+    memset(text, '#', big);
+    char *errs = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&errs, &size);
+    int n = -1;
+    KT_CHECK(kg_config_parse("t.yaml", text, big, out, &n) == NULL);
+    fclose(out);
+    KT_CHECK_EQ_INT(n, 1);
+    KT_CHECK_EQ_STR(errs, "t.yaml: the configuration is larger than 16 MiB\n");
+    free(errs);
+    free(text);
 }
 
 KT_TEST(null_arguments_are_safe)
