@@ -1,9 +1,16 @@
 """The switch survives kgate: a restart after a failover comes back on the secondary with the same
 epoch, and SIGKILL at any point of a switch leaves exactly one active side, an intact audit chain
-and a state that agrees with the last audited switch."""
+and a state that agrees with the last audited switch.
 
-import http.client
+The kill test proves that it tested something: switches must have been answered 200 before a
+kill, and kills must have landed while a switch call was in flight (its request fully sent
+before the kill, the connection then cut without an answer because kgate died). Each call is a
+raw HTTP exchange, so "refused" (kgate already dead when the call connected) and "cut" (kgate
+died with the call open) are told apart exactly; the kill time is taken right before SIGKILL."""
+
+import json
 import random
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -62,18 +69,78 @@ def test_restart_after_failover_comes_back_on_secondary(make_clusters, make_kgat
     assert reply.status == 200 and reply.json["epoch"] == epoch + 1, reply
 
 
-def fire_switches(kg, acknowledged, stop):
-    """Failover and failback requests back to back until kgate dies. Records each answered
-    switch (epoch, to)."""
-    failback = False
-    while not stop.is_set():
+def answer_complete(data):
+    head, sep, payload = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(payload) >= int(value.strip())
+    return False
+
+
+def switch_call(kg, failback, reason="kill loop", timeout=30):
+    """One failover/failback as a raw HTTP/1.0 exchange. Returns a dict: outcome ("answered",
+    "refused": no connection, "cut": connection closed or reset without a complete answer),
+    status/body when answered, and t_start, t_sent (request fully written, None if never),
+    t_end."""
+    body = json.dumps({"reason": reason} if failback else {"reason": reason, "to": "west"})
+    path = f"/v1/vclusters/default/{'failback' if failback else 'failover'}"
+    headers = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close",
+               "Content-Type: application/json", f"Content-Length: {len(body)}"]
+    if kg.token:
+        headers.append(f"Authorization: Bearer {kg.token}")
+    request = ("\r\n".join(headers) + "\r\n\r\n" + body).encode()
+    call = {"failback": failback, "t_start": time.time(), "t_sent": None}
+    try:
+        s = socket.create_connection(("127.0.0.1", kg.admin_port), timeout=timeout)
+    except ConnectionRefusedError:
+        call.update(outcome="refused", t_end=time.time())
+        return call
+    data = b""
+    try:
+        s.settimeout(timeout)
         try:
-            reply, _, _ = kg.switch("default", failback=failback,
-                                    to=None if failback else "west", reason="kill loop")
-        except (OSError, http.client.HTTPException):
+            s.sendall(request)
+            call["t_sent"] = time.time()
+            for _ in range(10000):  # bounded: an answer is a few hundred bytes
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                if answer_complete(data):
+                    break
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+    finally:
+        s.close()
+    call["t_end"] = time.time()
+    head, _, payload = data.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if answer_complete(data) and len(status_line) >= 2 and status_line[1].isdigit():
+        try:
+            parsed = json.loads(payload)
+        except ValueError:
+            parsed = None
+        if parsed is not None or int(status_line[1]) != 200:
+            call.update(outcome="answered", status=int(status_line[1]), body=parsed)
+            return call
+    call.update(outcome="cut", received=len(data))
+    return call
+
+
+def fire_switches(kg, calls, stop, failback, max_calls=100000):
+    """Failover and failback requests back to back, each one a real switch (starting with a
+    failback when west is active), until kgate dies (a call is refused or cut) or stop is set
+    (bounded by max_calls). Appends every call's record to calls."""
+    for _ in range(max_calls):
+        if stop.is_set():
+            return
+        call = switch_call(kg, failback)
+        calls.append(call)
+        if call["outcome"] != "answered":
             return  # killed
-        if reply.status == 200 and reply.json.get("changed"):
-            acknowledged.append((reply.json["epoch"], reply.json["to"]))
         failback = not failback
 
 
@@ -111,32 +178,69 @@ def check_consistent(kg, acknowledged):
     return vc
 
 
-@pytest.mark.guard(240)
+@pytest.mark.guard(300)
 def test_sigkill_during_switches_leaves_consistent_state(make_clusters, make_kgate):
     clusters = make_clusters()
     kg = make_kgate(clusters)
     rng = random.Random()
-    iterations, answered, epochs = 20, 0, []
-    for i in range(iterations):
-        acknowledged, stop = [], threading.Event()
-        firing = threading.Thread(target=fire_switches, args=(kg, acknowledged, stop))
+    # At least MIN_KILLS kills; more (up to MAX_KILLS) until both kinds of kill were seen.
+    MIN_KILLS, MAX_KILLS = 20, 60
+    answered_before_kill, in_flight_kills, refused_kills, epochs = 0, [], 0, []
+    vc = kg.vcluster_status("default")
+    epoch_before = vc["epoch"]
+    for i in range(MAX_KILLS):
+        if i >= MIN_KILLS and answered_before_kill and in_flight_kills:
+            break
+        calls, stop = [], threading.Event()
+        firing = threading.Thread(target=fire_switches,
+                                  args=(kg, calls, stop, vc["active"] == "west"))
         firing.start()
-        time.sleep(rng.uniform(0.0, 0.04))
+        time.sleep(rng.uniform(0.0, 0.04))  # where the kill lands: random, not a bound
+        t_kill = time.time()
         kg.kill9()
         stop.set()
-        firing.join(30)
-        assert not firing.is_alive()
-        answered += len(acknowledged)
+        firing.join(60)
+        assert not firing.is_alive(), "the switch calls did not end after the kill"
+
+        answered = [c for c in calls if c["outcome"] == "answered"]
+        bad = [c for c in answered if c["status"] != 200 or not c["body"].get("changed")]
+        assert not bad, f"a switch was answered but not done: {bad}"
+        # Every answered switch stored the next epoch (one switch at a time).
+        assert [c["body"]["epoch"] for c in answered] == \
+            list(range(epoch_before + 1, epoch_before + 1 + len(answered))), (epoch_before, answered)
+        answered_before_kill += len(answered)
+        last = calls[-1] if calls else None
+        in_flight = (last is not None and last["outcome"] == "cut"
+                     and last["t_sent"] is not None and last["t_sent"] < t_kill)
+        if in_flight:
+            in_flight_kills.append(i)
+        elif last is not None and last["outcome"] == "refused":
+            refused_kills += 1
+
         rows = stored_state(kg.state_path)
         # Exactly one active side: one row (or none yet: east, epoch 0, by default).
         assert len(rows) <= 1 and all(r[0] == "default" and r[1] in ("east", "west")
                                       for r in rows), rows
 
         kg.start()
-        vc = check_consistent(kg, acknowledged)
+        vc = check_consistent(kg, [(c["body"]["epoch"], c["body"]["to"]) for c in answered])
         assert [(vc["active"], vc["epoch"])] == [(r[1], r[2]) for r in rows] or \
             (not rows and vc["epoch"] == 0), (vc, rows)
+        # The switch cut by the kill happened entirely or not at all; nothing else changed. (A
+        # call may also be cut that was sent between t_kill and the signal's delivery: it too
+        # may have been stored, it just does not count as a kill that landed in flight.)
+        done = epoch_before + len(answered)
+        allowed = (done, done + 1) if last is not None and last["outcome"] == "cut" else (done,)
+        assert vc["epoch"] in allowed, (
+            f"kill {i}: epoch {vc['epoch']} after the restart, {len(answered)} switches answered "
+            f"from epoch {epoch_before}, last call {last}")
+        epoch_before = vc["epoch"]
         epochs.append(vc["epoch"])
-    print_flush(f"{iterations} kills, {answered} switches answered before a kill; epochs after "
-                f"each restart: {epochs}")
+    print_flush(f"{len(epochs)} kills: {answered_before_kill} switches answered 200 before a "
+                f"kill, {len(in_flight_kills)} kills landed while a switch call was in flight "
+                f"(request sent, answer cut by the kill), {refused_kills} between calls; epochs "
+                f"after each restart: {epochs}")
+    assert answered_before_kill > 0, "no switch was ever answered before a kill"
+    assert in_flight_kills, (f"no kill landed while a switch call was in flight in {len(epochs)} "
+                             f"kills")
     assert epochs == sorted(epochs), "an epoch went backwards across a crash"
