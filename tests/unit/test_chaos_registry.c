@@ -130,6 +130,8 @@ KT_TEST(rules_persist_and_reload_with_audit)
     env_close(e);
 }
 
+#define EXPIRY_POLLS 10000
+
 KT_TEST(expired_rules_are_removed_logged_and_audited)
 {
     env *e = env_open();
@@ -152,8 +154,19 @@ KT_TEST(expired_rules_are_removed_logged_and_audited)
     KT_CHECK_EQ_INT(add(ch, "{\"type\": \"down\", \"for\": \"1ms\"}", id, sizeof(id)), 0);
     KT_CHECK_EQ_INT(add(ch, "{\"type\": \"down\", \"for\": \"1h\"}", keep, sizeof(keep)), 0);
     uint64_t gen = kg_chaos_generation(ch);
-    usleep(5000); /* past the first rule's expiry: the clock only moves forward */
-    kg_chaos_expire(ch);
+    /* The registry reads the real clock: poll until the 1 ms rule has expired. Bounded by a
+     * count, not a time: the 1 h rule stays however slow the machine is. */
+    json_t *left = NULL;
+    int polls = 0;
+    for (; polls < EXPIRY_POLLS; polls++) {
+        kg_chaos_expire(ch);
+        if (!(left = kg_chaos_get(ch, id))) break;
+        json_decref(left);
+        usleep(1000);
+    }
+    if (!kt_count(polls < EXPIRY_POLLS))
+        kt_fail(__FILE__, __LINE__, "the 1 ms rule was still there after %d expiry passes",
+                EXPIRY_POLLS);
     KT_CHECK(kg_chaos_generation(ch) != gen);
     KT_CHECK(kg_chaos_get(ch, id) == NULL);
     json_t *kept = kg_chaos_get(ch, keep);
@@ -356,6 +369,8 @@ static void *worker(void *arg)
     return NULL;
 }
 
+#define REJECT_POLLS 200000
+
 KT_TEST(snapshots_survive_concurrent_add_and_remove)
 {
     race r = {.ch = kg_chaos_new(NULL, NULL)};
@@ -370,10 +385,12 @@ KT_TEST(snapshots_survive_concurrent_add_and_remove)
             id, sizeof(id));
         if (i % 3 != 2) kg_chaos_remove(r.ch, id, "test");
     }
-    /* Leave a reject rule in place until every worker has decided with it. */
+    /* Leave a reject rule in place until the workers have decided with it 100 times. Bounded
+     * by a poll count (the workers spin, so this normally takes a few polls): a registry that
+     * never shows the rule fails the check below instead of hanging. */
     char id[64];
     add(r.ch, "{\"type\": \"broken-brokers\"}", id, sizeof(id));
-    while (atomic_load(&r.rejects) < 100)
+    for (int polls = 0; polls < REJECT_POLLS && atomic_load(&r.rejects) < 100; polls++)
         usleep(100);
     atomic_store(&r.stop, 1);
     for (int i = 0; i < 3; i++)
@@ -383,6 +400,9 @@ KT_TEST(snapshots_survive_concurrent_add_and_remove)
     KT_CHECK_EQ_INT(json_array_size(list), 100 + 1);
     json_decref(list);
     KT_CHECK(atomic_load(&r.decisions) >= 100);
+    if (!kt_count(atomic_load(&r.rejects) >= 100))
+        kt_fail(__FILE__, __LINE__, "%ld rejects after %d polls, want 100",
+                (long)atomic_load(&r.rejects), REJECT_POLLS);
     kg_chaos_free(r.ch);
 }
 

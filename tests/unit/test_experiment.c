@@ -1110,22 +1110,47 @@ static const char *const yaml_drill =
     "abort:\n"
     "  client_error_rate_above: 50\n";
 
-/* Advances the fake clock from another thread while `run --wait` polls. */
+/* Advances the fake clock from another thread while `run --wait` polls. The drill needs a few
+ * hundred fake seconds; past MAX_TICKS the experiment is stuck, so the ticker stops every
+ * experiment still active (its --wait then returns non-zero) instead of letting the test hang.
+ * The pause only keeps this thread from starving the CLI's polls; no check depends on it. */
+#define MAX_TICKS 20000
+
 typedef struct ticker {
     fx *f;
-    int stop;
+    int stop, exhausted;
     pthread_mutex_t lock;
 } ticker;
+
+static void stop_active(fx *f)
+{
+    json_t *list = kg_experiments_list(f->xs);
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(list, "experiments"), i, x)
+    {
+        json_t *out = NULL;
+        char err[256];
+        const char *id = json_string_value(json_object_get(x, "id"));
+        if (id) kg_experiments_stop(f->xs, id, "test", &out, err, sizeof(err));
+        json_decref(out);
+    }
+    json_decref(list);
+}
 
 static void *tick_main(void *arg)
 {
     ticker *t = arg;
-    for (;;) {
+    for (int tick = 0;; tick++) {
         pthread_mutex_lock(&t->lock);
         int stop = t->stop;
         pthread_mutex_unlock(&t->lock);
         if (stop) return NULL;
-        second(t->f, &steady);
+        if (tick == MAX_TICKS) {
+            t->exhausted = 1;
+            stop_active(t->f);
+        }
+        if (tick < MAX_TICKS) second(t->f, &steady);
         usleep(2000);
     }
 }
@@ -1228,6 +1253,8 @@ KT_TEST(cli_runs_lists_reports_stops_and_annotates)
     pthread_mutex_unlock(&t.lock);
     pthread_join(th, NULL);
     pthread_mutex_destroy(&t.lock);
+    if (!kt_count(!t.exhausted))
+        kt_fail(__FILE__, __LINE__, "the experiment did not end within %d fake seconds", MAX_TICKS);
     KT_CHECK_EQ_INT(r.rc, 0);
     KT_CHECK(strstr(r.out, "## 6. Re-test result") && strstr(r.out, "completed"));
     KT_CHECK(strstr(r.err, ": completed"));
