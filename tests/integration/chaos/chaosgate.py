@@ -165,7 +165,9 @@ class ChaosGate:
         r = self.rule(rule_id)
         return r["injected"] if r else None
 
-    def wait_rule_gone(self, rule_id, timeout=15):
+    def wait_rule_gone(self, rule_id, timeout=60):
+        """Bounded wait for kgate to drop the rule (expiry is swept once a second); the bound
+        only guards against a hang."""
         wait_for(lambda: self.rule(rule_id) is None, timeout, 0.1, f"rule {rule_id} to expire")
 
 

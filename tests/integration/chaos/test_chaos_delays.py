@@ -1,6 +1,8 @@
 """latency, slow-broker, slow-clients: matching requests or responses are held. Affected round
-trips take at least the configured delay (only lower bounds are asserted); unaffected traffic
-completes normally."""
+trips take at least the configured delay: only that lower bound is timed, which a loaded machine
+cannot break (it only makes round trips slower). No upper bound is asserted anywhere: that
+unaffected traffic is not held is shown by the rules' counters, which count every request they
+held, not by timing it."""
 
 import socket
 import struct
@@ -61,17 +63,19 @@ def test_delays_of_several_rules_add_up(gate, cluster):
 
 
 def test_metadata_latency_scoped_by_api_and_client_id(gate):
-    gate.add({"type": "latency", "api": ["Metadata"], "client_id": "slow-md",
-              "delay_ms": int(DELAY * 1000), "on": "response"})
-    assert fastest_metadata(gate.bootstrap_port, "slow-md") >= DELAY
-    fastest_metadata(gate.bootstrap_port, "other-client")  # completes
+    rule = gate.add({"type": "latency", "api": ["Metadata"], "client_id": "slow-md",
+                     "delay_ms": int(DELAY * 1000), "on": "response"})
+    assert fastest_metadata(gate.bootstrap_port, "slow-md", rounds=3) >= DELAY
+    assert gate.injected(rule["id"]) == 3  # each of the three requests held
+    fastest_metadata(gate.bootstrap_port, "other-client", rounds=3)
+    assert gate.injected(rule["id"]) == 3  # none of another client's
 
 
 def test_held_response_keeps_the_connection_order(gate):
     """Responses on one connection come back in request order: an ApiVersions answer (out of the
     rule's scope) that follows a delayed Metadata waits for it."""
-    gate.add({"type": "latency", "api": ["Metadata"], "delay_ms": int(DELAY * 1000),
-              "on": "response"})
+    rule = gate.add({"type": "latency", "api": ["Metadata"], "delay_ms": int(DELAY * 1000),
+                     "on": "response"})
     with socket.create_connection(("127.0.0.1", gate.bootstrap_port), timeout=30) as s:
         start = time.monotonic()
         s.sendall(metadata_v1_topics(1, [], "ordered") + encode_request(18, 0, 2, b"", "ordered")
@@ -83,6 +87,7 @@ def test_held_response_keeps_the_connection_order(gate):
     assert [corr for corr, _ in order] == [1, 2, 3, 4]
     assert order[1][1] >= DELAY, "the ApiVersions response overtook the held Metadata response"
     assert order[3][1] >= DELAY
+    assert gate.injected(rule["id"]) == 2, "only the two Metadata responses are held"
 
 
 # ---------------------------------------------------------------------------------------------
