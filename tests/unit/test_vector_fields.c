@@ -231,7 +231,6 @@ static void check_record(const frame *f, hw *h, int32_t delta, const char *produ
 static int check_batch(const frame *f, hw *h, const char *producer, batch_totals *t)
 {
     if (h->len - h->at < 12) return 0;
-    size_t start = h->at;
     int64_t base = hw_i64(h);
     int32_t length = hw_i32(h);
     if ((size_t)length > h->len - h->at) return 0; /* a fetch may end in a partial batch */
@@ -248,7 +247,6 @@ static int check_batch(const frame *f, hw *h, const char *producer, batch_totals
     int64_t producer_id = hw_i64(h);
     hw_i16(h); /* producer epoch */
     int32_t base_sequence = hw_i32(h);
-    (void)start;
     int32_t count = hw_i32(h);
     FCHECK(base >= t->next_off || producer); /* fetched batches come in offset order */
     FCHECK(count >= 1 && last_delta == count - 1);
