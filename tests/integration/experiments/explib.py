@@ -1,10 +1,12 @@
 """Helpers for the experiment tests: an application that produces (and consumes and commits)
 continuously in background threads, and the experiment API / CLI seen from a user's side.
 
-The application records what it saw itself (acknowledgements, delivery errors, commits), so the
-tests can hold kgate's measurements against the client's own view.
+The application records what it saw itself (acknowledgements, delivery errors, commits, records
+read, each with its wall-clock time), so the tests can hold kgate's measurements against the
+client's own view (count_in_window).
 """
 
+import datetime
 import json
 import os
 import subprocess
@@ -27,13 +29,22 @@ REPORT_SECTIONS = ["## 1. Hypothesis", "## 2. Test configuration", "## 3. Observ
 
 
 class Delivery:
-    __slots__ = ("value", "sent", "acked", "error")
+    """One message: monotonic send/ack times (.sent, .acked) for waits, wall-clock ones
+    (.sent_at, .acked_at, time.time()) to compare with the times in kgate's records."""
+    __slots__ = ("value", "sent", "acked", "error", "sent_at", "acked_at")
 
     def __init__(self, value, sent):
         self.value = value
         self.sent = sent
+        self.sent_at = time.time()
         self.acked = None
+        self.acked_at = None
         self.error = None
+
+    @property
+    def span(self):
+        """(sent, answered) in wall-clock seconds; the request reached kgate in between."""
+        return (self.sent_at, self.acked_at)
 
 
 class ProducerApp:
@@ -58,6 +69,7 @@ class ProducerApp:
     def _on_delivery(self, d):
         def report(err, msg):
             d.acked = time.monotonic()
+            d.acked_at = time.time()
             d.error = err
         return report
 
@@ -123,18 +135,24 @@ class ConsumerApp:
         self.commit_every = commit_every
         self.consumed = 0
         self.commits = 0
+        self.commit_spans = []  # (started, returned) wall-clock seconds of each sent commit
         self.commit_errors = []
+        self.read_at = []  # wall-clock time of each record read
+        self.values = []  # the values read, in order
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.failure = None
 
     def _commit(self):
+        started = time.time()
         try:
             self.consumer.commit(asynchronous=False)
             self.commits += 1
         except KafkaException as e:
-            if e.args[0].code() != KafkaError._NO_OFFSET:
-                self.commit_errors.append(e.args[0])
+            if e.args[0].code() == KafkaError._NO_OFFSET:
+                return  # nothing to commit: no request was sent
+            self.commit_errors.append(e.args[0])
+        self.commit_spans.append((started, time.time()))
 
     def _run(self):
         try:
@@ -145,6 +163,8 @@ class ConsumerApp:
                 for m in self.consumer.consume(100, 0.1):
                     if m.error() is None:
                         self.consumed += 1
+                        self.read_at.append(time.time())
+                        self.values.append(m.value())
                         uncommitted += 1
                 if uncommitted and time.monotonic() - last_commit >= self.commit_every:
                     self._commit()
@@ -163,6 +183,45 @@ class ConsumerApp:
         self.thread.join(60)
         assert not self.thread.is_alive(), "the consumer thread did not finish"
         assert self.failure is None, f"the consumer thread failed: {self.failure!r}"
+
+
+# ---------------------------------------------------------------------------------------------
+# kgate's figures against the client's own counts
+
+
+def wall(iso):
+    """Wall-clock seconds of a time in kgate's records ("2025-01-02T03:04:05.678Z")."""
+    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+# kgate stamps each observation with its clock read just before it reads its counters, truncated
+# to the millisecond, so a window's true edge lies after its stamp by up to EDGE_SLACK: 1 ms of
+# truncation, the rest for the accept thread being descheduled between the two reads on a busy
+# machine. The tests' clients pace their requests (milliseconds apart), so this is a tolerance
+# of a few requests at each edge.
+EDGE_SLACK = 0.05
+
+
+def count_in_window(spans, start, end, end_latest=None):
+    """(surely, possibly): how many of SPANS ((sent, answered) wall-clock seconds; answered None
+    when no answer came) must and may have reached kgate within the window kgate stamped
+    [START, END]. A request reaches kgate between its send and its answer, and the window's
+    true edges lie up to EDGE_SLACK after the stamps. END_LATEST: the latest time the window
+    may really have ended (a run's final observation is stamped with the time of the tick
+    before it)."""
+    end_latest = (end if end_latest is None else end_latest) + EDGE_SLACK
+    surely = sum(1 for s, a in spans if a is not None and s >= start + EDGE_SLACK and a <= end)
+    possibly = sum(1 for s, a in spans if (a is None or a >= start) and s <= end_latest)
+    return surely, possibly
+
+
+def assert_counted(name, figure, spans, start, end, end_latest=None):
+    """kgate's FIGURE (the requests of one client it counted over a window) agrees with the
+    client's own SPANS (count_in_window)."""
+    surely, possibly = count_in_window(spans, start, end, end_latest)
+    assert surely <= figure <= possibly, (
+        f"kgate counted {name} = {figure}; the client's own count in the window: at least "
+        f"{surely}, at most {possibly}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,7 +260,11 @@ def wait_status(gate, exp_id, statuses, timeout=60):
 
 
 def wait_ended(gate, exp_id, timeout=60):
-    return wait_status(gate, exp_id, ENDED, timeout)
+    """The final record; .seen_at in it: wall-clock time by which it had ended (the final
+    observation was taken before)."""
+    rec = wait_status(gate, exp_id, ENDED, timeout)
+    rec["seen_at"] = time.time()
+    return rec
 
 
 def report_json(gate, exp_id):

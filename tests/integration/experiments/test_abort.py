@@ -5,8 +5,9 @@ import time
 
 import pytest
 
-from explib import (ConsumerApp, ProducerApp, audit_of, base_drill, report_json, report_md,
-                    rule_ids, start_experiment, wait_ended)
+from explib import (ConsumerApp, ProducerApp, assert_counted, audit_of, base_drill,
+                    count_in_window, report_json, report_md, rule_ids, start_experiment,
+                    wait_ended, wall)
 from kghelpers import wait_for
 
 
@@ -111,6 +112,13 @@ def test_produce_throughput_abort_on_a_slowed_producer(gate, cluster):
         # No errors were involved: the client error criterion had nothing to trip on.
         assert w["produce_errors"] == 0, w
         assert rec["rules"][0]["injected"] > 0, rec["rules"]
+        # The synchronous app is the only client: kgate's request counts over the baseline and
+        # over the abort window are the app's own, one message per request.
+        spans = [d.span for d in app.snapshot()]
+        assert_counted("baseline.produce_requests", base["produce_requests"], spans,
+                       wall(rec["baseline_started_at"]), wall(rec["injection_started_at"]))
+        assert_counted("abort window produce_requests", w["produce_requests"], spans,
+                       wall(ab["at"]) - w["seconds"], wall(ab["at"]))
 
         app.wait_acked(20, sent_after=aborted_seen, what="messages sent after the abort")
     finally:
@@ -143,6 +151,15 @@ def test_commit_stall_abort_when_the_consumer_group_falls_behind(gate, cluster):
         assert ab["window"]["produce_requests"] > 0 and ab["window"]["commit_requests"] == 0, ab
         assert rec["during"]["fetch_errors"] > 0 and rec["during"]["produce_errors"] == 0, \
             rec["during"]
+        # The reader (the only client that commits, synchronously) agrees: it completed no
+        # commit and read no record within the window kgate judged; before, it committed as
+        # often as kgate counted.
+        start, end = wall(ab["at"]) - ab["window"]["seconds"], wall(ab["at"])
+        assert count_in_window(reader.commit_spans, start, end)[0] == 0, reader.commit_spans[-5:]
+        assert not [t for t in reader.read_at if start <= t <= end], "records read in the window"
+        assert_counted("baseline.commit_requests", rec["baseline"]["commit_requests"],
+                       reader.commit_spans, wall(rec["baseline_started_at"]),
+                       wall(rec["injection_started_at"]))
 
         # The group catches up and commits again once the rule is gone.
         commits = reader.commits

@@ -1,8 +1,10 @@
 """`kgate experiment` as a CI gate: run a YAML drill, follow it to its end, exit 0 when it
 completed with no failed expectation and 3 otherwise; list, status and report."""
 
+import collections
 import json
 
+from chaoslib import read_topic
 from explib import (REPORT_SECTIONS, ProducerApp, cli, get_experiment, report_json, report_md,
                     write_file)
 
@@ -92,6 +94,11 @@ def test_run_wait_exit_codes_and_report(gate, cluster, tmp_path):
     finally:
         app.stop()
     assert app.errors() == [], [d.error for d in app.errors()[:5]]
+    # What the drills' hypothesis claims, checked from the stored topic: the retries stored
+    # every acknowledged message once (the rules failed requests without forwarding them).
+    stored = read_topic(cluster.bootstrap, "app3", 3).values
+    assert sorted(stored) == sorted(d.value for d in app.acked_ok()), \
+        collections.Counter(stored).most_common(3)
 
     # report: the API's report, rendered by the CLI.
     for exp_id in (passed_id, failed_id, aborted_id):

@@ -7,13 +7,16 @@ one message at a time without retries to probe1, so that every fault injected on
 error the probe's delivery reports show (one request, one message). The drill injects
 broken-brokers at 30 % on both topics."""
 
+import collections
+
 import pytest
 from confluent_kafka import KafkaError
 
+from chaoslib import read_topic
 from kghelpers import wait_for
-from explib import (REPORT_SECTIONS, ConsumerApp, ProducerApp, audit_of, base_drill,
-                    report_json, report_md, rule_ids, start_experiment,
-                    wait_ended)
+from explib import (REPORT_SECTIONS, ConsumerApp, ProducerApp, assert_counted, audit_of,
+                    base_drill, report_json, report_md, rule_ids, start_experiment, wait_ended,
+                    wall)
 
 RATE = 30
 NER = {"produce": "NOT_ENOUGH_REPLICAS"}
@@ -109,9 +112,9 @@ def test_completed_drill_reports_real_measurements(gate, cluster):
         assert r["parameters"]["errors"] == NER, r
         # At 30 %, over dozens of requests: some hit, some not.
         assert 0 < r["injected"] < r["matched"], r
-    # Every fault the probe rule counts is an error the probe saw (the exact count is
-    # test_final_fault_counts_match_what_the_client_saw's business).
-    assert len(probe_codes) >= rules["probe1"]["injected"], (len(probe_codes), rules["probe1"])
+    # The probe's rule: every fault it injected is an error the probe saw, and the probe saw no
+    # other errors (one request, one message, no retries).
+    assert rules["probe1"]["injected"] == len(probe_codes), (len(probe_codes), rules["probe1"])
 
     # 3. Observed behaviour: baseline against injection, from real traffic.
     obs = rep["observed_behaviour"]
@@ -126,6 +129,17 @@ def test_completed_drill_reports_real_measurements(gate, cluster):
         assert m["produce_errors"] <= m["produce_results"], m
     assert base["produce_errors"] == 0 and base["faults_injected"] == 0, base
     assert during["produce_errors"] > 0 and during["faults_injected"] > 0, during
+    # Against the clients' own counts. Every error the probe saw was answered during the
+    # injection (the rules exist only then); the app's retried errors come on top.
+    assert during["produce_errors"] >= len(probe_codes), (during, len(probe_codes))
+    # The reader is the only client that commits, one synchronous commit at a time.
+    started, ended = wall(conf["injection_started_at"]), wall(conf["ended_at"])
+    assert_counted("during.commit_requests", during["commit_requests"], reader.commit_spans,
+                   started, ended, rec["seen_at"])
+    assert_counted("baseline.commit_requests", base["commit_requests"], reader.commit_spans,
+                   wall(conf["baseline_started_at"]), started)
+    assert during["commit_errors"] == len(reader.commit_errors) == 0, \
+        (during, reader.commit_errors[:3])
     assert during["produce_error_pct"] == pytest.approx(
         100.0 * during["produce_errors"] / during["produce_results"], abs=0.01)
     # Faults: the report's total is the rules' counters; the measured stretch saw them.
@@ -178,6 +192,14 @@ def test_completed_drill_reports_real_measurements(gate, cluster):
     # The rules are gone.
     assert not [i for i in rule_ids(gate) if i.startswith(exp_id)], gate.rules()
 
+    # The hypothesis' "every message is delivered exactly once", checked by the test itself:
+    # reject mode forwards nothing it fails, so the retries stored each message once; the probe
+    # stored exactly what was acknowledged to it.
+    acked = sorted(d.value for d in app.acked_ok())
+    stored = read_topic(cluster.bootstrap, "app3", 3).values
+    assert sorted(stored) == acked, collections.Counter(stored).most_common(3)
+    assert read_topic(cluster.bootstrap, "probe1", 1).values == [d.value for d in probe.acked_ok()]
+
     # Markdown: the six sections, with the numbers.
     ctype, md = report_md(gate, exp_id)
     assert ctype.startswith("text/markdown"), ctype
@@ -209,9 +231,9 @@ def test_final_fault_counts_match_what_the_client_saw(gate, cluster):
     The probe's rule is removed last here, after 15 others, so traffic is still being failed
     while the record is already closed."""
     idle = [{"type": "broken-brokers", "topic": "side3", "errors": NER} for _ in range(15)]
-    probe = ProducerApp(gate.bootstrap, "probe1", client_id="exp-probe", sync=True, **{
-        "message.send.max.retries": 0, "enable.idempotence": False, "acks": "all",
-        "linger.ms": 0}).start()
+    probe = ProducerApp(gate.bootstrap, "probe1", client_id="exp-probe", sync=True, pause=0.005,
+                        **{"message.send.max.retries": 0, "enable.idempotence": False,
+                           "acks": "all", "linger.ms": 0}).start()
     try:
         probe.wait_acked(5)
         drill = base_drill("probe1 always fails", duration="3s", baseline="1s",
@@ -232,4 +254,20 @@ def test_final_fault_counts_match_what_the_client_saw(gate, cluster):
     assert probe_rule["injected"] == len(codes), (
         f"the report says rule {probe_rule['id']} injected {probe_rule['injected']} faults; "
         f"the probe received {len(codes)} injected errors")
-    assert rep["observed_behaviour"]["faults_injected"] == len(codes)
+    obs = rep["observed_behaviour"]
+    assert obs["faults_injected"] == len(codes)
+
+    # The probe is the only client of the virtual cluster: the measured phases are its traffic.
+    # Its errors all fall in the injection phase (the rules exist only then), exactly.
+    base, during = obs["baseline"], obs["during"]
+    assert during["produce_errors"] == during["faults_injected"] == len(codes), during
+    assert base["produce_errors"] == base["faults_injected"] == 0, base
+    # Its requests (one message each, one at a time) counted over each phase, against the
+    # probe's own send and answer times.
+    conf = rep["test_configuration"]
+    spans = [d.span for d in probe.snapshot()]
+    started, ended = wall(conf["injection_started_at"]), wall(conf["ended_at"])
+    for key in ("produce_requests", "produce_results"):
+        assert_counted(f"during.{key}", during[key], spans, started, ended, rec["seen_at"])
+        assert_counted(f"baseline.{key}", base[key], spans, wall(conf["baseline_started_at"]),
+                       started)
