@@ -12,9 +12,13 @@ its buffer until more input arrives. Every input line is therefore exactly LINE 
 ("<seq>" padded with '-') fills it up, so each message is produced as soon as it is written.
 
 Delivery reports: kcat -vvv prints "Message delivered to partition P (offset O)" for each message
-without naming it. librdkafka reports a partition's messages in the order they were produced, and
-its default partitioner (consistent_random) puts a keyed message on crc32(key) % partitions, so
-each report is matched with the oldest unreported message of partition P. A report that cannot
+without naming it. Its default partitioner (consistent_random) puts a keyed message on
+crc32(key) % partitions, and with one produce request in flight per connection
+(-X max.in.flight.requests.per.connection=1, the one setting beyond kcat's defaults on the
+producer) librdkafka stores and reports a partition's messages in the order they were produced,
+even when a switch makes it retry (with more in flight, a retried batch can land after a later
+one, and reports could not be matched), so each report is matched with the oldest unreported
+message of partition P; the test checks every matched partition/offset against the cluster. A report that cannot
 be matched, or a "Delivery failed" report (it names no message, so no later report could be
 matched reliably), is a fatal event. Either kcat exiting before the driver stops is a fatal event
 (the test fails): nothing is ever restarted.
@@ -69,7 +73,8 @@ def stop_when_asked(proc):
 
 def produce_loop():
     partitions = ARGS["partitions"]
-    kcat = subprocess.Popen(["kcat", "-P", "-vvv", "-t", ARGS["topic"], "-K", "|"] + COMMON,
+    kcat = subprocess.Popen(["kcat", "-P", "-vvv", "-t", ARGS["topic"], "-K", "|",
+                             "-X", "max.in.flight.requests.per.connection=1"] + COMMON,
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     client("producer", pid=kcat.pid, ident=f"kcat-producer@{kcat.pid}")
     lock = threading.Lock()
