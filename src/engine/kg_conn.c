@@ -643,6 +643,14 @@ static int conn_take_request(kg_conn *c)
                       kp_api_name(rq.api_key), rq.api_key, rq.api_version);
         return -1;
     }
+    if (!kp_api_client_facing(rq.api_key)) {
+        /* Only brokers and controllers send these; a client that does is hostile or lost. */
+        kg_conn_close(c, KG_LOG_WARN,
+                      "request for %s (api key %d), an inter-broker/controller API "
+                      "kgate never forwards",
+                      kp_api_name(rq.api_key), rq.api_key);
+        return -1;
+    }
     if (!apiversions && kg_wire_validated(rq.api_key) && !c->held.active) {
         const char *why;
         if (!complete) return 0;

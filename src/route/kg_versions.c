@@ -76,7 +76,7 @@ void kg_versions_from_codecs(kg_version_ranges *out)
     kg_versions_clear(out);
     for (int16_t k = 0; k < KP_API_MAX; k++) {
         const kp_api_info *api = kp_api_get(k);
-        if (!api) continue;
+        if (!api || !kp_api_client_facing(k)) continue;
         out->min[k] = api->min_version;
         out->max[k] = api->max_version;
     }

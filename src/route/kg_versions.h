@@ -33,7 +33,8 @@ int kg_versions_parse(const uint8_t *body, size_t len, int16_t version, kg_versi
 /* acc = acc ∩ other, per api key; an empty intersection is unsupported. */
 void kg_versions_intersect(kg_version_ranges *acc, const kg_version_ranges *other);
 
-/* What kgate can decode: every api key in the generated table, its full version range. */
+/* What kgate can offer clients: every client-facing api key in the generated table (see
+ * kp_api_client_facing), its full version range. */
 void kg_versions_from_codecs(kg_version_ranges *out);
 
 bool kg_versions_supported(const kg_version_ranges *ranges, int16_t api_key, int16_t version);

@@ -29,6 +29,11 @@ def corpus():
         ("client id longer than the frame",
          struct.pack(">i", 10) + struct.pack(">hhih", 3, 1, 1, 500), False, True),
         ("unknown api key", encode_request(0x7F00, 0, 1), False, True),
+        # Well-formed requests of APIs only brokers and controllers send: never forwarded.
+        ("LeaderAndIsr v0 (inter-broker)", encode_request(4, 0, 1, struct.pack(">iiii", 1, 1, 0, 0)),
+         False, True),
+        ("Envelope v0 (controller)", encode_request(58, 0, 1, b"\x00" * 8, flexible=True), False,
+         True),
         ("truncated frame then close", struct.pack(">i", 100) + b"\x00\x12\x00\x00" * 5, True,
          True),
     ]
@@ -95,6 +100,24 @@ def healthy_round_trip(bootstrap):
         s.settimeout(10)
         error, apis = parse_api_versions_v0(round_trip(s, api_versions_v0(1)))
     return error == 0 and 3 in apis
+
+
+# Kafka's key numbers for APIs that only brokers and controllers send (LeaderAndIsr,
+# StopReplica, UpdateMetadata, ControlledShutdown, Vote, BeginQuorumEpoch, EndQuorumEpoch,
+# AlterPartition, Envelope, FetchSnapshot, BrokerRegistration, BrokerHeartbeat).
+NOT_FOR_CLIENTS = {4, 5, 6, 7, 52, 53, 54, 56, 58, 59, 62, 63}
+
+
+@pytest.mark.kgate_only
+def test_apiversions_offers_no_inter_broker_api(kgate):
+    """A client learns from ApiVersions what it may send: inter-broker and controller APIs are
+    not among them, whatever the cluster behind kgate advertises."""
+    host, port = kgate.bootstrap.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.settimeout(10)
+        error, apis = parse_api_versions_v0(round_trip(s, api_versions_v0(1)))
+    assert error == 0 and 0 in apis and 3 in apis, apis
+    assert not NOT_FOR_CLIENTS & set(apis), sorted(NOT_FOR_CLIENTS & set(apis))
 
 
 @pytest.mark.kgate_only

@@ -12,7 +12,7 @@
     (uint8_t)((uint32_t)(v) >> 24), (uint8_t)((uint32_t)(v) >> 16), (uint8_t)((uint32_t)(v) >> 8), \
         (uint8_t)(v)
 
-KT_TEST(codec_ranges_cover_every_generated_api)
+KT_TEST(codec_ranges_cover_every_client_api)
 {
     kg_version_ranges r;
     kg_versions_from_codecs(&r);
@@ -21,19 +21,47 @@ KT_TEST(codec_ranges_cover_every_generated_api)
     KT_CHECK_EQ_INT(r.max[1], 17); /* Fetch */
     KT_CHECK_EQ_INT(r.max[3], 12); /* Metadata */
     KT_CHECK_EQ_INT(r.max[18], 4); /* ApiVersions */
-    int supported = 0;
+    int offered = 0;
     for (int16_t k = 0; k < KP_API_MAX; k++) {
         const kp_api_info *api = kp_api_get(k);
-        if (api) {
-            supported++;
+        if (api && kp_api_client_facing(k)) {
+            offered++;
             KT_CHECK_EQ_INT(r.min[k], api->min_version);
             KT_CHECK_EQ_INT(r.max[k], api->max_version);
         } else {
             KT_CHECK_EQ_INT(r.min[k], -1);
         }
     }
-    KT_CHECK(supported >= 80);
+    KT_CHECK(offered >= 60);
     KT_CHECK_EQ_INT(kg_versions_max_apiversions(), 4);
+}
+
+/* Kafka's inter-broker and controller APIs, by the key numbers the protocol assigns them: a
+ * client never sends them, so kgate never offers them, whatever a broker advertises. */
+KT_TEST(inter_broker_and_controller_apis_are_not_offered)
+{
+    static const int16_t not_for_clients[] = {
+        4,  /* LeaderAndIsr */ 5,         /* StopReplica */ 6,         /* UpdateMetadata */
+        7,  /* ControlledShutdown */ 52,  /* Vote */ 53,               /* BeginQuorumEpoch */
+        54, /* EndQuorumEpoch */ 56,      /* AlterPartition */ 58,     /* Envelope */
+        59, /* FetchSnapshot */ 62,       /* BrokerRegistration */ 63, /* BrokerHeartbeat */
+        67, /* AllocateProducerIds */ 70,                              /* ControllerRegistration */
+    };
+    static const int16_t for_clients[] = {0,  1,  2,  3,  8,  9,  10, 11, 12, 13,
+                                          14, 15, 16, 17, 18, 19, 22, 36, 60 /* DescribeCluster */};
+    kg_version_ranges r;
+    kg_versions_from_codecs(&r);
+    for (size_t i = 0; i < sizeof(not_for_clients) / sizeof(not_for_clients[0]); i++) {
+        int16_t k = not_for_clients[i];
+        KT_CHECK(kp_api_get(k) != NULL); /* kgate knows them, */
+        KT_CHECK(!kp_api_client_facing(k));
+        KT_CHECK_EQ_INT(r.min[k], -1); /* and does not offer them */
+        KT_CHECK(!kg_versions_supported(&r, k, 0));
+    }
+    for (size_t i = 0; i < sizeof(for_clients) / sizeof(for_clients[0]); i++) {
+        KT_CHECK(kp_api_client_facing(for_clients[i]));
+        KT_CHECK(r.min[for_clients[i]] >= 0);
+    }
 }
 
 KT_TEST(parse_v0_response)

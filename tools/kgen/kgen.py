@@ -1012,6 +1012,10 @@ const kp_api_info *kp_api_get(int16_t api_key);
 const char *kp_api_name(int16_t api_key);
 /* Whether kgate can decode this key at this version. */
 bool kp_api_supported(int16_t api_key, int16_t api_version);
+/* Whether clients may send the API: a broker serves it on its client listener ("broker" in the
+ * spec's listeners). Inter-broker and controller APIs (LeaderAndIsr, Envelope, Vote, ...) are
+ * not, so a gateway neither forwards nor advertises them. */
+bool kp_api_client_facing(int16_t api_key);
 /* Request header version (0, 1 or 2) for the api and version; -1 when unsupported. */
 int kp_api_request_header_version(int16_t api_key, int16_t api_version);
 /* Response header version (0 or 1); -1 when unsupported. ApiVersions always answers with 0. */
@@ -1102,6 +1106,12 @@ bool kp_api_supported(int16_t api_key, int16_t api_version)
 {
     const kp_api_info *api = kp_api_get(api_key);
     return api && api_version >= api->min_version && api_version <= api->max_version;
+}
+
+bool kp_api_client_facing(int16_t api_key)
+{
+    const kp_api_info *api = kp_api_get(api_key);
+    return api && (api->listeners & KP_LISTENER_BROKER);
 }
 
 static bool is_flexible(const kp_api_info *api, int16_t api_version)
