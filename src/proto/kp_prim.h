@@ -127,7 +127,8 @@ kp_bytes kp_read_records(kp_reader *r, bool flexible);
 
 /* Array length: int32 or compact uvarint (length+1); -1 = null (an error unless nullable).
  * A length that cannot fit in the remaining bytes (each element needs at least min_elem_size
- * bytes) is KP_ERR_INVALID, so a hostile length never causes a large allocation. */
+ * bytes) is KP_ERR_SHORT, checked before anything is allocated, so a hostile length never
+ * causes a large allocation. */
 int32_t kp_read_array_len(kp_reader *r, bool flexible, bool nullable, size_t min_elem_size);
 /* Zeroed arena storage for count elements; NULL (and r->err set) on failure or count <= 0. */
 void *kp_read_array_alloc(kp_reader *r, kp_arena *a, int32_t count, size_t elem_size);
