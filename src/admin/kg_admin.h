@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "admin/kg_metrics.h"
+#include "metrics/kg_metrics.h"
 #include "state/kg_store.h"
 
 typedef struct kg_admin kg_admin;

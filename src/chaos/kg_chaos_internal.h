@@ -12,7 +12,7 @@
 #include <jansson.h>
 
 #include "admin/kg_admin.h"
-#include "admin/kg_metrics.h"
+#include "metrics/kg_metrics.h"
 #include "chaos/kg_chaos.h"
 #include "kp_msgs.h"
 #include "proto/kp_prim.h"

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "admin/kg_admin.h"
-#include "admin/kg_metrics.h"
+#include "metrics/kg_metrics.h"
 #include "chaos/kg_chaos.h"
 #include "chaos/kg_experiment.h"
 #include "engine/kg_loop.h"

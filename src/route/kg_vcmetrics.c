@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin/kg_metrics.h"
+#include "metrics/kg_metrics.h"
 #include "kp_msgs.h"
 #include "route/kg_gateway.h"
 

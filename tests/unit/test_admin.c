@@ -15,7 +15,7 @@
 
 #include "admin/kg_admin.h"
 #include "admin/kg_cli.h"
-#include "admin/kg_metrics.h"
+#include "metrics/kg_metrics.h"
 #include "state/kg_store.h"
 
 #define TOKEN "s3cret-token"

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "admin/kg_metrics.h"
+#include "metrics/kg_metrics.h"
 #include "chaos/kg_chaos_internal.h"
 #include "kp_msgs.h"
 #include "state/kg_store.h"

@@ -15,7 +15,7 @@
 
 #include "admin/kg_admin.h"
 #include "admin/kg_experiment_cli.h"
-#include "admin/kg_metrics.h"
+#include "metrics/kg_metrics.h"
 #include "chaos/kg_chaos.h"
 #include "chaos/kg_experiment.h"
 #include "config/kg_config.h"

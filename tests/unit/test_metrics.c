@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin/kg_metrics.h"
+#include "metrics/kg_metrics.h"
 
 KT_TEST(same_name_and_labels_is_the_same_metric)
 {

@@ -1,5 +1,5 @@
 /* kg_metrics — see kg_metrics.h. */
-#include "admin/kg_metrics.h"
+#include "metrics/kg_metrics.h"
 
 #include <inttypes.h>
 #include <math.h>

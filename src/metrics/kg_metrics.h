@@ -1,5 +1,10 @@
 /* kg_metrics — a small metrics registry rendered in the Prometheus text exposition format.
  *
+ * A layer of its own (src/metrics/, beside src/util/): every module records metrics (engine,
+ * route, chaos), so the registry must sit below all of them and depend on nothing but util/;
+ * it is not a util/ helper because it owns state and a prefix (kg_metrics_*, kg_counter_*, ...)
+ * of its own. Serving the text over HTTP (/metrics) is the admin API's job (src/admin/).
+ *
  * Registration (at start-up, or when a virtual or physical cluster appears) takes a lock and may
  * allocate; it returns a stable pointer. Updates through that pointer are lock-free and
  * allocation-free (C11 atomics), safe from any thread, and accept NULL (a no-op) so code paths
