@@ -6,6 +6,7 @@
 
 #include "admin/kg_chaos_cli.h"
 #include "admin/kg_cli.h"
+#include "admin/kg_admin_gateway.h"
 #include "admin/kg_experiment_cli.h"
 #include "chaos/kg_chaos.h"
 #include "config/kg_config.h"
@@ -153,7 +154,9 @@ static int cmd_serve(int argc, char **argv)
         kg_config_free(cfg);
         return 2;
     }
-    int rc = kg_gateway_serve(cfg);
+    /* The admin API is the gateway's front end: wired here, so route/ never includes admin/. */
+    static const kg_gateway_frontend admin = {kg_admin_gateway_start, kg_admin_gateway_stop};
+    int rc = kg_gateway_serve(cfg, &admin);
     kg_config_free(cfg);
     return rc;
 }

@@ -703,6 +703,9 @@ kg_admin *kg_admin_start(const char *listen, const char *token, const kg_admin_o
         return NULL;
     }
     if (ops) a->ops = *ops;
+    /* The routes now live in a->routes: the caller's table may be gone once we return. */
+    a->ops.extra_routes = NULL;
+    a->ops.n_extra_routes = 0;
     a->store = store;
     a->metrics = metrics;
     set_token(a, token);

@@ -2,8 +2,9 @@
  *
  * The server runs on its own threads (a small pool, so a slow switch never blocks /metrics or
  * /healthz) and knows nothing about the engine: the gateway plugs in through kg_admin_ops
- * callbacks, and other modules (chaos, experiments) add routes as table entries
- * (kg_admin_route) without touching this module.
+ * callbacks (kg_admin_gateway), and the routes of other modules are table entries
+ * (kg_admin_route) defined beside it in admin/ (kg_admin_chaos, kg_admin_experiments): the
+ * modules themselves know nothing of HTTP.
  *
  * Authentication: when a token is configured every route except /healthz and /readyz needs
  * "Authorization: Bearer TOKEN" (compared in constant time); otherwise 401 with
@@ -87,8 +88,9 @@ typedef struct kg_admin_ops {
 } kg_admin_ops;
 
 /* Starts serving on LISTEN ("host:port", "[v6]:port"; port 0 = ephemeral, see kg_admin_port).
- * TOKEN NULL or "" = no authentication. OPS is copied; STORE and METRICS are borrowed and may be
- * NULL (their routes then answer 503). NULL with a message in ERR on failure. */
+ * TOKEN NULL or "" = no authentication. OPS and its extra routes are copied; STORE and METRICS are
+ * borrowed and may be NULL (their routes then answer 503). NULL with a message in ERR on failure.
+ */
 kg_admin *kg_admin_start(const char *listen, const char *token, const kg_admin_ops *ops,
                          kg_store *store, kg_metrics *metrics, char *err, size_t errlen);
 /* Stops accepting, waits for requests being handled, frees. */

@@ -166,8 +166,4 @@ bool kg_chaos_wants_topic_ids(const kg_chaos_set *set);
 void kg_chaos_observe_metadata(kg_chaos *ch, int16_t api_version, const uint8_t *body, size_t len);
 void kg_chaos_learn_topic(kg_chaos *ch, const kp_uuid *id, const char *name, size_t len);
 
-/* Admin API routes (/v1/chaos/rules...), for kg_admin_ops.extra_routes. */
-typedef struct kg_admin_route kg_admin_route;
-const kg_admin_route *kg_chaos_admin_routes(kg_chaos *ch, int *n_routes);
-
 #endif

@@ -11,7 +11,6 @@
 
 #include <jansson.h>
 
-#include "admin/kg_admin.h"
 #include "metrics/kg_metrics.h"
 #include "chaos/kg_chaos.h"
 #include "kp_msgs.h"
@@ -182,8 +181,6 @@ struct kg_chaos {
     pthread_rwlock_t maps_lock;
     kg_chaos_map groups;    /* "vcluster\0client id" -> group */
     kg_chaos_map topic_ids; /* 16-byte uuid -> topic name */
-
-    kg_admin_route routes[4];
 };
 
 /* Copies the group of (VCLUSTER, CLIENT_ID) into BUF; false when unknown. */

@@ -7,7 +7,6 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "admin/kg_admin.h"
 #include "chaos/kg_chaos.h"
 #include "chaos/kg_experiment_internal.h"
 #include "state/kg_store.h"
@@ -21,7 +20,6 @@
  * dies mid-experiment. */
 #define RULE_GRACE_MS 10000
 #define MAX_RECENT_SECONDS 600
-#define KG_XP_N_ROUTES 6
 
 typedef enum xp_phase { PHASE_PENDING, PHASE_BASELINE, PHASE_RUNNING } xp_phase;
 
@@ -56,14 +54,7 @@ struct kg_experiments {
     kg_store *store;
     kg_experiment_env env;
     xp_run *active;
-    kg_admin_route routes[KG_XP_N_ROUTES];
 };
-
-kg_admin_route *kg_xp_route_storage(kg_experiments *xs, int *n)
-{
-    *n = KG_XP_N_ROUTES;
-    return xs->routes;
-}
 
 /* ---------------------------------------------------------------- small helpers */
 

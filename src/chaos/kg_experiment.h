@@ -28,7 +28,6 @@
 
 typedef struct kg_chaos kg_chaos;
 typedef struct kg_store kg_store;
-typedef struct kg_admin_route kg_admin_route;
 typedef struct kg_experiments kg_experiments;
 
 /* How experiments observe a virtual cluster. SAMPLE fills the cumulative counters of VCLUSTER
@@ -49,9 +48,6 @@ kg_experiments *kg_experiments_new(kg_chaos *chaos, kg_store *store, const kg_ex
  * the only clock experiments use for their phases, windows and records. Never blocks on an
  * admin request: when one holds the lock, this second is skipped. */
 void kg_experiments_tick(kg_experiments *xs, uint64_t now_unix_ms);
-/* Routes for kg_admin_ops.extra_routes: POST/GET /v1/experiments, GET/PATCH
- * /v1/experiments/{id}, POST /v1/experiments/{id}/stop, GET /v1/experiments/{id}/report. */
-const kg_admin_route *kg_experiments_admin_routes(kg_experiments *xs, int *n_routes);
 /* Active experiments end as "interrupted" (rules removed, inspection off, audit entry): call
  * it after the last tick and the last admin request, while CHAOS, STORE and ENV still work. */
 void kg_experiments_free(kg_experiments *xs);

@@ -127,9 +127,6 @@ json_int_t kg_xp_faults_injected(const json_t *doc);
  * (NULL when none is linked or it is unknown). */
 json_t *kg_xp_report_json(const json_t *doc, const json_t *retest_doc);
 
-/* The route table inside XS that kg_experiments_admin_routes fills (*N entries). */
-kg_admin_route *kg_xp_route_storage(kg_experiments *xs, int *n);
-
 /* RFC 3339 UTC with milliseconds. */
 void kg_xp_format_time(int64_t ms, char *out, size_t len);
 

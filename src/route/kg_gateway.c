@@ -10,7 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "admin/kg_admin.h"
 #include "metrics/kg_metrics.h"
 #include "chaos/kg_chaos.h"
 #include "chaos/kg_experiment.h"
@@ -422,28 +421,8 @@ int kg_gateway_inspect(kg_gateway *gw, const char *vcluster, int on)
     return 0;
 }
 
-/* ---------------------------------------------------------------- admin API glue */
-
-static json_t *admin_status(void *ctx)
+int kg_gateway_ready(kg_gateway *gw)
 {
-    return kg_gateway_status(ctx);
-}
-
-static int admin_switch(void *ctx, const char *vcluster, const char *to, const char *reason,
-                        const char *actor, int force, int failback, json_t **result)
-{
-    kg_switch_request req = {.vcluster = vcluster,
-                             .to = to,
-                             .failback = failback,
-                             .force = force,
-                             .reason = reason,
-                             .actor = actor};
-    return kg_gateway_switch(ctx, &req, result);
-}
-
-static int admin_ready(void *ctx)
-{
-    kg_gateway *gw = ctx;
     for (int i = 0; i < gw->cfg->n_vclusters; i++) {
         int active = KG_ROUTE_ACTIVE(atomic_load(&gw->vclusters[i].route));
         if (!atomic_load(&gw->clusters[active].up)) return 0;
@@ -451,81 +430,20 @@ static int admin_ready(void *ctx)
     return 1;
 }
 
-static void admin_collect(void *ctx)
+void kg_gateway_collect_metrics(kg_gateway *gw)
 {
-    kg_gateway *gw = ctx;
     for (int i = 0; i < gw->cfg->n_vclusters; i++)
         kg_vcm_collect(gw->vclusters[i].metrics, gw, &gw->vclusters[i]);
     for (int i = 0; i < gw->cfg->n_clusters; i++)
         kg_vcm_collect_cluster(gw->metrics, &gw->clusters[i]);
 }
 
-/* POST /v1/reload: what SIGHUP does, with the errors in the reply. */
-static int admin_reload(void *ctx, kg_admin_request *req)
+/* Last of the start: the front end (the admin API) may use everything built before it. */
+static int gateway_start_frontend(kg_gateway *gw)
 {
-    kg_gateway *gw = ctx;
-    char why[600];
-    char *errors = NULL;
-    size_t errors_len = 0;
-    FILE *errs = open_memstream(&errors, &errors_len);
-    int n_errors = 0;
-    kg_config *fresh = errs ? kg_config_load(gw->cfg->path, errs, &n_errors) : NULL;
-    if (errs) fclose(errs);
-    int status = 200;
-    if (!fresh) {
-        status = kg_admin_error(req, 400, "%s not reloaded: %s", gw->cfg->path,
-                                errors ? errors : "cannot read it");
-    } else if (kg_gateway_reload(gw, fresh, why, sizeof(why)) < 0) {
-        status = kg_admin_error(req, 400, "not reloaded: %s", why);
-    } else {
-        json_t *details = json_pack("{s:s, s:s}", "path", gw->cfg->path, "actor", req->actor);
-        kg_store_audit_append(gw->store, "config.reload", details); /* borrows DETAILS */
-        json_decref(details);
-        status = kg_admin_reply(
-            req, 200,
-            json_pack("{s:s, s:i}", "reloaded", gw->cfg->path, "chaos_rules",
-                      fresh->chaos_rules ? (int)json_array_size(fresh->chaos_rules) : 0));
-    }
-    kg_config_free(fresh);
-    free(errors);
-    return status;
-}
-
-/* The admin routes other modules contribute: reload, chaos rules, experiments. */
-static int gateway_collect_routes(kg_gateway *gw)
-{
-    int n_chaos = 0, n_xp = 0;
-    const kg_admin_route *chaos = kg_chaos_admin_routes(gw->chaos, &n_chaos);
-    const kg_admin_route *xp = kg_experiments_admin_routes(gw->experiments, &n_xp);
-    gw->routes = calloc((size_t)(1 + n_chaos + n_xp), sizeof(*gw->routes));
-    if (!gw->routes) return -1;
-    gw->routes[0] = (kg_admin_route){
-        .method = "POST", .pattern = "/v1/reload", .handler = admin_reload, .ctx = gw};
-    memcpy(&gw->routes[1], chaos, (size_t)n_chaos * sizeof(*chaos));
-    memcpy(&gw->routes[1 + n_chaos], xp, (size_t)n_xp * sizeof(*xp));
-    gw->admin_ops.extra_routes = gw->routes;
-    gw->admin_ops.n_extra_routes = 1 + n_chaos + n_xp;
-    return 0;
-}
-
-static int gateway_start_admin(kg_gateway *gw)
-{
-    if (!gw->cfg->admin_listen[0]) return 0;
-    static const kg_admin_ops ops_template = {.status = admin_status,
-                                              .switch_vcluster = admin_switch,
-                                              .ready = admin_ready,
-                                              .collect_metrics = admin_collect};
-    gw->admin_ops = ops_template;
-    gw->admin_ops.ctx = gw;
-    if (gateway_collect_routes(gw) < 0) return -1;
-    char err[256];
-    gw->admin = kg_admin_start(gw->cfg->admin_listen, gw->cfg->admin_token, &gw->admin_ops,
-                               gw->store, gw->metrics, err, sizeof(err));
-    if (!gw->admin) {
-        kg_error("admin API on %s: %s", gw->cfg->admin_listen, err);
-        return -1;
-    }
-    kg_info("admin API on http://%s/", gw->cfg->admin_listen);
+    if (!gw->frontend.start) return 0;
+    if (gw->frontend.start(gw, &gw->frontend_handle) < 0) return -1;
+    gw->frontend_started = 1;
     return 0;
 }
 
@@ -619,14 +537,15 @@ static int gateway_start_threads(kg_gateway *gw)
     return 0;
 }
 
-kg_gateway *kg_gateway_start(kg_config *cfg)
+kg_gateway *kg_gateway_start(kg_config *cfg, const kg_gateway_frontend *frontend)
 {
     kg_gateway *gw = calloc(1, sizeof(*gw));
     if (!gw) return NULL;
     gw->cfg = cfg;
+    if (frontend) gw->frontend = *frontend;
     gw->accept_loop = kg_loop_new();
     if (!gw->accept_loop || gateway_init_state(gw) < 0 || gateway_open_listeners(gw) < 0 ||
-        gateway_start_threads(gw) < 0 || gateway_start_admin(gw) < 0) {
+        gateway_start_threads(gw) < 0 || gateway_start_frontend(gw) < 0) {
         kg_gateway_stop(gw);
         return NULL;
     }
@@ -639,7 +558,7 @@ void kg_gateway_stop(kg_gateway *gw)
 {
     if (!gw) return;
     atomic_store(&gw->stopping, 1);
-    if (gw->admin) kg_admin_stop(gw->admin);
+    if (gw->frontend_started) gw->frontend.stop(gw->frontend_handle);
     if (gw->accept_started) {
         kg_loop_wake(gw->accept_loop);
         pthread_join(gw->accept_thread, NULL);
@@ -669,14 +588,13 @@ void kg_gateway_stop(kg_gateway *gw)
     if (gw->store) kg_store_close(gw->store);
     kg_metrics_free(gw->metrics);
     free(gw->listeners);
-    free(gw->routes);
     free(gw->workers);
     free(gw->vclusters);
     free(gw->clusters);
     free(gw);
 }
 
-int kg_gateway_serve(kg_config *cfg)
+int kg_gateway_serve(kg_config *cfg, const kg_gateway_frontend *frontend)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -686,7 +604,7 @@ int kg_gateway_serve(kg_config *cfg)
     /* Blocked before any thread starts, so only sigwait below ever sees them. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    kg_gateway *gw = kg_gateway_start(cfg);
+    kg_gateway *gw = kg_gateway_start(cfg, frontend);
     if (!gw) return 1;
     for (;;) {
         int sig = 0;

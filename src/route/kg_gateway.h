@@ -14,7 +14,6 @@
 
 #include <jansson.h>
 
-#include "admin/kg_admin.h"
 #include "engine/kg_loop.h"
 #include "config/kg_config.h"
 #include "route/kg_cluster.h"
@@ -26,6 +25,18 @@ typedef struct kg_experiments kg_experiments;
 typedef struct kg_reaper kg_reaper;
 typedef struct kg_metrics kg_metrics;
 typedef struct kg_vc_metrics kg_vc_metrics;
+
+typedef struct kg_gateway kg_gateway;
+
+/* What serves in front of the gateway (the admin API), known to it only as plain callbacks so
+ * that route/ never depends on admin/ (main wires admin/kg_admin_gateway.h in). START runs last
+ * in kg_gateway_start, once everything it may use is up, and fails the start when it returns
+ * -1; it hands back its handle (may be NULL: nothing to serve). STOP runs first in
+ * kg_gateway_stop, so the front end's last request ends before anything it uses goes away. */
+typedef struct kg_gateway_frontend {
+    int (*start)(kg_gateway *gw, void **handle);
+    void (*stop)(void *handle);
+} kg_gateway_frontend;
 
 #define KG_ROUTE_ACTIVE(word) ((int)((word)&0xff))
 #define KG_ROUTE_EPOCH(word) ((word) >> 8)
@@ -44,7 +55,7 @@ typedef struct kg_vcluster {
     kg_vc_metrics *metrics;
 } kg_vcluster;
 
-typedef struct kg_gateway {
+struct kg_gateway {
     kg_config *cfg;
     kg_cluster *clusters;
     kg_vcluster *vclusters;
@@ -56,10 +67,10 @@ typedef struct kg_gateway {
     kg_metrics *metrics;
     kg_chaos *chaos;
     kg_experiments *experiments;
-    kg_admin *admin;
 
-    kg_admin_ops admin_ops;
-    kg_admin_route *routes; /* admin routes of other modules: reload, chaos, experiments */
+    kg_gateway_frontend frontend; /* all NULL when there is none (the demo) */
+    void *frontend_handle;
+    int frontend_started;
 
     kg_loop *accept_loop; /* also runs the once-a-second housekeeping timer */
     kg_timer housekeeping;
@@ -75,11 +86,11 @@ typedef struct kg_gateway {
     pthread_cond_t probe_cond;
 
     atomic_int stopping;
-} kg_gateway;
+};
 
-/* Builds and starts everything (store, listeners, workers, prober, admin API). On failure
- * prints why to the log and returns NULL. */
-kg_gateway *kg_gateway_start(kg_config *cfg);
+/* Builds and starts everything (store, listeners, workers, prober, then FRONTEND, which may be
+ * NULL and is copied). On failure prints why to the log and returns NULL. */
+kg_gateway *kg_gateway_start(kg_config *cfg, const kg_gateway_frontend *frontend);
 /* Stops accepting, lets in-flight requests finish (bounded by limits.drain_timeout_ms), and
  * releases everything. The config stays the caller's. */
 void kg_gateway_stop(kg_gateway *gw);
@@ -88,8 +99,9 @@ void kg_gateway_stop(kg_gateway *gw);
  * Returns 0, or -1 with the error in ERR (and the log) and nothing changed. */
 int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t errlen);
 
-/* `kgate serve`: start, wait for SIGTERM/SIGINT, stop. Returns the process exit code. */
-int kg_gateway_serve(kg_config *cfg);
+/* `kgate serve`: start (with FRONTEND, see kg_gateway_start), wait for SIGTERM/SIGINT, stop.
+ * Returns the process exit code. */
+int kg_gateway_serve(kg_config *cfg, const kg_gateway_frontend *frontend);
 
 typedef struct kg_switch_request {
     const char *vcluster;
@@ -104,6 +116,10 @@ typedef struct kg_switch_request {
  * already active, 404 unknown vcluster/cluster, 409 refused) and a JSON description. */
 int kg_gateway_switch(kg_gateway *gw, const kg_switch_request *req, json_t **result);
 json_t *kg_gateway_status(kg_gateway *gw);
+/* 1 when the active cluster of every virtual cluster is up (the admin API's /readyz), else 0. */
+int kg_gateway_ready(kg_gateway *gw);
+/* Refreshes the gauges of every virtual and physical cluster in gw->metrics, for a scrape. */
+void kg_gateway_collect_metrics(kg_gateway *gw);
 
 /* For experiments: cumulative counters of VCLUSTER (-1 when unknown), and turning response
  * inspection on/off (counted: every "on" needs an "off"). */

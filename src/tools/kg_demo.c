@@ -256,7 +256,7 @@ static int demo_run(int port, int phase_ms)
     snprintf(state_db, sizeof(state_db), "%s/state.db", state);
     kg_config *cfg =
         demo_config(kg_devcluster_bootstraps(east), kg_devcluster_bootstraps(west), port, state_db);
-    kg_gateway *gw = cfg ? kg_gateway_start(cfg) : NULL;
+    kg_gateway *gw = cfg ? kg_gateway_start(cfg, NULL) : NULL;
     int rc = 1;
     if (gw && demo_wait_up(gw) == 0) {
         demo d = {0};

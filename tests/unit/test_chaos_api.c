@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "admin/kg_admin.h"
+#include "admin/kg_admin_chaos.h"
 #include "admin/kg_chaos_cli.h"
 #include "admin/kg_cli.h"
 #include "chaos/kg_chaos.h"
@@ -39,8 +40,9 @@ static fixture *start(void)
     snprintf(path, sizeof(path), "%s/state.db", f->dir);
     f->store = kg_store_open(path, err, sizeof(err));
     f->chaos = kg_chaos_new(f->store, NULL);
-    kg_admin_ops ops = {0};
-    ops.extra_routes = kg_chaos_admin_routes(f->chaos, &ops.n_extra_routes);
+    kg_admin_route routes[KG_ADMIN_CHAOS_N_ROUTES];
+    kg_admin_ops ops = {.extra_routes = routes};
+    ops.n_extra_routes = kg_admin_chaos_routes(f->chaos, routes);
     f->admin = kg_admin_start("127.0.0.1:0", TOKEN, &ops, f->store, NULL, err, sizeof(err));
     if (!f->admin) {
         fprintf(stderr, "admin: %s\n", err);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "admin/kg_admin.h"
+#include "admin/kg_admin_experiments.h"
 #include "admin/kg_experiment_cli.h"
 #include "metrics/kg_metrics.h"
 #include "chaos/kg_chaos.h"
@@ -96,8 +97,9 @@ static fx *fx_new(void)
 
 static void fx_start_admin(fx *f)
 {
-    kg_admin_ops ops = {0};
-    ops.extra_routes = kg_experiments_admin_routes(f->xs, &ops.n_extra_routes);
+    kg_admin_route routes[KG_ADMIN_EXPERIMENTS_N_ROUTES];
+    kg_admin_ops ops = {.extra_routes = routes};
+    ops.n_extra_routes = kg_admin_experiments_routes(f->xs, routes);
     char err[256];
     f->admin = kg_admin_start("127.0.0.1:0", NULL, &ops, f->store, f->metrics, err, sizeof(err));
     if (!f->admin) {

@@ -1,14 +1,18 @@
-/* Admin API routes of the chaos module (docs/chaos.md, docs/api.md):
+/* kg_admin_chaos — the admin API routes of chaos rules (docs/chaos.md, docs/api.md):
  *   GET    /v1/chaos/rules        {"rules": [rule...]}
  *   POST   /v1/chaos/rules        201 rule | 400 {"error": "field ..."} | 500
  *   GET    /v1/chaos/rules/{id}   200 rule | 404
  *   DELETE /v1/chaos/rules/{id}   204 | 404
  * Adding and removing write audit entries (through kg_chaos_add/remove) with the caller's
- * identity as kg_admin computed it. */
+ * identity as kg_admin computed it. The handlers live here, not in chaos/, so that the chaos
+ * module knows nothing of HTTP: they only call its public API (chaos/kg_chaos.h). */
+#include "admin/kg_admin_chaos.h"
+
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "chaos/kg_chaos_internal.h"
+#include "chaos/kg_chaos.h"
 
 static int handle_list(void *ctx, kg_admin_request *req)
 {
@@ -49,12 +53,14 @@ static int handle_delete(void *ctx, kg_admin_request *req)
     return 204;
 }
 
-const kg_admin_route *kg_chaos_admin_routes(kg_chaos *ch, int *n_routes)
+int kg_admin_chaos_routes(kg_chaos *ch, kg_admin_route out[KG_ADMIN_CHAOS_N_ROUTES])
 {
-    ch->routes[0] = (kg_admin_route){"GET", "/v1/chaos/rules", handle_list, ch, 0};
-    ch->routes[1] = (kg_admin_route){"POST", "/v1/chaos/rules", handle_add, ch, KG_ADMIN_JSON_BODY};
-    ch->routes[2] = (kg_admin_route){"GET", "/v1/chaos/rules/{}", handle_get, ch, 0};
-    ch->routes[3] = (kg_admin_route){"DELETE", "/v1/chaos/rules/{}", handle_delete, ch, 0};
-    *n_routes = 4;
-    return ch->routes;
+    const kg_admin_route table[KG_ADMIN_CHAOS_N_ROUTES] = {
+        {"GET", "/v1/chaos/rules", handle_list, ch, 0},
+        {"POST", "/v1/chaos/rules", handle_add, ch, KG_ADMIN_JSON_BODY},
+        {"GET", "/v1/chaos/rules/{}", handle_get, ch, 0},
+        {"DELETE", "/v1/chaos/rules/{}", handle_delete, ch, 0},
+    };
+    memcpy(out, table, sizeof(table));
+    return KG_ADMIN_CHAOS_N_ROUTES;
 }

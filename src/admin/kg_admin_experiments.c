@@ -1,16 +1,20 @@
-/* Admin API routes of experiments (docs/experiments.md, docs/api.md):
+/* kg_admin_experiments — the admin API routes of experiments (docs/experiments.md, docs/api.md):
  *   POST  /v1/experiments              201 record | 400 {"error": "field ..."} | 409 | 500
  *   GET   /v1/experiments              {"experiments": [summary...]}
  *   GET   /v1/experiments/{id}         record (+ "live" while active; ?seconds=N recent seconds)
  *   POST  /v1/experiments/{id}/stop    200 record | 404 | 409 already ended
  *   PATCH /v1/experiments/{id}         {"remediation", "retest"}: 200 record | 400 | 404 | 409
  *   GET   /v1/experiments/{id}/report  ?format=json (default) | md
- * The caller's identity (kg_admin's actor) goes into the record and the audit entries. */
+ * The caller's identity (kg_admin's actor) goes into the record and the audit entries. The
+ * handlers live here, not in chaos/, so that experiments know nothing of HTTP: they only call
+ * the operations chaos/kg_experiment.h exports for them. */
+#include "admin/kg_admin_experiments.h"
+
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin/kg_admin.h"
-#include "chaos/kg_experiment_internal.h"
+#include "chaos/kg_experiment.h"
 
 #define DEFAULT_RECENT_SECONDS 30
 
@@ -90,11 +94,10 @@ static int handle_report(void *ctx, kg_admin_request *req)
     return 200;
 }
 
-const kg_admin_route *kg_experiments_admin_routes(kg_experiments *xs, int *n_routes)
+int kg_admin_experiments_routes(kg_experiments *xs,
+                                kg_admin_route out[KG_ADMIN_EXPERIMENTS_N_ROUTES])
 {
-    int n;
-    kg_admin_route *r = kg_xp_route_storage(xs, &n);
-    const kg_admin_route table[] = {
+    const kg_admin_route table[KG_ADMIN_EXPERIMENTS_N_ROUTES] = {
         {"POST", "/v1/experiments", handle_create, xs, KG_ADMIN_JSON_BODY},
         {"GET", "/v1/experiments", handle_list, xs, 0},
         {"GET", "/v1/experiments/{}", handle_get, xs, 0},
@@ -102,8 +105,6 @@ const kg_admin_route *kg_experiments_admin_routes(kg_experiments *xs, int *n_rou
         {"POST", "/v1/experiments/{}/stop", handle_stop, xs, 0},
         {"GET", "/v1/experiments/{}/report", handle_report, xs, 0},
     };
-    _Static_assert(sizeof(table) / sizeof(table[0]) == 6, "route storage holds six routes");
-    memcpy(r, table, sizeof(table));
-    *n_routes = n;
-    return r;
+    memcpy(out, table, sizeof(table));
+    return KG_ADMIN_EXPERIMENTS_N_ROUTES;
 }

@@ -1,0 +1,116 @@
+/* kg_admin_gateway — see kg_admin_gateway.h. The callbacks below only translate between
+ * kg_admin_ops and the gateway's public API; what they do is the gateway's. */
+#include "admin/kg_admin_gateway.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "admin/kg_admin.h"
+#include "admin/kg_admin_chaos.h"
+#include "admin/kg_admin_experiments.h"
+#include "config/kg_config.h"
+#include "state/kg_store.h"
+#include "util/kg_log.h"
+
+/* POST /v1/reload and the chaos and experiment routes. */
+#define GATEWAY_N_ROUTES (1 + KG_ADMIN_CHAOS_N_ROUTES + KG_ADMIN_EXPERIMENTS_N_ROUTES)
+
+static json_t *admin_status(void *ctx)
+{
+    return kg_gateway_status(ctx);
+}
+
+static int admin_switch(void *ctx, const char *vcluster, const char *to, const char *reason,
+                        const char *actor, int force, int failback, json_t **result)
+{
+    kg_switch_request req = {.vcluster = vcluster,
+                             .to = to,
+                             .failback = failback,
+                             .force = force,
+                             .reason = reason,
+                             .actor = actor};
+    return kg_gateway_switch(ctx, &req, result);
+}
+
+static int admin_ready(void *ctx)
+{
+    return kg_gateway_ready(ctx);
+}
+
+static void admin_collect(void *ctx)
+{
+    kg_gateway_collect_metrics(ctx);
+}
+
+/* POST /v1/reload: what SIGHUP does, with the errors in the reply. */
+static int admin_reload(void *ctx, kg_admin_request *req)
+{
+    kg_gateway *gw = ctx;
+    char why[600];
+    char *errors = NULL;
+    size_t errors_len = 0;
+    FILE *errs = open_memstream(&errors, &errors_len);
+    int n_errors = 0;
+    kg_config *fresh = errs ? kg_config_load(gw->cfg->path, errs, &n_errors) : NULL;
+    if (errs) fclose(errs);
+    int status = 200;
+    if (!fresh) {
+        status = kg_admin_error(req, 400, "%s not reloaded: %s", gw->cfg->path,
+                                errors ? errors : "cannot read it");
+    } else if (kg_gateway_reload(gw, fresh, why, sizeof(why)) < 0) {
+        status = kg_admin_error(req, 400, "not reloaded: %s", why);
+    } else {
+        json_t *details = json_pack("{s:s, s:s}", "path", gw->cfg->path, "actor", req->actor);
+        kg_store_audit_append(gw->store, "config.reload", details); /* borrows DETAILS */
+        json_decref(details);
+        status = kg_admin_reply(
+            req, 200,
+            json_pack("{s:s, s:i}", "reloaded", gw->cfg->path, "chaos_rules",
+                      fresh->chaos_rules ? (int)json_array_size(fresh->chaos_rules) : 0));
+    }
+    kg_config_free(fresh);
+    free(errors);
+    return status;
+}
+
+/* Fills ROUTES with what the modules GW runs contribute; returns how many. */
+static int gateway_routes(kg_gateway *gw, kg_admin_route routes[GATEWAY_N_ROUTES])
+{
+    int n = 0;
+    routes[n++] = (kg_admin_route){
+        .method = "POST", .pattern = "/v1/reload", .handler = admin_reload, .ctx = gw};
+    n += kg_admin_chaos_routes(gw->chaos, &routes[n]);
+    n += kg_admin_experiments_routes(gw->experiments, &routes[n]);
+    return n;
+}
+
+int kg_admin_gateway_start(kg_gateway *gw, void **handle)
+{
+    *handle = NULL;
+    if (!gw->cfg->admin_listen[0]) return 0;
+    /* kg_admin_start copies OPS and the routes: both may live on this stack. */
+    kg_admin_route routes[GATEWAY_N_ROUTES];
+    kg_admin_ops ops = {.ctx = gw,
+                        .status = admin_status,
+                        .switch_vcluster = admin_switch,
+                        .ready = admin_ready,
+                        .collect_metrics = admin_collect,
+                        .extra_routes = routes};
+    ops.n_extra_routes = gateway_routes(gw, routes);
+    char err[256];
+    kg_admin *admin = kg_admin_start(gw->cfg->admin_listen, gw->cfg->admin_token, &ops, gw->store,
+                                     gw->metrics, err, sizeof(err));
+    if (!admin) {
+        kg_error("admin API on %s: %s", gw->cfg->admin_listen, err);
+        return -1;
+    }
+    kg_info("admin API on http://%s/", gw->cfg->admin_listen);
+    *handle = admin;
+    return 0;
+}
+
+void kg_admin_gateway_stop(void *handle)
+{
+    if (handle) kg_admin_stop(handle);
+}
