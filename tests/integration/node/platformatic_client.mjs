@@ -1,7 +1,8 @@
 // @platformatic/kafka client driven by the integration tests: same scenario as
 // kafkajs_client.cjs (produce; a 2-member consumer group; restart from committed offsets).
 // Usage: node platformatic_client.mjs '{"bootstrap": "...", "topic": "...", "count": N, ...}'
-// Prints one JSON object on stdout; failures exit non-zero with the error on stderr.
+// Prints one JSON object on stdout; failures exit non-zero with the error on stderr. A consumer
+// stream error fails the step it happened in (recorded in "errors"), never only logged.
 import { Admin, Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
 
 const args = JSON.parse(process.argv[2]);
@@ -33,6 +34,7 @@ async function consumeGroup(members, want, deadlineMs) {
   const assigned = new Set();
   let shared = members === 1;
   const deadline = Date.now() + deadlineMs;
+  const streamErrors = [];
   for (let m = 0; m < members; m++) {
     const name = `member-${m}`;
     const consumer = new Consumer({ ...base, clientId: `kgate-it-platformatic-${name}`,
@@ -45,10 +47,10 @@ async function consumeGroup(members, want, deadlineMs) {
         value: message.value });
       seen.add(message.value);
     });
-    stream.on('error', (e) => { console.error(`${name} stream error: ${e}`); });
+    stream.on('error', (e) => { streamErrors.push(`${name} stream error: ${e}`); });
     consumers.push({ name, consumer, stream });
   }
-  while (Date.now() < deadline) {
+  while (Date.now() < deadline && streamErrors.length === 0) {
     for (const c of consumers) {
       const parts = (c.consumer.assignments ?? []).flatMap((a) => a.partitions);
       if (parts.length > 0 && parts.length < args.partitions) shared = true;
@@ -66,6 +68,7 @@ async function consumeGroup(members, want, deadlineMs) {
     await c.stream.close();
     await c.consumer.close();
   }
+  if (streamErrors.length) throw new Error(streamErrors.join('\n'));
   return { records, joins, shared };
 }
 
