@@ -650,6 +650,15 @@ static int resolve_listen(const char *listen, struct sockaddr_storage *addr, soc
     return 0;
 }
 
+int kg_admin_bind_routes(kg_admin_route *out, const kg_admin_route *table, int n, void *ctx)
+{
+    for (int i = 0; i < n; i++) {
+        out[i] = table[i];
+        out[i].ctx = ctx;
+    }
+    return n;
+}
+
 static int build_routes(kg_admin *a, const kg_admin_ops *ops)
 {
     int n_builtin = (int)(sizeof(builtin_routes) / sizeof(builtin_routes[0]));

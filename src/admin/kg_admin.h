@@ -87,6 +87,10 @@ typedef struct kg_admin_ops {
     int n_extra_routes;
 } kg_admin_ops;
 
+/* Copies the N routes of TABLE (whose ctx is ignored) into OUT with CTX as every route's
+ * context, so a module keeps one static table and binds it to its object. Returns N. */
+int kg_admin_bind_routes(kg_admin_route *out, const kg_admin_route *table, int n, void *ctx);
+
 /* Starts serving on LISTEN ("host:port", "[v6]:port"; port 0 = ephemeral, see kg_admin_port).
  * TOKEN NULL or "" = no authentication. OPS and its extra routes are copied; STORE and METRICS are
  * borrowed and may be NULL (their routes then answer 503). NULL with a message in ERR on failure.

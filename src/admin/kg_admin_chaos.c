@@ -53,14 +53,14 @@ static int handle_delete(void *ctx, kg_admin_request *req)
     return 204;
 }
 
+static const kg_admin_route chaos_routes[KG_ADMIN_CHAOS_N_ROUTES] = {
+    {"GET", "/v1/chaos/rules", handle_list, NULL, 0},
+    {"POST", "/v1/chaos/rules", handle_add, NULL, KG_ADMIN_JSON_BODY},
+    {"GET", "/v1/chaos/rules/{}", handle_get, NULL, 0},
+    {"DELETE", "/v1/chaos/rules/{}", handle_delete, NULL, 0},
+};
+
 int kg_admin_chaos_routes(kg_chaos *ch, kg_admin_route out[KG_ADMIN_CHAOS_N_ROUTES])
 {
-    const kg_admin_route table[KG_ADMIN_CHAOS_N_ROUTES] = {
-        {"GET", "/v1/chaos/rules", handle_list, ch, 0},
-        {"POST", "/v1/chaos/rules", handle_add, ch, KG_ADMIN_JSON_BODY},
-        {"GET", "/v1/chaos/rules/{}", handle_get, ch, 0},
-        {"DELETE", "/v1/chaos/rules/{}", handle_delete, ch, 0},
-    };
-    memcpy(out, table, sizeof(table));
-    return KG_ADMIN_CHAOS_N_ROUTES;
+    return kg_admin_bind_routes(out, chaos_routes, KG_ADMIN_CHAOS_N_ROUTES, ch);
 }

@@ -94,17 +94,17 @@ static int handle_report(void *ctx, kg_admin_request *req)
     return 200;
 }
 
+static const kg_admin_route experiment_routes[KG_ADMIN_EXPERIMENTS_N_ROUTES] = {
+    {"POST", "/v1/experiments", handle_create, NULL, KG_ADMIN_JSON_BODY},
+    {"GET", "/v1/experiments", handle_list, NULL, 0},
+    {"GET", "/v1/experiments/{}", handle_get, NULL, 0},
+    {"PATCH", "/v1/experiments/{}", handle_annotate, NULL, KG_ADMIN_JSON_BODY},
+    {"POST", "/v1/experiments/{}/stop", handle_stop, NULL, 0},
+    {"GET", "/v1/experiments/{}/report", handle_report, NULL, 0},
+};
+
 int kg_admin_experiments_routes(kg_experiments *xs,
                                 kg_admin_route out[KG_ADMIN_EXPERIMENTS_N_ROUTES])
 {
-    const kg_admin_route table[KG_ADMIN_EXPERIMENTS_N_ROUTES] = {
-        {"POST", "/v1/experiments", handle_create, xs, KG_ADMIN_JSON_BODY},
-        {"GET", "/v1/experiments", handle_list, xs, 0},
-        {"GET", "/v1/experiments/{}", handle_get, xs, 0},
-        {"PATCH", "/v1/experiments/{}", handle_annotate, xs, KG_ADMIN_JSON_BODY},
-        {"POST", "/v1/experiments/{}/stop", handle_stop, xs, 0},
-        {"GET", "/v1/experiments/{}/report", handle_report, xs, 0},
-    };
-    memcpy(out, table, sizeof(table));
-    return KG_ADMIN_EXPERIMENTS_N_ROUTES;
+    return kg_admin_bind_routes(out, experiment_routes, KG_ADMIN_EXPERIMENTS_N_ROUTES, xs);
 }

@@ -90,13 +90,14 @@ int kg_admin_gateway_start(kg_gateway *gw, void **handle)
     *handle = NULL;
     if (!gw->cfg->admin_listen[0]) return 0;
     /* kg_admin_start copies OPS and the routes: both may live on this stack. */
+    static const kg_admin_ops ops_template = {.status = admin_status,
+                                              .switch_vcluster = admin_switch,
+                                              .ready = admin_ready,
+                                              .collect_metrics = admin_collect};
     kg_admin_route routes[GATEWAY_N_ROUTES];
-    kg_admin_ops ops = {.ctx = gw,
-                        .status = admin_status,
-                        .switch_vcluster = admin_switch,
-                        .ready = admin_ready,
-                        .collect_metrics = admin_collect,
-                        .extra_routes = routes};
+    kg_admin_ops ops = ops_template;
+    ops.ctx = gw;
+    ops.extra_routes = routes;
     ops.n_extra_routes = gateway_routes(gw, routes);
     char err[256];
     kg_admin *admin = kg_admin_start(gw->cfg->admin_listen, gw->cfg->admin_token, &ops, gw->store,
