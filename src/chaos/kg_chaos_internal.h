@@ -11,9 +11,9 @@
 
 #include <jansson.h>
 
-#include "metrics/kg_metrics.h"
 #include "chaos/kg_chaos.h"
 #include "kp_msgs.h"
+#include "metrics/kg_metrics.h"
 #include "proto/kp_prim.h"
 
 /* ---------------------------------------------------------------- fault types */

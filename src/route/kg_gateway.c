@@ -10,13 +10,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "metrics/kg_metrics.h"
 #include "chaos/kg_chaos.h"
 #include "chaos/kg_experiment.h"
 #include "engine/kg_loop.h"
 #include "engine/kg_reaper.h"
 #include "engine/kg_wire.h"
 #include "engine/kg_worker.h"
+#include "metrics/kg_metrics.h"
 #include "route/kg_vcmetrics.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"

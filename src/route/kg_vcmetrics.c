@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics/kg_metrics.h"
 #include "kp_msgs.h"
+#include "metrics/kg_metrics.h"
 #include "route/kg_gateway.h"
 
 #define VCM_APIS 128 /* api keys are small integers; higher ones share no series */

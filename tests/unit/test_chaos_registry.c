@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "metrics/kg_metrics.h"
 #include "chaos/kg_chaos_internal.h"
 #include "kp_msgs.h"
+#include "metrics/kg_metrics.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
 

@@ -16,10 +16,10 @@
 #include "admin/kg_admin.h"
 #include "admin/kg_admin_experiments.h"
 #include "admin/kg_experiment_cli.h"
-#include "metrics/kg_metrics.h"
 #include "chaos/kg_chaos.h"
 #include "chaos/kg_experiment.h"
 #include "config/kg_config.h"
+#include "metrics/kg_metrics.h"
 #include "state/kg_store.h"
 
 #define T0 INT64_C(1767225600000) /* 2026-01-01T00:00:00Z: the fake clock's start */
