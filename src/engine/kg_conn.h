@@ -34,8 +34,7 @@ typedef enum kg_conn_state {
 #define KG_INFLIGHT_APIVERSIONS 2u /* response is replaced by kgate's version intersection */
 #define KG_INFLIGHT_READY 4u       /* `frame` is the response to deliver, not before release_us */
 #define KG_INFLIGHT_SWALLOW 8u  /* the broker's response is dropped (chaos: request sent twice) */
-#define KG_INFLIGHT_REPLACE 16u /* `frame` is delivered instead of the broker's (chaos: lost ack)  \
-                                 */
+#define KG_INFLIGHT_REPLACE 16u /* `frame` replaces the broker's response (chaos: lost ack) */
 #define KG_INFLIGHT_MUTATE 32u  /* the broker's response goes through chaos (records) */
 #define KG_INFLIGHT_INSPECT 64u /* count the errors of the delivered response (experiments) */
 #define KG_INFLIGHT_GROUP 128u  /* group response: translate errors to Kafka's (kg_rewrite) */
