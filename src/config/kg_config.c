@@ -1501,12 +1501,14 @@ static void report_yaml_errors(cfg_parser *p, struct fy_diag *diag)
  * not handle all of it safely: it silently accepts some malformed UTF-8, stops at a NUL, and a
  * reserved directive holding a sequence its UTF-8 decoder rejects (an overlong form or a
  * surrogate: "%a\xe0\x91\x90" at the start of a line) makes fy_scan_directive loop forever --
- * in `kgate check` and in the reload a SIGHUP starts. Refused: more than MAX_FILE_BYTES, NUL
- * and other control characters (tab, CR and LF are text), anything but strict UTF-8, and
- * directives (a line starting with '%'; a kgate file has no use for %YAML or %TAG), each of the
- * last two enough to stop that loop. What remains is bounded by libfyaml itself: nesting deeper
- * than 64 levels is a syntax error, and aliases are not expanded. Returns 0, or -1 with *LOC and
- * WHY set. */
+ * in `kgate check` and in the reload a SIGHUP starts -- and a tab where a block indicator
+ * follows an explicit key ("? a:\t? b") crashes it (libfyaml 0.7.12, fy_indent_vacuum_internal
+ * at fy_parser_destroy). Refused: more than MAX_FILE_BYTES, NUL, tabs and other control
+ * characters (CR and LF are line ends), anything but strict UTF-8, and directives (a line
+ * starting with '%'; a kgate file has no use for %YAML or %TAG). YAML never allows tabs for
+ * indentation, so a file only loses tabs between tokens, which spaces replace. What remains is
+ * bounded by libfyaml itself: nesting deeper than 64 levels is a syntax error, and aliases are
+ * not expanded. Returns 0, or -1 with *LOC and WHY set. */
 static int text_problem(const unsigned char *s, size_t len, cfg_loc *loc, char *why,
                         size_t why_size)
 {
@@ -1542,7 +1544,13 @@ static int text_problem(const unsigned char *s, size_t len, cfg_loc *loc, char *
             snprintf(why, why_size, "the file is not valid UTF-8 (byte 0x%02x)", c);
             return -1;
         }
-        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+        if (c == '\t') {
+            snprintf(why, why_size,
+                     "the file contains a tab; indent and separate with spaces (in a "
+                     "double-quoted string, write \\t)");
+            return -1;
+        }
+        if ((c < 0x20 && c != '\n' && c != '\r') || c == 0x7f) {
             snprintf(why, why_size, "the file contains a control character (byte 0x%02x)", c);
             return -1;
         }

@@ -266,19 +266,38 @@ static void check_refused_bounded(const char *text, const char *want)
     sigaction(SIGALRM, &saved, NULL);
 }
 
-/* glibc's regcomp copies what a repetition applies to, so stacked or nested repetitions grow
- * exponentially: fuzz_chaos_rule found ".*+++...+" taking 34 s (and gigabytes) to compile
- * (tests/fuzz/corpus/fuzz_chaos_rule/slow-regex-stacked-plus.json). Such patterns are refused
- * by their expanded size; ordinary name patterns, even long counted ones, still compile. */
+/* glibc's regcomp takes exponential time on loops around what can match the empty string, and
+ * copies what a repetition applies to: fuzz_chaos_rule found ".*+++...+" taking 34 s (and
+ * gigabytes) to compile, then ".*++++++h-fa*il5au*an+m" (tests/fuzz/corpus/fuzz_chaos_rule/
+ * slow-regex-*.json). Both kinds are refused; ordinary name patterns, even long counted ones,
+ * still compile. */
 KT_TEST(regex_patterns_that_compile_slowly_are_refused)
 {
     const char *too_large = "the regular expression is too large once its repetitions are "
                             "expanded (more than 1000 elements)";
+    const char *empty_loop = "the regular expression repeats something that can match the "
+                             "empty string";
     check_refused_bounded("{\"type\": \"broken-brokers\", \"vcluster\": \"default\", \"topic\": "
                           "\".*+++++++++++++++++++++++++++++++\", \"rate\": -10, \"errors\": "
                           "{\"produce\": \"NG\"}, \"for\": \"14m\"}",
-                          too_large);
-    check_refused_bounded("{\"type\": \"down\", \"client_id\": \"(.{0,255}){0,100}\"}", too_large);
+                          empty_loop);
+    check_refused_bounded("{\"type\": \"broken-brokers\", \"vcluster\": \"defat\", \"topic\": "
+                          "\".*++++++h-fa*il5au*an+m\"}",
+                          empty_loop);
+    static const char *const empty_loops[] = {"(a*)*", "(a|)+",     "(a?){30}", "(()*)",
+                                              "(^)*",  "x(b|c*)+y", "a**",      "(a{0,2}){2,}"};
+    for (size_t i = 0; i < sizeof(empty_loops) / sizeof(empty_loops[0]); i++) {
+        char json[256];
+        snprintf(json, sizeof(json), "{\"type\": \"latency\", \"delay_ms\": 1, \"topic\": \"%s\"}",
+                 empty_loops[i]);
+        check_refused_bounded(json, empty_loop);
+    }
+    /* The pattern is compiled as ^(PATTERN)$: a ")" of its own would close that group. */
+    check_refused_bounded("{\"type\": \"broken-brokers\", \"topic\": \")+++++m\"}",
+                          "field \"topic\": unmatched ')' in the regular expression");
+    check_refused_bounded("{\"type\": \"down\", \"client_id\": \"a)|(.*\"}",
+                          "field \"client_id\": unmatched ')'");
+    check_refused_bounded("{\"type\": \"down\", \"client_id\": \"(.{1,255}){1,100}\"}", too_large);
     check_refused_bounded("{\"type\": \"latency\", \"delay_ms\": 1, \"topic\": "
                           "\"((a{1,50}){1,50}){1,10}\"}",
                           too_large);
@@ -300,7 +319,14 @@ KT_TEST(regex_patterns_that_compile_slowly_are_refused)
                                        "a{1000}",
                                        "(ab|cd){10}(ef){0,5}",
                                        "\\\\{x\\\\}+",
-                                       "a{,5}b"};
+                                       "a{,5}b",
+                                       "(a*)?",
+                                       "([a-z]+\\\\.)+[a-z]+",
+                                       "(a*){1}",
+                                       "((a+b)+c)+",
+                                       "(x|y*z)+",
+                                       "[*+]+",
+                                       "a\\\\)b"};
     for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
         char json[256], err[512] = "";
         snprintf(json, sizeof(json), "{\"type\": \"latency\", \"delay_ms\": 1, \"topic\": \"%s\"}",

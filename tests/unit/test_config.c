@@ -669,10 +669,6 @@ KT_TEST(yaml_syntax_errors_have_a_line)
     KT_CHECK_EQ_INT(r.n_errors, 1);
     KT_CHECK(has_prefix(r.errs, "t.yaml:4:4: YAML syntax error: "));
     done(&r);
-    r = parse("clusters:\n\tbootstrap: a:1\n");
-    KT_CHECK_EQ_INT(r.n_errors, 1);
-    KT_CHECK(has_prefix(r.errs, "t.yaml:2:1: YAML syntax error: "));
-    done(&r);
     expect_single_error(MINIMAL_YAML "---\nlisten: 127.0.0.1\n",
                         "t.yaml:8:1: only one YAML document is allowed; a second one starts "
                         "here\n");
@@ -877,8 +873,16 @@ KT_TEST(control_characters_and_huge_files_are_refused)
                            "t.yaml:8:10: the file contains a control character (byte 0x01)\n");
     expect_refused_bounded(MINIMAL_YAML "state: a\x7f\n",
                            "t.yaml:8:9: the file contains a control character (byte 0x7f)\n");
-    /* Tabs and CRLF line ends are text. */
-    parsed r = parse_bounded("clusters:\r\n  a: {bootstrap: 10.0.0.1:9092}\t# tab\r\n"
+    /* libfyaml 0.7.12 crashes on a tab after an explicit key (found by fuzz_config;
+     * tests/fuzz/corpus/fuzz_config/crash-tab-after-explicit-key.yaml); no file needs tabs. */
+    expect_refused_bounded("clusters:\n\tbootstrap: a:1\n",
+                           "t.yaml:2:1: the file contains a tab; indent and separate with spaces "
+                           "(in a double-quoted string, write \\t)\n");
+    expect_refused_bounded("listen927.0.0s:\n? vsters:\t? n927.0.0s:\n? vsters:\n? v:v: {;or;ds}\n",
+                           "t.yaml:2:10: the file contains a tab; indent and separate with spaces "
+                           "(in a double-quoted string, write \\t)\n");
+    /* CRLF line ends are text. */
+    parsed r = parse_bounded("clusters:\r\n  a: {bootstrap: 10.0.0.1:9092} # x\r\n"
                              "vclusters: {v: {port: 20000, primary: a}}\r\n");
     KT_CHECK_EQ_STR(r.errs, "");
     KT_CHECK(r.cfg != NULL);
