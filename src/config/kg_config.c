@@ -110,9 +110,22 @@ static const char *const tls_keys[TLS_N] = {"ca_file", "cert_file", "key_file", 
 enum { SASL_MECHANISM, SASL_USERNAME, SASL_PASSWORD, SASL_PASSWORD_FILE, SASL_N };
 static const char *const sasl_keys[SASL_N] = {"mechanism", "username", "password", "password_file"};
 
-enum { VC_PORT, VC_PRIMARY, VC_SECONDARY, VC_NODE_IDS, VC_LEADER_EPOCHS, VC_N };
-static const char *const vcluster_keys[VC_N] = {"port", "primary", "secondary", "node_ids",
-                                                "leader_epochs"};
+enum {
+    VC_PORT,
+    VC_PRIMARY,
+    VC_SECONDARY,
+    VC_NODE_IDS,
+    VC_LEADER_EPOCHS,
+    VC_AUTH,
+    VC_LISTENER,
+    VC_N
+};
+static const char *const vcluster_keys[VC_N] = {"port",          "primary", "secondary", "node_ids",
+                                                "leader_epochs", "auth",    "listener"};
+
+enum { LISTENER_SASL, LISTENER_ALLOW_PLAIN, LISTENER_SESSION_MS, LISTENER_N };
+static const char *const listener_keys[LISTENER_N] = {"sasl", "allow_plain_without_tls",
+                                                      "sasl_session_ms"};
 
 enum { NODE_IDS_MIN, NODE_IDS_MAX, NODE_IDS_N };
 static const char *const node_ids_keys[NODE_IDS_N] = {"min", "max"};
@@ -143,6 +156,7 @@ static const cfg_section tls_section = {"clusters.NAME.tls", tls_keys, TLS_N};
 static const cfg_section sasl_section = {"clusters.NAME.sasl", sasl_keys, SASL_N};
 static const cfg_section vcluster_section = {"vclusters.NAME", vcluster_keys, VC_N};
 static const cfg_section node_ids_section = {"vclusters.NAME.node_ids", node_ids_keys, NODE_IDS_N};
+static const cfg_section listener_section = {"vclusters.NAME.listener", listener_keys, LISTENER_N};
 static const cfg_section admin_section = {"admin", admin_keys, ADMIN_N};
 static const cfg_section limits_section = {"limits", limit_keys, LIMIT_N};
 static const cfg_section health_section = {"health", health_keys, HEALTH_N};
@@ -150,8 +164,9 @@ static const cfg_section log_section = {"log", log_keys, LOG_N};
 
 /* Every section, so an unknown key can be pointed to the place where it does belong. */
 static const cfg_section *const all_sections[] = {
-    &root_section,  &cluster_section, &tls_section,    &sasl_section, &vcluster_section,
-    &admin_section, &limits_section,  &health_section, &log_section,  &node_ids_section};
+    &root_section,     &cluster_section,  &tls_section,     &sasl_section,
+    &vcluster_section, &admin_section,    &limits_section,  &health_section,
+    &log_section,      &node_ids_section, &listener_section};
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error"};
 
@@ -1126,6 +1141,70 @@ static void parse_leader_epochs(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_va
         cfg_err(p, v->loc, "%s: must be hide or pass, not '%s'", path, mode);
 }
 
+/* listener.sasl: a list of mechanism names, each once. */
+static void parse_listener_sasl(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v,
+                                const char *path)
+{
+    if (!v->node || !expect_kind(p, v, path, FYNT_SEQUENCE, "a list of SASL mechanisms")) return;
+    void *iter = NULL;
+    struct fy_node *item;
+    int n = 0;
+    while ((item = fy_node_sequence_iterate(v->node, &iter))) {
+        n++;
+        cfg_val iv = make_val(p, item, v->loc, path);
+        char mech[32];
+        if (get_string(p, &iv, path, mech, sizeof(mech)) <= 0) continue;
+        int m = KG_SASL_NONE;
+        for (int i = KG_SASL_PLAIN; i <= KG_SASL_SCRAM_SHA_512; i++)
+            if (strcmp(mech, sasl_names[i]) == 0) m = i;
+        if (m == KG_SASL_NONE)
+            cfg_err(p, iv.loc,
+                    "%s: '%s' is not a mechanism kgate offers (PLAIN, SCRAM-SHA-256, "
+                    "SCRAM-SHA-512)",
+                    path, mech);
+        else if (vc->sasl_mechanisms & KG_SASL_BIT(m))
+            cfg_err(p, iv.loc, "%s: %s listed twice", path, mech);
+        vc->sasl_mechanisms |= m == KG_SASL_NONE ? 0 : KG_SASL_BIT(m);
+    }
+    if (n == 0) cfg_err(p, v->loc, "%s: list at least one mechanism", path);
+}
+
+/* auth: none (default) | gateway, and the listener: section that goes with it. */
+static void parse_auth(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *auth,
+                       const cfg_val *listener, const char *path)
+{
+    char fp[CFG_PATH_MAX], mode[16] = "";
+    cfg_val f[LISTENER_N];
+    if (get_string(p, auth, join_path(fp, path, "auth"), mode, sizeof(mode)) > 0) {
+        if (strcmp(mode, "gateway") == 0)
+            vc->auth_gateway = 1;
+        else if (strcmp(mode, "none") != 0)
+            cfg_err(p, auth->loc, "%s: must be none or gateway, not '%s'", fp, mode);
+    }
+    char lp[CFG_PATH_MAX];
+    join_path(lp, path, "listener");
+    if (!collect_section(p, listener, lp, &listener_section, f)) return;
+    parse_listener_sasl(p, vc, &f[LISTENER_SASL], join_path(fp, lp, "sasl"));
+    get_bool(p, &f[LISTENER_ALLOW_PLAIN], join_path(fp, lp, "allow_plain_without_tls"),
+             &vc->allow_plain_without_tls);
+    long long ms = 0;
+    if (get_int(p, &f[LISTENER_SESSION_MS], join_path(fp, lp, "sasl_session_ms"), 0,
+                7LL * 24 * 3600 * 1000, &ms) > 0)
+        vc->sasl_session_ms = ms;
+    if (!vc->auth_gateway && (f[LISTENER_SASL].node || f[LISTENER_SESSION_MS].node))
+        cfg_err(p, f[LISTENER_SASL].node ? f[LISTENER_SASL].loc : f[LISTENER_SESSION_MS].loc,
+                "%s: SASL at kgate needs %s.auth: gateway", lp, path);
+    if (vc->auth_gateway && !f[LISTENER_SASL].node)
+        vc->sasl_mechanisms =
+            KG_SASL_BIT(KG_SASL_SCRAM_SHA_256) | KG_SASL_BIT(KG_SASL_SCRAM_SHA_512);
+    /* There is no TLS listener yet: PLAIN would put passwords on the wire in clear. */
+    if ((vc->sasl_mechanisms & KG_SASL_BIT(KG_SASL_PLAIN)) && !vc->allow_plain_without_tls)
+        cfg_err(p, f[LISTENER_SASL].loc,
+                "%s: PLAIN sends passwords in clear and kgate has no TLS listener yet; set "
+                "%s.allow_plain_without_tls: true to accept that",
+                join_path(fp, lp, "sasl"), lp);
+}
+
 static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
                            const cfg_named *entry)
 {
@@ -1156,6 +1235,7 @@ static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
     }
     parse_node_ids(p, vc, &f[VC_NODE_IDS], join_path(fp, path, "node_ids"));
     parse_leader_epochs(p, vc, &f[VC_LEADER_EPOCHS], join_path(fp, path, "leader_epochs"));
+    parse_auth(p, vc, &f[VC_AUTH], &f[VC_LISTENER], path);
     if (port_rc > 0 && vc->node_id_min >= 0) {
         ports->lo = (long)port;
         ports->hi = (long)port + 1 + ((long)vc->node_id_max - vc->node_id_min);

@@ -67,7 +67,14 @@ typedef struct kg_vcluster_cfg {
     int node_id_min;        /* default 0 */
     int node_id_max;        /* default 31 */
     int hide_leader_epochs; /* leader_epochs: hide (default with a secondary) | pass */
+    /* auth: gateway — clients authenticate to kgate (SASL) with users kgate manages. */
+    int auth_gateway;
+    unsigned sasl_mechanisms;    /* listener.sasl: bit (1 << enum kg_sasl_mechanism) each */
+    int allow_plain_without_tls; /* listener.allow_plain_without_tls (PLAIN sends passwords) */
+    int64_t sasl_session_ms;     /* listener.sasl_session_ms: KIP-368 lifetime, 0 = none */
 } kg_vcluster_cfg;
+
+#define KG_SASL_BIT(m) (1u << (unsigned)(m))
 
 typedef struct kg_config {
     char path[1024];

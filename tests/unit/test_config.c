@@ -391,6 +391,49 @@ KT_TEST(leader_epochs_hidden_by_default_only_with_a_secondary)
         "t.yaml:9:20: vclusters.v.leader_epochs: must be hide or pass, not 'drop'\n");
 }
 
+KT_TEST(auth_gateway_and_listener_sasl)
+{
+    parsed r = parse(MINIMAL_YAML);
+    KT_CHECK(r.cfg && !r.cfg->vclusters[0].auth_gateway && !r.cfg->vclusters[0].sasl_mechanisms);
+    done(&r);
+    /* gateway without a list offers both SCRAM mechanisms */
+    r = parse(MINIMAL_YAML "    auth: gateway\n");
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].auth_gateway);
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].sasl_mechanisms == (KG_SASL_BIT(KG_SASL_SCRAM_SHA_256) |
+                                                              KG_SASL_BIT(KG_SASL_SCRAM_SHA_512)));
+    done(&r);
+    r = parse(MINIMAL_YAML "    auth: gateway\n"
+                           "    listener:\n"
+                           "      sasl: [SCRAM-SHA-512, PLAIN]\n"
+                           "      allow_plain_without_tls: true\n"
+                           "      sasl_session_ms: 60000\n");
+    KT_CHECK_EQ_INT(r.n_errors, 0);
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].sasl_mechanisms ==
+                          (KG_SASL_BIT(KG_SASL_SCRAM_SHA_512) | KG_SASL_BIT(KG_SASL_PLAIN)));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].sasl_session_ms == 60000);
+    done(&r);
+    expect_single_error(MINIMAL_YAML "    auth: ldap\n",
+                        "t.yaml:8:11: vclusters.v.auth: must be none or gateway, not 'ldap'\n");
+    expect_single_error(MINIMAL_YAML "    auth: gateway\n    listener:\n      sasl: [PLAIN]\n",
+                        "t.yaml:10:7: vclusters.v.listener.sasl: PLAIN sends passwords in clear "
+                        "and kgate has no TLS listener yet; set "
+                        "vclusters.v.listener.allow_plain_without_tls: true to accept that\n");
+    expect_single_error(MINIMAL_YAML
+                        "    auth: gateway\n    listener:\n      sasl: [OAUTHBEARER]\n",
+                        "t.yaml:10:14: vclusters.v.listener.sasl: 'OAUTHBEARER' is not a mechanism "
+                        "kgate offers (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)\n");
+    expect_single_error(
+        MINIMAL_YAML
+        "    auth: gateway\n    listener:\n      sasl: [SCRAM-SHA-256, SCRAM-SHA-256]\n",
+        "t.yaml:10:29: vclusters.v.listener.sasl: SCRAM-SHA-256 listed twice\n");
+    expect_single_error(MINIMAL_YAML "    listener:\n      sasl: [SCRAM-SHA-256]\n",
+                        "t.yaml:9:7: vclusters.v.listener: SASL at kgate needs vclusters.v.auth: "
+                        "gateway\n");
+    r = parse(MINIMAL_YAML "    auth: gateway\n    listener:\n      sasl_sesion_ms: 5\n");
+    KT_CHECK(r.cfg == NULL && r.errs && strstr(r.errs, "sasl_sesion_ms"));
+    done(&r);
+}
+
 KT_TEST(chaos_rules_become_json_with_their_lines)
 {
     parsed r = parse(MINIMAL_YAML "chaos:\n"
