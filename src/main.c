@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "admin/kg_chaos_cli.h"
+#include "admin/kg_users_cli.h"
 #include "admin/kg_cli.h"
 #include "admin/kg_admin_gateway.h"
 #include "admin/kg_experiment_cli.h"
@@ -42,6 +43,10 @@ static void usage(FILE *out)
             "             | annotate ID --remediation TEXT --retest ID --retest-result TEXT\n"
             "                         chaos drills with abort criteria and a six-field report\n"
             "  reload                 re-read the config file's chaos rules (same as SIGHUP)\n"
+            "  users add NAME --mechanism M (--password-file F | --password-stdin)\n"
+            "        | passwd NAME ... | rm NAME | list\n"
+            "                         SASL users of auth: gateway virtual clusters (see "
+            "docs/security.md)\n"
             "  common options: -c FILE (admin address and token from the config),\n"
             "                  --admin URL, --token TOKEN, --json\n"
             "\n"
@@ -177,6 +182,8 @@ static int cmd_operate(int argc, char **argv)
     }
     if (strcmp(argv[0], "chaos") == 0)
         return kg_chaos_cli_main(argc, argv, url, token[0] ? token : NULL);
+    if (strcmp(argv[0], "users") == 0)
+        return kg_users_cli_main(argc, argv, url, token[0] ? token : NULL);
     if (strcmp(argv[0], "experiment") == 0)
         return kg_experiment_cli_main(argc, argv, url, token[0] ? token : NULL);
     return kg_cli_main(argc, argv, url, token[0] ? token : NULL);
@@ -203,7 +210,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "demo") == 0) return kg_demo_main(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "failover") == 0 ||
         strcmp(cmd, "failback") == 0 || strcmp(cmd, "audit") == 0 || strcmp(cmd, "chaos") == 0 ||
-        strcmp(cmd, "experiment") == 0 || strcmp(cmd, "reload") == 0)
+        strcmp(cmd, "experiment") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "users") == 0)
         return cmd_operate(argc - 1, argv + 1);
     fprintf(stderr, "kgate: unknown command '%s'\n\n", cmd);
     usage(stderr);

@@ -9,12 +9,14 @@
 #include "admin/kg_admin.h"
 #include "admin/kg_admin_chaos.h"
 #include "admin/kg_admin_experiments.h"
+#include "admin/kg_admin_users.h"
 #include "config/kg_config.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
 
-/* POST /v1/reload and the chaos and experiment routes. */
-#define GATEWAY_N_ROUTES (1 + KG_ADMIN_CHAOS_N_ROUTES + KG_ADMIN_EXPERIMENTS_N_ROUTES)
+/* POST /v1/reload and the chaos, experiment and user routes. */
+#define GATEWAY_N_ROUTES                                                                           \
+    (1 + KG_ADMIN_CHAOS_N_ROUTES + KG_ADMIN_EXPERIMENTS_N_ROUTES + KG_ADMIN_USERS_N_ROUTES)
 
 static json_t *admin_status(void *ctx)
 {
@@ -82,6 +84,7 @@ static int gateway_routes(kg_gateway *gw, kg_admin_route routes[GATEWAY_N_ROUTES
         .method = "POST", .pattern = "/v1/reload", .handler = admin_reload, .ctx = gw};
     n += kg_admin_chaos_routes(gw->chaos, &routes[n]);
     n += kg_admin_experiments_routes(gw->experiments, &routes[n]);
+    n += kg_admin_users_routes(gw->users, &routes[n]);
     return n;
 }
 

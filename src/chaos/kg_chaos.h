@@ -66,7 +66,7 @@ bool kg_chaos_set_empty(const kg_chaos_set *set);
 typedef struct kg_chaos_conn {
     const char *vcluster;
     kp_str client_id;      /* from the latest request header; null until the first request */
-    const char *principal; /* NULL until authentication exists */
+    const char *principal; /* "User:NAME" once SASL at kgate authenticated it, else NULL */
     int32_t node_id;       /* broker the client dialled; -1 = bootstrap port */
     uint64_t *rng;         /* the worker's random state (rates, random delays, bytes) */
 } kg_chaos_conn;
@@ -97,6 +97,10 @@ typedef struct kg_chaos_tcp {
 /* TCP faults for a connection; evaluated at accept (client id unknown) and again after the
  * first request (client id known). Returns true when any applies. Counts the injection. */
 bool kg_chaos_tcp_faults(const kg_chaos_set *set, const kg_chaos_conn *conn, kg_chaos_tcp *out);
+
+/* auth-failure: true when a rule in scope of CONN (its principal being the one that just proved
+ * its credentials) makes this authentication fail. Counts the injection. */
+bool kg_chaos_auth_fails(const kg_chaos_set *set, const kg_chaos_conn *conn);
 
 /* ---------------------------------------------------------------- request / response faults */
 

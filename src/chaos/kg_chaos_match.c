@@ -147,6 +147,21 @@ bool kg_chaos_tcp_faults(const kg_chaos_set *set, const kg_chaos_conn *conn, kg_
     return out->faults != 0;
 }
 
+bool kg_chaos_auth_fails(const kg_chaos_set *set, const kg_chaos_conn *conn)
+{
+    if (!set || set->n == 0) return false;
+    bool fail = false;
+    for (int i = 0; i < set->n && !fail; i++) {
+        kg_chaos_rule *r = set->rules[i];
+        if (r->type != KG_CHAOS_AUTH_FAILURE || !kg_chaos_match_conn(set, r, conn)) continue;
+        count_matched(r);
+        if (!kg_chaos_roll(r, kg_chaos_rng(conn))) continue;
+        kg_chaos_count_injected(r);
+        fail = true;
+    }
+    return fail;
+}
+
 void kg_chaos_count_matched(kg_chaos_rule *rule)
 {
     count_matched(rule);

@@ -291,6 +291,8 @@ void kg_conn_free(kg_conn *c)
     free(c->queue);
     kg_chaos_action_free(&c->held.action);
     if (c->chaos) kg_chaos_release(c->chaos);
+    if (c->sasl) kg_sasl_conn_free(c->sasl);
+    free(c->sasl);
     kg_buf_free(&c->req_in);
     kg_buf_free(&c->req_out);
     kg_buf_free(&c->resp_in);
@@ -320,7 +322,7 @@ static kg_chaos_conn conn_chaos_view(kg_conn *c)
 {
     kg_chaos_conn v = {.vcluster = c->vc->cfg->name,
                        .client_id = {c->client_id, c->client_id_len},
-                       .principal = NULL,
+                       .principal = kg_sasl_principal(c->sasl),
                        .node_id = c->node_id,
                        .rng = kg_worker_rng(c->worker)};
     if (c->client_id_len < 0) v.client_id = KP_STR_NULL;
@@ -609,6 +611,41 @@ static int conn_take_held(kg_conn *c, const kg_wire_request *rq, const uint8_t *
     return rc;
 }
 
+/* SASL at kgate (auth: gateway) sees every request first (kg_sasl.h): it answers the SASL
+ * requests itself and closes connections that send anything else before authenticating.
+ * Returns 2 when the request goes on as usual, else conn_take_request's convention. */
+static int conn_sasl_stage(kg_conn *c, const uint8_t *p, size_t avail)
+{
+    if (conn_chaos_sync(c) < 0) return -1;
+    kg_sasl_env env = {.peer = c->peer,
+                       .chaos = c->chaos,
+                       .chaos_view = conn_chaos_view(c),
+                       .now_us = kg_loop_now(c->loop),
+                       .max_frame_bytes = c->gw->cfg->max_frame_bytes};
+    kg_sasl_verdict v;
+    int rc = kg_sasl_on_frame(c->sasl, &env, p, avail, &v);
+    if (rc == KG_SASL_PASS) return 2;
+    if (rc == KG_SASL_WAIT) return 0;
+    if (rc == KG_SASL_CLOSE) {
+        kg_conn_close(c, KG_LOG_INFO, "%s", v.reason);
+        return -1;
+    }
+    kg_vcm_request(c->vc->metrics, v.api_key);
+    kg_buf_consume(&c->req_in, v.consume);
+    kg_wire_request rq = {
+        .api_key = v.api_key, .api_version = v.api_version, .correlation_id = v.correlation_id};
+    if (conn_answer_locally(c, &rq, v.frame, v.frame_len, 0) < 0) return -1;
+    if (!v.close_after) return 1;
+    /* A failed authentication: the client gets its answer, then the connection ends. */
+    if (conn_is_idle(c) || c->state == KG_CONN_CONNECTING) {
+        kg_conn_close(c, KG_LOG_DEBUG, "SASL authentication failed");
+        return -1;
+    }
+    c->state = KG_CONN_DRAINING;
+    conn_update_interest(c);
+    return -1;
+}
+
 /* Looks at the frame at the start of req_in. Returns 1 when it was handled (consumed or made a
  * pass-through), 0 when more bytes (or time) are needed, -1 when the connection was closed. */
 static int conn_take_request(kg_conn *c)
@@ -616,6 +653,10 @@ static int conn_take_request(kg_conn *c)
     const uint8_t *p = kg_buf_begin(&c->req_in);
     size_t avail = kg_buf_len(&c->req_in);
     if (avail < 4) return 0;
+    if (c->sasl) {
+        int rc = conn_sasl_stage(c, p, avail);
+        if (rc != 2) return rc;
+    }
     int32_t size = (int32_t)kg_wire_get_u32(p);
     if (size < KG_WIRE_MIN_REQUEST || (uint32_t)size > c->gw->cfg->max_frame_bytes) {
         kg_conn_close(c, KG_LOG_WARN, "bad request frame size %d (allowed %d..%u)", size,
@@ -1185,6 +1226,14 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
     kg_timer_init(&c->reset_timer, conn_reset_now, c);
     kg_timer_init(&c->recheck_timer, conn_chaos_recheck, c);
     kg_chaos_action_init(&c->held.action);
+    if (vc->sasl) {
+        c->sasl = malloc(sizeof(*c->sasl));
+        if (!c->sasl) {
+            free(c);
+            return NULL;
+        }
+        kg_sasl_conn_init(c->sasl, vc->sasl);
+    }
     int one = 1;
     setsockopt(client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     conn_describe_peer(client_fd, c->peer, sizeof(c->peer));

@@ -17,6 +17,7 @@
 #include "engine/kg_buf.h"
 #include "engine/kg_loop.h"
 #include "engine/kg_shape.h"
+#include "security/kg_sasl.h"
 
 typedef struct kg_worker kg_worker;
 typedef struct kg_gateway kg_gateway;
@@ -102,6 +103,9 @@ typedef struct kg_conn {
     kg_timer shape_timer[2];
     kg_timer reset_timer;
     kg_timer recheck_timer; /* re-reads the rules while TCP faults apply */
+
+    kg_sasl_conn
+        *sasl; /* auth: gateway — the SASL stage's state; NULL when the vcluster has none */
 } kg_conn;
 
 kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd, kg_vcluster *vc,

@@ -14,7 +14,9 @@
 #define KG_API_FETCH 1
 #define KG_API_METADATA 3
 #define KG_API_CONTROLLED_SHUTDOWN 7
+#define KG_API_SASL_HANDSHAKE 17
 #define KG_API_APIVERSIONS 18
+#define KG_API_SASL_AUTHENTICATE 36
 #define KG_KAFKA_UNSUPPORTED_VERSION 35
 
 /* api key + version + correlation id: the smallest request header there is (v0). */

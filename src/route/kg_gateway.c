@@ -18,6 +18,8 @@
 #include "engine/kg_worker.h"
 #include "metrics/kg_metrics.h"
 #include "route/kg_vcmetrics.h"
+#include "security/kg_sasl.h"
+#include "security/kg_users.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
 
@@ -53,6 +55,14 @@ int kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_
     kg_versions_from_codecs(&own);
     out->min[KG_API_APIVERSIONS] = own.min[KG_API_APIVERSIONS];
     out->max[KG_API_APIVERSIONS] = own.max[KG_API_APIVERSIONS];
+    /* So do SaslHandshake and SaslAuthenticate when kgate authenticates the clients itself. */
+    if (vc->cfg->auth_gateway) {
+        const int sasl_apis[] = {KG_API_SASL_HANDSHAKE, KG_API_SASL_AUTHENTICATE};
+        for (int i = 0; i < 2; i++) {
+            out->min[sasl_apis[i]] = own.min[sasl_apis[i]];
+            out->max[sasl_apis[i]] = own.max[sasl_apis[i]];
+        }
+    }
     return active_known;
 }
 
@@ -174,6 +184,7 @@ static void gateway_housekeeping(kg_loop *loop, void *arg)
     kg_gateway *gw = arg;
     kg_chaos_expire(gw->chaos);
     kg_experiments_tick(gw->experiments, unix_ms());
+    kg_users_flush_audit(gw->users);
     kg_loop_timer_in(loop, &gw->housekeeping, 1000000);
 }
 
@@ -499,6 +510,8 @@ static int gateway_init_state(kg_gateway *gw)
     gw->chaos = kg_chaos_new(gw->store, gw->metrics);
     char why[600];
     if (!gw->chaos || gateway_apply_chaos_config(gw, cfg, why, sizeof(why)) < 0) return -1;
+    gw->users = kg_users_new(gw->store);
+    if (!gw->users) return -1;
     for (int i = 0; i < cfg->n_vclusters; i++) {
         kg_vcluster *vc = &gw->vclusters[i];
         vc->cfg = &cfg->vclusters[i];
@@ -507,6 +520,8 @@ static int gateway_init_state(kg_gateway *gw)
         gateway_restore_route(gw, vc);
         vc->metrics = kg_vcm_new(gw->metrics, vc->cfg->name);
         if (!vc->metrics) return -1;
+        vc->sasl = kg_sasl_listener_new(vc->cfg, gw->users, gw->metrics);
+        if (vc->cfg->auth_gateway && !vc->sasl) return -1;
     }
     kg_experiment_env env = {
         .ctx = gw, .sample = gateway_sample_env, .inspect = gateway_inspect_env};
@@ -581,8 +596,11 @@ void kg_gateway_stop(kg_gateway *gw)
      * chaos rules, the store and the vclusters it still uses. */
     if (gw->experiments) kg_experiments_free(gw->experiments);
     kg_chaos_free(gw->chaos); /* after the workers: connections hold rule snapshots */
-    for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++)
+    for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++) {
         kg_vcm_free(gw->vclusters[i].metrics);
+        kg_sasl_listener_free(gw->vclusters[i].sasl); /* after the workers, like the rules */
+    }
+    kg_users_free(gw->users); /* writes the queued failure audit entries: before the store */
     for (int i = 0; gw->clusters && i < gw->cfg->n_clusters; i++)
         kg_cluster_destroy(&gw->clusters[i]);
     if (gw->store) kg_store_close(gw->store);

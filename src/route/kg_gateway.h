@@ -25,6 +25,8 @@ typedef struct kg_experiments kg_experiments;
 typedef struct kg_reaper kg_reaper;
 typedef struct kg_metrics kg_metrics;
 typedef struct kg_vc_metrics kg_vc_metrics;
+typedef struct kg_users kg_users;
+typedef struct kg_sasl_listener kg_sasl_listener;
 
 typedef struct kg_gateway kg_gateway;
 
@@ -53,6 +55,7 @@ typedef struct kg_vcluster {
     atomic_uint_fast64_t failovers_total;
     atomic_uint_fast64_t last_switch_us;
     kg_vc_metrics *metrics;
+    kg_sasl_listener *sasl; /* auth: gateway; NULL when clients do not authenticate */
 } kg_vcluster;
 
 struct kg_gateway {
@@ -67,6 +70,7 @@ struct kg_gateway {
     kg_metrics *metrics;
     kg_chaos *chaos;
     kg_experiments *experiments;
+    kg_users *users; /* SASL users kgate manages (auth: gateway) */
 
     kg_gateway_frontend frontend; /* all NULL when there is none (the demo) */
     void *frontend_handle;

@@ -251,6 +251,7 @@ int kg_scram_client_first(kg_scram_server *s, const uint8_t *msg, size_t len, co
         return scram_fail(s, why, "client-first-message has no valid nonce");
     memcpy(s->nonce, a.val, a.len);
     s->nonce[a.len] = '\0';
+    s->client_nonce_len = a.len;
     while (p < end) {
         scram_attr ext;
         if (next_attr(&p, end, &ext) < 0) return scram_fail(s, why, "malformed extension");
@@ -334,6 +335,18 @@ int kg_scram_server_first_nonce(kg_scram_server *s, const kg_scram_keys *keys,
     return 0;
 }
 
+/* RFC 5802: the final nonce is the whole nonce of server-first-message. librdkafka before 2.6.1
+ * sends the client nonce once more in front of it (its issue #4895; Kafka before 4.0 accepted
+ * that), and Debian's librdkafka is 2.0.2: that exact form is accepted too. Either way the
+ * server's random part must come back, so a replayed exchange still fails. */
+static int nonce_matches(const kg_scram_server *s, const char *got, size_t len)
+{
+    size_t n = strlen(s->nonce), c = s->client_nonce_len;
+    if (len == n) return CRYPTO_memcmp(got, s->nonce, n) == 0;
+    return len == c + n && CRYPTO_memcmp(got, s->nonce, c) == 0 &&
+           CRYPTO_memcmp(got + c, s->nonce, n) == 0;
+}
+
 /* client-final-message-without-proof = "c=" b64(gs2-header) ",r=" nonce *("," ext);
  * the proof comes last. Fills the slices; checks the channel binding and the nonce. */
 static int parse_final(kg_scram_server *s, const char *m, const char *end, size_t *without_proof,
@@ -350,8 +363,7 @@ static int parse_final(kg_scram_server *s, const char *m, const char *end, size_
         return scram_fail(s, why, "channel binding differs from the GS2 header");
     if (next_attr(&p, end, &a) < 0 || a.name != 'r')
         return scram_fail(s, why, "client-final-message has no nonce");
-    size_t nlen = strlen(s->nonce);
-    if (a.len != nlen || CRYPTO_memcmp(a.val, s->nonce, nlen) != 0)
+    if (!nonce_matches(s, a.val, a.len))
         return scram_fail(s, why, "nonce differs from the one of this exchange");
     for (;;) {
         const char *at = p;

@@ -67,7 +67,8 @@ typedef struct kg_scram_server {
     char *gs2_header; /* as the client sent it: "n,," or "y,," or with a=authzid */
     char *client_first_bare;
     char *server_first;
-    char nonce[256]; /* client nonce + server nonce */
+    char nonce[256];         /* client nonce + server nonce */
+    size_t client_nonce_len; /* the client's part of it */
 } kg_scram_server;
 
 void kg_scram_server_init(kg_scram_server *s, enum kg_sasl_mechanism mechanism);

@@ -65,6 +65,12 @@ typedef struct kg_store_backend {
     /* 0 deleted, 1 not found */
     int (*delete_doc)(void *be, const char *kind, const char *id);
     int (*list_docs)(void *be, const char *kind, doc_fn fn, void *arg);
+    /* users: one row per (name, mechanism); CRED is {mechanism, salt, iterations, stored_key,
+     * server_key}; created_ts is kept when the row exists */
+    int (*put_user_cred)(void *be, const char *name, json_t *cred, const char *ts);
+    /* 0 deleted, 1 not found */
+    int (*delete_user)(void *be, const char *name, const char *mechanism);
+    json_t *(*list_users)(void *be);
 } kg_store_backend;
 
 struct kg_store {
@@ -116,7 +122,13 @@ static const char *const sqlite_schema =
     "  last_hash TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS docs ("
     "  kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, created_ts TEXT NOT NULL,"
-    "  updated_ts TEXT NOT NULL, PRIMARY KEY (kind, id));";
+    "  updated_ts TEXT NOT NULL, PRIMARY KEY (kind, id));"
+    /* SASL users kgate manages: salted keys only (base64), never a password. Added without a
+     * schema_version bump: older files gain the table, older kgates never look at it. */
+    "CREATE TABLE IF NOT EXISTS users ("
+    "  name TEXT NOT NULL, mechanism TEXT NOT NULL, salt TEXT NOT NULL,"
+    "  iterations INTEGER NOT NULL, stored_key TEXT NOT NULL, server_key TEXT NOT NULL,"
+    "  created_ts TEXT NOT NULL, updated_ts TEXT NOT NULL, PRIMARY KEY (name, mechanism));";
 
 static const char *sq_errmsg(void *be)
 {
@@ -394,6 +406,65 @@ static int sq_list_docs(void *be, const char *kind, doc_fn fn, void *arg)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
+static int sq_put_user_cred(void *be, const char *name, json_t *cred, const char *ts)
+{
+    sqlite3_stmt *st = sq_prepare(
+        be, "INSERT INTO users (name, mechanism, salt, iterations, stored_key, server_key,"
+            " created_ts, updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (name, mechanism) DO UPDATE SET salt = excluded.salt,"
+            " iterations = excluded.iterations, stored_key = excluded.stored_key,"
+            " server_key = excluded.server_key, updated_ts = excluded.updated_ts");
+    if (!st) return -1;
+    sq_bind_text(st, 1, name);
+    sq_bind_text(st, 2, json_string_value(json_object_get(cred, "mechanism")));
+    sq_bind_text(st, 3, json_string_value(json_object_get(cred, "salt")));
+    sqlite3_bind_int64(st, 4, json_integer_value(json_object_get(cred, "iterations")));
+    sq_bind_text(st, 5, json_string_value(json_object_get(cred, "stored_key")));
+    sq_bind_text(st, 6, json_string_value(json_object_get(cred, "server_key")));
+    sq_bind_text(st, 7, ts);
+    sq_bind_text(st, 8, ts);
+    return sq_exec_stmt(be, st);
+}
+
+static int sq_delete_user(void *be, const char *name, const char *mechanism)
+{
+    sqlite_be *s = be;
+    sqlite3_stmt *st =
+        sq_prepare(s, mechanism ? "DELETE FROM users WHERE name = ? AND mechanism = ?"
+                                : "DELETE FROM users WHERE name = ?");
+    if (!st) return -1;
+    sq_bind_text(st, 1, name);
+    if (mechanism) sq_bind_text(st, 2, mechanism);
+    if (sq_exec_stmt(s, st) != 0) return -1;
+    return sqlite3_changes(s->db) > 0 ? 0 : 1;
+}
+
+static json_t *sq_list_users(void *be)
+{
+    sqlite3_stmt *st = sq_prepare(be, "SELECT name, mechanism, salt, iterations, stored_key,"
+                                      " server_key, created_ts, updated_ts FROM users"
+                                      " ORDER BY name, mechanism");
+    if (!st) return NULL;
+    json_t *arr = json_array();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s}", "name",
+                           column_text_or_empty(st, 0), "mechanism", column_text_or_empty(st, 1),
+                           "salt", column_text_or_empty(st, 2), "iterations",
+                           (json_int_t)sqlite3_column_int64(st, 3), "stored_key",
+                           column_text_or_empty(st, 4), "server_key", column_text_or_empty(st, 5),
+                           "created_ts", column_text_or_empty(st, 6), "updated_ts",
+                           column_text_or_empty(st, 7)));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
 static const kg_store_backend sqlite_backend = {
     .name = "sqlite",
     .close = sq_close,
@@ -413,6 +484,9 @@ static const kg_store_backend sqlite_backend = {
     .get_doc = sq_get_doc,
     .delete_doc = sq_delete_doc,
     .list_docs = sq_list_docs,
+    .put_user_cred = sq_put_user_cred,
+    .delete_user = sq_delete_user,
+    .list_users = sq_list_users,
 };
 
 /* Refuses a file written by a newer kgate instead of silently misreading it. */
@@ -985,4 +1059,47 @@ int kg_store_delete_rule(kg_store *store, const char *id)
 json_t *kg_store_list_rules(kg_store *store)
 {
     return kg_store_list_docs(store, RULE_KIND);
+}
+
+/* ---- users ---- */
+
+int kg_store_put_user_cred(kg_store *store, const char *name, json_t *cred, const char *audit_type,
+                           json_t *audit_details)
+{
+    if (!store || !name || !*name || !json_is_object(cred)) return -1;
+    char ts[32];
+    now_iso8601(ts);
+    store_lock(store);
+    int rc = store->ops->begin(store->be);
+    if (rc == 0) rc = store->ops->put_user_cred(store->be, name, cred, ts);
+    if (rc == 0) rc = append_in_tx(store, audit_type, audit_details);
+    rc = finish_tx(store, rc);
+    store_unlock(store);
+    return rc;
+}
+
+int kg_store_delete_user(kg_store *store, const char *name, const char *mechanism,
+                         const char *audit_type, json_t *audit_details)
+{
+    if (!store || !name) return -1;
+    store_lock(store);
+    int rc = store->ops->begin(store->be);
+    if (rc == 0) rc = store->ops->delete_user(store->be, name, mechanism);
+    if (rc == 0) rc = append_in_tx(store, audit_type, audit_details);
+    if (rc == 1) {
+        store->ops->rollback(store->be); /* nothing to delete: nothing audited */
+    } else {
+        rc = finish_tx(store, rc);
+    }
+    store_unlock(store);
+    return rc;
+}
+
+json_t *kg_store_list_users(kg_store *store)
+{
+    if (!store) return NULL;
+    store_lock(store);
+    json_t *arr = store->ops->list_users(store->be);
+    store_unlock(store);
+    return arr;
 }

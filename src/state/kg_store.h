@@ -87,6 +87,22 @@ int kg_store_put_rule(kg_store *store, const char *id, json_t *rule);
 int kg_store_delete_rule(kg_store *store, const char *id);
 json_t *kg_store_list_rules(kg_store *store);
 
+/* ---- users: SASL credentials kgate manages (issue 8) ---- */
+
+/* Inserts or replaces NAME's credential for one mechanism, CRED = {"mechanism", "salt" (base64),
+ * "iterations", "stored_key", "server_key" (base64)}: salted keys only, never a password. In the
+ * same transaction appends the audit entry AUDIT_TYPE with AUDIT_DETAILS (borrowed; must hold
+ * no secret). 0 ok, -1 error (nothing written). */
+int kg_store_put_user_cred(kg_store *store, const char *name, json_t *cred, const char *audit_type,
+                           json_t *audit_details);
+/* Deletes NAME's credential for MECHANISM (NULL = every mechanism: the user), audited the same
+ * way. 0 deleted, 1 no such user/credential (nothing audited), -1 error. */
+int kg_store_delete_user(kg_store *store, const char *name, const char *mechanism,
+                         const char *audit_type, json_t *audit_details);
+/* Every credential row: [{"name", "mechanism", "salt", "iterations", "stored_key", "server_key",
+ * "created_ts", "updated_ts"}] sorted by name and mechanism; NULL on error. */
+json_t *kg_store_list_users(kg_store *store);
+
 /* Canonical JSON text used by the audit chain: compact, keys sorted at every level. malloc'd. */
 char *kg_store_canonical_json(const json_t *value);
 

@@ -160,6 +160,42 @@ KT_TEST(sha512_round_trip)
     kg_scram_server_free(&s);
 }
 
+/* librdkafka before 2.6.1 sends "r=" client nonce + the whole nonce: accepted, and the proof
+ * is computed over what it sent. Any other prefix is not. */
+static int legacy_exchange(const char *prefix)
+{
+    kg_scram_keys k;
+    kg_scram_derive_new(KG_SASL_SCRAM_SHA_256, "pw", 2, 4096, &k);
+    kg_scram_server s;
+    kg_scram_server_init(&s, KG_SASL_SCRAM_SHA_256);
+    const char *first = "n,,n=bob,r=cnonce";
+    const char *why = NULL;
+    uint8_t *sf = NULL, *out = NULL;
+    size_t sf_len = 0, len = 0;
+    kg_scram_client_first(&s, (const uint8_t *)first, strlen(first), &why);
+    kg_scram_server_first(&s, &k, &sf, &sf_len);
+    char server_first[512], nonce[256], without[600], auth[1200], proof64[100], final[800];
+    snprintf(server_first, sizeof(server_first), "%.*s", (int)sf_len, (const char *)sf);
+    free(sf);
+    sscanf(server_first, "r=%255[^,]", nonce);
+    snprintf(without, sizeof(without), "c=biws,r=%s%s", prefix, nonce);
+    snprintf(auth, sizeof(auth), "%s,%s,%s", first + 3, server_first, without);
+    client_proof(EVP_sha256(), "pw", k.salt, k.salt_len, 4096, auth, proof64);
+    snprintf(final, sizeof(final), "%s,p=%s", without, proof64);
+    int rc = kg_scram_client_final(&s, (const uint8_t *) final, strlen(final), &out, &len, &why);
+    free(out);
+    kg_scram_server_free(&s);
+    return rc;
+}
+
+KT_TEST(librdkafka_legacy_final_nonce)
+{
+    KT_CHECK_EQ_INT(legacy_exchange(""), 0);
+    KT_CHECK_EQ_INT(legacy_exchange("cnonce"), 0);
+    KT_CHECK_EQ_INT(legacy_exchange("cnoncf"), -1);
+    KT_CHECK_EQ_INT(legacy_exchange("x"), -1);
+}
+
 static int first_fails(const char *msg)
 {
     kg_scram_server s;
