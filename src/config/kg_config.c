@@ -34,7 +34,7 @@
 #define DEFAULT_NODE_ID_MIN 0
 #define DEFAULT_NODE_ID_MAX 31
 #define MAX_WORKERS 1024
-#define MAX_FILE_BYTES (16 * 1024 * 1024)
+#define MAX_FILE_BYTES (1024 * 1024) /* a configuration is a few KiB; see text_problem() */
 #define MAX_SECRET_FILE_BYTES 4096
 #define CFG_PATH_MAX 256 /* a dotted key path such as "clusters.east.sasl.password_file" */
 
@@ -1577,79 +1577,104 @@ static void report_yaml_errors(cfg_parser *p, struct fy_diag *diag)
     }
 }
 
-/* What a configuration never needs is refused before libfyaml sees it, because libfyaml does
- * not handle all of it safely: it silently accepts some malformed UTF-8, stops at a NUL, and a
- * reserved directive holding a sequence its UTF-8 decoder rejects (an overlong form or a
- * surrogate: "%a\xe0\x91\x90" at the start of a line) makes fy_scan_directive loop forever --
- * in `kgate check` and in the reload a SIGHUP starts -- and a tab where a block indicator
- * follows an explicit key ("? a:\t? b") crashes it (libfyaml 0.7.12, fy_indent_vacuum_internal
- * at fy_parser_destroy). Refused: more than MAX_FILE_BYTES, NUL, tabs and other control
- * characters (CR and LF are line ends), anything but strict UTF-8, and directives (a line
- * starting with '%'; a kgate file has no use for %YAML or %TAG). YAML never allows tabs for
- * indentation, so a file only loses tabs between tokens, which spaces replace. What remains is
- * bounded by libfyaml itself: nesting deeper than 64 levels is a syntax error, and aliases are
- * not expanded. Returns 0, or -1 with *LOC and WHY set. */
+/* What a configuration never needs is refused before libfyaml (0.7.12) sees it, because
+ * libfyaml does not handle all of it safely; each of these was found by fuzz_config:
+ *   - a reserved directive holding UTF-8 its decoder rejects (an overlong form or a surrogate:
+ *     "%a\xe0\x91\x90" at the start of a line) makes fy_scan_directive loop forever -- in
+ *     `kgate check` and in the reload a SIGHUP starts;
+ *   - a tab where a block indicator follows an explicit key ("? a:\t? b") crashes it
+ *     (fy_indent_vacuum_internal, at fy_parser_destroy);
+ *   - two escaped quotes in a row in a single-quoted string ("'a''''b'", more than once) leak
+ *     the text buffer (fy_atom_iter_grow_chunk);
+ *   - it takes quadratic time over a run of blank lines inside a scalar (160000 take 15 s) and
+ *     over anchors (20000 take 1 s); and it silently accepts malformed UTF-8 and stops at a NUL.
+ * So a file is refused when it is larger than MAX_FILE_BYTES, holds a NUL, a tab or another
+ * control character (CR and LF are line ends), anything but strict UTF-8, a directive (a line
+ * starting with '%'; a kgate file has no use for %YAML or %TAG), four single quotes in a row,
+ * more than MAX_BLANK_RUN blank lines in a row or more than MAX_ANCHORS '&'. YAML never
+ * allows tabs for indentation, so a file only loses tabs between tokens, which spaces replace.
+ * What remains is bounded by libfyaml itself (nesting deeper than 64 levels is a syntax error,
+ * aliases are not expanded) and by the size: the rest is linear, well under 1 s per MiB.
+ * Returns 0, or -1 with *LOC and WHY set. */
+#define MAX_BLANK_RUN 1000
+#define MAX_ANCHORS 1000
+
+/* The length of the UTF-8 sequence at S[I] (of LEN), or 0 when it is not strict RFC 3629 UTF-8
+ * (no overlong forms, no surrogates, nothing above U+10FFFF). */
+static size_t utf8_length(const unsigned char *s, size_t i, size_t len)
+{
+    unsigned char c = s[i];
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > len || c == 0xc0 || c == 0xc1 || c > 0xf4) return 0;
+    for (size_t k = 1; k < n; k++)
+        if ((s[i + k] & 0xc0) != 0x80) return 0;
+    unsigned char b = n > 2 ? s[i + 1] : 0x80;
+    if ((c == 0xe0 && b < 0xa0) || (c == 0xed && b > 0x9f) || (c == 0xf0 && b < 0x90) ||
+        (c == 0xf4 && b > 0x8f))
+        return 0;
+    return n;
+}
+
 static int text_problem(const unsigned char *s, size_t len, cfg_loc *loc, char *why,
                         size_t why_size)
 {
-    int line = 1, col = 1;
+    *loc = (cfg_loc){0, 0};
     if (len > MAX_FILE_BYTES) {
-        *loc = (cfg_loc){0, 0};
         snprintf(why, why_size, "the configuration is larger than %d MiB",
                  MAX_FILE_BYTES / (1024 * 1024));
         return -1;
     }
+    int line = 1, col = 1, quotes = 0, blank_run = 0, anchors = 0;
+    int blank = 1; /* the line so far holds only spaces */
     for (size_t i = 0; i < len;) {
         unsigned char c = s[i];
-        size_t n = c < 0x80           ? 1
-                   : (c >> 5) == 0x6  ? 2
-                   : (c >> 4) == 0xe  ? 3
-                   : (c >> 3) == 0x1e ? 4
-                                      : 0;
-        int ok = n > 0 && i + n <= len && c != 0xc0 && c != 0xc1 && c <= 0xf4;
-        for (size_t k = 1; ok && k < n; k++)
-            ok = (s[i + k] & 0xc0) == 0x80;
-        /* RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF. */
-        if (ok && n > 2) {
-            unsigned char b = s[i + 1];
-            ok = !(c == 0xe0 && b < 0xa0) && !(c == 0xed && b > 0x9f) && !(c == 0xf0 && b < 0x90) &&
-                 !(c == 0xf4 && b > 0x8f);
-        }
+        size_t n = utf8_length(s, i, len);
         *loc = (cfg_loc){line, col};
+        quotes = c == '\'' ? quotes + 1 : 0;
+        anchors += c == '&';
         if (c == 0) {
             snprintf(why, why_size, "the file contains a NUL byte");
-            return -1;
-        }
-        if (!ok) {
+        } else if (n == 0) {
             snprintf(why, why_size, "the file is not valid UTF-8 (byte 0x%02x)", c);
-            return -1;
-        }
-        if (c == '\t') {
+        } else if (c == '\t') {
             snprintf(why, why_size,
                      "the file contains a tab; indent and separate with spaces (in a "
                      "double-quoted string, write \\t)");
-            return -1;
-        }
-        if ((c < 0x20 && c != '\n' && c != '\r') || c == 0x7f) {
+        } else if ((c < 0x20 && c != '\n' && c != '\r') || c == 0x7f) {
             snprintf(why, why_size, "the file contains a control character (byte 0x%02x)", c);
-            return -1;
-        }
-        if (c == '%' && col == 1) {
+        } else if (c == '%' && col == 1) {
             snprintf(why, why_size,
                      "YAML directives (a line starting with '%%') are not supported in a kgate "
                      "configuration; quote a value that starts with '%%'");
-            return -1;
+        } else if (quotes == 4) {
+            snprintf(why, why_size,
+                     "four single quotes in a row are not supported; write the value in double "
+                     "quotes");
+        } else if (anchors > MAX_ANCHORS) {
+            snprintf(why, why_size, "more than %d anchors ('&') in one file", MAX_ANCHORS);
+        } else {
+            /* Columns as libfyaml counts them, so that every '%' it would scan as a directive
+             * is seen here at column 1: a lone CR ends a line too, and a byte order mark takes
+             * no room (both "\xef\xbb\xbf%..." and "a\r%..." reach the loop). */
+            int bom = n == 3 && c == 0xef && s[i + 1] == 0xbb && s[i + 2] == 0xbf;
+            if (c == '\n' || (c == '\r' && (i + 1 == len || s[i + 1] != '\n'))) {
+                blank_run = blank ? blank_run + 1 : 0;
+                if (blank_run > MAX_BLANK_RUN) {
+                    loc->col = 1;
+                    snprintf(why, why_size, "more than %d blank lines in a row", MAX_BLANK_RUN);
+                    return -1;
+                }
+                blank = 1;
+                line++;
+                col = 1;
+            } else if (c != '\r' && !bom) {
+                blank &= c == ' ';
+                col++;
+            }
+            i += n;
+            continue;
         }
-        /* Columns as libfyaml counts them, so that every '%' it would scan as a directive is
-         * seen here at column 1: a lone CR ends a line too, and a byte order mark takes no
-         * room (both "\xef\xbb\xbf%..." and "a\r%..." reach the loop). */
-        if (c == '\n' || (c == '\r' && (i + 1 == len || s[i + 1] != '\n'))) {
-            line++;
-            col = 1;
-        } else if (!(n == 3 && c == 0xef && s[i + 1] == 0xbb && s[i + 2] == 0xbf) && c != '\r') {
-            col++;
-        }
-        i += n;
+        return -1;
     }
     return 0;
 }
@@ -1769,7 +1794,7 @@ kg_config *kg_config_load(const char *path, FILE *errs, int *n_errors)
     char *buf = malloc(MAX_FILE_BYTES + 1);
     size_t len = buf ? fread(buf, 1, MAX_FILE_BYTES + 1, f) : 0;
     const char *problem = !buf ? "out of memory" : ferror(f) ? "read error" : NULL;
-    if (!problem && len > MAX_FILE_BYTES) problem = "file is larger than 16 MiB";
+    if (!problem && len > MAX_FILE_BYTES) problem = "file is larger than 1 MiB";
     fclose(f);
     if (problem) {
         if (errs) fprintf(errs, "%s: cannot load: %s\n", path, problem);

@@ -909,7 +909,7 @@ KT_TEST(yaml_directives_are_refused_before_they_can_hang_the_parser)
     json_decref(j);
 }
 
-KT_TEST(control_characters_and_huge_files_are_refused)
+KT_TEST(control_characters_tabs_and_huge_files_are_refused)
 {
     expect_refused_bounded(MINIMAL_YAML "state: \"a\x01"
                                         "b\"\n",
@@ -930,7 +930,7 @@ KT_TEST(control_characters_and_huge_files_are_refused)
     KT_CHECK_EQ_STR(r.errs, "");
     KT_CHECK(r.cfg != NULL);
     done(&r);
-    size_t big = 16 * 1024 * 1024 + 1;
+    size_t big = 1024 * 1024 + 1;
     char *text = malloc(big);
     KT_CHECK(text != NULL);
     if (!text) return;
@@ -942,8 +942,55 @@ KT_TEST(control_characters_and_huge_files_are_refused)
     KT_CHECK(kg_config_parse("t.yaml", text, big, out, &n) == NULL);
     fclose(out);
     KT_CHECK_EQ_INT(n, 1);
-    KT_CHECK_EQ_STR(errs, "t.yaml: the configuration is larger than 16 MiB\n");
+    KT_CHECK_EQ_STR(errs, "t.yaml: the configuration is larger than 1 MiB\n");
     free(errs);
+    free(text);
+}
+
+/* Texts libfyaml leaks on or takes quadratic time over (found by fuzz_config and by timing it;
+ * tests/fuzz/corpus/fuzz_config/leak-single-quotes.yaml) are refused with a position. */
+KT_TEST(texts_libfyaml_mishandles_are_refused)
+{
+    expect_refused_bounded(MINIMAL_YAML "state: 'a''''b'\n",
+                           "t.yaml:8:13: four single quotes in a row are not supported; write "
+                           "the value in double quotes\n");
+    /* One escaped quote, and two separated by text, are fine. */
+    parsed r = parse_bounded(MINIMAL_YAML "state: 'it''s a ''b'''\n");
+    KT_CHECK_EQ_STR(r.errs, "");
+    if (r.cfg) KT_CHECK_EQ_STR(r.cfg->state_path, "it's a 'b'");
+    done(&r);
+
+    /* 1000 blank lines in a row are fine, 1001 are not. */
+    size_t cap = 64 * 1024;
+    char *text = malloc(cap);
+    KT_CHECK(text != NULL);
+    if (!text) return;
+    for (int blanks = 1000; blanks <= 1001; blanks++) {
+        int n = snprintf(text, cap, MINIMAL_YAML "chaos:\n- type: down\n  description: |\n    a\n");
+        for (int i = 0; i < blanks; i++)
+            n += snprintf(text + n, cap - (size_t)n, i % 2 ? "\n" : "   \r\n");
+        snprintf(text + n, cap - (size_t)n, "    b\n");
+        r = parse_bounded(text);
+        if (blanks == 1000) {
+            KT_CHECK_EQ_STR(r.errs, "");
+        } else {
+            KT_CHECK(r.cfg == NULL);
+            KT_CHECK_EQ_STR(r.errs, "t.yaml:1012:1: more than 1000 blank lines in a row\n");
+        }
+        done(&r);
+    }
+
+    /* 1000 anchors are fine, 1001 are not. */
+    int n = snprintf(text, cap, MINIMAL_YAML "chaos:\n");
+    for (int i = 0; i < 1000; i++)
+        n += snprintf(text + n, cap - (size_t)n, "- &r%d {type: down}\n", i);
+    r = parse_bounded(text);
+    KT_CHECK_EQ_STR(r.errs, "");
+    done(&r);
+    snprintf(text + n, cap - (size_t)n, "- &r1000 {type: down}\n");
+    r = parse_bounded(text);
+    KT_CHECK_EQ_STR(r.errs, "t.yaml:1009:3: more than 1000 anchors ('&') in one file\n");
+    done(&r);
     free(text);
 }
 
