@@ -1578,7 +1578,7 @@ static void report_yaml_errors(cfg_parser *p, struct fy_diag *diag)
 }
 
 /* What a configuration never needs is refused before libfyaml (0.7.12) sees it, because
- * libfyaml does not handle all of it safely; each of these was found by fuzz_config:
+ * libfyaml does not handle all of it safely (found by fuzz_config, and by timing it):
  *   - a reserved directive holding UTF-8 its decoder rejects (an overlong form or a surrogate:
  *     "%a\xe0\x91\x90" at the start of a line) makes fy_scan_directive loop forever -- in
  *     `kgate check` and in the reload a SIGHUP starts;
