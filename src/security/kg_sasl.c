@@ -337,10 +337,15 @@ static int on_authenticate(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_
     kp_arena_free(&arena);
     if (rc == STEP_FAILED) {
         v->close_after = 1;
+        /* Kafka's wording for bad credentials (clients and operators know it), else why. */
         char msg[160];
-        snprintf(msg, sizeof(msg), "Authentication failed during authentication due to %s",
-                 strcmp(why, "invalid credentials") == 0 ? "invalid credentials with SASL mechanism"
-                                                         : why);
+        if (strcmp(why, "invalid credentials") == 0)
+            snprintf(msg, sizeof(msg),
+                     "Authentication failed during authentication due to invalid credentials "
+                     "with SASL mechanism %s",
+                     mech_names[s->mechanism]);
+        else
+            snprintf(msg, sizeof(msg), "Authentication failed: %s", why);
         return answer_authenticate(KG_KAFKA_SASL_AUTHENTICATION_FAILED, msg, NULL, 0, 0, v);
     }
     int64_t lifetime = rc == STEP_DONE ? s->l->cfg->sasl_session_ms : 0;

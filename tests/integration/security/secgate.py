@@ -10,6 +10,7 @@ import re
 import secrets
 import socket
 import struct
+import time
 
 import kghelpers
 from kghelpers import (admin_http, encode_request, kgate_ports, recv_frame, run, start_kgate,
@@ -114,6 +115,26 @@ def kcat_sasl_args(mechanism, user, password):
     for k, v in librdkafka_sasl(mechanism, user, password).items():
         out += ["-X", f"{k}={v}"]
     return out
+
+
+def librdkafka_auth(bootstrap, conf, timeout=15):
+    """Connects a librdkafka client (Debian's 2.0.2): [] when it authenticated (it lists the
+    topics), else the authentication errors it reported; bounded."""
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AdminClient
+    errors = []
+    a = AdminClient({"bootstrap.servers": bootstrap, "error_cb": errors.append, **conf})
+    auth = lambda: [e for e in errors if e.code() == KafkaError._AUTHENTICATION]  # noqa: E731
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            a.list_topics(timeout=1)
+            return []
+        except Exception:
+            a.poll(0.2)  # error_cb runs from poll()
+        if auth():
+            return auth()
+    raise AssertionError(f"neither authenticated nor an authentication error: {errors}")
 
 
 # ---------------------------------------------------------------------------------------------
