@@ -401,6 +401,9 @@ int kg_sasl_on_frame(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *buf
         return close_with(v, "request for %s (api key %d) before SASL authentication",
                           kp_api_name(api), api);
     }
+    /* SASL requests are small: an unauthenticated client must not make kgate buffer more. */
+    if (size > RAW_TOKEN_MAX)
+        return close_with(v, "%s request of %u bytes", kp_api_name(api), size);
     kg_wire_request rq;
     if (avail < 4 + (size_t)size) return KG_SASL_WAIT;
     if (kg_wire_parse_request(buf + 4, size, size, &rq) != KG_WIRE_OK) return KG_SASL_PASS;

@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 from kafka import KafkaProducer
 from kafka.errors import KafkaError as KafkaPythonError
 
-from kghelpers import (api_versions_v0, metadata_v1_all_topics, recv_frame, run,
+from kghelpers import (api_versions_v0, encode_request, metadata_v1_all_topics, recv_frame, run,
                        wait_closed_by_peer, wait_for)
 from secgate import (ScramClient, connect, exchange, librdkafka_auth, librdkafka_sasl,
                      parse_authenticate_response,
@@ -130,7 +130,13 @@ def test_request_before_authentication_closes_only_that_connection(gate):
             assert wait_closed_by_peer(bad, 10)
         good.sendall(metadata_v1_all_topics(3))
         assert struct.unpack(">i", recv_frame(good)[:4])[0] == 3
-    assert gate.metric("kgate_sasl_unauthenticated_requests_total", vcluster="default") >= 1
+        # A huge frame before authentication is refused at its header, never buffered.
+        for api in (0, 36):  # Produce, SaslAuthenticate
+            with connect(gate.bootstrap) as big:
+                header = encode_request(api, 1, 9)[4:]
+                big.sendall(struct.pack(">i", 50 << 20) + header)
+                assert wait_closed_by_peer(big, 10)
+    assert gate.metric("kgate_sasl_unauthenticated_requests_total", vcluster="default") >= 2
     assert "before SASL authentication" in gate.log()
 
 
