@@ -1,6 +1,7 @@
 #include "security/kg_users.h"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -102,11 +103,28 @@ const kg_scram_keys *kg_users_find(const kg_users_set *set, const char *name,
     return e && e->has[slot] ? &e->keys[slot] : NULL;
 }
 
+/* Keys no password matches, for unknown users: PLAIN then costs the same whether or not the
+ * name exists, so timing tells names apart no more than SCRAM's made-up salts do. */
+static kg_scram_keys nobody_keys;
+static pthread_once_t nobody_once = PTHREAD_ONCE_INIT;
+
+static void nobody_init(void)
+{
+    if (kg_scram_derive_new(KG_SASL_SCRAM_SHA_512, "", 0, KG_SCRAM_MIN_ITERATIONS, &nobody_keys) <
+        0)
+        nobody_keys.key_len = 0;
+    RAND_bytes(nobody_keys.stored_key, sizeof(nobody_keys.stored_key));
+}
+
 int kg_users_check_password(const kg_users_set *set, const char *name, const char *password,
                             size_t password_len)
 {
     const users_entry *e = set_lookup(set, name);
-    if (!e) return 0;
+    if (!e) {
+        pthread_once(&nobody_once, nobody_init);
+        kg_scram_check_password(&nobody_keys, password, password_len);
+        return 0;
+    }
     /* One mechanism's keys decide: checking both would double the PBKDF2 work. */
     int slot = e->has[0] ? 0 : 1;
     return e->has[slot] && kg_scram_check_password(&e->keys[slot], password, password_len);
