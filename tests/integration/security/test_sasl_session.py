@@ -3,13 +3,15 @@ re-authenticates on the same connection, and a connection that outlives its sess
 doing so is closed at its next request. A client that cannot re-authenticate (librdkafka 2.0.2)
 reconnects and goes on without losing a message."""
 
+import json
+import os
 import struct
-import threading
 import time
 
 from confluent_kafka import Producer
 
-from kghelpers import metadata_v1_all_topics, recv_frame, wait_closed_by_peer, wait_for
+from kghelpers import (ROOT, metadata_v1_all_topics, recv_frame, run, wait_closed_by_peer,
+                       wait_for)
 from secgate import connect, librdkafka_sasl, scram_authenticate
 
 SESSION_MS = 1500
@@ -52,8 +54,6 @@ def test_client_without_reauthentication_reconnects(make_gate, cluster):
     errors, acked = [], []
     p = Producer({"bootstrap.servers": gate.bootstrap, "acks": "all", "linger.ms": 5,
                   **librdkafka_sasl("SCRAM-SHA-512", "alice", "pw")})
-    stop = threading.Event()
-
     def on_delivery(err, msg):
         (errors if err else acked).append(err or msg.value())
 
@@ -65,10 +65,32 @@ def test_client_without_reauthentication_reconnects(make_gate, cluster):
         p.produce("sec1", b"s-%d" % i, on_delivery=on_delivery)
         p.poll(0.05)
         i += 1
-    stop.set()
     assert p.flush(30) == 0
     assert gate.successes("SCRAM-SHA-512") >= before + 3, "sessions never ended"
     assert not errors, errors[:5]
     assert len(acked) == i
     wait_for(lambda: "expired without re-authentication" in gate.log(), timeout=10,
              what="the expiry log line")
+
+
+def test_librdkafka_212_reauthenticates_on_its_connections(make_gate, cluster):
+    """librdkafka 2.2+ implements KIP-368: its connections re-authenticate before the session
+    ends, so kgate never has to close them for it."""
+    rdk_client = os.path.join(ROOT, "build", "deps", "rdk-client-2.12")
+    gate = make_gate({"east": cluster}, session_ms=SESSION_MS)
+    gate.cli("add", "alice", "--mechanism", "SCRAM-SHA-256", "--password-stdin", input="pw\n")
+    xs = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=SCRAM-SHA-256",
+          "-X", "sasl.username=alice", "-X", "sasl.password=pw"]
+    run([rdk_client, "produce", "-b", gate.bootstrap, "-t", "sec1", "-n", "10", "-p", "ra",
+         *xs], timeout=60)
+    # A group member that waits for more than there is: it stays connected for its -s seconds,
+    # several session lifetimes, fetching all along.
+    cp = run([rdk_client, "consume", "-b", gate.bootstrap, "-t", "sec1", "-g", "reauth", "-n",
+              "1000000", "-s", "6", *xs], timeout=90, check=False)
+    out = json.loads(cp.stdout)
+    assert {v for _, _, v in out["records"]} >= {f"ra-{i}" for i in range(10)}
+    assert "expired without re-authentication" not in gate.log()
+    assert "re-authentication as another principal" not in gate.log()
+    # More authentications than connections: some ran again on a connection.
+    connections = gate.metric("kgate_client_connections_total", vcluster="default")
+    assert gate.successes("SCRAM-SHA-256") > connections > 0
