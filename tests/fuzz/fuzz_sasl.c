@@ -1,15 +1,23 @@
-/* libFuzzer target: the SCRAM and PLAIN message parsers of the SASL server.
+/* libFuzzer target: the SCRAM and PLAIN message parsers of the SASL server, and the SASL stage
+ * of the request path (what an unauthenticated client can send).
  *
  * Byte 0 picks what is fed: 0/1 a SCRAM-SHA-256/512 exchange (client-first, then, when it was
  * accepted, client-final: the rest of the input split at the first 0xff byte), 2 a PLAIN
- * message, 3 base64. Properties: no crash, no leak; a failed step leaves the exchange failed
- * (every later message fails); a PLAIN parse hands back slices inside the input.
+ * message, 3 base64, 4 a byte stream of frames to one connection's SASL stage. Properties: no
+ * crash, no leak; a failed step leaves the exchange failed (every later message fails); a PLAIN
+ * parse hands back slices inside the input; the stage consumes only whole frames it has, and
+ * answers with frames whose size prefix is right.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics/kg_metrics.h"
+#include "security/kg_sasl.h"
 #include "security/kg_scram.h"
+#include "security/kg_users.h"
+#include "state/kg_store.h"
+#include "util/kg_log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -52,6 +60,61 @@ static void fuzz_scram(int sha512, const uint8_t *p, size_t n)
     kg_scram_server_free(&s);
 }
 
+/* One connection's SASL stage over the stream P: whole frames are taken one by one. */
+static kg_sasl_listener *listener;
+static kg_vcluster_cfg stage_cfg;
+static kg_metrics *stage_metrics; /* kept for the process, like the listener */
+
+static void make_listener(void)
+{
+    char err[256];
+    kg_log_set_level(KG_LOG_ERROR); /* failures are logged as warnings: not here */
+    kg_store *store = kg_store_open(":memory:", err, sizeof(err));
+    kg_users *users = store ? kg_users_new(store) : NULL;
+    if (!users) abort();
+    kg_users_set_password(users, "user", "SCRAM-SHA-256", "pencil", 6, 0, 1, "fuzz", err,
+                          sizeof(err));
+    snprintf(stage_cfg.name, sizeof(stage_cfg.name), "fuzz");
+    stage_cfg.auth_gateway = 1;
+    stage_cfg.sasl_mechanisms = KG_SASL_BIT(KG_SASL_PLAIN) | KG_SASL_BIT(KG_SASL_SCRAM_SHA_256) |
+                                KG_SASL_BIT(KG_SASL_SCRAM_SHA_512);
+    stage_cfg.sasl_session_ms = 1000;
+    stage_metrics = kg_metrics_new();
+    listener = kg_sasl_listener_new(&stage_cfg, users, stage_metrics);
+    if (!listener) abort();
+}
+
+static void fuzz_stage(const uint8_t *p, size_t n)
+{
+    if (!listener) make_listener();
+    kg_sasl_conn conn;
+    kg_sasl_conn_init(&conn, listener);
+    kg_sasl_env env = {.peer = "fuzz", .now_us = 1000000, .max_frame_bytes = 1 << 20};
+    size_t at = 0;
+    for (int i = 0; i < 64 && at < n; i++) {
+        kg_sasl_verdict v;
+        int rc = kg_sasl_on_frame(&conn, &env, p + at, n - at, &v);
+        env.now_us += 400000; /* sessions end along the way */
+        if (rc == KG_SASL_ANSWER) {
+            if (v.consume == 0 || v.consume > n - at || v.frame_len < 4) abort();
+            uint32_t size = (uint32_t)v.frame[0] << 24 | (uint32_t)v.frame[1] << 16 |
+                            (uint32_t)v.frame[2] << 8 | v.frame[3];
+            if (size + 4 != v.frame_len) abort();
+            free(v.frame);
+            at += v.consume;
+            if (v.close_after) break;
+        } else if (rc == KG_SASL_PASS && n - at >= 4) {
+            uint32_t size = (uint32_t)p[at] << 24 | (uint32_t)p[at + 1] << 16 |
+                            (uint32_t)p[at + 2] << 8 | p[at + 3];
+            if (size > n - at - 4) break;
+            at += 4 + (size_t)size; /* the engine passes it on */
+        } else {
+            break; /* WAIT (no more bytes) or CLOSE */
+        }
+    }
+    kg_sasl_conn_free(&conn);
+}
+
 static void fuzz_plain(const uint8_t *p, size_t n)
 {
     const char *u, *pw, *why;
@@ -66,13 +129,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) return 0;
     if (!keys_made) make_keys();
     uint8_t buf[128];
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
     case 0:
     case 1:
-        fuzz_scram(data[0] % 4, data + 1, size - 1);
+        fuzz_scram(data[0] % 5, data + 1, size - 1);
         break;
     case 2:
         fuzz_plain(data + 1, size - 1);
+        break;
+    case 4:
+        fuzz_stage(data + 1, size - 1);
         break;
     default:
         kg_scram_b64_decode((const char *)data + 1, size - 1, buf, sizeof(buf));
