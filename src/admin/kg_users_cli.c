@@ -97,6 +97,7 @@ static int cmd_set(users_cli *c, int create)
     if (rc != KG_CLI_GO_ON) return rc;
     json_t *body = json_pack("{s:s, s:s}", "mechanism", c->mechanism, "password", pw);
     OPENSSL_cleanse(pw, sizeof(pw));
+    if (!body) return kg_cli_usage_error(&c->s, "the password and mechanism must be UTF-8 text");
     if (create) json_object_set_new(body, "name", json_string(name));
     if (c->iterations) json_object_set_new(body, "iterations", json_integer(atoll(c->iterations)));
     char path[256];
