@@ -32,7 +32,11 @@ typedef struct audit_item {
 
 struct kg_users {
     kg_store *store;
-    pthread_mutex_t lock; /* the current snapshot and the management calls */
+    /* Two locks so that the data plane never waits on SQLite: ADMIN_LOCK serializes the
+     * management calls (which write and re-read the store); LOCK only guards the pointer swap of
+     * CURRENT, which is all kg_users_acquire takes. CURRENT changes with both held. */
+    pthread_mutex_t admin_lock;
+    pthread_mutex_t lock;
     kg_users_set *current;
     pthread_mutex_t audit_lock;
     audit_item audit[KG_USERS_AUDIT_QUEUE];
@@ -189,7 +193,8 @@ static kg_users_set *set_from_rows(json_t *rows)
     return set;
 }
 
-/* Re-reads the store and publishes a fresh snapshot (LOCK held). On failure the old one stays. */
+/* Re-reads the store and publishes a fresh snapshot (ADMIN_LOCK held). On failure the old one
+ * stays. */
 static int publish(kg_users *u)
 {
     json_t *rows = kg_store_list_users(u->store);
@@ -199,8 +204,10 @@ static int publish(kg_users *u)
         kg_error("users: cannot read the users from the state store");
         return -1;
     }
+    pthread_mutex_lock(&u->lock);
     kg_users_set *old = u->current;
     u->current = set;
+    pthread_mutex_unlock(&u->lock);
     kg_users_release(old);
     return 0;
 }
@@ -210,6 +217,7 @@ kg_users *kg_users_new(kg_store *store)
     kg_users *u = calloc(1, sizeof(*u));
     if (!u) return NULL;
     u->store = store;
+    pthread_mutex_init(&u->admin_lock, NULL);
     pthread_mutex_init(&u->lock, NULL);
     pthread_mutex_init(&u->audit_lock, NULL);
     if (publish(u) < 0) {
@@ -224,6 +232,7 @@ void kg_users_free(kg_users *u)
     if (!u) return;
     kg_users_flush_audit(u);
     kg_users_release(u->current);
+    pthread_mutex_destroy(&u->admin_lock);
     pthread_mutex_destroy(&u->lock);
     pthread_mutex_destroy(&u->audit_lock);
     free(u);
@@ -302,7 +311,7 @@ int kg_users_set_password(kg_users *u, const char *name, const char *mechanism,
     json_t *audit = json_pack("{s:s, s:s, s:s, s:i}", "user", name, "mechanism", mechanism, "actor",
                               actor ? actor : "", "iterations",
                               iterations ? iterations : KG_SCRAM_MIN_ITERATIONS);
-    pthread_mutex_lock(&u->lock);
+    pthread_mutex_lock(&u->admin_lock);
     const users_entry *e = set_lookup(u->current, name);
     int has_mech = e && e->has[mech_slot(m)];
     if (create && has_mech) {
@@ -320,7 +329,7 @@ int kg_users_set_password(kg_users *u, const char *name, const char *mechanism,
     } else {
         status = create ? 201 : 200;
     }
-    pthread_mutex_unlock(&u->lock);
+    pthread_mutex_unlock(&u->admin_lock);
     json_decref(row);
     json_decref(audit);
     return status;
@@ -329,10 +338,10 @@ int kg_users_set_password(kg_users *u, const char *name, const char *mechanism,
 int kg_users_remove(kg_users *u, const char *name, const char *actor)
 {
     json_t *audit = json_pack("{s:s, s:s}", "user", name, "actor", actor ? actor : "");
-    pthread_mutex_lock(&u->lock);
+    pthread_mutex_lock(&u->admin_lock);
     int rc = audit ? kg_store_delete_user(u->store, name, NULL, "user.delete", audit) : -1;
     if (rc == 0) publish(u);
-    pthread_mutex_unlock(&u->lock);
+    pthread_mutex_unlock(&u->admin_lock);
     json_decref(audit);
     return rc;
 }
