@@ -84,7 +84,7 @@ static size_t request(uint8_t *out, int api, int version, int corr, const uint8_
     at += put32(out + at, (uint32_t)corr);
     at += put16(out + at, 1);
     out[at++] = 't';
-    memcpy(out + at, body, len);
+    if (len) memcpy(out + at, body, len);
     at += len;
     put32(out, (uint32_t)(at - 4));
     return at;
