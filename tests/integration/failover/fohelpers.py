@@ -200,7 +200,15 @@ class Kgate:
         log = os.path.join(self.work_dir, f"kgate-{self.starts}.stderr")
         self.proc = start_kgate(kghelpers.KGATE_BIN, self.config_path, log,
                                 list(self.ports.values()) + [self.admin_port])
+        self.wait_probed()
         return self
+
+    def wait_probed(self, timeout=60):
+        """Until the health probe has looked at every cluster once (up or not): before that a
+        switch is refused ("not probed yet") and /metrics shows every cluster down, which a
+        slow (sanitized, loaded) start would otherwise hand to the test as its state."""
+        wait_for(lambda: all(c["last_probe_unix_ms"] > 0 for c in self.status()["clusters"]),
+                 timeout, interval=0.05, what="kgate's first probe of every cluster")
 
     def alive(self):
         return self.proc is not None and self.proc.alive()
