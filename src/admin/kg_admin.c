@@ -60,6 +60,15 @@ int kg_admin_reply(kg_admin_request *req, int status, json_t *body)
     return status;
 }
 
+int kg_admin_no_content(kg_admin_request *req)
+{
+    /* 204 has no body: an empty text reply keeps kg_admin from sending "{}". */
+    free(req->reply_text);
+    req->reply_text = strdup("");
+    req->reply_type = "application/json";
+    return 204;
+}
+
 int kg_admin_error(kg_admin_request *req, int status, const char *fmt, ...)
 {
     char msg[512];

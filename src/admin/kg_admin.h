@@ -108,6 +108,8 @@ int kg_admin_error(kg_admin_request *req, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Sets BODY (stolen) as the reply and returns STATUS. */
 int kg_admin_reply(kg_admin_request *req, int status, json_t *body);
+/* An empty reply; returns 204. */
+int kg_admin_no_content(kg_admin_request *req);
 /* A query-string argument (already URL-decoded), or NULL. */
 const char *kg_admin_query(const kg_admin_request *req, const char *key);
 

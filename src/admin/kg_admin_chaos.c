@@ -47,10 +47,7 @@ static int handle_delete(void *ctx, kg_admin_request *req)
     kg_chaos *ch = ctx;
     if (kg_chaos_remove(ch, req->params[0], req->actor) != 0)
         return kg_admin_error(req, 404, "no chaos rule \"%s\"", req->params[0]);
-    /* 204 has no body: an empty text reply keeps kg_admin from sending "{}". */
-    req->reply_text = strdup("");
-    req->reply_type = "application/json";
-    return 204;
+    return kg_admin_no_content(req);
 }
 
 static const kg_admin_route chaos_routes[KG_ADMIN_CHAOS_N_ROUTES] = {

@@ -70,9 +70,7 @@ static int handle_delete(void *ctx, kg_admin_request *req)
     int rc = kg_users_remove(ctx, req->params[0], req->actor);
     if (rc == 1) return kg_admin_error(req, 404, "no user \"%s\"", req->params[0]);
     if (rc != 0) return kg_admin_error(req, 500, "cannot delete the user");
-    req->reply_text = strdup("");
-    req->reply_type = "application/json";
-    return 204;
+    return kg_admin_no_content(req);
 }
 
 static const kg_admin_route users_routes[KG_ADMIN_USERS_N_ROUTES] = {
