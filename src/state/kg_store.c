@@ -71,6 +71,11 @@ typedef struct kg_store_backend {
     /* 0 deleted, 1 not found */
     int (*delete_user)(void *be, const char *name, const char *mechanism);
     json_t *(*list_users)(void *be);
+    /* ACL bindings: one row per binding, every field of it in the key. put: 0 inserted, 1
+     * already there; delete: 0 deleted, 1 not found */
+    int (*put_acl)(void *be, json_t *acl, const char *ts);
+    int (*delete_acl)(void *be, json_t *acl);
+    json_t *(*list_acls)(void *be);
 } kg_store_backend;
 
 struct kg_store {
@@ -128,7 +133,15 @@ static const char *const sqlite_schema =
     "CREATE TABLE IF NOT EXISTS users ("
     "  name TEXT NOT NULL, mechanism TEXT NOT NULL, salt TEXT NOT NULL,"
     "  iterations INTEGER NOT NULL, stored_key TEXT NOT NULL, server_key TEXT NOT NULL,"
-    "  created_ts TEXT NOT NULL, updated_ts TEXT NOT NULL, PRIMARY KEY (name, mechanism));";
+    "  created_ts TEXT NOT NULL, updated_ts TEXT NOT NULL, PRIMARY KEY (name, mechanism));"
+    /* ACL bindings (issue 8), names canonical (security/kg_acl.h); source is "api" or "config".
+     * Added like users, without a schema_version bump. */
+    "CREATE TABLE IF NOT EXISTS acls ("
+    "  principal TEXT NOT NULL, host TEXT NOT NULL, resource_type TEXT NOT NULL,"
+    "  pattern_type TEXT NOT NULL, resource_name TEXT NOT NULL, operation TEXT NOT NULL,"
+    "  permission TEXT NOT NULL, source TEXT NOT NULL, created_ts TEXT NOT NULL,"
+    "  PRIMARY KEY (principal, host, resource_type, pattern_type, resource_name, operation,"
+    "  permission));";
 
 static const char *sq_errmsg(void *be)
 {
@@ -465,6 +478,66 @@ static json_t *sq_list_users(void *be)
     return arr;
 }
 
+/* The seven key columns of an ACL row, in the order the statements below bind them. */
+static const char *const acl_key_fields[7] = {"principal",    "host",          "resource_type",
+                                              "pattern_type", "resource_name", "operation",
+                                              "permission"};
+
+static int sq_put_acl(void *be, json_t *acl, const char *ts)
+{
+    sqlite_be *s = be;
+    sqlite3_stmt *st = sq_prepare(
+        s, "INSERT INTO acls (principal, host, resource_type, pattern_type, resource_name,"
+           " operation, permission, source, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+           " ON CONFLICT DO NOTHING");
+    if (!st) return -1;
+    for (int i = 0; i < 7; i++)
+        sq_bind_text(st, i + 1, json_string_value(json_object_get(acl, acl_key_fields[i])));
+    const char *source = json_string_value(json_object_get(acl, "source"));
+    sq_bind_text(st, 8, source ? source : "api");
+    sq_bind_text(st, 9, ts);
+    if (sq_exec_stmt(s, st) != 0) return -1;
+    return sqlite3_changes(s->db) > 0 ? 0 : 1;
+}
+
+static int sq_delete_acl(void *be, json_t *acl)
+{
+    sqlite_be *s = be;
+    sqlite3_stmt *st = sq_prepare(
+        s, "DELETE FROM acls WHERE principal = ? AND host = ? AND resource_type = ? AND"
+           " pattern_type = ? AND resource_name = ? AND operation = ? AND permission = ?");
+    if (!st) return -1;
+    for (int i = 0; i < 7; i++)
+        sq_bind_text(st, i + 1, json_string_value(json_object_get(acl, acl_key_fields[i])));
+    if (sq_exec_stmt(s, st) != 0) return -1;
+    return sqlite3_changes(s->db) > 0 ? 0 : 1;
+}
+
+static json_t *sq_list_acls(void *be)
+{
+    sqlite3_stmt *st = sq_prepare(be, "SELECT principal, host, resource_type, pattern_type,"
+                                      " resource_name, operation, permission, source, created_ts"
+                                      " FROM acls ORDER BY resource_type, resource_name,"
+                                      " pattern_type, principal, host, permission, operation");
+    if (!st) return NULL;
+    json_t *arr = json_array();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *row = json_object();
+        for (int i = 0; i < 7; i++)
+            json_object_set_new(row, acl_key_fields[i], json_string(column_text_or_empty(st, i)));
+        json_object_set_new(row, "source", json_string(column_text_or_empty(st, 7)));
+        json_object_set_new(row, "created_ts", json_string(column_text_or_empty(st, 8)));
+        json_array_append_new(arr, row);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
 static const kg_store_backend sqlite_backend = {
     .name = "sqlite",
     .close = sq_close,
@@ -487,6 +560,9 @@ static const kg_store_backend sqlite_backend = {
     .put_user_cred = sq_put_user_cred,
     .delete_user = sq_delete_user,
     .list_users = sq_list_users,
+    .put_acl = sq_put_acl,
+    .delete_acl = sq_delete_acl,
+    .list_acls = sq_list_acls,
 };
 
 /* Refuses a file written by a newer kgate instead of silently misreading it. */
@@ -1100,6 +1176,55 @@ json_t *kg_store_list_users(kg_store *store)
     if (!store) return NULL;
     store_lock(store);
     json_t *arr = store->ops->list_users(store->be);
+    store_unlock(store);
+    return arr;
+}
+
+/* ---- ACL bindings ---- */
+
+int kg_store_put_acl(kg_store *store, json_t *acl, const char *audit_type, json_t *audit_details)
+{
+    if (!store || !json_is_object(acl)) return -1;
+    for (int i = 0; i < 7; i++)
+        if (!json_string_value(json_object_get(acl, acl_key_fields[i]))) return -1;
+    char ts[32];
+    now_iso8601(ts);
+    store_lock(store);
+    int rc = store->ops->begin(store->be);
+    if (rc == 0) rc = store->ops->put_acl(store->be, acl, ts);
+    if (rc == 0) rc = append_in_tx(store, audit_type, audit_details);
+    if (rc == 1) {
+        store->ops->rollback(store->be); /* already there: nothing written, nothing audited */
+    } else {
+        rc = finish_tx(store, rc);
+    }
+    store_unlock(store);
+    return rc;
+}
+
+int kg_store_delete_acl(kg_store *store, json_t *acl, const char *audit_type, json_t *audit_details)
+{
+    if (!store || !json_is_object(acl)) return -1;
+    for (int i = 0; i < 7; i++)
+        if (!json_string_value(json_object_get(acl, acl_key_fields[i]))) return -1;
+    store_lock(store);
+    int rc = store->ops->begin(store->be);
+    if (rc == 0) rc = store->ops->delete_acl(store->be, acl);
+    if (rc == 0) rc = append_in_tx(store, audit_type, audit_details);
+    if (rc == 1) {
+        store->ops->rollback(store->be); /* no such binding: nothing audited */
+    } else {
+        rc = finish_tx(store, rc);
+    }
+    store_unlock(store);
+    return rc;
+}
+
+json_t *kg_store_list_acls(kg_store *store)
+{
+    if (!store) return NULL;
+    store_lock(store);
+    json_t *arr = store->ops->list_acls(store->be);
     store_unlock(store);
     return arr;
 }

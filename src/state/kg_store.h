@@ -103,6 +103,21 @@ int kg_store_delete_user(kg_store *store, const char *name, const char *mechanis
  * "created_ts", "updated_ts"}] sorted by name and mechanism; NULL on error. */
 json_t *kg_store_list_users(kg_store *store);
 
+/* ---- ACL bindings kgate enforces (issue 8; security/kg_acl.h) ---- */
+
+/* Inserts the binding ACL = {"principal", "host", "resource_type", "pattern_type",
+ * "resource_name", "operation", "permission" (canonical names), "source"? ("api" default or
+ * "config")} and in the same transaction appends the audit entry AUDIT_TYPE with AUDIT_DETAILS
+ * (borrowed). 0 inserted, 1 already there (nothing written or audited), -1 error. */
+int kg_store_put_acl(kg_store *store, json_t *acl, const char *audit_type, json_t *audit_details);
+/* Deletes the binding with ACL's seven key fields, audited the same way. 0 deleted, 1 no such
+ * binding (nothing audited), -1 error. */
+int kg_store_delete_acl(kg_store *store, json_t *acl, const char *audit_type,
+                        json_t *audit_details);
+/* Every binding: [{the seven fields, "source", "created_ts"}] ordered by resource type, name,
+ * pattern type, principal, host, permission, operation; NULL on error. */
+json_t *kg_store_list_acls(kg_store *store);
+
 /* Canonical JSON text used by the audit chain: compact, keys sorted at every level. malloc'd. */
 char *kg_store_canonical_json(const json_t *value);
 
