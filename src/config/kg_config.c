@@ -10,6 +10,8 @@
  * at the first duplicate, while we want to report it alongside everything else.
  */
 #include "config/kg_config.h"
+#include "security/kg_principal.h"
+#include "security/kg_jwt.h"
 
 #include <jansson.h>
 
@@ -95,11 +97,12 @@ enum {
     ROOT_HEALTH,
     ROOT_LOG,
     ROOT_CHAOS,
+    ROOT_ACLS,
     ROOT_N
 };
 static const char *const root_keys[ROOT_N] = {
     "listen",  "advertised_host", "clusters", "vclusters", "admin", "state",
-    "workers", "limits",          "health",   "log",       "chaos"};
+    "workers", "limits",          "health",   "log",       "chaos", "acls"};
 
 enum { CLUSTER_BOOTSTRAP, CLUSTER_TLS, CLUSTER_SASL, CLUSTER_N };
 static const char *const cluster_keys[CLUSTER_N] = {"bootstrap", "tls", "sasl"};
@@ -118,14 +121,39 @@ enum {
     VC_LEADER_EPOCHS,
     VC_AUTH,
     VC_LISTENER,
+    VC_ACLS,
     VC_N
 };
 static const char *const vcluster_keys[VC_N] = {"port",          "primary", "secondary", "node_ids",
-                                                "leader_epochs", "auth",    "listener"};
+                                                "leader_epochs", "auth",    "listener",  "acls"};
 
-enum { LISTENER_SASL, LISTENER_ALLOW_PLAIN, LISTENER_SESSION_MS, LISTENER_N };
+enum {
+    LISTENER_SASL,
+    LISTENER_ALLOW_PLAIN,
+    LISTENER_SESSION_MS,
+    LISTENER_TLS,
+    LISTENER_OAUTHBEARER,
+    LISTENER_N
+};
 static const char *const listener_keys[LISTENER_N] = {"sasl", "allow_plain_without_tls",
-                                                      "sasl_session_ms"};
+                                                      "sasl_session_ms", "tls", "oauthbearer"};
+
+enum { OAUTH_JWKS_FILE, OAUTH_ISSUER, OAUTH_AUDIENCE, OAUTH_PRINCIPAL_CLAIM, OAUTH_SKEW, OAUTH_N };
+static const char *const oauth_keys[OAUTH_N] = {"jwks_file", "issuer", "audience",
+                                                "principal_claim", "clock_skew_s"};
+
+enum {
+    LTLS_CERT_FILE,
+    LTLS_KEY_FILE,
+    LTLS_CLIENT_CA_FILE,
+    LTLS_CRL_FILE,
+    LTLS_CLIENT_AUTH,
+    LTLS_PORT,
+    LTLS_MAPPING,
+    LTLS_N
+};
+static const char *const listener_tls_keys[LTLS_N] = {
+    "cert_file", "key_file", "client_ca_file", "crl_file", "client_auth", "port", "principal_mapping"};
 
 enum { NODE_IDS_MIN, NODE_IDS_MAX, NODE_IDS_N };
 static const char *const node_ids_keys[NODE_IDS_N] = {"min", "max"};
@@ -157,6 +185,10 @@ static const cfg_section sasl_section = {"clusters.NAME.sasl", sasl_keys, SASL_N
 static const cfg_section vcluster_section = {"vclusters.NAME", vcluster_keys, VC_N};
 static const cfg_section node_ids_section = {"vclusters.NAME.node_ids", node_ids_keys, NODE_IDS_N};
 static const cfg_section listener_section = {"vclusters.NAME.listener", listener_keys, LISTENER_N};
+static const cfg_section listener_tls_section = {"vclusters.NAME.listener.tls", listener_tls_keys,
+                                                 LTLS_N};
+static const cfg_section oauth_section = {"vclusters.NAME.listener.oauthbearer", oauth_keys,
+                                          OAUTH_N};
 static const cfg_section admin_section = {"admin", admin_keys, ADMIN_N};
 static const cfg_section limits_section = {"limits", limit_keys, LIMIT_N};
 static const cfg_section health_section = {"health", health_keys, HEALTH_N};
@@ -166,7 +198,8 @@ static const cfg_section log_section = {"log", log_keys, LOG_N};
 static const cfg_section *const all_sections[] = {
     &root_section,     &cluster_section,  &tls_section,     &sasl_section,
     &vcluster_section, &admin_section,    &limits_section,  &health_section,
-    &log_section,      &node_ids_section, &listener_section};
+    &log_section,      &node_ids_section, &listener_section, &listener_tls_section,
+    &oauth_section};
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error"};
 
@@ -959,7 +992,8 @@ static void parse_tls(cfg_parser *p, kg_tls_cfg *tls, const cfg_val *v, const ch
     }
 }
 
-static const char *const sasl_names[] = {"none", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+static const char *const sasl_names[] = {"none", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512",
+                                         "OAUTHBEARER"};
 
 static void parse_sasl(cfg_parser *p, kg_sasl_cfg *sasl, const cfg_val *v, const char *path)
 {
@@ -1155,18 +1189,144 @@ static void parse_listener_sasl(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_va
         char mech[32];
         if (get_string(p, &iv, path, mech, sizeof(mech)) <= 0) continue;
         int m = KG_SASL_NONE;
-        for (int i = KG_SASL_PLAIN; i <= KG_SASL_SCRAM_SHA_512; i++)
+        for (int i = KG_SASL_PLAIN; i <= KG_SASL_OAUTHBEARER; i++)
             if (strcmp(mech, sasl_names[i]) == 0) m = i;
         if (m == KG_SASL_NONE)
             cfg_err(p, iv.loc,
                     "%s: '%s' is not a mechanism kgate offers (PLAIN, SCRAM-SHA-256, "
-                    "SCRAM-SHA-512)",
+                    "SCRAM-SHA-512, OAUTHBEARER)",
                     path, mech);
         else if (vc->sasl_mechanisms & KG_SASL_BIT(m))
             cfg_err(p, iv.loc, "%s: %s listed twice", path, mech);
         vc->sasl_mechanisms |= m == KG_SASL_NONE ? 0 : KG_SASL_BIT(m);
     }
     if (n == 0) cfg_err(p, v->loc, "%s: list at least one mechanism", path);
+}
+
+static const char *const client_auth_names[] = {"none", "requested", "required"};
+
+/* listener.tls.principal_mapping: a list of rules, checked as kg_principal will read them. */
+static void parse_mapping_rules(cfg_parser *p, kg_listener_tls_cfg *tls, const cfg_val *v,
+                                const char *path)
+{
+    if (!v->node || !expect_kind(p, v, path, FYNT_SEQUENCE, "a list of mapping rules")) return;
+    void *iter = NULL;
+    struct fy_node *item;
+    while ((item = fy_node_sequence_iterate(v->node, &iter))) {
+        cfg_val iv = make_val(p, item, v->loc, path);
+        if (tls->n_mapping_rules == KG_MAPPING_RULES_MAX) {
+            cfg_err(p, iv.loc, "%s: at most %d rules", path, KG_MAPPING_RULES_MAX);
+            return;
+        }
+        char *rule = tls->mapping_rules[tls->n_mapping_rules];
+        if (get_string(p, &iv, path, rule, KG_MAPPING_RULE_MAX) <= 0) continue;
+        char why[256];
+        if (kg_principal_rule_check(rule, why, sizeof(why)) != 0)
+            cfg_err(p, iv.loc, "%s: '%s': %s", path, rule, why);
+        tls->n_mapping_rules++;
+    }
+}
+
+/* listener.tls: kgate's certificate, and what it asks of clients'. */
+static void parse_listener_tls(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v,
+                               const char *path)
+{
+    kg_listener_tls_cfg *tls = &vc->tls;
+    cfg_val f[LTLS_N];
+    if (!v->present) return;
+    if (!v->node) {
+        cfg_err(p, v->loc, "%s: expected a mapping with cert_file and key_file", path);
+        return;
+    }
+    if (!collect_section(p, v, path, &listener_tls_section, f)) return;
+    tls->enabled = 1;
+    char fp[CFG_PATH_MAX];
+    char *files[] = {tls->cert_file, tls->key_file, tls->client_ca_file, tls->crl_file};
+    const char *what[] = {"the certificate chain (PEM) kgate presents",
+                          "the private key of cert_file", NULL, NULL};
+    for (int i = LTLS_CERT_FILE; i <= LTLS_CRL_FILE; i++) {
+        join_path(fp, path, listener_tls_keys[i]);
+        int rc = get_string(p, &f[i], fp, files[i], KG_PATH_MAX);
+        if (rc > 0)
+            check_readable(p, &f[i], fp, files[i]);
+        else if (rc == 0 && what[i])
+            report_missing(p, v, &f[i], path, listener_tls_keys[i], what[i]);
+    }
+    char mode[16];
+    if (get_string(p, &f[LTLS_CLIENT_AUTH], join_path(fp, path, "client_auth"), mode,
+                   sizeof(mode)) > 0) {
+        int found = 0;
+        for (int m = KG_CLIENT_AUTH_NONE; m <= KG_CLIENT_AUTH_REQUIRED; m++)
+            if (strcmp(mode, client_auth_names[m]) == 0) {
+                tls->client_auth = (kg_client_auth)m;
+                found = 1;
+            }
+        if (!found)
+            cfg_err(p, f[LTLS_CLIENT_AUTH].loc,
+                    "%s: must be none, requested or required, not '%s'", fp, mode);
+    }
+    if (tls->client_auth != KG_CLIENT_AUTH_NONE && !tls->client_ca_file[0])
+        cfg_err(p, f[LTLS_CLIENT_AUTH].loc,
+                "%s: client certificates need %s.client_ca_file (the CAs they must chain to)",
+                fp, path);
+    long long port = 0;
+    if (get_int(p, &f[LTLS_PORT], join_path(fp, path, "port"), 1, 65535, &port) > 0)
+        tls->port = (uint16_t)port;
+    parse_mapping_rules(p, tls, &f[LTLS_MAPPING], join_path(fp, path, "principal_mapping"));
+    if (f[LTLS_MAPPING].node && tls->client_auth == KG_CLIENT_AUTH_NONE)
+        cfg_err(p, f[LTLS_MAPPING].loc,
+                "%s: maps client certificates, but client_auth is none (no certificate is "
+                "asked for)",
+                fp);
+}
+
+/* listener.oauthbearer: where the keys are and what tokens must say. Required with OAUTHBEARER
+ * in listener.sasl; the JWKS file is read and checked now, as kgate will read it at start. */
+static void parse_listener_oauth(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v,
+                                 const cfg_val *sasl, const char *path)
+{
+    kg_oauthbearer_cfg *o = &vc->oauthbearer;
+    cfg_val f[OAUTH_N];
+    int listed = (vc->sasl_mechanisms & KG_SASL_BIT(KG_SASL_OAUTHBEARER)) != 0;
+    snprintf(o->principal_claim, sizeof(o->principal_claim), "sub");
+    o->clock_skew_s = KG_JWT_DEFAULT_SKEW_S;
+    if (!v->present) {
+        if (listed)
+            cfg_err(p, sasl->loc,
+                    "%s: missing, and OAUTHBEARER in listener.sasl needs it (jwks_file: the keys "
+                    "tokens are signed with)",
+                    path);
+        return;
+    }
+    if (!v->node) {
+        cfg_err(p, v->loc, "%s: expected a mapping with jwks_file", path);
+        return;
+    }
+    if (!listed)
+        cfg_err(p, v->key_loc, "%s: configures OAUTHBEARER, which listener.sasl does not list",
+                path);
+    if (!collect_section(p, v, path, &oauth_section, f)) return;
+    char fp[CFG_PATH_MAX];
+    int rc = get_string(p, &f[OAUTH_JWKS_FILE], join_path(fp, path, "jwks_file"), o->jwks_file,
+                        sizeof(o->jwks_file));
+    if (rc == 0)
+        report_missing(p, v, &f[OAUTH_JWKS_FILE], path, "jwks_file",
+                       "the JWKS file with the keys tokens are signed with");
+    if (rc > 0) {
+        char why[300];
+        kg_jwt_jwks *jwks = kg_jwt_jwks_load(o->jwks_file, why, sizeof(why));
+        if (!jwks) cfg_err(p, f[OAUTH_JWKS_FILE].loc, "%s: %s", fp, why);
+        kg_jwt_jwks_free(jwks);
+    }
+    get_string(p, &f[OAUTH_ISSUER], join_path(fp, path, "issuer"), o->issuer, sizeof(o->issuer));
+    get_string(p, &f[OAUTH_AUDIENCE], join_path(fp, path, "audience"), o->audience,
+               sizeof(o->audience));
+    if (get_string(p, &f[OAUTH_PRINCIPAL_CLAIM], join_path(fp, path, "principal_claim"),
+                   o->principal_claim, sizeof(o->principal_claim)) == 0)
+        snprintf(o->principal_claim, sizeof(o->principal_claim), "sub");
+    long long skew = 0;
+    if (get_int(p, &f[OAUTH_SKEW], join_path(fp, path, "clock_skew_s"), 0, 600, &skew) > 0)
+        o->clock_skew_s = (int)skew;
 }
 
 /* auth: none (default) | gateway, and the listener: section that goes with it. */
@@ -1185,6 +1345,9 @@ static void parse_auth(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *auth,
     join_path(lp, path, "listener");
     if (!collect_section(p, listener, lp, &listener_section, f)) return;
     parse_listener_sasl(p, vc, &f[LISTENER_SASL], join_path(fp, lp, "sasl"));
+    parse_listener_tls(p, vc, &f[LISTENER_TLS], join_path(fp, lp, "tls"));
+    parse_listener_oauth(p, vc, &f[LISTENER_OAUTHBEARER], &f[LISTENER_SASL],
+                         join_path(fp, lp, "oauthbearer"));
     get_bool(p, &f[LISTENER_ALLOW_PLAIN], join_path(fp, lp, "allow_plain_without_tls"),
              &vc->allow_plain_without_tls);
     long long ms = 0;
@@ -1197,12 +1360,27 @@ static void parse_auth(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *auth,
     if (vc->auth_gateway && !f[LISTENER_SASL].node)
         vc->sasl_mechanisms =
             KG_SASL_BIT(KG_SASL_SCRAM_SHA_256) | KG_SASL_BIT(KG_SASL_SCRAM_SHA_512);
-    /* There is no TLS listener yet: PLAIN would put passwords on the wire in clear. */
-    if ((vc->sasl_mechanisms & KG_SASL_BIT(KG_SASL_PLAIN)) && !vc->allow_plain_without_tls)
+    /* PLAIN puts passwords on the wire: only over TLS, unless the operator says otherwise. A
+     * TLS port beside a plaintext one still leaves the plaintext one. */
+    int plaintext_port = !vc->tls.enabled || vc->tls.port != 0;
+    if ((vc->sasl_mechanisms & KG_SASL_BIT(KG_SASL_PLAIN)) && plaintext_port &&
+        !vc->allow_plain_without_tls)
         cfg_err(p, f[LISTENER_SASL].loc,
-                "%s: PLAIN sends passwords in clear and kgate has no TLS listener yet; set "
-                "%s.allow_plain_without_tls: true to accept that",
+                "%s: PLAIN sends passwords in clear on a plaintext port; give the listener "
+                "tls: (without a second port), or set %s.allow_plain_without_tls: true to "
+                "accept that",
                 join_path(fp, lp, "sasl"), lp);
+}
+
+/* acls: enabled | disabled (default). */
+static void parse_acls_mode(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v, const char *path)
+{
+    char mode[16] = "";
+    if (get_string(p, v, path, mode, sizeof(mode)) <= 0) return;
+    if (strcmp(mode, "enabled") == 0)
+        vc->acls_enabled = 1;
+    else if (strcmp(mode, "disabled") != 0)
+        cfg_err(p, v->loc, "%s: must be enabled or disabled, not '%s'", path, mode);
 }
 
 static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
@@ -1236,35 +1414,38 @@ static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
     parse_node_ids(p, vc, &f[VC_NODE_IDS], join_path(fp, path, "node_ids"));
     parse_leader_epochs(p, vc, &f[VC_LEADER_EPOCHS], join_path(fp, path, "leader_epochs"));
     parse_auth(p, vc, &f[VC_AUTH], &f[VC_LISTENER], path);
-    if (port_rc > 0 && vc->node_id_min >= 0) {
-        ports->lo = (long)port;
-        ports->hi = (long)port + 1 + ((long)vc->node_id_max - vc->node_id_min);
-        ports->loc = f[VC_PORT].loc;
-        ports->valid = 1;
-    }
+    parse_acls_mode(p, vc, &f[VC_ACLS], join_path(fp, path, "acls"));
+    /* ports[0]: the vcluster's port range; ports[1]: its TLS one beside it, if any. */
+    long span = 1 + ((long)vc->node_id_max - vc->node_id_min);
+    if (port_rc > 0 && vc->node_id_min >= 0)
+        ports[0] = (vc_ports){1, (long)port, (long)port + span, f[VC_PORT].loc};
+    if (vc->tls.port && vc->node_id_min >= 0)
+        ports[1] = (vc_ports){1, vc->tls.port, (long)vc->tls.port + span, f[VC_LISTENER].loc};
 }
 
 static void check_port_ranges(cfg_parser *p, vc_ports *ports)
 {
     kg_config *cfg = p->cfg;
-    for (int i = 0; i < cfg->n_vclusters; i++) {
-        const kg_vcluster_cfg *vc = &cfg->vclusters[i];
+    int n = 2 * cfg->n_vclusters; /* two ranges a vcluster, see parse_vcluster */
+    static const char *const key[2] = {"port", "listener.tls.port"};
+    for (int i = 0; i < n; i++) {
+        const kg_vcluster_cfg *vc = &cfg->vclusters[i / 2];
         if (ports[i].valid && ports[i].hi > 65535) {
             cfg_err(p, ports[i].loc,
-                    "vclusters.%s.port: broker ports run to %ld (port + 1 + node ids %d-%d), "
+                    "vclusters.%s.%s: broker ports run to %ld (port + 1 + node ids %d-%d), "
                     "past 65535; lower port or narrow node_ids",
-                    vc->name, ports[i].hi, vc->node_id_min, vc->node_id_max);
+                    vc->name, key[i % 2], ports[i].hi, vc->node_id_min, vc->node_id_max);
             ports[i].valid = 0;
         }
     }
-    for (int j = 0; j < cfg->n_vclusters; j++) {
+    for (int j = 0; j < n; j++) {
         for (int i = 0; i < j && ports[j].valid; i++) {
             if (!ports[i].valid || ports[i].hi < ports[j].lo || ports[j].hi < ports[i].lo) continue;
             cfg_err(p, ports[j].loc,
-                    "vclusters.%s.port: ports %ld-%ld (bootstrap + broker ports) overlap "
+                    "vclusters.%s.%s: ports %ld-%ld (bootstrap + broker ports) overlap "
                     "vcluster '%s' ports %ld-%ld (line %d)",
-                    cfg->vclusters[j].name, ports[j].lo, ports[j].hi, cfg->vclusters[i].name,
-                    ports[i].lo, ports[i].hi, ports[i].loc.line);
+                    cfg->vclusters[j / 2].name, key[j % 2], ports[j].lo, ports[j].hi,
+                    cfg->vclusters[i / 2].name, ports[i].lo, ports[i].hi, ports[i].loc.line);
         }
     }
 }
@@ -1277,11 +1458,11 @@ static void check_admin_port(cfg_parser *p, const vc_ports *ports, cfg_loc admin
     /* Different explicit addresses can share a port number; a wildcard or the same address
      * cannot. */
     if (strcmp(host, cfg->listen) != 0 && !is_wildcard(host) && !is_wildcard(cfg->listen)) return;
-    for (int i = 0; i < cfg->n_vclusters; i++) {
+    for (int i = 0; i < 2 * cfg->n_vclusters; i++) {
         if (ports[i].valid && cfg->admin_addr.port >= ports[i].lo &&
             cfg->admin_addr.port <= ports[i].hi)
             cfg_err(p, admin_loc, "admin.listen: port %u is inside vcluster '%s' ports %ld-%ld",
-                    cfg->admin_addr.port, cfg->vclusters[i].name, ports[i].lo, ports[i].hi);
+                    cfg->admin_addr.port, cfg->vclusters[i / 2].name, ports[i].lo, ports[i].hi);
     }
 }
 
@@ -1298,13 +1479,13 @@ static void parse_vclusters(cfg_parser *p, const cfg_val *v, cfg_loc admin_loc)
         cfg_err(p, v->loc, "vclusters: define at least one virtual cluster");
     kg_config *cfg = p->cfg;
     cfg->vclusters = calloc(n > 0 ? (size_t)n : 1, sizeof(*cfg->vclusters));
-    vc_ports *ports = calloc(n > 0 ? (size_t)n : 1, sizeof(*ports));
+    vc_ports *ports = calloc(n > 0 ? 2 * (size_t)n : 1, sizeof(*ports));
     if (!cfg->vclusters || !ports) {
         cfg_err(p, v->loc, "vclusters: out of memory");
         n = 0;
     }
     for (int i = 0; i < n; i++)
-        parse_vcluster(p, &cfg->vclusters[i], &ports[i], &entries[i]);
+        parse_vcluster(p, &cfg->vclusters[i], &ports[2 * i], &entries[i]);
     cfg->n_vclusters = n;
     check_port_ranges(p, ports);
     check_admin_port(p, ports, admin_loc);
@@ -1535,6 +1716,34 @@ static void parse_chaos(cfg_parser *p, const cfg_val *v)
     }
 }
 
+/* acls: a list of bindings (mappings), kept as JSON; kg_acl checks their fields (kgate check,
+ * start). */
+static void parse_acls(cfg_parser *p, const cfg_val *v)
+{
+    if (!v->node) return;
+    if (fy_node_get_type(v->node) != FYNT_SEQUENCE) {
+        char what[64];
+        cfg_err(p, v->loc, "acls: expected a list of ACL bindings, got %s",
+                describe(v->node, what, sizeof(what)));
+        return;
+    }
+    kg_config *cfg = p->cfg;
+    cfg->acl_bindings = json_array();
+    int n = fy_node_sequence_item_count(v->node);
+    cfg->acl_binding_lines = calloc((size_t)(n > 0 ? n : 1), sizeof(int));
+    void *iter = NULL;
+    struct fy_node *item;
+    for (int i = 0; (item = fy_node_sequence_iterate(v->node, &iter)); i++) {
+        if (fy_node_get_type(item) != FYNT_MAPPING) {
+            cfg_err(p, node_loc(item, v->loc), "acls[%d]: expected a binding (a mapping)", i);
+            continue;
+        }
+        if (cfg->acl_binding_lines)
+            cfg->acl_binding_lines[json_array_size(cfg->acl_bindings)] = rule_line(item, v->loc);
+        json_array_append_new(cfg->acl_bindings, yaml_to_json(item));
+    }
+}
+
 static void parse_root(cfg_parser *p, struct fy_node *root)
 {
     kg_config *cfg = p->cfg;
@@ -1558,6 +1767,7 @@ static void parse_root(cfg_parser *p, struct fy_node *root)
     parse_health(p, &f[ROOT_HEALTH]);
     parse_log(p, &f[ROOT_LOG]);
     parse_chaos(p, &f[ROOT_CHAOS]);
+    parse_acls(p, &f[ROOT_ACLS]);
 }
 
 /* ---- document ----------------------------------------------------------------------------------
@@ -1819,6 +2029,8 @@ void kg_config_free(kg_config *cfg)
     free(cfg->vclusters);
     json_decref(cfg->chaos_rules);
     free(cfg->chaos_rule_lines);
+    json_decref(cfg->acl_bindings);
+    free(cfg->acl_binding_lines);
     explicit_bzero(cfg, sizeof(*cfg));
     free(cfg);
 }

@@ -37,7 +37,9 @@ enum kg_sasl_mechanism {
     KG_SASL_PLAIN,
     KG_SASL_SCRAM_SHA_256,
     KG_SASL_SCRAM_SHA_512,
+    KG_SASL_OAUTHBEARER, /* at kgate only (listener.sasl), not upstream */
 };
+#define KG_SASL_MECHANISMS (KG_SASL_OAUTHBEARER + 1) /* arrays by mechanism, 0 included */
 
 /* clusters.NAME.sasl: parsed now, used by the upstream SASL work later. password holds the
  * secret whether it was written inline or read from password_file at load time. */
@@ -57,6 +59,43 @@ typedef struct kg_cluster_cfg {
     kg_sasl_cfg sasl;
 } kg_cluster_cfg;
 
+typedef enum kg_client_auth {
+    KG_CLIENT_AUTH_NONE = 0,  /* no client certificate asked for */
+    KG_CLIENT_AUTH_REQUESTED, /* asked for; verified when sent; the connection goes on without */
+    KG_CLIENT_AUTH_REQUIRED,  /* a verified client certificate or no connection (mTLS) */
+} kg_client_auth;
+
+#define KG_MAPPING_RULES_MAX 16
+#define KG_MAPPING_RULE_MAX 512
+
+/* vclusters.NAME.listener.tls: kgate's TLS towards clients. */
+typedef struct kg_listener_tls_cfg {
+    int enabled;
+    uint16_t port; /* 0: the vcluster's own ports speak TLS; else TLS on this second port range
+                    * (port + 1 + node id), beside the plaintext one */
+    char cert_file[KG_PATH_MAX]; /* certificate chain, PEM */
+    char key_file[KG_PATH_MAX];
+    char client_ca_file[KG_PATH_MAX]; /* CAs client certificates must chain to */
+    char crl_file[KG_PATH_MAX];       /* revoked client certificates (PEM CRLs), optional */
+    kg_client_auth client_auth;
+    /* principal_mapping: Kafka's ssl.principal.mapping.rules, one rule an entry
+     * ("RULE:pattern/replacement/[LU]" or "DEFAULT"), applied to the certificate subject in
+     * RFC 2253 form. Empty = DEFAULT (the whole subject). */
+    char mapping_rules[KG_MAPPING_RULES_MAX][KG_MAPPING_RULE_MAX];
+    int n_mapping_rules;
+} kg_listener_tls_cfg;
+
+/* vclusters.NAME.listener.oauthbearer: SASL OAUTHBEARER at kgate, signed JWTs checked against
+ * a JWKS file (read and validated at load; see security/kg_jwt.h). Empty strings: not checked. */
+#define KG_OAUTH_STR_MAX 512
+typedef struct kg_oauthbearer_cfg {
+    char jwks_file[KG_PATH_MAX];
+    char issuer[KG_OAUTH_STR_MAX];   /* iss must equal it */
+    char audience[KG_OAUTH_STR_MAX]; /* aud must contain it */
+    char principal_claim[KG_NAME_MAX]; /* default "sub" */
+    int clock_skew_s;                  /* default 30 */
+} kg_oauthbearer_cfg;
+
 /* A virtual cluster: what clients connect to. Broker node N is served on port + 1 + (N -
  * node_id_min). */
 typedef struct kg_vcluster_cfg {
@@ -72,6 +111,9 @@ typedef struct kg_vcluster_cfg {
     unsigned sasl_mechanisms;    /* listener.sasl: bit (1 << enum kg_sasl_mechanism) each */
     int allow_plain_without_tls; /* listener.allow_plain_without_tls (PLAIN sends passwords) */
     int64_t sasl_session_ms;     /* listener.sasl_session_ms: KIP-368 lifetime, 0 = none */
+    int acls_enabled;            /* acls: enabled | disabled (default) */
+    kg_listener_tls_cfg tls;     /* listener.tls */
+    kg_oauthbearer_cfg oauthbearer; /* listener.oauthbearer (when OAUTHBEARER is listed) */
 } kg_vcluster_cfg;
 
 #define KG_SASL_BIT(m) (1u << (unsigned)(m))
@@ -105,6 +147,12 @@ typedef struct kg_config {
      * by the chaos module when applied; chaos_rule_lines[i] is the line rule i starts on. */
     struct json_t *chaos_rules; /* NULL when the file has none */
     int *chaos_rule_lines;
+
+    /* acls: ACL bindings kept in the state store from the start (security/kg_acl.h), as
+     * JSON objects in the admin API's form, checked by kg_acl when applied;
+     * acl_binding_lines[i] is the line binding i starts on. NULL when the file has none. */
+    struct json_t *acl_bindings;
+    int *acl_binding_lines;
 } kg_config;
 
 /* Loads and validates PATH. Returns a config or NULL; every error is printed to ERRS as

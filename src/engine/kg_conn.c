@@ -14,6 +14,7 @@
 
 #include "engine/kg_reaper.h"
 #include "engine/kg_worker.h"
+#include "metrics/kg_metrics.h"
 #include "engine/kg_wire.h"
 #include "kp_msgs.h"
 #include "proto/kp_prim.h"
@@ -70,7 +71,10 @@ static void conn_update_interest(kg_conn *c)
         !(c->held.active && kg_buf_len(&c->req_in) >= high_water(c)) && !side_frozen(c, TO_BACKEND);
     if (can_read_requests) cmask |= KG_EV_READ;
     if (kg_buf_len(&c->resp_out) > 0 && !side_shaped(c, TO_CLIENT)) cmask |= KG_EV_WRITE;
-    if (c->state == KG_CONN_CONNECTING) {
+    if (c->handshaking[TO_CLIENT]) cmask = c->hs_want_write[TO_CLIENT] ? KG_EV_WRITE : KG_EV_READ;
+    if (c->handshaking[TO_BACKEND]) {
+        bmask = c->hs_want_write[TO_BACKEND] ? KG_EV_WRITE : KG_EV_READ;
+    } else if (c->state == KG_CONN_CONNECTING) {
         bmask = KG_EV_WRITE;
     } else {
         if (kg_buf_len(&c->resp_out) < high_water(c) && !side_frozen(c, TO_CLIENT))
@@ -91,12 +95,50 @@ static size_t conn_limit_allows(const kg_conn *c, int side, size_t n)
     return n < left ? n : (size_t)left;
 }
 
+/* ---------------------------------------------------------------- socket I/O, plain or TLS */
+
+static int side_fd(const kg_conn *c, int side)
+{
+    return side == TO_CLIENT ? c->client_io.fd : c->backend_io.fd;
+}
+
+static const char *side_name(int side)
+{
+    return side == TO_CLIENT ? "client" : "backend";
+}
+
+/* One write of up to N bytes towards SIDE: bytes written, KG_TLS_AGAIN or KG_TLS_FAIL. */
+static ssize_t conn_send(kg_conn *c, int side, const uint8_t *p, size_t n)
+{
+    SSL *ssl = c->ssl[side];
+    if (!ssl) {
+        ssize_t w = send(side_fd(c, side), p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w >= 0) return w;
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? KG_TLS_AGAIN
+                                                                          : KG_TLS_FAIL;
+    }
+    ssize_t w = kg_tls_write(ssl, p, n);
+    /* OpenSSL wants a blocked write retried with the same bytes first: remember how many. */
+    c->tls_retry[side] = w == KG_TLS_AGAIN ? (uint32_t)(n > UINT32_MAX ? UINT32_MAX : n) : 0;
+    return w;
+}
+
+/* Closes C after a failed read or write on SIDE, with the socket's or TLS's reason. */
+static void conn_io_failed(kg_conn *c, int side, const char *what)
+{
+    char reason[256];
+    if (c->ssl[side])
+        kg_tls_error(c->ssl[side], reason, sizeof(reason));
+    else
+        snprintf(reason, sizeof(reason), "%s", strerror(errno));
+    kg_conn_close(c, KG_LOG_DEBUG, "%s %s failed: %s", what, side_name(side), reason);
+}
+
 /* Writes N bytes towards one side: straight to the socket when nothing is queued before them
  * (the common case, which saves a copy), the rest into that side's output buffer. */
 static int conn_emit(kg_conn *c, int side, const uint8_t *p, size_t n)
 {
     kg_buf *out = side == TO_CLIENT ? &c->resp_out : &c->req_out;
-    int fd = side == TO_CLIENT ? c->client_io.fd : c->backend_io.fd;
     int connected = side == TO_CLIENT || c->state != KG_CONN_CONNECTING;
     size_t allowed = conn_limit_allows(c, side, n);
     int limit_hit = allowed < n;
@@ -104,13 +146,12 @@ static int conn_emit(kg_conn *c, int side, const uint8_t *p, size_t n)
     c->sent[side] += n;
     if (side == TO_CLIENT) kg_vcm_bytes_out(c->vc->metrics, n);
     if (kg_buf_len(out) == 0 && connected && n > 0 && !side_shaped(c, side)) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = conn_send(c, side, p, n);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
-        } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            kg_conn_close(c, KG_LOG_DEBUG, "write to %s failed: %s",
-                          side == TO_CLIENT ? "client" : "backend", strerror(errno));
+        } else if (w == KG_TLS_FAIL) {
+            conn_io_failed(c, side, "write to");
             return -1;
         }
     }
@@ -271,6 +312,8 @@ void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
      * the fd out of epoll, and the backend socket goes to the reaper thread from kg_conn_free,
      * after the current batch: once CLOSED nothing more is read or forwarded on it. */
     kg_loop_io_forget(&c->client_io);
+    kg_tls_free(c->ssl[TO_CLIENT]);
+    c->ssl[TO_CLIENT] = NULL;
     close(c->client_io.fd);
     c->client_io.fd = -1;
     atomic_fetch_sub(&c->vc->client_conns, 1);
@@ -284,6 +327,7 @@ void kg_conn_free(kg_conn *c)
         /* Out of epoll now: the reaper closes the fd later, and until then epoll would still
          * report events for a connection that no longer exists. */
         kg_loop_io_del(c->loop, &c->backend_io);
+        kg_tls_free(c->ssl[TO_BACKEND]);
         kg_reaper_close(c->gw->reaper, c->backend_io.fd);
     }
     while (c->q_len)
@@ -293,6 +337,7 @@ void kg_conn_free(kg_conn *c)
     if (c->chaos) kg_chaos_release(c->chaos);
     if (c->sasl) kg_sasl_conn_free(c->sasl);
     free(c->sasl);
+    free(c->cert_principal);
     kg_buf_free(&c->req_in);
     kg_buf_free(&c->req_out);
     kg_buf_free(&c->resp_in);
@@ -318,11 +363,18 @@ void kg_conn_drain(kg_conn *c)
 
 /* ---------------------------------------------------------------- chaos: snapshots, TCP */
 
+/* Who the client is: its SASL identity, else its certificate's, else NULL (anonymous). */
+static const char *conn_principal(const kg_conn *c)
+{
+    const char *sasl = kg_sasl_principal(c->sasl);
+    return sasl ? sasl : c->cert_principal;
+}
+
 static kg_chaos_conn conn_chaos_view(kg_conn *c)
 {
     kg_chaos_conn v = {.vcluster = c->vc->cfg->name,
                        .client_id = {c->client_id, c->client_id_len},
-                       .principal = kg_sasl_principal(c->sasl),
+                       .principal = conn_principal(c),
                        .node_id = c->node_id,
                        .rng = kg_worker_rng(c->worker)};
     if (c->client_id_len < 0) v.client_id = KP_STR_NULL;
@@ -398,14 +450,14 @@ static int conn_chaos_sync(kg_conn *c)
 static int conn_flush_shaped(kg_conn *c, int side)
 {
     kg_buf *out = side == TO_CLIENT ? &c->resp_out : &c->req_out;
-    int fd = side == TO_CLIENT ? c->client_io.fd : c->backend_io.fd;
     uint64_t now = kg_now_us();
     if (side_frozen(c, side) || (side == TO_BACKEND && c->state == KG_CONN_CONNECTING)) return 0;
     size_t n = kg_shape_allowance(&c->shape[side], kg_buf_len(out), now);
+    if (n > 0 && n < c->tls_retry[side]) n = c->tls_retry[side]; /* see conn_send */
     if (n > 0) {
-        ssize_t w = send(fd, kg_buf_begin(out), n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            kg_conn_close(c, KG_LOG_DEBUG, "write failed: %s", strerror(errno));
+        ssize_t w = conn_send(c, side, kg_buf_begin(out), n);
+        if (w == KG_TLS_FAIL) {
+            conn_io_failed(c, side, "write to");
             return -1;
         }
         if (w > 0) {
@@ -757,9 +809,12 @@ static void conn_process_requests(kg_conn *c)
 
 /* ---------------------------------------------------------------- responses */
 
+/* Brokers are advertised on the port range the client came in on (plain or TLS). */
 static int conn_port_for_node(void *ctx, int32_t node_id)
 {
-    return kg_vcluster_node_port(ctx, node_id);
+    const kg_conn *c = ctx;
+    int port = kg_vcluster_node_port(c->vc, node_id);
+    return port < 0 ? port : port - c->vc->cfg->port + c->port_base;
 }
 
 static void conn_broker_seen(void *ctx, int32_t node_id, const kp_str *host, int32_t port,
@@ -807,7 +862,7 @@ static int conn_transform_response(kg_conn *c, const kg_inflight *e, const uint8
     } else if (e->flags & KG_INFLIGHT_REWRITE) {
         kg_node_map map = {.host = c->gw->cfg->advertised_host,
                            .port_for_node = conn_port_for_node,
-                           .ctx = c->vc,
+                           .ctx = c,
                            .fallback_port = c->vc->cfg->port,
                            .hide_leader_epochs = c->vc->cfg->hide_leader_epochs};
         rc = kg_rewrite_response(e->api_key, e->api_version, body, body_len, &map, conn_broker_seen,
@@ -972,13 +1027,32 @@ static void conn_process_responses(kg_conn *c)
 
 /* ---------------------------------------------------------------- socket events */
 
-/* Reads once into BUF (into the worker's scratch when BUF is empty). Returns bytes read, 0 on
- * EOF, -1 on would-block, -2 on error. */
-static ssize_t conn_read(kg_conn *c, int fd, kg_buf *buf)
+/* A TLS record carries at most this much: a read with this much room takes a whole one, so
+ * OpenSSL never keeps decrypted bytes that epoll would not announce. */
+#define KG_TLS_RECORD_MAX 16384
+
+/* Decrypts what SSL has into BUF, record by record, while BUF has room for a whole record. */
+static ssize_t conn_read_tls(SSL *ssl, kg_buf *buf)
+{
+    ssize_t total = 0;
+    for (;;) {
+        ssize_t n = kg_tls_read(ssl, buf->data + buf->tail, buf->cap - buf->tail);
+        if (n <= 0) return total > 0 ? total : n;
+        buf->tail += (size_t)n;
+        total += n;
+        if (buf->cap - buf->tail < KG_TLS_RECORD_MAX && SSL_pending(ssl) == 0) return total;
+        if (kg_buf_reserve(buf, KG_TLS_RECORD_MAX) < 0) return KG_TLS_FAIL;
+    }
+}
+
+/* Reads once from the socket of SIDE into BUF (into the worker's scratch when BUF is empty).
+ * Returns bytes read, 0 on EOF, -1 on would-block, -2 on error. */
+static ssize_t conn_read(kg_conn *c, int side, kg_buf *buf)
 {
     if (kg_buf_len(buf) == 0) kg_buf_lend(buf, kg_worker_scratch(c->worker), KG_WORKER_SCRATCH);
     if (kg_buf_reserve(buf, KG_READ_CHUNK) < 0) return -2;
-    ssize_t n = recv(fd, buf->data + buf->tail, buf->cap - buf->tail, 0);
+    if (c->ssl[side]) return conn_read_tls(c->ssl[side], buf);
+    ssize_t n = recv(side_fd(c, side), buf->data + buf->tail, buf->cap - buf->tail, 0);
     if (n > 0)
         buf->tail += (size_t)n;
     else if (n < 0)
@@ -991,13 +1065,11 @@ static int conn_flush(kg_conn *c, int side)
 {
     if (side_shaped(c, side)) return conn_flush_shaped(c, side);
     kg_buf *out = side == TO_CLIENT ? &c->resp_out : &c->req_out;
-    int fd = side == TO_CLIENT ? c->client_io.fd : c->backend_io.fd;
     while (kg_buf_len(out) > 0) {
-        ssize_t w = send(fd, kg_buf_begin(out), kg_buf_len(out), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
-            kg_conn_close(c, KG_LOG_DEBUG, "write to %s failed: %s",
-                          side == TO_CLIENT ? "client" : "backend", strerror(errno));
+        ssize_t w = conn_send(c, side, kg_buf_begin(out), kg_buf_len(out));
+        if (w == KG_TLS_AGAIN) break;
+        if (w == KG_TLS_FAIL) {
+            conn_io_failed(c, side, "write to");
             return -1;
         }
         kg_buf_consume(out, (size_t)w);
@@ -1061,13 +1133,84 @@ static void conn_shape_flush(kg_loop *loop, void *arg)
     conn_after_io(c);
 }
 
+/* ---------------------------------------------------------------- TLS handshakes */
+
+#define KG_TLS_LOG_PER_SECOND 10
+
+/* mTLS: the client certificate's subject, mapped to the principal chaos rules and logs see (and
+ * that SASL at kgate, when the vcluster has it too, replaces). -1 when C was closed. */
+static int conn_take_cert_principal(kg_conn *c)
+{
+    char subject[512], name[256];
+    if (!kg_tls_peer_subject(c->ssl[TO_CLIENT], subject, sizeof(subject))) return 0;
+    if (kg_principal_map_apply(&c->vc->principals, subject, name, sizeof(name)) < 0) {
+        kg_counter_inc(c->vc->tls_handshakes[0]);
+        if (kg_log_limit_allows(&c->vc->tls_log, KG_TLS_LOG_PER_SECOND))
+            kg_warn("vcluster %s: client %s: no principal_mapping rule matches certificate "
+                    "subject '%s'",
+                    c->vc->cfg->name, c->peer, subject);
+        kg_conn_close(c, KG_LOG_DEBUG, "no principal for the client certificate");
+        return -1;
+    }
+    size_t len = strlen(name) + 6;
+    c->cert_principal = malloc(len);
+    if (!c->cert_principal) {
+        kg_conn_close(c, KG_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    snprintf(c->cert_principal, len, "User:%s", name);
+    return 0;
+}
+
+static void conn_tls_failed(kg_conn *c, int side)
+{
+    char reason[256];
+    kg_tls_error(c->ssl[side], reason, sizeof(reason));
+    if (side == TO_CLIENT) {
+        kg_counter_inc(c->vc->tls_handshakes[0]);
+        if (kg_log_limit_allows(&c->vc->tls_log, KG_TLS_LOG_PER_SECOND))
+            kg_info("vcluster %s: TLS handshake with client %s failed: %s", c->vc->cfg->name,
+                    c->peer, reason);
+        kg_conn_close(c, KG_LOG_DEBUG, "TLS handshake failed");
+    } else {
+        kg_warn("vcluster %s: TLS handshake with broker %s of cluster %s failed: %s",
+                c->vc->cfg->name, c->backend, c->cluster->cfg->name, reason);
+    }
+}
+
+/* Drives the TLS handshake on SIDE: 1 when done (or there is none), 0 while it waits, -1 when
+ * it failed (the client side closes C; the caller decides for a broker). */
+static int conn_tls_handshake(kg_conn *c, int side)
+{
+    if (!c->handshaking[side]) return 1;
+    int want_write = 0;
+    int rc = kg_tls_handshake(c->ssl[side], &want_write);
+    if (rc == 0) {
+        c->hs_want_write[side] = (uint8_t)want_write;
+        return 0;
+    }
+    if (rc < 0) {
+        conn_tls_failed(c, side);
+        return -1;
+    }
+    c->handshaking[side] = 0;
+    if (side == TO_BACKEND) return 1;
+    kg_counter_inc(c->vc->tls_handshakes[1]);
+    return conn_take_cert_principal(c) < 0 ? -1 : 1;
+}
+
 static void conn_client_event(kg_loop *loop, int fd, unsigned mask, void *arg)
 {
     kg_conn *c = arg;
     if (c->state == KG_CONN_CLOSED) return;
+    int hs = conn_tls_handshake(c, TO_CLIENT);
+    if (hs <= 0) {
+        if (hs == 0) conn_update_interest(c);
+        return;
+    }
     if ((mask & KG_EV_WRITE) && conn_flush(c, TO_CLIENT) < 0) return;
     if ((mask & KG_EV_READ) && c->state != KG_CONN_DRAINING) {
-        ssize_t n = conn_read(c, fd, &c->req_in);
+        ssize_t n = conn_read(c, TO_CLIENT, &c->req_in);
         if (n == 0 && (kg_buf_len(&c->req_in) > 0 || c->req_pass > 0)) {
             kg_conn_close(c, KG_LOG_WARN,
                           "client closed the connection in the middle of a "
@@ -1075,9 +1218,12 @@ static void conn_client_event(kg_loop *loop, int fd, unsigned mask, void *arg)
                           kg_buf_len(&c->req_in) + c->req_pass);
             return;
         }
-        if (n == 0 || n == -2) {
-            kg_conn_close(c, KG_LOG_DEBUG,
-                          n == 0 ? "client closed the connection" : "client read error");
+        if (n == 0) {
+            kg_conn_close(c, KG_LOG_DEBUG, "client closed the connection");
+            return;
+        }
+        if (n == -2) {
+            conn_io_failed(c, TO_CLIENT, "read from");
             return;
         }
         if (n > 0) {
@@ -1098,18 +1244,56 @@ static void conn_backend_connected(kg_conn *c)
              c->backend);
 }
 
+/* The broker's name from "host:port" (IPv6 in brackets): what its certificate must name. */
+static void backend_host(const char *desc, char *out, size_t len)
+{
+    const char *colon = strrchr(desc, ':');
+    size_t n = colon ? (size_t)(colon - desc) : strlen(desc);
+    if (n >= 2 && desc[0] == '[' && desc[n - 1] == ']') {
+        desc++;
+        n -= 2;
+    }
+    snprintf(out, len, "%.*s", (int)n, desc);
+}
+
+/* TCP is up to a TLS cluster: start the handshake. -1 when C was closed. */
+static int conn_backend_tls_start(kg_conn *c)
+{
+    char host[KG_HOST_MAX];
+    backend_host(c->backend, host, sizeof(host));
+    c->ssl[TO_BACKEND] = kg_tls_client_session(c->cluster->tls, c->backend_io.fd, host);
+    if (!c->ssl[TO_BACKEND]) {
+        kg_conn_close(c, KG_LOG_ERROR, "out of memory starting TLS to %s", c->backend);
+        return -1;
+    }
+    c->handshaking[TO_BACKEND] = 1;
+    return 0;
+}
+
 static void conn_backend_event(kg_loop *loop, int fd, unsigned mask, void *arg)
 {
     kg_conn *c = arg;
     if (c->state == KG_CONN_CLOSED) return;
     if (c->state == KG_CONN_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-        if (err != 0) {
-            kg_warn("vcluster %s: backend %s unreachable: %s", c->vc->cfg->name, c->backend,
-                    strerror(err));
+        if (!c->ssl[TO_BACKEND]) {
+            int err = 0;
+            socklen_t len = sizeof(err);
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+            if (err != 0) {
+                kg_warn("vcluster %s: backend %s unreachable: %s", c->vc->cfg->name, c->backend,
+                        strerror(err));
+                conn_connect_next(c);
+                return;
+            }
+            if (c->cluster->tls && conn_backend_tls_start(c) < 0) return;
+        }
+        int hs = conn_tls_handshake(c, TO_BACKEND);
+        if (hs < 0) {
             conn_connect_next(c);
+            return;
+        }
+        if (hs == 0) {
+            conn_update_interest(c);
             return;
         }
         conn_backend_connected(c);
@@ -1120,7 +1304,7 @@ static void conn_backend_event(kg_loop *loop, int fd, unsigned mask, void *arg)
     }
     if ((mask & KG_EV_WRITE) && conn_flush(c, TO_BACKEND) < 0) return;
     if (mask & KG_EV_READ) {
-        ssize_t n = conn_read(c, fd, &c->resp_in);
+        ssize_t n = conn_read(c, TO_BACKEND, &c->resp_in);
         if (n == 0 || n == -2) {
             conn_flush(c, TO_CLIENT);
             kg_conn_close(c, KG_LOG_DEBUG,
@@ -1156,6 +1340,10 @@ static void conn_connect_next(kg_conn *c)
 {
     if (c->backend_io.fd >= 0) {
         kg_loop_io_del(c->loop, &c->backend_io);
+        kg_tls_free(c->ssl[TO_BACKEND]);
+        c->ssl[TO_BACKEND] = NULL;
+        c->handshaking[TO_BACKEND] = 0;
+        c->tls_retry[TO_BACKEND] = 0;
         close(c->backend_io.fd);
         c->backend_io.fd = -1;
     }
@@ -1203,7 +1391,7 @@ static void conn_describe_peer(int fd, char *out, size_t len)
 }
 
 kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd, kg_vcluster *vc,
-                      int32_t node_id)
+                      int32_t node_id, int tls)
 {
     kg_conn *c = calloc(1, sizeof(*c));
     if (!c) return NULL;
@@ -1233,6 +1421,17 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
             return NULL;
         }
         kg_sasl_conn_init(c->sasl, vc->sasl);
+    }
+    c->port_base = tls && vc->cfg->tls.port ? vc->cfg->tls.port : vc->cfg->port;
+    if (tls) {
+        c->ssl[TO_CLIENT] = kg_tls_server_session(vc->tls, client_fd);
+        c->handshaking[TO_CLIENT] = 1;
+        if (!c->ssl[TO_CLIENT]) {
+            if (c->sasl) kg_sasl_conn_free(c->sasl);
+            free(c->sasl);
+            free(c);
+            return NULL;
+        }
     }
     int one = 1;
     setsockopt(client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

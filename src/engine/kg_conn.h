@@ -18,6 +18,7 @@
 #include "engine/kg_loop.h"
 #include "engine/kg_shape.h"
 #include "security/kg_sasl.h"
+#include "security/kg_tls.h"
 
 typedef struct kg_worker kg_worker;
 typedef struct kg_gateway kg_gateway;
@@ -106,10 +107,19 @@ typedef struct kg_conn {
 
     kg_sasl_conn
         *sasl; /* auth: gateway — the SASL stage's state; NULL when the vcluster has none */
+
+    /* TLS, per socket (indexed like `sent`: the side the socket leads to); NULL = plaintext */
+    SSL *ssl[2];
+    uint8_t handshaking[2];     /* the handshake of that side is not done yet */
+    uint8_t hs_want_write[2];   /* ... and waits for the socket to take bytes */
+    uint32_t tls_retry[2];      /* a write that would block: the next starts with these bytes */
+    uint16_t port_base;         /* the port range the client came in on (plain or TLS) */
+    char *cert_principal;       /* "User:NAME" from the client certificate (mTLS), or NULL */
 } kg_conn;
 
+/* TLS: the client came in on the vcluster's TLS port (its listener's TLS context applies). */
 kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd, kg_vcluster *vc,
-                      int32_t node_id);
+                      int32_t node_id, int tls);
 /* Starts connecting to the backend; call once the connection is linked into its worker. */
 void kg_conn_start(kg_conn *c);
 void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)

@@ -19,6 +19,7 @@ typedef struct worker_cmd {
     int fd;
     kg_vcluster *vc;
     int32_t node_id;
+    int tls; /* accepted on the vcluster's TLS port */
     uint64_t route_word;
     uint64_t deadline_us;
     int result;
@@ -96,7 +97,7 @@ static void worker_adopt_now(kg_worker *w, worker_cmd *cmd)
         close(cmd->fd);
         return;
     }
-    kg_conn *c = kg_conn_open(w, w->loop, w->gw, cmd->fd, cmd->vc, cmd->node_id);
+    kg_conn *c = kg_conn_open(w, w->loop, w->gw, cmd->fd, cmd->vc, cmd->node_id, cmd->tls);
     if (!c) {
         kg_error("out of memory accepting a connection");
         close(cmd->fd);
@@ -201,7 +202,7 @@ static void worker_post(kg_worker *w, worker_cmd *cmd)
     kg_loop_wake(w->loop);
 }
 
-void kg_worker_adopt(kg_worker *w, int fd, kg_vcluster *vc, int32_t node_id)
+void kg_worker_adopt(kg_worker *w, int fd, kg_vcluster *vc, int32_t node_id, int tls)
 {
     worker_cmd *cmd = calloc(1, sizeof(*cmd));
     if (!cmd) {
@@ -212,6 +213,7 @@ void kg_worker_adopt(kg_worker *w, int fd, kg_vcluster *vc, int32_t node_id)
     cmd->fd = fd;
     cmd->vc = vc;
     cmd->node_id = node_id;
+    cmd->tls = tls;
     worker_post(w, cmd);
 }
 

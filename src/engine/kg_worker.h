@@ -18,7 +18,8 @@ kg_worker *kg_worker_start(kg_gateway *gw, int id);
 
 /* Hands an accepted client socket to the worker (ownership moves with it). NODE_ID is the
  * broker the client dialled, or -1 for the bootstrap port. */
-void kg_worker_adopt(kg_worker *w, int fd, kg_vcluster *vc, int32_t node_id);
+/* Hands an accepted socket to W; TLS says it came in on the vcluster's TLS port. */
+void kg_worker_adopt(kg_worker *w, int fd, kg_vcluster *vc, int32_t node_id, int tls);
 
 /* Closes every connection of virtual cluster VC opened under an older route than ROUTE_WORD, on
  * all N workers in parallel, and waits until they are done. Returns how many client

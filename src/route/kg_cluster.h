@@ -14,6 +14,7 @@
 
 #include "config/kg_config.h"
 #include "route/kg_versions.h"
+#include "security/kg_tls.h"
 
 typedef struct kg_sockaddr {
     struct sockaddr_storage sa;
@@ -45,6 +46,7 @@ typedef struct kg_cluster {
     atomic_uint_fast64_t probe_us; /* latency of the last successful probe */
     atomic_uint_fast64_t last_probe_unix_ms;
     atomic_uint round_robin;
+    kg_tls_client *tls; /* clusters.NAME.tls; NULL = plaintext to the brokers */
 } kg_cluster;
 
 int kg_cluster_init(kg_cluster *c, const kg_cluster_cfg *cfg, int index);

@@ -29,6 +29,7 @@ typedef struct kg_listener {
     kg_gateway *gw;
     kg_vcluster *vc;
     int32_t node_id; /* -1 = bootstrap port */
+    int tls;         /* a port of the vcluster's TLS range */
 } kg_listener;
 
 int kg_vcluster_node_port(const kg_vcluster *vc, int32_t node_id)
@@ -95,7 +96,7 @@ static void gateway_accept(kg_loop *loop, int fd, unsigned mask, void *arg)
             continue;
         }
         unsigned w = atomic_fetch_add(&gw->next_worker, 1) % (unsigned)gw->n_workers;
-        kg_worker_adopt(gw->workers[w], cfd, l->vc, l->node_id);
+        kg_worker_adopt(gw->workers[w], cfd, l->vc, l->node_id, l->tls);
     }
 }
 
@@ -126,31 +127,44 @@ static int gateway_listen_on(kg_gateway *gw, kg_listener *l, uint16_t port)
     return kg_loop_io_set(gw->accept_loop, &l->io, KG_EV_READ);
 }
 
+/* A vcluster listens on one port range (bootstrap, then a port per broker node), plaintext or
+ * TLS, or on two: plaintext on `port` and TLS on `listener.tls.port`. */
+static int gateway_open_range(kg_gateway *gw, kg_vcluster *vc, uint16_t base, int tls)
+{
+    for (int32_t node = -1; node <= vc->cfg->node_id_max; node++) {
+        if (node >= 0 && node < vc->cfg->node_id_min) node = vc->cfg->node_id_min;
+        kg_listener *l = &gw->listeners[gw->n_listen];
+        *l = (kg_listener){.gw = gw, .vc = vc, .node_id = node, .tls = tls};
+        l->io.fd = -1;
+        int offset = node < 0 ? 0 : 1 + node - vc->cfg->node_id_min;
+        if (gateway_listen_on(gw, l, (uint16_t)(base + offset)) < 0) return -1;
+        gw->n_listen++;
+    }
+    kg_info("vcluster %s: %s bootstrap %s:%u, brokers %d-%d on ports %u-%u, active %s",
+            vc->cfg->name, tls ? "TLS" : "plaintext", gw->cfg->advertised_host, base,
+            vc->cfg->node_id_min, vc->cfg->node_id_max, base + 1,
+            base + 1 + vc->cfg->node_id_max - vc->cfg->node_id_min,
+            gw->cfg->clusters[KG_ROUTE_ACTIVE(atomic_load(&vc->route))].name);
+    return 0;
+}
+
 static int gateway_open_listeners(kg_gateway *gw)
 {
     int total = 0;
     for (int i = 0; i < gw->cfg->n_vclusters; i++) {
         const kg_vcluster_cfg *v = &gw->cfg->vclusters[i];
-        total += 1 + (v->node_id_max - v->node_id_min + 1);
+        total += 2 * (1 + (v->node_id_max - v->node_id_min + 1));
     }
     gw->listeners = calloc((size_t)total, sizeof(*gw->listeners));
     if (!gw->listeners) return -1;
     for (int i = 0; i < gw->cfg->n_vclusters; i++) {
         kg_vcluster *vc = &gw->vclusters[i];
-        for (int32_t node = -1; node <= vc->cfg->node_id_max; node++) {
-            if (node >= 0 && node < vc->cfg->node_id_min) node = vc->cfg->node_id_min;
-            kg_listener *l = &gw->listeners[gw->n_listen];
-            *l = (kg_listener){.gw = gw, .vc = vc, .node_id = node};
-            l->io.fd = -1;
-            uint16_t port = node < 0 ? vc->cfg->port : (uint16_t)kg_vcluster_node_port(vc, node);
-            if (gateway_listen_on(gw, l, port) < 0) return -1;
-            gw->n_listen++;
-        }
-        kg_info("vcluster %s: bootstrap %s:%u, brokers %d-%d on ports %u-%u, active %s",
-                vc->cfg->name, gw->cfg->advertised_host, vc->cfg->port, vc->cfg->node_id_min,
-                vc->cfg->node_id_max, vc->cfg->port + 1,
-                kg_vcluster_node_port(vc, vc->cfg->node_id_max),
-                gw->cfg->clusters[KG_ROUTE_ACTIVE(atomic_load(&vc->route))].name);
+        const kg_listener_tls_cfg *tls = &vc->cfg->tls;
+        if ((!tls->enabled || tls->port) && gateway_open_range(gw, vc, vc->cfg->port, 0) < 0)
+            return -1;
+        if (tls->enabled &&
+            gateway_open_range(gw, vc, tls->port ? tls->port : vc->cfg->port, 1) < 0)
+            return -1;
     }
     return 0;
 }
@@ -474,10 +488,29 @@ static int gateway_apply_chaos_config(kg_gateway *gw, const kg_config *cfg, char
     return rc;
 }
 
+/* Re-reads every listener's certificate files; all or nothing is not possible (each swap is
+ * its own), so a failure names the vcluster and leaves the ones before it reloaded. */
+static int gateway_reload_certificates(kg_gateway *gw, char *err, size_t errlen)
+{
+    for (int i = 0; i < gw->cfg->n_vclusters; i++) {
+        kg_vcluster *vc = &gw->vclusters[i];
+        char why[256];
+        if (vc->tls && kg_tls_server_reload(vc->tls, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "vcluster %s: listener TLS: %s", vc->cfg->name, why);
+            kg_error("%s", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t errlen)
 {
-    if (gateway_apply_chaos_config(gw, fresh, err, errlen) < 0) return -1;
-    kg_info("reloaded %s: %zu chaos rule(s) from the file; other changes take a restart",
+    if (gateway_reload_certificates(gw, err, errlen) < 0 ||
+        gateway_apply_chaos_config(gw, fresh, err, errlen) < 0)
+        return -1;
+    kg_info("reloaded %s: %zu chaos rule(s) from the file, TLS certificates from their files; "
+            "other changes take a restart",
             fresh->path, fresh->chaos_rules ? json_array_size(fresh->chaos_rules) : 0);
     return 0;
 }
@@ -492,6 +525,27 @@ static int gateway_inspect_env(void *ctx, const char *vcluster, int on)
     return kg_gateway_inspect(ctx, vcluster, on);
 }
 
+static int gateway_init_tls(kg_gateway *gw, kg_vcluster *vc)
+{
+    char err[256];
+    vc->tls = kg_tls_server_new(&vc->cfg->tls, err, sizeof(err));
+    if (!vc->tls || kg_principal_map_init(&vc->principals, &vc->cfg->tls, err, sizeof(err)) < 0) {
+        kg_error("vcluster %s: listener TLS: %s", vc->cfg->name, err);
+        return -1;
+    }
+    static const char *const results[2] = {"failed", "ok"};
+    for (int i = 0; i < 2; i++) {
+        char labels[256];
+        kg_metrics_format_labels(labels, sizeof(labels), "vcluster", vc->cfg->name, "result",
+                                 results[i], NULL);
+        vc->tls_handshakes[i] = kg_metrics_counter(
+            gw->metrics, "kgate_tls_handshakes_total",
+            "TLS handshakes with clients, by result (failed: bad certificate, protocol, ...).",
+            labels);
+    }
+    return 0;
+}
+
 static int gateway_init_state(kg_gateway *gw)
 {
     const kg_config *cfg = gw->cfg;
@@ -499,9 +553,16 @@ static int gateway_init_state(kg_gateway *gw)
     gw->vclusters = calloc((size_t)cfg->n_vclusters, sizeof(*gw->vclusters));
     gw->metrics = kg_metrics_new();
     if (!gw->clusters || !gw->vclusters || !gw->metrics) return -1;
-    for (int i = 0; i < cfg->n_clusters; i++)
-        if (kg_cluster_init(&gw->clusters[i], &cfg->clusters[i], i) < 0) return -1;
     char err[256];
+    for (int i = 0; i < cfg->n_clusters; i++) {
+        kg_cluster *c = &gw->clusters[i];
+        if (kg_cluster_init(c, &cfg->clusters[i], i) < 0) return -1;
+        if (cfg->clusters[i].tls.enabled &&
+            !(c->tls = kg_tls_client_new(&cfg->clusters[i].tls, err, sizeof(err)))) {
+            kg_error("cluster %s: TLS: %s", cfg->clusters[i].name, err);
+            return -1;
+        }
+    }
     gw->store = kg_store_open(cfg->state_path, err, sizeof(err));
     if (!gw->store) {
         kg_error("state store %s: %s", cfg->state_path, err);
@@ -522,6 +583,7 @@ static int gateway_init_state(kg_gateway *gw)
         if (!vc->metrics) return -1;
         vc->sasl = kg_sasl_listener_new(vc->cfg, gw->users, gw->metrics);
         if (vc->cfg->auth_gateway && !vc->sasl) return -1;
+        if (vc->cfg->tls.enabled && gateway_init_tls(gw, vc) < 0) return -1;
     }
     kg_experiment_env env = {
         .ctx = gw, .sample = gateway_sample_env, .inspect = gateway_inspect_env};
@@ -599,10 +661,14 @@ void kg_gateway_stop(kg_gateway *gw)
     for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++) {
         kg_vcm_free(gw->vclusters[i].metrics);
         kg_sasl_listener_free(gw->vclusters[i].sasl); /* after the workers, like the rules */
+        kg_tls_server_free(gw->vclusters[i].tls);
+        kg_principal_map_free(&gw->vclusters[i].principals);
     }
     kg_users_free(gw->users); /* writes the queued failure audit entries: before the store */
-    for (int i = 0; gw->clusters && i < gw->cfg->n_clusters; i++)
+    for (int i = 0; gw->clusters && i < gw->cfg->n_clusters; i++) {
+        kg_tls_client_free(gw->clusters[i].tls);
         kg_cluster_destroy(&gw->clusters[i]);
+    }
     if (gw->store) kg_store_close(gw->store);
     kg_metrics_free(gw->metrics);
     free(gw->listeners);

@@ -17,6 +17,9 @@
 #include "engine/kg_loop.h"
 #include "config/kg_config.h"
 #include "route/kg_cluster.h"
+#include "security/kg_principal.h"
+#include "security/kg_tls.h"
+#include "util/kg_log.h"
 
 typedef struct kg_worker kg_worker;
 typedef struct kg_store kg_store;
@@ -27,6 +30,7 @@ typedef struct kg_metrics kg_metrics;
 typedef struct kg_vc_metrics kg_vc_metrics;
 typedef struct kg_users kg_users;
 typedef struct kg_sasl_listener kg_sasl_listener;
+typedef struct kg_counter kg_counter;
 
 typedef struct kg_gateway kg_gateway;
 
@@ -56,6 +60,10 @@ typedef struct kg_vcluster {
     atomic_uint_fast64_t last_switch_us;
     kg_vc_metrics *metrics;
     kg_sasl_listener *sasl; /* auth: gateway; NULL when clients do not authenticate */
+    kg_tls_server *tls;     /* listener.tls; NULL when clients connect in plaintext only */
+    kg_principal_map principals;   /* listener.tls.principal_mapping */
+    kg_counter *tls_handshakes[2]; /* [0] failed, [1] completed */
+    kg_log_limit tls_log;          /* failed client handshakes are logged at this rate */
 } kg_vcluster;
 
 struct kg_gateway {

@@ -1,6 +1,7 @@
 #include "util/kg_log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -49,4 +50,13 @@ void kg_log(enum kg_log_level level, const char *fmt, ...)
     size_t len = strlen(line);
     line[len++] = '\n';
     fwrite(line, 1, len, stderr);
+}
+
+int kg_log_limit_allows(kg_log_limit *l, unsigned per_second)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    unsigned long long second = (unsigned long long)ts.tv_sec;
+    if (atomic_exchange(&l->second, second) != second) atomic_store(&l->count, 0);
+    return atomic_fetch_add(&l->count, 1) < per_second;
 }
