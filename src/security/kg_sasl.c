@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/kg_wire.h"
 #include "kp_msgs.h"
@@ -18,9 +19,19 @@
 #define RAW_TOKEN_MAX 65536
 #define LOG_LINES_PER_SECOND 10
 
-static const char *const mech_names[] = {"", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+static const char *const mech_names[KG_SASL_MECHANISMS] = {"", "PLAIN", "SCRAM-SHA-256",
+                                                           "SCRAM-SHA-512", "OAUTHBEARER"};
+/* RFC 7628 §3.2.2: the error a server sends instead of failing at once; the client answers 0x01. */
+static const char oauth_error_challenge[] = "{\"status\":\"invalid_token\"}";
 
 /* ---------------------------------------------------------------- listener */
+
+static int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 kg_sasl_listener *kg_sasl_listener_new(const kg_vcluster_cfg *vc, kg_users *users,
                                        kg_metrics *metrics)
@@ -30,8 +41,24 @@ kg_sasl_listener *kg_sasl_listener_new(const kg_vcluster_cfg *vc, kg_users *user
     if (!l) return NULL;
     l->cfg = vc;
     l->users = users;
+    l->wall_ms = wall_clock_ms;
+    if (vc->sasl_mechanisms & KG_SASL_BIT(KG_SASL_OAUTHBEARER)) {
+        char err[300];
+        l->jwks = kg_jwt_jwks_load(vc->oauthbearer.jwks_file, err, sizeof(err));
+        if (!l->jwks) {
+            kg_error("vcluster %s: listener.oauthbearer.jwks_file: %s", vc->name, err);
+            free(l);
+            return NULL;
+        }
+        l->policy = (kg_jwt_policy){.issuer = vc->oauthbearer.issuer,
+                                    .audience = vc->oauthbearer.audience,
+                                    .principal_claim = vc->oauthbearer.principal_claim,
+                                    .clock_skew_s = vc->oauthbearer.clock_skew_s};
+        kg_info("vcluster %s: OAUTHBEARER with %d key(s) from %s", vc->name,
+                kg_jwt_jwks_count(l->jwks), vc->oauthbearer.jwks_file);
+    }
     char labels[256];
-    for (int m = 0; m <= KG_SASL_SCRAM_SHA_512; m++) {
+    for (int m = 0; m < KG_SASL_MECHANISMS; m++) {
         const char *name = m ? mech_names[m] : "none";
         kg_metrics_format_labels(labels, sizeof(labels), "vcluster", vc->name, "mechanism", name,
                                  "result", "ok", NULL);
@@ -52,6 +79,7 @@ kg_sasl_listener *kg_sasl_listener_new(const kg_vcluster_cfg *vc, kg_users *user
 
 void kg_sasl_listener_free(kg_sasl_listener *l)
 {
+    if (l) kg_jwt_jwks_free(l->jwks);
     free(l);
 }
 
@@ -121,13 +149,13 @@ static int finish_frame(kp_writer *w, size_t at, kg_sasl_verdict *v)
 
 static int answer_handshake(const kg_sasl_conn *s, int16_t error, kg_sasl_verdict *v)
 {
-    kp_str names[3];
+    kp_str names[KG_SASL_MECHANISMS];
     kp_sasl_handshake_response resp;
     kp_sasl_handshake_response_init(&resp);
     resp.error_code = error;
     resp.mechanisms.items = names;
     resp.mechanisms.count = 0;
-    for (int m = KG_SASL_PLAIN; m <= KG_SASL_SCRAM_SHA_512; m++)
+    for (int m = KG_SASL_PLAIN; m < KG_SASL_MECHANISMS; m++)
         if (s->l->cfg->sasl_mechanisms & KG_SASL_BIT(m))
             names[resp.mechanisms.count++] = kp_str_c(mech_names[m]);
     kp_writer w;
@@ -178,11 +206,13 @@ static int close_with(kg_sasl_verdict *v, const char *fmt, ...)
 
 /* ---------------------------------------------------------------- mechanisms */
 
-enum { STEP_FAILED = -1, STEP_CONTINUE = 0, STEP_DONE = 1 };
+/* STEP_FAILED_NOTED: failed, and already counted, logged and audited. */
+enum { STEP_FAILED_NOTED = -2, STEP_FAILED = -1, STEP_CONTINUE = 0, STEP_DONE = 1 };
 
-/* Credentials proved for USER: KIP-368 and chaos may still refuse them. */
+/* Credentials proved for USER: KIP-368 and chaos may still refuse them. CREDENTIAL_LEFT_MS is
+ * how long the credential itself stays valid (a token's exp), -1 when it does not expire. */
 static int step_succeeded(kg_sasl_conn *s, const kg_sasl_env *env, const char *user,
-                          const char **why)
+                          int64_t credential_left_ms, const char **why)
 {
     char principal[sizeof(s->principal)];
     snprintf(principal, sizeof(principal), "User:%s", user);
@@ -199,8 +229,15 @@ static int step_succeeded(kg_sasl_conn *s, const kg_sasl_env *env, const char *u
     memcpy(s->principal, principal, sizeof(principal));
     s->authenticated = 1;
     s->state = KG_SASL_AUTHENTICATED;
-    s->expires_us =
-        s->l->cfg->sasl_session_ms ? env->now_us + (uint64_t)s->l->cfg->sasl_session_ms * 1000u : 0;
+    /* KIP-368: the configured lifetime, cut to what is left of the credential (as Kafka does
+     * for OAUTHBEARER: the session ends when the token does). */
+    int64_t lifetime = s->l->cfg->sasl_session_ms;
+    if (credential_left_ms >= 0) {
+        int64_t left = credential_left_ms > 0 ? credential_left_ms : 1;
+        lifetime = lifetime && lifetime < left ? lifetime : left;
+    }
+    s->lifetime_ms = lifetime;
+    s->expires_us = lifetime ? env->now_us + (uint64_t)lifetime * 1000u : 0;
     kg_counter_inc(s->l->ok[s->mechanism]);
     return STEP_DONE;
 }
@@ -220,7 +257,7 @@ static int step_plain(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *to
         *why = "invalid credentials";
         return STEP_FAILED;
     }
-    return step_succeeded(s, env, user, why);
+    return step_succeeded(s, env, user, -1, why);
 }
 
 static int step_scram(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *tok, size_t len,
@@ -238,12 +275,144 @@ static int step_scram(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *to
     }
     snprintf(user, KG_SCRAM_NAME_MAX, "%s", s->scram.user);
     if (kg_scram_client_final(&s->scram, tok, len, out, out_len, why) < 0) return STEP_FAILED;
-    int rc = step_succeeded(s, env, user, why);
+    int rc = step_succeeded(s, env, user, -1, why);
     if (rc == STEP_FAILED) {
         free(*out);
         *out = NULL;
     }
     return rc;
+}
+
+/* A saslname of RFC 5801 (",", "=" written "=2C", "=3D") from IN (N bytes) into OUT. */
+static int oauth_saslname(const uint8_t *in, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = in[i];
+        if (c == '=') {
+            if (i + 2 < n && in[i + 1] == '2' && in[i + 2] == 'C')
+                c = ',';
+            else if (i + 2 < n && in[i + 1] == '3' && in[i + 2] == 'D')
+                c = '=';
+            else
+                return -1;
+            i += 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            return -1;
+        }
+        if (o + 1 >= cap) return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+static int oauth_fail(const char **why, const char *reason)
+{
+    *why = reason;
+    return -1;
+}
+
+int kg_sasl_oauth_parse(const uint8_t *msg, size_t len, const char **token, size_t *token_len,
+                        char *authzid, size_t authzid_cap, const char **why)
+{
+    *token = NULL;
+    *token_len = 0;
+    if (authzid_cap) authzid[0] = '\0';
+    if (len > 0 && msg[0] == 'p') return oauth_fail(why, "channel binding is not supported");
+    if (len < 3 || (msg[0] != 'n' && msg[0] != 'y') || msg[1] != ',')
+        return oauth_fail(why, "not an OAUTHBEARER client initial response (gs2 header)");
+    size_t at = 2;
+    if (msg[at] == 'a') {
+        const uint8_t *comma = memchr(msg + at, ',', len - at);
+        if (at + 1 >= len || msg[at + 1] != '=' || !comma ||
+            oauth_saslname(msg + at + 2, (size_t)(comma - msg) - at - 2, authzid, authzid_cap) < 0)
+            return oauth_fail(why, "malformed authorization id (a=) in the gs2 header");
+        at = (size_t)(comma - msg);
+    }
+    if (at + 1 >= len || msg[at] != ',' || msg[at + 1] != 0x01)
+        return oauth_fail(why, "not an OAUTHBEARER client initial response (gs2 header)");
+    at += 2;
+    int have_auth = 0;
+    for (;;) {
+        if (at >= len) return oauth_fail(why, "OAUTHBEARER message without its final separator");
+        if (msg[at] == 0x01) {
+            at++;
+            break;
+        }
+        size_t key = at;
+        while (at < len &&
+               ((msg[at] >= 'a' && msg[at] <= 'z') || (msg[at] >= 'A' && msg[at] <= 'Z')))
+            at++;
+        if (at == key || at >= len || msg[at] != '=')
+            return oauth_fail(why, "malformed key=value pair in the OAUTHBEARER message");
+        size_t key_len = at - key, value = ++at;
+        while (at < len && msg[at] != 0x01) {
+            uint8_t c = msg[at++];
+            if ((c < 0x20 || c > 0x7e) && c != '\t' && c != '\r' && c != '\n')
+                return oauth_fail(why, "a value of the OAUTHBEARER message has a control byte");
+        }
+        if (at >= len) return oauth_fail(why, "OAUTHBEARER message without its final separator");
+        size_t value_len = at++ - value;
+        if (key_len != 4 || memcmp(msg + key, "auth", 4) != 0) continue; /* an extension */
+        if (have_auth) return oauth_fail(why, "auth given twice in the OAUTHBEARER message");
+        have_auth = 1;
+        /* "Bearer" (any case), one or more spaces, the token (a JWT's characters) */
+        const uint8_t *v = msg + value;
+        if (value_len < 7 || strncasecmp((const char *)v, "bearer ", 7) != 0)
+            return oauth_fail(why, "auth is not \"Bearer <token>\"");
+        size_t t = 7;
+        while (t < value_len && v[t] == ' ')
+            t++;
+        if (t == value_len) return oauth_fail(why, "auth=Bearer without a token");
+        for (size_t i = t; i < value_len; i++)
+            if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+                  (v[i] >= '0' && v[i] <= '9') || v[i] == '-' || v[i] == '_' || v[i] == '.'))
+                return oauth_fail(why, "the bearer token has characters a JWT does not have");
+        *token = (const char *)v + t;
+        *token_len = value_len - t;
+    }
+    if (at != len) return oauth_fail(why, "bytes after the end of the OAUTHBEARER message");
+    if (!have_auth) return oauth_fail(why, "no auth=Bearer <token> in the OAUTHBEARER message");
+    return 0;
+}
+
+/* OAUTHBEARER, one round (RFC 7628): the client initial response carries the token. A refused
+ * token gets the error challenge of §3.2.2 (as Kafka sends it); the client answers 0x01 and
+ * the exchange fails then, with the reason in SaslAuthenticate's error message. */
+static int step_oauth(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *tok, size_t len,
+                      uint8_t **out, size_t *out_len, char *user, const char **why)
+{
+    if (s->oauth_refused) { /* 0x01, or anything: the exchange has failed already */
+        *why = s->oauth_reason;
+        return STEP_FAILED_NOTED;
+    }
+    const char *token;
+    size_t token_len;
+    char authzid[KG_SCRAM_NAME_MAX];
+    if (kg_sasl_oauth_parse(tok, len, &token, &token_len, authzid, sizeof(authzid), why) < 0)
+        return STEP_FAILED;
+    kg_jwt_claims claims;
+    int64_t now_ms = s->l->wall_ms();
+    if (kg_jwt_verify(s->l->jwks, &s->l->policy, token, token_len, now_ms, &claims, s->oauth_reason,
+                      sizeof(s->oauth_reason)) < 0) {
+        note_failure(s, env, "", s->oauth_reason);
+        s->oauth_refused = 1;
+        *out = malloc(sizeof(oauth_error_challenge));
+        if (!*out) {
+            *why = s->oauth_reason;
+            return STEP_FAILED_NOTED;
+        }
+        memcpy(*out, oauth_error_challenge, sizeof(oauth_error_challenge) - 1);
+        *out_len = sizeof(oauth_error_challenge) - 1;
+        return STEP_CONTINUE;
+    }
+    snprintf(user, KG_SCRAM_NAME_MAX, "%s", claims.principal);
+    if (authzid[0] && strcmp(authzid, claims.principal) != 0) {
+        *why = "the authorization id (a=) is not the token's principal";
+        return STEP_FAILED;
+    }
+    return step_succeeded(s, env, user, claims.exp_ms - now_ms, why);
 }
 
 /* One client token of the current exchange. */
@@ -254,14 +423,15 @@ static int sasl_step(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *tok
     *out = NULL;
     *out_len = 0;
     int rc = s->mechanism == KG_SASL_PLAIN ? step_plain(s, env, tok, len, user, why)
-                                           : step_scram(s, env, tok, len, out, out_len, user, why);
-    if (rc == STEP_FAILED) {
-        note_failure(s, env, user, *why);
-        s->state = s->authenticated ? KG_SASL_AUTHENTICATED : KG_SASL_WANT_HANDSHAKE;
-    }
+             : s->mechanism == KG_SASL_OAUTHBEARER
+                 ? step_oauth(s, env, tok, len, out, out_len, user, why)
+                 : step_scram(s, env, tok, len, out, out_len, user, why);
+    if (rc == STEP_FAILED) note_failure(s, env, user, *why);
+    if (rc < 0) s->state = s->authenticated ? KG_SASL_AUTHENTICATED : KG_SASL_WANT_HANDSHAKE;
     if (rc != STEP_CONTINUE) {
         kg_scram_server_free(&s->scram);
         kg_scram_server_init(&s->scram, s->mechanism);
+        s->oauth_refused = 0;
     }
     return rc;
 }
@@ -284,7 +454,7 @@ static int on_handshake(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *
     kp_arena_free(&arena);
     if (bad) return close_with(v, "malformed SaslHandshake v%d request", v->api_version);
     int m = KG_SASL_NONE;
-    for (int i = KG_SASL_PLAIN; i <= KG_SASL_SCRAM_SHA_512; i++)
+    for (int i = KG_SASL_PLAIN; i < KG_SASL_MECHANISMS; i++)
         if (strcmp(mech, mech_names[i]) == 0 && (s->l->cfg->sasl_mechanisms & KG_SASL_BIT(i)))
             m = i;
     int reauth = s->state == KG_SASL_AUTHENTICATED;
@@ -305,6 +475,7 @@ static int on_handshake(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *
     s->mechanism = (enum kg_sasl_mechanism)m;
     kg_scram_server_free(&s->scram);
     kg_scram_server_init(&s->scram, s->mechanism);
+    s->oauth_refused = 0;
     s->state = v->api_version == 0 ? KG_SASL_WANT_RAW : KG_SASL_WANT_AUTHENTICATE;
     return answer_handshake(s, 0, v);
 }
@@ -335,10 +506,10 @@ static int on_authenticate(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_
     int rc =
         sasl_step(s, env, req.auth_bytes.ptr, (size_t)req.auth_bytes.len, &out, &out_len, &why);
     kp_arena_free(&arena);
-    if (rc == STEP_FAILED) {
+    if (rc < 0) {
         v->close_after = 1;
         /* Kafka's wording for bad credentials (clients and operators know it), else why. */
-        char msg[160];
+        char msg[320];
         if (strcmp(why, "invalid credentials") == 0)
             snprintf(msg, sizeof(msg),
                      "Authentication failed during authentication due to invalid credentials "
@@ -348,7 +519,7 @@ static int on_authenticate(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_
             snprintf(msg, sizeof(msg), "Authentication failed: %s", why);
         return answer_authenticate(KG_KAFKA_SASL_AUTHENTICATION_FAILED, msg, NULL, 0, 0, v);
     }
-    int64_t lifetime = rc == STEP_DONE ? s->l->cfg->sasl_session_ms : 0;
+    int64_t lifetime = rc == STEP_DONE ? s->lifetime_ms : 0;
     int verdict = answer_authenticate(0, NULL, out, out_len, lifetime, v);
     free(out);
     return verdict;
@@ -371,7 +542,7 @@ static int on_raw_token(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *
     size_t out_len;
     const char *why = NULL;
     int rc = sasl_step(s, env, buf + 4, size, &out, &out_len, &why);
-    if (rc == STEP_FAILED) return close_with(v, "SASL authentication failed: %s", why);
+    if (rc < 0) return close_with(v, "SASL authentication failed: %s", why);
     int verdict = answer_raw(out, out_len, v);
     free(out);
     return verdict;

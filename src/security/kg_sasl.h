@@ -19,6 +19,7 @@
 
 #include "chaos/kg_chaos.h"
 #include "config/kg_config.h"
+#include "security/kg_jwt.h"
 #include "security/kg_scram.h"
 
 typedef struct kg_users kg_users;
@@ -29,13 +30,20 @@ typedef struct kg_counter kg_counter;
 typedef struct kg_sasl_listener {
     const kg_vcluster_cfg *cfg;
     kg_users *users;
-    kg_counter *ok[4], *failed[4];   /* by enum kg_sasl_mechanism (0: before a mechanism) */
+    /* by enum kg_sasl_mechanism (0: before a mechanism) */
+    kg_counter *ok[KG_SASL_MECHANISMS], *failed[KG_SASL_MECHANISMS];
     kg_counter *refused;             /* connections closed for a request before authentication */
     atomic_uint_fast64_t log_window; /* rate limit of failure log lines: current second */
     atomic_uint log_count;           /* lines logged in it */
+    /* OAUTHBEARER: the keys of listener.oauthbearer.jwks_file, loaded at start, and what tokens
+     * must say; wall_ms is the clock tokens are checked at (a test may replace it). */
+    kg_jwt_jwks *jwks;
+    kg_jwt_policy policy;
+    int64_t (*wall_ms)(void);
 } kg_sasl_listener;
 
-/* NULL when VC is not `auth: gateway` or out of memory (check cfg->auth_gateway). */
+/* NULL when VC is not `auth: gateway`, out of memory, or the JWKS file of OAUTHBEARER cannot be
+ * loaded (logged; check cfg->auth_gateway). */
 kg_sasl_listener *kg_sasl_listener_new(const kg_vcluster_cfg *vc, kg_users *users,
                                        kg_metrics *metrics);
 void kg_sasl_listener_free(kg_sasl_listener *l);
@@ -54,7 +62,10 @@ typedef struct kg_sasl_conn {
     int authenticated; /* stays set while a KIP-368 re-authentication runs */
     enum kg_sasl_mechanism mechanism;
     kg_scram_server scram;
-    uint64_t expires_us;                   /* KIP-368 session end (0 = none) */
+    int oauth_refused;      /* OAUTHBEARER: the error challenge was sent, the exchange will fail */
+    char oauth_reason[200]; /* why the token was refused (logged, never the token) */
+    int64_t lifetime_ms;    /* KIP-368 lifetime announced (0 = none) */
+    uint64_t expires_us;    /* KIP-368 session end (0 = none) */
     char principal[8 + KG_SCRAM_NAME_MAX]; /* "User:NAME" once authenticated */
 } kg_sasl_conn;
 
@@ -92,6 +103,13 @@ typedef struct kg_sasl_env {
     uint64_t now_us;
     uint32_t max_frame_bytes;
 } kg_sasl_env;
+
+/* Parses the RFC 7628 client initial response of OAUTHBEARER: a gs2 header ("n,," "y,," or with
+ * "a=authzid"), 0x01, "auth=Bearer TOKEN" 0x01, optional "key=value" 0x01 extensions, 0x01.
+ * On success (0) *TOKEN points into MSG and the decoded authzid ("" when none) is in AUTHZID;
+ * extensions are checked for syntax and ignored. -1: malformed, *WHY says why. */
+int kg_sasl_oauth_parse(const uint8_t *msg, size_t len, const char **token, size_t *token_len,
+                        char *authzid, size_t authzid_cap, const char **why);
 
 /* Looks at the frame at the start of BUF (AVAIL bytes so far). Returns a KG_SASL_* verdict. */
 int kg_sasl_on_frame(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *buf, size_t avail,

@@ -419,9 +419,9 @@ KT_TEST(auth_gateway_and_listener_sasl)
                         "and kgate has no TLS listener yet; set "
                         "vclusters.v.listener.allow_plain_without_tls: true to accept that\n");
     expect_single_error(MINIMAL_YAML
-                        "    auth: gateway\n    listener:\n      sasl: [OAUTHBEARER]\n",
-                        "t.yaml:10:14: vclusters.v.listener.sasl: 'OAUTHBEARER' is not a mechanism "
-                        "kgate offers (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)\n");
+                        "    auth: gateway\n    listener:\n      sasl: [GSSAPI]\n",
+                        "t.yaml:10:14: vclusters.v.listener.sasl: 'GSSAPI' is not a mechanism "
+                        "kgate offers (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)\n");
     expect_single_error(
         MINIMAL_YAML
         "    auth: gateway\n    listener:\n      sasl: [SCRAM-SHA-256, SCRAM-SHA-256]\n",

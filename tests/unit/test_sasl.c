@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jwt_keys.h"
 #include "metrics/kg_metrics.h"
 #include "security/kg_sasl.h"
 #include "security/kg_users.h"
@@ -224,6 +225,259 @@ KT_TEST(handshake_v0_then_raw_tokens)
     memcpy(buf + n, "\0alice\0nope", 11);
     KT_CHECK_EQ_INT(kg_sasl_on_frame(&f.conn, &f.env, buf, n + 11, &v), KG_SASL_CLOSE);
     teardown(&f);
+}
+
+/* ---- OAUTHBEARER ---- */
+
+#define WALL_MS 1800000000000LL
+static int64_t test_wall_ms(void)
+{
+    return WALL_MS;
+}
+
+static EVP_PKEY *oauth_key;
+
+/* The fixture with OAUTHBEARER too: a JWKS file with one EC key, audience "kgate". */
+static void setup_oauth(fixture *f, int64_t session_ms, char *jwks_path, size_t cap)
+{
+    if (!oauth_key) oauth_key = jk_ec();
+    snprintf(jwks_path, cap, "/tmp/kg_test_sasl_jwks.%d.json", (int)getpid());
+    FILE *out = fopen(jwks_path, "w");
+    char *jwk = jk_jwk(oauth_key, "k1");
+    fprintf(out, "{\"keys\": [%s]}", jwk);
+    fclose(out);
+    free(jwk);
+    memset(f, 0, sizeof(*f));
+    kg_vcluster_cfg cfg = {0};
+    snprintf(cfg.oauthbearer.jwks_file, sizeof(cfg.oauthbearer.jwks_file), "%s", jwks_path);
+    snprintf(cfg.oauthbearer.audience, sizeof(cfg.oauthbearer.audience), "kgate");
+    snprintf(cfg.oauthbearer.principal_claim, sizeof(cfg.oauthbearer.principal_claim), "sub");
+    cfg.oauthbearer.clock_skew_s = 30;
+    setup(f, session_ms);
+    kg_sasl_conn_free(&f->conn);
+    kg_sasl_listener_free(f->l);
+    f->cfg.oauthbearer = cfg.oauthbearer;
+    f->cfg.sasl_mechanisms |= KG_SASL_BIT(KG_SASL_OAUTHBEARER);
+    f->l = kg_sasl_listener_new(&f->cfg, f->users, f->metrics);
+    f->l->wall_ms = test_wall_ms;
+    kg_sasl_conn_init(&f->conn, f->l);
+}
+
+/* An OAUTHBEARER client initial response with a token for SUB expiring EXP_IN seconds after
+ * WALL_MS, for AUD (malloc'd; *LEN set). */
+static char *oauth_message(const char *sub, long exp_in, const char *aud, const char *gs2,
+                           size_t *len)
+{
+    char claims[256];
+    snprintf(claims, sizeof(claims), "{\"sub\": \"%s\", \"aud\": \"%s\", \"exp\": %lld}", sub, aud,
+             (long long)(WALL_MS / 1000 + exp_in));
+    char *token = jk_sign(oauth_key, "{\"alg\":\"ES256\",\"kid\":\"k1\"}", claims);
+    char *msg = malloc(strlen(token) + 128);
+    *len = (size_t)sprintf(msg, "%s\001auth=Bearer %s\001host=kgate\001\001", gs2, token);
+    free(token);
+    return msg;
+}
+
+/* SaslAuthenticate v1 with TOKEN of any size. */
+static size_t authenticate_big(uint8_t *out, const void *token, size_t len)
+{
+    uint8_t *body = malloc(len + 4);
+    size_t n = put32(body, (uint32_t)len);
+    memcpy(body + n, token, len);
+    size_t at = request(out, 36, 1, 8, body, n + len);
+    free(body);
+    return at;
+}
+
+/* A SaslAuthenticate v1 answer: error message (copied to MSG), auth bytes, session lifetime. */
+static int parse_auth_answer(const kg_sasl_verdict *v, char *msg, size_t cap, char *bytes,
+                             size_t bytes_cap, int64_t *lifetime)
+{
+    const uint8_t *p = v->frame + 10;
+    int16_t ml = (int16_t)(p[0] << 8 | p[1]);
+    p += 2;
+    msg[0] = '\0';
+    if (ml > 0) {
+        snprintf(msg, cap, "%.*s", ml, (const char *)p);
+        p += ml;
+    }
+    uint32_t bl = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    p += 4;
+    snprintf(bytes, bytes_cap, "%.*s", (int)bl, (const char *)p);
+    p += bl;
+    *lifetime = 0;
+    for (int i = 0; i < 8; i++)
+        *lifetime = *lifetime << 8 | p[i];
+    return answer_error(v);
+}
+
+KT_TEST(oauthbearer_parse)
+{
+    const char *tok, *why = NULL;
+    size_t tl;
+    char authz[64];
+#define OP(s)                                                                                      \
+    kg_sasl_oauth_parse((const uint8_t *)(s), sizeof(s) - 1, &tok, &tl, authz, sizeof(authz), &why)
+    KT_CHECK_EQ_INT(OP("n,,\001auth=Bearer a.b.c\001\001"), 0);
+    KT_CHECK(tl == 5 && memcmp(tok, "a.b.c", 5) == 0 && authz[0] == '\0');
+    KT_CHECK_EQ_INT(OP("y,a=al=2Cice=3D,\001host=h\001auth=bearer   x-_.9\001port=9092\001\001"),
+                    0);
+    KT_CHECK(tl == 5 && memcmp(tok, "x-_.9", 5) == 0);
+    KT_CHECK_EQ_STR(authz, "al,ice=");
+    KT_CHECK_EQ_INT(OP("p=tls-unique,,\001auth=Bearer a\001\001"), -1);
+    KT_CHECK(strstr(why, "channel binding") != NULL);
+    KT_CHECK_EQ_INT(OP("n,,\001auth=Bearer a.b.c\001"), -1);
+    KT_CHECK_EQ_INT(OP("n,,\001auth=Bearer a.b.c\001\001x"), -1);
+    KT_CHECK_EQ_INT(OP("n,,\001\001"), -1);
+    KT_CHECK(strstr(why, "no auth") != NULL);
+    KT_CHECK_EQ_INT(OP("n,,\001auth=Basic YWxpY2U6cHc=\001\001"), -1);
+    KT_CHECK_EQ_INT(OP("n,,\001auth=Bearer \001\001"), -1);
+    KT_CHECK_EQ_INT(OP("n,,\001auth=Bearer a\001auth=Bearer b\001\001"), -1);
+    KT_CHECK_EQ_INT(OP("n,,\001auth=Bearer a+b\001\001"), -1);
+    KT_CHECK_EQ_INT(OP("n,,\001a1=b\001auth=Bearer a\001\001"), -1);
+    KT_CHECK_EQ_INT(OP("n,a=x=41,\001auth=Bearer a\001\001"), -1);
+    KT_CHECK_EQ_INT(OP("n,,auth=Bearer a\001\001"), -1);
+    KT_CHECK_EQ_INT(OP("n,"), -1);
+#undef OP
+}
+
+KT_TEST(oauthbearer_exchange)
+{
+    fixture f;
+    char jwks[128], msg[400], bytes[128];
+    int64_t lifetime;
+    setup_oauth(&f, 0, jwks, sizeof(jwks));
+    uint8_t *buf = malloc(8192);
+    kg_sasl_verdict v;
+    /* The handshake lists it; a valid token authenticates; the session ends with the token. */
+    KT_CHECK_EQ_INT(feed(&f, buf, handshake(buf, 1, "OAUTHBEARER"), &v), KG_SASL_ANSWER);
+    KT_CHECK_EQ_INT(answer_error(&v), 0);
+    free(v.frame);
+    size_t len;
+    char *m = oauth_message("alice", 600, "kgate", "n,,", &len);
+    KT_CHECK_EQ_INT(feed(&f, buf, authenticate_big(buf, m, len), &v), KG_SASL_ANSWER);
+    free(m);
+    KT_CHECK_EQ_INT(parse_auth_answer(&v, msg, sizeof(msg), bytes, sizeof(bytes), &lifetime), 0);
+    KT_CHECK_EQ_INT(lifetime, 600000);
+    KT_CHECK(!v.close_after);
+    free(v.frame);
+    KT_CHECK_EQ_STR(kg_sasl_principal(&f.conn), "User:alice");
+    KT_CHECK_EQ_INT(
+        feed(&f, buf, request(buf, 3, 1, 3, (const uint8_t *)"\xff\xff\xff\xff", 4), &v),
+        KG_SASL_PASS);
+    f.env.now_us += 600 * 1000000u + 1;
+    KT_CHECK_EQ_INT(
+        feed(&f, buf, request(buf, 3, 1, 4, (const uint8_t *)"\xff\xff\xff\xff", 4), &v),
+        KG_SASL_CLOSE);
+    teardown(&f);
+
+    /* With sasl_session_ms shorter than the token, that wins. An expired token gets the error
+     * challenge; the client's 0x01 then gets SASL_AUTHENTICATION_FAILED with the reason. */
+    setup_oauth(&f, 5000, jwks, sizeof(jwks));
+    feed(&f, buf, handshake(buf, 1, "OAUTHBEARER"), &v);
+    free(v.frame);
+    m = oauth_message("alice", 600, "kgate", "n,a=alice,", &len);
+    feed(&f, buf, authenticate_big(buf, m, len), &v);
+    free(m);
+    KT_CHECK_EQ_INT(parse_auth_answer(&v, msg, sizeof(msg), bytes, sizeof(bytes), &lifetime), 0);
+    KT_CHECK_EQ_INT(lifetime, 5000);
+    free(v.frame);
+    kg_sasl_conn_free(&f.conn);
+    kg_sasl_conn_init(&f.conn, f.l);
+    feed(&f, buf, handshake(buf, 1, "OAUTHBEARER"), &v);
+    free(v.frame);
+    m = oauth_message("alice", -120, "kgate", "n,,", &len);
+    KT_CHECK_EQ_INT(feed(&f, buf, authenticate_big(buf, m, len), &v), KG_SASL_ANSWER);
+    free(m);
+    KT_CHECK_EQ_INT(parse_auth_answer(&v, msg, sizeof(msg), bytes, sizeof(bytes), &lifetime), 0);
+    KT_CHECK_EQ_STR(bytes, "{\"status\":\"invalid_token\"}");
+    KT_CHECK(!v.close_after);
+    free(v.frame);
+    KT_CHECK_EQ_INT(feed(&f, buf, authenticate(buf, "\001", 1), &v), KG_SASL_ANSWER);
+    KT_CHECK_EQ_INT(parse_auth_answer(&v, msg, sizeof(msg), bytes, sizeof(bytes), &lifetime), 58);
+    KT_CHECK(strstr(msg, "expired") != NULL);
+    KT_CHECK(v.close_after);
+    KT_CHECK(kg_sasl_principal(&f.conn) == NULL);
+    free(v.frame);
+    /* A wrong audience; an authzid that is not the token's principal; garbage */
+    const char *cases[][3] = {{"alice", "billing", "n,,"}, {"alice", "kgate", "n,a=bob,"}};
+    for (int i = 0; i < 2; i++) {
+        kg_sasl_conn_free(&f.conn);
+        kg_sasl_conn_init(&f.conn, f.l);
+        feed(&f, buf, handshake(buf, 1, "OAUTHBEARER"), &v);
+        free(v.frame);
+        m = oauth_message(cases[i][0], 600, cases[i][1], cases[i][2], &len);
+        feed(&f, buf, authenticate_big(buf, m, len), &v);
+        free(m);
+        int err = parse_auth_answer(&v, msg, sizeof(msg), bytes, sizeof(bytes), &lifetime);
+        free(v.frame);
+        if (i == 0) { /* the challenge, then the failure */
+            KT_CHECK_EQ_INT(err, 0);
+            feed(&f, buf, authenticate(buf, "\001", 1), &v);
+            err = parse_auth_answer(&v, msg, sizeof(msg), bytes, sizeof(bytes), &lifetime);
+            free(v.frame);
+            KT_CHECK(strstr(msg, "audience") != NULL);
+        } else {
+            KT_CHECK(strstr(msg, "authorization id") != NULL);
+        }
+        KT_CHECK_EQ_INT(err, 58);
+        KT_CHECK(kg_sasl_principal(&f.conn) == NULL);
+    }
+    kg_sasl_conn_free(&f.conn);
+    kg_sasl_conn_init(&f.conn, f.l);
+    feed(&f, buf, handshake(buf, 1, "OAUTHBEARER"), &v);
+    free(v.frame);
+    feed(&f, buf, authenticate(buf, "n,,\001auth=Bearer x.y.z\001\001", 23), &v);
+    KT_CHECK_EQ_INT(parse_auth_answer(&v, msg, sizeof(msg), bytes, sizeof(bytes), &lifetime), 0);
+    free(v.frame);
+    feed(&f, buf, authenticate(buf, "\001", 1), &v);
+    KT_CHECK_EQ_INT(parse_auth_answer(&v, msg, sizeof(msg), bytes, sizeof(bytes), &lifetime), 58);
+    free(v.frame);
+    teardown(&f);
+    unlink(jwks);
+    free(buf);
+}
+
+KT_TEST(oauthbearer_raw_v0)
+{
+    fixture f;
+    char jwks[128];
+    setup_oauth(&f, 0, jwks, sizeof(jwks));
+    uint8_t *buf = malloc(8192);
+    kg_sasl_verdict v;
+    feed(&f, buf, handshake(buf, 0, "OAUTHBEARER"), &v);
+    free(v.frame);
+    size_t len;
+    char *m = oauth_message("svc", 60, "kgate", "n,,", &len);
+    size_t n = put32(buf, (uint32_t)len);
+    memcpy(buf + n, m, len);
+    free(m);
+    KT_CHECK_EQ_INT(feed(&f, buf, n + len, &v), KG_SASL_ANSWER);
+    KT_CHECK(v.frame_len == 4 && memcmp(v.frame, "\0\0\0\0", 4) == 0);
+    free(v.frame);
+    KT_CHECK_EQ_STR(kg_sasl_principal(&f.conn), "User:svc");
+    KT_CHECK(f.conn.expires_us == f.env.now_us + 60 * 1000000u);
+    /* refused: the challenge as a raw token, then whatever comes closes */
+    kg_sasl_conn_free(&f.conn);
+    kg_sasl_conn_init(&f.conn, f.l);
+    feed(&f, buf, handshake(buf, 0, "OAUTHBEARER"), &v);
+    free(v.frame);
+    m = oauth_message("svc", 60, "other", "n,,", &len);
+    n = put32(buf, (uint32_t)len);
+    memcpy(buf + n, m, len);
+    free(m);
+    KT_CHECK_EQ_INT(feed(&f, buf, n + len, &v), KG_SASL_ANSWER);
+    KT_CHECK(v.frame_len == 4 + 26 && memcmp(v.frame + 4, "{\"status\"", 9) == 0);
+    free(v.frame);
+    n = put32(buf, 1);
+    buf[n] = 1;
+    KT_CHECK_EQ_INT(feed(&f, buf, n + 1, &v), KG_SASL_CLOSE);
+    KT_CHECK(strstr(v.reason, "audience") != NULL);
+    teardown(&f);
+    unlink(jwks);
+    free(buf);
+    EVP_PKEY_free(oauth_key);
+    oauth_key = NULL;
 }
 
 KT_MAIN()
