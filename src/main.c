@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin/kg_acl_cli.h"
 #include "admin/kg_chaos_cli.h"
 #include "admin/kg_users_cli.h"
 #include "admin/kg_cli.h"
@@ -12,6 +13,7 @@
 #include "chaos/kg_chaos.h"
 #include "config/kg_config.h"
 #include "route/kg_gateway.h"
+#include "security/kg_acl.h"
 #include "tools/kg_demo.h"
 #include "tools/kg_devcluster.h"
 #include "util/kg_log.h"
@@ -46,6 +48,11 @@ static void usage(FILE *out)
             "  users add NAME --mechanism M (--password-file F | --password-stdin)\n"
             "        | passwd NAME ... | rm NAME | list\n"
             "                         SASL users of auth: gateway virtual clusters (see "
+            "docs/security.md)\n"
+            "  acl add (--allow P | --deny P) --operation OPS (--topic T | --group G | --cluster\n"
+            "          | --transactional-id T) [--pattern literal|prefixed] [--host IP]\n"
+            "    | rm [same options] | list [--principal P] [...]\n"
+            "                         ACLs of acls: enabled virtual clusters (see "
             "docs/security.md)\n"
             "  common options: -c FILE (admin address and token from the config),\n"
             "                  --admin URL, --token TOKEN, --json\n"
@@ -117,12 +124,29 @@ static int check_chaos_rules(const kg_config *cfg)
     return bad;
 }
 
+/* The config file's ACL bindings go through the same checks as the admin API's. */
+static int check_acl_bindings(const kg_config *cfg)
+{
+    int bad = 0;
+    for (size_t i = 0; i < json_array_size(cfg->acl_bindings); i++) {
+        char err[512];
+        kg_acl_binding b[KG_ACL_N_OPS];
+        if (kg_acl_bindings_from_json(json_array_get(cfg->acl_bindings, i), b, err, sizeof(err)) <
+            0) {
+            fprintf(stderr, "%s:%d: acls[%zu]: %s\n", cfg->path,
+                    cfg->acl_binding_lines ? cfg->acl_binding_lines[i] : 0, i, err);
+            bad++;
+        }
+    }
+    return bad;
+}
+
 static int cmd_check(int argc, char **argv)
 {
     const char *path = take_config_arg(&argc, argv);
     kg_config *cfg = load_config(path ? path : KGATE_DEFAULT_CONFIG);
     if (!cfg) return 1;
-    int bad_rules = check_chaos_rules(cfg);
+    int bad_rules = check_chaos_rules(cfg) + check_acl_bindings(cfg);
     if (bad_rules) {
         fprintf(stderr, "%s: %d error%s\n", cfg->path, bad_rules, bad_rules == 1 ? "" : "s");
         kg_config_free(cfg);
@@ -184,6 +208,8 @@ static int cmd_operate(int argc, char **argv)
         return kg_chaos_cli_main(argc, argv, url, token[0] ? token : NULL);
     if (strcmp(argv[0], "users") == 0)
         return kg_users_cli_main(argc, argv, url, token[0] ? token : NULL);
+    if (strcmp(argv[0], "acl") == 0)
+        return kg_acl_cli_main(argc, argv, url, token[0] ? token : NULL);
     if (strcmp(argv[0], "experiment") == 0)
         return kg_experiment_cli_main(argc, argv, url, token[0] ? token : NULL);
     return kg_cli_main(argc, argv, url, token[0] ? token : NULL);
@@ -210,7 +236,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "demo") == 0) return kg_demo_main(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "failover") == 0 ||
         strcmp(cmd, "failback") == 0 || strcmp(cmd, "audit") == 0 || strcmp(cmd, "chaos") == 0 ||
-        strcmp(cmd, "experiment") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "users") == 0)
+        strcmp(cmd, "experiment") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "users") == 0 ||
+        strcmp(cmd, "acl") == 0)
         return cmd_operate(argc - 1, argv + 1);
     fprintf(stderr, "kgate: unknown command '%s'\n\n", cmd);
     usage(stderr);

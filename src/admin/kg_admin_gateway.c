@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "admin/kg_admin.h"
+#include "admin/kg_admin_acls.h"
 #include "admin/kg_admin_chaos.h"
 #include "admin/kg_admin_experiments.h"
 #include "admin/kg_admin_users.h"
@@ -14,9 +15,10 @@
 #include "state/kg_store.h"
 #include "util/kg_log.h"
 
-/* POST /v1/reload and the chaos, experiment and user routes. */
+/* POST /v1/reload and the chaos, experiment, user and ACL routes. */
 #define GATEWAY_N_ROUTES                                                                           \
-    (1 + KG_ADMIN_CHAOS_N_ROUTES + KG_ADMIN_EXPERIMENTS_N_ROUTES + KG_ADMIN_USERS_N_ROUTES)
+    (1 + KG_ADMIN_CHAOS_N_ROUTES + KG_ADMIN_EXPERIMENTS_N_ROUTES + KG_ADMIN_USERS_N_ROUTES +       \
+     KG_ADMIN_ACLS_N_ROUTES)
 
 static json_t *admin_status(void *ctx)
 {
@@ -85,6 +87,7 @@ static int gateway_routes(kg_gateway *gw, kg_admin_route routes[GATEWAY_N_ROUTES
     n += kg_admin_chaos_routes(gw->chaos, &routes[n]);
     n += kg_admin_experiments_routes(gw->experiments, &routes[n]);
     n += kg_admin_users_routes(gw->users, &routes[n]);
+    n += kg_admin_acls_routes(gw->acls, &routes[n]);
     return n;
 }
 

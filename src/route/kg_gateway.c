@@ -19,6 +19,7 @@
 #include "metrics/kg_metrics.h"
 #include "route/kg_vcmetrics.h"
 #include "security/kg_sasl.h"
+#include "security/kg_acl.h"
 #include "security/kg_users.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
@@ -546,6 +547,17 @@ static int gateway_init_tls(kg_gateway *gw, kg_vcluster *vc)
     return 0;
 }
 
+/* The config file's top-level acls: list into the store (kg_acl_apply_config). */
+static int gateway_apply_acl_config(kg_gateway *gw, const kg_config *cfg)
+{
+    char why[512];
+    if (kg_acl_apply_config(gw->acls, cfg->acl_bindings, why, sizeof(why)) < 0) {
+        kg_error("%s: %s", cfg->path, why);
+        return -1;
+    }
+    return 0;
+}
+
 static int gateway_init_state(kg_gateway *gw)
 {
     const kg_config *cfg = gw->cfg;
@@ -573,6 +585,8 @@ static int gateway_init_state(kg_gateway *gw)
     if (!gw->chaos || gateway_apply_chaos_config(gw, cfg, why, sizeof(why)) < 0) return -1;
     gw->users = kg_users_new(gw->store);
     if (!gw->users) return -1;
+    gw->acls = kg_acl_registry_new(gw->store);
+    if (!gw->acls || gateway_apply_acl_config(gw, cfg) < 0) return -1;
     for (int i = 0; i < cfg->n_vclusters; i++) {
         kg_vcluster *vc = &gw->vclusters[i];
         vc->cfg = &cfg->vclusters[i];
@@ -665,6 +679,8 @@ void kg_gateway_stop(kg_gateway *gw)
         kg_principal_map_free(&gw->vclusters[i].principals);
     }
     kg_users_free(gw->users); /* writes the queued failure audit entries: before the store */
+    /* ACL snapshots: after the workers, which hold them. */
+    kg_acl_registry_free(gw->acls);
     for (int i = 0; gw->clusters && i < gw->cfg->n_clusters; i++) {
         kg_tls_client_free(gw->clusters[i].tls);
         kg_cluster_destroy(&gw->clusters[i]);

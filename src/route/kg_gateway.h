@@ -29,6 +29,7 @@ typedef struct kg_reaper kg_reaper;
 typedef struct kg_metrics kg_metrics;
 typedef struct kg_vc_metrics kg_vc_metrics;
 typedef struct kg_users kg_users;
+typedef struct kg_acls kg_acls;
 typedef struct kg_sasl_listener kg_sasl_listener;
 typedef struct kg_counter kg_counter;
 
@@ -79,6 +80,7 @@ struct kg_gateway {
     kg_chaos *chaos;
     kg_experiments *experiments;
     kg_users *users; /* SASL users kgate manages (auth: gateway) */
+    kg_acls *acls;   /* ACL bindings (acls: enabled), security/kg_acl.h */
 
     kg_gateway_frontend frontend; /* all NULL when there is none (the demo) */
     void *frontend_handle;
