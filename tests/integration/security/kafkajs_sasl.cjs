@@ -3,6 +3,7 @@
 // connect and print {"auth_error": "..."} (the error KafkaJS reports). Failures exit non-zero.
 // Usage: node kafkajs_sasl.cjs '{"bootstrap", "topic", "count", "group", "mechanism",
 //                                "username", "password", "prefix"}'
+//        (mechanism "oauthbearer": "token" instead of username and password)
 'use strict';
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 const { Kafka, logLevel } = require('kafkajs');
@@ -11,7 +12,9 @@ const args = JSON.parse(process.argv[2]);
 const kafka = new Kafka({
   clientId: 'kgate-it-kafkajs-sasl',
   brokers: [args.bootstrap],
-  sasl: { mechanism: args.mechanism, username: args.username, password: args.password },
+  sasl: args.mechanism === 'oauthbearer'
+    ? { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: args.token }) }
+    : { mechanism: args.mechanism, username: args.username, password: args.password },
   connectionTimeout: 5000,
   requestTimeout: 15000,
   retry: { retries: args.expect_auth_error ? 0 : 5, initialRetryTime: 200 },

@@ -26,7 +26,8 @@ class SaslGate:
 
     .bootstrap, .admin_port, .cli(...), .metric(...), .audit(type), .log()"""
 
-    def __init__(self, clusters, work, mechanisms=MECHANISMS, session_ms=0, allow_plain=True):
+    def __init__(self, clusters, work, mechanisms=MECHANISMS, session_ms=0, allow_plain=True,
+                 listener_extra=()):
         names = list(clusters)
         ports, self.admin_port = kgate_ports(["default"])
         self.base = ports["default"]
@@ -44,6 +45,7 @@ class SaslGate:
             lines.append("      allow_plain_without_tls: true")
         if session_ms:
             lines.append(f"      sasl_session_ms: {session_ms}")
+        lines += [f"      {line}" for line in listener_extra]  # more of listener:, as YAML lines
         lines += [f"admin: {{ listen: 127.0.0.1:{self.admin_port} }}",
                   f"state: {os.path.join(str(work), 'kgate-state.db')}", "health:",
                   "  probe_interval_ms: 200"]

@@ -1,0 +1,295 @@
+"""SASL OAUTHBEARER at kgate (auth: gateway): clients present JWTs signed by an identity
+provider's keys (RSA for RS256, EC P-256 for ES256, made here with the `cryptography` package),
+kgate checks them against a JWKS file with the public halves, an issuer and an audience.
+
+confluent-kafka (librdkafka 2.0.2, `oauth_cb`), kafka-python (`sasl_oauth_token_provider`, raw
+v0 tokens after SaslHandshake v0) and KafkaJS (`oauthBearerProvider`) produce and consume in a
+group through kgate; expired tokens, a wrong audience, a bad signature, an unsigned token and a
+key of the wrong type are refused with SASL_AUTHENTICATION_FAILED, counted and audited, and no
+token reaches the log or the audit trail."""
+
+import base64
+import json
+import os
+import struct
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError as KafkaPythonError
+from kafka.oauth.abstract import AbstractTokenProvider
+
+import kghelpers
+from kghelpers import run, wait_closed_by_peer
+from secgate import (connect, exchange, librdkafka_auth, parse_authenticate_response,
+                     parse_handshake_response, sasl_authenticate, sasl_handshake)
+
+NODE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kafkajs_sasl.cjs")
+TOPIC = "sec3"
+COUNT = 20
+ISSUER = "https://idp.test.example"
+AUDIENCE = "kgate-it"
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _uint(n):
+    return n.to_bytes((n.bit_length() + 7) // 8, "big")
+
+
+class Idp:
+    """An identity provider: an RSA and an EC key pair, the JWKS of their public halves, and
+    tokens signed with either."""
+
+    def __init__(self):
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec = ec.generate_private_key(ec.SECP256R1())
+
+    def jwks(self):
+        rn = self.rsa.public_key().public_numbers()
+        en = self.ec.public_key().public_numbers()
+        return {"keys": [
+            {"kty": "RSA", "kid": "rsa-1", "use": "sig", "alg": "RS256", "n": b64url(_uint(rn.n)),
+             "e": b64url(_uint(rn.e))},
+            {"kty": "EC", "kid": "ec-1", "crv": "P-256", "x": b64url(en.x.to_bytes(32, "big")),
+             "y": b64url(en.y.to_bytes(32, "big"))},
+            {"kty": "oct", "kid": "hmac", "k": b64url(b"not used by kgate")},
+        ]}
+
+    def token(self, sub, alg="RS256", lifetime=600, aud=AUDIENCE, iss=ISSUER, kid=None,
+              key=None, header=None, **claims):
+        now = int(time.time())
+        body = {"sub": sub, "iss": iss, "aud": aud, "iat": now, "exp": now + lifetime, **claims}
+        head = header or {"alg": alg, "typ": "JWT",
+                          "kid": kid or ("rsa-1" if alg == "RS256" else "ec-1")}
+        signing_input = (b64url(json.dumps(head).encode()) + "." +
+                         b64url(json.dumps(body).encode())).encode()
+        if alg == "RS256":
+            sig = (key or self.rsa).sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        elif alg == "ES256":
+            r, s = decode_dss_signature(
+                (key or self.ec).sign(signing_input, ec.ECDSA(hashes.SHA256())))
+            sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        else:
+            sig = b""
+        return signing_input.decode() + "." + b64url(sig), now + lifetime
+
+
+@pytest.fixture(scope="module")
+def idp():
+    return Idp()
+
+
+@pytest.fixture
+def ogate(make_gate, cluster, idp, tmp_path):
+    """kgate offering OAUTHBEARER (and SCRAM-SHA-512) with the IdP's JWKS, issuer and audience."""
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(idp.jwks()))
+    return make_gate({"east": cluster}, mechanisms=["OAUTHBEARER", "SCRAM-SHA-512"],
+                     allow_plain=False,
+                     listener_extra=["oauthbearer:", f"  jwks_file: {jwks}",
+                                     f"  issuer: {ISSUER}", f"  audience: {AUDIENCE}",
+                                     "  clock_skew_s: 5"])
+
+
+def rdk_oauth(idp, sub, **token_args):
+    """librdkafka settings whose oauth_cb hands out IdP tokens for SUB. librdkafka refuses to
+    send a token it knows to be expired: it is told a later expiry than the token's own."""
+    def cb(_config):
+        token, exp = idp.token(sub, **token_args)
+        return token, max(exp, time.time() + 60)
+    return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "OAUTHBEARER",
+            "oauth_cb": cb}
+
+
+class TokenProvider(AbstractTokenProvider):
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def token(self):
+        return self.make()[0]
+
+
+def kpy_oauth(idp, sub, **token_args):
+    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "OAUTHBEARER",
+            "sasl_oauth_token_provider": TokenProvider(lambda: idp.token(sub, **token_args)),
+            "request_timeout_ms": 15000, "api_version_auto_timeout_ms": 10000}
+
+
+def values(tag):
+    return [f"{tag}-{i}" for i in range(COUNT)]
+
+
+def oauth_frame(token, authzid=""):
+    return f"n,{'a=' + authzid if authzid else ''},\x01auth=Bearer {token}\x01\x01".encode()
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_confluent_kafka(ogate, idp, alg):
+    sub = "svc-" + uuid.uuid4().hex[:8]
+    conf = rdk_oauth(idp, sub, alg=alg)
+    before = ogate.successes("OAUTHBEARER")
+    p = Producer({"bootstrap.servers": ogate.bootstrap, "acks": "all", **conf})
+    errors = []
+    want = values("ck-" + sub)
+    for v in want:
+        p.produce(TOPIC, v.encode(), on_delivery=lambda e, m: e and errors.append(e))
+    assert p.flush(30) == 0 and not errors, errors
+    c = Consumer({"bootstrap.servers": ogate.bootstrap, "group.id": "g-" + sub,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "session.timeout.ms": 6000, **conf})
+    got = []
+    try:
+        c.subscribe([TOPIC])
+        deadline = time.monotonic() + 60
+        while not set(want) <= set(got) and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            assert not m.error(), m.error()
+            got.append(m.value().decode())
+        c.commit(asynchronous=False)
+    finally:
+        c.close()
+    assert set(want) <= set(got)
+    assert ogate.successes("OAUTHBEARER") > before
+    # The principal is the token's sub: kgate logs nothing of the token itself.
+    assert idp.token(sub, alg=alg)[0].split(".")[2] not in ogate.log()
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_kafka_python(ogate, idp, alg):
+    sub = "kpy-" + uuid.uuid4().hex[:8]
+    conf = kpy_oauth(idp, sub, alg=alg)
+    want = values("kpy-" + sub)
+    p = KafkaProducer(bootstrap_servers=ogate.bootstrap, acks="all", **conf)
+    try:
+        for f in [p.send(TOPIC, v.encode()) for v in want]:
+            f.get(30)
+    finally:
+        p.close(10)
+    c = KafkaConsumer(TOPIC, bootstrap_servers=ogate.bootstrap, group_id="g-" + sub,
+                      auto_offset_reset="earliest", enable_auto_commit=False,
+                      session_timeout_ms=10000, heartbeat_interval_ms=500, **conf)
+    got = []
+    try:
+        deadline = time.monotonic() + 60
+        while not set(want) <= set(got) and time.monotonic() < deadline:
+            for records in c.poll(timeout_ms=500).values():
+                got += [r.value.decode() for r in records]
+        c.commit()
+    finally:
+        c.close()
+    assert set(want) <= set(got)
+
+
+def test_kafkajs(ogate, idp):
+    sub = "js-" + uuid.uuid4().hex[:8]
+    token, _ = idp.token(sub, alg="ES256")
+    cp = run(["node", NODE_SCRIPT, json.dumps({
+        "bootstrap": ogate.bootstrap, "topic": TOPIC, "count": COUNT, "group": "g-" + sub,
+        "mechanism": "oauthbearer", "token": token, "prefix": "js-" + sub})], timeout=120)
+    out = json.loads(cp.stdout.decode().strip().splitlines()[-1])
+    assert out["acked"] == COUNT
+    assert set(out["consumed"]) >= set(values("js-" + sub))
+
+
+def test_refused_tokens(ogate, idp):
+    """Expired, wrong audience, wrong issuer, a signature by another key, an unsigned token:
+    each client reports an authentication failure; kgate counts, logs and audits the reason."""
+    other = Idp()
+    before = ogate.failures("OAUTHBEARER")
+    cases = [
+        ({"lifetime": -60}, "expired"),
+        ({"aud": "someone-else"}, "audience"),
+        ({"iss": "https://evil.example"}, "issuer"),
+        ({"key": other.rsa}, "signature does not verify"),
+    ]
+    for args, reason in cases:
+        errs = librdkafka_auth(ogate.bootstrap, rdk_oauth(idp, "mallory", **args))
+        assert errs and "Authentication failed" in errs[0].str() and reason in errs[0].str(), \
+            (reason, errs)
+    # kafka-python (raw tokens after SaslHandshake v0): the error challenge is its failure
+    with pytest.raises(KafkaPythonError) as raised:
+        KafkaProducer(bootstrap_servers=ogate.bootstrap,
+                      **kpy_oauth(idp, "mallory", alg="ES256", lifetime=-60))
+    assert "uthentication" in repr(raised.value) or "NoBrokersAvailable" in repr(raised.value)
+    # KafkaJS 2.2 ignores the server's answer to its token, so it misses the error challenge
+    # and sends its next request, which kgate refuses as a broker does (before authentication,
+    # the connection closes): it reports a closed connection, exactly as against a broker.
+    token, _ = idp.token("mallory", aud="someone-else")
+    cp = run(["node", NODE_SCRIPT, json.dumps({
+        "bootstrap": ogate.bootstrap, "mechanism": "oauthbearer", "token": token,
+        "expect_auth_error": True})], timeout=60)
+    out = json.loads(cp.stdout.decode().strip().splitlines()[-1])
+    assert out["auth_error"] and ("SASL" in out["auth_error"] or
+                                  "Closed connection" in out["auth_error"]), out
+    assert ogate.failures("OAUTHBEARER") >= before + len(cases) + 2
+    want = {"expired", "audience", "issuer", "signature does not verify"}
+
+    def audited():
+        reasons = [a["details"]["reason"] for a in ogate.audit("auth.failure")
+                   if a["details"]["mechanism"] == "OAUTHBEARER"]
+        return all(any(w in r for r in reasons) for w in want)
+
+    kghelpers.wait_for(audited, timeout=20, what="the refusals' audit entries")
+    dump = json.dumps(ogate.audit("auth.failure")) + ogate.log()
+    assert token.split(".")[2] not in dump and token.split(".")[1] not in dump
+
+
+def test_wire_exchange(ogate, idp):
+    """On raw frames: the error challenge and Kafka's 0x01 answer, algorithms refused, the
+    session lifetime of the token (KIP-368), an authzid that is not the principal."""
+    def attempt(token, authzid=""):
+        s = connect(ogate.bootstrap)
+        _, err, mechs = parse_handshake_response(exchange(s, sasl_handshake(1, 1, "OAUTHBEARER")))
+        assert err == 0 and mechs == ["SCRAM-SHA-512", "OAUTHBEARER"]
+        return s, parse_authenticate_response(
+            exchange(s, sasl_authenticate(1, 2, oauth_frame(token, authzid))), 1)
+
+    # valid: lifetime is what is left of the token (no sasl_session_ms configured)
+    token, _ = idp.token("alice", alg="ES256", lifetime=120)
+    s, (err, msg, data, lifetime) = attempt(token, "alice")
+    assert err == 0 and data == b"" and 110000 <= lifetime <= 120000, (err, msg, lifetime)
+    s.sendall(kghelpers.metadata_v1_all_topics(3))
+    assert struct.unpack(">i", kghelpers.recv_frame(s)[:4])[0] == 3
+    s.close()
+    # refused tokens: the JSON challenge first, then SASL_AUTHENTICATION_FAILED after 0x01
+    unsigned = idp.token("alice", alg="none", header={"alg": "none"})[0]
+    hs256 = idp.token("alice", header={"alg": "HS256", "kid": "hmac"})[0]
+    confused = idp.token("alice", alg="ES256", kid="rsa-1")[0]
+    for bad, reason in ((unsigned, "alg \"none\""), (hs256, "HMAC"), (confused, "does not fit"),
+                        ("not-a-jwt", "compact JWS")):
+        s, (err, msg, data, _) = attempt(bad)
+        assert err == 0 and json.loads(data) == {"status": "invalid_token"}, (err, msg, data)
+        err, msg, _, _ = parse_authenticate_response(
+            exchange(s, sasl_authenticate(1, 3, b"\x01")), 1)
+        assert err == 58 and reason in msg, (reason, err, msg)
+        assert wait_closed_by_peer(s, 10)
+        s.close()
+    # an authzid other than the token's principal: refused at once
+    s, (err, msg, _, _) = attempt(token, "bob")
+    assert err == 58 and "authorization id" in msg, msg
+    s.close()
+
+
+def test_bad_jwks_is_a_config_error(tmp_path, cluster):
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text('{"keys": [{"kty": "RSA", "kid": "weak", "n": "AQAB", "e": "AQAB"}]}')
+    cfg = tmp_path / "kgate.yaml"
+    cfg.write_text("\n".join([
+        "clusters:", f'  east: {{ bootstrap: "{cluster.bootstrap}" }}', "vclusters:",
+        "  default:", "    port: 19990", "    primary: east", "    auth: gateway",
+        "    listener:", "      sasl: [OAUTHBEARER]", "      oauthbearer:",
+        f"        jwks_file: {jwks}", ""]))
+    cp = run([kghelpers.KGATE_BIN, "check", "-c", str(cfg)], check=False, timeout=30)
+    out = (cp.stdout + cp.stderr).decode()
+    assert cp.returncode != 0 and "jwks_file" in out and "bits" in out, out
