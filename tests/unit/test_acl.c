@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config/kg_config.h"
 #include "security/kg_acl.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
@@ -468,6 +469,80 @@ KT_TEST(registry_round_trip_audit_and_snapshots)
     kg_acl_registry_free(a);
     kg_store_close(st);
     remove_store(path);
+}
+
+/* ---- configuration: vclusters.NAME.acls and the top-level acls: list ---- */
+
+static kg_config *parse(const char *yaml, char **errors)
+{
+    size_t n;
+    FILE *errs = open_memstream(errors, &n);
+    int n_errors = 0;
+    kg_config *cfg = kg_config_parse("t.yaml", yaml, strlen(yaml), errs, &n_errors);
+    fclose(errs);
+    return cfg;
+}
+
+#define BASE                                                                                       \
+    "clusters:\n"                                                                                  \
+    "  east: { bootstrap: 127.0.0.1:9092 }\n"                                                      \
+    "vclusters:\n"                                                                                 \
+    "  default:\n"                                                                                 \
+    "    port: 19092\n"                                                                            \
+    "    primary: east\n"
+
+KT_TEST(config_acls_mode_and_bindings)
+{
+    char *errors = NULL;
+    kg_config *cfg = parse(BASE, &errors);
+    KT_CHECK(cfg != NULL);
+    KT_CHECK_EQ_INT(cfg->vclusters[0].acls_enabled, 0);
+    KT_CHECK(cfg->acl_bindings == NULL);
+    kg_config_free(cfg);
+    free(errors);
+
+    cfg = parse(BASE "    acls: enabled\n"
+                     "acls:\n"
+                     "  - { principal: 'User:alice', permission: allow, resource_type: topic,\n"
+                     "      resource_name: orders, pattern_type: prefixed,\n"
+                     "      operations: [Write, Describe] }\n"
+                     "  - principal: 'User:*'\n"
+                     "    permission: deny\n"
+                     "    resource_type: group\n"
+                     "    resource_name: '*'\n"
+                     "    operation: All\n",
+                &errors);
+    KT_CHECK(cfg != NULL);
+    if (!cfg) fprintf(stderr, "%s", errors);
+    free(errors);
+    if (cfg) {
+        KT_CHECK_EQ_INT(cfg->vclusters[0].acls_enabled, 1);
+        KT_CHECK_EQ_INT(json_array_size(cfg->acl_bindings), 2);
+        KT_CHECK_EQ_INT(cfg->acl_binding_lines[1], 12);
+        kg_acl_binding b[KG_ACL_N_OPS];
+        char err[256];
+        KT_CHECK_EQ_INT(
+            kg_acl_bindings_from_json(json_array_get(cfg->acl_bindings, 0), b, err, sizeof(err)),
+            2);
+        KT_CHECK_EQ_INT(
+            kg_acl_bindings_from_json(json_array_get(cfg->acl_bindings, 1), b, err, sizeof(err)),
+            1);
+        KT_CHECK_EQ_INT(b[0].permission, KG_ACL_DENY);
+        kg_config_free(cfg);
+    }
+
+    cfg = parse(BASE "    acls: on\n", &errors);
+    KT_CHECK(cfg == NULL);
+    KT_CHECK(errors && strstr(errors, "vclusters.default.acls: must be enabled or disabled"));
+    free(errors);
+    cfg = parse(BASE "acls: { principal: x }\n", &errors);
+    KT_CHECK(cfg == NULL);
+    KT_CHECK(errors && strstr(errors, "acls: expected a list"));
+    free(errors);
+    cfg = parse(BASE "acls: [ 'User:alice' ]\n", &errors);
+    KT_CHECK(cfg == NULL);
+    KT_CHECK(errors && strstr(errors, "acls[0]: expected a binding"));
+    free(errors);
 }
 
 KT_MAIN()
