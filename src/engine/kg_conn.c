@@ -35,6 +35,8 @@ enum { TO_BACKEND = KG_SIDE_BACKEND, TO_CLIENT = KG_SIDE_CLIENT };
 static void conn_client_event(kg_loop *loop, int fd, unsigned mask, void *arg);
 static void conn_backend_event(kg_loop *loop, int fd, unsigned mask, void *arg);
 static void conn_connect_next(kg_conn *c);
+static int conn_flush(kg_conn *c, int side);
+static void conn_after_io(kg_conn *c);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -68,7 +70,8 @@ static void conn_update_interest(kg_conn *c)
     /* A held request keeps later ones in req_in: stop reading once that is full. */
     int can_read_requests =
         c->state != KG_CONN_DRAINING && kg_buf_len(&c->req_out) < high_water(c) &&
-        !(c->held.active && kg_buf_len(&c->req_in) >= high_water(c)) && !side_frozen(c, TO_BACKEND);
+        !((c->held.active || c->upstream_wait) && kg_buf_len(&c->req_in) >= high_water(c)) &&
+        !side_frozen(c, TO_BACKEND);
     if (can_read_requests) cmask |= KG_EV_READ;
     if (kg_buf_len(&c->resp_out) > 0 && !side_shaped(c, TO_CLIENT)) cmask |= KG_EV_WRITE;
     if (c->handshaking[TO_CLIENT]) cmask = c->hs_want_write[TO_CLIENT] ? KG_EV_WRITE : KG_EV_READ;
@@ -305,7 +308,7 @@ void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
     c->state = KG_CONN_CLOSED;
     kg_timer *timers[] = {&c->connect_timer,  &c->request_timer,  &c->response_timer,
                           &c->shape_timer[0], &c->shape_timer[1], &c->reset_timer,
-                          &c->recheck_timer};
+                          &c->recheck_timer,  &c->reauth_timer};
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
         kg_loop_timer_cancel(c->loop, timers[i]);
     /* Closing is on the switch's critical path (thousands at once): close() alone also takes
@@ -338,6 +341,8 @@ void kg_conn_free(kg_conn *c)
     if (c->sasl) kg_sasl_conn_free(c->sasl);
     free(c->sasl);
     free(c->cert_principal);
+    if (c->upstream) kg_sasl_client_free(c->upstream);
+    free(c->upstream);
     kg_buf_free(&c->req_in);
     kg_buf_free(&c->req_out);
     kg_buf_free(&c->resp_in);
@@ -803,8 +808,97 @@ static void conn_process_requests(kg_conn *c)
         }
         if (kg_buf_len(&c->req_out) >= high_water(c))
             return; /* backpressure: the backend is slower than the client */
+        if (c->upstream_wait) return; /* kgate logs in to the broker first */
         if (conn_take_request(c) <= 0) return;
     }
+}
+
+/* ---------------------------------------------------------------- kgate's login upstream */
+
+static int conn_upstream_send(kg_conn *c, const kp_writer *w)
+{
+    if (w->err || kg_buf_append(&c->req_out, w->buf, w->len) < 0) {
+        kg_conn_close(c, KG_LOG_ERROR, "out of memory logging in to %s", c->backend);
+        return -1;
+    }
+    return conn_flush(c, TO_BACKEND);
+}
+
+/* Starts the login once nothing of the client's is in flight at the broker (a broker takes a
+ * re-authentication only between requests). */
+static void conn_upstream_maybe_start(kg_conn *c)
+{
+    if (c->upstream || c->state != KG_CONN_PROXYING || c->req_pass || c->resp_pass ||
+        queue_first_waiting(c))
+        return;
+    kg_version_ranges ranges;
+    int known = kg_cluster_versions(c->cluster, &ranges);
+    c->upstream = malloc(sizeof(*c->upstream));
+    if (!c->upstream) {
+        kg_conn_close(c, KG_LOG_ERROR, "out of memory logging in to %s", c->backend);
+        return;
+    }
+    kg_sasl_client_init(c->upstream, &c->cluster->creds,
+                        known ? ranges.max[KG_API_SASL_AUTHENTICATE] : -1);
+    kp_writer w;
+    kp_writer_init(&w, 128);
+    if (kg_sasl_client_start(c->upstream, &w) < 0) w.err = 1;
+    conn_upstream_send(c, &w);
+    kp_writer_free(&w);
+}
+
+static void conn_upstream_done(kg_conn *c)
+{
+    int64_t lifetime_ms = c->upstream->session_lifetime_ms;
+    kg_sasl_client_free(c->upstream);
+    free(c->upstream);
+    c->upstream = NULL;
+    c->upstream_wait = 0;
+    /* Like Kafka's clients: log in again at 85-95 % of the session the broker granted. */
+    if (lifetime_ms > 0) {
+        uint64_t us = (uint64_t)lifetime_ms * 1000u;
+        uint64_t jitter = kg_now_us() % (us / 10 + 1);
+        kg_loop_timer_in(c->loop, &c->reauth_timer, us * 85 / 100 + jitter);
+    }
+}
+
+/* The broker's answers during the login: they belong to kgate, not to the client. */
+static void conn_upstream_responses(kg_conn *c)
+{
+    while (c->upstream && c->state != KG_CONN_CLOSED) {
+        const uint8_t *p = kg_buf_begin(&c->resp_in);
+        size_t avail = kg_buf_len(&c->resp_in);
+        if (avail < 4) return;
+        uint32_t size = kg_wire_get_u32(p);
+        if (size < 4 || size > KG_SCRAM_MSG_MAX * 4) {
+            kg_conn_close(c, KG_LOG_WARN, "bad response frame size %u during SASL login", size);
+            return;
+        }
+        if (avail < 4 + (size_t)size) return;
+        kp_writer w;
+        kp_writer_init(&w, 0);
+        int rc = kg_sasl_client_next(c->upstream, p + 4, size, &w);
+        kg_buf_consume(&c->resp_in, 4 + (size_t)size);
+        if (rc == KG_SASL_CLIENT_SEND) {
+            conn_upstream_send(c, &w);
+        } else if (rc == KG_SASL_CLIENT_DONE) {
+            conn_upstream_done(c);
+            conn_process_requests(c);
+        } else {
+            kg_warn("vcluster %s: kgate's SASL login to broker %s of cluster %s failed: %s",
+                    c->vc->cfg->name, c->backend, c->cluster->cfg->name, c->upstream->error);
+            kg_conn_close(c, KG_LOG_DEBUG, "SASL login to the broker failed");
+        }
+        kp_writer_free(&w);
+    }
+}
+
+static void conn_reauth_due(kg_loop *loop, void *arg)
+{
+    kg_conn *c = arg;
+    c->upstream_wait = 1; /* new requests wait; the login starts once in-flight ones are done */
+    conn_upstream_maybe_start(c);
+    conn_after_io(c);
 }
 
 /* ---------------------------------------------------------------- responses */
@@ -1014,6 +1108,10 @@ static int conn_pass_response_bytes(kg_conn *c)
 
 static void conn_process_responses(kg_conn *c)
 {
+    if (c->upstream) {
+        conn_upstream_responses(c);
+        return;
+    }
     while (c->state != KG_CONN_CLOSED) {
         if (c->resp_pass > 0) {
             if (kg_buf_len(&c->resp_in) == 0 || conn_pass_response_bytes(c) < 0) return;
@@ -1090,6 +1188,10 @@ static void conn_after_io(kg_conn *c)
     if (c->state == KG_CONN_DRAINING && conn_is_idle(c)) {
         kg_conn_close(c, KG_LOG_DEBUG, "drained");
         return;
+    }
+    if (c->upstream_wait && !c->upstream) {
+        conn_upstream_maybe_start(c);
+        if (c->state == KG_CONN_CLOSED) return;
     }
     conn_update_interest(c);
 }
@@ -1413,6 +1515,8 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
     kg_timer_init(&c->shape_timer[1], conn_shape_flush, c);
     kg_timer_init(&c->reset_timer, conn_reset_now, c);
     kg_timer_init(&c->recheck_timer, conn_chaos_recheck, c);
+    kg_timer_init(&c->reauth_timer, conn_reauth_due, c);
+    c->upstream_wait = c->cluster->cfg->sasl.mechanism != KG_SASL_NONE;
     kg_chaos_action_init(&c->held.action);
     if (vc->sasl) {
         c->sasl = malloc(sizeof(*c->sasl));

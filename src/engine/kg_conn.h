@@ -18,6 +18,7 @@
 #include "engine/kg_loop.h"
 #include "engine/kg_shape.h"
 #include "security/kg_sasl.h"
+#include "security/kg_sasl_client.h"
 #include "security/kg_tls.h"
 
 typedef struct kg_worker kg_worker;
@@ -115,6 +116,11 @@ typedef struct kg_conn {
     uint32_t tls_retry[2];      /* a write that would block: the next starts with these bytes */
     uint16_t port_base;         /* the port range the client came in on (plain or TLS) */
     char *cert_principal;       /* "User:NAME" from the client certificate (mTLS), or NULL */
+
+    /* kgate's own SASL login to the broker (clusters.NAME.sasl) */
+    kg_sasl_client *upstream; /* the exchange while it runs, else NULL */
+    uint8_t upstream_wait;    /* client requests wait: a login runs or is due */
+    kg_timer reauth_timer;    /* KIP-368: log in again before the broker's session ends */
 } kg_conn;
 
 /* TLS: the client came in on the vcluster's TLS port (its listener's TLS context applies). */

@@ -66,6 +66,16 @@ size_t kg_wire_response_header_len(int16_t api_key, int16_t api_version, const u
     return len;
 }
 
+void kg_wire_request_header(kp_writer *w, int16_t api_key, int16_t api_version,
+                            int32_t correlation_id, const char *client_id)
+{
+    kp_write_i16(w, api_key);
+    kp_write_i16(w, api_version);
+    kp_write_i32(w, correlation_id);
+    kp_write_string(w, kp_str_c(client_id));
+    if (kp_api_request_header_version(api_key, api_version) >= 2) kp_write_uvarint(w, 0);
+}
+
 void kg_wire_response_header(kp_writer *w, int16_t api_key, int16_t api_version,
                              int32_t correlation_id)
 {

@@ -68,6 +68,10 @@ int kg_wire_validate_request(int16_t api_key, int16_t api_version, const uint8_t
 size_t kg_wire_response_header_len(int16_t api_key, int16_t api_version, const uint8_t *body,
                                    size_t size);
 
+/* Appends a request header (v1, or v2 for flexible versions) for a request kgate makes. */
+void kg_wire_request_header(kp_writer *w, int16_t api_key, int16_t api_version,
+                            int32_t correlation_id, const char *client_id);
+
 /* Appends a response header (v0 or v1 as the api/version uses) for a response kgate makes. */
 void kg_wire_response_header(kp_writer *w, int16_t api_key, int16_t api_version,
                              int32_t correlation_id);

@@ -18,6 +18,7 @@
 #include "kp_msgs.h"
 #include "proto/kp_prim.h"
 #include "util/kg_log.h"
+#include "security/kg_sasl_client.h"
 
 #define KG_PROBE_METADATA_MAX_VERSION 12
 #define KG_PROBE_CLIENT_ID "kgate-probe"
@@ -42,6 +43,7 @@ int kg_cluster_init(kg_cluster *c, const kg_cluster_cfg *cfg, int index)
     c->cfg = cfg;
     c->index = index;
     pthread_rwlock_init(&c->lock, NULL);
+    kg_sasl_creds_init(&c->creds, &cfg->sasl);
     c->bootstrap = calloc((size_t)cfg->n_bootstrap, sizeof(*c->bootstrap));
     if (!c->bootstrap) return -1;
     for (int i = 0; i < cfg->n_bootstrap; i++) {
@@ -56,6 +58,7 @@ void kg_cluster_destroy(kg_cluster *c)
 {
     free(c->brokers);
     free(c->bootstrap);
+    kg_sasl_creds_destroy(&c->creds);
     pthread_rwlock_destroy(&c->lock);
 }
 
@@ -169,6 +172,7 @@ int kg_cluster_versions(kg_cluster *c, kg_version_ranges *out)
 
 typedef struct probe_conn {
     int fd;
+    SSL *ssl; /* clusters.NAME.tls */
     uint64_t deadline_us;
     int32_t next_correlation;
 } probe_conn;
@@ -198,27 +202,56 @@ static int probe_connect(probe_conn *pc, const kg_sockaddr *addr)
     return err ? -1 : 0;
 }
 
-static int probe_write_all(probe_conn *pc, const uint8_t *p, size_t n)
+/* The TLS handshake with the broker named in DESC ("host:port"). */
+static int probe_tls(probe_conn *pc, kg_tls_client *tls, const char *desc, char *err,
+                     size_t errlen)
 {
-    while (n > 0) {
-        ssize_t w = send(pc->fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (probe_wait(pc, POLLOUT) < 0) return -1;
-            continue;
-        }
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
+    char host[KG_HOST_MAX];
+    const char *colon = strrchr(desc, ':');
+    int n = colon ? (int)(colon - desc) : (int)strlen(desc);
+    if (n >= 2 && desc[0] == '[') /* "[::1]:9092" */
+        snprintf(host, sizeof(host), "%.*s", n - 2, desc + 1);
+    else
+        snprintf(host, sizeof(host), "%.*s", n, desc);
+    pc->ssl = kg_tls_client_session(tls, pc->fd, host);
+    if (!pc->ssl) {
+        snprintf(err, errlen, "TLS: out of memory");
+        return -1;
     }
-    return 0;
+    for (;;) {
+        int want_write = 0;
+        int rc = kg_tls_handshake(pc->ssl, &want_write);
+        if (rc == 1) return 0;
+        if (rc < 0) {
+            char why[200];
+            kg_tls_error(pc->ssl, why, sizeof(why));
+            snprintf(err, errlen, "TLS handshake: %s", why);
+            return -1;
+        }
+        if (probe_wait(pc, want_write ? POLLOUT : POLLIN) < 0) {
+            snprintf(err, errlen, "TLS handshake: %s", strerror(errno));
+            return -1;
+        }
+    }
 }
 
-static int probe_read_all(probe_conn *pc, uint8_t *p, size_t n)
+static ssize_t probe_io(probe_conn *pc, uint8_t *p, size_t n, int writing)
+{
+    if (pc->ssl) {
+        ssize_t rc = writing ? kg_tls_write(pc->ssl, p, n) : kg_tls_read(pc->ssl, p, n);
+        if (rc == KG_TLS_AGAIN) errno = EAGAIN;
+        return rc == KG_TLS_FAIL ? -2 : rc;
+    }
+    return writing ? send(pc->fd, p, n, MSG_NOSIGNAL) : recv(pc->fd, p, n, 0);
+}
+
+/* Moves all N bytes, waiting (bounded by the deadline) while the socket is not ready. */
+static int probe_transfer(probe_conn *pc, uint8_t *p, size_t n, int writing)
 {
     while (n > 0) {
-        ssize_t r = recv(pc->fd, p, n, 0);
-        if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (probe_wait(pc, POLLIN) < 0) return -1;
+        ssize_t r = probe_io(pc, p, n, writing);
+        if (r == -1 && (errno == EAGAIN || errno == EINTR)) {
+            if (probe_wait(pc, writing ? POLLOUT : POLLIN) < 0) return -1;
             continue;
         }
         if (r <= 0) return -1;
@@ -226,6 +259,60 @@ static int probe_read_all(probe_conn *pc, uint8_t *p, size_t n)
         n -= (size_t)r;
     }
     return 0;
+}
+
+static int probe_write_all(probe_conn *pc, const uint8_t *p, size_t n)
+{
+    return probe_transfer(pc, (uint8_t *)p, n, 1);
+}
+
+static int probe_read_all(probe_conn *pc, uint8_t *p, size_t n)
+{
+    return probe_transfer(pc, p, n, 0);
+}
+
+/* One whole response frame (after its size) into *RESP (malloc'd). */
+static int probe_read_frame(probe_conn *pc, uint8_t **resp, uint32_t *size)
+{
+    uint8_t sz[4];
+    if (probe_read_all(pc, sz, 4) < 0) return -1;
+    *size = kg_wire_get_u32(sz);
+    if (*size < 4 || *size > 64u * 1024 * 1024) return -1;
+    *resp = malloc(*size);
+    if (*resp && probe_read_all(pc, *resp, *size) == 0) return 0;
+    free(*resp);
+    *resp = NULL;
+    return -1;
+}
+
+/* clusters.NAME.sasl: kgate's own login, as every backend connection does it. */
+static int probe_authenticate(kg_cluster *c, probe_conn *pc, const kg_version_ranges *ranges,
+                              char *err, size_t errlen)
+{
+    kg_sasl_client s;
+    kg_sasl_client_init(&s, &c->creds, ranges->max[KG_API_SASL_AUTHENTICATE]);
+    kp_writer w;
+    kp_writer_init(&w, 256);
+    int rc = kg_sasl_client_start(&s, &w) < 0 ? KG_SASL_CLIENT_FAILED : KG_SASL_CLIENT_SEND;
+    while (rc == KG_SASL_CLIENT_SEND) {
+        uint8_t *resp = NULL;
+        uint32_t size = 0;
+        if (probe_write_all(pc, w.buf, w.len) < 0 || probe_read_frame(pc, &resp, &size) < 0) {
+            snprintf(s.error, sizeof(s.error), "%s", errno ? strerror(errno) : "no answer");
+            rc = KG_SASL_CLIENT_FAILED;
+            break;
+        }
+        kp_writer_reset(&w);
+        rc = kg_sasl_client_next(&s, resp, size, &w);
+        free(resp);
+    }
+    if (rc != KG_SASL_CLIENT_DONE)
+        snprintf(err, errlen, "SASL %s as %s: %s",
+                 kg_config_sasl_mechanism_name(c->cfg->sasl.mechanism), c->cfg->sasl.username,
+                 s.error);
+    kp_writer_free(&w);
+    kg_sasl_client_free(&s);
+    return rc == KG_SASL_CLIENT_DONE ? 0 : -1;
 }
 
 /* Sends one request (header + BODY) and returns the response body after its header in
@@ -237,21 +324,14 @@ static int probe_roundtrip(probe_conn *pc, int16_t api_key, int16_t version, con
     kp_writer_init(&w, 64 + body->len);
     size_t len_at = kp_writer_reserve_len(&w);
     int32_t corr = pc->next_correlation++;
-    kp_write_i16(&w, api_key);
-    kp_write_i16(&w, version);
-    kp_write_i32(&w, corr);
-    kp_write_string(&w, kp_str_c(KG_PROBE_CLIENT_ID));
-    if (kp_api_request_header_version(api_key, version) >= 2) kp_write_uvarint(&w, 0);
+    kg_wire_request_header(&w, api_key, version, corr, KG_PROBE_CLIENT_ID);
     kp_write_raw(&w, body->buf, body->len);
     kp_writer_patch_len(&w, len_at);
     int rc = w.err ? -1 : probe_write_all(pc, w.buf, w.len);
     kp_writer_free(&w);
-    uint8_t sz[4];
-    if (rc < 0 || probe_read_all(pc, sz, 4) < 0) return -1;
-    uint32_t size = kg_wire_get_u32(sz);
-    if (size < 4 || size > 64u * 1024 * 1024) return -1;
-    *resp = malloc(size);
-    if (!*resp || probe_read_all(pc, *resp, size) < 0 || (int32_t)kg_wire_get_u32(*resp) != corr) {
+    uint32_t size;
+    if (rc < 0 || probe_read_frame(pc, resp, &size) < 0) return -1;
+    if ((int32_t)kg_wire_get_u32(*resp) != corr) {
         free(*resp);
         *resp = NULL;
         return -1;
@@ -386,7 +466,7 @@ int kg_cluster_probe(kg_cluster *c, int timeout_ms)
     char err[256] = "no reachable broker";
     kg_version_ranges ranges;
     uint64_t start = kg_now_us();
-    int ok = 0;
+    int ok = 0, auth_failed = 0;
     /* Try each candidate until one answers both requests. */
     for (int attempt = 0; attempt < c->cfg->n_bootstrap + c->n_brokers + 1 && !ok; attempt++) {
         kg_sockaddr addr;
@@ -396,15 +476,22 @@ int kg_cluster_probe(kg_cluster *c, int timeout_ms)
                          .deadline_us = kg_now_us() + (uint64_t)timeout_ms * 1000u,
                          .next_correlation = 1};
         errno = 0;
-        if (probe_connect(&pc, &addr) < 0)
+        auth_failed = 0;
+        if (probe_connect(&pc, &addr) < 0) {
             snprintf(err, sizeof(err), "%s: connect: %s", desc, strerror(errno));
-        else if (probe_versions(&pc, &ranges, err, sizeof(err)) == 0 &&
-                 probe_metadata(c, &pc, probe_metadata_version(&ranges), err, sizeof(err)) == 0)
+        } else if ((!c->tls || probe_tls(&pc, c->tls, desc, err, sizeof(err)) == 0) &&
+                   probe_versions(&pc, &ranges, err, sizeof(err)) == 0 &&
+                   (!c->cfg->sasl.mechanism ||
+                    !(auth_failed = probe_authenticate(c, &pc, &ranges, err, sizeof(err)) < 0)) &&
+                   probe_metadata(c, &pc, probe_metadata_version(&ranges), err, sizeof(err)) == 0) {
             ok = 1;
-        else
+        } else {
             prefix_error(err, sizeof(err), desc, timeout_ms);
+        }
+        kg_tls_free(pc.ssl);
         if (pc.fd >= 0) close(pc.fd);
     }
+    atomic_store(&c->auth_failed, auth_failed);
     cluster_record_probe(c, ok, kg_now_us() - start, err, &ranges);
     return ok ? 0 : -1;
 }

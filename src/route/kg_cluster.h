@@ -14,6 +14,7 @@
 
 #include "config/kg_config.h"
 #include "route/kg_versions.h"
+#include "security/kg_sasl_client.h"
 #include "security/kg_tls.h"
 
 typedef struct kg_sockaddr {
@@ -46,7 +47,9 @@ typedef struct kg_cluster {
     atomic_uint_fast64_t probe_us; /* latency of the last successful probe */
     atomic_uint_fast64_t last_probe_unix_ms;
     atomic_uint round_robin;
-    kg_tls_client *tls; /* clusters.NAME.tls; NULL = plaintext to the brokers */
+    kg_tls_client *tls;  /* clusters.NAME.tls; NULL = plaintext to the brokers */
+    kg_sasl_creds creds; /* clusters.NAME.sasl (mechanism NONE: no login) */
+    atomic_int auth_failed; /* 1 when the last probe failed at kgate's own SASL login */
 } kg_cluster;
 
 int kg_cluster_init(kg_cluster *c, const kg_cluster_cfg *cfg, int index);
