@@ -211,6 +211,21 @@ static void gateway_accept_stop(kg_loop *loop, void *arg)
 
 /* ---------------------------------------------------------------- health probes */
 
+/* A cluster whose credentials stop working (or work again) is an event for the audit log: the
+ * next failover to it would be refused for it. */
+static void gateway_probe_cluster(kg_gateway *gw, kg_cluster *c, int timeout_ms)
+{
+    int was_failed = atomic_load(&c->auth_failed);
+    kg_cluster_probe(c, timeout_ms);
+    int failed = atomic_load(&c->auth_failed);
+    if (failed == was_failed) return;
+    pthread_rwlock_rdlock(&c->lock);
+    json_t *details = json_pack("{s:s, s:s}", "cluster", c->cfg->name, "error", c->last_error);
+    pthread_rwlock_unlock(&c->lock);
+    kg_store_audit_append(gw->store, failed ? "cluster.auth_failed" : "cluster.auth_ok", details);
+    json_decref(details);
+}
+
 static void *gateway_probe_main(void *arg)
 {
     kg_gateway *gw = arg;
@@ -218,7 +233,7 @@ static void *gateway_probe_main(void *arg)
     int timeout = interval < 3000 ? (interval > 500 ? interval : 500) : 3000;
     while (!atomic_load(&gw->stopping)) {
         for (int i = 0; i < gw->cfg->n_clusters && !atomic_load(&gw->stopping); i++)
-            kg_cluster_probe(&gw->clusters[i], timeout);
+            gateway_probe_cluster(gw, &gw->clusters[i], timeout);
         pthread_mutex_lock(&gw->probe_lock);
         if (!atomic_load(&gw->stopping)) {
             struct timespec until;
@@ -397,11 +412,12 @@ static json_t *cluster_status(kg_cluster *c)
         json_array_append_new(brokers,
                               json_pack("{s:i, s:s, s:i}", "node_id", c->brokers[i].node_id, "host",
                                         c->brokers[i].host, "port", c->brokers[i].port));
-    json_t *j =
-        json_pack("{s:s, s:b, s:f, s:I, s:s, s:s, s:o}", "name", c->cfg->name, "up",
-                  atomic_load(&c->up), "probe_ms", (double)atomic_load(&c->probe_us) / 1000.0,
-                  "last_probe_unix_ms", (json_int_t)atomic_load(&c->last_probe_unix_ms),
-                  "last_error", c->last_error, "cluster_id", c->cluster_id, "brokers", brokers);
+    json_t *j = json_pack(
+        "{s:s, s:b, s:b, s:f, s:I, s:s, s:s, s:o}", "name", c->cfg->name, "up",
+        atomic_load(&c->up), "auth_failed", atomic_load(&c->auth_failed), "probe_ms",
+        (double)atomic_load(&c->probe_us) / 1000.0, "last_probe_unix_ms",
+        (json_int_t)atomic_load(&c->last_probe_unix_ms), "last_error", c->last_error,
+        "cluster_id", c->cluster_id, "brokers", brokers);
     pthread_rwlock_unlock(&c->lock);
     return j;
 }

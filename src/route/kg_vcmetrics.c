@@ -219,6 +219,11 @@ void kg_vcm_collect_cluster(kg_metrics *registry, kg_cluster *c)
                                   "1 when kgate's last health probe of the cluster succeeded",
                                   labels),
                  atomic_load(&c->up));
+    kg_gauge_set(kg_metrics_gauge(registry, "kgate_cluster_auth_failed",
+                                  "1 when kgate's own SASL login to the cluster failed at the "
+                                  "last probe (wrong or expired credentials)",
+                                  labels),
+                 atomic_load(&c->auth_failed));
     kg_gauge_set(kg_metrics_gauge(registry, "kgate_cluster_probe_latency_seconds",
                                   "Duration of the last successful health probe", labels),
                  (double)atomic_load(&c->probe_us) / 1e6);
