@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "engine/kg_wire.h"
@@ -26,6 +27,84 @@ static const char oauth_error_challenge[] = "{\"status\":\"invalid_token\"}";
 
 /* ---------------------------------------------------------------- listener */
 
+#define KEYS_CHECK_US 1000000u /* how often the JWKS file is looked at, at most */
+
+/* One loaded JWKS, shared by the authentications that use it while the file is replaced. */
+typedef struct kg_sasl_keys {
+    kg_jwt_jwks *jwks;
+    int refs; /* under the listener's keys_lock */
+} kg_sasl_keys;
+
+static void keys_unref_locked(kg_sasl_keys *k)
+{
+    if (k && --k->refs == 0) {
+        kg_jwt_jwks_free(k->jwks);
+        free(k);
+    }
+}
+
+/* What the JWKS file looks like now (0), or -1 when it cannot be looked at. */
+static int keys_file_stamp(const char *path, uint64_t stamp[3])
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    stamp[0] = (uint64_t)st.st_dev * 1000003u ^ (uint64_t)st.st_ino;
+    stamp[1] = (uint64_t)st.st_size;
+    stamp[2] = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+    return 0;
+}
+
+/* Loads the JWKS file as the keys in use. 0 ok, -1 (ERR) and the keys in use stay. */
+static int keys_load_locked(kg_sasl_listener *l, char *err, size_t errlen)
+{
+    kg_jwt_jwks *jwks = kg_jwt_jwks_load(l->cfg->oauthbearer.jwks_file, err, errlen);
+    kg_sasl_keys *k = jwks ? calloc(1, sizeof(*k)) : NULL;
+    if (!k) {
+        if (jwks) snprintf(err, errlen, "out of memory");
+        kg_jwt_jwks_free(jwks);
+        return -1;
+    }
+    k->jwks = jwks;
+    k->refs = 1; /* the listener's */
+    keys_unref_locked(l->keys);
+    l->keys = k;
+    return 0;
+}
+
+/* The keys to check a token with (release with keys_release), reloaded first when the file
+ * changed since it was last looked at. */
+static kg_sasl_keys *keys_acquire(kg_sasl_listener *l, uint64_t now_us)
+{
+    pthread_mutex_lock(&l->keys_lock);
+    if (now_us - l->keys_checked_us >= KEYS_CHECK_US) {
+        l->keys_checked_us = now_us;
+        uint64_t stamp[3];
+        const char *path = l->cfg->oauthbearer.jwks_file;
+        if (keys_file_stamp(path, stamp) == 0 && memcmp(stamp, l->keys_stamp, sizeof(stamp))) {
+            memcpy(l->keys_stamp, stamp, sizeof(stamp)); /* a bad file is reported once */
+            char err[300];
+            if (keys_load_locked(l, err, sizeof(err)) == 0)
+                kg_info("vcluster %s: OAUTHBEARER keys reloaded from %s: %d key(s)", l->cfg->name,
+                        path, kg_jwt_jwks_count(l->keys->jwks));
+            else
+                kg_warn("vcluster %s: OAUTHBEARER keys in %s changed but do not load, the "
+                        "previous ones stay in use: %s",
+                        l->cfg->name, path, err);
+        }
+    }
+    kg_sasl_keys *k = l->keys;
+    k->refs++;
+    pthread_mutex_unlock(&l->keys_lock);
+    return k;
+}
+
+static void keys_release(kg_sasl_listener *l, kg_sasl_keys *k)
+{
+    pthread_mutex_lock(&l->keys_lock);
+    keys_unref_locked(k);
+    pthread_mutex_unlock(&l->keys_lock);
+}
+
 static int64_t wall_clock_ms(void)
 {
     struct timespec ts;
@@ -42,11 +121,14 @@ kg_sasl_listener *kg_sasl_listener_new(const kg_vcluster_cfg *vc, kg_users *user
     l->cfg = vc;
     l->users = users;
     l->wall_ms = wall_clock_ms;
+    pthread_mutex_init(&l->keys_lock, NULL);
     if (vc->sasl_mechanisms & KG_SASL_BIT(KG_SASL_OAUTHBEARER)) {
         char err[300];
-        l->jwks = kg_jwt_jwks_load(vc->oauthbearer.jwks_file, err, sizeof(err));
-        if (!l->jwks) {
+        /* The stamp first: a change while the file is read is seen at the next look. */
+        keys_file_stamp(vc->oauthbearer.jwks_file, l->keys_stamp);
+        if (keys_load_locked(l, err, sizeof(err)) < 0) {
             kg_error("vcluster %s: listener.oauthbearer.jwks_file: %s", vc->name, err);
+            pthread_mutex_destroy(&l->keys_lock);
             free(l);
             return NULL;
         }
@@ -55,7 +137,7 @@ kg_sasl_listener *kg_sasl_listener_new(const kg_vcluster_cfg *vc, kg_users *user
                                     .principal_claim = vc->oauthbearer.principal_claim,
                                     .clock_skew_s = vc->oauthbearer.clock_skew_s};
         kg_info("vcluster %s: OAUTHBEARER with %d key(s) from %s", vc->name,
-                kg_jwt_jwks_count(l->jwks), vc->oauthbearer.jwks_file);
+                kg_jwt_jwks_count(l->keys->jwks), vc->oauthbearer.jwks_file);
     }
     char labels[256];
     for (int m = 0; m < KG_SASL_MECHANISMS; m++) {
@@ -79,7 +161,9 @@ kg_sasl_listener *kg_sasl_listener_new(const kg_vcluster_cfg *vc, kg_users *user
 
 void kg_sasl_listener_free(kg_sasl_listener *l)
 {
-    if (l) kg_jwt_jwks_free(l->jwks);
+    if (!l) return;
+    keys_unref_locked(l->keys);
+    pthread_mutex_destroy(&l->keys_lock);
     free(l);
 }
 
@@ -394,8 +478,11 @@ static int step_oauth(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *to
         return STEP_FAILED;
     kg_jwt_claims claims;
     int64_t now_ms = s->l->wall_ms();
-    if (kg_jwt_verify(s->l->jwks, &s->l->policy, token, token_len, now_ms, &claims, s->oauth_reason,
-                      sizeof(s->oauth_reason)) < 0) {
+    kg_sasl_keys *keys = keys_acquire(s->l, env->now_us);
+    int verified = kg_jwt_verify(keys->jwks, &s->l->policy, token, token_len, now_ms, &claims,
+                                 s->oauth_reason, sizeof(s->oauth_reason));
+    keys_release(s->l, keys);
+    if (verified < 0) {
         note_failure(s, env, "", s->oauth_reason);
         s->oauth_refused = 1;
         *out = malloc(sizeof(oauth_error_challenge));

@@ -13,6 +13,7 @@
 #ifndef KG_SASL_H
 #define KG_SASL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,9 +36,15 @@ typedef struct kg_sasl_listener {
     kg_counter *refused;             /* connections closed for a request before authentication */
     atomic_uint_fast64_t log_window; /* rate limit of failure log lines: current second */
     atomic_uint log_count;           /* lines logged in it */
-    /* OAUTHBEARER: the keys of listener.oauthbearer.jwks_file, loaded at start, and what tokens
-     * must say; wall_ms is the clock tokens are checked at (a test may replace it). */
-    kg_jwt_jwks *jwks;
+    /* OAUTHBEARER: the keys of listener.oauthbearer.jwks_file and what tokens must say; wall_ms
+     * is the clock tokens are checked at (a test may replace it). The file is loaded at start,
+     * and again when it changes (looked at once a second at most, when a token comes): an
+     * identity provider's key rotation needs no restart. A file that does not load keeps the
+     * keys in use (logged). */
+    pthread_mutex_t keys_lock;
+    struct kg_sasl_keys *keys; /* in use; refcounted under keys_lock */
+    uint64_t keys_checked_us;  /* when the file was last looked at (env->now_us) */
+    uint64_t keys_stamp[3];    /* what it looked like: device+inode, size, mtime (ns) */
     kg_jwt_policy policy;
     int64_t (*wall_ms)(void);
 } kg_sasl_listener;

@@ -438,6 +438,68 @@ KT_TEST(oauthbearer_exchange)
     free(buf);
 }
 
+/* One OAUTHBEARER authentication on a fresh connection: the SaslAuthenticate error (0 ok). */
+static int oauth_attempt(fixture *f, EVP_PKEY *key, const char *kid)
+{
+    uint8_t *buf = malloc(8192);
+    kg_sasl_verdict v;
+    char msg[400], bytes[128];
+    int64_t lifetime;
+    kg_sasl_conn_free(&f->conn);
+    kg_sasl_conn_init(&f->conn, f->l);
+    feed(f, buf, handshake(buf, 1, "OAUTHBEARER"), &v);
+    free(v.frame);
+    char claims[128], header[64];
+    snprintf(claims, sizeof(claims), "{\"sub\": \"a\", \"aud\": \"kgate\", \"exp\": %lld}",
+             (long long)(WALL_MS / 1000 + 60));
+    snprintf(header, sizeof(header), "{\"alg\":\"ES256\",\"kid\":\"%s\"}", kid);
+    char *token = jk_sign(key, header, claims), *m = malloc(strlen(token) + 64);
+    size_t len = (size_t)sprintf(m, "n,,\001auth=Bearer %s\001\001", token);
+    feed(f, buf, authenticate_big(buf, m, len), &v);
+    int err = parse_auth_answer(&v, msg, sizeof(msg), bytes, sizeof(bytes), &lifetime);
+    free(v.frame);
+    free(token);
+    free(m);
+    free(buf);
+    return err == 0 && bytes[0] ? -1 : err; /* the error challenge: refused */
+}
+
+static void write_jwks(const char *path, EVP_PKEY *key, const char *kid)
+{
+    char tmp[160];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    char *jwk = jk_jwk(key, kid);
+    fprintf(out, "{\"keys\": [%s]}", jwk);
+    fclose(out);
+    free(jwk);
+    rename(tmp, path); /* as a deployment replaces it: a new inode */
+}
+
+KT_TEST(oauthbearer_jwks_rotation)
+{
+    fixture f;
+    char jwks[128];
+    setup_oauth(&f, 0, jwks, sizeof(jwks));
+    EVP_PKEY *next = jk_ec();
+    KT_CHECK_EQ_INT(oauth_attempt(&f, oauth_key, "k1"), 0);
+    KT_CHECK_EQ_INT(oauth_attempt(&f, next, "k2"), -1);
+    /* The identity provider rotates: the file gets the new key; kgate sees it within a second. */
+    write_jwks(jwks, next, "k2");
+    f.env.now_us += 1100000;
+    KT_CHECK_EQ_INT(oauth_attempt(&f, next, "k2"), 0);
+    KT_CHECK_EQ_INT(oauth_attempt(&f, oauth_key, "k1"), -1);
+    /* A broken file keeps the keys in use. */
+    FILE *out = fopen(jwks, "w");
+    fputs("{\"keys\": [", out);
+    fclose(out);
+    f.env.now_us += 1100000;
+    KT_CHECK_EQ_INT(oauth_attempt(&f, next, "k2"), 0);
+    teardown(&f);
+    unlink(jwks);
+    EVP_PKEY_free(next);
+}
+
 KT_TEST(oauthbearer_raw_v0)
 {
     fixture f;
