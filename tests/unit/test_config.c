@@ -418,8 +418,7 @@ KT_TEST(auth_gateway_and_listener_sasl)
                         "t.yaml:10:7: vclusters.v.listener.sasl: PLAIN sends passwords in clear "
                         "and kgate has no TLS listener yet; set "
                         "vclusters.v.listener.allow_plain_without_tls: true to accept that\n");
-    expect_single_error(MINIMAL_YAML
-                        "    auth: gateway\n    listener:\n      sasl: [GSSAPI]\n",
+    expect_single_error(MINIMAL_YAML "    auth: gateway\n    listener:\n      sasl: [GSSAPI]\n",
                         "t.yaml:10:14: vclusters.v.listener.sasl: 'GSSAPI' is not a mechanism "
                         "kgate offers (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)\n");
     expect_single_error(
@@ -1001,6 +1000,71 @@ KT_TEST(null_arguments_are_safe)
     KT_CHECK_EQ_INT(n, 1);
     kg_config_free(NULL);
     KT_CHECK_EQ_INT(kg_config_cluster_index(NULL, "a"), -1);
+}
+
+/* listener.oauthbearer: required with OAUTHBEARER, its JWKS file read and checked at load. */
+#define OAUTH_YAML(extra)                                                                          \
+    MINIMAL_YAML "    auth: gateway\n"                                                             \
+                 "    listener:\n"                                                                 \
+                 "      sasl: [OAUTHBEARER]\n" extra
+
+KT_TEST(listener_oauthbearer)
+{
+    char jwks[64], yaml[1024];
+    snprintf(jwks, sizeof(jwks), "/tmp/kg_test_config_jwks.%d.json", (int)getpid());
+    write_file(jwks, "{\"keys\": [{\"kty\": \"EC\", \"crv\": \"P-256\", \"kid\": \"k\", \"x\": "
+                     "\"odfh10DedsAItbEz4rGEMMQpVLEQBYa6Rnfoh7Bry5w\", \"y\": "
+                     "\"uXWpjCiWuPtwepQr8xJ_B3RQMXcoZHN81-5mPD76SS0\"}]}");
+    snprintf(yaml, sizeof(yaml),
+             OAUTH_YAML("      oauthbearer:\n        jwks_file: %s\n        issuer: https://idp\n"
+                        "        audience: kafka\n        principal_claim: client_id\n"
+                        "        clock_skew_s: 5\n"),
+             jwks);
+    parsed r = parse(yaml);
+    KT_CHECK_EQ_STR(r.errs, "");
+    const kg_oauthbearer_cfg *o = r.cfg ? &r.cfg->vclusters[0].oauthbearer : NULL;
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].sasl_mechanisms == KG_SASL_BIT(KG_SASL_OAUTHBEARER));
+    KT_CHECK(o && strcmp(o->jwks_file, jwks) == 0 && strcmp(o->issuer, "https://idp") == 0 &&
+             strcmp(o->audience, "kafka") == 0 && strcmp(o->principal_claim, "client_id") == 0 &&
+             o->clock_skew_s == 5);
+    done(&r);
+    /* defaults */
+    snprintf(yaml, sizeof(yaml), OAUTH_YAML("      oauthbearer: { jwks_file: %s }\n"), jwks);
+    r = parse(yaml);
+    o = r.cfg ? &r.cfg->vclusters[0].oauthbearer : NULL;
+    KT_CHECK(o && strcmp(o->principal_claim, "sub") == 0 && o->clock_skew_s == 30 &&
+             !o->issuer[0] && !o->audience[0]);
+    done(&r);
+    KT_CHECK_EQ_STR(kg_config_sasl_mechanism_name(KG_SASL_OAUTHBEARER), "OAUTHBEARER");
+    expect_single_error(OAUTH_YAML(""),
+                        "t.yaml:10:7: vclusters.v.listener.oauthbearer: missing, and OAUTHBEARER "
+                        "in listener.sasl needs it (jwks_file: the keys tokens are signed with)\n");
+    snprintf(yaml, sizeof(yaml),
+             MINIMAL_YAML
+             "    auth: gateway\n    listener:\n      oauthbearer: { jwks_file: %s }\n",
+             jwks);
+    expect_single_error(yaml, "t.yaml:10:7: vclusters.v.listener.oauthbearer: configures "
+                              "OAUTHBEARER, which listener.sasl does not list\n");
+    snprintf(yaml, sizeof(yaml),
+             OAUTH_YAML("      oauthbearer: { jwks_file: %s, clock_skew_s: 3600 }\n"), jwks);
+    r = parse(yaml);
+    KT_CHECK(r.cfg == NULL && strstr(r.errs, "clock_skew_s") != NULL);
+    done(&r);
+    r = parse(OAUTH_YAML("      oauthbearer: { issuer: x }\n"));
+    KT_CHECK(r.cfg == NULL && strstr(r.errs, "jwks_file") != NULL);
+    done(&r);
+    /* The JWKS file is read now: a broken or missing one is an error at its line. */
+    write_file(jwks,
+               "{\"keys\": [{\"kty\": \"EC\", \"crv\": \"P-256\", \"x\": \"AA\", \"y\": \"AA\"}]}");
+    snprintf(yaml, sizeof(yaml), OAUTH_YAML("      oauthbearer:\n        jwks_file: %s\n"), jwks);
+    r = parse(yaml);
+    KT_CHECK(r.cfg == NULL && has_prefix(r.errs, "t.yaml:12:20: vclusters.v.listener.oauthbearer."
+                                                 "jwks_file: keys[0]: P-256 coordinates"));
+    done(&r);
+    unlink(jwks);
+    r = parse(yaml);
+    KT_CHECK(r.cfg == NULL && strstr(r.errs, "cannot open") != NULL);
+    done(&r);
 }
 
 KT_MAIN()
