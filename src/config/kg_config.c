@@ -153,7 +153,8 @@ enum {
     LTLS_N
 };
 static const char *const listener_tls_keys[LTLS_N] = {
-    "cert_file", "key_file", "client_ca_file", "crl_file", "client_auth", "port", "principal_mapping"};
+    "cert_file",   "key_file", "client_ca_file",   "crl_file",
+    "client_auth", "port",     "principal_mapping"};
 
 enum { NODE_IDS_MIN, NODE_IDS_MAX, NODE_IDS_N };
 static const char *const node_ids_keys[NODE_IDS_N] = {"min", "max"};
@@ -196,10 +197,9 @@ static const cfg_section log_section = {"log", log_keys, LOG_N};
 
 /* Every section, so an unknown key can be pointed to the place where it does belong. */
 static const cfg_section *const all_sections[] = {
-    &root_section,     &cluster_section,  &tls_section,     &sasl_section,
-    &vcluster_section, &admin_section,    &limits_section,  &health_section,
-    &log_section,      &node_ids_section, &listener_section, &listener_tls_section,
-    &oauth_section};
+    &root_section,     &cluster_section,      &tls_section,    &sasl_section, &vcluster_section,
+    &admin_section,    &limits_section,       &health_section, &log_section,  &node_ids_section,
+    &listener_section, &listener_tls_section, &oauth_section};
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error"};
 
@@ -1262,13 +1262,13 @@ static void parse_listener_tls(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val
                 found = 1;
             }
         if (!found)
-            cfg_err(p, f[LTLS_CLIENT_AUTH].loc,
-                    "%s: must be none, requested or required, not '%s'", fp, mode);
+            cfg_err(p, f[LTLS_CLIENT_AUTH].loc, "%s: must be none, requested or required, not '%s'",
+                    fp, mode);
     }
     if (tls->client_auth != KG_CLIENT_AUTH_NONE && !tls->client_ca_file[0])
         cfg_err(p, f[LTLS_CLIENT_AUTH].loc,
-                "%s: client certificates need %s.client_ca_file (the CAs they must chain to)",
-                fp, path);
+                "%s: client certificates need %s.client_ca_file (the CAs they must chain to)", fp,
+                path);
     long long port = 0;
     if (get_int(p, &f[LTLS_PORT], join_path(fp, path, "port"), 1, 65535, &port) > 0)
         tls->port = (uint16_t)port;

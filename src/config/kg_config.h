@@ -90,8 +90,8 @@ typedef struct kg_listener_tls_cfg {
 #define KG_OAUTH_STR_MAX 512
 typedef struct kg_oauthbearer_cfg {
     char jwks_file[KG_PATH_MAX];
-    char issuer[KG_OAUTH_STR_MAX];   /* iss must equal it */
-    char audience[KG_OAUTH_STR_MAX]; /* aud must contain it */
+    char issuer[KG_OAUTH_STR_MAX];     /* iss must equal it */
+    char audience[KG_OAUTH_STR_MAX];   /* aud must contain it */
     char principal_claim[KG_NAME_MAX]; /* default "sub" */
     int clock_skew_s;                  /* default 30 */
 } kg_oauthbearer_cfg;
@@ -108,11 +108,11 @@ typedef struct kg_vcluster_cfg {
     int hide_leader_epochs; /* leader_epochs: hide (default with a secondary) | pass */
     /* auth: gateway — clients authenticate to kgate (SASL) with users kgate manages. */
     int auth_gateway;
-    unsigned sasl_mechanisms;    /* listener.sasl: bit (1 << enum kg_sasl_mechanism) each */
-    int allow_plain_without_tls; /* listener.allow_plain_without_tls (PLAIN sends passwords) */
-    int64_t sasl_session_ms;     /* listener.sasl_session_ms: KIP-368 lifetime, 0 = none */
-    int acls_enabled;            /* acls: enabled | disabled (default) */
-    kg_listener_tls_cfg tls;     /* listener.tls */
+    unsigned sasl_mechanisms;       /* listener.sasl: bit (1 << enum kg_sasl_mechanism) each */
+    int allow_plain_without_tls;    /* listener.allow_plain_without_tls (PLAIN sends passwords) */
+    int64_t sasl_session_ms;        /* listener.sasl_session_ms: KIP-368 lifetime, 0 = none */
+    int acls_enabled;               /* acls: enabled | disabled (default) */
+    kg_listener_tls_cfg tls;        /* listener.tls */
     kg_oauthbearer_cfg oauthbearer; /* listener.oauthbearer (when OAUTHBEARER is listed) */
 } kg_vcluster_cfg;
 
