@@ -9,9 +9,11 @@ key of the wrong type are refused with SASL_AUTHENTICATION_FAILED, counted and a
 token reaches the log or the audit trail."""
 
 import base64
+import http.server
 import json
 import os
 import struct
+import threading
 import time
 import uuid
 
@@ -30,6 +32,7 @@ from secgate import (connect, exchange, librdkafka_auth, parse_authenticate_resp
                      parse_handshake_response, sasl_authenticate, sasl_handshake)
 
 NODE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kafkajs_sasl.cjs")
+RDK_CLIENT = os.path.join(kghelpers.ROOT, "build", "deps", "rdk-client-2.12")
 TOPIC = "sec3"
 COUNT = 20
 ISSUER = "https://idp.test.example"
@@ -124,6 +127,47 @@ def kpy_oauth(idp, sub, **token_args):
             "request_timeout_ms": 15000, "api_version_auto_timeout_ms": 10000}
 
 
+class TokenEndpoint:
+    """An OAuth 2.0 token endpoint (client credentials grant) handing out the IdP's tokens, for
+    librdkafka's built-in OIDC client. .url, .issued (tokens handed out), .stop()."""
+
+    def __init__(self, idp, sub, lifetime):
+        endpoint = self
+        self.issued = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                token, _ = idp.token(sub, alg="ES256", lifetime=lifetime)
+                body = json.dumps({"access_token": token, "token_type": "Bearer",
+                                   "expires_in": lifetime}).encode()
+                endpoint.issued += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def xs(self):
+        conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "OAUTHBEARER",
+                "sasl.oauthbearer.method": "oidc", "sasl.oauthbearer.client.id": "kgate-it",
+                "sasl.oauthbearer.client.secret": "not-checked",
+                "sasl.oauthbearer.token.endpoint.url": self.url}
+        return [x for k, v in conf.items() for x in ("-X", f"{k}={v}")]
+
+
 def values(tag):
     return [f"{tag}-{i}" for i in range(COUNT)]
 
@@ -200,6 +244,54 @@ def test_kafkajs(ogate, idp):
     out = json.loads(cp.stdout.decode().strip().splitlines()[-1])
     assert out["acked"] == COUNT
     assert set(out["consumed"]) >= set(values("js-" + sub))
+
+
+def test_librdkafka_212_oidc(ogate, idp):
+    """librdkafka 2.12's own OIDC client (token endpoint, client credentials) produces and
+    consumes through kgate."""
+    if not os.access(RDK_CLIENT, os.X_OK):
+        pytest.fail(f"{RDK_CLIENT} missing: run scripts/test-setup")
+    sub = "oidc-" + uuid.uuid4().hex[:8]
+    endpoint = TokenEndpoint(idp, sub, lifetime=300)
+    try:
+        cp = run([RDK_CLIENT, "produce", "-b", ogate.bootstrap, "-t", TOPIC, "-n", str(COUNT),
+                  "-p", "r-" + sub, *endpoint.xs()], timeout=90)
+        assert json.loads(cp.stdout)["acked"] == COUNT
+        cp = run([RDK_CLIENT, "consume", "-b", ogate.bootstrap, "-t", TOPIC, "-g", "g-" + sub,
+                  "-n", str(COUNT), *endpoint.xs()], timeout=120)
+        out = json.loads(cp.stdout)
+        assert out["version"].startswith("2.12.")
+        assert {v for _, _, v in out["records"]} >= {f"r-{sub}-{i}" for i in range(COUNT)}
+        assert endpoint.issued >= 1
+    finally:
+        endpoint.stop()
+
+
+def test_reauthentication_with_short_lived_tokens(ogate, idp):
+    """KIP-368: the session lasts as long as the token. librdkafka 2.12 fetches a new token
+    before the old one expires and re-authenticates on the same connections, so a consumer
+    running through several token lifetimes is never closed for an expired session."""
+    if not os.access(RDK_CLIENT, os.X_OK):
+        pytest.fail(f"{RDK_CLIENT} missing: run scripts/test-setup")
+    sub = "short-" + uuid.uuid4().hex[:8]
+    endpoint = TokenEndpoint(idp, sub, lifetime=6)
+    try:
+        before = ogate.successes("OAUTHBEARER")
+        conns_before = ogate.metric("kgate_client_connections_total", vcluster="default")
+        # Runs for 16 s (it never gets the million records it asks for).
+        cp = run([RDK_CLIENT, "consume", "-b", ogate.bootstrap, "-t", TOPIC, "-g", "g-" + sub,
+                  "-n", "1000000", "-s", "16", *endpoint.xs()], timeout=120, check=False)
+        assert json.loads(cp.stdout)["version"].startswith("2.12."), cp.stderr
+    finally:
+        endpoint.stop()
+    opened = ogate.metric("kgate_client_connections_total", vcluster="default") - conns_before
+    authenticated = ogate.successes("OAUTHBEARER") - before
+    print(f"tokens {endpoint.issued}, connections {opened}, authentications {authenticated}")
+    assert endpoint.issued >= 2, endpoint.issued
+    # More authentications than connections: some were re-authentications on a connection.
+    assert authenticated > opened, (authenticated, opened)
+    assert "expired without re-authentication" not in ogate.log()
+    assert b"uthentication" not in cp.stderr, cp.stderr[-2000:]
 
 
 def test_refused_tokens(ogate, idp):
