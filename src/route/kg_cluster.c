@@ -172,7 +172,8 @@ int kg_cluster_versions(kg_cluster *c, kg_version_ranges *out)
 
 typedef struct probe_conn {
     int fd;
-    SSL *ssl; /* clusters.NAME.tls */
+    SSL *ssl;          /* clusters.NAME.tls */
+    char tls_why[200]; /* why TLS failed after the handshake (a broker's alert, ...) */
     uint64_t deadline_us;
     int32_t next_correlation;
 } probe_conn;
@@ -240,7 +241,9 @@ static ssize_t probe_io(probe_conn *pc, uint8_t *p, size_t n, int writing)
     if (pc->ssl) {
         ssize_t rc = writing ? kg_tls_write(pc->ssl, p, n) : kg_tls_read(pc->ssl, p, n);
         if (rc == KG_TLS_AGAIN) errno = EAGAIN;
-        return rc == KG_TLS_FAIL ? -2 : rc;
+        if (rc != KG_TLS_FAIL) return rc;
+        kg_tls_error(pc->ssl, pc->tls_why, sizeof(pc->tls_why));
+        return -2;
     }
     return writing ? send(pc->fd, p, n, MSG_NOSIGNAL) : recv(pc->fd, p, n, 0);
 }
@@ -348,7 +351,8 @@ static int probe_versions(probe_conn *pc, kg_version_ranges *ranges, char *err, 
     size_t len, off;
     /* v0 has an empty body and every broker understands it. */
     if (probe_roundtrip(pc, KG_API_APIVERSIONS, 0, &body, &resp, &len, &off) < 0) {
-        snprintf(err, errlen, "ApiVersions: %s", errno ? strerror(errno) : "bad response");
+        snprintf(err, errlen, "ApiVersions: %s%s", pc->tls_why[0] ? "TLS: " : "",
+                 pc->tls_why[0] ? pc->tls_why : errno ? strerror(errno) : "bad response");
         return -1;
     }
     int16_t error = 0;

@@ -176,7 +176,7 @@ class Gate:
         with open(self.config_path, "w") as f:
             f.write("\n".join(body) + "\n")
         self.proc = start_kgate(kghelpers.KGATE_BIN, self.config_path, stderr,
-                                [self.tls_base or self.base])
+                                [self.tls_base or self.base, self.admin_port])
 
     def stop(self):
         stop_kgate(self.proc)
