@@ -118,7 +118,7 @@ static ssize_t conn_send(kg_conn *c, int side, const uint8_t *p, size_t n)
         ssize_t w = send(side_fd(c, side), p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w >= 0) return w;
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? KG_TLS_AGAIN
-                                                                          : KG_TLS_FAIL;
+                                                                         : KG_TLS_FAIL;
     }
     ssize_t w = kg_tls_write(ssl, p, n);
     /* OpenSSL wants a blocked write retried with the same bytes first: remember how many. */
@@ -807,7 +807,7 @@ static void conn_process_requests(kg_conn *c)
             continue;
         }
         if (kg_buf_len(&c->req_out) >= high_water(c))
-            return; /* backpressure: the backend is slower than the client */
+            return;                   /* backpressure: the backend is slower than the client */
         if (c->upstream_wait) return; /* kgate logs in to the broker first */
         if (conn_take_request(c) <= 0) return;
     }

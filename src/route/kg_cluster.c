@@ -204,8 +204,7 @@ static int probe_connect(probe_conn *pc, const kg_sockaddr *addr)
 }
 
 /* The TLS handshake with the broker named in DESC ("host:port"). */
-static int probe_tls(probe_conn *pc, kg_tls_client *tls, const char *desc, char *err,
-                     size_t errlen)
+static int probe_tls(probe_conn *pc, kg_tls_client *tls, const char *desc, char *err, size_t errlen)
 {
     char host[KG_HOST_MAX];
     const char *colon = strrchr(desc, ':');
@@ -352,7 +351,9 @@ static int probe_versions(probe_conn *pc, kg_version_ranges *ranges, char *err, 
     /* v0 has an empty body and every broker understands it. */
     if (probe_roundtrip(pc, KG_API_APIVERSIONS, 0, &body, &resp, &len, &off) < 0) {
         snprintf(err, errlen, "ApiVersions: %s%s", pc->tls_why[0] ? "TLS: " : "",
-                 pc->tls_why[0] ? pc->tls_why : errno ? strerror(errno) : "bad response");
+                 pc->tls_why[0] ? pc->tls_why
+                 : errno        ? strerror(errno)
+                                : "bad response");
         return -1;
     }
     int16_t error = 0;

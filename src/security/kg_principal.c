@@ -16,8 +16,10 @@ static int rule_part(const char **text, char *out, size_t outlen)
     const char *s = *text;
     size_t n = 0;
     for (; *s && *s != '/'; s++) {
-        if (s[0] == '\\' && s[1] == '/') s++;
-        else if (s[0] == '\\' && s[1]) out[n++] = *s++; /* keep other escapes for regcomp */
+        if (s[0] == '\\' && s[1] == '/')
+            s++;
+        else if (s[0] == '\\' && s[1])
+            out[n++] = *s++; /* keep other escapes for regcomp */
         if (n + 1 >= outlen) return -1;
         out[n++] = *s;
     }
@@ -28,8 +30,8 @@ static int rule_part(const char **text, char *out, size_t outlen)
 }
 
 /* Splits RULE; on success fills PATTERN, the replacement and fold of R. */
-static int rule_parse(const char *rule, kg_principal_rule *r, char *pattern, size_t plen,
-                      char *why, size_t whylen)
+static int rule_parse(const char *rule, kg_principal_rule *r, char *pattern, size_t plen, char *why,
+                      size_t whylen)
 {
     memset(r, 0, sizeof(*r));
     if (strcmp(rule, "DEFAULT") == 0) {
@@ -135,8 +137,7 @@ static int rule_replace(const kg_principal_rule *r, const char *subject, const r
     return n > 0 ? 0 : -1;
 }
 
-int kg_principal_map_apply(const kg_principal_map *m, const char *subject, char *out,
-                           size_t outlen)
+int kg_principal_map_apply(const kg_principal_map *m, const char *subject, char *out, size_t outlen)
 {
     if (m->n == 0) return snprintf(out, outlen, "%s", subject) < (int)outlen ? 0 : -1;
     for (int i = 0; i < m->n; i++) {

@@ -40,7 +40,7 @@ typedef struct kg_sasl_client {
     int16_t auth_version; /* SaslAuthenticate version used */
     int step;
     int32_t correlation_id; /* of the request in flight */
-    char nonce[64];
+    char nonce[64];         /* random; a test may set it before the exchange (RFC vectors) */
     char *client_first_bare;
     char *server_first;
     uint8_t server_signature[KG_SCRAM_KEY_MAX];

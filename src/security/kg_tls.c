@@ -91,8 +91,7 @@ static SSL_CTX *tls_server_ctx(const kg_listener_tls_cfg *cfg, char *err, size_t
     else if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1)
         tls_fail(err, errlen, "cannot load the private key", cfg->key_file);
     else if (SSL_CTX_check_private_key(ctx) != 1)
-        tls_fail(err, errlen, "the private key does not match the certificate in",
-                 cfg->cert_file);
+        tls_fail(err, errlen, "the private key does not match the certificate in", cfg->cert_file);
     else if (cfg->client_auth == KG_CLIENT_AUTH_NONE ||
              tls_load_client_cas(ctx, cfg, err, errlen) == 0)
         return ctx;
