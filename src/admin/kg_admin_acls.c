@@ -18,13 +18,19 @@
 #include "security/kg_acl.h"
 
 /* Reads FILTER from the query string into F; *N = how many keys were given. 0, or the 400 set. */
-static int filter_from_query(kg_admin_request *req, kg_acl_filter *f, int *n)
+static int filter_from_query(kg_admin_request *req, kg_acl_filter *f, int *n,
+                             char host[KG_ACL_HOST_MAX])
 {
     *f = (kg_acl_filter)KG_ACL_FILTER_ANY;
     *n = 0;
     const char *v;
     if ((v = kg_admin_query(req, "principal"))) f->principal = v, (*n)++;
-    if ((v = kg_admin_query(req, "host"))) f->host = v, (*n)++;
+    if ((v = kg_admin_query(req, "host"))) {
+        (*n)++;
+        if (kg_acl_canonical_host(v, host) < 0)
+            return kg_admin_error(req, 400, "query \"host\": \"*\" or an IP address expected");
+        f->host = host;
+    }
     if ((v = kg_admin_query(req, "resource_name"))) f->name = v, (*n)++;
     if ((v = kg_admin_query(req, "resource_type"))) {
         (*n)++;
@@ -57,7 +63,8 @@ static int handle_list(void *ctx, kg_admin_request *req)
 {
     kg_acl_filter f;
     int n;
-    int rc = filter_from_query(req, &f, &n);
+    char host[KG_ACL_HOST_MAX];
+    int rc = filter_from_query(req, &f, &n, host);
     if (rc) return rc;
     json_t *acls = kg_acl_list(ctx, &f);
     if (!acls) return kg_admin_error(req, 500, "cannot read the ACL bindings");
@@ -85,7 +92,8 @@ static int handle_delete(void *ctx, kg_admin_request *req)
 {
     kg_acl_filter f;
     int n;
-    int rc = filter_from_query(req, &f, &n);
+    char host[KG_ACL_HOST_MAX];
+    int rc = filter_from_query(req, &f, &n, host);
     if (rc) return rc;
     if (n == 0)
         return kg_admin_error(req, 400,

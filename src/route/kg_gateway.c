@@ -521,10 +521,19 @@ static int gateway_reload_certificates(kg_gateway *gw, char *err, size_t errlen)
     return 0;
 }
 
+static int gateway_apply_acl_config(kg_gateway *gw, const kg_config *cfg, char *err, size_t errlen);
+
 int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t errlen)
 {
+    char why[512];
+    if (kg_acl_check_config(fresh->acl_bindings, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: %s", fresh->path, why);
+        kg_error("%s", err);
+        return -1;
+    }
     if (gateway_reload_certificates(gw, err, errlen) < 0 ||
-        gateway_apply_chaos_config(gw, fresh, err, errlen) < 0)
+        gateway_apply_chaos_config(gw, fresh, err, errlen) < 0 ||
+        gateway_apply_acl_config(gw, fresh, err, errlen) < 0)
         return -1;
     kg_info("reloaded %s: %zu chaos rule(s) from the file, TLS certificates from their files; "
             "other changes take a restart",
@@ -564,11 +573,12 @@ static int gateway_init_tls(kg_gateway *gw, kg_vcluster *vc)
 }
 
 /* The config file's top-level acls: list into the store (kg_acl_apply_config). */
-static int gateway_apply_acl_config(kg_gateway *gw, const kg_config *cfg)
+static int gateway_apply_acl_config(kg_gateway *gw, const kg_config *cfg, char *err, size_t errlen)
 {
     char why[512];
     if (kg_acl_apply_config(gw->acls, cfg->acl_bindings, why, sizeof(why)) < 0) {
-        kg_error("%s: %s", cfg->path, why);
+        snprintf(err, errlen, "%s: %s", cfg->path, why);
+        kg_error("%s", err);
         return -1;
     }
     return 0;
@@ -602,7 +612,7 @@ static int gateway_init_state(kg_gateway *gw)
     gw->users = kg_users_new(gw->store);
     if (!gw->users) return -1;
     gw->acls = kg_acl_registry_new(gw->store);
-    if (!gw->acls || gateway_apply_acl_config(gw, cfg) < 0) return -1;
+    if (!gw->acls || gateway_apply_acl_config(gw, cfg, why, sizeof(why)) < 0) return -1;
     for (int i = 0; i < cfg->n_vclusters; i++) {
         kg_vcluster *vc = &gw->vclusters[i];
         vc->cfg = &cfg->vclusters[i];

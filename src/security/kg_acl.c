@@ -162,22 +162,33 @@ static int check_principal(const char *p, char *err, size_t errlen)
     return 0;
 }
 
+int kg_acl_canonical_host(const char *host, char out[KG_ACL_HOST_MAX])
+{
+    unsigned char addr[16];
+    char text[INET6_ADDRSTRLEN];
+    if (!host) return -1;
+    if (strcmp(host, KG_ACL_WILDCARD) == 0) {
+        snprintf(out, KG_ACL_HOST_MAX, "%s", KG_ACL_WILDCARD);
+        return 0;
+    }
+    if ((inet_pton(AF_INET, host, addr) == 1 && inet_ntop(AF_INET, addr, text, sizeof(text))) ||
+        (inet_pton(AF_INET6, host, addr) == 1 && inet_ntop(AF_INET6, addr, text, sizeof(text)))) {
+        snprintf(out, KG_ACL_HOST_MAX, "%s", text);
+        return 0;
+    }
+    return -1;
+}
+
 /* "*" or an IP address, rewritten as inet_ntop writes it ("::1", not "0:0::1"). */
 static int check_host(char *host, char *err, size_t errlen)
 {
-    if (strcmp(host, KG_ACL_WILDCARD) == 0) return 0;
-    unsigned char addr[16];
-    char text[INET6_ADDRSTRLEN];
-    if (inet_pton(AF_INET, host, addr) == 1 && inet_ntop(AF_INET, addr, text, sizeof(text))) {
-        snprintf(host, KG_ACL_HOST_MAX, "%s", text);
-        return 0;
+    char out[KG_ACL_HOST_MAX];
+    if (kg_acl_canonical_host(host, out) < 0) {
+        snprintf(err, errlen, "host: \"*\" or an IPv4/IPv6 address expected");
+        return -1;
     }
-    if (inet_pton(AF_INET6, host, addr) == 1 && inet_ntop(AF_INET6, addr, text, sizeof(text))) {
-        snprintf(host, KG_ACL_HOST_MAX, "%s", text);
-        return 0;
-    }
-    snprintf(err, errlen, "host: \"*\" or an IPv4/IPv6 address expected");
-    return -1;
+    memcpy(host, out, KG_ACL_HOST_MAX);
+    return 0;
 }
 
 int kg_acl_binding_check(kg_acl_binding *b, char *err, size_t errlen)
@@ -766,6 +777,23 @@ json_t *kg_acl_list(kg_acls *a, const kg_acl_filter *f)
     }
     json_decref(rows);
     return out;
+}
+
+int kg_acl_check_config(const json_t *bindings, char *err, size_t errlen)
+{
+    if (bindings && !json_is_array(bindings)) {
+        snprintf(err, errlen, "acls: a list of bindings expected");
+        return -1;
+    }
+    for (size_t i = 0; i < json_array_size(bindings); i++) {
+        kg_acl_binding b[KG_ACL_N_OPS];
+        char why[256];
+        if (kg_acl_bindings_from_json(json_array_get(bindings, i), b, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "acls[%zu]: %s", i, why);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int kg_acl_apply_config(kg_acls *a, const json_t *bindings, char *err, size_t errlen)

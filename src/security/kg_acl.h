@@ -125,6 +125,9 @@ int kg_acl_bindings_from_json(const json_t *obj, kg_acl_binding out[KG_ACL_N_OPS
 json_t *kg_acl_binding_to_json(const kg_acl_binding *b);
 /* Same fields from a stored row (extra fields ignored): 0 ok, -1 with ERR. */
 int kg_acl_binding_from_row(const json_t *row, kg_acl_binding *out, char *err, size_t errlen);
+/* HOST ("*" or an IPv4/IPv6 address) as bindings store it (inet_ntop's text: "::1", "10.0.0.1")
+ * into OUT: 0, or -1 when HOST is neither. The engine may use it on peer addresses. */
+int kg_acl_canonical_host(const char *host, char out[KG_ACL_HOST_MAX]);
 /* 1 when A and B are the same binding. */
 int kg_acl_binding_equal(const kg_acl_binding *a, const kg_acl_binding *b);
 
@@ -188,6 +191,9 @@ int kg_acl_remove(kg_acls *a, const kg_acl_filter *f, const char *actor, json_t 
  * "config") and "created_ts", ordered; NULL on error. */
 json_t *kg_acl_list(kg_acls *a, const kg_acl_filter *f);
 
+/* Checks the config file's top-level `acls:` list without applying it: 0, or -1 with ERR
+ * naming the bad entry ("acls[2]: ..."). */
+int kg_acl_check_config(const json_t *bindings, char *err, size_t errlen);
 /* The config file's top-level `acls:` list (the kg_acl_bindings_from_json form; NULL = none):
  * bindings it has that the store lacks are added with source "config"; bindings of source
  * "config" it no longer has are removed; those added through the API are left alone. Audited

@@ -335,6 +335,33 @@ KT_TEST(json_bindings_and_their_errors)
     }
 }
 
+KT_TEST(hosts_are_canonical_and_config_lists_checked)
+{
+    char out[KG_ACL_HOST_MAX];
+    KT_CHECK_EQ_INT(kg_acl_canonical_host("0:0:0::1", out), 0);
+    KT_CHECK_EQ_STR(out, "::1");
+    KT_CHECK_EQ_INT(kg_acl_canonical_host("10.0.0.1", out), 0);
+    KT_CHECK_EQ_STR(out, "10.0.0.1");
+    KT_CHECK_EQ_INT(kg_acl_canonical_host("*", out), 0);
+    KT_CHECK_EQ_INT(kg_acl_canonical_host("10.0.0.256", out), -1);
+    KT_CHECK_EQ_INT(kg_acl_canonical_host("localhost", out), -1);
+    KT_CHECK_EQ_INT(kg_acl_canonical_host(NULL, out), -1);
+    char err[256];
+    KT_CHECK_EQ_INT(kg_acl_check_config(NULL, err, sizeof(err)), 0);
+    json_t *list = json_loads("[{\"principal\": \"User:a\", \"permission\": \"allow\","
+                              " \"resource_type\": \"topic\", \"resource_name\": \"t\","
+                              " \"operation\": \"Read\"}, {\"principal\": \"User:a\"}]",
+                              0, NULL);
+    KT_CHECK_EQ_INT(kg_acl_check_config(list, err, sizeof(err)), -1);
+    KT_CHECK(strncmp(err, "acls[1]: ", 9) == 0);
+    json_array_remove(list, 1);
+    KT_CHECK_EQ_INT(kg_acl_check_config(list, err, sizeof(err)), 0);
+    json_decref(list);
+    list = json_object();
+    KT_CHECK_EQ_INT(kg_acl_check_config(list, err, sizeof(err)), -1);
+    json_decref(list);
+}
+
 /* ---- the registry over a real store ---- */
 
 static kg_store *fresh_store(char *path, size_t len)

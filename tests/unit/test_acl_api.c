@@ -131,6 +131,11 @@ KT_TEST(routes_add_list_delete)
     KT_CHECK_EQ_STR(json_string_value(json_object_get(first, "source")), "api");
     KT_CHECK(json_string_value(json_object_get(first, "created_ts")) != NULL);
     json_decref(r);
+    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", "/v1/acls?host=0:0::0:0", NULL, &r), 200);
+    KT_CHECK_EQ_INT(json_array_size(json_object_get(r, "acls")), 0);
+    json_decref(r);
+    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", "/v1/acls?host=localhost", NULL, &r), 400);
+    json_decref(r);
     KT_CHECK_EQ_INT(call(f, TOKEN, "GET", "/v1/acls?resource_type=group", NULL, &r), 200);
     KT_CHECK_EQ_INT(json_array_size(json_object_get(r, "acls")), 1);
     json_decref(r);

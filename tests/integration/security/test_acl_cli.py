@@ -1,8 +1,8 @@
 """ACL bindings at kgate (issue 8, item 5) through the real CLI and admin API of a running kgate:
-`kgate acl add|list|rm` and /v1/acls, the config file's `acls:` list applied at start, bindings
-kept in the state store across a restart, every change audited with the caller, `kgate check`
-naming a bad binding with its line. (Enforcement in the request path is tested where it is
-wired.)"""
+`kgate acl add|list|rm` and /v1/acls, the config file's `acls:` list applied at start and by
+`kgate reload`, bindings kept in the state store across a restart, every change audited with
+the caller, `kgate check` naming a bad binding with its line. (Enforcement in the request path
+is tested where it is wired.)"""
 
 import json
 import os
@@ -57,6 +57,13 @@ class AclGate:
     def restart(self, acl_lines):
         self.stop()
         self.start(acl_lines)
+
+    def reload(self, check=True):
+        cp = run([kghelpers.KGATE_BIN, "reload", "--admin", f"127.0.0.1:{self.admin_port}",
+                  "--token", TOKEN], timeout=60, check=False)
+        if check:
+            assert cp.returncode == 0, (cp.returncode, cp.stdout, cp.stderr)
+        return cp
 
     def cli(self, *args, check=True):
         cp = run([kghelpers.KGATE_BIN, "acl", *args, "--admin", f"127.0.0.1:{self.admin_port}",
@@ -203,6 +210,18 @@ def test_bindings_survive_a_restart_and_config_bindings_follow_the_file(cluster,
         gate.restart([])
         assert keys(gate.cli_json("list")) == [
             ("User:alice", "allow", "Read", "topic", "orders", "literal", "*")]
+        # kgate reload (as SIGHUP) applies the file's list without a restart; a bad binding in
+        # it is refused with its index and changes nothing.
+        gate.write_config(["acls:", "  - { principal: 'User:late', permission: deny,",
+                           "      resource_type: topic, resource_name: '*', operation: All }"])
+        gate.reload()
+        assert keys(gate.cli_json("list", "--principal", "User:late")) == [
+            ("User:late", "deny", "All", "topic", "*", "literal", "*")]
+        gate.write_config(["acls:", "  - { principal: 'User:late', permission: maybe,",
+                           "      resource_type: topic, resource_name: '*', operation: All }"])
+        cp = gate.reload(check=False)
+        assert cp.returncode == 1 and b"acls[0]: permission" in cp.stderr, cp
+        assert len(gate.cli_json("list", "--principal", "User:late")) == 1
     finally:
         gate.stop()
 
