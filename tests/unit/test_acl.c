@@ -393,6 +393,45 @@ static int count_audit(kg_store *st, const char *type)
     return n;
 }
 
+KT_TEST(store_acl_rows_insert_once_delete_once_audited_in_the_same_transaction)
+{
+    char path[256];
+    kg_store *st = fresh_store(path, sizeof(path));
+    KT_CHECK(st != NULL);
+    json_t *row =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "principal", "User:a", "host", "*",
+                  "resource_type", "topic", "pattern_type", "literal", "resource_name", "t",
+                  "operation", "Read", "permission", "allow", "source", "config");
+    json_t *audit = json_pack("{s:s}", "actor", "test");
+    KT_CHECK_EQ_INT(kg_store_put_acl(st, row, "acl.create", audit), 0);
+    KT_CHECK_EQ_INT(kg_store_put_acl(st, row, "acl.create", audit), 1);
+    json_t *list = kg_store_list_acls(st);
+    KT_CHECK_EQ_INT(json_array_size(list), 1);
+    json_t *got = json_array_get(list, 0);
+    KT_CHECK_EQ_STR(json_string_value(json_object_get(got, "source")), "config");
+    KT_CHECK_EQ_STR(json_string_value(json_object_get(got, "resource_name")), "t");
+    KT_CHECK(json_string_value(json_object_get(got, "created_ts")) != NULL);
+    json_decref(list);
+    /* Another operation is another row; a missing key field is refused. */
+    json_object_set_new(row, "operation", json_string("Write"));
+    KT_CHECK_EQ_INT(kg_store_put_acl(st, row, "acl.create", audit), 0);
+    json_t *partial = json_pack("{s:s}", "principal", "User:a");
+    KT_CHECK_EQ_INT(kg_store_put_acl(st, partial, "acl.create", audit), -1);
+    KT_CHECK_EQ_INT(kg_store_delete_acl(st, partial, "acl.delete", audit), -1);
+    json_decref(partial);
+    KT_CHECK_EQ_INT(kg_store_delete_acl(st, row, "acl.delete", audit), 0);
+    KT_CHECK_EQ_INT(kg_store_delete_acl(st, row, "acl.delete", audit), 1);
+    list = kg_store_list_acls(st);
+    KT_CHECK_EQ_INT(json_array_size(list), 1);
+    json_decref(list);
+    KT_CHECK_EQ_INT(count_audit(st, "acl.create"), 2);
+    KT_CHECK_EQ_INT(count_audit(st, "acl.delete"), 1);
+    json_decref(row);
+    json_decref(audit);
+    kg_store_close(st);
+    remove_store(path);
+}
+
 KT_TEST(registry_round_trip_audit_and_snapshots)
 {
     char path[256], err[256];
