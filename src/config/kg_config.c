@@ -1338,8 +1338,10 @@ static void parse_auth(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *auth,
     if (get_string(p, auth, join_path(fp, path, "auth"), mode, sizeof(mode)) > 0) {
         if (strcmp(mode, "gateway") == 0)
             vc->auth_gateway = 1;
+        else if (strcmp(mode, "passthrough") == 0)
+            vc->auth_passthrough = 1;
         else if (strcmp(mode, "none") != 0)
-            cfg_err(p, auth->loc, "%s: must be none or gateway, not '%s'", fp, mode);
+            cfg_err(p, auth->loc, "%s: must be none, gateway or passthrough, not '%s'", fp, mode);
     }
     char lp[CFG_PATH_MAX];
     join_path(lp, path, "listener");
@@ -1414,6 +1416,15 @@ static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
     parse_node_ids(p, vc, &f[VC_NODE_IDS], join_path(fp, path, "node_ids"));
     parse_leader_epochs(p, vc, &f[VC_LEADER_EPOCHS], join_path(fp, path, "leader_epochs"));
     parse_auth(p, vc, &f[VC_AUTH], &f[VC_LISTENER], path);
+    /* Passthrough: the client's own login goes to the cluster; kgate logging in itself on the
+     * same connection would make the two logins collide. */
+    int sides[2] = {vc->primary, vc->secondary};
+    for (int i = 0; i < 2 && vc->auth_passthrough; i++)
+        if (sides[i] >= 0 && p->cfg->clusters[sides[i]].sasl.mechanism != KG_SASL_NONE)
+            cfg_err(p, f[VC_AUTH].loc,
+                    "%s.auth: passthrough lets clients log in to the clusters themselves, but "
+                    "clusters.%s.sasl has kgate log in; remove one of them",
+                    path, p->cfg->clusters[sides[i]].name);
     parse_acls_mode(p, vc, &f[VC_ACLS], join_path(fp, path, "acls"));
     /* ports[0]: the vcluster's port range; ports[1]: its TLS one beside it, if any. */
     long span = 1 + ((long)vc->node_id_max - vc->node_id_min);

@@ -108,6 +108,8 @@ typedef struct kg_vcluster_cfg {
     int hide_leader_epochs; /* leader_epochs: hide (default with a secondary) | pass */
     /* auth: gateway — clients authenticate to kgate (SASL) with users kgate manages. */
     int auth_gateway;
+    /* auth: passthrough — clients log in to the active cluster; kgate reads the name along. */
+    int auth_passthrough;
     unsigned sasl_mechanisms;       /* listener.sasl: bit (1 << enum kg_sasl_mechanism) each */
     int allow_plain_without_tls;    /* listener.allow_plain_without_tls (PLAIN sends passwords) */
     int64_t sasl_session_ms;        /* listener.sasl_session_ms: KIP-368 lifetime, 0 = none */

@@ -324,6 +324,18 @@ void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
     kg_worker_conn_closed(c->worker, c);
 }
 
+static void conn_free_stages(kg_conn *c)
+{
+    if (c->sasl) kg_sasl_conn_free(c->sasl);
+    free(c->sasl);
+    free(c->pass);
+    free(c->cert_principal);
+    kg_tls_free(c->ssl[TO_CLIENT]); /* NULL unless the client fd never got to kg_conn_close */
+    c->ssl[TO_CLIENT] = NULL;
+    if (c->upstream) kg_sasl_client_free(c->upstream);
+    free(c->upstream);
+}
+
 void kg_conn_free(kg_conn *c)
 {
     if (c->backend_io.fd >= 0) {
@@ -338,11 +350,7 @@ void kg_conn_free(kg_conn *c)
     free(c->queue);
     kg_chaos_action_free(&c->held.action);
     if (c->chaos) kg_chaos_release(c->chaos);
-    if (c->sasl) kg_sasl_conn_free(c->sasl);
-    free(c->sasl);
-    free(c->cert_principal);
-    if (c->upstream) kg_sasl_client_free(c->upstream);
-    free(c->upstream);
+    conn_free_stages(c);
     kg_buf_free(&c->req_in);
     kg_buf_free(&c->req_out);
     kg_buf_free(&c->resp_in);
@@ -372,6 +380,7 @@ void kg_conn_drain(kg_conn *c)
 static const char *conn_principal(const kg_conn *c)
 {
     const char *sasl = kg_sasl_principal(c->sasl);
+    if (!sasl) sasl = kg_passthrough_principal(c->pass);
     return sasl ? sasl : c->cert_principal;
 }
 
@@ -524,6 +533,7 @@ static kg_inflight *conn_track_request(kg_conn *c, const kg_wire_request *rq)
     /* Only a virtual cluster that can switch has members from "the other" cluster. */
     if (c->vc->cfg->secondary >= 0 && kg_rewrite_group_wanted(rq->api_key))
         e->flags |= KG_INFLIGHT_GROUP;
+    if (c->pass && rq->api_key == KG_API_SASL_AUTHENTICATE) e->flags |= KG_INFLIGHT_SASL;
     return e;
 }
 
@@ -768,6 +778,17 @@ static int conn_take_request(kg_conn *c)
         kg_buf_consume(&c->req_in, 4 + (size_t)size);
         return conn_answer_apiversions(c, &rq, &ranges) < 0 ? -1 : 1;
     }
+    if (c->pass && rq.api_key == KG_API_SASL_HANDSHAKE && rq.api_version == 0) {
+        /* v0 is followed by bare SASL tokens, which are not Kafka frames. Clients that know
+         * SaslAuthenticate (Kafka 1.0+, every librdkafka) use v1. */
+        kg_conn_close(c, KG_LOG_WARN,
+                      "SaslHandshake v0 (bare SASL tokens) cannot pass through kgate; the client "
+                      "library predates SaslAuthenticate");
+        return -1;
+    }
+    if (c->pass && (rq.api_key == KG_API_SASL_HANDSHAKE || rq.api_key == KG_API_SASL_AUTHENTICATE))
+        kg_passthrough_request(c->pass, rq.api_key, rq.api_version, p + 4 + rq.header_len,
+                               (size_t)size - rq.header_len); /* validated: the frame is whole */
     int with_rules = conn_chaos_sync(c);
     if (with_rules < 0) return -1;
     if (with_rules) {
@@ -1006,6 +1027,17 @@ static uint8_t *conn_apiversions_frame(kg_conn *c, const kg_inflight *e, const u
 }
 
 /* A whole response frame for entry E: work out what the client gets and make E ready. */
+/* auth: passthrough — the cluster's answer to a SaslAuthenticate the client sent. */
+static void conn_read_sasl_verdict(kg_conn *c, const kg_inflight *e, const uint8_t *frame,
+                                   uint32_t size)
+{
+    size_t off = kg_wire_response_header_len(e->api_key, e->api_version, frame + 4, size);
+    if (off && kg_passthrough_response(c->pass, e->api_key, e->api_version, frame + 4 + off,
+                                       size - off))
+        kg_debug("connection from %s (vcluster %s) logged in to cluster %s as %s", c->peer,
+                 c->vc->cfg->name, c->cluster->cfg->name, c->pass->principal);
+}
+
 static int conn_finish_response(kg_conn *c, kg_inflight *e, const uint8_t *frame, uint32_t size)
 {
     uint8_t *out = NULL;
@@ -1028,6 +1060,7 @@ static int conn_finish_response(kg_conn *c, kg_inflight *e, const uint8_t *frame
             return -1;
         }
     } else {
+        if (e->flags & KG_INFLIGHT_SASL) conn_read_sasl_verdict(c, e, frame, size);
         kp_writer w = {0};
         int rc = conn_transform_response(c, e, frame, size, &w);
         if (rc < 0) {
@@ -1075,7 +1108,7 @@ static int conn_take_response(kg_conn *c)
     }
     int plain = !(e->flags & (KG_INFLIGHT_REWRITE | KG_INFLIGHT_APIVERSIONS | KG_INFLIGHT_SWALLOW |
                               KG_INFLIGHT_REPLACE | KG_INFLIGHT_MUTATE | KG_INFLIGHT_INSPECT |
-                              KG_INFLIGHT_GROUP)) &&
+                              KG_INFLIGHT_GROUP | KG_INFLIGHT_SASL)) &&
                 e->delay_us == 0 && e == queue_head(c);
     if (!(e->flags & KG_INFLIGHT_SWALLOW)) {
         kg_vcm_response(c->vc->metrics, e->api_key, kg_loop_now(c->loop) - e->sent_us);
@@ -1492,6 +1525,23 @@ static void conn_describe_peer(int fd, char *out, size_t len)
     snprintf(out, len, "%s:%d", host, port);
 }
 
+/* The per-connection state of the security stages the vcluster has. -1 when out of memory
+ * (conn_free_stages releases what was made). */
+static int conn_open_stages(kg_conn *c, int client_fd, int tls)
+{
+    kg_vcluster *vc = c->vc;
+    if (vc->sasl) {
+        if (!(c->sasl = malloc(sizeof(*c->sasl)))) return -1;
+        kg_sasl_conn_init(c->sasl, vc->sasl);
+    }
+    if (vc->cfg->auth_passthrough && !(c->pass = calloc(1, sizeof(*c->pass)))) return -1;
+    if (tls) {
+        if (!(c->ssl[TO_CLIENT] = kg_tls_server_session(vc->tls, client_fd))) return -1;
+        c->handshaking[TO_CLIENT] = 1;
+    }
+    return 0;
+}
+
 kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd, kg_vcluster *vc,
                       int32_t node_id, int tls)
 {
@@ -1518,24 +1568,11 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
     kg_timer_init(&c->reauth_timer, conn_reauth_due, c);
     c->upstream_wait = c->cluster->cfg->sasl.mechanism != KG_SASL_NONE;
     kg_chaos_action_init(&c->held.action);
-    if (vc->sasl) {
-        c->sasl = malloc(sizeof(*c->sasl));
-        if (!c->sasl) {
-            free(c);
-            return NULL;
-        }
-        kg_sasl_conn_init(c->sasl, vc->sasl);
-    }
     c->port_base = tls && vc->cfg->tls.port ? vc->cfg->tls.port : vc->cfg->port;
-    if (tls) {
-        c->ssl[TO_CLIENT] = kg_tls_server_session(vc->tls, client_fd);
-        c->handshaking[TO_CLIENT] = 1;
-        if (!c->ssl[TO_CLIENT]) {
-            if (c->sasl) kg_sasl_conn_free(c->sasl);
-            free(c->sasl);
-            free(c);
-            return NULL;
-        }
+    if (conn_open_stages(c, client_fd, tls) < 0) {
+        conn_free_stages(c);
+        free(c);
+        return NULL;
     }
     int one = 1;
     setsockopt(client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

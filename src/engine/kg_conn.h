@@ -18,6 +18,7 @@
 #include "engine/kg_loop.h"
 #include "engine/kg_shape.h"
 #include "security/kg_sasl.h"
+#include "security/kg_passthrough.h"
 #include "security/kg_sasl_client.h"
 #include "security/kg_tls.h"
 
@@ -41,6 +42,7 @@ typedef enum kg_conn_state {
 #define KG_INFLIGHT_MUTATE 32u  /* the broker's response goes through chaos (records) */
 #define KG_INFLIGHT_INSPECT 64u /* count the errors of the delivered response (experiments) */
 #define KG_INFLIGHT_GROUP 128u  /* group response: translate errors to Kafka's (kg_rewrite) */
+#define KG_INFLIGHT_SASL 256u   /* auth: passthrough — read the cluster's SASL verdict */
 
 typedef struct kg_inflight {
     int32_t correlation_id;
@@ -116,6 +118,7 @@ typedef struct kg_conn {
     uint32_t tls_retry[2];      /* a write that would block: the next starts with these bytes */
     uint16_t port_base;         /* the port range the client came in on (plain or TLS) */
     char *cert_principal;       /* "User:NAME" from the client certificate (mTLS), or NULL */
+    kg_passthrough *pass;       /* auth: passthrough — the client's login, read along */
 
     /* kgate's own SASL login to the broker (clusters.NAME.sasl) */
     kg_sasl_client *upstream; /* the exchange while it runs, else NULL */

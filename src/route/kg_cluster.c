@@ -466,6 +466,24 @@ static void prefix_error(char *err, size_t len, const char *broker, int timeout_
     snprintf(err, len, "%s: %s", broker, what);
 }
 
+/* TLS, ApiVersions, kgate's login, Metadata: what every backend connection goes through. */
+static int probe_broker(kg_cluster *c, probe_conn *pc, const char *desc, kg_version_ranges *ranges,
+                        char *err, size_t errlen, int *auth_failed)
+{
+    if (c->tls && probe_tls(pc, c->tls, desc, err, errlen) < 0) return -1;
+    if (probe_versions(pc, ranges, err, errlen) < 0) return -1;
+    if (c->cfg->sasl.mechanism != KG_SASL_NONE &&
+        probe_authenticate(c, pc, ranges, err, errlen) < 0) {
+        *auth_failed = 1;
+        return -1;
+    }
+    /* Without a login of its own kgate cannot read the metadata of a cluster whose clients log
+     * in themselves (auth: passthrough): a broker that answers ApiVersions is up, and the
+     * brokers are learnt from the clients' Metadata answers. */
+    if (c->versions_only) return 0;
+    return probe_metadata(c, pc, probe_metadata_version(ranges), err, errlen);
+}
+
 int kg_cluster_probe(kg_cluster *c, int timeout_ms)
 {
     char err[256] = "no reachable broker";
@@ -482,17 +500,12 @@ int kg_cluster_probe(kg_cluster *c, int timeout_ms)
                          .next_correlation = 1};
         errno = 0;
         auth_failed = 0;
-        if (probe_connect(&pc, &addr) < 0) {
+        if (probe_connect(&pc, &addr) < 0)
             snprintf(err, sizeof(err), "%s: connect: %s", desc, strerror(errno));
-        } else if ((!c->tls || probe_tls(&pc, c->tls, desc, err, sizeof(err)) == 0) &&
-                   probe_versions(&pc, &ranges, err, sizeof(err)) == 0 &&
-                   (!c->cfg->sasl.mechanism ||
-                    !(auth_failed = probe_authenticate(c, &pc, &ranges, err, sizeof(err)) < 0)) &&
-                   probe_metadata(c, &pc, probe_metadata_version(&ranges), err, sizeof(err)) == 0) {
+        else if (probe_broker(c, &pc, desc, &ranges, err, sizeof(err), &auth_failed) == 0)
             ok = 1;
-        } else {
+        else
             prefix_error(err, sizeof(err), desc, timeout_ms);
-        }
         kg_tls_free(pc.ssl);
         if (pc.fd >= 0) close(pc.fd);
     }

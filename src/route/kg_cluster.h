@@ -50,6 +50,7 @@ typedef struct kg_cluster {
     kg_tls_client *tls;  /* clusters.NAME.tls; NULL = plaintext to the brokers */
     kg_sasl_creds creds; /* clusters.NAME.sasl (mechanism NONE: no login) */
     atomic_int auth_failed; /* 1 when the last probe failed at kgate's own SASL login */
+    int versions_only;      /* probe with ApiVersions only: clients log in (auth: passthrough) */
 } kg_cluster;
 
 int kg_cluster_init(kg_cluster *c, const kg_cluster_cfg *cfg, int index);

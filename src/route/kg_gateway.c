@@ -412,12 +412,12 @@ static json_t *cluster_status(kg_cluster *c)
         json_array_append_new(brokers,
                               json_pack("{s:i, s:s, s:i}", "node_id", c->brokers[i].node_id, "host",
                                         c->brokers[i].host, "port", c->brokers[i].port));
-    json_t *j = json_pack(
-        "{s:s, s:b, s:b, s:f, s:I, s:s, s:s, s:o}", "name", c->cfg->name, "up",
-        atomic_load(&c->up), "auth_failed", atomic_load(&c->auth_failed), "probe_ms",
-        (double)atomic_load(&c->probe_us) / 1000.0, "last_probe_unix_ms",
-        (json_int_t)atomic_load(&c->last_probe_unix_ms), "last_error", c->last_error,
-        "cluster_id", c->cluster_id, "brokers", brokers);
+    json_t *j =
+        json_pack("{s:s, s:b, s:b, s:f, s:I, s:s, s:s, s:o}", "name", c->cfg->name, "up",
+                  atomic_load(&c->up), "auth_failed", atomic_load(&c->auth_failed), "probe_ms",
+                  (double)atomic_load(&c->probe_us) / 1000.0, "last_probe_unix_ms",
+                  (json_int_t)atomic_load(&c->last_probe_unix_ms), "last_error", c->last_error,
+                  "cluster_id", c->cluster_id, "brokers", brokers);
     pthread_rwlock_unlock(&c->lock);
     return j;
 }
@@ -624,6 +624,9 @@ static int gateway_init_state(kg_gateway *gw)
         vc->sasl = kg_sasl_listener_new(vc->cfg, gw->users, gw->metrics);
         if (vc->cfg->auth_gateway && !vc->sasl) return -1;
         if (vc->cfg->tls.enabled && gateway_init_tls(gw, vc) < 0) return -1;
+        int sides[2] = {vc->cfg->primary, vc->cfg->secondary};
+        for (int s = 0; s < 2 && vc->cfg->auth_passthrough; s++)
+            if (sides[s] >= 0) gw->clusters[sides[s]].versions_only = 1;
     }
     kg_experiment_env env = {
         .ctx = gw, .sample = gateway_sample_env, .inspect = gateway_inspect_env};

@@ -413,11 +413,11 @@ KT_TEST(auth_gateway_and_listener_sasl)
     KT_CHECK(r.cfg && r.cfg->vclusters[0].sasl_session_ms == 60000);
     done(&r);
     expect_single_error(MINIMAL_YAML "    auth: ldap\n",
-                        "t.yaml:8:11: vclusters.v.auth: must be none or gateway, not 'ldap'\n");
+                        "t.yaml:8:11: vclusters.v.auth: must be none, gateway or passthrough, not 'ldap'\n");
     expect_single_error(MINIMAL_YAML "    auth: gateway\n    listener:\n      sasl: [PLAIN]\n",
                         "t.yaml:10:7: vclusters.v.listener.sasl: PLAIN sends passwords in clear "
-                        "and kgate has no TLS listener yet; set "
-                        "vclusters.v.listener.allow_plain_without_tls: true to accept that\n");
+                        "on a plaintext port; give the listener tls: (without a second port), or "
+                        "set vclusters.v.listener.allow_plain_without_tls: true to accept that\n");
     expect_single_error(MINIMAL_YAML "    auth: gateway\n    listener:\n      sasl: [GSSAPI]\n",
                         "t.yaml:10:14: vclusters.v.listener.sasl: 'GSSAPI' is not a mechanism "
                         "kgate offers (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)\n");
