@@ -584,6 +584,17 @@ static int gateway_apply_acl_config(kg_gateway *gw, const kg_config *cfg, char *
     return 0;
 }
 
+/* Until the request path checks ACLs (issue 8), say so where an operator looks: remove with the
+ * wiring. */
+static void gateway_warn_acls_unenforced(const kg_config *cfg)
+{
+    for (int i = 0; i < cfg->n_vclusters; i++)
+        if (cfg->vclusters[i].acls_enabled)
+            kg_warn("vcluster %s: acls: enabled, but this kgate does not enforce ACLs in the "
+                    "request path yet: every request is forwarded (docs/security.md)",
+                    cfg->vclusters[i].name);
+}
+
 static int gateway_init_state(kg_gateway *gw)
 {
     const kg_config *cfg = gw->cfg;
@@ -613,6 +624,7 @@ static int gateway_init_state(kg_gateway *gw)
     if (!gw->users) return -1;
     gw->acls = kg_acl_registry_new(gw->store);
     if (!gw->acls || gateway_apply_acl_config(gw, cfg, why, sizeof(why)) < 0) return -1;
+    gateway_warn_acls_unenforced(cfg);
     for (int i = 0; i < cfg->n_vclusters; i++) {
         kg_vcluster *vc = &gw->vclusters[i];
         vc->cfg = &cfg->vclusters[i];
