@@ -95,11 +95,13 @@ def ogate(make_gate, cluster, idp, tmp_path):
     """kgate offering OAUTHBEARER (and SCRAM-SHA-512) with the IdP's JWKS, issuer and audience."""
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(idp.jwks()))
-    return make_gate({"east": cluster}, mechanisms=["OAUTHBEARER", "SCRAM-SHA-512"],
-                     allow_plain=False,
-                     listener_extra=["oauthbearer:", f"  jwks_file: {jwks}",
-                                     f"  issuer: {ISSUER}", f"  audience: {AUDIENCE}",
-                                     "  clock_skew_s: 5"])
+    g = make_gate({"east": cluster}, mechanisms=["OAUTHBEARER", "SCRAM-SHA-512"],
+                  allow_plain=False,
+                  listener_extra=["oauthbearer:", f"  jwks_file: {jwks}", f"  issuer: {ISSUER}",
+                                  f"  audience: {AUDIENCE}", "  clock_skew_s: 5"])
+    # The tests read metrics first thing: the admin API may open after the client port.
+    assert kghelpers.wait_port_open("127.0.0.1", g.admin_port, 20)
+    return g
 
 
 def rdk_oauth(idp, sub, **token_args):
@@ -281,6 +283,7 @@ def test_reauthentication_with_short_lived_tokens(ogate, idp):
         # Runs for 16 s (it never gets the million records it asks for).
         cp = run([RDK_CLIENT, "consume", "-b", ogate.bootstrap, "-t", TOPIC, "-g", "g-" + sub,
                   "-n", "1000000", "-s", "16", *endpoint.xs()], timeout=120, check=False)
+        print(f"consumer exit {cp.returncode}, stderr: {cp.stderr.decode()[-3000:]}")
         assert json.loads(cp.stdout)["version"].startswith("2.12."), cp.stderr
     finally:
         endpoint.stop()
