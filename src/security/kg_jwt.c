@@ -574,6 +574,10 @@ int kg_jwt_verify(const kg_jwt_jwks *jwks, const kg_jwt_policy *policy, const ch
 {
     char a[SHOWN_MAX + 4];
     memset(out, 0, sizeof(*out));
+    if (!jwks || !policy) {
+        set_err(err, errlen, "no keys to verify tokens with");
+        return -1;
+    }
     if (len == 0 || len > KG_JWT_TOKEN_MAX) {
         set_err(err, errlen, "token of %zu bytes (1-%d accepted)", len, KG_JWT_TOKEN_MAX);
         return -1;
@@ -635,7 +639,9 @@ int kg_jwt_verify(const kg_jwt_jwks *jwks, const kg_jwt_policy *policy, const ch
                     alg == KEY_RSA ? "RSA" : "EC", out->alg);
         bad = 1;
     }
+    int has_kid = kid != NULL; /* kid points into the header, freed now */
     json_decref(header);
+    kid = NULL;
     if (bad) return -1;
     const char *sig_b64 = dot2 + 1;
     size_t sig_b64_len = len - (size_t)(sig_b64 - token);
@@ -658,7 +664,7 @@ int kg_jwt_verify(const kg_jwt_jwks *jwks, const kg_jwt_policy *policy, const ch
             set_err(err, errlen, "ES256 signature of %zu bytes (64 expected)", sig_len);
         else
             set_err(err, errlen, "signature does not verify (alg %s, %s%s%s)", out->alg,
-                    kid ? "kid \"" : "no kid", kid ? out->kid : "", kid ? "\"" : "");
+                    has_kid ? "kid \"" : "no kid", out->kid, has_kid ? "\"" : "");
         return -1;
     }
     json_t *claims = decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));

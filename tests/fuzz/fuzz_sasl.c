@@ -3,14 +3,17 @@
  *
  * Byte 0 picks what is fed: 0/1 a SCRAM-SHA-256/512 exchange (client-first, then, when it was
  * accepted, client-final: the rest of the input split at the first 0xff byte), 2 a PLAIN
- * message, 3 base64, 4 a byte stream of frames to one connection's SASL stage. Properties: no
+ * message, 3 base64, 4 a byte stream of frames to one connection's SASL stage (PLAIN, SCRAM and
+ * OAUTHBEARER, whose tokens are checked against a one-key JWKS written at start). Properties: no
  * crash, no leak; a failed step leaves the exchange failed (every later message fails); a PLAIN
  * parse hands back slices inside the input; the stage consumes only whole frames it has, and
  * answers with frames whose size prefix is right.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "metrics/kg_metrics.h"
 #include "security/kg_sasl.h"
@@ -65,6 +68,12 @@ static kg_sasl_listener *listener;
 static kg_vcluster_cfg stage_cfg;
 static kg_metrics *stage_metrics; /* kept for the process, like the listener */
 
+/* Tokens are checked at a fixed time: the seed tokens (valid then) stay valid. */
+static int64_t fuzz_wall_ms(void)
+{
+    return 1800000000000LL;
+}
+
 static void make_listener(void)
 {
     char err[256];
@@ -77,11 +86,26 @@ static void make_listener(void)
     snprintf(stage_cfg.name, sizeof(stage_cfg.name), "fuzz");
     stage_cfg.auth_gateway = 1;
     stage_cfg.sasl_mechanisms = KG_SASL_BIT(KG_SASL_PLAIN) | KG_SASL_BIT(KG_SASL_SCRAM_SHA_256) |
-                                KG_SASL_BIT(KG_SASL_SCRAM_SHA_512);
+                                KG_SASL_BIT(KG_SASL_SCRAM_SHA_512) |
+                                KG_SASL_BIT(KG_SASL_OAUTHBEARER);
+    /* OAUTHBEARER's keys: a public P-256 key (its private half is in fuzz_jwt.c) */
+    snprintf(stage_cfg.oauthbearer.jwks_file, sizeof(stage_cfg.oauthbearer.jwks_file),
+             "/tmp/kgate-fuzz-sasl-jwks.%d.json", (int)getpid());
+    FILE *f = fopen(stage_cfg.oauthbearer.jwks_file, "w");
+    if (!f) abort();
+    fputs("{\"keys\": [{\"kty\": \"EC\", \"crv\": \"P-256\", \"kid\": \"ec-1\", \"x\": "
+          "\"odfh10DedsAItbEz4rGEMMQpVLEQBYa6Rnfoh7Bry5w\", \"y\": "
+          "\"uXWpjCiWuPtwepQr8xJ_B3RQMXcoZHN81-5mPD76SS0\"}]}",
+          f);
+    fclose(f);
+    snprintf(stage_cfg.oauthbearer.principal_claim, sizeof(stage_cfg.oauthbearer.principal_claim),
+             "sub");
     stage_cfg.sasl_session_ms = 1000;
     stage_metrics = kg_metrics_new();
     listener = kg_sasl_listener_new(&stage_cfg, users, stage_metrics);
+    unlink(stage_cfg.oauthbearer.jwks_file); /* loaded; a change is looked for, never found */
     if (!listener) abort();
+    listener->wall_ms = fuzz_wall_ms;
 }
 
 static void fuzz_stage(const uint8_t *p, size_t n)
