@@ -312,6 +312,12 @@ def test_refused_tokens(ogate, idp):
         errs = librdkafka_auth(ogate.bootstrap, rdk_oauth(idp, "mallory", **args))
         assert errs and "Authentication failed" in errs[0].str() and reason in errs[0].str(), \
             (reason, errs)
+    # librdkafka's own unsecured JWTs (alg none, for development) are refused
+    errs = librdkafka_auth(ogate.bootstrap, {
+        "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "OAUTHBEARER",
+        "enable.sasl.oauthbearer.unsecure.jwt": True,
+        "sasl.oauthbearer.config": "principal=alice"})
+    assert errs and 'alg "none"' in errs[0].str(), errs
     # kafka-python (raw tokens after SaslHandshake v0): the error challenge is its failure
     with pytest.raises(KafkaPythonError) as raised:
         KafkaProducer(bootstrap_servers=ogate.bootstrap,
@@ -327,7 +333,7 @@ def test_refused_tokens(ogate, idp):
     out = json.loads(cp.stdout.decode().strip().splitlines()[-1])
     assert out["auth_error"] and ("SASL" in out["auth_error"] or
                                   "Closed connection" in out["auth_error"]), out
-    assert ogate.failures("OAUTHBEARER") >= before + len(cases) + 2
+    assert ogate.failures("OAUTHBEARER") >= before + len(cases) + 3
     want = {"expired", "audience", "issuer", "signature does not verify"}
 
     def audited():
