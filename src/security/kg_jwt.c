@@ -22,7 +22,8 @@
 #define RSA_MIN_BITS 2048
 #define RSA_MAX_BITS 8192
 #define P256_COORD 32
-#define SHOWN_MAX 64 /* longest excerpt of a client-supplied string in an error */
+#define SHOWN_MAX 64   /* longest excerpt of a client-supplied string in an error */
+#define NO_KID_TRIES 8 /* keys tried for a token without a kid, at most */
 #define NUMERIC_DATE_MAX 100000000000.0 /* year 5138: larger is garbage, and ms would overflow */
 
 typedef enum key_type { KEY_RSA, KEY_EC } key_type;
@@ -637,6 +638,12 @@ int kg_jwt_verify(const kg_jwt_jwks *jwks, const kg_jwt_policy *policy, const ch
         else
             set_err(err, errlen, "no %s key in the JWKS for alg %s (the token names no kid)",
                     alg == KEY_RSA ? "RSA" : "EC", out->alg);
+        bad = 1;
+    } else if (!bad && candidates > NO_KID_TRIES) {
+        /* Each try is a signature check an unauthenticated client makes kgate do. */
+        set_err(err, errlen,
+                "the token names no kid and the JWKS has %d %s keys (at most %d are tried)",
+                candidates, alg == KEY_RSA ? "RSA" : "EC", NO_KID_TRIES);
         bad = 1;
     }
     int has_kid = kid != NULL; /* kid points into the header, freed now */

@@ -313,6 +313,34 @@ KT_TEST(jwks_refusals)
     KT_CHECK(kg_jwt_jwks_load(path, err, sizeof(err)) == NULL && strstr(err, "cannot open"));
 }
 
+KT_TEST(token_without_kid_tries_few_keys)
+{
+    keys();
+    /* Nine EC keys without kids: a token without a kid would cost nine signature checks. */
+    char text[8192] = "{\"keys\": [";
+    EVP_PKEY *many[9];
+    for (int i = 0; i < 9; i++) {
+        many[i] = jk_ec();
+        char *k = jk_jwk(many[i], NULL);
+        strcat(text, i ? ", " : "");
+        strcat(text, k);
+        free(k);
+    }
+    strcat(text, "]}");
+    char err[256];
+    kg_jwt_jwks *set = kg_jwt_jwks_parse(text, strlen(text), err, sizeof(err));
+    KT_CHECK(set != NULL);
+    char *tok = jk_sign(many[8], "{\"alg\":\"ES256\"}", claims(NULL));
+    kg_jwt_claims c;
+    KT_CHECK_EQ_INT(kg_jwt_verify(set, &policy, tok, strlen(tok), NOW_MS, &c, err, sizeof(err)),
+                    -1);
+    KT_CHECK(strstr(err, "names no kid") != NULL);
+    free(tok);
+    kg_jwt_jwks_free(set);
+    for (int i = 0; i < 9; i++)
+        EVP_PKEY_free(many[i]);
+}
+
 KT_TEST(cleanup)
 {
     kg_jwt_jwks_free(jwks);
