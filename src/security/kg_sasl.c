@@ -292,9 +292,11 @@ static int close_with(kg_sasl_verdict *v, const char *fmt, ...)
 
 /* STEP_FAILED_NOTED: failed, and already counted, logged and audited. */
 enum { STEP_FAILED_NOTED = -2, STEP_FAILED = -1, STEP_CONTINUE = 0, STEP_DONE = 1 };
+#define NO_EXPIRY INT64_MAX
 
 /* Credentials proved for USER: KIP-368 and chaos may still refuse them. CREDENTIAL_LEFT_MS is
- * how long the credential itself stays valid (a token's exp), -1 when it does not expire. */
+ * how long the credential itself stays valid (a token's exp - now: negative for a token only
+ * the clock skew allowance let in), NO_EXPIRY for a password. */
 static int step_succeeded(kg_sasl_conn *s, const kg_sasl_env *env, const char *user,
                           int64_t credential_left_ms, const char **why)
 {
@@ -316,7 +318,7 @@ static int step_succeeded(kg_sasl_conn *s, const kg_sasl_env *env, const char *u
     /* KIP-368: the configured lifetime, cut to what is left of the credential (as Kafka does
      * for OAUTHBEARER: the session ends when the token does). */
     int64_t lifetime = s->l->cfg->sasl_session_ms;
-    if (credential_left_ms >= 0) {
+    if (credential_left_ms != NO_EXPIRY) {
         int64_t left = credential_left_ms > 0 ? credential_left_ms : 1;
         lifetime = lifetime && lifetime < left ? lifetime : left;
     }
@@ -341,7 +343,7 @@ static int step_plain(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *to
         *why = "invalid credentials";
         return STEP_FAILED;
     }
-    return step_succeeded(s, env, user, -1, why);
+    return step_succeeded(s, env, user, NO_EXPIRY, why);
 }
 
 static int step_scram(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *tok, size_t len,
@@ -359,7 +361,7 @@ static int step_scram(kg_sasl_conn *s, const kg_sasl_env *env, const uint8_t *to
     }
     snprintf(user, KG_SCRAM_NAME_MAX, "%s", s->scram.user);
     if (kg_scram_client_final(&s->scram, tok, len, out, out_len, why) < 0) return STEP_FAILED;
-    int rc = step_succeeded(s, env, user, -1, why);
+    int rc = step_succeeded(s, env, user, NO_EXPIRY, why);
     if (rc == STEP_FAILED) {
         free(*out);
         *out = NULL;

@@ -369,6 +369,18 @@ KT_TEST(oauthbearer_exchange)
     KT_CHECK_EQ_INT(
         feed(&f, buf, request(buf, 3, 1, 4, (const uint8_t *)"\xff\xff\xff\xff", 4), &v),
         KG_SASL_CLOSE);
+
+    /* A token past its exp but within the clock skew allowance: a session of 1 ms, not none. */
+    kg_sasl_conn_free(&f.conn);
+    kg_sasl_conn_init(&f.conn, f.l);
+    feed(&f, buf, handshake(buf, 1, "OAUTHBEARER"), &v);
+    free(v.frame);
+    m = oauth_message("alice", -10, "kgate", "n,,", &len);
+    feed(&f, buf, authenticate_big(buf, m, len), &v);
+    free(m);
+    KT_CHECK_EQ_INT(parse_auth_answer(&v, msg, sizeof(msg), bytes, sizeof(bytes), &lifetime), 0);
+    KT_CHECK_EQ_INT(lifetime, 1);
+    free(v.frame);
     teardown(&f);
 
     /* With sasl_session_ms shorter than the token, that wins. An expired token gets the error
