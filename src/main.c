@@ -6,6 +6,7 @@
 
 #include "admin/kg_acl_cli.h"
 #include "admin/kg_chaos_cli.h"
+#include "admin/kg_token_cli.h"
 #include "admin/kg_users_cli.h"
 #include "admin/kg_cli.h"
 #include "admin/kg_admin_gateway.h"
@@ -54,8 +55,10 @@ static void usage(FILE *out)
             "    | rm [same options] | list [--principal P] [...]\n"
             "                         ACLs of acls: enabled virtual clusters (see "
             "docs/security.md)\n"
-            "  common options: -c FILE (admin address and token from the config),\n"
-            "                  --admin URL, --token TOKEN, --json\n"
+            "  token add NAME --role viewer|operator|admin | token list | token rm NAME\n"
+            "                         admin API tokens with roles (see docs/security.md)\n"
+            "  common options: -c FILE (admin address, token and CA from the config),\n"
+            "                  --admin URL, --token TOKEN, --cacert FILE, --json\n"
             "\n"
             "Tools:\n"
             "  dev-cluster [--brokers N] [--topic NAME:PARTITIONS]...\n"
@@ -200,8 +203,10 @@ static int cmd_operate(int argc, char **argv)
     if (path) {
         kg_config *cfg = load_config(path);
         if (!cfg) return 2;
-        if (cfg->admin_listen[0]) snprintf(url, sizeof(url), "http://%s", cfg->admin_listen);
+        const char *scheme = cfg->admin_tls.enabled ? "https" : "http";
+        if (cfg->admin_listen[0]) snprintf(url, sizeof(url), "%s://%s", scheme, cfg->admin_listen);
         snprintf(token, sizeof(token), "%s", cfg->admin_token);
+        if (cfg->admin_tls.enabled) kg_cli_set_default_cacert(cfg->admin_tls.ca_file);
         kg_config_free(cfg);
     }
     if (strcmp(argv[0], "chaos") == 0)
@@ -210,6 +215,8 @@ static int cmd_operate(int argc, char **argv)
         return kg_users_cli_main(argc, argv, url, token[0] ? token : NULL);
     if (strcmp(argv[0], "acl") == 0)
         return kg_acl_cli_main(argc, argv, url, token[0] ? token : NULL);
+    if (strcmp(argv[0], "token") == 0)
+        return kg_token_cli_main(argc, argv, url, token[0] ? token : NULL);
     if (strcmp(argv[0], "experiment") == 0)
         return kg_experiment_cli_main(argc, argv, url, token[0] ? token : NULL);
     return kg_cli_main(argc, argv, url, token[0] ? token : NULL);
@@ -237,7 +244,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "failover") == 0 ||
         strcmp(cmd, "failback") == 0 || strcmp(cmd, "audit") == 0 || strcmp(cmd, "chaos") == 0 ||
         strcmp(cmd, "experiment") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "users") == 0 ||
-        strcmp(cmd, "acl") == 0)
+        strcmp(cmd, "acl") == 0 || strcmp(cmd, "token") == 0)
         return cmd_operate(argc - 1, argv + 1);
     fprintf(stderr, "kgate: unknown command '%s'\n\n", cmd);
     usage(stderr);

@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "admin/kg_admin_tokens.h"
 #include "util/kg_log.h"
 
 #define THREAD_POOL_SIZE 4
@@ -23,15 +24,17 @@
 #define MAX_REASON 1024
 #define AUDIT_DEFAULT_LIMIT 50
 #define AUDIT_MAX_LIMIT 1000
+/* GnuTLS priorities of the HTTPS admin API: its defaults, without TLS 1.0 and 1.1. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 struct kg_admin {
     struct MHD_Daemon *daemon;
     kg_admin_ops ops;
     kg_store *store;
     kg_metrics *metrics;
-    int has_token;
+    int has_token; /* a bootstrap token is configured */
     unsigned char token_digest[32];
-    char token_id[32]; /* "token:<12 hex>" or "anonymous" */
+    char *tls_cert, *tls_key; /* PEM text libmicrohttpd reads while it runs; NULL: plain HTTP */
     kg_admin_route *routes;
     int n_routes;
     uint16_t port;
@@ -46,6 +49,7 @@ typedef struct request_state {
     int body_too_large;
     int replied;
     char actor[256];
+    char token_name[KG_ADMIN_TOKEN_NAME_MAX + 1];
     char param_buf[512];
     char allow[64];
 } request_state;
@@ -291,17 +295,37 @@ static int handle_audit_verify(void *ctx, kg_admin_request *req)
     return kg_admin_reply(req, 200, report);
 }
 
-/* Adding a route is one line here (or an entry in kg_admin_ops.extra_routes). */
+/* Adding a route is one line here (or an entry in kg_admin_ops.extra_routes), with the role it
+ * needs. */
 static const kg_admin_route builtin_routes[] = {
-    {"GET", "/healthz", handle_healthz, NULL, KG_ADMIN_PUBLIC},
-    {"GET", "/readyz", handle_readyz, NULL, KG_ADMIN_PUBLIC},
-    {"GET", "/metrics", handle_metrics, NULL, 0},
-    {"GET", "/v1/status", handle_status, NULL, 0},
-    {"POST", "/v1/vclusters/{}/failover", handle_failover, NULL, KG_ADMIN_JSON_BODY},
-    {"POST", "/v1/vclusters/{}/failback", handle_failback, NULL, KG_ADMIN_JSON_BODY},
-    {"GET", "/v1/audit", handle_audit_list, NULL, 0},
-    {"GET", "/v1/audit/verify", handle_audit_verify, NULL, 0},
+    {"GET", "/healthz", handle_healthz, NULL, KG_ADMIN_PUBLIC, KG_ROLE_UNDECLARED},
+    {"GET", "/readyz", handle_readyz, NULL, KG_ADMIN_PUBLIC, KG_ROLE_UNDECLARED},
+    {"GET", "/metrics", handle_metrics, NULL, 0, KG_ROLE_VIEWER},
+    {"GET", "/v1/status", handle_status, NULL, 0, KG_ROLE_VIEWER},
+    {"POST", "/v1/vclusters/{}/failover", handle_failover, NULL, KG_ADMIN_JSON_BODY,
+     KG_ROLE_OPERATOR},
+    {"POST", "/v1/vclusters/{}/failback", handle_failback, NULL, KG_ADMIN_JSON_BODY,
+     KG_ROLE_OPERATOR},
+    {"GET", "/v1/audit", handle_audit_list, NULL, 0, KG_ROLE_VIEWER},
+    {"GET", "/v1/audit/verify", handle_audit_verify, NULL, 0, KG_ROLE_VIEWER},
 };
+#define N_BUILTIN_ROUTES ((int)(sizeof(builtin_routes) / sizeof(builtin_routes[0])))
+
+/* ---- roles ---- */
+
+static const char *const role_names[] = {"none", "viewer", "operator", "admin"};
+
+const char *kg_admin_role_name(int role)
+{
+    return role >= KG_ROLE_VIEWER && role <= KG_ROLE_ADMIN ? role_names[role] : role_names[0];
+}
+
+kg_admin_role kg_admin_role_parse(const char *name)
+{
+    for (int r = KG_ROLE_VIEWER; name && r <= KG_ROLE_ADMIN; r++)
+        if (strcasecmp(name, role_names[r]) == 0) return (kg_admin_role)r;
+    return KG_ROLE_UNDECLARED;
+}
 
 /* ---- routing ---- */
 
@@ -366,21 +390,6 @@ static const kg_admin_route *find_route(kg_admin *a, request_state *rs)
 
 /* ---- authentication and identity ---- */
 
-static void sha256(const char *data, size_t len, unsigned char out[32])
-{
-    unsigned int n = 0;
-    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
-}
-
-/* Constant time over the digests: the comparison's duration does not depend on how much of
- * the presented token is right, nor on the configured token's length. */
-static int token_matches(const kg_admin *a, const char *presented)
-{
-    unsigned char digest[32];
-    sha256(presented, strlen(presented), digest);
-    return CRYPTO_memcmp(digest, a->token_digest, sizeof(digest)) == 0;
-}
-
 /* The token of "Authorization: Bearer TOKEN", or NULL. */
 static const char *bearer_token(struct MHD_Connection *conn)
 {
@@ -417,15 +426,77 @@ static void sanitize_user(const char *in, char *out, size_t len)
     out[o] = '\0';
 }
 
-/* IDENTITY is the verified token's id, or "anonymous". */
-static void build_actor(const char *identity, struct MHD_Connection *conn, char *out, size_t len)
+/* "token:NAME" (TOKEN_NAME, the verified token's name) or "anonymous" (NULL), then the optional
+ * user and the peer: the same shape for every route, in logs and audit entries. */
+static void build_actor(const char *token_name, struct MHD_Connection *conn, char *out, size_t len)
 {
     char peer[INET6_ADDRSTRLEN + 8];
     peer_address(conn, peer, sizeof(peer));
     char user[72] = "";
     const char *user_hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Kgate-User");
     if (user_hdr) sanitize_user(user_hdr, user, sizeof(user));
-    snprintf(out, len, "%s%s%s from %s", identity, user[0] ? " user:" : "", user, peer);
+    snprintf(out, len, "%s%s%s%s from %s", token_name ? "token:" : "anonymous",
+             token_name ? token_name : "", user[0] ? " user:" : "", user, peer);
+}
+
+/* Who is calling. Sets the actor, the caller's role and token name. Returns 0 when the caller
+ * may go on to routing (authenticated, or no token is needed), else the status of the error
+ * reply it has set (401, or 503 when the tokens cannot be read). */
+static int authenticate(kg_admin *a, struct MHD_Connection *conn, request_state *rs,
+                        int public_route)
+{
+    kg_admin_request *req = &rs->req;
+    const char *token = bearer_token(conn);
+    kg_admin_identity who = {.role = KG_ROLE_UNDECLARED};
+    int any_token = 0, found = 0;
+    if (public_route) {
+        any_token = a->has_token; /* health probes: no store read, no identity needed */
+    } else {
+        found = kg_admin_token_identify(a->store, a->has_token ? a->token_digest : NULL, token,
+                                        &who, &any_token);
+    }
+    if (found == 1) {
+        snprintf(rs->token_name, sizeof(rs->token_name), "%s", who.name);
+        req->token_name = rs->token_name;
+        req->role = who.role;
+    } else {
+        /* An open API (no token anywhere) lets the anonymous caller do everything. */
+        req->role = any_token ? KG_ROLE_UNDECLARED : KG_ROLE_ADMIN;
+    }
+    build_actor(req->token_name, conn, rs->actor, sizeof(rs->actor));
+    if (public_route || !any_token || found == 1) return 0;
+    if (found < 0) {
+        kg_error("admin: cannot read the admin tokens from the state store (%s %s, %s)",
+                 req->method, req->path, rs->actor);
+        return kg_admin_error(req, 503, "cannot read the admin tokens");
+    }
+    if (token)
+        kg_warn("admin: unknown bearer token for %s %s (%s)", req->method, req->path, rs->actor);
+    return kg_admin_error(req, 401, token ? "invalid bearer token" : "missing bearer token");
+}
+
+/* 403 for a caller whose role is below the route's, audited (the caller is authenticated, so
+ * this cannot be used to flood the audit log anonymously). 0 when allowed. */
+static int authorize(kg_admin *a, request_state *rs)
+{
+    kg_admin_request *req = &rs->req;
+    const kg_admin_route *r = rs->route;
+    if ((r->flags & KG_ADMIN_PUBLIC) || req->role >= (int)r->role) return 0;
+    const char *needed = kg_admin_role_name(r->role), *has = kg_admin_role_name(req->role);
+    kg_warn("admin: %s %s refused: needs the %s role, %s has %s", req->method, req->path, needed,
+            rs->actor, has);
+    if (a->store) {
+        json_t *details =
+            json_pack("{s:s, s:s, s:s, s:s, s:s}", "method", req->method, "path", req->path,
+                      "required_role", needed, "role", has, "actor", rs->actor);
+        kg_store_audit_append(a->store, "admin.forbidden", details);
+        json_decref(details);
+    }
+    kg_admin_error(req, 403, "%s %s needs the %s role; token \"%s\" has the %s role", req->method,
+                   r->pattern, needed, req->token_name ? req->token_name : "", has);
+    json_object_set_new(req->reply, "required_role", json_string(needed));
+    json_object_set_new(req->reply, "role", json_string(has));
+    return 403;
 }
 
 /* ---- libmicrohttpd plumbing ---- */
@@ -483,19 +554,15 @@ static int check_headers(kg_admin *a, struct MHD_Connection *conn, request_state
     rs->route = find_route(a, rs);
     int public_route = rs->route && (rs->route->flags & KG_ADMIN_PUBLIC);
     /* Authentication before routing errors, so an unauthenticated caller learns nothing. */
-    const char *token = a->has_token ? bearer_token(conn) : NULL;
-    int authenticated = token && token_matches(a, token);
-    build_actor(authenticated ? a->token_id : "anonymous", conn, rs->actor, sizeof(rs->actor));
-    if (a->has_token && !public_route && !authenticated) {
-        if (token)
-            kg_warn("admin: wrong bearer token for %s %s (%s)", req->method, req->path, rs->actor);
-        return kg_admin_error(req, 401, token ? "invalid bearer token" : "missing bearer token");
-    }
+    int status = authenticate(a, conn, rs, public_route);
+    if (status) return status;
     if (!rs->route && rs->allow[0])
         return kg_admin_error(req, 405, "method %s is not allowed on %s (allowed: %s)", req->method,
                               req->path, rs->allow);
     if (!rs->route)
         return kg_admin_error(req, 404, "no such endpoint: %s %s", req->method, req->path);
+    status = authorize(a, rs);
+    if (status) return status;
     const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     long long declared;
     if (length && parse_int_arg(length, 0, LLONG_MAX, &declared) == 0 &&
@@ -668,41 +735,113 @@ int kg_admin_bind_routes(kg_admin_route *out, const kg_admin_route *table, int n
     return n;
 }
 
-static int build_routes(kg_admin *a, const kg_admin_ops *ops)
+/* The built-in routes, the token routes and OPS's, each checked to declare a role. */
+static int build_routes(kg_admin *a, const kg_admin_ops *ops, char *err, size_t errlen)
 {
-    int n_builtin = (int)(sizeof(builtin_routes) / sizeof(builtin_routes[0]));
     int n_extra = ops && ops->extra_routes ? ops->n_extra_routes : 0;
-    a->routes = calloc((size_t)(n_builtin + n_extra), sizeof(kg_admin_route));
-    if (!a->routes) return -1;
+    int n = N_BUILTIN_ROUTES + KG_ADMIN_TOKENS_N_ROUTES + n_extra;
+    a->routes = calloc((size_t)n, sizeof(kg_admin_route));
+    if (!a->routes) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     memcpy(a->routes, builtin_routes, sizeof(builtin_routes));
+    kg_admin_tokens_routes(a->routes + N_BUILTIN_ROUTES);
     if (n_extra)
-        memcpy(a->routes + n_builtin, ops->extra_routes, sizeof(kg_admin_route) * (size_t)n_extra);
-    a->n_routes = n_builtin + n_extra;
+        memcpy(a->routes + N_BUILTIN_ROUTES + KG_ADMIN_TOKENS_N_ROUTES, ops->extra_routes,
+               sizeof(kg_admin_route) * (size_t)n_extra);
+    a->n_routes = n;
+    for (int i = 0; i < n; i++) {
+        const kg_admin_route *r = &a->routes[i];
+        if (!(r->flags & KG_ADMIN_PUBLIC) &&
+            (r->role < KG_ROLE_VIEWER || r->role > KG_ROLE_ADMIN)) {
+            snprintf(err, errlen, "admin route %s %s declares no role", r->method, r->pattern);
+            return -1;
+        }
+    }
     return 0;
 }
 
 static void set_token(kg_admin *a, const char *token)
 {
-    if (!token || !*token) {
-        snprintf(a->token_id, sizeof(a->token_id), "anonymous");
-        return;
-    }
+    if (!token || !*token) return;
     a->has_token = 1;
-    sha256(token, strlen(token), a->token_digest);
-    /* The audit names the token by a digest prefix: recognisable, but never the secret. */
-    static const char digits[] = "0123456789abcdef";
-    char hex[13];
-    for (int i = 0; i < 6; i++) {
-        hex[2 * i] = digits[a->token_digest[i] >> 4];
-        hex[2 * i + 1] = digits[a->token_digest[i] & 15];
+    kg_admin_token_digest(token, a->token_digest);
+}
+
+/* The whole of PATH as a NUL-terminated string (PEM for libmicrohttpd), or NULL + ERR. */
+static char *read_pem(const char *what, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "admin.tls.%s: cannot read %s: %s", what, path, strerror(errno));
+        return NULL;
     }
-    hex[12] = '\0';
-    snprintf(a->token_id, sizeof(a->token_id), "token:%s", hex);
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            char *grown = cap <= 1024 * 1024 ? realloc(text, cap) : NULL;
+            if (!grown) {
+                free(text);
+                fclose(f);
+                snprintf(err, errlen, "admin.tls.%s: %s is too large", what, path);
+                return NULL;
+            }
+            text = grown;
+        }
+        size_t got = fread(text + len, 1, 4096, f);
+        len += got;
+        if (got < 4096) break;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    text[len] = '\0';
+    if (failed || len == 0 || !strstr(text, "-----BEGIN ")) {
+        snprintf(err, errlen, "admin.tls.%s: %s is not a PEM file", what, path);
+        OPENSSL_cleanse(text, len);
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static void free_admin(kg_admin *a)
+{
+    if (a->tls_key) OPENSSL_cleanse(a->tls_key, strlen(a->tls_key));
+    free(a->tls_key);
+    free(a->tls_cert);
+    free(a->routes);
+    free(a);
+}
+
+kg_store *kg_admin_store(const kg_admin *admin)
+{
+    return admin ? admin->store : NULL;
+}
+
+int kg_admin_has_bootstrap_token(const kg_admin *admin)
+{
+    return admin && admin->has_token;
+}
+
+int kg_admin_is_tls(const kg_admin *admin)
+{
+    return admin && admin->tls_cert != NULL;
 }
 
 kg_admin *kg_admin_start(const char *listen, const char *token, const kg_admin_ops *ops,
                          kg_store *store, kg_metrics *metrics, char *err, size_t errlen)
 {
+    kg_admin_options opts = {.listen = listen, .token = token};
+    return kg_admin_start_opts(&opts, ops, store, metrics, err, errlen);
+}
+
+kg_admin *kg_admin_start_opts(const kg_admin_options *opts, const kg_admin_ops *ops,
+                              kg_store *store, kg_metrics *metrics, char *err, size_t errlen)
+{
+    const char *listen = opts->listen;
     char dummy[8];
     if (!err || errlen == 0) {
         err = dummy;
@@ -714,10 +853,27 @@ kg_admin *kg_admin_start(const char *listen, const char *token, const kg_admin_o
         if (!listen) snprintf(err, errlen, "no admin listen address");
         return NULL;
     }
+    int tls = opts->tls_cert_file && *opts->tls_cert_file;
+    if (tls != (opts->tls_key_file && *opts->tls_key_file)) {
+        snprintf(err, errlen, "admin.tls: cert_file and key_file go together");
+        return NULL;
+    }
+    if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        snprintf(err, errlen, "admin.tls: this libmicrohttpd was built without TLS");
+        return NULL;
+    }
     kg_admin *a = calloc(1, sizeof(*a));
-    if (!a || build_routes(a, ops) != 0) {
-        free(a);
+    if (!a) {
         snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (build_routes(a, ops, err, errlen) != 0) {
+        free_admin(a);
+        return NULL;
+    }
+    if (tls && (!(a->tls_cert = read_pem("cert_file", opts->tls_cert_file, err, errlen)) ||
+                !(a->tls_key = read_pem("key_file", opts->tls_key_file, err, errlen)))) {
+        free_admin(a);
         return NULL;
     }
     if (ops) a->ops = *ops;
@@ -726,27 +882,33 @@ kg_admin *kg_admin_start(const char *listen, const char *token, const kg_admin_o
     a->ops.n_extra_routes = 0;
     a->store = store;
     a->metrics = metrics;
-    set_token(a, token);
+    set_token(a, opts->token);
 
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
-    a->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
-                                 on_mhd_log, a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREAD_POOL_SIZE,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_END);
+    if (tls) flags |= MHD_USE_TLS;
+    /* The TLS options go last: without TLS, MHD_OPTION_END ends the list before them. */
+    errno = 0;
+    a->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)THREAD_POOL_SIZE, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, a, tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, a->tls_cert,
+        MHD_OPTION_HTTPS_MEM_KEY, a->tls_key, MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
+        MHD_OPTION_END);
     if (!a->daemon) {
         snprintf(err, errlen, "cannot serve the admin API on %s: %s", listen,
-                 errno ? strerror(errno) : "libmicrohttpd failed to start");
-        free(a->routes);
-        free(a);
+                 errno ? strerror(errno)
+                 : tls ? "libmicrohttpd failed to start (is the key the certificate's?)"
+                       : "libmicrohttpd failed to start");
+        free_admin(a);
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->daemon, MHD_DAEMON_INFO_BIND_PORT);
     a->port = info ? info->port : 0;
-    kg_info("admin: API on %s (port %u)%s", listen, a->port,
-            a->has_token ? ", bearer token required" : ", no token");
+    kg_info("admin: API on %s (port %u, %s)%s", listen, a->port, tls ? "HTTPS" : "HTTP",
+            a->has_token ? ", bootstrap token configured" : "");
     return a;
 }
 
@@ -754,8 +916,7 @@ void kg_admin_stop(kg_admin *admin)
 {
     if (!admin) return;
     MHD_stop_daemon(admin->daemon);
-    free(admin->routes);
-    free(admin);
+    free_admin(admin);
 }
 
 uint16_t kg_admin_port(const kg_admin *admin)

@@ -6,9 +6,15 @@
  * (kg_admin_route) defined beside it in admin/ (kg_admin_chaos, kg_admin_experiments): the
  * modules themselves know nothing of HTTP.
  *
- * Authentication: when a token is configured every route except /healthz and /readyz needs
- * "Authorization: Bearer TOKEN" (compared in constant time); otherwise 401 with
- * "WWW-Authenticate: Bearer". Every error is a JSON body {"error": "message"}.
+ * Authentication: when a bootstrap token is configured (admin.token) or any token is kept in the
+ * state store (kgate token add), every route except /healthz and /readyz needs
+ * "Authorization: Bearer TOKEN"; otherwise 401 with "WWW-Authenticate: Bearer". Tokens are known
+ * by their SHA-256 only, compared in constant time (kg_admin_tokens.h).
+ * Authorization: every route declares the role it needs (kg_admin_route.role): viewer (reads),
+ * operator (switches, chaos, experiments, reload), admin (users, ACLs, tokens). A token whose role
+ * is lower gets 403 naming the role needed. The bootstrap token has the admin role; with no token
+ * at all the API is open and the anonymous caller is an admin.
+ * Every error is a JSON body {"error": "message"}.
  */
 #ifndef KG_ADMIN_H
 #define KG_ADMIN_H
@@ -33,10 +39,13 @@ typedef struct kg_admin_request {
     const char *params[KG_ADMIN_MAX_PARAMS]; /* the "{}" segments of the route, URL-decoded */
     int n_params;
     json_t *body; /* the JSON object sent (NULL when the request had no body) */
-    /* Who is calling: "token:<12 hex of SHA-256(token)>" or "anonymous", plus " user:NAME" when
-     * an X-Kgate-User header was sent (informational, not authenticated) and " from ADDR". */
+    /* Who is calling, for logs and audit entries: "token:NAME" (the token's name, "bootstrap" for
+     * the config's token; never the token) or "anonymous", plus " user:NAME" when an X-Kgate-User
+     * header was sent (informational, not authenticated) and " from ADDR". */
     const char *actor;
-    void *connection; /* libmicrohttpd's, for kg_admin_query */
+    const char *token_name; /* the caller's token name, or NULL when anonymous */
+    int role;               /* the caller's kg_admin_role */
+    void *connection;       /* libmicrohttpd's, for kg_admin_query */
 
     /* Reply: JSON (reply) or text (reply_text + reply_type, malloc'd). */
     int status;
@@ -47,6 +56,20 @@ typedef struct kg_admin_request {
 
 /* Handles a routed request; returns the HTTP status, having set the reply. CTX is the route's. */
 typedef int (*kg_admin_handler)(void *ctx, kg_admin_request *req);
+
+/* Roles, each including the ones below it. KG_ROLE_UNDECLARED is not a role: a non-public route
+ * that declares none is refused by kg_admin_start (fail closed). */
+typedef enum kg_admin_role {
+    KG_ROLE_UNDECLARED = 0,
+    KG_ROLE_VIEWER = 1,   /* GET: status, metrics, audit, lists */
+    KG_ROLE_OPERATOR = 2, /* + failover/failback, chaos rules, experiments, reload */
+    KG_ROLE_ADMIN = 3,    /* + users, ACLs, tokens, config */
+} kg_admin_role;
+
+/* "viewer", "operator", "admin" ("none" for KG_ROLE_UNDECLARED). */
+const char *kg_admin_role_name(int role);
+/* KG_ROLE_VIEWER..KG_ROLE_ADMIN from its name (case-insensitive), or KG_ROLE_UNDECLARED. */
+kg_admin_role kg_admin_role_parse(const char *name);
 
 enum {
     KG_ADMIN_PUBLIC = 1,    /* no token needed (health probes) */
@@ -59,6 +82,7 @@ typedef struct kg_admin_route {
     kg_admin_handler handler;
     void *ctx;
     unsigned flags;
+    kg_admin_role role; /* the least role a caller needs (ignored for KG_ADMIN_PUBLIC routes) */
 } kg_admin_route;
 
 typedef struct kg_admin_ops {
@@ -97,6 +121,25 @@ int kg_admin_bind_routes(kg_admin_route *out, const kg_admin_route *table, int n
  */
 kg_admin *kg_admin_start(const char *listen, const char *token, const kg_admin_ops *ops,
                          kg_store *store, kg_metrics *metrics, char *err, size_t errlen);
+
+typedef struct kg_admin_options {
+    const char *listen; /* as for kg_admin_start */
+    const char *token;  /* the bootstrap token (admin role); NULL or "" = none */
+    /* HTTPS when both are set: PEM certificate chain and its (unencrypted) private key, read
+     * once at start. TLS 1.2 and 1.3 only. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+} kg_admin_options;
+
+/* kg_admin_start with the options above. */
+kg_admin *kg_admin_start_opts(const kg_admin_options *opts, const kg_admin_ops *ops,
+                              kg_store *store, kg_metrics *metrics, char *err, size_t errlen);
+/* The store the API was started with (NULL when none); for the routes of kg_admin_tokens. */
+kg_store *kg_admin_store(const kg_admin *admin);
+/* 1 when a bootstrap token is configured. */
+int kg_admin_has_bootstrap_token(const kg_admin *admin);
+/* 1 when the API is served over TLS. */
+int kg_admin_is_tls(const kg_admin *admin);
 /* Stops accepting, waits for requests being handled, frees. */
 void kg_admin_stop(kg_admin *admin);
 uint16_t kg_admin_port(const kg_admin *admin);

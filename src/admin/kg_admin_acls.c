@@ -113,9 +113,9 @@ static int handle_delete(void *ctx, kg_admin_request *req)
 }
 
 static const kg_admin_route acls_routes[KG_ADMIN_ACLS_N_ROUTES] = {
-    {"GET", "/v1/acls", handle_list, NULL, 0},
-    {"POST", "/v1/acls", handle_add, NULL, KG_ADMIN_JSON_BODY},
-    {"DELETE", "/v1/acls", handle_delete, NULL, 0},
+    {"GET", "/v1/acls", handle_list, NULL, 0, KG_ROLE_VIEWER},
+    {"POST", "/v1/acls", handle_add, NULL, KG_ADMIN_JSON_BODY, KG_ROLE_ADMIN},
+    {"DELETE", "/v1/acls", handle_delete, NULL, 0, KG_ROLE_ADMIN},
 };
 
 int kg_admin_acls_routes(kg_acls *a, kg_admin_route out[KG_ADMIN_ACLS_N_ROUTES])

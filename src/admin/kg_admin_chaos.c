@@ -51,10 +51,10 @@ static int handle_delete(void *ctx, kg_admin_request *req)
 }
 
 static const kg_admin_route chaos_routes[KG_ADMIN_CHAOS_N_ROUTES] = {
-    {"GET", "/v1/chaos/rules", handle_list, NULL, 0},
-    {"POST", "/v1/chaos/rules", handle_add, NULL, KG_ADMIN_JSON_BODY},
-    {"GET", "/v1/chaos/rules/{}", handle_get, NULL, 0},
-    {"DELETE", "/v1/chaos/rules/{}", handle_delete, NULL, 0},
+    {"GET", "/v1/chaos/rules", handle_list, NULL, 0, KG_ROLE_VIEWER},
+    {"POST", "/v1/chaos/rules", handle_add, NULL, KG_ADMIN_JSON_BODY, KG_ROLE_OPERATOR},
+    {"GET", "/v1/chaos/rules/{}", handle_get, NULL, 0, KG_ROLE_VIEWER},
+    {"DELETE", "/v1/chaos/rules/{}", handle_delete, NULL, 0, KG_ROLE_OPERATOR},
 };
 
 int kg_admin_chaos_routes(kg_chaos *ch, kg_admin_route out[KG_ADMIN_CHAOS_N_ROUTES])

@@ -95,12 +95,12 @@ static int handle_report(void *ctx, kg_admin_request *req)
 }
 
 static const kg_admin_route experiment_routes[KG_ADMIN_EXPERIMENTS_N_ROUTES] = {
-    {"POST", "/v1/experiments", handle_create, NULL, KG_ADMIN_JSON_BODY},
-    {"GET", "/v1/experiments", handle_list, NULL, 0},
-    {"GET", "/v1/experiments/{}", handle_get, NULL, 0},
-    {"PATCH", "/v1/experiments/{}", handle_annotate, NULL, KG_ADMIN_JSON_BODY},
-    {"POST", "/v1/experiments/{}/stop", handle_stop, NULL, 0},
-    {"GET", "/v1/experiments/{}/report", handle_report, NULL, 0},
+    {"POST", "/v1/experiments", handle_create, NULL, KG_ADMIN_JSON_BODY, KG_ROLE_OPERATOR},
+    {"GET", "/v1/experiments", handle_list, NULL, 0, KG_ROLE_VIEWER},
+    {"GET", "/v1/experiments/{}", handle_get, NULL, 0, KG_ROLE_VIEWER},
+    {"PATCH", "/v1/experiments/{}", handle_annotate, NULL, KG_ADMIN_JSON_BODY, KG_ROLE_OPERATOR},
+    {"POST", "/v1/experiments/{}/stop", handle_stop, NULL, 0, KG_ROLE_OPERATOR},
+    {"GET", "/v1/experiments/{}/report", handle_report, NULL, 0, KG_ROLE_VIEWER},
 };
 
 int kg_admin_experiments_routes(kg_experiments *xs,

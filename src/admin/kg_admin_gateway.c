@@ -82,8 +82,11 @@ static int admin_reload(void *ctx, kg_admin_request *req)
 static int gateway_routes(kg_gateway *gw, kg_admin_route routes[GATEWAY_N_ROUTES])
 {
     int n = 0;
-    routes[n++] = (kg_admin_route){
-        .method = "POST", .pattern = "/v1/reload", .handler = admin_reload, .ctx = gw};
+    routes[n++] = (kg_admin_route){.method = "POST",
+                                   .pattern = "/v1/reload",
+                                   .handler = admin_reload,
+                                   .ctx = gw,
+                                   .role = KG_ROLE_OPERATOR};
     n += kg_admin_chaos_routes(gw->chaos, &routes[n]);
     n += kg_admin_experiments_routes(gw->experiments, &routes[n]);
     n += kg_admin_users_routes(gw->users, &routes[n]);
@@ -105,14 +108,18 @@ int kg_admin_gateway_start(kg_gateway *gw, void **handle)
     ops.ctx = gw;
     ops.extra_routes = routes;
     ops.n_extra_routes = gateway_routes(gw, routes);
+    const kg_tls_cfg *tls = &gw->cfg->admin_tls;
+    kg_admin_options opts = {.listen = gw->cfg->admin_listen,
+                             .token = gw->cfg->admin_token,
+                             .tls_cert_file = tls->enabled ? tls->cert_file : NULL,
+                             .tls_key_file = tls->enabled ? tls->key_file : NULL};
     char err[256];
-    kg_admin *admin = kg_admin_start(gw->cfg->admin_listen, gw->cfg->admin_token, &ops, gw->store,
-                                     gw->metrics, err, sizeof(err));
+    kg_admin *admin = kg_admin_start_opts(&opts, &ops, gw->store, gw->metrics, err, sizeof(err));
     if (!admin) {
         kg_error("admin API on %s: %s", gw->cfg->admin_listen, err);
         return -1;
     }
-    kg_info("admin API on http://%s/", gw->cfg->admin_listen);
+    kg_info("admin API on %s://%s/", tls->enabled ? "https" : "http", gw->cfg->admin_listen);
     *handle = admin;
     return 0;
 }

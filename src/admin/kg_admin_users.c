@@ -74,11 +74,11 @@ static int handle_delete(void *ctx, kg_admin_request *req)
 }
 
 static const kg_admin_route users_routes[KG_ADMIN_USERS_N_ROUTES] = {
-    {"GET", "/v1/users", handle_list, NULL, 0},
-    {"POST", "/v1/users", handle_add, NULL, KG_ADMIN_JSON_BODY},
-    {"GET", "/v1/users/{}", handle_get, NULL, 0},
-    {"DELETE", "/v1/users/{}", handle_delete, NULL, 0},
-    {"POST", "/v1/users/{}/password", handle_password, NULL, KG_ADMIN_JSON_BODY},
+    {"GET", "/v1/users", handle_list, NULL, 0, KG_ROLE_VIEWER},
+    {"POST", "/v1/users", handle_add, NULL, KG_ADMIN_JSON_BODY, KG_ROLE_ADMIN},
+    {"GET", "/v1/users/{}", handle_get, NULL, 0, KG_ROLE_VIEWER},
+    {"DELETE", "/v1/users/{}", handle_delete, NULL, 0, KG_ROLE_ADMIN},
+    {"POST", "/v1/users/{}/password", handle_password, NULL, KG_ADMIN_JSON_BODY, KG_ROLE_ADMIN},
 };
 
 int kg_admin_users_routes(kg_users *u, kg_admin_route out[KG_ADMIN_USERS_N_ROUTES])

@@ -61,8 +61,30 @@ static struct curl_slist *request_headers(const char *token, int has_body)
     return h;
 }
 
+static char default_cacert[1024];
+
+void kg_cli_set_default_cacert(const char *path)
+{
+    snprintf(default_cacert, sizeof(default_cacert), "%s", path ? path : "");
+}
+
+const char *kg_cli_default_cacert(void)
+{
+    const char *env = getenv("KGATE_ADMIN_CACERT");
+    if (env && *env) return env;
+    return default_cacert[0] ? default_cacert : NULL;
+}
+
 int kg_cli_request(const char *base_url, const char *token, const char *method, const char *path,
                    json_t *body, long *status, json_t **reply, char *errbuf, size_t errlen)
+{
+    return kg_cli_request_ca(base_url, token, NULL, method, path, body, status, reply, errbuf,
+                             errlen);
+}
+
+int kg_cli_request_ca(const char *base_url, const char *token, const char *cacert,
+                      const char *method, const char *path, json_t *body, long *status,
+                      json_t **reply, char *errbuf, size_t errlen)
 {
     pthread_once(&curl_once, curl_init_once);
     *reply = NULL;
@@ -92,6 +114,10 @@ int kg_cli_request(const char *base_url, const char *token, const char *method, 
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, 120L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     if (body_text) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body_text);
+    /* Only http and https: a URL given by mistake never makes curl speak another protocol. */
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (!cacert) cacert = kg_cli_default_cacert();
+    if (cacert) curl_easy_setopt(curl, CURLOPT_CAINFO, cacert);
 
     CURLcode rc = curl_easy_perform(curl);
     int result = 0;
@@ -146,8 +172,8 @@ int kg_cli_session_call(kg_cli_session *s, const char *method, const char *path,
     json_t *doc = NULL;
     char errbuf[512];
     if (reply) *reply = NULL;
-    if (kg_cli_request(s->url, s->token, method, path, body, &status, &doc, errbuf,
-                       sizeof(errbuf)) != 0) {
+    if (kg_cli_request_ca(s->url, s->token, s->cacert, method, path, body, &status, &doc, errbuf,
+                          sizeof(errbuf)) != 0) {
         fprintf(s->err, "error: %s\n", errbuf);
         return KG_CLI_EXIT_API;
     }
@@ -264,6 +290,7 @@ static int take_common_option(kg_cli_session *s, int argc, char **argv, int *i)
     int rc = take_value_option(s, argc, argv, i, "--admin", &admin);
     if (rc == KG_CLI_GO_ON) set_url(s, admin);
     if (rc == KG_CLI_NOT_MINE) rc = take_value_option(s, argc, argv, i, "--token", &s->token);
+    if (rc == KG_CLI_NOT_MINE) rc = take_value_option(s, argc, argv, i, "--cacert", &s->cacert);
     /* main.c read the defaults from the config file; here it only has to be skipped. */
     if (rc == KG_CLI_NOT_MINE) rc = take_value_option(s, argc, argv, i, "--config", &ignored);
     if (rc == KG_CLI_NOT_MINE) rc = take_value_option(s, argc, argv, i, "-c", &ignored);

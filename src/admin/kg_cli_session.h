@@ -6,12 +6,15 @@
  * Common command line, options anywhere among the arguments:
  *   --admin URL     admin API base URL ("host:port" gets "http://" prepended)
  *   --token TOKEN   bearer token
+ *   --cacert FILE   CA certificate(s) (PEM) to verify an https:// admin API with, instead of the
+ *                   system's trust store
  *   --json          print the API's JSON instead of human-readable text
  *   -c/--config F   accepted and ignored (main.c reads the defaults from it)
  *   -h/--help, or the command "help": print the usage, exit 0
  * Value options take "--opt VALUE" or "--opt=VALUE".
- * Precedence: options, then $KGATE_ADMIN_URL / $KGATE_ADMIN_TOKEN, then the defaults passed in
- * (main.c passes the ones of the config file), then http://127.0.0.1:19644.
+ * Precedence: options, then $KGATE_ADMIN_URL / $KGATE_ADMIN_TOKEN / $KGATE_ADMIN_CACERT, then the
+ * defaults passed in (main.c passes the ones of the config file; the CA through
+ * kg_cli_set_default_cacert), then http://127.0.0.1:19644.
  * Exit codes: 0 ok, 1 API or transport error (message on stderr), 2 usage error.
  */
 #ifndef KG_CLI_SESSION_H
@@ -34,6 +37,7 @@ enum { KG_CLI_EXIT_OK = 0, KG_CLI_EXIT_API = 1, KG_CLI_EXIT_USAGE = 2 };
     "options:\n"                                                                                   \
     "  --admin URL    admin API (default from the config file, or $KGATE_ADMIN_URL)\n"             \
     "  --token TOKEN  bearer token (default from the config file, or $KGATE_ADMIN_TOKEN)\n"        \
+    "  --cacert FILE  CA (PEM) to verify an https admin API (default admin.tls.ca_file)\n"         \
     "  --json         print the API's JSON\n"
 
 /* What tells one client's command line apart; a static constant per client. */
@@ -56,6 +60,7 @@ typedef struct kg_cli_session {
     const char *default_url, *default_token; /* the caller's, used when nothing else is given */
     char url[1024];
     const char *token;
+    const char *cacert; /* NULL: the process default (kg_cli_default_cacert) */
     int json;
     const char *args[KG_CLI_MAX_ARGS]; /* positional arguments; args[0] is the command */
     int n_args;
@@ -114,6 +119,19 @@ int kg_cli_valid_segment(const char *s);
 /* RUN on stdout and stderr: a client's kg_*_cli_main. */
 int kg_cli_run_on_stdio(kg_cli_run_fn run, int argc, char **argv, const char *default_url,
                         const char *default_token);
+
+/* The CA file every admin API call of this process verifies https:// URLs with when the command
+ * line gives none: PATH (copied; NULL or "" = none), unless $KGATE_ADMIN_CACERT is set, which
+ * wins. main.c sets it from the config file's admin.tls.ca_file. Without any, https:// uses the
+ * system's trust store. */
+void kg_cli_set_default_cacert(const char *path);
+/* That default (after $KGATE_ADMIN_CACERT), or NULL. */
+const char *kg_cli_default_cacert(void);
+
+/* kg_cli_request with CACERT (NULL: kg_cli_default_cacert()) for https:// URLs. */
+int kg_cli_request_ca(const char *base_url, const char *token, const char *cacert,
+                      const char *method, const char *path, json_t *body, long *status,
+                      json_t **reply, char *errbuf, size_t errlen);
 
 /* One admin API call, for the clients and tests. BODY (borrowed) is sent as JSON when not NULL.
  * Returns 0 when an HTTP response arrived (*STATUS set, *REPLY = parsed JSON body or NULL), -1

@@ -159,8 +159,11 @@ static const char *const listener_tls_keys[LTLS_N] = {
 enum { NODE_IDS_MIN, NODE_IDS_MAX, NODE_IDS_N };
 static const char *const node_ids_keys[NODE_IDS_N] = {"min", "max"};
 
-enum { ADMIN_ENABLED, ADMIN_LISTEN, ADMIN_TOKEN, ADMIN_TOKEN_FILE, ADMIN_N };
-static const char *const admin_keys[ADMIN_N] = {"enabled", "listen", "token", "token_file"};
+enum { ADMIN_ENABLED, ADMIN_LISTEN, ADMIN_TOKEN, ADMIN_TOKEN_FILE, ADMIN_TLS, ADMIN_N };
+static const char *const admin_keys[ADMIN_N] = {"enabled", "listen", "token", "token_file", "tls"};
+
+enum { ATLS_CERT_FILE, ATLS_KEY_FILE, ATLS_CA_FILE, ATLS_N };
+static const char *const admin_tls_keys[ATLS_N] = {"cert_file", "key_file", "ca_file"};
 
 enum {
     LIMIT_MAX_FRAME_BYTES,
@@ -191,15 +194,16 @@ static const cfg_section listener_tls_section = {"vclusters.NAME.listener.tls", 
 static const cfg_section oauth_section = {"vclusters.NAME.listener.oauthbearer", oauth_keys,
                                           OAUTH_N};
 static const cfg_section admin_section = {"admin", admin_keys, ADMIN_N};
+static const cfg_section admin_tls_section = {"admin.tls", admin_tls_keys, ATLS_N};
 static const cfg_section limits_section = {"limits", limit_keys, LIMIT_N};
 static const cfg_section health_section = {"health", health_keys, HEALTH_N};
 static const cfg_section log_section = {"log", log_keys, LOG_N};
 
 /* Every section, so an unknown key can be pointed to the place where it does belong. */
 static const cfg_section *const all_sections[] = {
-    &root_section,     &cluster_section,      &tls_section,    &sasl_section, &vcluster_section,
-    &admin_section,    &limits_section,       &health_section, &log_section,  &node_ids_section,
-    &listener_section, &listener_tls_section, &oauth_section};
+    &root_section,     &cluster_section,      &tls_section,    &sasl_section,     &vcluster_section,
+    &admin_section,    &limits_section,       &health_section, &log_section,      &node_ids_section,
+    &listener_section, &listener_tls_section, &oauth_section,  &admin_tls_section};
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error"};
 
@@ -1507,6 +1511,32 @@ static void parse_vclusters(cfg_parser *p, const cfg_val *v, cfg_loc admin_loc)
 /* ---- other sections
  * ------------------------------------------------------------------------------- */
 
+/* admin.tls: the admin API's certificate and key (both required), and the CA the CLI trusts. */
+static void parse_admin_tls(cfg_parser *p, const cfg_val *v)
+{
+    kg_tls_cfg *tls = &p->cfg->admin_tls;
+    cfg_val f[ATLS_N];
+    if (!v->present) return;
+    if (!v->node) {
+        cfg_err(p, v->loc, "admin.tls: expected a mapping with cert_file and key_file");
+        return;
+    }
+    if (!collect_section(p, v, "admin.tls", &admin_tls_section, f)) return;
+    tls->enabled = 1;
+    char fp[CFG_PATH_MAX];
+    char *files[] = {tls->cert_file, tls->key_file, tls->ca_file};
+    const char *what[] = {"the certificate chain (PEM) of the admin API",
+                          "the private key of cert_file", NULL};
+    for (int i = ATLS_CERT_FILE; i <= ATLS_CA_FILE; i++) {
+        join_path(fp, "admin.tls", admin_tls_keys[i]);
+        int rc = get_string(p, &f[i], fp, files[i], KG_PATH_MAX);
+        if (rc > 0)
+            check_readable(p, &f[i], fp, files[i]);
+        else if (rc == 0 && what[i])
+            report_missing(p, v, &f[i], "admin.tls", admin_tls_keys[i], what[i]);
+    }
+}
+
 /* Returns the location of admin.listen, for the port collision check. */
 static cfg_loc parse_admin(cfg_parser *p, const cfg_val *v)
 {
@@ -1537,6 +1567,7 @@ static cfg_loc parse_admin(cfg_parser *p, const cfg_val *v)
             }
         }
     }
+    parse_admin_tls(p, &f[ADMIN_TLS]);
     if (!enabled) {
         cfg->admin_listen[0] = '\0';
         memset(&cfg->admin_addr, 0, sizeof(cfg->admin_addr));

@@ -134,7 +134,10 @@ typedef struct kg_config {
     kg_hostport admin_addr;        /* admin_listen split into host and port (when not empty) */
     char admin_token[KG_SECRET_MAX]; /* empty = no token required; from admin.token or token_file */
     char admin_token_file[KG_PATH_MAX]; /* admin.token_file the token was read from, or empty */
-    char state_path[KG_PATH_MAX];       /* default ./kgate-state.db */
+    /* admin.tls: HTTPS for the admin API when enabled (cert_file and key_file, both required);
+     * ca_file is for the CLI (`kgate ... -c`): the CA it trusts for the API's certificate. */
+    kg_tls_cfg admin_tls;
+    char state_path[KG_PATH_MAX]; /* default ./kgate-state.db */
 
     int workers;              /* 0 in the file = number of cores, resolved at load */
     uint32_t max_frame_bytes; /* limits.max_frame_bytes, default 100 MiB */

@@ -76,6 +76,10 @@ typedef struct kg_store_backend {
     int (*put_acl)(void *be, json_t *acl, const char *ts);
     int (*delete_acl)(void *be, json_t *acl);
     json_t *(*list_acls)(void *be);
+    /* admin API tokens: put: 0 inserted, 1 name exists; delete: 0 deleted, 1 not found */
+    int (*put_token)(void *be, json_t *token, const char *ts);
+    int (*delete_token)(void *be, const char *name);
+    json_t *(*list_tokens)(void *be);
 } kg_store_backend;
 
 struct kg_store {
@@ -141,7 +145,12 @@ static const char *const sqlite_schema =
     "  pattern_type TEXT NOT NULL, resource_name TEXT NOT NULL, operation TEXT NOT NULL,"
     "  permission TEXT NOT NULL, source TEXT NOT NULL, created_ts TEXT NOT NULL,"
     "  PRIMARY KEY (principal, host, resource_type, pattern_type, resource_name, operation,"
-    "  permission));";
+    "  permission));"
+    /* Admin API tokens (issue 8): the SHA-256 of each secret (hex), never the secret. Added
+     * like users, without a schema_version bump. */
+    "CREATE TABLE IF NOT EXISTS tokens ("
+    "  name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL,"
+    "  created_ts TEXT NOT NULL, created_by TEXT NOT NULL);";
 
 static const char *sq_errmsg(void *be)
 {
@@ -538,6 +547,53 @@ static json_t *sq_list_acls(void *be)
     return arr;
 }
 
+static int sq_put_token(void *be, json_t *token, const char *ts)
+{
+    sqlite_be *s = be;
+    sqlite3_stmt *st = sq_prepare(s, "INSERT INTO tokens (name, role, hash, created_ts, created_by)"
+                                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+    if (!st) return -1;
+    sq_bind_text(st, 1, json_string_value(json_object_get(token, "name")));
+    sq_bind_text(st, 2, json_string_value(json_object_get(token, "role")));
+    sq_bind_text(st, 3, json_string_value(json_object_get(token, "hash")));
+    sq_bind_text(st, 4, ts);
+    const char *by = json_string_value(json_object_get(token, "created_by"));
+    sq_bind_text(st, 5, by ? by : "");
+    if (sq_exec_stmt(s, st) != 0) return -1;
+    return sqlite3_changes(s->db) > 0 ? 0 : 1;
+}
+
+static int sq_delete_token(void *be, const char *name)
+{
+    sqlite_be *s = be;
+    sqlite3_stmt *st = sq_prepare(s, "DELETE FROM tokens WHERE name = ?");
+    if (!st) return -1;
+    sq_bind_text(st, 1, name);
+    if (sq_exec_stmt(s, st) != 0) return -1;
+    return sqlite3_changes(s->db) > 0 ? 0 : 1;
+}
+
+static json_t *sq_list_tokens(void *be)
+{
+    sqlite3_stmt *st =
+        sq_prepare(be, "SELECT name, role, hash, created_ts, created_by FROM tokens ORDER BY name");
+    if (!st) return NULL;
+    json_t *arr = json_array();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", column_text_or_empty(st, 0), "role",
+                           column_text_or_empty(st, 1), "hash", column_text_or_empty(st, 2),
+                           "created_ts", column_text_or_empty(st, 3), "created_by",
+                           column_text_or_empty(st, 4)));
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
 static const kg_store_backend sqlite_backend = {
     .name = "sqlite",
     .close = sq_close,
@@ -563,6 +619,9 @@ static const kg_store_backend sqlite_backend = {
     .put_acl = sq_put_acl,
     .delete_acl = sq_delete_acl,
     .list_acls = sq_list_acls,
+    .put_token = sq_put_token,
+    .delete_token = sq_delete_token,
+    .list_tokens = sq_list_tokens,
 };
 
 /* Refuses a file written by a newer kgate instead of silently misreading it. */
@@ -1225,6 +1284,56 @@ json_t *kg_store_list_acls(kg_store *store)
     if (!store) return NULL;
     store_lock(store);
     json_t *arr = store->ops->list_acls(store->be);
+    store_unlock(store);
+    return arr;
+}
+
+/* ---- admin API tokens ---- */
+
+int kg_store_put_token(kg_store *store, json_t *token, const char *audit_type,
+                       json_t *audit_details)
+{
+    if (!store || !json_is_object(token)) return -1;
+    static const char *const required[] = {"name", "role", "hash"};
+    for (int i = 0; i < 3; i++)
+        if (!json_string_value(json_object_get(token, required[i]))) return -1;
+    char ts[32];
+    now_iso8601(ts);
+    store_lock(store);
+    int rc = store->ops->begin(store->be);
+    if (rc == 0) rc = store->ops->put_token(store->be, token, ts);
+    if (rc == 0) rc = append_in_tx(store, audit_type, audit_details);
+    if (rc == 1) {
+        store->ops->rollback(store->be); /* the name exists: nothing written, nothing audited */
+    } else {
+        rc = finish_tx(store, rc);
+    }
+    store_unlock(store);
+    return rc;
+}
+
+int kg_store_delete_token(kg_store *store, const char *name, const char *audit_type,
+                          json_t *audit_details)
+{
+    if (!store || !name) return -1;
+    store_lock(store);
+    int rc = store->ops->begin(store->be);
+    if (rc == 0) rc = store->ops->delete_token(store->be, name);
+    if (rc == 0) rc = append_in_tx(store, audit_type, audit_details);
+    if (rc == 1) {
+        store->ops->rollback(store->be); /* no such token: nothing audited */
+    } else {
+        rc = finish_tx(store, rc);
+    }
+    store_unlock(store);
+    return rc;
+}
+
+json_t *kg_store_list_tokens(kg_store *store)
+{
+    if (!store) return NULL;
+    store_lock(store);
+    json_t *arr = store->ops->list_tokens(store->be);
     store_unlock(store);
     return arr;
 }

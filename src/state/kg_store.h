@@ -118,6 +118,21 @@ int kg_store_delete_acl(kg_store *store, json_t *acl, const char *audit_type,
  * pattern type, principal, host, permission, operation; NULL on error. */
 json_t *kg_store_list_acls(kg_store *store);
 
+/* ---- admin API tokens (issue 8, item 6; admin/kg_admin_tokens.h) ---- */
+
+/* Inserts TOKEN = {"name", "role", "hash" (hex SHA-256 of the secret; never the secret),
+ * "created_by"} and in the same transaction appends the audit entry AUDIT_TYPE with
+ * AUDIT_DETAILS (borrowed). 0 inserted, 1 the name exists (nothing written or audited), -1 error.
+ */
+int kg_store_put_token(kg_store *store, json_t *token, const char *audit_type,
+                       json_t *audit_details);
+/* Deletes the token NAME, audited the same way. 0 deleted, 1 no such token (nothing audited),
+ * -1 error. */
+int kg_store_delete_token(kg_store *store, const char *name, const char *audit_type,
+                          json_t *audit_details);
+/* Every token: [{"name", "role", "hash", "created_ts", "created_by"}] by name; NULL on error. */
+json_t *kg_store_list_tokens(kg_store *store);
+
 /* Canonical JSON text used by the audit chain: compact, keys sorted at every level. malloc'd. */
 char *kg_store_canonical_json(const json_t *value);
 
