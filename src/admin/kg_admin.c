@@ -493,7 +493,7 @@ static int authorize(kg_admin *a, request_state *rs)
         json_decref(details);
     }
     kg_admin_error(req, 403, "%s %s needs the %s role; token \"%s\" has the %s role", req->method,
-                   r->pattern, needed, req->token_name ? req->token_name : "", has);
+                   req->path, needed, req->token_name ? req->token_name : "", has);
     json_object_set_new(req->reply, "required_role", json_string(needed));
     json_object_set_new(req->reply, "role", json_string(has));
     return 403;
