@@ -239,6 +239,8 @@ static void inflight_clear(kg_inflight *e)
 {
     free(e->frame);
     e->frame = NULL;
+    kg_authz_patch_free(e->authz);
+    e->authz = NULL;
     if (e->chaos) kg_chaos_release(e->chaos);
     e->chaos = NULL;
 }
@@ -330,6 +332,8 @@ static void conn_free_stages(kg_conn *c)
     free(c->sasl);
     free(c->pass);
     free(c->cert_principal);
+    kg_authz_patch_free(c->authz_pending);
+    kg_authz_patch_free(c->walk_patch);
     kg_tls_free(c->ssl[TO_CLIENT]); /* NULL unless the client fd never got to kg_conn_close */
     c->ssl[TO_CLIENT] = NULL;
     if (c->upstream) kg_sasl_client_free(c->upstream);
@@ -534,6 +538,11 @@ static kg_inflight *conn_track_request(kg_conn *c, const kg_wire_request *rq)
     if (c->vc->cfg->secondary >= 0 && kg_rewrite_group_wanted(rq->api_key))
         e->flags |= KG_INFLIGHT_GROUP;
     if (c->pass && rq->api_key == KG_API_SASL_AUTHENTICATE) e->flags |= KG_INFLIGHT_SASL;
+    if (c->authz_pending) {
+        e->authz = c->authz_pending;
+        e->flags |= KG_INFLIGHT_AUTHZ;
+        c->authz_pending = NULL;
+    }
     return e;
 }
 
@@ -715,6 +724,181 @@ static int conn_sasl_stage(kg_conn *c, const uint8_t *p, size_t avail)
 
 /* Looks at the frame at the start of req_in. Returns 1 when it was handled (consumed or made a
  * pass-through), 0 when more bytes (or time) are needed, -1 when the connection was closed. */
+/* ---------------------------------------------------------------- authorize (acls: enabled) */
+
+#define KG_ACL_LOG_PER_SECOND 10
+
+/* Who the request comes from, with the ACL snapshot it is decided on (release it after). */
+static kg_authz_who conn_authz_who(kg_conn *c)
+{
+    const char *principal = conn_principal(c);
+    return (kg_authz_who){.acls = kg_acl_acquire(c->gw->acls),
+                          .principal = principal ? principal : "User:ANONYMOUS",
+                          .host = c->peer_host[0] ? c->peer_host : NULL};
+}
+
+static void conn_authz_denied(kg_conn *c, const kg_authz_who *who, const char *what)
+{
+    kg_counter_inc(c->vc->acl_denials);
+    if (kg_log_limit_allows(&c->vc->acl_log, KG_ACL_LOG_PER_SECOND))
+        kg_info("vcluster %s: ACLs deny %s to %s from %s", c->vc->cfg->name, what, who->principal,
+                c->peer);
+}
+
+/* A Produce topic name, in the request: renamed (and logged) when WHO may not Write it. 0 or
+ * 1 (denied); -1 out of memory. */
+static int conn_authz_produce_topic(kg_conn *c, const kg_authz_who *who, uint8_t *name, int32_t len,
+                                    kg_authz_patch **patch)
+{
+    char what[160];
+    snprintf(what, sizeof(what), "Write on topic %.*s", len > 100 ? 100 : (int)len, name);
+    int d = kg_authz_topic(who, name, len, KG_ACL_WRITE, patch);
+    if (d == 1) conn_authz_denied(c, who, what);
+    return d;
+}
+
+/* Produce: the body streams through the walk, which renames denied topics as they pass. */
+static void conn_walk_start(kg_conn *c, const kg_wire_request *rq)
+{
+    c->walk_pending = 0;
+    c->walking = 1;
+    c->walk_head = 4 + (uint32_t)rq->header_len;
+    c->walk_correlation = rq->correlation_id;
+    kg_authz_produce_walk_init(&c->walk, rq->api_version);
+}
+
+/* The walk ended: its denied topics go with the request's in-flight entry (when it has one:
+ * acks=0 has no answer to fix). */
+static void conn_walk_end(kg_conn *c)
+{
+    c->walking = 0;
+    if (!c->walk_patch) return;
+    for (uint32_t i = c->q_len; i-- > 0;) {
+        kg_inflight *e = queue_at(c, i);
+        if (e->correlation_id == c->walk_correlation && !e->authz) {
+            e->authz = c->walk_patch;
+            e->flags |= KG_INFLIGHT_AUTHZ;
+            c->walk_patch = NULL;
+            break;
+        }
+    }
+    kg_authz_patch_free(c->walk_patch);
+    c->walk_patch = NULL;
+}
+
+/* Streams what is here of the current Produce request, deciding each topic name as it comes.
+ * 0: wait for more bytes; -1: C was closed. */
+static int conn_pass_walk(kg_conn *c)
+{
+    while (c->req_pass > 0 && kg_buf_len(&c->req_in) > 0) {
+        uint8_t *p = kg_buf_begin(&c->req_in);
+        size_t avail = kg_buf_len(&c->req_in);
+        if (avail > c->req_pass) avail = c->req_pass;
+        size_t n = 0, name_off = 0;
+        int32_t name_len = 0;
+        int rc = KG_WALK_PASS;
+        if (c->walk_head > 0)
+            n = avail < c->walk_head ? avail : c->walk_head;
+        else
+            rc = kg_authz_produce_walk_step(&c->walk, p, avail, &n, &name_off, &name_len);
+        if (rc == KG_WALK_NEED && avail == c->req_pass) rc = KG_WALK_BAD; /* frame ended */
+        if (rc == KG_WALK_NEED) return 0;
+        if (rc == KG_WALK_BAD) {
+            kg_conn_close(c, KG_LOG_WARN, "malformed Produce request body");
+            return -1;
+        }
+        if (rc == KG_WALK_TOPIC) {
+            kg_authz_who who = conn_authz_who(c);
+            int d = conn_authz_produce_topic(c, &who, p + name_off, name_len, &c->walk_patch);
+            kg_acl_release((kg_acl_set *)who.acls);
+            if (d < 0) {
+                kg_conn_close(c, KG_LOG_ERROR, "out of memory authorizing a Produce request");
+                return -1;
+            }
+        }
+        if (c->walk_head > 0) c->walk_head -= (uint32_t)n;
+        if (conn_emit(c, TO_BACKEND, p, n) < 0) return -1;
+        kg_buf_consume(&c->req_in, n);
+        c->req_pass -= (uint32_t)n;
+        if (rc == KG_WALK_DONE && c->req_pass > 0) {
+            kg_conn_close(c, KG_LOG_WARN, "Produce request longer than its body");
+            return -1;
+        }
+    }
+    if (c->req_pass == 0) conn_walk_end(c);
+    return 0;
+}
+
+/* The authorize stage. 2: go on (maybe with authz_pending set); 1: answered; 0: the whole
+ * frame is needed first; -1: closed. */
+/* A Produce request that is all here: its names are decided at once, in place. */
+static int conn_walk_whole(kg_conn *c, const kg_wire_request *rq, uint8_t *frame, uint32_t size)
+{
+    kg_authz_produce_walk w;
+    kg_authz_produce_walk_init(&w, rq->api_version);
+    uint8_t *p = frame + 4 + rq->header_len, *end = frame + 4 + size;
+    kg_authz_who who = conn_authz_who(c);
+    int rc = KG_WALK_PASS;
+    while (rc != KG_WALK_DONE) {
+        size_t n = 0, off = 0;
+        int32_t len = 0;
+        rc = kg_authz_produce_walk_step(&w, p, (size_t)(end - p), &n, &off, &len);
+        if (rc == KG_WALK_NEED || rc == KG_WALK_BAD) break;
+        if (rc == KG_WALK_TOPIC) {
+            if (conn_authz_produce_topic(c, &who, p + off, len, &c->authz_pending) < 0) break;
+        }
+        p += n;
+    }
+    kg_acl_release((kg_acl_set *)who.acls);
+    if (rc == KG_WALK_DONE && p == end) return 2;
+    kg_conn_close(c, KG_LOG_WARN, "malformed Produce v%d request body", rq->api_version);
+    return -1;
+}
+
+static int conn_authorize(kg_conn *c, const kg_wire_request *rq, uint8_t *frame, uint32_t size,
+                          int complete)
+{
+    kg_authz_patch_free(c->authz_pending); /* of a request that was answered, not tracked */
+    c->authz_pending = NULL;
+    c->walk_pending = 0;
+    if (rq->api_key == KG_API_PRODUCE) {
+        if (complete) return conn_walk_whole(c, rq, frame, size);
+        c->walk_pending = 1; /* decided as it streams, once it is tracked */
+        return 2;
+    }
+    if (!complete) return 0;
+    kg_authz_who who = conn_authz_who(c);
+    kg_authz_verdict v;
+    kg_authz_verdict_init(&v);
+    int rc = kg_authz_request(&who, rq->api_key, rq->api_version, frame + 4 + rq->header_len,
+                              size - rq->header_len, &v);
+    if (rc < 0) {
+        kg_conn_close(c, KG_LOG_WARN, "malformed %s v%d request", kp_api_name(rq->api_key),
+                      rq->api_version);
+    } else if (v.action == KG_AUTHZ_CLOSE) {
+        conn_authz_denied(c, &who, v.why);
+        kg_conn_close(c, KG_LOG_INFO, "ACLs deny %s, which %s v%d cannot answer", v.why,
+                      kp_api_name(rq->api_key), rq->api_version);
+        rc = -1;
+    } else if (v.action == KG_AUTHZ_ANSWER) {
+        conn_authz_denied(c, &who, v.why);
+        uint32_t len = 0;
+        uint8_t *out = conn_make_frame(rq->api_key, rq->api_version, rq->correlation_id,
+                                       v.answer.buf, v.answer.len, &len);
+        kg_vcm_request(c->vc->metrics, rq->api_key);
+        kg_buf_consume(&c->req_in, 4 + (size_t)size);
+        rc = out && conn_answer_locally(c, rq, out, len, 0) == 0 ? 1 : -1;
+        if (!out) kg_conn_close(c, KG_LOG_ERROR, "out of memory answering a denied request");
+    } else {
+        if (v.patch && v.patch->n > 0) conn_authz_denied(c, &who, v.why);
+        c->authz_pending = v.patch;
+        rc = 2;
+    }
+    kg_acl_release((kg_acl_set *)who.acls);
+    kg_authz_verdict_free(&v);
+    return rc;
+}
+
 static int conn_take_request(kg_conn *c)
 {
     const uint8_t *p = kg_buf_begin(&c->req_in);
@@ -778,6 +962,10 @@ static int conn_take_request(kg_conn *c)
         kg_buf_consume(&c->req_in, 4 + (size_t)size);
         return conn_answer_apiversions(c, &rq, &ranges) < 0 ? -1 : 1;
     }
+    if (c->vc->cfg->acls_enabled) {
+        rc = conn_authorize(c, &rq, (uint8_t *)p, (uint32_t)size, complete);
+        if (rc != 2) return rc;
+    }
     if (c->pass && rq.api_key == KG_API_SASL_HANDSHAKE && rq.api_version == 0) {
         /* v0 is followed by bare SASL tokens, which are not Kafka frames. Clients that know
          * SaslAuthenticate (Kafka 1.0+, every librdkafka) use v1. */
@@ -803,6 +991,7 @@ static int conn_take_request(kg_conn *c)
     kg_vcm_payload(c->vc->metrics, rq.api_key, 4 + (size_t)size);
     if (!rq.no_response && !conn_track_request(c, &rq)) return -1;
     c->req_pass = 4 + (uint32_t)size;
+    if (c->walk_pending) conn_walk_start(c, &rq);
     return 1;
 }
 
@@ -822,9 +1011,12 @@ static void conn_process_requests(kg_conn *c)
 {
     while (c->state == KG_CONN_PROXYING || c->state == KG_CONN_CONNECTING) {
         if (c->req_pass > 0) {
-            if (kg_buf_len(&c->req_in) == 0 ||
-                conn_pass_bytes(c, &c->req_in, &c->req_pass, TO_BACKEND) < 0)
+            uint32_t before = c->req_pass;
+            if (kg_buf_len(&c->req_in) == 0) return;
+            if (c->walking ? conn_pass_walk(c) < 0
+                           : conn_pass_bytes(c, &c->req_in, &c->req_pass, TO_BACKEND) < 0)
                 return;
+            if (c->req_pass == before) return; /* the walk waits for more of a field */
             continue;
         }
         if (kg_buf_len(&c->req_out) >= high_water(c))
@@ -1027,13 +1219,38 @@ static uint8_t *conn_apiversions_frame(kg_conn *c, const kg_inflight *e, const u
 }
 
 /* A whole response frame for entry E: work out what the client gets and make E ready. */
+/* acls: enabled — the broker's answer with the denied topics named again (and filtered): a new
+ * frame in W, which *FRAME / *SIZE then point to. -1 when C was closed. */
+static int conn_authz_response(kg_conn *c, const kg_inflight *e, const uint8_t **frame,
+                               uint32_t *size, kp_writer *w)
+{
+    size_t head = kg_wire_response_header_len(e->api_key, e->api_version, *frame + 4, *size);
+    kg_authz_who who = conn_authz_who(c);
+    kp_writer_init(w, *size + 64);
+    size_t at = kp_writer_reserve_len(w);
+    kp_write_raw(w, *frame + 4, head);
+    int rc = head ? kg_authz_response(e->authz, &who, e->api_key, e->api_version, *frame + 4 + head,
+                                      *size - head, w)
+                  : -1;
+    kg_acl_release((kg_acl_set *)who.acls);
+    if (rc < 0) {
+        kg_conn_close(c, KG_LOG_WARN, "cannot decode the %s v%d response to patch it for ACLs",
+                      kp_api_name(e->api_key), e->api_version);
+        return -1;
+    }
+    kp_writer_patch_len(w, at);
+    *frame = w->buf;
+    *size = (uint32_t)w->len - 4;
+    return 0;
+}
+
 /* auth: passthrough — the cluster's answer to a SaslAuthenticate the client sent. */
 static void conn_read_sasl_verdict(kg_conn *c, const kg_inflight *e, const uint8_t *frame,
                                    uint32_t size)
 {
     size_t off = kg_wire_response_header_len(e->api_key, e->api_version, frame + 4, size);
-    if (off && kg_passthrough_response(c->pass, e->api_key, e->api_version, frame + 4 + off,
-                                       size - off))
+    if (off &&
+        kg_passthrough_response(c->pass, e->api_key, e->api_version, frame + 4 + off, size - off))
         kg_debug("connection from %s (vcluster %s) logged in to cluster %s as %s", c->peer,
                  c->vc->cfg->name, c->cluster->cfg->name, c->pass->principal);
 }
@@ -1060,22 +1277,26 @@ static int conn_finish_response(kg_conn *c, kg_inflight *e, const uint8_t *frame
             return -1;
         }
     } else {
+        kp_writer authz = {0};
+        if ((e->flags & KG_INFLIGHT_AUTHZ) && conn_authz_response(c, e, &frame, &size, &authz) < 0)
+            return -1;
         if (e->flags & KG_INFLIGHT_SASL) conn_read_sasl_verdict(c, e, frame, size);
         kp_writer w = {0};
         int rc = conn_transform_response(c, e, frame, size, &w);
-        if (rc < 0) {
-            kp_writer_free(&w);
-            return -1;
-        }
-        if (rc == 0) {
-            kp_writer_free(&w);
+        if (rc == 0 && authz.buf) { /* the patched frame is the answer: keep its buffer */
+            out = authz.buf;
+            out_len = 4 + size;
+        } else if (rc == 0) {
             out = malloc(4 + (size_t)size);
             if (out) memcpy(out, frame, 4 + (size_t)size);
             out_len = 4 + size;
-        } else {
+        } else if (rc > 0) {
             out = w.buf;
             out_len = (uint32_t)w.len;
         }
+        if (rc != 0 || !authz.buf) kp_writer_free(&authz);
+        if (rc <= 0) kp_writer_free(&w);
+        if (rc < 0) return -1;
         if (!out) {
             kg_conn_close(c, KG_LOG_ERROR, "out of memory for a %u-byte response", size);
             return -1;
@@ -1577,6 +1798,14 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
     int one = 1;
     setsockopt(client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     conn_describe_peer(client_fd, c->peer, sizeof(c->peer));
+    if (vc->cfg->acls_enabled) {
+        /* ACL hosts are addresses without the port: "10.0.0.1:5000" -> "10.0.0.1" */
+        char host[sizeof(c->peer)];
+        snprintf(host, sizeof(host), "%s", c->peer);
+        char *colon = strrchr(host, ':');
+        if (colon) *colon = '\0';
+        if (kg_acl_canonical_host(host, c->peer_host) < 0) c->peer_host[0] = '\0';
+    }
     atomic_fetch_add(&vc->client_conns, 1);
     kg_vcm_conn_opened(vc->metrics);
     kg_debug("connection from %s to vcluster %s %s %d", c->peer, vc->cfg->name,

@@ -18,6 +18,7 @@
 #include "engine/kg_loop.h"
 #include "engine/kg_shape.h"
 #include "security/kg_sasl.h"
+#include "security/kg_authz.h"
 #include "security/kg_passthrough.h"
 #include "security/kg_sasl_client.h"
 #include "security/kg_tls.h"
@@ -43,6 +44,7 @@ typedef enum kg_conn_state {
 #define KG_INFLIGHT_INSPECT 64u /* count the errors of the delivered response (experiments) */
 #define KG_INFLIGHT_GROUP 128u  /* group response: translate errors to Kafka's (kg_rewrite) */
 #define KG_INFLIGHT_SASL 256u   /* auth: passthrough — read the cluster's SASL verdict */
+#define KG_INFLIGHT_AUTHZ 512u  /* acls: enabled — `authz` fixes the answer (kg_authz) */
 
 typedef struct kg_inflight {
     int32_t correlation_id;
@@ -55,7 +57,8 @@ typedef struct kg_inflight {
     uint64_t release_us; /* READY: deliver at or after this time */
     uint64_t delay_us;   /* chaos: hold the response this long once it arrives */
     const void *mutation;
-    kg_chaos_set *chaos; /* keeps `mutation` alive */
+    kg_chaos_set *chaos;   /* keeps `mutation` alive */
+    kg_authz_patch *authz; /* AUTHZ: denied topics to name again, filters */
 } kg_inflight;
 
 /* A request the chaos rules decided to hold (latency): it stays at the head of req_in, and
@@ -119,6 +122,16 @@ typedef struct kg_conn {
     uint16_t port_base;         /* the port range the client came in on (plain or TLS) */
     char *cert_principal;       /* "User:NAME" from the client certificate (mTLS), or NULL */
     kg_passthrough *pass;       /* auth: passthrough — the client's login, read along */
+
+    /* acls: enabled (kg_authz) */
+    char peer_host[64];            /* the peer's address as ACL bindings name hosts */
+    kg_authz_patch *authz_pending; /* for the request being taken, until it is tracked */
+    int walk_pending;              /* the Produce being taken is to be walked as it streams */
+    int walking;                   /* a Produce body streams through the walk */
+    uint32_t walk_head;            /* frame bytes before the body still to pass */
+    int32_t walk_correlation;      /* the request being walked */
+    kg_authz_produce_walk walk;
+    kg_authz_patch *walk_patch;    /* its denied topics so far */
 
     /* kgate's own SASL login to the broker (clusters.NAME.sasl) */
     kg_sasl_client *upstream; /* the exchange while it runs, else NULL */

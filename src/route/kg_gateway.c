@@ -57,6 +57,12 @@ int kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_
     kg_versions_from_codecs(&own);
     out->min[KG_API_APIVERSIONS] = own.min[KG_API_APIVERSIONS];
     out->max[KG_API_APIVERSIONS] = own.max[KG_API_APIVERSIONS];
+    /* ACLs name topics: Produce and Fetch from v13 carry topic ids instead. */
+    if (vc->cfg->acls_enabled) {
+        const int named[] = {KG_API_PRODUCE, KG_API_FETCH};
+        for (int i = 0; i < 2; i++)
+            if (out->max[named[i]] > 12) out->max[named[i]] = 12;
+    }
     /* So do SaslHandshake and SaslAuthenticate when kgate authenticates the clients itself. */
     if (vc->cfg->auth_gateway) {
         const int sasl_apis[] = {KG_API_SASL_HANDSHAKE, KG_API_SASL_AUTHENTICATE};
@@ -584,17 +590,6 @@ static int gateway_apply_acl_config(kg_gateway *gw, const kg_config *cfg, char *
     return 0;
 }
 
-/* Until the request path checks ACLs (issue 8), say so where an operator looks: remove with the
- * wiring. */
-static void gateway_warn_acls_unenforced(const kg_config *cfg)
-{
-    for (int i = 0; i < cfg->n_vclusters; i++)
-        if (cfg->vclusters[i].acls_enabled)
-            kg_warn("vcluster %s: acls: enabled, but this kgate does not enforce ACLs in the "
-                    "request path yet: every request is forwarded (docs/security.md)",
-                    cfg->vclusters[i].name);
-}
-
 static int gateway_init_state(kg_gateway *gw)
 {
     const kg_config *cfg = gw->cfg;
@@ -624,7 +619,6 @@ static int gateway_init_state(kg_gateway *gw)
     if (!gw->users) return -1;
     gw->acls = kg_acl_registry_new(gw->store);
     if (!gw->acls || gateway_apply_acl_config(gw, cfg, why, sizeof(why)) < 0) return -1;
-    gateway_warn_acls_unenforced(cfg);
     for (int i = 0; i < cfg->n_vclusters; i++) {
         kg_vcluster *vc = &gw->vclusters[i];
         vc->cfg = &cfg->vclusters[i];
@@ -636,6 +630,11 @@ static int gateway_init_state(kg_gateway *gw)
         vc->sasl = kg_sasl_listener_new(vc->cfg, gw->users, gw->metrics);
         if (vc->cfg->auth_gateway && !vc->sasl) return -1;
         if (vc->cfg->tls.enabled && gateway_init_tls(gw, vc) < 0) return -1;
+        char labels[256];
+        kg_metrics_format_labels(labels, sizeof(labels), "vcluster", vc->cfg->name, NULL);
+        vc->acl_denials = kg_metrics_counter(
+            gw->metrics, "kgate_acl_denials_total",
+            "Requests (or topics of a request) the ACLs denied, acls: enabled.", labels);
         int sides[2] = {vc->cfg->primary, vc->cfg->secondary};
         for (int s = 0; s < 2 && vc->cfg->auth_passthrough; s++)
             if (sides[s] >= 0) gw->clusters[sides[s]].versions_only = 1;

@@ -65,6 +65,8 @@ typedef struct kg_vcluster {
     kg_principal_map principals;   /* listener.tls.principal_mapping */
     kg_counter *tls_handshakes[2]; /* [0] failed, [1] completed */
     kg_log_limit tls_log;          /* failed client handshakes are logged at this rate */
+    kg_counter *acl_denials;       /* acls: enabled */
+    kg_log_limit acl_log;
 } kg_vcluster;
 
 struct kg_gateway {

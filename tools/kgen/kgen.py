@@ -952,6 +952,14 @@ def emit_public(msg, e):
     e(".max_version = %d," % hi)
     e(".flexible_min = %d," % (-1 if msg.flexible.empty() else msg.flexible.lo))
     e(".size = sizeof(%s)," % c)
+    top_error = next((f for f in msg.top.fields if f.name == "ErrorCode" and f.type == "int16"
+                      and not f.is_tagged), None)
+    if top_error:
+        e(".error_code_offset = (int)offsetof(%s, %s)," % (c, top_error.cname))
+        e(".error_code_min = %d," % top_error.versions.lo)
+        e(".error_code_max = %d," % top_error.versions.hi)
+    else:
+        e(".error_code_offset = -1,")
     e(".decode = decode_any,")
     e(".encode = encode_any,")
     e(".init = init_any,")
@@ -984,6 +992,11 @@ typedef struct kp_msg_codec {
     int16_t min_version, max_version;
     int16_t flexible_min; /* first flexible version, -1 if none */
     size_t size;          /* sizeof the message struct */
+    /* A top-level int16 ErrorCode field (responses): its offset in the struct and the versions
+     * that have it; offset -1 when there is none. Lets kgate answer any such API with an error
+     * without code of its own per API. */
+    int error_code_offset;
+    int16_t error_code_min, error_code_max;
     int (*decode)(kp_reader *r, kp_arena *a, int16_t version, void *out);
     void (*encode)(kp_writer *w, int16_t version, const void *in);
     void (*init)(void *msg);
@@ -1033,6 +1046,12 @@ def emit_header(msgs):
     api_max = max(m.api_key for m in msgs if m.api_key is not None) + 1
     e = Emitter()
     e.lines.extend((HEADER_PRELUDE % {"api_max": api_max}).rstrip("\n").split("\n"))
+    e()
+    e("/* API keys by name: KP_KEY_PRODUCE, KP_KEY_OFFSET_COMMIT, ... */")
+    e("enum kp_api_key {")
+    for m in sorted((m for m in msgs if m.kind == "request"), key=lambda m: m.api_key):
+        e("KP_KEY_%s = %d," % (snake(m.name[:-len("Request")]).upper(), m.api_key))
+    e("};")
     e()
     for m in msgs:
         e("/* ---- %s (%s, versions %s, flexible %s) ---- */" %
