@@ -463,7 +463,7 @@ KT_TEST(unknown_keys_say_where_they_belong)
     expect_single_error(MINIMAL_YAML "port: 5\n",
                         "t.yaml:8:1: unknown top-level key 'port' (allowed: listen, "
                         "advertised_host, clusters, vclusters, admin, state, workers, limits, "
-                        "health, log, chaos); 'port' belongs in vclusters.NAME\n");
+                        "health, log, chaos, acls); 'port' belongs in vclusters.NAME\n");
     expect_single_error("clusters:\n"
                         "  a:\n"
                         "    bootstrap: a:1\n"
