@@ -100,8 +100,9 @@ typedef struct kg_admin_ops {
      *   already active: {"vcluster", "active", "epoch", "changed": false, ...}
      *   refused:        {"error": "...", ...}
      * The callback serializes concurrent switches and writes the audit log itself: successful
-     * switches through kg_store_commit_switch(), refusals as "switch.refused". kg_admin never
-     * writes the audit log, so nothing is recorded twice. */
+     * switches through kg_store_commit_switch(), refusals as "switch.refused". kg_admin writes
+     * no switch entry, so nothing is recorded twice (it audits only its own events: a 403,
+     * "admin.forbidden", and the tokens, "token.add" / "token.remove"). */
     int (*switch_vcluster)(void *ctx, const char *vcluster, const char *to, const char *reason,
                            const char *actor, int force, int failback, json_t **result);
     int (*ready)(void *ctx);            /* /readyz: 1 ready; NULL = always ready */
