@@ -1329,7 +1329,7 @@ static int conn_take_response(kg_conn *c)
     }
     int plain = !(e->flags & (KG_INFLIGHT_REWRITE | KG_INFLIGHT_APIVERSIONS | KG_INFLIGHT_SWALLOW |
                               KG_INFLIGHT_REPLACE | KG_INFLIGHT_MUTATE | KG_INFLIGHT_INSPECT |
-                              KG_INFLIGHT_GROUP | KG_INFLIGHT_SASL)) &&
+                              KG_INFLIGHT_GROUP | KG_INFLIGHT_SASL | KG_INFLIGHT_AUTHZ)) &&
                 e->delay_us == 0 && e == queue_head(c);
     if (!(e->flags & KG_INFLIGHT_SWALLOW)) {
         kg_vcm_response(c->vc->metrics, e->api_key, kg_loop_now(c->loop) - e->sent_us);

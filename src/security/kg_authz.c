@@ -486,6 +486,13 @@ static int restore(const kg_authz_patch *p, kp_str *name)
     return 1;
 }
 
+/* Empty, not null: librdkafka before 2.1 cannot parse a null record set in a Fetch answer. */
+static kp_bytes no_records(void)
+{
+    static const uint8_t none[1];
+    return (kp_bytes){none, 0};
+}
+
 static kp_str denied_message(void)
 {
     return kp_str_c("Not authorized by kgate's ACLs");
@@ -561,7 +568,7 @@ int kg_authz_response(const kg_authz_patch *p, const kg_authz_who *who, int16_t 
     case KP_KEY_FETCH:
         PATCH(kp_fetch_response, m,
               RESTORE_TOPICS(m.responses, topic, partitions, error_code,
-                             m.responses.items[i].partitions.items[j].records = KP_BYTES_NULL));
+                             m.responses.items[i].partitions.items[j].records = no_records()));
         break;
     case KP_KEY_LIST_OFFSETS:
         PATCH(kp_list_offsets_response, m,
