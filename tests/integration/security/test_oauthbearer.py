@@ -3,8 +3,9 @@ provider's keys (RSA for RS256, EC P-256 for ES256, made here with the `cryptogr
 kgate checks them against a JWKS file with the public halves, an issuer and an audience.
 
 confluent-kafka (librdkafka 2.0.2, `oauth_cb`), kafka-python (`sasl_oauth_token_provider`, raw
-v0 tokens after SaslHandshake v0) and KafkaJS (`oauthBearerProvider`) produce and consume in a
-group through kgate; expired tokens, a wrong audience, a bad signature, an unsigned token and a
+v0 tokens after SaslHandshake v0), KafkaJS (`oauthBearerProvider`) and librdkafka 2.12 (its OIDC
+client) produce and consume in a group through kgate, over plaintext and over kgate's TLS
+listener (SASL_SSL); expired tokens, a wrong audience, a bad signature, an unsigned token and a
 key of the wrong type are refused with SASL_AUTHENTICATION_FAILED, counted and audited, and no
 token reaches the log or the audit trail."""
 
@@ -295,6 +296,47 @@ def test_reauthentication_with_short_lived_tokens(ogate, idp):
     assert authenticated > opened, (authenticated, opened)
     assert "expired without re-authentication" not in ogate.log()
     assert b"uthentication" not in cp.stderr, cp.stderr[-2000:]
+
+
+def test_sasl_ssl(make_gate, cluster, idp, tmp_path):
+    """OAUTHBEARER over kgate's TLS listener (SASL_SSL), as it should be deployed: confluent-kafka
+    and kafka-python produce and consume; a token refused over TLS still reads as one."""
+    from tlsgate import Pki
+    pki = Pki(tmp_path)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(idp.jwks()))
+    g = make_gate({"east": cluster}, mechanisms=["OAUTHBEARER"], allow_plain=False,
+                  listener_extra=["oauthbearer:", f"  jwks_file: {jwks}", f"  issuer: {ISSUER}",
+                                  f"  audience: {AUDIENCE}", "tls:",
+                                  f"  cert_file: {pki.server[0]}",
+                                  f"  key_file: {pki.server[1]}"])
+    assert kghelpers.wait_port_open("127.0.0.1", g.admin_port, 20)
+    sub = "tls-" + uuid.uuid4().hex[:8]
+    conf = {**rdk_oauth(idp, sub), "security.protocol": "SASL_SSL",
+            "ssl.ca.location": pki.ca.pem}
+    p = Producer({"bootstrap.servers": g.bootstrap, "acks": "all", **conf})
+    errors = []
+    want = values("ssl-" + sub)
+    for v in want:
+        p.produce(TOPIC, v.encode(), on_delivery=lambda e, m: e and errors.append(e))
+    assert p.flush(30) == 0 and not errors, errors
+    kconf = {**kpy_oauth(idp, sub), "security_protocol": "SASL_SSL", "ssl_cafile": pki.ca.pem}
+    c = KafkaConsumer(TOPIC, bootstrap_servers=g.bootstrap, group_id="g-" + sub,
+                      auto_offset_reset="earliest", enable_auto_commit=False,
+                      session_timeout_ms=10000, heartbeat_interval_ms=500, **kconf)
+    got = []
+    try:
+        deadline = time.monotonic() + 60
+        while not set(want) <= set(got) and time.monotonic() < deadline:
+            for records in c.poll(timeout_ms=500).values():
+                got += [r.value.decode() for r in records]
+    finally:
+        c.close()
+    assert set(want) <= set(got)
+    errs = librdkafka_auth(g.bootstrap, {**rdk_oauth(idp, "mallory", lifetime=-60),
+                                         "security.protocol": "SASL_SSL",
+                                         "ssl.ca.location": pki.ca.pem})
+    assert errs and "expired" in errs[0].str(), errs
 
 
 def test_refused_tokens(ogate, idp):
