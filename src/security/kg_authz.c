@@ -38,8 +38,8 @@ void kg_authz_patch_free(kg_authz_patch *p)
 static int allowed(const kg_authz_who *who, kg_acl_resource type, kp_str name, kg_acl_op op)
 {
     if (name.len < 0) return 0;
-    return kg_acl_allowed(who->acls, who->principal, who->host, type, name.ptr, (size_t)name.len,
-                          op);
+    return kg_acl_allowed(who->acls, who->principal, who->host, type, name.len ? name.ptr : "",
+                          (size_t)name.len, op);
 }
 
 static void note_denial(kg_authz_verdict *v, kg_acl_op op, kg_acl_resource type, kp_str name)
@@ -455,13 +455,12 @@ int kg_authz_request(const kg_authz_who *who, int16_t api_key, int16_t version, 
     v->action = KG_AUTHZ_PASS;
     int rc = authorize(who, api_key, version, body, len, v, &a);
     kp_arena_free(&a);
-    if (rc < 0) return -1;
-    if (v->action == KG_AUTHZ_PASS && v->patch) v->action = KG_AUTHZ_PATCH;
-    if (v->action != KG_AUTHZ_PATCH) { /* answered or closed: renames made earlier go too */
+    if (rc == 0 && v->action == KG_AUTHZ_PASS && v->patch) v->action = KG_AUTHZ_PATCH;
+    if (rc < 0 || v->action != KG_AUTHZ_PATCH) { /* answered, closed or malformed */
         kg_authz_patch_free(v->patch);
         v->patch = NULL;
     }
-    return 0;
+    return rc < 0 ? -1 : 0;
 }
 
 /* ---------------------------------------------------------------- answers, patched */
