@@ -2,16 +2,19 @@
 // in a consumer group, and print {"acked": N, "consumed": [...]}; with "expect_auth_error", only
 // connect and print {"auth_error": "..."} (the error KafkaJS reports). Failures exit non-zero.
 // Usage: node kafkajs_sasl.cjs '{"bootstrap", "topic", "count", "group", "mechanism",
-//                                "username", "password", "prefix"}'
+//                                "username", "password", "prefix", "ca"?}'
+//        ("ca": the PEM CA of kgate's certificate: SASL_SSL instead of SASL_PLAINTEXT)
 //        (mechanism "oauthbearer": "token" instead of username and password)
 'use strict';
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
+const fs = require('fs');
 const { Kafka, logLevel } = require('kafkajs');
 
 const args = JSON.parse(process.argv[2]);
 const kafka = new Kafka({
   clientId: 'kgate-it-kafkajs-sasl',
   brokers: [args.bootstrap],
+  ssl: args.ca ? { ca: [fs.readFileSync(args.ca, 'utf-8')] } : undefined, // SASL_SSL
   sasl: args.mechanism === 'oauthbearer'
     ? { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: args.token }) }
     : { mechanism: args.mechanism, username: args.username, password: args.password },

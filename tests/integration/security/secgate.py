@@ -27,7 +27,8 @@ class SaslGate:
     .bootstrap, .admin_port, .cli(...), .metric(...), .audit(type), .log()"""
 
     def __init__(self, clusters, work, mechanisms=MECHANISMS, session_ms=0, allow_plain=True,
-                 listener_extra=()):
+                 listener_extra=(), ca=None):
+        self.ca = ca  # the CA of the listener's certificate when listener_extra gives it TLS
         names = list(clusters)
         ports, self.admin_port = kgate_ports(["default"])
         self.base = ports["default"]
@@ -107,14 +108,18 @@ class SaslGate:
 # Client settings
 
 
-def librdkafka_sasl(mechanism, user, password):
-    return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": mechanism,
-            "sasl.username": user, "sasl.password": password}
+def librdkafka_sasl(mechanism, user, password, ca=None):
+    """SASL_PLAINTEXT, or SASL_SSL trusting CA (kgate's TLS listener) when given."""
+    conf = {"security.protocol": "SASL_SSL" if ca else "SASL_PLAINTEXT",
+            "sasl.mechanisms": mechanism, "sasl.username": user, "sasl.password": password}
+    if ca:
+        conf["ssl.ca.location"] = ca
+    return conf
 
 
-def kcat_sasl_args(mechanism, user, password):
+def kcat_sasl_args(mechanism, user, password, ca=None):
     out = []
-    for k, v in librdkafka_sasl(mechanism, user, password).items():
+    for k, v in librdkafka_sasl(mechanism, user, password, ca).items():
         out += ["-X", f"{k}={v}"]
     return out
 

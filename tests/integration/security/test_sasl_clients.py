@@ -1,6 +1,7 @@
-"""Real clients over SASL_PLAINTEXT to kgate (auth: gateway), each with SCRAM-SHA-256,
-SCRAM-SHA-512 and PLAIN: produce, then consume in a consumer group, through kgate. Each run
-authenticates as its own user, and kgate's success counter for that mechanism moves."""
+"""Real clients over SASL_PLAINTEXT and SASL_SSL to kgate (auth: gateway, and a TLS listener
+for SASL_SSL), each with SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN: produce, then consume in a
+consumer group, through kgate. Each run authenticates as its own user, and kgate's success
+counter for that mechanism moves."""
 
 import json
 import os
@@ -13,11 +14,24 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from kghelpers import ROOT, run
 from secgate import MECHANISMS, kcat_sasl_args, librdkafka_sasl
+from tlsgate import Pki, listener_tls_yaml
 
 RDK_CLIENT = os.path.join(ROOT, "build", "deps", "rdk-client-2.12")
 NODE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kafkajs_sasl.cjs")
 TOPIC = "sec3"
 COUNT = 30
+
+
+@pytest.fixture(params=["SASL_PLAINTEXT", "SASL_SSL"])
+def gate(request, make_gate, cluster, tmp_path):
+    """kgate with the three mechanisms, over plaintext or behind its own TLS listener."""
+    if request.param == "SASL_PLAINTEXT":
+        return make_gate({"east": cluster})
+    d = tmp_path / "pki"
+    d.mkdir()
+    pki = Pki(d)
+    return make_gate({"east": cluster}, listener_extra=[line[2:] for line in listener_tls_yaml(pki)[1:]],
+                     ca=pki.ca.pem)
 
 
 def values(tag):
@@ -56,7 +70,7 @@ def confluent_consume(bootstrap, conf, group, want, deadline_s=60):
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_confluent_kafka(gate, mechanism):
     user, pw = new_user(gate, mechanism)
-    conf = librdkafka_sasl(mechanism, user, pw)
+    conf = librdkafka_sasl(mechanism, user, pw, gate.ca)
     before = gate.successes(mechanism)
     p = Producer({"bootstrap.servers": gate.bootstrap, "acks": "all", **conf})
     errors = []
@@ -71,7 +85,7 @@ def test_confluent_kafka(gate, mechanism):
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_kcat(gate, mechanism):
     user, pw = new_user(gate, mechanism)
-    sasl = kcat_sasl_args(mechanism, user, pw)
+    sasl = kcat_sasl_args(mechanism, user, pw, gate.ca)
     want = values("kcat-" + user)
     run(["kcat", "-b", gate.bootstrap, *sasl, "-P", "-t", TOPIC, "-X", "acks=all"],
         input=("\n".join(want) + "\n").encode(), timeout=60)
@@ -85,9 +99,12 @@ def test_kcat(gate, mechanism):
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_kafka_python(gate, mechanism):
     user, pw = new_user(gate, mechanism)
-    conf = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": mechanism,
-            "sasl_plain_username": user, "sasl_plain_password": pw,
-            "request_timeout_ms": 15000, "api_version_auto_timeout_ms": 10000}
+    conf = {"security_protocol": "SASL_SSL" if gate.ca else "SASL_PLAINTEXT",
+            "sasl_mechanism": mechanism, "sasl_plain_username": user,
+            "sasl_plain_password": pw, "request_timeout_ms": 15000,
+            "api_version_auto_timeout_ms": 10000}
+    if gate.ca:
+        conf["ssl_cafile"] = gate.ca
     want = values("kpy-" + user)
     p = KafkaProducer(bootstrap_servers=gate.bootstrap, acks="all", **conf)
     try:
@@ -117,7 +134,7 @@ def test_librdkafka_212_client(gate, mechanism):
         pytest.fail(f"{RDK_CLIENT} missing: run scripts/test-setup")
     user, pw = new_user(gate, mechanism)
     xs = []
-    for k, v in librdkafka_sasl(mechanism, user, pw).items():
+    for k, v in librdkafka_sasl(mechanism, user, pw, gate.ca).items():
         xs += ["-X", f"{k}={v}"]
     cp = run([RDK_CLIENT, "produce", "-b", gate.bootstrap, "-t", TOPIC, "-n", str(COUNT), "-p",
               "r-" + user, *xs], timeout=90)
@@ -134,7 +151,8 @@ def test_kafkajs(gate, mechanism):
     user, pw = new_user(gate, mechanism)
     cp = run(["node", NODE_SCRIPT, json.dumps({
         "bootstrap": gate.bootstrap, "topic": TOPIC, "count": COUNT, "group": "g-" + user,
-        "mechanism": mechanism.lower(), "username": user, "password": pw, "prefix": "js-" + user})],
+        "mechanism": mechanism.lower(), "username": user, "password": pw, "prefix": "js-" + user,
+        "ca": gate.ca})],
         timeout=120)
     out = json.loads(cp.stdout.decode().strip().splitlines()[-1])
     assert out["acked"] == COUNT
