@@ -722,8 +722,6 @@ static int conn_sasl_stage(kg_conn *c, const uint8_t *p, size_t avail)
     return -1;
 }
 
-/* Looks at the frame at the start of req_in. Returns 1 when it was handled (consumed or made a
- * pass-through), 0 when more bytes (or time) are needed, -1 when the connection was closed. */
 /* ---------------------------------------------------------------- authorize (acls: enabled) */
 
 #define KG_ACL_LOG_PER_SECOND 10
@@ -899,100 +897,187 @@ static int conn_authorize(kg_conn *c, const kg_wire_request *rq, uint8_t *frame,
     return rc;
 }
 
-static int conn_take_request(kg_conn *c)
-{
-    const uint8_t *p = kg_buf_begin(&c->req_in);
-    size_t avail = kg_buf_len(&c->req_in);
-    if (avail < 4) return 0;
-    if (c->sasl) {
-        int rc = conn_sasl_stage(c, p, avail);
-        if (rc != 2) return rc;
-    }
-    int32_t size = (int32_t)kg_wire_get_u32(p);
-    if (size < KG_WIRE_MIN_REQUEST || (uint32_t)size > c->gw->cfg->max_frame_bytes) {
-        kg_conn_close(c, KG_LOG_WARN, "bad request frame size %d (allowed %d..%u)", size,
-                      KG_WIRE_MIN_REQUEST, c->gw->cfg->max_frame_bytes);
-        return -1;
-    }
+/* ---------------------------------------------------------------- the request path
+ *
+ * A request goes through a chain of stages, each deciding on the frame at the head of req_in
+ * (as far as it is here) and returning what becomes of it:
+ *   STAGE_NEXT    the next stage decides;
+ *   STAGE_TAKEN   the frame was handled (answered, forwarded or made a pass-through);
+ *   STAGE_WAIT    more bytes (or time) are needed first: the chain runs again on them;
+ *   STAGE_CLOSED  the connection was closed.
+ * Authentication (SASL at kgate) comes before the frame is parsed, since a v0 handshake is
+ * followed by bare tokens that are no Kafka frames; the others see the parsed header. */
+
+enum { STAGE_CLOSED = -1, STAGE_WAIT = 0, STAGE_TAKEN = 1, STAGE_NEXT = 2 };
+
+typedef struct conn_request {
     kg_wire_request rq;
-    int complete = avail >= 4 + (size_t)size;
-    int rc = kg_wire_parse_request(p + 4, complete ? (size_t)size : avail - 4, (size_t)size, &rq);
-    if (rc == KG_WIRE_NEED_MORE) return 0;
-    if (rc == KG_WIRE_BAD) {
-        kg_conn_close(c, KG_LOG_WARN, "malformed request header (api %d v%d): %s", rq.api_key,
-                      rq.api_version, rq.error);
-        return -1;
-    }
+    uint8_t *frame; /* size prefix included; writable (the authorize stage renames in place) */
+    uint32_t size;  /* after the size prefix */
+    int complete;   /* the whole frame is in req_in */
+} conn_request;
+
+typedef int (*conn_stage)(kg_conn *c, conn_request *r);
+
+static const uint8_t *request_body(const conn_request *r)
+{
+    return r->frame + 4 + r->rq.header_len;
+}
+
+static size_t request_body_len(const conn_request *r)
+{
+    return (size_t)r->size - r->rq.header_len;
+}
+
+/* validate: the route still holds, kgate knows the API and version, clients may send it, and
+ * its body decodes (APIs other than Produce and Fetch, which stream). */
+static int stage_validate(kg_conn *c, conn_request *r)
+{
+    const kg_wire_request *rq = &r->rq;
     if (conn_route_is_stale(c)) {
         kg_conn_close(c, KG_LOG_INFO, "virtual cluster %s switched", c->vc->cfg->name);
-        return -1;
+        return STAGE_CLOSED;
     }
-    /* ApiVersions of any version is answered (a too-new one as a broker does, see below). */
-    int apiversions = rq.api_key == KG_API_APIVERSIONS;
-    if (!apiversions && !kp_api_supported(rq.api_key, rq.api_version)) {
+    /* ApiVersions of any version is answered (a too-new one as a broker does). */
+    int apiversions = rq->api_key == KG_API_APIVERSIONS;
+    if (!apiversions && !kp_api_supported(rq->api_key, rq->api_version)) {
         /* A broker closes the connection too; kgate could not even frame the answer. */
         kg_conn_close(c, KG_LOG_WARN, "request for %s (api key %d) v%d, which kgate does not know",
-                      kp_api_name(rq.api_key), rq.api_key, rq.api_version);
-        return -1;
+                      kp_api_name(rq->api_key), rq->api_key, rq->api_version);
+        return STAGE_CLOSED;
     }
-    if (!kp_api_client_facing(rq.api_key)) {
+    if (!kp_api_client_facing(rq->api_key)) {
         /* Only brokers and controllers send these; a client that does is hostile or lost. */
         kg_conn_close(c, KG_LOG_WARN,
                       "request for %s (api key %d), an inter-broker/controller API "
                       "kgate never forwards",
-                      kp_api_name(rq.api_key), rq.api_key);
-        return -1;
+                      kp_api_name(rq->api_key), rq->api_key);
+        return STAGE_CLOSED;
     }
-    if (!apiversions && kg_wire_validated(rq.api_key) && !c->held.active) {
-        const char *why;
-        if (!complete) return 0;
-        if (kg_wire_validate_request(rq.api_key, rq.api_version, p + 4 + rq.header_len,
-                                     (size_t)size - rq.header_len, &why) < 0) {
-            kg_conn_close(c, KG_LOG_WARN, "malformed %s v%d request: %s", kp_api_name(rq.api_key),
-                          rq.api_version, why);
-            return -1;
-        }
+    if (apiversions || !kg_wire_validated(rq->api_key) || c->held.active) return STAGE_NEXT;
+    if (!r->complete) return STAGE_WAIT;
+    const char *why;
+    if (kg_wire_validate_request(rq->api_key, rq->api_version, request_body(r), request_body_len(r),
+                                 &why) < 0) {
+        kg_conn_close(c, KG_LOG_WARN, "malformed %s v%d request: %s", kp_api_name(rq->api_key),
+                      rq->api_version, why);
+        return STAGE_CLOSED;
     }
-    if (c->held.active) return conn_take_held(c, &rq, p, (uint32_t)size);
-    if (conn_note_client_id(c, &rq) < 0) return -1;
+    return STAGE_NEXT;
+}
+
+/* A request held by chaos latency goes on, with the decision made when it arrived. */
+static int stage_held(kg_conn *c, conn_request *r)
+{
+    if (!c->held.active) return STAGE_NEXT;
+    return conn_take_held(c, &r->rq, r->frame, r->size);
+}
+
+/* The client id the request names (chaos scopes and TCP faults use it). */
+static int stage_client_id(kg_conn *c, conn_request *r)
+{
+    return conn_note_client_id(c, &r->rq) < 0 ? STAGE_CLOSED : STAGE_NEXT;
+}
+
+/* ApiVersions ends at kgate: the versions both clusters (and kgate) support. */
+static int stage_api_versions(kg_conn *c, conn_request *r)
+{
     kg_version_ranges ranges;
-    if (rq.api_key == KG_API_APIVERSIONS && kg_gateway_version_ranges(c->gw, c->vc, &ranges)) {
-        if (!complete) return 0;
-        kg_vcm_request(c->vc->metrics, rq.api_key);
-        kg_buf_consume(&c->req_in, 4 + (size_t)size);
-        return conn_answer_apiversions(c, &rq, &ranges) < 0 ? -1 : 1;
-    }
-    if (c->vc->cfg->acls_enabled) {
-        rc = conn_authorize(c, &rq, (uint8_t *)p, (uint32_t)size, complete);
-        if (rc != 2) return rc;
-    }
-    if (c->pass && rq.api_key == KG_API_SASL_HANDSHAKE && rq.api_version == 0) {
+    if (r->rq.api_key != KG_API_APIVERSIONS || !kg_gateway_version_ranges(c->gw, c->vc, &ranges))
+        return STAGE_NEXT;
+    if (!r->complete) return STAGE_WAIT;
+    kg_vcm_request(c->vc->metrics, r->rq.api_key);
+    kg_buf_consume(&c->req_in, 4 + (size_t)r->size);
+    return conn_answer_apiversions(c, &r->rq, &ranges) < 0 ? STAGE_CLOSED : STAGE_TAKEN;
+}
+
+/* authorize (acls: enabled), see conn_authorize. */
+static int stage_authorize(kg_conn *c, conn_request *r)
+{
+    if (!c->vc->cfg->acls_enabled) return STAGE_NEXT;
+    return conn_authorize(c, &r->rq, r->frame, r->size, r->complete);
+}
+
+/* auth: passthrough — the client's login goes to the cluster; kgate reads along. */
+static int stage_passthrough_login(kg_conn *c, conn_request *r)
+{
+    int16_t api = r->rq.api_key;
+    if (!c->pass || (api != KG_API_SASL_HANDSHAKE && api != KG_API_SASL_AUTHENTICATE))
+        return STAGE_NEXT;
+    if (api == KG_API_SASL_HANDSHAKE && r->rq.api_version == 0) {
         /* v0 is followed by bare SASL tokens, which are not Kafka frames. Clients that know
          * SaslAuthenticate (Kafka 1.0+, every librdkafka) use v1. */
         kg_conn_close(c, KG_LOG_WARN,
                       "SaslHandshake v0 (bare SASL tokens) cannot pass through kgate; the client "
                       "library predates SaslAuthenticate");
-        return -1;
+        return STAGE_CLOSED;
     }
-    if (c->pass && (rq.api_key == KG_API_SASL_HANDSHAKE || rq.api_key == KG_API_SASL_AUTHENTICATE))
-        kg_passthrough_request(c->pass, rq.api_key, rq.api_version, p + 4 + rq.header_len,
-                               (size_t)size - rq.header_len); /* validated: the frame is whole */
+    /* validated, so the frame is whole */
+    kg_passthrough_request(c->pass, api, r->rq.api_version, request_body(r), request_body_len(r));
+    return STAGE_NEXT;
+}
+
+static void conn_count_request(kg_conn *c, const conn_request *r)
+{
+    kg_vcm_request(c->vc->metrics, r->rq.api_key);
+    kg_vcm_payload(c->vc->metrics, r->rq.api_key, 4 + (size_t)r->size);
+}
+
+/* chaos: the rules of the connection's snapshot that match this request. */
+static int stage_chaos(kg_conn *c, conn_request *r)
+{
     int with_rules = conn_chaos_sync(c);
-    if (with_rules < 0) return -1;
-    if (with_rules) {
-        rc = conn_chaos_request(c, &rq, p, (uint32_t)size, complete);
-        if (rc == 1) {
-            kg_vcm_request(c->vc->metrics, rq.api_key);
-            kg_vcm_payload(c->vc->metrics, rq.api_key, 4 + (size_t)size);
-        }
-        if (rc != 2) return rc;
+    if (with_rules <= 0) return with_rules < 0 ? STAGE_CLOSED : STAGE_NEXT;
+    int rc = conn_chaos_request(c, &r->rq, r->frame, r->size, r->complete);
+    if (rc == STAGE_TAKEN) conn_count_request(c, r);
+    return rc;
+}
+
+/* route: to the backend of the connection's route, streamed after the header. */
+static int stage_forward(kg_conn *c, conn_request *r)
+{
+    conn_count_request(c, r);
+    if (!r->rq.no_response && !conn_track_request(c, &r->rq)) return STAGE_CLOSED;
+    c->req_pass = 4 + r->size;
+    if (c->walk_pending) conn_walk_start(c, &r->rq);
+    return STAGE_TAKEN;
+}
+
+static const conn_stage request_stages[] = {
+    stage_validate,          stage_held,  stage_client_id, stage_api_versions, stage_authorize,
+    stage_passthrough_login, stage_chaos, stage_forward,
+};
+
+/* Looks at the frame at the start of req_in. Returns 1 when it was handled (consumed or made a
+ * pass-through), 0 when more bytes (or time) are needed, -1 when the connection was closed. */
+static int conn_take_request(kg_conn *c)
+{
+    uint8_t *p = kg_buf_begin(&c->req_in);
+    size_t avail = kg_buf_len(&c->req_in);
+    if (avail < 4) return STAGE_WAIT;
+    if (c->sasl) { /* authenticate: SASL at kgate */
+        int rc = conn_sasl_stage(c, p, avail);
+        if (rc != STAGE_NEXT) return rc;
     }
-    kg_vcm_request(c->vc->metrics, rq.api_key);
-    kg_vcm_payload(c->vc->metrics, rq.api_key, 4 + (size_t)size);
-    if (!rq.no_response && !conn_track_request(c, &rq)) return -1;
-    c->req_pass = 4 + (uint32_t)size;
-    if (c->walk_pending) conn_walk_start(c, &rq);
-    return 1;
+    conn_request r = {.frame = p, .size = kg_wire_get_u32(p)};
+    if ((int32_t)r.size < KG_WIRE_MIN_REQUEST || r.size > c->gw->cfg->max_frame_bytes) {
+        kg_conn_close(c, KG_LOG_WARN, "bad request frame size %d (allowed %d..%u)", (int32_t)r.size,
+                      KG_WIRE_MIN_REQUEST, c->gw->cfg->max_frame_bytes);
+        return STAGE_CLOSED;
+    }
+    r.complete = avail >= 4 + (size_t)r.size;
+    int rc = kg_wire_parse_request(p + 4, r.complete ? r.size : avail - 4, r.size, &r.rq);
+    if (rc == KG_WIRE_NEED_MORE) return STAGE_WAIT;
+    if (rc == KG_WIRE_BAD) {
+        kg_conn_close(c, KG_LOG_WARN, "malformed request header (api %d v%d): %s", r.rq.api_key,
+                      r.rq.api_version, r.rq.error);
+        return STAGE_CLOSED;
+    }
+    for (size_t i = 0; i < sizeof(request_stages) / sizeof(request_stages[0]); i++) {
+        rc = request_stages[i](c, &r);
+        if (rc != STAGE_NEXT) return rc;
+    }
+    return STAGE_TAKEN; /* not reached: the last stage always takes the request */
 }
 
 /* Streams pass-through bytes of the current frame from IN to SIDE, as many as are here, and
@@ -1705,9 +1790,15 @@ static void conn_connect_next(kg_conn *c)
     }
     while (c->connect_attempt < KG_MAX_CONNECT_ATTEMPTS) {
         kg_sockaddr addr;
-        if (kg_cluster_pick(c->cluster, c->node_id, c->connect_attempt++, &addr, c->backend,
-                            sizeof(c->backend)) < 0)
-            break;
+        int picked = kg_cluster_pick(c->cluster, c->node_id, c->connect_attempt++, &addr,
+                                     c->backend, sizeof(c->backend));
+        if (picked == -2) {
+            /* the client retries once a Metadata answer through kgate named the brokers */
+            kg_conn_close(c, KG_LOG_DEBUG, "broker %d of cluster %s not known yet", c->node_id,
+                          c->cluster->cfg->name);
+            return;
+        }
+        if (picked < 0) break;
         int fd = conn_socket_for(&addr);
         if (fd < 0) continue;
         if (connect(fd, (struct sockaddr *)&addr.sa, addr.len) < 0 && errno != EINPROGRESS) {

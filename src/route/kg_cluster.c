@@ -101,7 +101,11 @@ int kg_cluster_pick(kg_cluster *c, int32_t node_id, int attempt, kg_sockaddr *ou
     int rc = -1;
     pthread_rwlock_rdlock(&c->lock);
     const kg_broker *b = node_id >= 0 ? cluster_find(c, node_id) : NULL;
-    if (b && b->resolved && attempt == 0) {
+    if (node_id >= 0 && c->versions_only && c->n_brokers == 0) {
+        /* Its brokers come from the clients' Metadata (auth: passthrough), none has come yet:
+         * a broker connection sent to a bootstrap server would stay with the wrong broker. */
+        rc = -2;
+    } else if (b && b->resolved && attempt == 0) {
         *out = b->addr;
         snprintf(desc, desclen, "%s:%u (node %d)", b->host, b->port, b->node_id);
         rc = 0;

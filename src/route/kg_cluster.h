@@ -58,7 +58,8 @@ void kg_cluster_destroy(kg_cluster *c);
 
 /* Chooses where a backend connection goes: node NODE_ID when known, otherwise (node -1, or a
  * node the cluster does not have) any broker, rotating. ATTEMPT > 0 asks for the next
- * candidate after a failed connect. Returns 0 and fills OUT, or -1 when nothing is known. */
+ * candidate after a failed connect. Returns 0 and fills OUT, -1 when nothing is known, -2 for a
+ * broker of a cluster whose brokers kgate has not learnt yet (versions_only). */
 int kg_cluster_pick(kg_cluster *c, int32_t node_id, int attempt, kg_sockaddr *out, char *desc,
                     size_t desclen);
 
