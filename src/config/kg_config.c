@@ -110,8 +110,12 @@ static const char *const cluster_keys[CLUSTER_N] = {"bootstrap", "tls", "sasl"};
 enum { TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, TLS_VERIFY, TLS_N };
 static const char *const tls_keys[TLS_N] = {"ca_file", "cert_file", "key_file", "verify"};
 
-enum { SASL_MECHANISM, SASL_USERNAME, SASL_PASSWORD, SASL_PASSWORD_FILE, SASL_N };
-static const char *const sasl_keys[SASL_N] = {"mechanism", "username", "password", "password_file"};
+enum { SASL_MECHANISM, SASL_USERNAME, SASL_PASSWORD, SASL_PASSWORD_FILE, SASL_PRINCIPALS, SASL_N };
+static const char *const sasl_keys[SASL_N] = {"mechanism", "username", "password", "password_file",
+                                              "principals"};
+
+enum { SWAP_USERNAME, SWAP_PASSWORD, SWAP_PASSWORD_FILE, SWAP_N };
+static const char *const swap_keys[SWAP_N] = {"username", "password", "password_file"};
 
 enum {
     VC_PORT,
@@ -186,6 +190,7 @@ static const cfg_section root_section = {"the top level", root_keys, ROOT_N};
 static const cfg_section cluster_section = {"clusters.NAME", cluster_keys, CLUSTER_N};
 static const cfg_section tls_section = {"clusters.NAME.tls", tls_keys, TLS_N};
 static const cfg_section sasl_section = {"clusters.NAME.sasl", sasl_keys, SASL_N};
+static const cfg_section swap_section = {"clusters.NAME.sasl.principals.USER", swap_keys, SWAP_N};
 static const cfg_section vcluster_section = {"vclusters.NAME", vcluster_keys, VC_N};
 static const cfg_section node_ids_section = {"vclusters.NAME.node_ids", node_ids_keys, NODE_IDS_N};
 static const cfg_section listener_section = {"vclusters.NAME.listener", listener_keys, LISTENER_N};
@@ -203,7 +208,8 @@ static const cfg_section log_section = {"log", log_keys, LOG_N};
 static const cfg_section *const all_sections[] = {
     &root_section,     &cluster_section,      &tls_section,    &sasl_section,     &vcluster_section,
     &admin_section,    &limits_section,       &health_section, &log_section,      &node_ids_section,
-    &listener_section, &listener_tls_section, &oauth_section,  &admin_tls_section};
+    &listener_section, &listener_tls_section, &oauth_section,  &admin_tls_section,
+    &swap_section};
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error"};
 
@@ -999,6 +1005,43 @@ static void parse_tls(cfg_parser *p, kg_tls_cfg *tls, const cfg_val *v, const ch
 static const char *const sasl_names[] = {"none", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512",
                                          "OAUTHBEARER"};
 
+/* sasl.principals: USER: {username, password | password_file}, one a kgate user. */
+static void parse_swaps(cfg_parser *p, kg_sasl_cfg *sasl, const cfg_val *v, const char *path)
+{
+    cfg_named *entries;
+    int n = collect_named(p, v, path, "user", &entries);
+    sasl->swaps = calloc(n > 0 ? (size_t)n : 1, sizeof(*sasl->swaps));
+    if (!sasl->swaps) {
+        cfg_err(p, v->loc, "%s: out of memory", path);
+        free(entries);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        kg_swap_cfg *s = &sasl->swaps[sasl->n_swaps];
+        char sp[CFG_PATH_MAX], fp[CFG_PATH_MAX];
+        cfg_val f[SWAP_N];
+        join_path(sp, path, entries[i].name);
+        if (!entries[i].val.node) {
+            cfg_err(p, entries[i].val.loc, "%s: expected a mapping with username and password",
+                    sp);
+            continue;
+        }
+        if (!collect_section(p, &entries[i].val, sp, &swap_section, f)) continue;
+        snprintf(s->principal, sizeof(s->principal), "User:%s", entries[i].name);
+        s->sasl.mechanism = sasl->mechanism;
+        if (get_string(p, &f[SWAP_USERNAME], join_path(fp, sp, "username"), s->sasl.username,
+                       sizeof(s->sasl.username)) == 0)
+            report_missing(p, &entries[i].val, &f[SWAP_USERNAME], sp, "username",
+                           "the user on this cluster");
+        if (get_secret(p, sp, &f[SWAP_PASSWORD], "password", &f[SWAP_PASSWORD_FILE],
+                       "password_file", s->sasl.password, s->sasl.password_file) == 0)
+            report_missing(p, &entries[i].val, &f[SWAP_PASSWORD], sp, "password",
+                           "the password, or password_file");
+        sasl->n_swaps++;
+    }
+    free(entries);
+}
+
 static void parse_sasl(cfg_parser *p, kg_sasl_cfg *sasl, const cfg_val *v, const char *path)
 {
     cfg_val f[SASL_N];
@@ -1026,6 +1069,8 @@ static void parse_sasl(cfg_parser *p, kg_sasl_cfg *sasl, const cfg_val *v, const
                     sasl->password, sasl->password_file);
     if (rc == 0)
         report_missing(p, v, &f[SASL_PASSWORD], path, "password", "the password, or password_file");
+    if (f[SASL_PRINCIPALS].node)
+        parse_swaps(p, sasl, &f[SASL_PRINCIPALS], join_path(fp, path, "principals"));
 }
 
 static void parse_cluster(cfg_parser *p, kg_cluster_cfg *c, const cfg_named *entry)
@@ -2065,7 +2110,10 @@ void kg_config_free(kg_config *cfg)
     /* Secrets (passwords, the admin token) should not linger in freed heap memory. */
     for (int i = 0; i < cfg->n_clusters; i++) {
         free(cfg->clusters[i].bootstrap);
-        explicit_bzero(&cfg->clusters[i].sasl, sizeof(cfg->clusters[i].sasl));
+        kg_sasl_cfg *sasl = &cfg->clusters[i].sasl;
+        if (sasl->swaps) explicit_bzero(sasl->swaps, (size_t)sasl->n_swaps * sizeof(*sasl->swaps));
+        free(sasl->swaps);
+        explicit_bzero(sasl, sizeof(*sasl));
     }
     free(cfg->clusters);
     free(cfg->vclusters);

@@ -48,7 +48,16 @@ typedef struct kg_sasl_cfg {
     char username[KG_SECRET_MAX];
     char password[KG_SECRET_MAX];
     char password_file[KG_PATH_MAX]; /* where password came from; empty when inline */
+    /* sasl.principals: credential swap — kgate user NAME logs in to this cluster with these
+     * credentials (same mechanism) instead of kgate's own. */
+    struct kg_swap_cfg *swaps;
+    int n_swaps;
 } kg_sasl_cfg;
+
+typedef struct kg_swap_cfg {
+    char principal[8 + KG_NAME_MAX]; /* "User:NAME" */
+    kg_sasl_cfg sasl;                /* mechanism: the cluster's; no swaps of its own */
+} kg_swap_cfg;
 
 /* A physical Kafka cluster kgate can route to. */
 typedef struct kg_cluster_cfg {

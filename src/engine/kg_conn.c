@@ -970,7 +970,15 @@ static int stage_validate(kg_conn *c, conn_request *r)
 static int stage_held(kg_conn *c, conn_request *r)
 {
     if (!c->held.active) return STAGE_NEXT;
+    if (c->upstream_wait) return STAGE_WAIT; /* not into kgate's own login exchange */
     return conn_take_held(c, &r->rq, r->frame, r->size);
+}
+
+/* Nothing goes to the broker before kgate's own login to it (clusters.NAME.sasl) is done; what
+ * kgate answers itself (SASL at kgate, ApiVersions) does not wait for it. */
+static int stage_upstream_ready(kg_conn *c, conn_request *r)
+{
+    return c->upstream_wait ? STAGE_WAIT : STAGE_NEXT;
 }
 
 /* The client id the request names (chaos scopes and TCP faults use it). */
@@ -1044,8 +1052,9 @@ static int stage_forward(kg_conn *c, conn_request *r)
 }
 
 static const conn_stage request_stages[] = {
-    stage_validate,          stage_held,  stage_client_id, stage_api_versions, stage_authorize,
-    stage_passthrough_login, stage_chaos, stage_forward,
+    stage_validate,          stage_held,           stage_client_id,
+    stage_api_versions,      stage_upstream_ready, stage_authorize,
+    stage_passthrough_login, stage_chaos,          stage_forward,
 };
 
 /* Looks at the frame at the start of req_in. Returns 1 when it was handled (consumed or made a
@@ -1105,8 +1114,7 @@ static void conn_process_requests(kg_conn *c)
             continue;
         }
         if (kg_buf_len(&c->req_out) >= high_water(c))
-            return;                   /* backpressure: the backend is slower than the client */
-        if (c->upstream_wait) return; /* kgate logs in to the broker first */
+            return; /* backpressure: the backend is slower than the client */
         if (conn_take_request(c) <= 0) return;
     }
 }
@@ -1129,6 +1137,9 @@ static void conn_upstream_maybe_start(kg_conn *c)
     if (c->upstream || c->state != KG_CONN_PROXYING || c->req_pass || c->resp_pass ||
         queue_first_waiting(c))
         return;
+    /* Credential swap: the login is the client's own, so it waits for the client to log in to
+     * kgate first (kgate answers that exchange itself). */
+    if (c->cluster->n_swaps && c->sasl && !kg_sasl_principal(c->sasl)) return;
     kg_version_ranges ranges;
     int known = kg_cluster_versions(c->cluster, &ranges);
     c->upstream = malloc(sizeof(*c->upstream));
@@ -1136,7 +1147,7 @@ static void conn_upstream_maybe_start(kg_conn *c)
         kg_conn_close(c, KG_LOG_ERROR, "out of memory logging in to %s", c->backend);
         return;
     }
-    kg_sasl_client_init(c->upstream, &c->cluster->creds,
+    kg_sasl_client_init(c->upstream, kg_cluster_creds_for(c->cluster, conn_principal(c)),
                         known ? ranges.max[KG_API_SASL_AUTHENTICATE] : -1);
     kp_writer w;
     kp_writer_init(&w, 128);

@@ -44,6 +44,10 @@ int kg_cluster_init(kg_cluster *c, const kg_cluster_cfg *cfg, int index)
     c->index = index;
     pthread_rwlock_init(&c->lock, NULL);
     kg_sasl_creds_init(&c->creds, &cfg->sasl);
+    c->swaps = calloc(cfg->sasl.n_swaps > 0 ? (size_t)cfg->sasl.n_swaps : 1, sizeof(*c->swaps));
+    if (!c->swaps) return -1;
+    for (int i = 0; i < cfg->sasl.n_swaps; i++)
+        kg_sasl_creds_init(&c->swaps[c->n_swaps++], &cfg->sasl.swaps[i].sasl);
     c->bootstrap = calloc((size_t)cfg->n_bootstrap, sizeof(*c->bootstrap));
     if (!c->bootstrap) return -1;
     for (int i = 0; i < cfg->n_bootstrap; i++) {
@@ -59,7 +63,17 @@ void kg_cluster_destroy(kg_cluster *c)
     free(c->brokers);
     free(c->bootstrap);
     kg_sasl_creds_destroy(&c->creds);
+    for (int i = 0; i < c->n_swaps; i++)
+        kg_sasl_creds_destroy(&c->swaps[i]);
+    free(c->swaps);
     pthread_rwlock_destroy(&c->lock);
+}
+
+kg_sasl_creds *kg_cluster_creds_for(kg_cluster *c, const char *principal)
+{
+    for (int i = 0; principal && i < c->n_swaps; i++)
+        if (strcmp(c->cfg->sasl.swaps[i].principal, principal) == 0) return &c->swaps[i];
+    return &c->creds;
 }
 
 /* ---------------------------------------------------------------- choosing a broker */

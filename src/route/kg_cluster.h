@@ -49,12 +49,18 @@ typedef struct kg_cluster {
     atomic_uint round_robin;
     kg_tls_client *tls;  /* clusters.NAME.tls; NULL = plaintext to the brokers */
     kg_sasl_creds creds; /* clusters.NAME.sasl (mechanism NONE: no login) */
+    kg_sasl_creds *swaps; /* sasl.principals: per-principal credentials (credential swap) */
+    int n_swaps;
     atomic_int auth_failed; /* 1 when the last probe failed at kgate's own SASL login */
     int versions_only;      /* probe with ApiVersions only: clients log in (auth: passthrough) */
 } kg_cluster;
 
 int kg_cluster_init(kg_cluster *c, const kg_cluster_cfg *cfg, int index);
 void kg_cluster_destroy(kg_cluster *c);
+
+/* The credentials kgate logs in to C with for a client of PRINCIPAL ("User:alice", or NULL):
+ * that principal's own (credential swap) when the cluster has them, else kgate's. */
+kg_sasl_creds *kg_cluster_creds_for(kg_cluster *c, const char *principal);
 
 /* Chooses where a backend connection goes: node NODE_ID when known, otherwise (node -1, or a
  * node the cluster does not have) any broker, rotating. ATTEMPT > 0 asks for the next

@@ -7,9 +7,10 @@ before the broker's session ends while traffic flows."""
 import time
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
-from kghelpers import kgate_ports, run, wait_for
+from kghelpers import run, wait_for
+from secgate import librdkafka_sasl
 from tlsgate import Gate, Pki, Terminator, listener_tls_yaml
 
 KGATE_USER, KGATE_PASSWORD = "kgate-east", "east-secret"
@@ -67,9 +68,9 @@ def started(tmp_path):
     assert not errors, errors
 
 
-def front(tmp_path, name, clusters, started, secondary=None):
+def front(tmp_path, name, clusters, started, secondary=None, vc_extra=()):
     """kgate A: CLUSTERS is {name: [yaml lines of that cluster]}; the vcluster's primary is the
-    first, SECONDARY its secondary."""
+    first, SECONDARY its secondary; VC_EXTRA more lines of the vcluster."""
     work = tmp_path / name
     work.mkdir()
     lines = []
@@ -77,6 +78,7 @@ def front(tmp_path, name, clusters, started, secondary=None):
         lines.append(f"{cname}:")
         lines += [f"  {b}" for b in body]
     vc = [f"primary: {next(iter(clusters))}"] + ([f"secondary: {secondary}"] if secondary else [])
+    vc += list(vc_extra)
     g = Gate(work, lines, vc)
     started.append(g)
     return g
@@ -204,3 +206,40 @@ def test_logins_renewed_before_the_session_ends(tmp_path, cluster, pki, started)
     # B closes (and logs) a connection whose session ended without a new login.
     assert "expired without re-authentication" not in secured.gate.log()
     assert secured.logins("PLAIN") > before
+
+
+def test_credential_swap(tmp_path, cluster, pki, started):
+    """sasl.principals: alice, logged in to kgate A as herself, reaches the cluster as
+    alice-east (her quotas, ACLs and audit there stay hers); bob, who has no entry, as kgate's
+    own user. A chaos rule at the cluster scoped to User:alice-east shows who arrived."""
+    secured = Secured(tmp_path, cluster, pki)
+    started.append(secured)
+    secured.gate.users_add("alice-east", "SCRAM-SHA-512", "alice-east-pw")
+    east = secured_cluster(secured, pki) + [
+        "sasl_principals_placeholder"]
+    east[-2] = (f"sasl: {{ mechanism: SCRAM-SHA-512, username: {KGATE_USER}, "
+                f"password: {KGATE_PASSWORD}, principals: {{ alice: {{ username: alice-east, "
+                "password: alice-east-pw } } }")
+    east.pop()
+    a = front(tmp_path, "a", {"east": east}, started,
+              vc_extra=["auth: gateway", "listener:", "  sasl: [SCRAM-SHA-512]"])
+    for user in ("alice", "bob"):
+        a.users_add(user, "SCRAM-SHA-512", user + "-pw")
+    wait_for(lambda: a.cluster_status("east")["up"], 20, what="A's probe")
+    reply = secured.gate.admin("POST", "/v1/chaos/rules", {
+        "type": "broken-brokers", "principal": "User:alice-east", "api": ["Produce"],
+        "errors": {"produce": "NOT_ENOUGH_REPLICAS"}, "for": "5m"})
+    assert reply.status == 201, reply
+    results = {}
+    for user in ("alice", "bob"):
+        errs = []
+        p = Producer({"bootstrap.servers": f"127.0.0.1:{a.base}", "acks": "all",
+                      "message.send.max.retries": 0,
+                      **librdkafka_sasl("SCRAM-SHA-512", user, user + "-pw")})
+        p.produce("sec1", b"x", on_delivery=lambda e, m: errs.append(e))
+        assert p.flush(30) == 0
+        results[user] = errs
+    assert results["bob"] == [None]
+    assert results["alice"][0] is not None and \
+        results["alice"][0].code() == KafkaError.NOT_ENOUGH_REPLICAS, results
+    assert "alice-east-pw" not in a.log()
