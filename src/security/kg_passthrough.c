@@ -7,29 +7,6 @@
 #include "kp_msgs.h"
 #include "proto/kp_prim.h"
 
-/* SCRAM's saslname: "=2C" is ',' and "=3D" is '='. 0, or -1 when malformed or too long. */
-static int unescape_saslname(const char *in, size_t len, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = in[i];
-        if (ch == '=') {
-            if (i + 2 >= len) return -1;
-            if (in[i + 1] == '2' && in[i + 2] == 'C')
-                ch = ',';
-            else if (in[i + 1] == '3' && in[i + 2] == 'D')
-                ch = '=';
-            else
-                return -1;
-            i += 2;
-        }
-        if (ch == '\0' || o + 1 >= cap) return -1;
-        out[o++] = ch;
-    }
-    out[o] = '\0';
-    return o > 0 ? 0 : -1;
-}
-
 /* The user of a SCRAM client-first-message: "gs2-header n=NAME,r=...". */
 static int scram_user(const uint8_t *msg, size_t len, char *out, size_t cap)
 {
@@ -41,7 +18,7 @@ static int scram_user(const uint8_t *msg, size_t len, char *out, size_t cap)
     if (!comma || end - comma < 3 || comma[1] != 'n' || comma[2] != '=') return -1;
     const char *name = comma + 3;
     const char *stop = memchr(name, ',', (size_t)(end - name));
-    return unescape_saslname(name, (size_t)((stop ? stop : end) - name), out, cap);
+    return kg_scram_saslname_decode(name, (size_t)((stop ? stop : end) - name), out, cap);
 }
 
 static void on_handshake(kg_passthrough *p, int16_t version, const uint8_t *body, size_t len)

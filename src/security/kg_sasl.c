@@ -190,13 +190,6 @@ static void printable(const char *in, char *out, size_t cap)
     out[o] = '\0';
 }
 
-static int log_allowed(kg_sasl_listener *l, uint64_t now_us)
-{
-    uint64_t second = now_us / 1000000u;
-    if (atomic_exchange(&l->log_window, second) != second) atomic_store(&l->log_count, 0);
-    return atomic_fetch_add(&l->log_count, 1) < LOG_LINES_PER_SECOND;
-}
-
 /* Counts, logs (rate-limited) and audits a failed authentication. REASON and USER are never
  * secrets: the reason comes from kgate's parsers, the user is the name the client claimed. */
 static void note_failure(kg_sasl_conn *s, const kg_sasl_env *env, const char *user,
@@ -206,7 +199,7 @@ static void note_failure(kg_sasl_conn *s, const kg_sasl_env *env, const char *us
     kg_counter_inc(l->failed[s->mechanism]);
     char who[KG_SCRAM_NAME_MAX];
     printable(user, who, sizeof(who));
-    if (log_allowed(l, env->now_us))
+    if (kg_log_limit_allows(&l->log_limit, LOG_LINES_PER_SECOND))
         kg_warn("vcluster %s: SASL %s authentication from %s%s%s failed: %s", l->cfg->name,
                 s->mechanism ? mech_names[s->mechanism] : "handshake", env->peer,
                 who[0] ? " as " : "", who, reason);

@@ -22,6 +22,7 @@
 #include "config/kg_config.h"
 #include "security/kg_jwt.h"
 #include "security/kg_scram.h"
+#include "util/kg_log.h"
 
 typedef struct kg_users kg_users;
 typedef struct kg_metrics kg_metrics;
@@ -34,8 +35,7 @@ typedef struct kg_sasl_listener {
     /* by enum kg_sasl_mechanism (0: before a mechanism) */
     kg_counter *ok[KG_SASL_MECHANISMS], *failed[KG_SASL_MECHANISMS];
     kg_counter *refused;             /* connections closed for a request before authentication */
-    atomic_uint_fast64_t log_window; /* rate limit of failure log lines: current second */
-    atomic_uint log_count;           /* lines logged in it */
+    kg_log_limit log_limit; /* failure log lines: at most a few a second */
     /* OAUTHBEARER: the keys of listener.oauthbearer.jwks_file and what tokens must say; wall_ms
      * is the clock tokens are checked at (a test may replace it). The file is loaded at start,
      * and again when it changes (looked at once a second at most, when a token comes): an

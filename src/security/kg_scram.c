@@ -140,8 +140,7 @@ static int next_attr(const char **p, const char *end, scram_attr *a)
     return 0;
 }
 
-/* saslname: '=' only as "=2C" (',') or "=3D" ('='); no NUL. Decodes into OUT. */
-static int decode_saslname(const char *in, size_t len, char *out, size_t cap)
+int kg_scram_saslname_decode(const char *in, size_t len, char *out, size_t cap)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
@@ -217,7 +216,7 @@ static int parse_gs2(kg_scram_server *s, const char *m, const char *end, const c
     authzid[0] = '\0';
     if (comma > authz &&
         (comma - authz < 3 || authz[0] != 'a' || authz[1] != '=' ||
-         decode_saslname(authz + 2, (size_t)(comma - authz - 2), authzid, authzid_cap) < 0))
+         kg_scram_saslname_decode(authz + 2, (size_t)(comma - authz - 2), authzid, authzid_cap) < 0))
         return scram_fail(s, why, "malformed authorization identity in the GS2 header");
     s->gs2_header = dup_slice(m, (size_t)(comma + 1 - m));
     if (!s->gs2_header) return scram_fail(s, why, "out of memory");
@@ -241,7 +240,7 @@ int kg_scram_client_first(kg_scram_server *s, const uint8_t *msg, size_t len, co
         return scram_fail(s, why,
                           a.name == 'm' ? "mandatory extensions are not supported"
                                         : "client-first-message has no user name");
-    if (decode_saslname(a.val, a.len, s->user, sizeof(s->user)) < 0)
+    if (kg_scram_saslname_decode(a.val, a.len, s->user, sizeof(s->user)) < 0)
         return scram_fail(s, why, "malformed user name");
     /* Kafka: an authorization id, when given, must be the user itself. */
     if (authzid[0] && strcmp(authzid, s->user) != 0)

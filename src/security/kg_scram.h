@@ -44,6 +44,10 @@ int kg_scram_derive_new(enum kg_sasl_mechanism mechanism, const char *password, 
  * constant time), else 0. What PLAIN uses. */
 int kg_scram_check_password(const kg_scram_keys *keys, const char *password, size_t password_len);
 
+/* SCRAM's saslname (LEN bytes at IN): '=' only as "=2C" (',') or "=3D" ('='), no NUL, not
+ * empty. Decodes into OUT (CAP bytes with the NUL). 0, or -1 when malformed or too long. */
+int kg_scram_saslname_decode(const char *in, size_t len, char *out, size_t cap);
+
 /* Standard base64 with padding. Encode returns the length written (OUT holds 4*ceil(n/3)+1);
  * decode returns the decoded length or -1 on anything that is not canonical base64. */
 size_t kg_scram_b64_encode(const uint8_t *in, size_t n, char *out);
