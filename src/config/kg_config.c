@@ -206,10 +206,10 @@ static const cfg_section log_section = {"log", log_keys, LOG_N};
 
 /* Every section, so an unknown key can be pointed to the place where it does belong. */
 static const cfg_section *const all_sections[] = {
-    &root_section,     &cluster_section,      &tls_section,    &sasl_section,     &vcluster_section,
-    &admin_section,    &limits_section,       &health_section, &log_section,      &node_ids_section,
-    &listener_section, &listener_tls_section, &oauth_section,  &admin_tls_section,
-    &swap_section};
+    &root_section,     &cluster_section,   &tls_section,      &sasl_section,
+    &vcluster_section, &admin_section,     &limits_section,   &health_section,
+    &log_section,      &node_ids_section,  &listener_section, &listener_tls_section,
+    &oauth_section,    &admin_tls_section, &swap_section};
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error"};
 
@@ -1022,8 +1022,7 @@ static void parse_swaps(cfg_parser *p, kg_sasl_cfg *sasl, const cfg_val *v, cons
         cfg_val f[SWAP_N];
         join_path(sp, path, entries[i].name);
         if (!entries[i].val.node) {
-            cfg_err(p, entries[i].val.loc, "%s: expected a mapping with username and password",
-                    sp);
+            cfg_err(p, entries[i].val.loc, "%s: expected a mapping with username and password", sp);
             continue;
         }
         if (!collect_section(p, &entries[i].val, sp, &swap_section, f)) continue;

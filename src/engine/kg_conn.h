@@ -116,12 +116,12 @@ typedef struct kg_conn {
 
     /* TLS, per socket (indexed like `sent`: the side the socket leads to); NULL = plaintext */
     SSL *ssl[2];
-    uint8_t handshaking[2];     /* the handshake of that side is not done yet */
-    uint8_t hs_want_write[2];   /* ... and waits for the socket to take bytes */
-    uint32_t tls_retry[2];      /* a write that would block: the next starts with these bytes */
-    uint16_t port_base;         /* the port range the client came in on (plain or TLS) */
-    char *cert_principal;       /* "User:NAME" from the client certificate (mTLS), or NULL */
-    kg_passthrough *pass;       /* auth: passthrough — the client's login, read along */
+    uint8_t handshaking[2];   /* the handshake of that side is not done yet */
+    uint8_t hs_want_write[2]; /* ... and waits for the socket to take bytes */
+    uint32_t tls_retry[2];    /* a write that would block: the next starts with these bytes */
+    uint16_t port_base;       /* the port range the client came in on (plain or TLS) */
+    char *cert_principal;     /* "User:NAME" from the client certificate (mTLS), or NULL */
+    kg_passthrough *pass;     /* auth: passthrough — the client's login, read along */
 
     /* acls: enabled (kg_authz) */
     char peer_host[64];            /* the peer's address as ACL bindings name hosts */
@@ -131,7 +131,7 @@ typedef struct kg_conn {
     uint32_t walk_head;            /* frame bytes before the body still to pass */
     int32_t walk_correlation;      /* the request being walked */
     kg_authz_produce_walk walk;
-    kg_authz_patch *walk_patch;    /* its denied topics so far */
+    kg_authz_patch *walk_patch; /* its denied topics so far */
 
     /* kgate's own SASL login to the broker (clusters.NAME.sasl) */
     kg_sasl_client *upstream; /* the exchange while it runs, else NULL */

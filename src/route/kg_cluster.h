@@ -47,8 +47,8 @@ typedef struct kg_cluster {
     atomic_uint_fast64_t probe_us; /* latency of the last successful probe */
     atomic_uint_fast64_t last_probe_unix_ms;
     atomic_uint round_robin;
-    kg_tls_client *tls;  /* clusters.NAME.tls; NULL = plaintext to the brokers */
-    kg_sasl_creds creds; /* clusters.NAME.sasl (mechanism NONE: no login) */
+    kg_tls_client *tls;   /* clusters.NAME.tls; NULL = plaintext to the brokers */
+    kg_sasl_creds creds;  /* clusters.NAME.sasl (mechanism NONE: no login) */
     kg_sasl_creds *swaps; /* sasl.principals: per-principal credentials (credential swap) */
     int n_swaps;
     atomic_int auth_failed; /* 1 when the last probe failed at kgate's own SASL login */

@@ -60,8 +60,8 @@ typedef struct kg_vcluster {
     atomic_uint_fast64_t failovers_total;
     atomic_uint_fast64_t last_switch_us;
     kg_vc_metrics *metrics;
-    kg_sasl_listener *sasl; /* auth: gateway; NULL when clients do not authenticate */
-    kg_tls_server *tls;     /* listener.tls; NULL when clients connect in plaintext only */
+    kg_sasl_listener *sasl;        /* auth: gateway; NULL when clients do not authenticate */
+    kg_tls_server *tls;            /* listener.tls; NULL when clients connect in plaintext only */
     kg_principal_map principals;   /* listener.tls.principal_mapping */
     kg_counter *tls_handshakes[2]; /* [0] failed, [1] completed */
     kg_log_limit tls_log;          /* failed client handshakes are logged at this rate */

@@ -34,7 +34,7 @@ typedef struct kg_sasl_listener {
     kg_users *users;
     /* by enum kg_sasl_mechanism (0: before a mechanism) */
     kg_counter *ok[KG_SASL_MECHANISMS], *failed[KG_SASL_MECHANISMS];
-    kg_counter *refused;             /* connections closed for a request before authentication */
+    kg_counter *refused;    /* connections closed for a request before authentication */
     kg_log_limit log_limit; /* failure log lines: at most a few a second */
     /* OAUTHBEARER: the keys of listener.oauthbearer.jwks_file and what tokens must say; wall_ms
      * is the clock tokens are checked at (a test may replace it). The file is loaded at start,

@@ -214,9 +214,9 @@ static int parse_gs2(kg_scram_server *s, const char *m, const char *end, const c
     const char *comma = memchr(authz, ',', (size_t)(end - authz));
     if (!comma) return scram_fail(s, why, "GS2 header not terminated");
     authzid[0] = '\0';
-    if (comma > authz &&
-        (comma - authz < 3 || authz[0] != 'a' || authz[1] != '=' ||
-         kg_scram_saslname_decode(authz + 2, (size_t)(comma - authz - 2), authzid, authzid_cap) < 0))
+    if (comma > authz && (comma - authz < 3 || authz[0] != 'a' || authz[1] != '=' ||
+                          kg_scram_saslname_decode(authz + 2, (size_t)(comma - authz - 2), authzid,
+                                                   authzid_cap) < 0))
         return scram_fail(s, why, "malformed authorization identity in the GS2 header");
     s->gs2_header = dup_slice(m, (size_t)(comma + 1 - m));
     if (!s->gs2_header) return scram_fail(s, why, "out of memory");

@@ -412,8 +412,9 @@ KT_TEST(auth_gateway_and_listener_sasl)
                           (KG_SASL_BIT(KG_SASL_SCRAM_SHA_512) | KG_SASL_BIT(KG_SASL_PLAIN)));
     KT_CHECK(r.cfg && r.cfg->vclusters[0].sasl_session_ms == 60000);
     done(&r);
-    expect_single_error(MINIMAL_YAML "    auth: ldap\n",
-                        "t.yaml:8:11: vclusters.v.auth: must be none, gateway or passthrough, not 'ldap'\n");
+    expect_single_error(
+        MINIMAL_YAML "    auth: ldap\n",
+        "t.yaml:8:11: vclusters.v.auth: must be none, gateway or passthrough, not 'ldap'\n");
     expect_single_error(MINIMAL_YAML "    auth: gateway\n    listener:\n      sasl: [PLAIN]\n",
                         "t.yaml:10:7: vclusters.v.listener.sasl: PLAIN sends passwords in clear "
                         "on a plaintext port; give the listener tls: (without a second port), or "
