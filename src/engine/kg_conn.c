@@ -859,7 +859,7 @@ static int conn_authorize(kg_conn *c, const kg_wire_request *rq, uint8_t *frame,
     kg_authz_patch_free(c->authz_pending); /* of a request that was answered, not tracked */
     c->authz_pending = NULL;
     c->walk_pending = 0;
-    if (rq->api_key == KG_API_PRODUCE) {
+    if (rq->api_key == KG_API_PRODUCE && rq->api_version <= KG_AUTHZ_MAX_NAMED_VERSION) {
         if (complete) return conn_walk_whole(c, rq, frame, size);
         c->walk_pending = 1; /* decided as it streams, once it is tracked */
         return 2;

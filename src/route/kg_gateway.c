@@ -20,6 +20,7 @@
 #include "route/kg_vcmetrics.h"
 #include "security/kg_sasl.h"
 #include "security/kg_acl.h"
+#include "security/kg_authz.h"
 #include "security/kg_users.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
@@ -61,7 +62,8 @@ int kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_
     if (vc->cfg->acls_enabled) {
         const int named[] = {KG_API_PRODUCE, KG_API_FETCH};
         for (int i = 0; i < 2; i++)
-            if (out->max[named[i]] > 12) out->max[named[i]] = 12;
+            if (out->max[named[i]] > KG_AUTHZ_MAX_NAMED_VERSION)
+                out->max[named[i]] = KG_AUTHZ_MAX_NAMED_VERSION;
     }
     /* So do SaslHandshake and SaslAuthenticate when kgate authenticates the clients itself. */
     if (vc->cfg->auth_gateway) {

@@ -381,6 +381,12 @@ static int on_delete_topics(const kg_authz_who *who, kg_authz_verdict *v, int16_
                             const uint8_t *body, size_t len, kp_arena *a)
 {
     DECODE(kp_delete_topics_request, m);
+    for (int32_t i = 0; i < m.topics.count; i++)
+        if (m.topics.items[i].name.len < 0) { /* by topic id: no name to decide on */
+            snprintf(v->why, sizeof(v->why), "DeleteTopics by topic id");
+            v->action = KG_AUTHZ_CLOSE;
+            return 0;
+        }
     for (int32_t i = 0; i < m.topic_names.count; i++)
         if (check_topic(who, v, m.topic_names.items[i], KG_ACL_DELETE) < 0) return -1;
     for (int32_t i = 0; i < m.topics.count; i++)
@@ -405,6 +411,12 @@ static int on_cluster(const kg_authz_who *who, kg_authz_verdict *v, int16_t api,
 static int authorize(const kg_authz_who *who, int16_t api, int16_t version, const uint8_t *body,
                      size_t len, kg_authz_verdict *v, kp_arena *a)
 {
+    if ((api == KP_KEY_PRODUCE || api == KP_KEY_FETCH) && version > KG_AUTHZ_MAX_NAMED_VERSION) {
+        /* topic ids, not names: never offered with ACLs, so a client sending it is refused */
+        snprintf(v->why, sizeof(v->why), "%s v%d (topic ids)", kp_api_name(api), version);
+        v->action = KG_AUTHZ_CLOSE;
+        return 0;
+    }
     switch (api) {
     case KP_KEY_API_VERSIONS:
     case KP_KEY_SASL_HANDSHAKE:

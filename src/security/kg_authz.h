@@ -64,6 +64,10 @@ typedef struct kg_authz_verdict {
     char why[160];         /* the first denial: "Write on topic orders" (for logs) */
 } kg_authz_verdict;
 
+/* Produce and Fetch name topics by id from v13: kgate offers them up to this version only on a
+ * virtual cluster with ACLs, and refuses newer ones. */
+#define KG_AUTHZ_MAX_NAMED_VERSION 12
+
 void kg_authz_verdict_init(kg_authz_verdict *v);
 void kg_authz_verdict_free(kg_authz_verdict *v); /* not the patch the caller took */
 

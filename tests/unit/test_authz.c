@@ -373,4 +373,35 @@ KT_TEST(denied_group_transaction_and_cluster_requests_get_kafkas_errors)
     kg_acl_release(acls);
 }
 
+KT_TEST(topic_ids_are_refused_where_names_decide)
+{
+    kg_acl_set *acls = alice_acls();
+    kg_authz_who who = {acls, "User:alice", NULL};
+    kp_fetch_request f;
+    kp_fetch_request_init(&f);
+    kp_writer body;
+    kp_writer_init(&body, 64);
+    kp_fetch_request_encode(&body, 13, &f);
+    kg_authz_verdict v;
+    kg_authz_verdict_init(&v);
+    KT_CHECK_EQ_INT(kg_authz_request(&who, 1, 13, body.buf, body.len, &v), 0);
+    KT_CHECK_EQ_INT(v.action, KG_AUTHZ_CLOSE);
+    kg_authz_verdict_free(&v);
+    kp_writer_free(&body);
+
+    kp_delete_topics_request d;
+    kp_delete_topics_request_init(&d);
+    kp_delete_topics_request_delete_topic_state t = {.name = KP_STR_NULL};
+    d.topics.count = 1;
+    d.topics.items = &t;
+    kp_writer_init(&body, 64);
+    kp_delete_topics_request_encode(&body, 6, &d);
+    kg_authz_verdict_init(&v);
+    KT_CHECK_EQ_INT(kg_authz_request(&who, 20, 6, body.buf, body.len, &v), 0);
+    KT_CHECK_EQ_INT(v.action, KG_AUTHZ_CLOSE);
+    kg_authz_verdict_free(&v);
+    kp_writer_free(&body);
+    kg_acl_release(acls);
+}
+
 KT_MAIN()
