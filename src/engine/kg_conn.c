@@ -1696,23 +1696,11 @@ static void conn_backend_connected(kg_conn *c)
              c->backend);
 }
 
-/* The broker's name from "host:port" (IPv6 in brackets): what its certificate must name. */
-static void backend_host(const char *desc, char *out, size_t len)
-{
-    const char *colon = strrchr(desc, ':');
-    size_t n = colon ? (size_t)(colon - desc) : strlen(desc);
-    if (n >= 2 && desc[0] == '[' && desc[n - 1] == ']') {
-        desc++;
-        n -= 2;
-    }
-    snprintf(out, len, "%.*s", (int)n, desc);
-}
-
 /* TCP is up to a TLS cluster: start the handshake. -1 when C was closed. */
 static int conn_backend_tls_start(kg_conn *c)
 {
     char host[KG_HOST_MAX];
-    backend_host(c->backend, host, sizeof(host));
+    kg_cluster_desc_host(c->backend, host, sizeof(host));
     c->ssl[TO_BACKEND] = kg_tls_client_session(c->cluster->tls, c->backend_io.fd, host);
     if (!c->ssl[TO_BACKEND]) {
         kg_conn_close(c, KG_LOG_ERROR, "out of memory starting TLS to %s", c->backend);

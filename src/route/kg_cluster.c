@@ -69,6 +69,17 @@ void kg_cluster_destroy(kg_cluster *c)
     pthread_rwlock_destroy(&c->lock);
 }
 
+void kg_cluster_desc_host(const char *desc, char *out, size_t len)
+{
+    const char *colon = strrchr(desc, ':');
+    size_t n = colon ? (size_t)(colon - desc) : strlen(desc);
+    if (n >= 2 && desc[0] == '[' && desc[n - 1] == ']') {
+        desc++;
+        n -= 2;
+    }
+    snprintf(out, len, "%.*s", (int)n, desc);
+}
+
 kg_sasl_creds *kg_cluster_creds_for(kg_cluster *c, const char *principal)
 {
     for (int i = 0; principal && i < c->n_swaps; i++)
@@ -225,12 +236,7 @@ static int probe_connect(probe_conn *pc, const kg_sockaddr *addr)
 static int probe_tls(probe_conn *pc, kg_tls_client *tls, const char *desc, char *err, size_t errlen)
 {
     char host[KG_HOST_MAX];
-    const char *colon = strrchr(desc, ':');
-    int n = colon ? (int)(colon - desc) : (int)strlen(desc);
-    if (n >= 2 && desc[0] == '[') /* "[::1]:9092" */
-        snprintf(host, sizeof(host), "%.*s", n - 2, desc + 1);
-    else
-        snprintf(host, sizeof(host), "%.*s", n, desc);
+    kg_cluster_desc_host(desc, host, sizeof(host));
     pc->ssl = kg_tls_client_session(tls, pc->fd, host);
     if (!pc->ssl) {
         snprintf(err, errlen, "TLS: out of memory");

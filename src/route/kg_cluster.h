@@ -69,6 +69,10 @@ kg_sasl_creds *kg_cluster_creds_for(kg_cluster *c, const char *principal);
 int kg_cluster_pick(kg_cluster *c, int32_t node_id, int attempt, kg_sockaddr *out, char *desc,
                     size_t desclen);
 
+/* The host part of a description kg_cluster_pick wrote ("host:port (node 1)", IPv6 in brackets
+ * or not): the name a broker's TLS certificate must carry. */
+void kg_cluster_desc_host(const char *desc, char *out, size_t len);
+
 /* Records a broker seen in a Metadata response. Cheap when nothing changed. */
 void kg_cluster_learn_broker(kg_cluster *c, int32_t node_id, const char *host, size_t host_len,
                              int32_t port);
