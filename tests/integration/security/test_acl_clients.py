@@ -1,0 +1,359 @@
+"""ACLs at kgate (issue 8, item 5) as each client library reports them: kafka-python, KafkaJS,
+librdkafka 2.0.2 (confluent-kafka) for what test_acl_enforcement.py leaves out (idempotence,
+transactions), librdkafka 2.12 (build/deps/rdk-client-2.12) and @platformatic/kafka.
+
+Two users log in with SCRAM; each test asserts the library's own error (class, type, code) for
+every operation class it has, allowed and denied: produce, consume in a group, listing topics
+(Metadata filtered), a cluster-level call, a transactional id; with prefixed and wildcard
+(literal `*` and `User:*`) bindings and DENY beating ALLOW. Every test runs once per side of the
+virtual cluster (a librdkafka 2.0.2 mock, then after a failover a 2.12 one) and expects the same
+answers on both.
+
+One gateway per module: a mixed 2.0.2/2.12 virtual cluster, and (for @platformatic/kafka, which
+needs Kafka >= 3.5 API versions that a 2.0.2 mock lacks) a 2.12/2.12 one started only when its
+tests run.
+
+About the mock clusters: a Metadata request naming a topic the principal may not Describe
+reaches the cluster under a stand-in name (kgate's way to keep the frame's size), and
+librdkafka's mock creates any topic a Metadata request names, valid name or not (a Kafka broker
+refuses such names). Those stand-ins then exist in the mock, and a principal allowed to Describe
+every topic sees them: listings are compared on the topics this module created."""
+
+import json
+import os
+import time
+import uuid
+
+import pytest
+
+import kghelpers
+from kghelpers import DIRECT, ROOT, DevCluster, run, stop_all, wait_for
+from tlsgate import Gate
+
+MECHANISM = "SCRAM-SHA-512"
+TOPICS = ["pay.orders:3", "pay.audit:1", "pub.news:1", "ops.logs:1"]
+KNOWN_TOPICS = {t.split(":")[0] for t in TOPICS}
+NODE_DIR = os.path.dirname(os.path.abspath(__file__))
+RDK_CLIENT = os.path.join(ROOT, "build", "deps", "rdk-client-2.12")
+
+
+def binding(principal, permission, rtype, name, pattern, *operations):
+    return {"principal": principal, "permission": permission, "resource_type": rtype,
+            "resource_name": name, "pattern_type": pattern, "operations": list(operations)}
+
+
+BINDINGS = [
+    # alice: a prefixed allow, a literal deny inside it
+    binding("User:alice", "allow", "topic", "pay.", "prefixed", "Write", "Read"),
+    binding("User:alice", "deny", "topic", "pay.audit", "literal", "Write"),
+    binding("User:alice", "allow", "group", "ga-", "prefixed", "Read"),
+    binding("User:alice", "allow", "transactional_id", "tx-alice", "prefixed", "Write"),
+    binding("User:alice", "allow", "transactional_id", "tx-ro", "prefixed", "Describe"),
+    # everyone: a wildcard principal
+    binding("User:*", "allow", "topic", "pub.news", "literal", "Read"),
+    # bob: wildcard resources, prefixed denies beating them
+    binding("User:bob", "allow", "topic", "*", "literal", "All"),
+    binding("User:bob", "deny", "topic", "pay.", "prefixed", "All"),
+    binding("User:bob", "allow", "group", "*", "literal", "Read"),
+    binding("User:bob", "deny", "group", "gx-", "prefixed", "Read"),
+    binding("User:bob", "allow", "cluster", "kafka-cluster", "literal", "IdempotentWrite"),
+]
+
+# What everyone may list: alice by her prefixed allow and User:*, bob by his wildcard (minus
+# the prefixed deny) and User:*.
+LISTED = {"alice": ["pay.audit", "pay.orders", "pub.news"], "bob": ["ops.logs", "pub.news"]}
+SIDES = [("east", "2.0.2"), ("west", "2.12")]
+SIDE_IDS = [f"{name}-{version}" for name, version in SIDES]
+
+
+def password(user):
+    return f"{user}-pw-secret"
+
+
+class AclGate:
+    """Gate over two dev clusters with users alice and bob and BINDINGS; .use(side)."""
+
+    def __init__(self, work, versions):
+        self.clusters = {name: DevCluster(v, work, TOPICS, name=name)
+                         for name, v in zip(("east", "west"), versions)}
+        self.gate = Gate(work, [f'{n}: {{ bootstrap: "{c.bootstrap}" }}'
+                                for n, c in self.clusters.items()],
+                         ["primary: east", "secondary: west", "auth: gateway", "acls: enabled",
+                          "listener:", f"  sasl: [{MECHANISM}]"])
+        self.bootstrap = f"127.0.0.1:{self.gate.base}"
+        for user in ("alice", "bob"):
+            self.gate.users_add(user, MECHANISM, password(user))
+        for b in BINDINGS:
+            reply = self.gate.admin("POST", "/v1/acls", b)
+            assert reply.status == 201, reply
+        wait_for(lambda: all(self.gate.cluster_status(n)["up"] for n in self.clusters), 20,
+                 what="both clusters probed up")
+
+    def active(self):
+        status = self.gate.admin("GET", "/v1/status").json
+        return next(v for v in status["vclusters"] if v["name"] == "default")["active"]
+
+    def use(self, side):
+        """Makes SIDE the active cluster (a failover or failback through the admin API)."""
+        if self.active() != side:
+            reply = self.gate.admin("POST", "/v1/vclusters/default/failover",
+                                    {"to": side, "reason": "acl client drill"})
+            assert reply.status == 200 and reply.json["changed"], reply
+        assert self.active() == side
+
+    def denials(self):
+        return self.gate.metric("kgate_acl_denials_total", vcluster="default")
+
+    def stop(self):
+        stop_all([self.gate, *self.clusters.values()])
+
+
+def start_gate(tmp_path_factory, versions):
+    if DIRECT:
+        pytest.skip("ACLs at kgate need kgate (KGATE_TEST_DIRECT=1)")
+    g = AclGate(tmp_path_factory.mktemp("aclgate"), versions)
+    return g
+
+
+@pytest.fixture(scope="module")
+def mixed(private_kgate, tmp_path_factory):
+    """east: librdkafka 2.0.2's mock, west: 2.12's."""
+    g = start_gate(tmp_path_factory, ("2.0.2", "2.12"))
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="module")
+def modern(private_kgate, tmp_path_factory):
+    """east and west both 2.12 mocks (@platformatic/kafka needs their API versions)."""
+    g = start_gate(tmp_path_factory, ("2.12", "2.12"))
+    yield g
+    g.stop()
+
+
+@pytest.fixture(params=[s[0] for s in SIDES], ids=SIDE_IDS)
+def side(request):
+    return request.param
+
+
+def tag():
+    return uuid.uuid4().hex[:8]
+
+
+# ---------------------------------------------------------------------------------------------
+# kafka-python (2.0.2: no idempotence, no transactions)
+
+
+def kpy_conf(g, user):
+    return {"bootstrap_servers": g.bootstrap, "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": MECHANISM, "sasl_plain_username": user,
+            "sasl_plain_password": password(user), "request_timeout_ms": 15000,
+            "api_version_auto_timeout_ms": 10000}
+
+
+def kpy_error(e):
+    return f"{type(e).__name__}({getattr(e, 'errno', None)})"
+
+
+def kpy_produce(g, user, topics, value):
+    """Sends VALUE to each of TOPICS in turn with one producer: "ok" or the error per topic.
+
+    kafka-python 2.0.2 reports a topic it may not Describe only when its Metadata request names
+    other topics too (asked alone, the error fails the update and send() waits out
+    max_block_ms): the producer's first topic is therefore one it may write."""
+    from kafka import KafkaProducer
+    p = KafkaProducer(acks="all", retries=0, max_block_ms=15000, **kpy_conf(g, user))
+    out = []
+    try:
+        for t in topics:
+            try:
+                p.send(t, value.encode()).get(20)
+                out.append("ok")
+            except Exception as e:  # the library's error class is the result
+                out.append(kpy_error(e))
+    finally:
+        p.close(10)
+    return out
+
+
+def kpy_consume(g, user, topic, group, value):
+    """Reads TOPIC in GROUP until VALUE: "ok", or the error poll() raised."""
+    from kafka import KafkaConsumer
+    c = KafkaConsumer(topic, group_id=group, auto_offset_reset="earliest",
+                      session_timeout_ms=10000, heartbeat_interval_ms=500, **kpy_conf(g, user))
+    try:
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline:
+            try:
+                batches = c.poll(timeout_ms=500)
+            except Exception as e:
+                return kpy_error(e)
+            if any(r.value == value.encode() for rs in batches.values() for r in rs):
+                return "ok"
+        return "timed out"
+    finally:
+        c.close()
+
+
+def kpy_topics(g, user):
+    from kafka import KafkaConsumer
+    c = KafkaConsumer(**kpy_conf(g, user))
+    try:
+        return sorted(set(c.topics()) & KNOWN_TOPICS)
+    finally:
+        c.close()
+
+
+def kpy_cluster_call(g, user):
+    """DescribeAcls (a cluster-level admin call) through kafka-python's own client and codec.
+    Its admin client refuses the call before sending it, since the mock clusters (and so kgate)
+    do not offer DescribeAcls; kgate decides on ACLs before forwarding, so the request is sent
+    as is and the answer decoded by kafka-python."""
+    import kafka.errors as Errors
+    from kafka.client_async import KafkaClient
+    from kafka.protocol.admin import DescribeAclsRequest_v0
+    c = KafkaClient(**kpy_conf(g, user))
+    try:
+        node = c.least_loaded_node()
+
+        def ready():
+            c.poll(timeout_ms=100)
+            return c.ready(node)
+        wait_for(ready, 20, what="kafka-python connected and authenticated")
+        f = c.send(node, DescribeAclsRequest_v0(resource_type=1, resource_name=None,
+                                                 principal=None, host=None, operation=1,
+                                                 permission_type=1))
+        c.poll(future=f, timeout_ms=15000)
+        assert f.is_done and f.succeeded(), f.exception
+        return kpy_error(Errors.for_code(f.value.error_code)())
+    finally:
+        c.close()
+
+
+KPY_EXPECTED = {
+    "alice produces pay.orders (prefixed allow), pay.audit (literal deny beats it), ops.logs "
+    "(no binding)": ["ok", "TopicAuthorizationFailedError(29)",
+                     "TopicAuthorizationFailedError(29)"],
+    "bob produces ops.logs (wildcard topic), pay.orders (prefixed deny beats it)":
+        ["ok", "TopicAuthorizationFailedError(29)"],
+    "alice lists": LISTED["alice"],
+    "bob lists": LISTED["bob"],
+    "alice consumes in ga-* (prefixed group)": "ok",
+    "alice consumes in gz-* (no binding)": "GroupAuthorizationFailedError(30)",
+    "bob consumes in gb-* (wildcard group)": "ok",
+    "bob consumes in gx-* (prefixed deny beats the wildcard)": "GroupAuthorizationFailedError(30)",
+    "alice DescribeAcls (no Describe on the cluster)": "ClusterAuthorizationFailedError(31)",
+}
+
+
+def test_kafka_python(mixed, side):
+    mixed.use(side)
+    before = mixed.denials()
+    t = tag()
+    got = {
+        "alice produces pay.orders (prefixed allow), pay.audit (literal deny beats it), ops.logs "
+        "(no binding)": kpy_produce(mixed, "alice", ["pay.orders", "pay.audit", "ops.logs"],
+                                    f"kpy-{t}"),
+        "bob produces ops.logs (wildcard topic), pay.orders (prefixed deny beats it)":
+            kpy_produce(mixed, "bob", ["ops.logs", "pay.orders"], f"kpy-{t}"),
+        "alice lists": kpy_topics(mixed, "alice"),
+        "bob lists": kpy_topics(mixed, "bob"),
+        "alice consumes in ga-* (prefixed group)":
+            kpy_consume(mixed, "alice", "pay.orders", f"ga-{t}", f"kpy-{t}"),
+        "alice consumes in gz-* (no binding)":
+            kpy_consume(mixed, "alice", "pay.orders", f"gz-{t}", f"kpy-{t}"),
+        "bob consumes in gb-* (wildcard group)":
+            kpy_consume(mixed, "bob", "ops.logs", f"gb-{t}", f"kpy-{t}"),
+        "bob consumes in gx-* (prefixed deny beats the wildcard)":
+            kpy_consume(mixed, "bob", "ops.logs", f"gx-{t}", f"kpy-{t}"),
+        "alice DescribeAcls (no Describe on the cluster)": kpy_cluster_call(mixed, "alice"),
+    }
+    assert got == KPY_EXPECTED
+    assert mixed.active() == side
+    assert mixed.denials() > before
+
+
+# ---------------------------------------------------------------------------------------------
+# KafkaJS (kafkajs_acl.cjs)
+
+
+def run_node(script, bootstrap, mechanism, steps, timeout=240):
+    modules = os.path.join(kghelpers.INTEGRATION_DIR, "node_modules")
+    if not os.path.isdir(modules):
+        pytest.fail("tests/integration/node_modules missing: run scripts/test-setup")
+    cp = run(["node", os.path.join(NODE_DIR, script),
+              json.dumps({"bootstrap": bootstrap, "mechanism": mechanism, "steps": steps})],
+             timeout=timeout)
+    results = json.loads(cp.stdout.decode().strip().splitlines()[-1])
+    assert len(results) == len(steps)
+    return results
+
+
+def step(op, user, **kw):
+    return {"op": op, "user": user, "password": password(user), **kw}
+
+
+def js_outcome(result):
+    """"ok", the listed topics, or the error as "Class TYPE(code)"."""
+    if "ok" in result:
+        ok = result["ok"]
+        if isinstance(ok, list) and ok and isinstance(ok[0], str):
+            return sorted(set(ok) & KNOWN_TOPICS)
+        return "ok"
+    e = result["error"]
+    return f"{e['name']} {e['type']}({e['code']})" if e["type"] else e["name"]
+
+
+KAFKAJS_CASES = {
+    "alice produces pay.orders (prefixed allow)":
+        (lambda t: step("produce", "alice", topic="pay.orders", value=f"js-{t}"), "ok"),
+    "alice produces pay.audit (literal deny beats the prefixed allow)":
+        (lambda t: step("produce", "alice", topic="pay.audit", value="x"),
+         "KafkaJSProtocolError TOPIC_AUTHORIZATION_FAILED(29)"),
+    "alice produces ops.logs (no binding)":
+        (lambda t: step("produce", "alice", topic="ops.logs", value="x"),
+         "KafkaJSProtocolError TOPIC_AUTHORIZATION_FAILED(29)"),
+    "bob produces ops.logs (wildcard topic)":
+        (lambda t: step("produce", "bob", topic="ops.logs", value=f"js-{t}"), "ok"),
+    "bob produces pay.orders (prefixed deny beats the wildcard)":
+        (lambda t: step("produce", "bob", topic="pay.orders", value="x"),
+         "KafkaJSProtocolError TOPIC_AUTHORIZATION_FAILED(29)"),
+    "alice lists": (lambda t: step("topics", "alice"), LISTED["alice"]),
+    "bob lists": (lambda t: step("topics", "bob"), LISTED["bob"]),
+    "alice consumes in ga-* (prefixed group)":
+        (lambda t: step("consume", "alice", topic="pay.orders", group=f"ga-{t}",
+                        value=f"js-{t}"), "ok"),
+    # KafkaJS asks every broker in turn for the coordinator and, when all refuse, reports that
+    # none was found: FindCoordinator's GROUP_AUTHORIZATION_FAILED is not surfaced.
+    "alice consumes in gz-* (no binding: FindCoordinator refused)":
+        (lambda t: step("consume", "alice", topic="pay.orders", group=f"gz-{t}",
+                        value=f"js-{t}"), "KafkaJSGroupCoordinatorNotFound"),
+    "bob consumes in gb-* (wildcard group)":
+        (lambda t: step("consume", "bob", topic="ops.logs", group=f"gb-{t}", value=f"js-{t}"),
+         "ok"),
+    # Read on `*` implies Describe, which the deny of Read leaves: JoinGroup is what is refused.
+    "bob consumes in gx-* (prefixed deny beats the wildcard: JoinGroup refused)":
+        (lambda t: step("consume", "bob", topic="ops.logs", group=f"gx-{t}", value=f"js-{t}"),
+         "KafkaJSProtocolError GROUP_AUTHORIZATION_FAILED(30)"),
+    # Same as for groups: FindCoordinator's refusal shows as "not found".
+    "alice transactional id tx-other (no binding: FindCoordinator refused)":
+        (lambda t: step("transaction", "alice", topic="pay.orders", value="x",
+                        transactional_id=f"tx-other-{t}"), "KafkaJSGroupCoordinatorNotFound"),
+    "alice transactional id tx-ro-* (Describe only: InitProducerId refused)":
+        (lambda t: step("transaction", "alice", topic="pay.orders", value="x",
+                        transactional_id=f"tx-ro-{t}"),
+         "KafkaJSProtocolError TRANSACTIONAL_ID_AUTHORIZATION_FAILED(53)"),
+}
+
+
+def test_kafkajs(mixed, side):
+    """KafkaJS's idempotent producer is left out: it asks the controller for its producer id,
+    and the mock clusters name a controller (node 0) that does not exist."""
+    mixed.use(side)
+    t = tag()
+    names = list(KAFKAJS_CASES)
+    results = run_node("kafkajs_acl.cjs", mixed.bootstrap, MECHANISM.lower(),
+                       [KAFKAJS_CASES[n][0](t) for n in names])
+    got = {n: js_outcome(r) for n, r in zip(names, results)}
+    assert got == {n: KAFKAJS_CASES[n][1] for n in names}, results
+    assert mixed.active() == side
