@@ -589,6 +589,54 @@ int kg_acl_allowed(const kg_acl_set *s, const char *principal, const char *host,
     return allowed;
 }
 
+/* The slots of bindings that name resources (not the wildcard). */
+static const int named_slots[] = {SLOT_LITERAL, SLOT_PREFIXED};
+
+/* 1 when a DENY binding matching PRINCIPAL/HOST/BIT covers ALLOW's pattern (a literal one
+ * when !PREFIXED): a DENY literal of the same name, or a DENY prefix its name starts with. */
+static int deny_covers(const acl_slot *slots, const char *principal, const char *host, unsigned bit,
+                       const acl_entry *allow, int prefixed)
+{
+    for (int n = 0; n < 2; n++) {
+        int k = named_slots[n];
+        const acl_slot *slot = &slots[k];
+        for (int i = 0; i < slot->n; i++) {
+            const acl_entry *d = &slot->e[i];
+            if (judge(d, principal, host, bit) != 2) continue;
+            if (k == SLOT_LITERAL
+                    ? !prefixed && name_cmp(d->name, d->name_len, allow->name, allow->name_len) == 0
+                    : d->name_len <= allow->name_len &&
+                          memcmp(d->name, allow->name, d->name_len) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+int kg_acl_allowed_any(const kg_acl_set *s, const char *principal, const char *host,
+                       kg_acl_resource type, kg_acl_op op)
+{
+    if (!s || (unsigned)type >= KG_ACL_N_RESOURCES || (unsigned)op >= KG_ACL_N_OPS) return 0;
+    const unsigned bit = KG_ACL_OP_BIT(op);
+    const acl_slot *slots = s->slots[type];
+    int wildcard_allow = 0;
+    for (int i = 0; i < slots[SLOT_WILDCARD].n; i++) {
+        int v = judge(&slots[SLOT_WILDCARD].e[i], principal, host, bit);
+        if (v == 2) return 0;
+        wildcard_allow |= v;
+    }
+    if (wildcard_allow) return 1;
+    for (int n = 0; n < 2; n++) {
+        const acl_slot *slot = &slots[named_slots[n]];
+        for (int i = 0; i < slot->n; i++)
+            if (judge(&slot->e[i], principal, host, bit) == 1 &&
+                !deny_covers(slots, principal, host, bit, &slot->e[i],
+                             named_slots[n] == SLOT_PREFIXED))
+                return 1;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- the registry */
 
 struct kg_acls {

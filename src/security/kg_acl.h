@@ -12,9 +12,8 @@
  *     apply to ALLOW only: DENY Read does not deny Describe (as in Kafka);
  *   - no matching ALLOW binding: denied (default deny, for a virtual cluster with
  *     `acls: enabled`).
- * Not implemented (kept simple on purpose): Kafka's rule that IdempotentWrite on the cluster is
- * implied by Write on any topic. A producer with idempotence on needs an explicit
- * `IdempotentWrite` on the cluster (or the engine decides InitProducerId another way).
+ * Kafka's rule that IdempotentWrite on the cluster is implied by Write on any topic needs a
+ * question about a resource TYPE, not one name: kg_acl_allowed_any.
  *
  * The data plane never touches the store: it reads an immutable, reference-counted snapshot
  * (kg_acl_set), republished on every change exactly like the users' snapshot (kg_users), so a
@@ -165,6 +164,14 @@ int kg_acl_set_count(const kg_acl_set *s);
  * allowed, 0 denied. S NULL: denied. Thread-safe, lock-free, allocation-free. */
 int kg_acl_allowed(const kg_acl_set *s, const char *principal, const char *host,
                    kg_acl_resource type, const char *name, size_t name_len, kg_acl_op op);
+
+/* Whether PRINCIPAL from HOST may do OP on SOME resource of TYPE, as Kafka's
+ * authorizeByResourceType decides (KIP-679): a DENY on the wildcard name denies; otherwise an
+ * ALLOW of the wildcard, or an ALLOW pattern that no DENY covers (a DENY literal of the same
+ * name, or a DENY prefix of its name), allows. Used for "Write on any topic implies
+ * IdempotentWrite". 1 allowed, 0 denied. Scans the type's bindings: for rare requests only. */
+int kg_acl_allowed_any(const kg_acl_set *s, const char *principal, const char *host,
+                       kg_acl_resource type, kg_acl_op op);
 
 /* ---- the registry: bindings in the state store, published as snapshots ---- */
 

@@ -109,15 +109,48 @@ int kg_authz_topic(const kg_authz_who *who, uint8_t *name, int32_t len, kg_acl_o
     return patch_add(p, name, len) < 0 ? -1 : 1;
 }
 
-/* Renames topic S of the request (its bytes are in the writable body) when OP is denied. */
+/* OP on the resource (TYPE, NAME) is denied: TARGET, the bytes that name it in the request
+ * (writable), becomes a stand-in, or the connection closes when there are none to rename. */
+static int rename_denied(kg_authz_verdict *v, kg_acl_op op, kg_acl_resource type, kp_str name,
+                         kp_str target)
+{
+    note_denial(v, op, type, name); /* before the name is overwritten */
+    if (target.len <= 0) {
+        v->action = KG_AUTHZ_CLOSE;
+        return 0;
+    }
+    return patch_add(&v->patch, (uint8_t *)target.ptr, target.len);
+}
+
+/* Renames topic S of the request when OP is denied. An empty or null name (a topic id) is
+ * the cluster's to answer: no topic has it. */
 static int check_topic(const kg_authz_who *who, kg_authz_verdict *v, kp_str s, kg_acl_op op)
 {
     if (s.len <= 0 || allowed(who, KG_ACL_TOPIC, s, op)) return 0;
-    note_denial(v, op, KG_ACL_TOPIC, s); /* before the name is overwritten */
-    return patch_add(&v->patch, (uint8_t *)s.ptr, s.len);
+    return rename_denied(v, op, KG_ACL_TOPIC, s, s);
+}
+
+/* The same for group and transactional ids. Their stand-ins are valid ids, but made of
+ * punctuation only, of the same length as a denied id: names no application picks. What the
+ * cluster answers about them is replaced by the authorization error anyway. */
+static int check_names(const kg_authz_who *who, kg_authz_verdict *v, kg_acl_resource type,
+                       const kp_str *names, int32_t count, kg_acl_op op)
+{
+    for (int32_t i = 0; i < count; i++)
+        if (names[i].len >= 0 && !allowed(who, type, names[i], op) &&
+            rename_denied(v, op, type, names[i], names[i]) < 0)
+            return -1;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- answers kgate makes */
+
+/* The answer kgate encoded into v->answer is the response (or, when it failed, close). */
+static int answered(kg_authz_verdict *v)
+{
+    v->action = v->answer.err ? KG_AUTHZ_CLOSE : KG_AUTHZ_ANSWER;
+    return 0;
+}
 
 /* The API's response with only its top-level error_code set, when it has one at VERSION. */
 static int answer_error(kg_authz_verdict *v, int16_t api, int16_t version, int16_t code)
@@ -134,8 +167,7 @@ static int answer_error(kg_authz_verdict *v, int16_t api, int16_t version, int16
     kp_writer_reset(&v->answer);
     c->encode(&v->answer, version, m);
     free(m);
-    v->action = v->answer.err ? KG_AUTHZ_CLOSE : KG_AUTHZ_ANSWER;
-    return 0;
+    return answered(v);
 }
 
 /* Denied: answer with CODE, or close when the API cannot carry it at this version. */
@@ -144,6 +176,31 @@ static int deny(kg_authz_verdict *v, int16_t api, int16_t version, int16_t code)
     if (answer_error(v, api, version, code) < 0) v->action = KG_AUTHZ_CLOSE;
     return 0;
 }
+
+/* OUT (a response's topics) gets REQ's topics (a request's), every partition with CODE:
+ * OUT_PARTS / OUT_ERR name the response's fields, REQ_PARTS the request's, INDEX(p) a request
+ * partition's index. Returns -1 from the caller when out of memory. */
+#define ANSWER_PARTITIONS(a, req, out, out_parts, out_err, req_parts, INDEX, code)                 \
+    do {                                                                                           \
+        (out).count = (req).count > 0 ? (req).count : 0;                                           \
+        (out).items = kp_arena_calloc(a, (size_t)(out).count + 1, sizeof(*(out).items));           \
+        if (!(out).items) return -1;                                                               \
+        for (int32_t i_ = 0; i_ < (out).count; i_++) {                                             \
+            __typeof__((req).items[0].req_parts) *rp_ = &(req).items[i_].req_parts;                \
+            __typeof__((out).items[0].out_parts) *op_ = &(out).items[i_].out_parts;                \
+            (out).items[i_].name = (req).items[i_].name;                                           \
+            op_->count = rp_->count > 0 ? rp_->count : 0;                                          \
+            op_->items = kp_arena_calloc(a, (size_t)op_->count + 1, sizeof(*op_->items));          \
+            if (!op_->items) return -1;                                                            \
+            for (int32_t j_ = 0; j_ < op_->count; j_++) {                                          \
+                op_->items[j_].partition_index = INDEX(&rp_->items[j_]);                           \
+                op_->items[j_].out_err = (code);                                                   \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+#define FIELD_PARTITION_INDEX(p) ((p)->partition_index)
+#define ITEM_VALUE(p) (*(p))
 
 /* The first string of a request body: the group or transactional id most group and
  * transaction APIs start with. */
@@ -169,18 +226,22 @@ static int first_string(int16_t api, int16_t version, const uint8_t *body, size_
     kp_reader_init(&r, body, len);                                                                 \
     if (type##_decode(&r, a, version, &var) < 0 || r.err) return -1
 
+/* A broker's own request (a follower's Fetch or OffsetForLeaderEpoch): ClusterAction, which no
+ * client has; denied, it is closed, as there is nothing a client could do with an answer. */
+static int broker_only(const kg_authz_who *who, kg_authz_verdict *v)
+{
+    if (allowed(who, KG_ACL_CLUSTER, cluster_name(), KG_ACL_CLUSTER_ACTION)) return 0;
+    note_denial(v, KG_ACL_CLUSTER_ACTION, KG_ACL_CLUSTER, cluster_name());
+    v->action = KG_AUTHZ_CLOSE;
+    return 0;
+}
+
 static int on_fetch(const kg_authz_who *who, kg_authz_verdict *v, int16_t version,
                     const uint8_t *body, size_t len, kp_arena *a)
 {
     DECODE(kp_fetch_request, m);
-    if (m.replica_id >= 0 || (m.has_replica_state && m.replica_state.replica_id >= 0)) {
-        /* a follower's fetch: brokers only */
-        if (!allowed(who, KG_ACL_CLUSTER, cluster_name(), KG_ACL_CLUSTER_ACTION)) {
-            note_denial(v, KG_ACL_CLUSTER_ACTION, KG_ACL_CLUSTER, cluster_name());
-            v->action = KG_AUTHZ_CLOSE;
-        }
-        return 0;
-    }
+    if (m.replica_id >= 0 || (m.has_replica_state && m.replica_state.replica_id >= 0))
+        return broker_only(who, v);
     for (int32_t i = 0; i < m.topics.count; i++)
         if (check_topic(who, v, m.topics.items[i].topic, KG_ACL_READ) < 0) return -1;
     for (int32_t i = 0; i < m.forgotten_topics_data.count; i++)
@@ -197,6 +258,17 @@ static int on_list_offsets(const kg_authz_who *who, kg_authz_verdict *v, int16_t
     return 0;
 }
 
+/* Consumers ask it to validate their position after a leader change (KIP-320). */
+static int on_offset_for_leader_epoch(const kg_authz_who *who, kg_authz_verdict *v, int16_t version,
+                                      const uint8_t *body, size_t len, kp_arena *a)
+{
+    DECODE(kp_offset_for_leader_epoch_request, m);
+    if (m.replica_id >= 0) return broker_only(who, v);
+    for (int32_t i = 0; i < m.topics.count; i++)
+        if (check_topic(who, v, m.topics.items[i].topic, KG_ACL_DESCRIBE) < 0) return -1;
+    return 0;
+}
+
 static int on_metadata(const kg_authz_who *who, kg_authz_verdict *v, int16_t version,
                        const uint8_t *body, size_t len, kp_arena *a)
 {
@@ -206,8 +278,22 @@ static int on_metadata(const kg_authz_who *who, kg_authz_verdict *v, int16_t ver
     for (int32_t i = 0; i < m.topics.count; i++)
         if (check_topic(who, v, m.topics.items[i].name, KG_ACL_DESCRIBE) < 0) return -1;
     if (!v->patch && !(v->patch = calloc(1, sizeof(*v->patch)))) return -1;
-    v->patch->filter_metadata = 1;
-    v->patch->metadata_all = m.topics.count < 0 || (version == 0 && m.topics.count == 0);
+    v->patch->filter_topics = 1;
+    v->patch->all_topics = m.topics.count < 0 || (version == 0 && m.topics.count == 0);
+    return 0;
+}
+
+/* DescribeTopicPartitions (KIP-966): as Metadata; no topics named means every topic. */
+static int on_describe_topic_partitions(const kg_authz_who *who, kg_authz_verdict *v,
+                                        int16_t version, const uint8_t *body, size_t len,
+                                        kp_arena *a)
+{
+    DECODE(kp_describe_topic_partitions_request, m);
+    for (int32_t i = 0; i < m.topics.count; i++)
+        if (check_topic(who, v, m.topics.items[i].name, KG_ACL_DESCRIBE) < 0) return -1;
+    if (!v->patch && !(v->patch = calloc(1, sizeof(*v->patch)))) return -1;
+    v->patch->filter_topics = 1;
+    v->patch->all_topics = m.topics.count <= 0;
     return 0;
 }
 
@@ -219,26 +305,10 @@ static int on_offset_commit(const kg_authz_who *who, kg_authz_verdict *v, int16_
         note_denial(v, KG_ACL_READ, KG_ACL_GROUP, m.group_id);
         kp_offset_commit_response out;
         kp_offset_commit_response_init(&out);
-        out.topics.count = m.topics.count > 0 ? m.topics.count : 0;
-        out.topics.items =
-            kp_arena_calloc(a, (size_t)out.topics.count + 1, sizeof(*out.topics.items));
-        if (!out.topics.items) return -1;
-        for (int32_t i = 0; i < out.topics.count; i++) {
-            kp_offset_commit_request_offset_commit_request_topic *t = &m.topics.items[i];
-            kp_offset_commit_response_offset_commit_response_topic *o = &out.topics.items[i];
-            o->name = t->name;
-            o->partitions.count = t->partitions.count > 0 ? t->partitions.count : 0;
-            o->partitions.items =
-                kp_arena_calloc(a, (size_t)o->partitions.count + 1, sizeof(*o->partitions.items));
-            if (!o->partitions.items) return -1;
-            for (int32_t j = 0; j < o->partitions.count; j++) {
-                o->partitions.items[j].partition_index = t->partitions.items[j].partition_index;
-                o->partitions.items[j].error_code = GROUP_AUTHORIZATION_FAILED;
-            }
-        }
+        ANSWER_PARTITIONS(a, m.topics, out.topics, partitions, error_code, partitions,
+                          FIELD_PARTITION_INDEX, GROUP_AUTHORIZATION_FAILED);
         kp_offset_commit_response_encode(&v->answer, version, &out);
-        v->action = v->answer.err ? KG_AUTHZ_CLOSE : KG_AUTHZ_ANSWER;
-        return 0;
+        return answered(v);
     }
     for (int32_t i = 0; i < m.topics.count; i++)
         if (check_topic(who, v, m.topics.items[i].name, KG_ACL_READ) < 0) return -1;
@@ -258,33 +328,17 @@ static int on_offset_fetch(const kg_authz_who *who, kg_authz_verdict *v, int16_t
             if (check_topic(who, v, m.topics.items[i].name, KG_ACL_DESCRIBE) < 0) return -1;
         return 0;
     }
-    int denied = 0;
+    /* v8+: several groups; a denied one is renamed and answered GROUP_AUTHORIZATION_FAILED */
     for (int32_t g = 0; g < m.groups.count; g++) {
         kp_offset_fetch_request_offset_fetch_request_group *grp = &m.groups.items[g];
         if (!allowed(who, KG_ACL_GROUP, grp->group_id, KG_ACL_DESCRIBE)) {
-            note_denial(v, KG_ACL_DESCRIBE, KG_ACL_GROUP, grp->group_id);
-            denied++;
+            if (rename_denied(v, KG_ACL_DESCRIBE, KG_ACL_GROUP, grp->group_id, grp->group_id) < 0)
+                return -1;
             continue;
         }
         for (int32_t i = 0; i < grp->topics.count; i++)
             if (check_topic(who, v, grp->topics.items[i].name, KG_ACL_DESCRIBE) < 0) return -1;
     }
-    if (!denied) return 0;
-    if (denied < m.groups.count) {
-        v->action = KG_AUTHZ_CLOSE; /* some groups denied, some not: one answer cannot say */
-        return 0;
-    }
-    kp_offset_fetch_response out;
-    kp_offset_fetch_response_init(&out);
-    out.groups.count = m.groups.count;
-    out.groups.items = kp_arena_calloc(a, (size_t)m.groups.count + 1, sizeof(*out.groups.items));
-    if (!out.groups.items) return -1;
-    for (int32_t g = 0; g < m.groups.count; g++) {
-        out.groups.items[g].group_id = m.groups.items[g].group_id;
-        out.groups.items[g].error_code = GROUP_AUTHORIZATION_FAILED;
-    }
-    kp_offset_fetch_response_encode(&v->answer, version, &out);
-    v->action = v->answer.err ? KG_AUTHZ_CLOSE : KG_AUTHZ_ANSWER;
     return 0;
 }
 
@@ -293,39 +347,17 @@ static int on_find_coordinator(const kg_authz_who *who, kg_authz_verdict *v, int
 {
     DECODE(kp_find_coordinator_request, m);
     kg_acl_resource type = m.key_type == 1 ? KG_ACL_TRANSACTIONAL_ID : KG_ACL_GROUP;
-    int16_t code =
-        m.key_type == 1 ? TRANSACTIONAL_ID_AUTHORIZATION_FAILED : GROUP_AUTHORIZATION_FAILED;
     if (version < 4) {
         if (allowed(who, type, m.key, KG_ACL_DESCRIBE)) return 0;
         note_denial(v, KG_ACL_DESCRIBE, type, m.key);
-        return deny(v, KP_KEY_FIND_COORDINATOR, version, code);
+        return deny(v, KP_KEY_FIND_COORDINATOR, version,
+                    type == KG_ACL_GROUP ? GROUP_AUTHORIZATION_FAILED
+                                         : TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
     }
-    int denied = 0;
-    for (int32_t i = 0; i < m.coordinator_keys.count; i++)
-        if (!allowed(who, type, m.coordinator_keys.items[i], KG_ACL_DESCRIBE)) {
-            note_denial(v, KG_ACL_DESCRIBE, type, m.coordinator_keys.items[i]);
-            denied++;
-        }
-    if (!denied) return 0;
-    if (denied < m.coordinator_keys.count) {
-        v->action = KG_AUTHZ_CLOSE;
-        return 0;
-    }
-    kp_find_coordinator_response out;
-    kp_find_coordinator_response_init(&out);
-    out.coordinators.count = m.coordinator_keys.count;
-    out.coordinators.items =
-        kp_arena_calloc(a, (size_t)out.coordinators.count + 1, sizeof(*out.coordinators.items));
-    if (!out.coordinators.items) return -1;
-    for (int32_t i = 0; i < out.coordinators.count; i++) {
-        out.coordinators.items[i].key = m.coordinator_keys.items[i];
-        out.coordinators.items[i].node_id = -1;
-        out.coordinators.items[i].host = kp_str_c("");
-        out.coordinators.items[i].port = -1;
-        out.coordinators.items[i].error_code = code;
-    }
-    kp_find_coordinator_response_encode(&v->answer, version, &out);
-    v->action = v->answer.err ? KG_AUTHZ_CLOSE : KG_AUTHZ_ANSWER;
+    if (check_names(who, v, type, m.coordinator_keys.items, m.coordinator_keys.count,
+                    KG_ACL_DESCRIBE) < 0)
+        return -1;
+    if (v->patch) v->patch->key_type = m.key_type;
     return 0;
 }
 
@@ -341,22 +373,138 @@ static int on_group(const kg_authz_who *who, kg_authz_verdict *v, int16_t api, i
     return deny(v, api, version, GROUP_AUTHORIZATION_FAILED);
 }
 
+/* APIs about several groups, transactional ids or topics named in one array of strings or of
+ * entries with a name: every denied one renamed, answered with its error. */
+static int on_named(const kg_authz_who *who, kg_authz_verdict *v, int16_t api, int16_t version,
+                    const uint8_t *body, size_t len, kp_arena *a)
+{
+    switch (api) {
+    case KP_KEY_DESCRIBE_GROUPS: {
+        DECODE(kp_describe_groups_request, m);
+        return check_names(who, v, KG_ACL_GROUP, m.groups.items, m.groups.count, KG_ACL_DESCRIBE);
+    }
+    case KP_KEY_CONSUMER_GROUP_DESCRIBE: {
+        DECODE(kp_consumer_group_describe_request, m);
+        return check_names(who, v, KG_ACL_GROUP, m.group_ids.items, m.group_ids.count,
+                           KG_ACL_DESCRIBE);
+    }
+    case KP_KEY_DELETE_GROUPS: {
+        DECODE(kp_delete_groups_request, m);
+        return check_names(who, v, KG_ACL_GROUP, m.groups_names.items, m.groups_names.count,
+                           KG_ACL_DELETE);
+    }
+    case KP_KEY_DESCRIBE_TRANSACTIONS: {
+        DECODE(kp_describe_transactions_request, m);
+        return check_names(who, v, KG_ACL_TRANSACTIONAL_ID, m.transactional_ids.items,
+                           m.transactional_ids.count, KG_ACL_DESCRIBE);
+    }
+    case KP_KEY_DELETE_RECORDS: {
+        DECODE(kp_delete_records_request, m);
+        for (int32_t i = 0; i < m.topics.count; i++)
+            if (check_topic(who, v, m.topics.items[i].name, KG_ACL_DELETE) < 0) return -1;
+        return 0;
+    }
+    case KP_KEY_CREATE_PARTITIONS: {
+        DECODE(kp_create_partitions_request, m);
+        for (int32_t i = 0; i < m.topics.count; i++)
+            if (check_topic(who, v, m.topics.items[i].name, KG_ACL_ALTER) < 0) return -1;
+        return 0;
+    }
+    case KP_KEY_DESCRIBE_PRODUCERS: {
+        DECODE(kp_describe_producers_request, m);
+        for (int32_t i = 0; i < m.topics.count; i++)
+            if (check_topic(who, v, m.topics.items[i].name, KG_ACL_READ) < 0) return -1;
+        return 0;
+    }
+    default:
+        return -1;
+    }
+}
+
+/* ---- configs: resources of several types in one request ---- */
+
+/* Kafka's ConfigResource types. */
+#define CONFIG_TOPIC 2
+#define CONFIG_GROUP 32
+
+/* Topics and groups are checked by name; brokers, broker loggers and client metrics are the
+ * cluster's. */
+static kg_acl_resource config_acl_type(int8_t type)
+{
+    return type == CONFIG_TOPIC   ? KG_ACL_TOPIC
+           : type == CONFIG_GROUP ? KG_ACL_GROUP
+                                  : KG_ACL_CLUSTER;
+}
+
+static int16_t config_denied_code(int8_t type)
+{
+    kg_acl_resource t = config_acl_type(type);
+    return t == KG_ACL_TOPIC   ? TOPIC_AUTHORIZATION_FAILED
+           : t == KG_ACL_GROUP ? GROUP_AUTHORIZATION_FAILED
+                               : CLUSTER_AUTHORIZATION_FAILED;
+}
+
+/* A denied resource's name becomes a stand-in: the cluster answers it with an error (no such
+ * topic or group, or a broker id that is no number), which the answer then replaces. The
+ * empty name of the cluster-wide broker defaults has no stand-in: denied, it closes. */
+static int check_config(const kg_authz_who *who, kg_authz_verdict *v, int8_t type, kp_str name,
+                        kg_acl_op op)
+{
+    kg_acl_resource t = config_acl_type(type);
+    kp_str acl_name = t == KG_ACL_CLUSTER ? cluster_name() : name;
+    if (allowed(who, t, acl_name, op)) return 0;
+    return rename_denied(v, op, t, acl_name, name);
+}
+
+#define CHECK_CONFIGS(type, op)                                                                    \
+    do {                                                                                           \
+        DECODE(type, m);                                                                           \
+        for (int32_t i = 0; i < m.resources.count; i++)                                            \
+            if (check_config(who, v, m.resources.items[i].resource_type,                           \
+                             m.resources.items[i].resource_name, op) < 0)                          \
+                return -1;                                                                         \
+        return 0;                                                                                  \
+    } while (0)
+
+static int on_configs(const kg_authz_who *who, kg_authz_verdict *v, int16_t api, int16_t version,
+                      const uint8_t *body, size_t len, kp_arena *a)
+{
+    if (api == KP_KEY_DESCRIBE_CONFIGS)
+        CHECK_CONFIGS(kp_describe_configs_request, KG_ACL_DESCRIBE_CONFIGS);
+    if (api == KP_KEY_ALTER_CONFIGS) CHECK_CONFIGS(kp_alter_configs_request, KG_ACL_ALTER_CONFIGS);
+    CHECK_CONFIGS(kp_incremental_alter_configs_request, KG_ACL_ALTER_CONFIGS);
+}
+
+/* ---- transactions ---- */
+
+/* 1 (noted) when Write on transactional id TXN is denied, else 0. */
+static int deny_transaction(const kg_authz_who *who, kg_authz_verdict *v, kp_str txn)
+{
+    if (allowed(who, KG_ACL_TRANSACTIONAL_ID, txn, KG_ACL_WRITE)) return 0;
+    note_denial(v, KG_ACL_WRITE, KG_ACL_TRANSACTIONAL_ID, txn);
+    return 1;
+}
+
+/* An idempotent producer without a transaction: IdempotentWrite on the cluster, which Write on
+ * any topic implies (as in Kafka since KIP-679). */
+static int on_idempotent(const kg_authz_who *who, kg_authz_verdict *v, int16_t version)
+{
+    if (allowed(who, KG_ACL_CLUSTER, cluster_name(), KG_ACL_IDEMPOTENT_WRITE) ||
+        kg_acl_allowed_any(who->acls, who->principal, who->host, KG_ACL_TOPIC, KG_ACL_WRITE))
+        return 0;
+    note_denial(v, KG_ACL_IDEMPOTENT_WRITE, KG_ACL_CLUSTER, cluster_name());
+    return deny(v, KP_KEY_INIT_PRODUCER_ID, version, CLUSTER_AUTHORIZATION_FAILED);
+}
+
 /* APIs about one transaction (its id first): Write on it. */
 static int on_transaction(const kg_authz_who *who, kg_authz_verdict *v, int16_t api,
                           int16_t version, const uint8_t *body, size_t len, kp_arena *a)
 {
     kp_str txn;
     if (first_string(api, version, body, len, &txn) < 0) return -1;
-    if (api == KP_KEY_INIT_PRODUCER_ID && txn.len < 0) {
-        /* an idempotent producer without a transaction */
-        if (allowed(who, KG_ACL_CLUSTER, cluster_name(), KG_ACL_IDEMPOTENT_WRITE)) return 0;
-        note_denial(v, KG_ACL_IDEMPOTENT_WRITE, KG_ACL_CLUSTER, cluster_name());
-        return deny(v, api, version, CLUSTER_AUTHORIZATION_FAILED);
-    }
-    if (!allowed(who, KG_ACL_TRANSACTIONAL_ID, txn, KG_ACL_WRITE)) {
-        note_denial(v, KG_ACL_WRITE, KG_ACL_TRANSACTIONAL_ID, txn);
+    if (api == KP_KEY_INIT_PRODUCER_ID && txn.len < 0) return on_idempotent(who, v, version);
+    if (deny_transaction(who, v, txn))
         return deny(v, api, version, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
-    }
     if (api == KP_KEY_ADD_OFFSETS_TO_TXN) {
         DECODE(kp_add_offsets_to_txn_request, m);
         if (!allowed(who, KG_ACL_GROUP, m.group_id, KG_ACL_READ)) {
@@ -364,6 +512,54 @@ static int on_transaction(const kg_authz_who *who, kg_authz_verdict *v, int16_t 
             return deny(v, api, version, GROUP_AUTHORIZATION_FAILED);
         }
     }
+    return 0;
+}
+
+/* AddPartitionsToTxn: Write on the transaction and on each topic. Versions 4+ are the
+ * brokers' own (batched for several transactions). */
+static int on_add_partitions_to_txn(const kg_authz_who *who, kg_authz_verdict *v, int16_t version,
+                                    const uint8_t *body, size_t len, kp_arena *a)
+{
+    DECODE(kp_add_partitions_to_txn_request, m);
+    if (version >= 4) return broker_only(who, v);
+    if (deny_transaction(who, v, m.v3_and_below_transactional_id)) {
+        kp_add_partitions_to_txn_response out;
+        kp_add_partitions_to_txn_response_init(&out);
+        ANSWER_PARTITIONS(a, m.v3_and_below_topics, out.results_by_topic_v3_and_below,
+                          results_by_partition, partition_error_code, partitions, ITEM_VALUE,
+                          TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        kp_add_partitions_to_txn_response_encode(&v->answer, version, &out);
+        return answered(v);
+    }
+    /* a denied topic fails the whole request at the cluster: the others come back
+     * OPERATION_NOT_ATTEMPTED, as from a broker that checks them itself */
+    for (int32_t i = 0; i < m.v3_and_below_topics.count; i++)
+        if (check_topic(who, v, m.v3_and_below_topics.items[i].name, KG_ACL_WRITE) < 0) return -1;
+    return 0;
+}
+
+/* TxnOffsetCommit: Write on the transaction, Read on the group, Read on each topic. */
+static int on_txn_offset_commit(const kg_authz_who *who, kg_authz_verdict *v, int16_t version,
+                                const uint8_t *body, size_t len, kp_arena *a)
+{
+    DECODE(kp_txn_offset_commit_request, m);
+    int16_t code = 0;
+    if (deny_transaction(who, v, m.transactional_id)) {
+        code = TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    } else if (!allowed(who, KG_ACL_GROUP, m.group_id, KG_ACL_READ)) {
+        note_denial(v, KG_ACL_READ, KG_ACL_GROUP, m.group_id);
+        code = GROUP_AUTHORIZATION_FAILED;
+    }
+    if (code) {
+        kp_txn_offset_commit_response out;
+        kp_txn_offset_commit_response_init(&out);
+        ANSWER_PARTITIONS(a, m.topics, out.topics, partitions, error_code, partitions,
+                          FIELD_PARTITION_INDEX, code);
+        kp_txn_offset_commit_response_encode(&v->answer, version, &out);
+        return answered(v);
+    }
+    for (int32_t i = 0; i < m.topics.count; i++)
+        if (check_topic(who, v, m.topics.items[i].name, KG_ACL_READ) < 0) return -1;
     return 0;
 }
 
@@ -394,15 +590,29 @@ static int on_delete_topics(const kg_authz_who *who, kg_authz_verdict *v, int16_
     return 0;
 }
 
-/* Everything else (configs, ACLs, quotas, log dirs, partitions, ...): an operation on the
- * cluster, as brokers check the cluster-wide ones: Describe for what only reads, Alter for
- * the rest. Finer rules per resource are Kafka's, not kgate's (yet). */
+/* The operation on the cluster an API needs, as brokers check it: quotas and client metrics
+ * are configs; otherwise Describe for what only reads, Alter for the rest. */
+static kg_acl_op cluster_op(int16_t api)
+{
+    switch (api) {
+    case KP_KEY_DESCRIBE_CLIENT_QUOTAS:
+    case KP_KEY_LIST_CLIENT_METRICS_RESOURCES:
+        return KG_ACL_DESCRIBE_CONFIGS;
+    case KP_KEY_ALTER_CLIENT_QUOTAS:
+        return KG_ACL_ALTER_CONFIGS;
+    default: {
+        const char *name = kp_api_name(api);
+        return strncmp(name, "Describe", 8) == 0 || strncmp(name, "List", 4) == 0 ? KG_ACL_DESCRIBE
+                                                                                  : KG_ACL_ALTER;
+    }
+    }
+}
+
+/* Everything else (ACLs, quotas, log dirs, reassignments, leader elections, SCRAM users, ...):
+ * an operation on the cluster. */
 static int on_cluster(const kg_authz_who *who, kg_authz_verdict *v, int16_t api, int16_t version)
 {
-    const char *name = kp_api_name(api);
-    kg_acl_op op = strncmp(name, "Describe", 8) == 0 || strncmp(name, "List", 4) == 0
-                       ? KG_ACL_DESCRIBE
-                       : KG_ACL_ALTER;
+    kg_acl_op op = cluster_op(api);
     if (allowed(who, KG_ACL_CLUSTER, cluster_name(), op)) return 0;
     note_denial(v, op, KG_ACL_CLUSTER, cluster_name());
     return deny(v, api, version, CLUSTER_AUTHORIZATION_FAILED);
@@ -421,14 +631,20 @@ static int authorize(const kg_authz_who *who, int16_t api, int16_t version, cons
     case KP_KEY_API_VERSIONS:
     case KP_KEY_SASL_HANDSHAKE:
     case KP_KEY_SASL_AUTHENTICATE:
+    case KP_KEY_GET_TELEMETRY_SUBSCRIPTIONS: /* KIP-714: brokers check nothing either */
+    case KP_KEY_PUSH_TELEMETRY:
     case KP_KEY_PRODUCE: /* streamed: kg_authz_produce_walk */
         return 0;
     case KP_KEY_FETCH:
         return on_fetch(who, v, version, body, len, a);
     case KP_KEY_LIST_OFFSETS:
         return on_list_offsets(who, v, version, body, len, a);
+    case KP_KEY_OFFSET_FOR_LEADER_EPOCH:
+        return on_offset_for_leader_epoch(who, v, version, body, len, a);
     case KP_KEY_METADATA:
         return on_metadata(who, v, version, body, len, a);
+    case KP_KEY_DESCRIBE_TOPIC_PARTITIONS:
+        return on_describe_topic_partitions(who, v, version, body, len, a);
     case KP_KEY_OFFSET_COMMIT:
         return on_offset_commit(who, v, version, body, len, a);
     case KP_KEY_OFFSET_FETCH:
@@ -442,14 +658,31 @@ static int authorize(const kg_authz_who *who, int16_t api, int16_t version, cons
     case KP_KEY_OFFSET_DELETE:
     case KP_KEY_CONSUMER_GROUP_HEARTBEAT:
         return on_group(who, v, api, version, body, len);
+    case KP_KEY_DESCRIBE_GROUPS:
+    case KP_KEY_CONSUMER_GROUP_DESCRIBE:
+    case KP_KEY_DELETE_GROUPS:
+    case KP_KEY_DESCRIBE_TRANSACTIONS:
+    case KP_KEY_DELETE_RECORDS:
+    case KP_KEY_CREATE_PARTITIONS:
+    case KP_KEY_DESCRIBE_PRODUCERS:
+        return on_named(who, v, api, version, body, len, a);
     case KP_KEY_LIST_GROUPS:
+    case KP_KEY_LIST_TRANSACTIONS:
         if (!(v->patch = calloc(1, sizeof(*v->patch)))) return -1;
-        v->patch->filter_list_groups = 1;
+        v->patch->filter_listing = 1;
         return 0;
+    case KP_KEY_DESCRIBE_CONFIGS:
+    case KP_KEY_ALTER_CONFIGS:
+    case KP_KEY_INCREMENTAL_ALTER_CONFIGS:
+        return on_configs(who, v, api, version, body, len, a);
     case KP_KEY_INIT_PRODUCER_ID:
     case KP_KEY_ADD_OFFSETS_TO_TXN:
     case KP_KEY_END_TXN:
         return on_transaction(who, v, api, version, body, len, a);
+    case KP_KEY_ADD_PARTITIONS_TO_TXN:
+        return on_add_partitions_to_txn(who, v, version, body, len, a);
+    case KP_KEY_TXN_OFFSET_COMMIT:
+        return on_txn_offset_commit(who, v, version, body, len, a);
     case KP_KEY_CREATE_TOPICS:
         return on_create_topics(who, v, version, body, len, a);
     case KP_KEY_DELETE_TOPICS:
@@ -524,7 +757,7 @@ static kp_str denied_message(void)
     do {                                                                                           \
         type var;                                                                                  \
         type##_init(&var);                                                                         \
-        if (type##_decode(&r, &a, version, &var) < 0 || r.err) {                                   \
+        if (type##_decode(r, a, version, &var) < 0 || r->err) {                                    \
             rc = -1;                                                                               \
             break;                                                                                 \
         }                                                                                          \
@@ -532,42 +765,51 @@ static kp_str denied_message(void)
         type##_encode(w, version, &var);                                                           \
     } while (0)
 
-/* Metadata: topics the principal may not Describe are dropped (every topic was asked for) or
- * answered with TOPIC_AUTHORIZATION_FAILED (they were named). */
-static void filter_metadata(const kg_authz_patch *p, const kg_authz_who *who,
-                            kp_metadata_response *m)
-{
-    int32_t kept = 0;
-    for (int32_t i = 0; i < m->topics.count; i++) {
-        kp_metadata_response_metadata_response_topic t = m->topics.items[i];
-        int stand_in = restore(p, &t.name);
-        if (stand_in || !allowed(who, KG_ACL_TOPIC, t.name, KG_ACL_DESCRIBE)) {
-            if (p->metadata_all && !stand_in) continue;
-            t.error_code = TOPIC_AUTHORIZATION_FAILED;
-            t.partitions.count = 0;
-            t.is_internal = false;
-        }
-        m->topics.items[kept++] = t;
+/* Metadata and DescribeTopicPartitions (ARR: the answer's topics): topics the principal may
+ * not Describe are dropped (every topic was asked for) or answered with
+ * TOPIC_AUTHORIZATION_FAILED (they were named). */
+#define FILTER_TOPICS(arr)                                                                         \
+    do {                                                                                           \
+        int32_t kept_ = 0;                                                                         \
+        for (int32_t i_ = 0; i_ < (arr).count; i_++) {                                             \
+            __typeof__((arr).items[0]) t_ = (arr).items[i_];                                       \
+            int stand_in_ = restore(p, &t_.name);                                                  \
+            if (stand_in_ || !allowed(who, KG_ACL_TOPIC, t_.name, KG_ACL_DESCRIBE)) {              \
+                if (p->all_topics && !stand_in_) continue;                                         \
+                t_.error_code = TOPIC_AUTHORIZATION_FAILED;                                        \
+                t_.partitions.count = 0;                                                           \
+                t_.is_internal = false;                                                            \
+            }                                                                                      \
+            (arr).items[kept_++] = t_;                                                             \
+        }                                                                                          \
+        (arr).count = kept_;                                                                       \
+    } while (0)
+
+/* ListGroups and ListTransactions (ARR, each entry's id in FIELD): only what the principal may
+ * Describe (of resource TYPE) stays. */
+#define FILTER_LISTING(arr, field, type)                                                           \
+    do {                                                                                           \
+        int32_t kept_ = 0;                                                                         \
+        for (int32_t i_ = 0; i_ < (arr).count; i_++)                                               \
+            if (allowed(who, type, (arr).items[i_].field, KG_ACL_DESCRIBE))                        \
+                (arr).items[kept_++] = (arr).items[i_];                                            \
+        (arr).count = kept_;                                                                       \
+    } while (0)
+
+/* For each entry of ARR whose NAME_FIELD is a stand-in: the real name back, CODE in its
+ * ERROR_FIELD, and EXTRA (more statements on `e_`, the entry). */
+#define RESTORE_ENTRIES(arr, name_field, error_field, code, extra)                                 \
+    for (int32_t i_ = 0; i_ < (arr).count; i_++) {                                                 \
+        __typeof__((arr).items[0]) *e_ = &(arr).items[i_];                                         \
+        if (!restore(p, &e_->name_field)) continue;                                                \
+        e_->error_field = (code);                                                                  \
+        extra;                                                                                     \
     }
-    m->topics.count = kept;
-}
 
-static void filter_groups(const kg_authz_who *who, kp_list_groups_response *m)
+/* The answers to requests kgate renamed or filters, per API: 0, or -1 when the API has none. */
+static int patch_response(const kg_authz_patch *p, const kg_authz_who *who, int16_t api_key,
+                          int16_t version, kp_reader *r, kp_arena *a, kp_writer *w)
 {
-    int32_t kept = 0;
-    for (int32_t i = 0; i < m->groups.count; i++)
-        if (allowed(who, KG_ACL_GROUP, m->groups.items[i].group_id, KG_ACL_DESCRIBE))
-            m->groups.items[kept++] = m->groups.items[i];
-    m->groups.count = kept;
-}
-
-int kg_authz_response(const kg_authz_patch *p, const kg_authz_who *who, int16_t api_key,
-                      int16_t version, const uint8_t *body, size_t len, kp_writer *w)
-{
-    kp_arena a;
-    kp_arena_init(&a);
-    kp_reader r;
-    kp_reader_init(&r, body, len);
     int rc = 0;
     switch (api_key) {
     case KP_KEY_PRODUCE:
@@ -585,42 +827,141 @@ int kg_authz_response(const kg_authz_patch *p, const kg_authz_who *who, int16_t 
         PATCH(kp_list_offsets_response, m,
               RESTORE_TOPICS(m.topics, name, partitions, error_code, (void)0));
         break;
+    case KP_KEY_OFFSET_FOR_LEADER_EPOCH:
+        PATCH(kp_offset_for_leader_epoch_response, m,
+              RESTORE_TOPICS(m.topics, topic, partitions, error_code, (void)0));
+        break;
     case KP_KEY_OFFSET_COMMIT:
         PATCH(kp_offset_commit_response, m,
               RESTORE_TOPICS(m.topics, name, partitions, error_code, (void)0));
+        break;
+    case KP_KEY_TXN_OFFSET_COMMIT:
+        PATCH(kp_txn_offset_commit_response, m,
+              RESTORE_TOPICS(m.topics, name, partitions, error_code, (void)0));
+        break;
+    case KP_KEY_ADD_PARTITIONS_TO_TXN:
+        PATCH(kp_add_partitions_to_txn_response, m,
+              RESTORE_TOPICS(m.results_by_topic_v3_and_below, name, results_by_partition,
+                             partition_error_code, (void)0));
+        break;
+    case KP_KEY_DELETE_RECORDS:
+        PATCH(kp_delete_records_response, m,
+              RESTORE_TOPICS(m.topics, name, partitions, error_code, (void)0));
+        break;
+    case KP_KEY_DESCRIBE_PRODUCERS:
+        PATCH(kp_describe_producers_response, m,
+              RESTORE_TOPICS(m.topics, name, partitions, error_code, {
+                  m.topics.items[i].partitions.items[j].error_message = denied_message();
+                  m.topics.items[i].partitions.items[j].active_producers.count = 0;
+              }));
         break;
     case KP_KEY_OFFSET_FETCH:
         PATCH(kp_offset_fetch_response, m, {
             RESTORE_TOPICS(m.topics, name, partitions, error_code, (void)0);
             for (int32_t g = 0; g < m.groups.count; g++)
                 RESTORE_TOPICS(m.groups.items[g].topics, name, partitions, error_code, (void)0);
+            RESTORE_ENTRIES(m.groups, group_id, error_code, GROUP_AUTHORIZATION_FAILED,
+                            e_->topics.count = 0);
         });
+        break;
+    case KP_KEY_FIND_COORDINATOR:
+        PATCH(kp_find_coordinator_response, m,
+              RESTORE_ENTRIES(m.coordinators, key, error_code,
+                              p->key_type == 1 ? TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+                                               : GROUP_AUTHORIZATION_FAILED,
+                              {
+                                  e_->node_id = -1;
+                                  e_->host = kp_str_c("");
+                                  e_->port = -1;
+                                  e_->error_message = denied_message();
+                              }));
+        break;
+    case KP_KEY_DESCRIBE_GROUPS:
+        PATCH(kp_describe_groups_response, m,
+              RESTORE_ENTRIES(m.groups, group_id, error_code, GROUP_AUTHORIZATION_FAILED, {
+                  e_->group_state = e_->protocol_type = e_->protocol_data = kp_str_c("");
+                  e_->members.count = 0;
+              }));
+        break;
+    case KP_KEY_CONSUMER_GROUP_DESCRIBE:
+        PATCH(kp_consumer_group_describe_response, m,
+              RESTORE_ENTRIES(m.groups, group_id, error_code, GROUP_AUTHORIZATION_FAILED, {
+                  e_->error_message = denied_message();
+                  e_->group_state = e_->assignor_name = kp_str_c("");
+                  e_->members.count = 0;
+              }));
+        break;
+    case KP_KEY_DELETE_GROUPS:
+        PATCH(
+            kp_delete_groups_response, m,
+            RESTORE_ENTRIES(m.results, group_id, error_code, GROUP_AUTHORIZATION_FAILED, (void)0));
+        break;
+    case KP_KEY_DESCRIBE_TRANSACTIONS:
+        PATCH(kp_describe_transactions_response, m,
+              RESTORE_ENTRIES(m.transaction_states, transactional_id, error_code,
+                              TRANSACTIONAL_ID_AUTHORIZATION_FAILED, e_->topics.count = 0));
+        break;
+    case KP_KEY_CREATE_PARTITIONS:
+        PATCH(kp_create_partitions_response, m,
+              RESTORE_ENTRIES(m.results, name, error_code, TOPIC_AUTHORIZATION_FAILED,
+                              e_->error_message = denied_message()));
         break;
     case KP_KEY_CREATE_TOPICS:
-        PATCH(kp_create_topics_response, m, {
-            for (int32_t i = 0; i < m.topics.count; i++)
-                if (restore(p, &m.topics.items[i].name)) {
-                    m.topics.items[i].error_code = TOPIC_AUTHORIZATION_FAILED;
-                    m.topics.items[i].error_message = denied_message();
-                }
-        });
+        PATCH(kp_create_topics_response, m,
+              RESTORE_ENTRIES(m.topics, name, error_code, TOPIC_AUTHORIZATION_FAILED,
+                              e_->error_message = denied_message()));
         break;
     case KP_KEY_DELETE_TOPICS:
-        PATCH(kp_delete_topics_response, m, {
-            for (int32_t i = 0; i < m.responses.count; i++)
-                if (restore(p, &m.responses.items[i].name))
-                    m.responses.items[i].error_code = TOPIC_AUTHORIZATION_FAILED;
-        });
+        PATCH(kp_delete_topics_response, m,
+              RESTORE_ENTRIES(m.responses, name, error_code, TOPIC_AUTHORIZATION_FAILED, (void)0));
+        break;
+    case KP_KEY_DESCRIBE_CONFIGS:
+        PATCH(kp_describe_configs_response, m,
+              RESTORE_ENTRIES(m.results, resource_name, error_code,
+                              config_denied_code(e_->resource_type), {
+                                  e_->error_message = denied_message();
+                                  e_->configs.count = 0;
+                              }));
+        break;
+    case KP_KEY_ALTER_CONFIGS:
+        PATCH(kp_alter_configs_response, m,
+              RESTORE_ENTRIES(m.responses, resource_name, error_code,
+                              config_denied_code(e_->resource_type),
+                              e_->error_message = denied_message()));
+        break;
+    case KP_KEY_INCREMENTAL_ALTER_CONFIGS:
+        PATCH(kp_incremental_alter_configs_response, m,
+              RESTORE_ENTRIES(m.responses, resource_name, error_code,
+                              config_denied_code(e_->resource_type),
+                              e_->error_message = denied_message()));
         break;
     case KP_KEY_METADATA:
-        PATCH(kp_metadata_response, m, filter_metadata(p, who, &m));
+        PATCH(kp_metadata_response, m, FILTER_TOPICS(m.topics));
+        break;
+    case KP_KEY_DESCRIBE_TOPIC_PARTITIONS:
+        PATCH(kp_describe_topic_partitions_response, m, FILTER_TOPICS(m.topics));
         break;
     case KP_KEY_LIST_GROUPS:
-        PATCH(kp_list_groups_response, m, filter_groups(who, &m));
+        PATCH(kp_list_groups_response, m, FILTER_LISTING(m.groups, group_id, KG_ACL_GROUP));
+        break;
+    case KP_KEY_LIST_TRANSACTIONS:
+        PATCH(kp_list_transactions_response, m,
+              FILTER_LISTING(m.transaction_states, transactional_id, KG_ACL_TRANSACTIONAL_ID));
         break;
     default:
         rc = -1;
     }
+    return rc;
+}
+
+int kg_authz_response(const kg_authz_patch *p, const kg_authz_who *who, int16_t api_key,
+                      int16_t version, const uint8_t *body, size_t len, kp_writer *w)
+{
+    kp_arena a;
+    kp_arena_init(&a);
+    kp_reader r;
+    kp_reader_init(&r, body, len);
+    int rc = patch_response(p, who, api_key, version, &r, &a, w);
     kp_arena_free(&a);
     return rc < 0 || w->err ? -1 : 0;
 }

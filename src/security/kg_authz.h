@@ -8,16 +8,18 @@
  *     DescribeCluster, ...): kgate answers it itself with the API's error code
  *     (GROUP_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
  *     CLUSTER_AUTHORIZATION_FAILED) and nothing reaches a cluster;
- *   - a request about several topics, some of them denied (Produce, Fetch, ListOffsets,
- *     Metadata, OffsetCommit, OffsetFetch, CreateTopics, DeleteTopics): the denied names are
- *     overwritten, in place and with the same length, by names no cluster can hold (characters
- *     Kafka refuses in topic names), so the cluster acts on the allowed topics only and
- *     answers the others with an error; the answer is then patched back: the real names with
- *     TOPIC_AUTHORIZATION_FAILED. Renaming in place keeps the frame's size, so Produce records
- *     still stream (kg_authz_produce_walk) and nothing is buffered for it;
+ *   - a request about several resources, some of them denied (Produce, Fetch, ListOffsets,
+ *     Metadata, OffsetCommit, OffsetFetch, DescribeGroups, DescribeConfigs, CreatePartitions,
+ *     ...): the denied names are overwritten, in place and with the same length, by stand-ins
+ *     (punctuation Kafka refuses in topic names, and no application uses in a group or
+ *     transactional id), so the cluster acts on the allowed ones only and answers the others
+ *     with an error; the answer is then patched back: the real names with the authorization
+ *     error (TOPIC_, GROUP_, CLUSTER_ or TRANSACTIONAL_ID_AUTHORIZATION_FAILED). Renaming in
+ *     place keeps the frame's size, so Produce records still stream (kg_authz_produce_walk)
+ *     and nothing is buffered for it;
  *   - Metadata answers lose the topics the principal may not Describe (a request for every
  *     topic), or carry TOPIC_AUTHORIZATION_FAILED for them (a request naming them), as a broker
- *     does; ListGroups answers lose the groups it may not Describe.
+ *     does; ListGroups and ListTransactions answers lose what it may not Describe.
  * The stage decides and edits; the engine moves bytes (kg_conn).
  */
 #ifndef KG_AUTHZ_H
@@ -44,9 +46,10 @@ typedef struct kg_authz_patch {
         char *stand_in, *original; /* malloc'd, LEN bytes each */
         int32_t len;
     } * topics;
-    int filter_metadata;    /* Metadata: topics the principal may not Describe */
-    int metadata_all;       /* ... the request asked for every topic: drop them */
-    int filter_list_groups; /* ListGroups: groups the principal may not Describe */
+    int filter_topics;  /* Metadata, DescribeTopicPartitions: topics it may not Describe */
+    int all_topics;     /* ... the request asked for every topic: drop them */
+    int filter_listing; /* ListGroups, ListTransactions: what it may not Describe */
+    int8_t key_type;    /* FindCoordinator: its keys are groups (0) or transactions (1) */
 } kg_authz_patch;
 
 enum {

@@ -17,8 +17,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const int16_t apis[] = {0,  1,  2,  3,  8,  9,  10, 11, 12, 13, 14,
-                               15, 16, 19, 20, 22, 25, 26, 32, 47, 60, 68};
+static const int16_t apis[] = {0,  1,  2,  3,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+                               19, 20, 21, 22, 23, 24, 25, 26, 28, 32, 33, 37, 42,
+                               44, 47, 48, 60, 61, 65, 66, 68, 69, 71, 75};
 
 static kg_acl_set *acls(void)
 {
@@ -29,9 +30,11 @@ static kg_acl_set *acls(void)
         {"deny", "User:fuzz", "topic", "literal", "ab", "Write"},
         {"allow", "User:fuzz", "group", "literal", "g", "Read"},
         {"allow", "User:*", "cluster", "literal", "kafka-cluster", "Describe"},
+        {"allow", "User:fuzz", "transactional_id", "prefixed", "t", "Write"},
     };
-    kg_acl_binding b[4];
-    for (int i = 0; i < 4; i++) {
+    enum { N = sizeof(lines) / sizeof(lines[0]) };
+    kg_acl_binding b[N];
+    for (int i = 0; i < N; i++) {
         memset(&b[i], 0, sizeof(b[i]));
         snprintf(b[i].principal, sizeof(b[i].principal), "%s", lines[i][1]);
         snprintf(b[i].host, sizeof(b[i].host), "*");
@@ -43,7 +46,7 @@ static kg_acl_set *acls(void)
         char err[128];
         if (kg_acl_binding_check(&b[i], err, sizeof(err)) < 0) abort();
     }
-    set = kg_acl_set_new(b, 4);
+    set = kg_acl_set_new(b, N);
     return set;
 }
 

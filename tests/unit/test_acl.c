@@ -174,12 +174,47 @@ KT_TEST(literal_prefixed_and_wildcard_names)
     KT_CHECK(!ok(s, "User:carol", NULL, KG_ACL_TRANSACTIONAL_ID, "tx", KG_ACL_WRITE));
     KT_CHECK(
         ok(s, "User:carol", NULL, KG_ACL_CLUSTER, KG_ACL_CLUSTER_NAME, KG_ACL_IDEMPOTENT_WRITE));
-    /* Not Kafka's implied IdempotentWrite: Write on a topic grants nothing on the cluster. */
+    /* Write on a topic is no IdempotentWrite binding (the engine asks kg_acl_allowed_any). */
     KT_CHECK(
         !ok(s, "User:alice", NULL, KG_ACL_CLUSTER, KG_ACL_CLUSTER_NAME, KG_ACL_IDEMPOTENT_WRITE));
     /* Names need no NUL: a prefix of a longer buffer is matched on its length. */
     KT_CHECK(kg_acl_allowed(s, "User:alice", NULL, KG_ACL_TOPIC, "paymentsXYZ", 8, KG_ACL_READ));
     KT_CHECK(!kg_acl_allowed(s, "User:alice", NULL, KG_ACL_TOPIC, "paymentsXYZ", 9, KG_ACL_READ));
+    kg_acl_release(s);
+}
+
+/* Kafka's authorizeByResourceType: some resource of the type allowed, not covered by a DENY. */
+KT_TEST(allowed_on_some_resource_of_a_type)
+{
+    static const char *const lines[] = {
+        "allow User:alice * topic prefixed orders Write",
+        "allow User:bob * topic literal payments Write",
+        "deny User:bob * topic literal payments Write",
+        "allow User:carol * topic literal audit Write",
+        "deny User:carol * topic prefixed aud Write",
+        "allow User:dave * topic prefixed orders Write",
+        "deny User:dave * topic literal orders Write", /* a literal does not cover a prefix */
+        "allow User:erin * topic literal * Write",
+        "allow User:frank * topic prefixed x Write",
+        "deny User:frank * topic literal * Write",
+        "allow User:* * topic literal public Read",
+        "allow User:gina 10.0.0.1 topic literal t Write",
+        NULL,
+    };
+    kg_acl_set *s = mkset(lines);
+    KT_CHECK(kg_acl_allowed_any(s, "User:alice", NULL, KG_ACL_TOPIC, KG_ACL_WRITE));
+    KT_CHECK(!kg_acl_allowed_any(s, "User:alice", NULL, KG_ACL_TOPIC, KG_ACL_DELETE));
+    KT_CHECK(!kg_acl_allowed_any(s, "User:bob", NULL, KG_ACL_TOPIC, KG_ACL_WRITE));
+    KT_CHECK(!kg_acl_allowed_any(s, "User:carol", NULL, KG_ACL_TOPIC, KG_ACL_WRITE));
+    KT_CHECK(kg_acl_allowed_any(s, "User:dave", NULL, KG_ACL_TOPIC, KG_ACL_WRITE));
+    KT_CHECK(kg_acl_allowed_any(s, "User:erin", NULL, KG_ACL_TOPIC, KG_ACL_WRITE));
+    KT_CHECK(!kg_acl_allowed_any(s, "User:frank", NULL, KG_ACL_TOPIC, KG_ACL_WRITE));
+    KT_CHECK(kg_acl_allowed_any(s, "User:zed", NULL, KG_ACL_TOPIC, KG_ACL_READ));
+    KT_CHECK(!kg_acl_allowed_any(s, "User:zed", NULL, KG_ACL_TOPIC, KG_ACL_WRITE));
+    KT_CHECK(!kg_acl_allowed_any(s, "User:alice", NULL, KG_ACL_GROUP, KG_ACL_WRITE));
+    KT_CHECK(kg_acl_allowed_any(s, "User:gina", "10.0.0.1", KG_ACL_TOPIC, KG_ACL_WRITE));
+    KT_CHECK(!kg_acl_allowed_any(s, "User:gina", "10.0.0.2", KG_ACL_TOPIC, KG_ACL_WRITE));
+    KT_CHECK(!kg_acl_allowed_any(NULL, "User:alice", NULL, KG_ACL_TOPIC, KG_ACL_WRITE));
     kg_acl_release(s);
 }
 

@@ -355,10 +355,15 @@ KT_TEST(denied_group_transaction_and_cluster_requests_get_kafkas_errors)
 
     kp_init_producer_id_request init;
     kp_init_producer_id_request_init(&init);
-    init.transactional_id = KP_STR_NULL; /* idempotent: IdempotentWrite on the cluster */
+    init.transactional_id = KP_STR_NULL; /* idempotent: Write on a topic implies it */
     kp_writer_init(&body, 64);
     kp_init_producer_id_request_encode(&body, 4, &init);
-    KT_CHECK_EQ_INT(answered_error(&who, 22, 4, &body, &action), 31);
+    answered_error(&who, 22, 4, &body, &action);
+    KT_CHECK_EQ_INT(action, KG_AUTHZ_PASS);
+    kg_authz_who reader = {acls, "User:bob", NULL}; /* no Write anywhere, no IdempotentWrite */
+    kp_writer_init(&body, 64);
+    kp_init_producer_id_request_encode(&body, 4, &init);
+    KT_CHECK_EQ_INT(answered_error(&reader, 22, 4, &body, &action), 31);
     init.transactional_id = kp_str_c("txn-1");
     kp_writer_init(&body, 64);
     kp_init_producer_id_request_encode(&body, 4, &init);
@@ -405,3 +410,222 @@ KT_TEST(topic_ids_are_refused_where_names_decide)
 }
 
 KT_MAIN()
+
+/* 1 when S is a stand-in kgate made of a denied name (punctuation only). */
+static int is_stand_in(kp_str s)
+{
+    return s.len > 0 && strspn(s.ptr, "!#$%&()*+,:;<=>?@[]^{|}~") >= (size_t)s.len;
+}
+
+KT_TEST(several_groups_denied_ones_renamed_and_answered_with_30)
+{
+    kg_acl_set *acls = alice_acls();
+    kg_authz_who who = {acls, "User:alice", NULL};
+    kp_describe_groups_request m;
+    kp_describe_groups_request_init(&m);
+    kp_str groups[] = {kp_str_c("g"), kp_str_c("other-group")};
+    m.groups.count = 2;
+    m.groups.items = groups;
+    kp_writer body;
+    kp_writer_init(&body, 64);
+    kp_describe_groups_request_encode(&body, 5, &m);
+    kg_authz_verdict v;
+    kg_authz_verdict_init(&v);
+    KT_CHECK_EQ_INT(kg_authz_request(&who, KP_KEY_DESCRIBE_GROUPS, 5, body.buf, body.len, &v), 0);
+    KT_CHECK_EQ_INT(v.action, KG_AUTHZ_PATCH);
+    kp_arena a;
+    kp_arena_init(&a);
+    kp_reader r;
+    kp_reader_init(&r, body.buf, body.len);
+    kp_describe_groups_request sent;
+    KT_CHECK_EQ_INT(kp_describe_groups_request_decode(&r, &a, 5, &sent), 0);
+    KT_CHECK(!is_stand_in(sent.groups.items[0]) && is_stand_in(sent.groups.items[1]));
+    /* the cluster's answer: "g" described, the stand-in unknown (a dead group) */
+    kp_describe_groups_response ans;
+    kp_describe_groups_response_init(&ans);
+    kp_describe_groups_response_described_group dg[2];
+    memset(dg, 0, sizeof(dg));
+    dg[0].group_id = sent.groups.items[0];
+    dg[0].group_state = kp_str_c("Stable");
+    dg[1].group_id = sent.groups.items[1];
+    dg[1].group_state = kp_str_c("Dead");
+    ans.groups.count = 2;
+    ans.groups.items = dg;
+    kp_writer raw, fixed;
+    kp_writer_init(&raw, 128);
+    kp_writer_init(&fixed, 128);
+    kp_describe_groups_response_encode(&raw, 5, &ans);
+    KT_CHECK_EQ_INT(
+        kg_authz_response(v.patch, &who, KP_KEY_DESCRIBE_GROUPS, 5, raw.buf, raw.len, &fixed), 0);
+    kp_reader_init(&r, fixed.buf, fixed.len);
+    kp_describe_groups_response got;
+    KT_CHECK_EQ_INT(kp_describe_groups_response_decode(&r, &a, 5, &got), 0);
+    KT_CHECK_EQ_INT(got.groups.count, 2);
+    KT_CHECK_EQ_INT(got.groups.items[0].error_code, 0);
+    KT_CHECK(got.groups.items[1].group_id.len == 11 &&
+             memcmp(got.groups.items[1].group_id.ptr, "other-group", 11) == 0);
+    KT_CHECK_EQ_INT(got.groups.items[1].error_code, 30);
+    kp_arena_free(&a);
+    kp_writer_free(&raw);
+    kp_writer_free(&fixed);
+    kp_writer_free(&body);
+    kg_authz_patch_free(v.patch);
+    kg_authz_verdict_free(&v);
+    kg_acl_release(acls);
+}
+
+KT_TEST(config_resources_checked_per_type_with_their_own_codes)
+{
+    kg_acl_set *acls = alice_acls(); /* no DescribeConfigs anywhere */
+    kg_authz_who who = {acls, "User:alice", NULL};
+    kp_describe_configs_request m;
+    kp_describe_configs_request_init(&m);
+    kp_describe_configs_request_describe_configs_resource res[2];
+    memset(res, 0, sizeof(res));
+    res[0].resource_type = 2; /* topic */
+    res[0].resource_name = kp_str_c("good-a");
+    res[0].configuration_keys.count = -1;
+    res[1].resource_type = 4; /* broker */
+    res[1].resource_name = kp_str_c("1");
+    res[1].configuration_keys.count = -1;
+    m.resources.count = 2;
+    m.resources.items = res;
+    kp_writer body;
+    kp_writer_init(&body, 64);
+    kp_describe_configs_request_encode(&body, 4, &m);
+    kg_authz_verdict v;
+    kg_authz_verdict_init(&v);
+    KT_CHECK_EQ_INT(kg_authz_request(&who, KP_KEY_DESCRIBE_CONFIGS, 4, body.buf, body.len, &v), 0);
+    KT_CHECK_EQ_INT(v.action, KG_AUTHZ_PATCH);
+    KT_CHECK(memmem(body.buf, body.len, "good-a", 6) == NULL);
+    kp_arena a;
+    kp_arena_init(&a);
+    kp_reader r;
+    kp_reader_init(&r, body.buf, body.len);
+    kp_describe_configs_request sent;
+    KT_CHECK_EQ_INT(kp_describe_configs_request_decode(&r, &a, 4, &sent), 0);
+    kp_describe_configs_response ans;
+    kp_describe_configs_response_init(&ans);
+    kp_describe_configs_response_describe_configs_result out[2];
+    memset(out, 0, sizeof(out));
+    for (int i = 0; i < 2; i++) {
+        out[i].error_code = i == 0 ? 3 : 42; /* what a cluster says to the stand-ins */
+        out[i].resource_type = sent.resources.items[i].resource_type;
+        out[i].resource_name = sent.resources.items[i].resource_name;
+    }
+    ans.results.count = 2;
+    ans.results.items = out;
+    kp_writer raw, fixed;
+    kp_writer_init(&raw, 128);
+    kp_writer_init(&fixed, 128);
+    kp_describe_configs_response_encode(&raw, 4, &ans);
+    KT_CHECK_EQ_INT(
+        kg_authz_response(v.patch, &who, KP_KEY_DESCRIBE_CONFIGS, 4, raw.buf, raw.len, &fixed), 0);
+    kp_reader_init(&r, fixed.buf, fixed.len);
+    kp_describe_configs_response got;
+    KT_CHECK_EQ_INT(kp_describe_configs_response_decode(&r, &a, 4, &got), 0);
+    KT_CHECK_EQ_INT(got.results.items[0].error_code, 29);
+    KT_CHECK(got.results.items[0].resource_name.len == 6 &&
+             memcmp(got.results.items[0].resource_name.ptr, "good-a", 6) == 0);
+    KT_CHECK_EQ_INT(got.results.items[1].error_code, 31);
+    KT_CHECK(got.results.items[1].resource_name.len == 1 &&
+             got.results.items[1].resource_name.ptr[0] == '1');
+    kg_authz_patch_free(v.patch);
+    kg_authz_verdict_free(&v);
+    kp_writer_free(&raw);
+    kp_writer_free(&fixed);
+    kp_writer_free(&body);
+    /* the cluster-wide broker defaults have an empty name: nothing to rename, so it closes */
+    res[1].resource_name = kp_str_c("");
+    m.resources.count = 2;
+    kp_writer_init(&body, 64);
+    kp_describe_configs_request_encode(&body, 4, &m);
+    kg_authz_verdict_init(&v);
+    KT_CHECK_EQ_INT(kg_authz_request(&who, KP_KEY_DESCRIBE_CONFIGS, 4, body.buf, body.len, &v), 0);
+    KT_CHECK_EQ_INT(v.action, KG_AUTHZ_CLOSE);
+    KT_CHECK(v.patch == NULL);
+    kg_authz_verdict_free(&v);
+    kp_writer_free(&body);
+    kp_arena_free(&a);
+    kg_acl_release(acls);
+}
+
+KT_TEST(transactions_and_leader_epochs_checked_on_their_resources)
+{
+    kg_acl_set *acls = alice_acls(); /* no transactional id allowed */
+    kg_authz_who who = {acls, "User:alice", NULL};
+    kp_add_partitions_to_txn_request m;
+    kp_add_partitions_to_txn_request_init(&m);
+    int32_t parts[] = {0, 3};
+    kp_add_partitions_to_txn_request_add_partitions_to_txn_topic t = {.name = kp_str_c("good-a"),
+                                                                      .partitions = {2, parts}};
+    m.v3_and_below_transactional_id = kp_str_c("txn-1");
+    m.v3_and_below_topics.count = 1;
+    m.v3_and_below_topics.items = &t;
+    kp_writer body;
+    kp_writer_init(&body, 64);
+    kp_add_partitions_to_txn_request_encode(&body, 3, &m);
+    kg_authz_verdict v;
+    kg_authz_verdict_init(&v);
+    KT_CHECK_EQ_INT(kg_authz_request(&who, KP_KEY_ADD_PARTITIONS_TO_TXN, 3, body.buf, body.len, &v),
+                    0);
+    KT_CHECK_EQ_INT(v.action, KG_AUTHZ_ANSWER);
+    kp_arena a;
+    kp_arena_init(&a);
+    kp_reader r;
+    kp_reader_init(&r, v.answer.buf, v.answer.len);
+    kp_add_partitions_to_txn_response got;
+    KT_CHECK_EQ_INT(kp_add_partitions_to_txn_response_decode(&r, &a, 3, &got), 0);
+    KT_CHECK_EQ_INT(got.results_by_topic_v3_and_below.count, 1);
+    KT_CHECK_EQ_INT(got.results_by_topic_v3_and_below.items[0].results_by_partition.count, 2);
+    KT_CHECK_EQ_INT(
+        got.results_by_topic_v3_and_below.items[0].results_by_partition.items[1].partition_index,
+        3);
+    KT_CHECK_EQ_INT(got.results_by_topic_v3_and_below.items[0]
+                        .results_by_partition.items[1]
+                        .partition_error_code,
+                    53);
+    kg_authz_verdict_free(&v);
+    kp_writer_free(&body);
+
+    /* a consumer validating its position (KIP-320): Describe on the topic, not the cluster */
+    kp_offset_for_leader_epoch_request e;
+    kp_offset_for_leader_epoch_request_init(&e);
+    kp_offset_for_leader_epoch_request_offset_for_leader_topic et[2];
+    memset(et, 0, sizeof(et));
+    et[0].topic = kp_str_c("good-a");
+    et[1].topic = kp_str_c("other");
+    e.replica_id = -1;
+    e.topics.count = 1;
+    e.topics.items = et;
+    kp_writer_init(&body, 64);
+    kp_offset_for_leader_epoch_request_encode(&body, 4, &e);
+    kg_authz_verdict_init(&v);
+    KT_CHECK_EQ_INT(
+        kg_authz_request(&who, KP_KEY_OFFSET_FOR_LEADER_EPOCH, 4, body.buf, body.len, &v), 0);
+    KT_CHECK_EQ_INT(v.action, KG_AUTHZ_PASS);
+    kg_authz_verdict_free(&v);
+    kp_writer_free(&body);
+    e.topics.count = 2;
+    kp_writer_init(&body, 64);
+    kp_offset_for_leader_epoch_request_encode(&body, 4, &e);
+    kg_authz_verdict_init(&v);
+    KT_CHECK_EQ_INT(
+        kg_authz_request(&who, KP_KEY_OFFSET_FOR_LEADER_EPOCH, 4, body.buf, body.len, &v), 0);
+    KT_CHECK_EQ_INT(v.action, KG_AUTHZ_PATCH);
+    KT_CHECK(memmem(body.buf, body.len, "other", 5) == NULL);
+    kg_authz_patch_free(v.patch);
+    kg_authz_verdict_free(&v);
+    kp_writer_free(&body);
+    e.replica_id = 2; /* a follower's: ClusterAction, which alice has not */
+    kp_writer_init(&body, 64);
+    kp_offset_for_leader_epoch_request_encode(&body, 4, &e);
+    kg_authz_verdict_init(&v);
+    KT_CHECK_EQ_INT(
+        kg_authz_request(&who, KP_KEY_OFFSET_FOR_LEADER_EPOCH, 4, body.buf, body.len, &v), 0);
+    KT_CHECK_EQ_INT(v.action, KG_AUTHZ_CLOSE);
+    kg_authz_verdict_free(&v);
+    kp_writer_free(&body);
+    kp_arena_free(&a);
+    kg_acl_release(acls);
+}

@@ -7,7 +7,7 @@ getting the same answers before and after a failover from a 2.0.2 mock cluster t
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from kghelpers import DevCluster, stop_all, wait_for
@@ -153,3 +153,52 @@ def test_bindings_apply_at_run_time(gate):
     assert reply.status == 200, reply
     assert produce(gate, "bob", [("sec3", b"x")])["sec3"] == [
         KafkaError.TOPIC_AUTHORIZATION_FAILED]
+
+
+def idempotent_produce(g, user, topic):
+    """Delivery codes of two records from an idempotent producer (InitProducerId without a
+    transactional id first), or the fatal error code it stops with."""
+    p = Producer({"bootstrap.servers": f"127.0.0.1:{g.base}", "enable.idempotence": True,
+                  **conf(user)})
+    codes = []
+    try:
+        for v in (b"i1", b"i2"):
+            p.produce(topic, v, on_delivery=lambda e, m: codes.append(e.code() if e else 0))
+            p.flush(30)
+    except KafkaException as e:  # the fatal error of a refused InitProducerId
+        return e.args[0].code()
+    return codes
+
+
+def transaction(g, user, txn_id, topic):
+    """'committed' after a transaction producing to TOPIC, or the KafkaError code that stopped
+    it (init, AddPartitionsToTxn via produce, or commit)."""
+    p = Producer({"bootstrap.servers": f"127.0.0.1:{g.base}", "transactional.id": txn_id,
+                  "transaction.timeout.ms": 30000, **conf(user)})
+    try:
+        p.init_transactions(20)
+        p.begin_transaction()
+        p.produce(topic, b"in-a-transaction")
+        p.commit_transaction(20)
+        return "committed"
+    except KafkaException as e:
+        return e.args[0].code()
+
+
+def test_producers_idempotent_by_topic_write_and_transactional_by_id(gate):
+    """Write on a topic implies IdempotentWrite (Kafka's KIP-679 rule): alice's idempotent
+    producer works without a cluster binding, bob (Describe only) is refused. A transaction
+    needs Write on its id; with it, AddPartitionsToTxn and EndTxn pass on alice's topics."""
+    assert idempotent_produce(gate, "alice", "sec3") == [0, 0]
+    assert idempotent_produce(gate, "bob", "sec1") == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    assert "ACLs deny IdempotentWrite on cluster kafka-cluster to User:bob" in gate.log()
+    assert transaction(gate, "alice", "tx-alice", "sec3") == \
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    reply = gate.admin("POST", "/v1/acls", {
+        "principal": "User:alice", "permission": "allow", "resource_type": "transactional_id",
+        "resource_name": "tx-alice", "operation": "Write"})
+    assert reply.status == 201, reply
+    assert transaction(gate, "alice", "tx-alice", "sec3") == "committed"
+    # a denied topic inside the transaction fails it with the topic's error
+    assert transaction(gate, "alice", "tx-alice", "sec1") == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
