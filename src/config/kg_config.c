@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <libfyaml.h>
+#include <openssl/evp.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -126,10 +127,12 @@ enum {
     VC_AUTH,
     VC_LISTENER,
     VC_ACLS,
+    VC_CLUSTER_ID,
     VC_N
 };
-static const char *const vcluster_keys[VC_N] = {"port",          "primary", "secondary", "node_ids",
-                                                "leader_epochs", "auth",    "listener",  "acls"};
+static const char *const vcluster_keys[VC_N] = {"port",     "primary",       "secondary",
+                                                "node_ids", "leader_epochs", "auth",
+                                                "listener", "acls",          "cluster_id"};
 
 enum {
     LISTENER_SASL,
@@ -1223,6 +1226,49 @@ static void parse_leader_epochs(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_va
         cfg_err(p, v->loc, "%s: must be hide or pass, not '%s'", path, mode);
 }
 
+/* The default cluster id: 16 bytes of SHA-256 over the address clients use and the vcluster's
+ * name, in base64url without padding (22 characters, the form of Kafka's own ids). It stays the
+ * same across restarts and on every instance of a fleet, and differs between gateways. */
+static void derive_cluster_id(const kg_config *cfg, const kg_vcluster_cfg *vc,
+                              char out[KG_CLUSTER_ID_MAX])
+{
+    static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char seed[KG_HOST_MAX + KG_NAME_MAX + 32];
+    int n =
+        snprintf(seed, sizeof(seed), "kgate:%s:%u:%s", cfg->advertised_host, vc->port, vc->name);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (n < 0 || !EVP_Digest(seed, strlen(seed), md, &md_len, EVP_sha256(), NULL)) md_len = 0;
+    if (md_len < 16) memset(md, 0, 16);
+    int o = 0;
+    for (int i = 0; i < 16; i += 3) { /* 16 bytes: five groups of 3, then one byte */
+        uint32_t v = (uint32_t)md[i] << 16;
+        if (i + 1 < 16) v |= (uint32_t)md[i + 1] << 8;
+        if (i + 2 < 16) v |= md[i + 2];
+        int chars = i + 2 < 16 ? 4 : 2;
+        for (int k = 0; k < chars; k++)
+            out[o++] = b64url[(v >> (18 - 6 * k)) & 63];
+    }
+    out[o] = '\0';
+}
+
+/* cluster_id: what clients are told the cluster's id is, whichever cluster is active, so a
+ * switch never looks like another cluster to them (librdkafka: "reports different ClusterId").
+ */
+static void parse_cluster_id(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v, const char *path)
+{
+    int rc = get_string(p, v, path, vc->cluster_id, sizeof(vc->cluster_id));
+    if (rc <= 0) {
+        if (rc == 0) derive_cluster_id(p->cfg, vc, vc->cluster_id);
+        return;
+    }
+    if (strspn(vc->cluster_id,
+               "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") !=
+        strlen(vc->cluster_id))
+        cfg_err(p, v->loc, "%s: '%s' must be 1 to %d characters of A-Z, a-z, 0-9, '_' and '-'",
+                path, vc->cluster_id, KG_CLUSTER_ID_MAX - 1);
+}
+
 /* listener.sasl: a list of mechanism names, each once. */
 static void parse_listener_sasl(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v,
                                 const char *path)
@@ -1463,6 +1509,7 @@ static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
     }
     parse_node_ids(p, vc, &f[VC_NODE_IDS], join_path(fp, path, "node_ids"));
     parse_leader_epochs(p, vc, &f[VC_LEADER_EPOCHS], join_path(fp, path, "leader_epochs"));
+    parse_cluster_id(p, vc, &f[VC_CLUSTER_ID], join_path(fp, path, "cluster_id"));
     parse_auth(p, vc, &f[VC_AUTH], &f[VC_LISTENER], path);
     /* Passthrough: the client's own login goes to the cluster; kgate logging in itself on the
      * same connection would make the two logins collide. */

@@ -105,6 +105,8 @@ typedef struct kg_oauthbearer_cfg {
     int clock_skew_s;                  /* default 30 */
 } kg_oauthbearer_cfg;
 
+#define KG_CLUSTER_ID_MAX 65 /* 64 characters of [A-Za-z0-9_-], with the NUL */
+
 /* A virtual cluster: what clients connect to. Broker node N is served on port + 1 + (N -
  * node_id_min). */
 typedef struct kg_vcluster_cfg {
@@ -115,6 +117,9 @@ typedef struct kg_vcluster_cfg {
     int node_id_min;        /* default 0 */
     int node_id_max;        /* default 31 */
     int hide_leader_epochs; /* leader_epochs: hide (default with a secondary) | pass */
+    /* cluster_id: the id clients see in Metadata and DescribeCluster, whichever cluster is
+     * active (default: derived from advertised_host, port and name; see docs/config.md). */
+    char cluster_id[KG_CLUSTER_ID_MAX];
     /* auth: gateway — clients authenticate to kgate (SASL) with users kgate manages. */
     int auth_gateway;
     /* auth: passthrough — clients log in to the active cluster; kgate reads the name along. */

@@ -1267,7 +1267,8 @@ static int conn_transform_response(kg_conn *c, const kg_inflight *e, const uint8
                            .port_for_node = conn_port_for_node,
                            .ctx = c,
                            .fallback_port = c->vc->cfg->port,
-                           .hide_leader_epochs = c->vc->cfg->hide_leader_epochs};
+                           .hide_leader_epochs = c->vc->cfg->hide_leader_epochs,
+                           .cluster_id = c->vc->cfg->cluster_id};
         rc = kg_rewrite_response(e->api_key, e->api_version, body, body_len, &map, conn_broker_seen,
                                  c->cluster, out);
         changed |= rc == 1;

@@ -435,12 +435,12 @@ static json_t *vcluster_status(kg_gateway *gw, kg_vcluster *vc)
     uint64_t word = atomic_load(&vc->route);
     const kg_config *cfg = gw->cfg;
     return json_pack(
-        "{s:s, s:i, s:s, s:s?, s:s, s:I, s:i, s:I, s:f}", "name", vc->cfg->name, "port",
-        vc->cfg->port, "primary", cfg->clusters[vc->cfg->primary].name, "secondary",
-        vc->cfg->secondary >= 0 ? cfg->clusters[vc->cfg->secondary].name : NULL, "active",
-        cfg->clusters[KG_ROUTE_ACTIVE(word)].name, "epoch", (json_int_t)KG_ROUTE_EPOCH(word),
-        "client_connections", atomic_load(&vc->client_conns), "failovers_total",
-        (json_int_t)atomic_load(&vc->failovers_total), "last_switch_ms",
+        "{s:s, s:s, s:i, s:s, s:s?, s:s, s:I, s:i, s:I, s:f}", "name", vc->cfg->name, "cluster_id",
+        vc->cfg->cluster_id, "port", vc->cfg->port, "primary", cfg->clusters[vc->cfg->primary].name,
+        "secondary", vc->cfg->secondary >= 0 ? cfg->clusters[vc->cfg->secondary].name : NULL,
+        "active", cfg->clusters[KG_ROUTE_ACTIVE(word)].name, "epoch",
+        (json_int_t)KG_ROUTE_EPOCH(word), "client_connections", atomic_load(&vc->client_conns),
+        "failovers_total", (json_int_t)atomic_load(&vc->failovers_total), "last_switch_ms",
         (double)atomic_load(&vc->last_switch_us) / 1000.0);
 }
 

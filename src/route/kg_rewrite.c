@@ -1,5 +1,7 @@
 #include "route/kg_rewrite.h"
 
+#include <string.h>
+
 #include "kp_msgs.h"
 
 enum {
@@ -92,11 +94,23 @@ static void hide_leader_epochs(kp_metadata_response *m)
             m->topics.items[t].partitions.items[p].leader_epoch = -1;
 }
 
+/* The answer's cluster id (a field at this version when HAS_FIELD) becomes the virtual
+ * cluster's, so a switch never shows clients another cluster: 1 when that changed it. */
+static int own_cluster_id(const rewriter *rw, int has_field, kp_str *id)
+{
+    const char *own = rw->map->cluster_id;
+    if (!has_field || !own) return 0;
+    size_t n = strlen(own);
+    if (id->len >= 0 && (size_t)id->len == n && memcmp(id->ptr, own, n) == 0) return 0;
+    *id = kp_str_c(own);
+    return 1;
+}
+
 static int rewrite_metadata(rewriter *rw, int16_t version, kp_writer *out)
 {
     kp_metadata_response m;
     if (!decoded_all(rw, kp_metadata_response_decode(&rw->r, &rw->arena, version, &m))) return -1;
-    if (m.brokers.count <= 0) return 0;
+    if (!own_cluster_id(rw, version >= 2, &m.cluster_id) && m.brokers.count <= 0) return 0;
     for (int32_t i = 0; i < m.brokers.count; i++) {
         kp_metadata_response_metadata_response_broker *b = &m.brokers.items[i];
         rewrite_address(rw, b->node_id, &b->host, &b->port, &b->rack);
@@ -131,7 +145,7 @@ static int rewrite_describe_cluster(rewriter *rw, int16_t version, kp_writer *ou
     kp_describe_cluster_response m;
     if (!decoded_all(rw, kp_describe_cluster_response_decode(&rw->r, &rw->arena, version, &m)))
         return -1;
-    if (m.brokers.count <= 0) return 0;
+    if (!own_cluster_id(rw, 1, &m.cluster_id) && m.brokers.count <= 0) return 0;
     for (int32_t i = 0; i < m.brokers.count; i++) {
         kp_describe_cluster_response_describe_cluster_broker *b = &m.brokers.items[i];
         rewrite_address(rw, b->broker_id, &b->host, &b->port, &b->rack);

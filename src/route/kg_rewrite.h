@@ -3,7 +3,8 @@
  * Addresses appear in Metadata (brokers), FindCoordinator (v0-3 top level, v4+ coordinators),
  * DescribeCluster (brokers) and the KIP-951 NodeEndpoints (top-level tagged field 0) of
  * Produce v10+ / Fetch v16+ responses. Every one of them is replaced by the advertised host and
- * the port kgate serves that node on; no backend host or port survives.
+ * the port kgate serves that node on; no backend host or port survives. The cluster id in
+ * Metadata and DescribeCluster becomes the virtual cluster's, the same on either side.
  */
 #ifndef KG_REWRITE_H
 #define KG_REWRITE_H
@@ -20,6 +21,7 @@ typedef struct kg_node_map {
     void *ctx;
     uint16_t fallback_port; /* used when port_for_node gives -1, and for node id -1 */
     int hide_leader_epochs; /* Metadata: report partition leader epochs as unknown (-1) */
+    const char *cluster_id; /* Metadata v2+, DescribeCluster: the virtual cluster's id */
 } kg_node_map;
 
 /* Called with every real broker address seen (node id >= 0), before it is rewritten, so the

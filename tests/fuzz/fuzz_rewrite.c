@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     input_start = body;
     input_end = body + len;
 
-    kg_node_map map = {"gw.test", port_for_node, NULL, 19999};
+    kg_node_map map = {"gw.test", port_for_node, NULL, 19999, 0, "vc-id"};
     kp_writer out, again;
     kp_writer_init(&out, 0);
     kp_writer_init(&again, 0);
@@ -73,7 +73,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         input_end = out.buf + out.len;
         int rc2 =
             kg_rewrite_response(api->api_key, version, out.buf, out.len, &map, seen, NULL, &again);
-        if (rc2 != 1 || again.len != out.len || memcmp(again.buf, out.buf, out.len) != 0) {
+        /* 0: nothing left to change (only the cluster id had to be); 1: the same bytes */
+        if (rc2 < 0 ||
+            (rc2 == 1 && (again.len != out.len || memcmp(again.buf, out.buf, out.len) != 0))) {
             fprintf(stderr, "%s v%d: rewriting is not idempotent (%d)\n", api->name, version, rc2);
             abort();
         }

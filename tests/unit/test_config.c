@@ -391,6 +391,29 @@ KT_TEST(leader_epochs_hidden_by_default_only_with_a_secondary)
         "t.yaml:9:20: vclusters.v.leader_epochs: must be hide or pass, not 'drop'\n");
 }
 
+KT_TEST(cluster_id_configured_or_derived_stably)
+{
+    parsed r = parse(TWO_CLUSTERS_YAML(""));
+    char first[KG_CLUSTER_ID_MAX] = "";
+    if (r.cfg) snprintf(first, sizeof(first), "%s", r.cfg->vclusters[0].cluster_id);
+    KT_CHECK_EQ_INT((int)strlen(first), 22); /* Kafka's form: 16 bytes in base64url */
+    KT_CHECK(strspn(first, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+             22);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("")); /* the same config: the same id, every time */
+    KT_CHECK(r.cfg && strcmp(r.cfg->vclusters[0].cluster_id, first) == 0);
+    done(&r);
+    r = parse("advertised_host: gw.example\n" TWO_CLUSTERS_YAML(""));
+    KT_CHECK(r.cfg && strcmp(r.cfg->vclusters[0].cluster_id, first) != 0);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    cluster_id: orders-prod_1\n"));
+    KT_CHECK(r.cfg && strcmp(r.cfg->vclusters[0].cluster_id, "orders-prod_1") == 0);
+    done(&r);
+    expect_single_error(TWO_CLUSTERS_YAML("    cluster_id: \"a b\"\n"),
+                        "t.yaml:9:18: vclusters.v.cluster_id: 'a b' must be 1 to 64 characters "
+                        "of A-Z, a-z, 0-9, '_' and '-'\n");
+}
+
 KT_TEST(auth_gateway_and_listener_sasl)
 {
     parsed r = parse(MINIMAL_YAML);

@@ -244,6 +244,40 @@ KT_TEST(metadata_without_brokers_needs_no_change)
     fixture_free(&f);
 }
 
+/* With the virtual cluster's id set, every Metadata v2+ and DescribeCluster answer carries it,
+ * even one without brokers; v0-1 have no such field and stay as they are. */
+KT_TEST(cluster_id_is_the_virtual_clusters)
+{
+    for (int16_t v = 0; v <= 12; v++) {
+        fixture f;
+        fixture_init(&f);
+        f.map.cluster_id = "vc-stable-id";
+        kp_metadata_response m;
+        kp_metadata_response_init(&m);
+        if (v >= 2) m.cluster_id = s("east-physical");
+        kp_metadata_response_encode(&f.in, v, &m);
+        KT_CHECK_EQ_INT(rewrite(&f, API_METADATA, v), v >= 2 ? 1 : 0);
+        if (v >= 2) {
+            kp_reader r = out_reader(&f);
+            KT_CHECK_EQ_INT(kp_metadata_response_decode(&r, &f.arena, v, &m), 0);
+            KT_CHECK(kp_str_eq_c(m.cluster_id, "vc-stable-id"));
+        }
+        fixture_free(&f);
+    }
+    fixture f;
+    fixture_init(&f);
+    f.map.cluster_id = "vc-stable-id";
+    kp_describe_cluster_response d;
+    kp_describe_cluster_response_init(&d);
+    d.cluster_id = s("west-physical");
+    kp_describe_cluster_response_encode(&f.in, 1, &d);
+    KT_CHECK_EQ_INT(rewrite(&f, API_DESCRIBE_CLUSTER, 1), 1);
+    kp_reader r = out_reader(&f);
+    KT_CHECK_EQ_INT(kp_describe_cluster_response_decode(&r, &f.arena, 1, &d), 0);
+    KT_CHECK(kp_str_eq_c(d.cluster_id, "vc-stable-id"));
+    fixture_free(&f);
+}
+
 KT_TEST(find_coordinator_v0_to_v3_top_level)
 {
     for (int16_t v = 0; v <= 3; v++) {
