@@ -46,6 +46,8 @@ static void usage(FILE *out)
             "             | annotate ID --remediation TEXT --retest ID --retest-result TEXT\n"
             "                         chaos drills with abort criteria and a six-field report\n"
             "  reload                 re-read the config file's chaos rules (same as SIGHUP)\n"
+            "  drain [--within 60s] | drain status | drain cancel\n"
+            "                         stop serving without cutting a request (docs/fleet.md)\n"
             "  users add NAME --mechanism M (--password-file F | --password-stdin)\n"
             "        | passwd NAME ... | rm NAME | list\n"
             "                         SASL users of auth: gateway virtual clusters (see "
@@ -244,7 +246,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "failover") == 0 ||
         strcmp(cmd, "failback") == 0 || strcmp(cmd, "audit") == 0 || strcmp(cmd, "chaos") == 0 ||
         strcmp(cmd, "experiment") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "users") == 0 ||
-        strcmp(cmd, "acl") == 0 || strcmp(cmd, "token") == 0)
+        strcmp(cmd, "acl") == 0 || strcmp(cmd, "token") == 0 || strcmp(cmd, "drain") == 0)
         return cmd_operate(argc - 1, argv + 1);
     fprintf(stderr, "kgate: unknown command '%s'\n\n", cmd);
     usage(stderr);

@@ -157,7 +157,12 @@ static int handle_readyz(void *ctx, kg_admin_request *req)
 {
     const kg_admin_ops *ops = &req->admin->ops;
     int ready = ops->ready ? ops->ready(ops->ctx) : 1;
-    return kg_admin_reply(req, ready ? 200 : 503, json_pack("{s:b}", "ready", ready));
+    json_t *body = json_pack("{s:b}", "ready", ready);
+    char buf[256];
+    const char *why =
+        !ready && ops->unready_reason ? ops->unready_reason(ops->ctx, buf, sizeof(buf)) : NULL;
+    if (why) json_object_set_new(body, "reason", json_string(why));
+    return kg_admin_reply(req, ready ? 200 : 503, body);
 }
 
 static int handle_status(void *ctx, kg_admin_request *req)

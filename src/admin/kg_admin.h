@@ -105,7 +105,9 @@ typedef struct kg_admin_ops {
      * "admin.forbidden", and the tokens, "token.add" / "token.remove"). */
     int (*switch_vcluster)(void *ctx, const char *vcluster, const char *to, const char *reason,
                            const char *actor, int force, int failback, json_t **result);
-    int (*ready)(void *ctx);            /* /readyz: 1 ready; NULL = always ready */
+    int (*ready)(void *ctx); /* /readyz: 1 ready; NULL = always ready */
+    /* /readyz when not ready: why ("draining", ...), written to BUF or static; may be NULL */
+    const char *(*unready_reason)(void *ctx, char *buf, size_t len);
     void (*collect_metrics)(void *ctx); /* refresh gauges before /metrics renders; may be NULL */
     /* Routes of other modules (chaos rules, experiments), matched after the built-in ones. */
     const kg_admin_route *extra_routes;

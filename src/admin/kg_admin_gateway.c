@@ -15,10 +15,10 @@
 #include "state/kg_store.h"
 #include "util/kg_log.h"
 
-/* POST /v1/reload and the chaos, experiment, user and ACL routes. */
+/* POST /v1/reload, the drain routes and the chaos, experiment, user and ACL routes. */
 #define GATEWAY_N_ROUTES                                                                           \
-    (1 + KG_ADMIN_CHAOS_N_ROUTES + KG_ADMIN_EXPERIMENTS_N_ROUTES + KG_ADMIN_USERS_N_ROUTES +       \
-     KG_ADMIN_ACLS_N_ROUTES)
+    (1 + DRAIN_N_ROUTES + KG_ADMIN_CHAOS_N_ROUTES + KG_ADMIN_EXPERIMENTS_N_ROUTES +                \
+     KG_ADMIN_USERS_N_ROUTES + KG_ADMIN_ACLS_N_ROUTES)
 
 static json_t *admin_status(void *ctx)
 {
@@ -78,6 +78,62 @@ static int admin_reload(void *ctx, kg_admin_request *req)
     return status;
 }
 
+/* ---- drain (kg_gateway_drain) ---- */
+
+#define DRAIN_WITHIN_MAX_MS (24 * 3600 * 1000)
+
+static int admin_drain_reply(kg_admin_request *req, int status, json_t *result)
+{
+    if (status >= 400) {
+        json_t *msg = json_object_get(result, "error");
+        int rc = kg_admin_error(req, status, "%s", json_string_value(msg));
+        json_decref(result);
+        return rc;
+    }
+    return kg_admin_reply(req, status, result);
+}
+
+/* POST /v1/drain {"within_ms": N} (default limits.drain_timeout_ms). */
+static int admin_drain_start(void *ctx, kg_admin_request *req)
+{
+    kg_gateway *gw = ctx;
+    static const kg_admin_field fields[] = {{"within_ms", KG_FIELD_INT, 0}, {NULL}};
+    int rc = kg_admin_check_fields(req, fields);
+    if (rc) return rc;
+    json_t *within = json_object_get(req->body, "within_ms");
+    json_int_t ms = within ? json_integer_value(within) : gw->cfg->drain_timeout_ms;
+    if (ms < 0 || ms > DRAIN_WITHIN_MAX_MS)
+        return kg_admin_error(req, 400, "within_ms must be 0..%d, not %lld", DRAIN_WITHIN_MAX_MS,
+                              (long long)ms);
+    json_t *result = NULL;
+    int status = kg_gateway_drain(gw, (int)ms, gw->cfg->drain_timeout_ms, req->actor, &result);
+    return admin_drain_reply(req, status, result);
+}
+
+static int admin_drain_progress(void *ctx, kg_admin_request *req)
+{
+    return kg_admin_reply(req, 200, kg_gateway_drain_progress(ctx));
+}
+
+static int admin_drain_cancel(void *ctx, kg_admin_request *req)
+{
+    json_t *result = NULL;
+    int status = kg_gateway_drain_cancel(ctx, req->actor, &result);
+    return admin_drain_reply(req, status, result);
+}
+
+static const kg_admin_route drain_routes[] = {
+    {"POST", "/v1/drain", admin_drain_start, NULL, KG_ADMIN_JSON_BODY, KG_ROLE_OPERATOR},
+    {"GET", "/v1/drain", admin_drain_progress, NULL, 0, KG_ROLE_VIEWER},
+    {"POST", "/v1/drain/cancel", admin_drain_cancel, NULL, 0, KG_ROLE_OPERATOR},
+};
+#define DRAIN_N_ROUTES 3
+
+static const char *admin_unready_reason(void *ctx, char *buf, size_t len)
+{
+    return kg_gateway_unready_reason(ctx, buf, len);
+}
+
 /* Fills ROUTES with what the modules GW runs contribute; returns how many. */
 static int gateway_routes(kg_gateway *gw, kg_admin_route routes[GATEWAY_N_ROUTES])
 {
@@ -87,6 +143,7 @@ static int gateway_routes(kg_gateway *gw, kg_admin_route routes[GATEWAY_N_ROUTES
                                    .handler = admin_reload,
                                    .ctx = gw,
                                    .role = KG_ROLE_OPERATOR};
+    n += kg_admin_bind_routes(&routes[n], drain_routes, DRAIN_N_ROUTES, gw);
     n += kg_admin_chaos_routes(gw->chaos, &routes[n]);
     n += kg_admin_experiments_routes(gw->experiments, &routes[n]);
     n += kg_admin_users_routes(gw->users, &routes[n]);
@@ -102,6 +159,7 @@ int kg_admin_gateway_start(kg_gateway *gw, void **handle)
     static const kg_admin_ops ops_template = {.status = admin_status,
                                               .switch_vcluster = admin_switch,
                                               .ready = admin_ready,
+                                              .unready_reason = admin_unready_reason,
                                               .collect_metrics = admin_collect};
     kg_admin_route routes[GATEWAY_N_ROUTES];
     kg_admin_ops ops = ops_template;

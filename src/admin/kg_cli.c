@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char usage_text[] =
     "usage: kgate [--admin URL] [--token TOKEN] [--json] COMMAND\n"
@@ -18,16 +19,28 @@ static const char usage_text[] =
     "                                           switch VCLUSTER back to its primary\n"
     "  audit [list] [--limit N] [--after SEQ]   audit log entries (default: the last 20)\n"
     "  audit verify                             check the audit log's hash chain\n"
+    "  drain [--within 60s] [--no-wait]         stop serving without cutting a request: not\n"
+    "                                           ready, idle connections closed, busy ones at\n"
+    "                                           request boundaries; prints progress until drained\n"
+    "  drain status | drain cancel              a drain's progress; serve again\n"
     "\n" KG_CLI_OPTIONS_USAGE;
 
 /* Everything a command needs: the session and the options of kgate's own commands. */
 typedef struct cli {
     kg_cli_session s;
-    const char *to, *reason, *limit, *after;
+    const char *to, *reason, *limit, *after, *within;
 } cli;
 
 /* Flags in s.given, to refuse options a command does not take. */
-enum { OPT_TO = 1, OPT_REASON = 2, OPT_FORCE = 4, OPT_LIMIT = 8, OPT_AFTER = 16 };
+enum {
+    OPT_TO = 1,
+    OPT_REASON = 2,
+    OPT_FORCE = 4,
+    OPT_LIMIT = 8,
+    OPT_AFTER = 16,
+    OPT_WITHIN = 32,
+    OPT_NO_WAIT = 64
+};
 
 static const kg_cli_syntax kgate_syntax = {
     .name = "kgate",
@@ -354,6 +367,99 @@ static int cmd_audit(cli *c)
     return kg_cli_usage_error(&c->s, "audit: unknown subcommand \"%s\" (list, verify)", sub);
 }
 
+/* ---- drain ---- */
+
+/* "60s", "1500ms", "2m" or plain milliseconds; -1 when not a duration. */
+static long long parse_duration_ms(const char *text)
+{
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(text, &end, 10);
+    if (errno || end == text || n < 0) return -1;
+    long long unit = strcmp(end, "") == 0 || strcmp(end, "ms") == 0 ? 1
+                     : strcmp(end, "s") == 0                        ? 1000
+                     : strcmp(end, "m") == 0                        ? 60000
+                                                                    : -1;
+    if (unit < 0 || n > LLONG_MAX / unit) return -1;
+    return n * unit;
+}
+
+static void print_drain(cli *c, json_t *p)
+{
+    char left[32], within[32];
+    int_field(p, "connections_left", left, sizeof(left));
+    int_field(p, "within_ms", within, sizeof(within));
+    const char *state = kg_cli_str(p, "state", "?");
+    if (strcmp(state, "serving") == 0)
+        fprintf(c->s.out, "serving (%s connections)\n", left);
+    else
+        fprintf(c->s.out, "%s: %s connection(s) left (started %s, within %s ms)\n", state, left,
+                kg_cli_str(p, "started", "?"), within);
+    fflush(c->s.out);
+}
+
+/* Prints the progress whenever the number of connections changes, until drained. */
+static int drain_follow(cli *c)
+{
+    long long last = -1;
+    for (;;) {
+        json_t *p = NULL;
+        int rc = kg_cli_session_call(&c->s, "GET", "/v1/drain", NULL, &p);
+        if (rc != KG_CLI_EXIT_OK) return rc;
+        long long left = json_integer_value(json_object_get(p, "connections_left"));
+        const char *state = kg_cli_str(p, "state", "?");
+        int done = strcmp(state, "draining") != 0;
+        rc = strcmp(state, "drained") == 0 ? KG_CLI_EXIT_OK : KG_CLI_EXIT_API;
+        if (left != last || done) c->s.json ? kg_cli_print_json(&c->s, p) : print_drain(c, p);
+        last = left;
+        json_decref(p);
+        if (done) return rc; /* "serving": cancelled meanwhile */
+        struct timespec tick = {.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000};
+        nanosleep(&tick, NULL);
+    }
+}
+
+static int cmd_drain(cli *c)
+{
+    const char *sub = c->s.n_args >= 2 ? c->s.args[1] : NULL;
+    if (c->s.n_args > 2)
+        return kg_cli_usage_error(&c->s, "drain: unexpected argument \"%s\"", c->s.args[2]);
+    if (sub && (c->s.given || (strcmp(sub, "status") != 0 && strcmp(sub, "cancel") != 0)))
+        return kg_cli_usage_error(&c->s, "drain: expected status, cancel, or [--within D]");
+    if (c->s.given & ~(unsigned)(OPT_WITHIN | OPT_NO_WAIT))
+        return kg_cli_usage_error(&c->s, "drain: unexpected option");
+    json_t *reply = NULL, *body = NULL;
+    int rc;
+    if (sub && strcmp(sub, "status") == 0) {
+        rc = kg_cli_session_call(&c->s, "GET", "/v1/drain", NULL, &reply);
+    } else if (sub) {
+        rc = kg_cli_session_call(&c->s, "POST", "/v1/drain/cancel", NULL, &reply);
+    } else {
+        body = json_object();
+        if (c->within) {
+            long long ms = parse_duration_ms(c->within);
+            if (ms < 0 || ms > INT_MAX) {
+                json_decref(body);
+                return kg_cli_usage_error(&c->s,
+                                          "drain: --within %s is not a duration (60s, "
+                                          "500ms, 2m)",
+                                          c->within);
+            }
+            json_object_set_new(body, "within_ms", json_integer(ms));
+        }
+        rc = kg_cli_session_call(&c->s, "POST", "/v1/drain", body, &reply);
+        json_decref(body);
+        if (rc == KG_CLI_EXIT_OK && !(c->s.given & OPT_NO_WAIT)) {
+            json_decref(reply);
+            return drain_follow(c);
+        }
+    }
+    if (rc != KG_CLI_EXIT_OK) return rc;
+    c->s.json ? kg_cli_print_json(&c->s, reply) : print_drain(c, reply);
+    json_decref(reply);
+    return KG_CLI_EXIT_OK;
+}
+
 /* ---- command line ---- */
 
 int kg_cli_run(int argc, char **argv, const char *default_admin_url, const char *default_token,
@@ -364,7 +470,8 @@ int kg_cli_run(int argc, char **argv, const char *default_admin_url, const char 
     const kg_cli_option options[] = {
         {"--to", OPT_TO, &c.to},          {"--reason", OPT_REASON, &c.reason},
         {"--limit", OPT_LIMIT, &c.limit}, {"--after", OPT_AFTER, &c.after},
-        {"--force", OPT_FORCE, NULL},     {NULL, 0, NULL},
+        {"--force", OPT_FORCE, NULL},     {"--within", OPT_WITHIN, &c.within},
+        {"--no-wait", OPT_NO_WAIT, NULL}, {NULL, 0, NULL},
     };
     int rc = kg_cli_session_parse(&c.s, argc, argv, options, NULL, NULL);
     if (rc != KG_CLI_GO_ON) return rc;
@@ -374,6 +481,7 @@ int kg_cli_run(int argc, char **argv, const char *default_admin_url, const char 
     if (strcmp(cmd, "failback") == 0) return cmd_switch(&c, 0);
     if (strcmp(cmd, "audit") == 0) return cmd_audit(&c);
     if (strcmp(cmd, "reload") == 0) return cmd_reload(&c);
+    if (strcmp(cmd, "drain") == 0) return cmd_drain(&c);
     return kg_cli_unknown_command(&c.s);
 }
 

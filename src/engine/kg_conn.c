@@ -37,6 +37,7 @@ static void conn_backend_event(kg_loop *loop, int fd, unsigned mask, void *arg);
 static void conn_connect_next(kg_conn *c);
 static int conn_flush(kg_conn *c, int side);
 static void conn_after_io(kg_conn *c);
+static size_t conn_read_allowance(const kg_conn *c);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -69,7 +70,7 @@ static void conn_update_interest(kg_conn *c)
     unsigned cmask = 0, bmask = 0;
     /* A held request keeps later ones in req_in: stop reading once that is full. */
     int can_read_requests =
-        c->state != KG_CONN_DRAINING && kg_buf_len(&c->req_out) < high_water(c) &&
+        conn_read_allowance(c) > 0 && kg_buf_len(&c->req_out) < high_water(c) &&
         !((c->held.active || c->upstream_wait) && kg_buf_len(&c->req_in) >= high_water(c)) &&
         !side_frozen(c, TO_BACKEND);
     if (can_read_requests) cmask |= KG_EV_READ;
@@ -367,15 +368,59 @@ static int conn_is_idle(const kg_conn *c)
     return c->q_len == 0 && kg_buf_len(&c->resp_out) == 0 && c->resp_pass == 0;
 }
 
+/* A request is partly here: its first bytes were read, its last ones not yet. */
+static int conn_mid_request(const kg_conn *c)
+{
+    return c->req_pass > 0 || kg_buf_len(&c->req_in) > 0;
+}
+
+int kg_conn_at_boundary(const kg_conn *c)
+{
+    return c->state != KG_CONN_CLOSED && conn_is_idle(c) && !conn_mid_request(c) &&
+           kg_buf_len(&c->req_out) == 0 && !c->held.active && !c->upstream;
+}
+
+/* Drain: the client's requests after the boundary were never read; they stay unanswered, and
+ * the client sends them again on its next connection. Reading them away first lets close()
+ * send a FIN behind the last response, where unread bytes would make it a reset that may
+ * destroy that response before the client reads it. */
+static void conn_close_at_boundary(kg_conn *c, const char *why)
+{
+    uint8_t *scratch = kg_worker_scratch(c->worker);
+    if (!c->ssl[TO_CLIENT])
+        while (recv(c->client_io.fd, scratch, KG_WORKER_SCRATCH, MSG_DONTWAIT) > 0)
+            ;
+    kg_conn_close(c, KG_LOG_DEBUG, "%s", why);
+}
+
 void kg_conn_drain(kg_conn *c)
 {
-    if (c->state == KG_CONN_CLOSED) return;
-    if (conn_is_idle(c) || c->state == KG_CONN_CONNECTING) {
-        kg_conn_close(c, KG_LOG_DEBUG, "gateway shutting down");
+    /* Already draining: at a boundary (an earlier call) or after a failed login (which must not
+     * read on). */
+    if (c->state == KG_CONN_CLOSED || c->state == KG_CONN_DRAINING || c->drain_boundary) return;
+    c->drain_boundary = 1;
+    if (kg_conn_at_boundary(c)) {
+        conn_close_at_boundary(c, "gateway draining: idle");
         return;
     }
+    /* A connection still connecting becomes DRAINING once connected (conn_backend_connected). */
+    if (c->state == KG_CONN_CONNECTING) return;
     c->state = KG_CONN_DRAINING;
     conn_update_interest(c);
+}
+
+/* While draining, how much the client may still send: the rest of the request begun, nothing
+ * beyond it (so that a client pipelining requests cannot keep the connection open). */
+static size_t conn_read_allowance(const kg_conn *c)
+{
+    if (c->state != KG_CONN_DRAINING) return SIZE_MAX;
+    if (!c->drain_boundary) return 0;
+    size_t have = kg_buf_len(&c->req_in);
+    if (c->req_pass > 0) return c->req_pass > have ? c->req_pass - have : 0;
+    if (have == 0) return 0;
+    if (have < 4) return 4 - have;
+    size_t frame = 4 + (size_t)kg_wire_get_u32(kg_buf_begin(&c->req_in));
+    return frame > have ? frame - have : 0;
 }
 
 /* ---------------------------------------------------------------- chaos: snapshots, TCP */
@@ -1103,7 +1148,8 @@ static int conn_pass_bytes(kg_conn *c, kg_buf *in, uint32_t *pass, int side)
 
 static void conn_process_requests(kg_conn *c)
 {
-    while (c->state == KG_CONN_PROXYING || c->state == KG_CONN_CONNECTING) {
+    while (c->state == KG_CONN_PROXYING || c->state == KG_CONN_CONNECTING ||
+           (c->state == KG_CONN_DRAINING && c->drain_boundary)) {
         if (c->req_pass > 0) {
             uint32_t before = c->req_pass;
             if (kg_buf_len(&c->req_in) == 0) return;
@@ -1481,14 +1527,17 @@ static void conn_process_responses(kg_conn *c)
 #define KG_TLS_RECORD_MAX 16384
 
 /* Decrypts what SSL has into BUF, record by record, while BUF has room for a whole record. */
-static ssize_t conn_read_tls(SSL *ssl, kg_buf *buf)
+static ssize_t conn_read_tls(SSL *ssl, kg_buf *buf, size_t max)
 {
     ssize_t total = 0;
     for (;;) {
-        ssize_t n = kg_tls_read(ssl, buf->data + buf->tail, buf->cap - buf->tail);
+        size_t room = buf->cap - buf->tail;
+        if (room > max - (size_t)total) room = max - (size_t)total;
+        ssize_t n = kg_tls_read(ssl, buf->data + buf->tail, room);
         if (n <= 0) return total > 0 ? total : n;
         buf->tail += (size_t)n;
         total += n;
+        if ((size_t)total == max) return total; /* draining: the rest is after the boundary */
         if (buf->cap - buf->tail < KG_TLS_RECORD_MAX && SSL_pending(ssl) == 0) return total;
         if (kg_buf_reserve(buf, KG_TLS_RECORD_MAX) < 0) return KG_TLS_FAIL;
     }
@@ -1496,12 +1545,14 @@ static ssize_t conn_read_tls(SSL *ssl, kg_buf *buf)
 
 /* Reads once from the socket of SIDE into BUF (into the worker's scratch when BUF is empty).
  * Returns bytes read, 0 on EOF, -1 on would-block, -2 on error. */
-static ssize_t conn_read(kg_conn *c, int side, kg_buf *buf)
+static ssize_t conn_read(kg_conn *c, int side, kg_buf *buf, size_t max)
 {
     if (kg_buf_len(buf) == 0) kg_buf_lend(buf, kg_worker_scratch(c->worker), KG_WORKER_SCRATCH);
     if (kg_buf_reserve(buf, KG_READ_CHUNK) < 0) return -2;
-    if (c->ssl[side]) return conn_read_tls(c->ssl[side], buf);
-    ssize_t n = recv(side_fd(c, side), buf->data + buf->tail, buf->cap - buf->tail, 0);
+    size_t room = buf->cap - buf->tail;
+    if (max < room) room = max;
+    if (c->ssl[side]) return conn_read_tls(c->ssl[side], buf, room);
+    ssize_t n = recv(side_fd(c, side), buf->data + buf->tail, room, 0);
     if (n > 0)
         buf->tail += (size_t)n;
     else if (n < 0)
@@ -1536,7 +1587,11 @@ static void conn_after_io(kg_conn *c)
     }
     kg_buf_trim(&c->req_in, KG_IDLE_BUF_CAP);
     kg_buf_trim(&c->resp_in, KG_IDLE_BUF_CAP);
-    if (c->state == KG_CONN_DRAINING && conn_is_idle(c)) {
+    if (c->state == KG_CONN_DRAINING && c->drain_boundary && kg_conn_at_boundary(c)) {
+        conn_close_at_boundary(c, "drained at a request boundary");
+        return;
+    }
+    if (c->state == KG_CONN_DRAINING && !c->drain_boundary && conn_is_idle(c)) {
         kg_conn_close(c, KG_LOG_DEBUG, "drained");
         return;
     }
@@ -1662,8 +1717,9 @@ static void conn_client_event(kg_loop *loop, int fd, unsigned mask, void *arg)
         return;
     }
     if ((mask & KG_EV_WRITE) && conn_flush(c, TO_CLIENT) < 0) return;
-    if ((mask & KG_EV_READ) && c->state != KG_CONN_DRAINING) {
-        ssize_t n = conn_read(c, TO_CLIENT, &c->req_in);
+    size_t allowance = conn_read_allowance(c);
+    if ((mask & KG_EV_READ) && allowance > 0) {
+        ssize_t n = conn_read(c, TO_CLIENT, &c->req_in, allowance);
         if (n == 0 && (kg_buf_len(&c->req_in) > 0 || c->req_pass > 0)) {
             kg_conn_close(c, KG_LOG_WARN,
                           "client closed the connection in the middle of a "
@@ -1692,7 +1748,8 @@ static void conn_client_event(kg_loop *loop, int fd, unsigned mask, void *arg)
 static void conn_backend_connected(kg_conn *c)
 {
     kg_loop_timer_cancel(c->loop, &c->connect_timer);
-    if (c->state == KG_CONN_CONNECTING) c->state = KG_CONN_PROXYING;
+    if (c->state == KG_CONN_CONNECTING)
+        c->state = c->drain_boundary ? KG_CONN_DRAINING : KG_CONN_PROXYING;
     kg_debug("connection from %s (vcluster %s) proxied to %s", c->peer, c->vc->cfg->name,
              c->backend);
 }
@@ -1745,7 +1802,7 @@ static void conn_backend_event(kg_loop *loop, int fd, unsigned mask, void *arg)
     }
     if ((mask & KG_EV_WRITE) && conn_flush(c, TO_BACKEND) < 0) return;
     if (mask & KG_EV_READ) {
-        ssize_t n = conn_read(c, TO_BACKEND, &c->resp_in);
+        ssize_t n = conn_read(c, TO_BACKEND, &c->resp_in, SIZE_MAX);
         if (n == 0 || n == -2) {
             conn_flush(c, TO_CLIENT);
             kg_conn_close(c, KG_LOG_DEBUG,

@@ -137,6 +137,9 @@ typedef struct kg_conn {
     kg_sasl_client *upstream; /* the exchange while it runs, else NULL */
     uint8_t upstream_wait;    /* client requests wait: a login runs or is due */
     kg_timer reauth_timer;    /* KIP-368: log in again before the broker's session ends */
+
+    /* kg_conn_drain: the gateway drains; requests already begun are finished, none is cut */
+    uint8_t drain_boundary;
 } kg_conn;
 
 /* TLS: the client came in on the vcluster's TLS port (its listener's TLS context applies). */
@@ -148,8 +151,12 @@ void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void kg_conn_free(kg_conn *c);
 
-/* Graceful shutdown: stop reading requests; the connection closes itself once every
- * in-flight response is delivered. */
+/* Graceful close at a request boundary (the gateway drains or stops): the request the client is
+ * sending is read to its end and forwarded, no later one is read, and the connection closes
+ * itself once every response is delivered. An idle connection closes at once. */
 void kg_conn_drain(kg_conn *c);
+/* 1 when C has nothing in flight either way: no request partly read, queued or unanswered, no
+ * response partly sent. Closing it then cuts nothing. */
+int kg_conn_at_boundary(const kg_conn *c);
 
 #endif

@@ -10,7 +10,7 @@
 #include "route/kg_gateway.h"
 #include "util/kg_log.h"
 
-typedef enum { CMD_ADOPT, CMD_CLOSE_STALE, CMD_DRAIN } cmd_kind;
+typedef enum { CMD_ADOPT, CMD_CLOSE_STALE, CMD_DRAIN, CMD_SOFT_DRAIN, CMD_SOFT_CANCEL } cmd_kind;
 
 /* A request from another thread. Synchronous commands carry a done flag the sender waits on. */
 typedef struct worker_cmd {
@@ -22,6 +22,7 @@ typedef struct worker_cmd {
     int tls; /* accepted on the vcluster's TLS port */
     uint64_t route_word;
     uint64_t deadline_us;
+    uint64_t spread_us; /* CMD_SOFT_DRAIN */
     int result;
     int done;
     int synchronous;
@@ -42,6 +43,12 @@ struct kg_worker {
     int draining;
     uint64_t drain_deadline_us;
     kg_timer drain_timer;
+
+    /* kg_workers_drain: busy connections are asked to close one by one, at spread slots */
+    int soft;
+    uint64_t soft_start_us, soft_spread_us;
+    int soft_busy, soft_asked;
+    kg_timer soft_timer, soft_deadline_timer;
     uint64_t rng;
     uint8_t scratch[KG_WORKER_SCRATCH];
 };
@@ -93,7 +100,7 @@ static void worker_free_dead(kg_loop *loop, void *arg)
 
 static void worker_adopt_now(kg_worker *w, worker_cmd *cmd)
 {
-    if (w->draining) {
+    if (w->draining || w->soft) {
         close(cmd->fd);
         return;
     }
@@ -142,6 +149,69 @@ static void worker_drain_now(kg_worker *w, uint64_t deadline_us)
     kg_loop_timer_at(w->loop, &w->drain_timer, deadline_us);
 }
 
+/* ---------------------------------------------------------------- drain (kg_workers_drain) */
+
+/* The next connection not asked yet; asked ones stay in the list until their boundary. */
+static kg_conn *worker_next_unasked(kg_worker *w)
+{
+    for (kg_conn *c = w->conns; c; c = c->next)
+        if (!c->drain_boundary && c->state != KG_CONN_DRAINING) return c;
+    return NULL;
+}
+
+/* Slot I of the busy connections is at start + spread * I / busy. */
+static uint64_t worker_soft_slot(const kg_worker *w, int i)
+{
+    return w->soft_start_us + w->soft_spread_us * (uint64_t)i / (uint64_t)w->soft_busy;
+}
+
+static void worker_soft_tick(kg_loop *loop, void *arg)
+{
+    kg_worker *w = arg;
+    uint64_t now = kg_loop_now(loop);
+    while (w->soft_asked < w->soft_busy && worker_soft_slot(w, w->soft_asked) <= now) {
+        kg_conn *c = worker_next_unasked(w);
+        if (!c) return; /* the rest closed on their own */
+        kg_conn_drain(c);
+        w->soft_asked++;
+    }
+    if (w->soft_asked < w->soft_busy)
+        kg_loop_timer_at(loop, &w->soft_timer, worker_soft_slot(w, w->soft_asked));
+}
+
+static void worker_soft_deadline(kg_loop *loop, void *arg)
+{
+    kg_worker *w = arg;
+    kg_loop_timer_cancel(loop, &w->soft_timer);
+    worker_drain_timeout(loop, w);
+}
+
+static void worker_soft_drain_now(kg_worker *w, uint64_t spread_us, uint64_t deadline_us)
+{
+    w->soft = 1;
+    w->soft_start_us = kg_now_us();
+    w->soft_spread_us = spread_us;
+    w->soft_busy = w->soft_asked = 0;
+    kg_conn *c = w->conns;
+    while (c) {
+        kg_conn *next = c->next;
+        if (kg_conn_at_boundary(c))
+            kg_conn_drain(c); /* idle: closes now */
+        else if (!c->drain_boundary && c->state != KG_CONN_DRAINING)
+            w->soft_busy++;
+        c = next;
+    }
+    if (w->soft_busy > 0) kg_loop_timer_at(w->loop, &w->soft_timer, w->soft_start_us);
+    kg_loop_timer_at(w->loop, &w->soft_deadline_timer, deadline_us);
+}
+
+static void worker_soft_cancel_now(kg_worker *w)
+{
+    w->soft = 0;
+    kg_loop_timer_cancel(w->loop, &w->soft_timer);
+    kg_loop_timer_cancel(w->loop, &w->soft_deadline_timer);
+}
+
 static worker_cmd *worker_take_commands(kg_worker *w)
 {
     pthread_mutex_lock(&w->lock);
@@ -180,6 +250,12 @@ static void worker_on_wake(kg_loop *loop, void *arg)
             break;
         case CMD_DRAIN:
             worker_drain_now(w, cmd->deadline_us);
+            break;
+        case CMD_SOFT_DRAIN:
+            worker_soft_drain_now(w, cmd->spread_us, cmd->deadline_us);
+            break;
+        case CMD_SOFT_CANCEL:
+            worker_soft_cancel_now(w);
             break;
         }
         worker_finish(w, cmd, result);
@@ -243,6 +319,32 @@ int kg_workers_close_stale(kg_worker **workers, int n, kg_vcluster *vc, uint64_t
     return closed;
 }
 
+static void workers_post_all(kg_worker **workers, int n, cmd_kind kind, uint64_t spread_us,
+                             uint64_t deadline_us)
+{
+    for (int i = 0; i < n; i++) {
+        worker_cmd *cmd = calloc(1, sizeof(*cmd));
+        if (!cmd) {
+            kg_error("out of memory: worker %d does not get the drain command", i);
+            continue;
+        }
+        cmd->kind = kind;
+        cmd->spread_us = spread_us;
+        cmd->deadline_us = deadline_us;
+        worker_post(workers[i], cmd);
+    }
+}
+
+void kg_workers_drain(kg_worker **workers, int n, uint64_t spread_us, uint64_t deadline_us)
+{
+    workers_post_all(workers, n, CMD_SOFT_DRAIN, spread_us, deadline_us);
+}
+
+void kg_workers_drain_cancel(kg_worker **workers, int n)
+{
+    workers_post_all(workers, n, CMD_SOFT_CANCEL, 0, 0);
+}
+
 /* ---------------------------------------------------------------- thread */
 
 static void *worker_main(void *arg)
@@ -270,6 +372,8 @@ kg_worker *kg_worker_start(kg_gateway *gw, int id)
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->done_cond, NULL);
     kg_timer_init(&w->drain_timer, worker_drain_timeout, w);
+    kg_timer_init(&w->soft_timer, worker_soft_tick, w);
+    kg_timer_init(&w->soft_deadline_timer, worker_soft_deadline, w);
     kg_loop_on_wake(w->loop, worker_on_wake, w);
     kg_loop_after_batch(w->loop, worker_free_dead, w);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {

@@ -30,6 +30,16 @@ int kg_workers_close_stale(kg_worker **workers, int n, kg_vcluster *vc, uint64_t
  * joins the thread. */
 void kg_worker_drain_and_join(kg_worker *w, uint64_t deadline_us);
 
+/* Drain (the gateway stops serving without cutting a request): on each of the N workers, idle
+ * connections close at once and busy ones are asked to close at their next request boundary
+ * (kg_conn_drain), one after the other spread evenly over SPREAD_US so their clients do not all
+ * reconnect at the same moment; whatever is still open at DEADLINE_US (monotonic) is closed.
+ * Connections handed over meanwhile are closed. Returns at once. */
+void kg_workers_drain(kg_worker **workers, int n, uint64_t spread_us, uint64_t deadline_us);
+/* Ends a drain: no more connections are asked to close (those asked finish as they were), new
+ * ones are served again. */
+void kg_workers_drain_cancel(kg_worker **workers, int n);
+
 /* The worker's read scratch: connections read into it and keep only leftovers. */
 #define KG_WORKER_SCRATCH (256 * 1024)
 uint8_t *kg_worker_scratch(kg_worker *w);

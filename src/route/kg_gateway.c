@@ -211,10 +211,42 @@ static void gateway_housekeeping(kg_loop *loop, void *arg)
     kg_loop_timer_in(loop, &gw->housekeeping, 1000000);
 }
 
+static int gateway_open_listeners(kg_gateway *gw);
+
+/* Accept thread: the listeners follow `draining` (closed while it is set). Listening sockets
+ * belong to this thread, as an accept may be running on them. */
+static void gateway_listen_follow_drain(kg_gateway *gw)
+{
+    int want_paused = atomic_load(&gw->draining);
+    if (want_paused && !gw->listen_paused) {
+        gateway_close_listeners(gw);
+        gw->listen_paused = 1;
+    } else if (!want_paused && gw->listen_paused) {
+        free(gw->listeners);
+        gw->listeners = NULL;
+        gw->listen_error = gateway_open_listeners(gw) < 0;
+        if (gw->listen_error)
+            gateway_close_listeners(gw);
+        else
+            gw->listen_paused = 0;
+    }
+}
+
 static void gateway_accept_stop(kg_loop *loop, void *arg)
 {
     kg_gateway *gw = arg;
-    if (atomic_load(&gw->stopping)) kg_loop_stop(loop);
+    if (atomic_load(&gw->stopping)) {
+        kg_loop_stop(loop);
+        return;
+    }
+    pthread_mutex_lock(&gw->drain_lock);
+    uint64_t asked = gw->listen_asked;
+    pthread_mutex_unlock(&gw->drain_lock);
+    gateway_listen_follow_drain(gw);
+    pthread_mutex_lock(&gw->drain_lock);
+    gw->listen_done = asked;
+    pthread_cond_broadcast(&gw->drain_cond);
+    pthread_mutex_unlock(&gw->drain_lock);
 }
 
 /* ---------------------------------------------------------------- health probes */
@@ -473,11 +505,22 @@ int kg_gateway_inspect(kg_gateway *gw, const char *vcluster, int on)
 
 int kg_gateway_ready(kg_gateway *gw)
 {
+    char why[160];
+    return kg_gateway_unready_reason(gw, why, sizeof(why)) == NULL;
+}
+
+const char *kg_gateway_unready_reason(kg_gateway *gw, char *buf, size_t len)
+{
+    if (atomic_load(&gw->draining)) return "draining";
     for (int i = 0; i < gw->cfg->n_vclusters; i++) {
         int active = KG_ROUTE_ACTIVE(atomic_load(&gw->vclusters[i].route));
-        if (!atomic_load(&gw->clusters[active].up)) return 0;
+        if (!atomic_load(&gw->clusters[active].up)) {
+            snprintf(buf, len, "vcluster %s: active cluster %s is down", gw->vclusters[i].cfg->name,
+                     gw->cfg->clusters[active].name);
+            return buf;
+        }
     }
-    return 1;
+    return NULL;
 }
 
 void kg_gateway_collect_metrics(kg_gateway *gw)
@@ -660,6 +703,8 @@ static int gateway_start_threads(kg_gateway *gw)
     }
     pthread_mutex_init(&gw->probe_lock, NULL);
     pthread_cond_init(&gw->probe_cond, NULL);
+    pthread_mutex_init(&gw->drain_lock, NULL);
+    pthread_cond_init(&gw->drain_cond, NULL);
     if (pthread_create(&gw->probe_thread, NULL, gateway_probe_main, gw) != 0) return -1;
     gw->probe_started = 1;
     kg_loop_on_wake(gw->accept_loop, gateway_accept_stop, gw);
@@ -736,6 +781,113 @@ void kg_gateway_stop(kg_gateway *gw)
     free(gw);
 }
 
+/* ---------------------------------------------------------------- drain */
+
+static int gateway_total_conns(kg_gateway *gw);
+
+/* Has the accept thread open or close the listeners as `draining` says, and waits for it.
+ * Returns 0, or -1 when listening again failed (the log says why). */
+static int gateway_listen_sync(kg_gateway *gw)
+{
+    pthread_mutex_lock(&gw->drain_lock);
+    uint64_t ticket = ++gw->listen_asked;
+    pthread_mutex_unlock(&gw->drain_lock);
+    kg_loop_wake(gw->accept_loop);
+    pthread_mutex_lock(&gw->drain_lock);
+    while (gw->listen_done < ticket && !atomic_load(&gw->stopping))
+        pthread_cond_wait(&gw->drain_cond, &gw->drain_lock);
+    int failed = gw->listen_error;
+    pthread_mutex_unlock(&gw->drain_lock);
+    return failed ? -1 : 0;
+}
+
+json_t *kg_gateway_drain_progress(kg_gateway *gw)
+{
+    int left = gateway_total_conns(gw);
+    if (!atomic_load(&gw->draining))
+        return json_pack("{s:s, s:i}", "state", "serving", "connections_left", left);
+    pthread_mutex_lock(&gw->drain_lock);
+    char started[40];
+    time_t t = (time_t)(gw->drain_started_ms / 1000);
+    struct tm tm;
+    strftime(started, sizeof(started), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+    int within = gw->drain_within_ms;
+    pthread_mutex_unlock(&gw->drain_lock);
+    return json_pack("{s:s, s:i, s:s, s:i}", "state", left > 0 ? "draining" : "drained",
+                     "connections_left", left, "started", started, "within_ms", within);
+}
+
+int kg_gateway_drain(kg_gateway *gw, int within_ms, int grace_ms, const char *actor,
+                     json_t **result)
+{
+    if (atomic_exchange(&gw->draining, 1)) { /* one drain at a time: the first one's slots */
+        *result = kg_gateway_drain_progress(gw);
+        return 200;
+    }
+    /* Not ready first: the load balancer's next health check moves new clients away while the
+     * listeners close and the connections go. */
+    pthread_mutex_lock(&gw->drain_lock);
+    gw->drain_started_ms = (int64_t)unix_ms();
+    gw->drain_within_ms = within_ms;
+    pthread_mutex_unlock(&gw->drain_lock);
+    gateway_listen_sync(gw);
+    uint64_t now = kg_now_us();
+    kg_workers_drain(gw->workers, gw->n_workers, (uint64_t)within_ms * 1000u,
+                     now + ((uint64_t)within_ms + (uint64_t)grace_ms) * 1000u);
+    int left = gateway_total_conns(gw);
+    kg_info("draining: %d connection(s) to close within %d ms (by %s)", left, within_ms, actor);
+    json_t *details =
+        json_pack("{s:i, s:i, s:s}", "within_ms", within_ms, "connections", left, "actor", actor);
+    kg_store_audit_append(gw->store, "gateway.drain", details); /* borrows DETAILS */
+    json_decref(details);
+    *result = kg_gateway_drain_progress(gw);
+    return 200;
+}
+
+int kg_gateway_drain_cancel(kg_gateway *gw, const char *actor, json_t **result)
+{
+    if (!atomic_exchange(&gw->draining, 0)) {
+        *result = json_pack("{s:s}", "error", "not draining");
+        return 409;
+    }
+    kg_workers_drain_cancel(gw->workers, gw->n_workers);
+    if (gateway_listen_sync(gw) < 0) {
+        atomic_store(&gw->draining, 1); /* still not serving: say so in /readyz */
+        *result = json_pack("{s:s}", "error",
+                            "cannot listen on the configured ports again (see the log); the "
+                            "instance stays drained");
+        return 500;
+    }
+    kg_info("drain cancelled by %s: serving again", actor);
+    json_t *details = json_pack("{s:s}", "actor", actor);
+    kg_store_audit_append(gw->store, "gateway.drain_cancelled", details);
+    json_decref(details);
+    *result = kg_gateway_drain_progress(gw);
+    return 200;
+}
+
+/* SIGTERM: drain (spread over half the grace, the other half for the last requests), wait until
+ * no connection is left or the grace ends, and stop. Another SIGTERM/SIGINT stops at once. */
+static void gateway_drain_for_exit(kg_gateway *gw, const sigset_t *signals, const char *name)
+{
+    int grace = gw->cfg->drain_timeout_ms;
+    kg_info("%s: draining (up to %d ms) and stopping", name, grace);
+    json_t *progress = NULL;
+    char actor[32];
+    snprintf(actor, sizeof(actor), "signal:%s", name);
+    kg_gateway_drain(gw, grace / 2, grace - grace / 2, actor, &progress);
+    json_decref(progress);
+    uint64_t deadline = kg_now_us() + (uint64_t)grace * 1000u;
+    while (gateway_total_conns(gw) > 0 && kg_now_us() < deadline) {
+        struct timespec tick = {.tv_sec = 0, .tv_nsec = 20 * 1000 * 1000};
+        int sig = sigtimedwait(signals, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            kg_warn("second signal: stopping without waiting for the drain");
+            return;
+        }
+    }
+}
+
 int kg_gateway_serve(kg_config *cfg, const kg_gateway_frontend *frontend)
 {
     sigset_t set;
@@ -761,8 +913,7 @@ int kg_gateway_serve(kg_config *cfg, const kg_gateway_frontend *frontend)
             kg_config_free(fresh);
             continue;
         }
-        kg_info("%s: draining (up to %d ms) and stopping", sig == SIGINT ? "SIGINT" : "SIGTERM",
-                cfg->drain_timeout_ms);
+        gateway_drain_for_exit(gw, &set, sig == SIGINT ? "SIGINT" : "SIGTERM");
         break;
     }
     kg_gateway_stop(gw);

@@ -102,6 +102,17 @@ struct kg_gateway {
     pthread_cond_t probe_cond;
 
     atomic_int stopping;
+
+    /* drain (kg_gateway_drain): not ready, listeners closed, connections closing */
+    atomic_int draining;
+    pthread_mutex_t drain_lock; /* with drain_cond: the accept thread did what `draining` asks */
+    pthread_cond_t drain_cond;
+    int listen_paused;        /* accept thread: the listeners are closed for a drain */
+    int listen_error;         /* accept thread: listening again failed */
+    uint64_t listen_asked;    /* drain_lock: how many listener changes were asked ... */
+    uint64_t listen_done;     /* ... and done */
+    int64_t drain_started_ms; /* unix time */
+    int drain_within_ms;
 };
 
 /* Builds and starts everything (store, listeners, workers, prober, then FRONTEND, which may be
@@ -134,6 +145,24 @@ int kg_gateway_switch(kg_gateway *gw, const kg_switch_request *req, json_t **res
 json_t *kg_gateway_status(kg_gateway *gw);
 /* 1 when the active cluster of every virtual cluster is up (the admin API's /readyz), else 0. */
 int kg_gateway_ready(kg_gateway *gw);
+/* Why the instance is not ready ("draining", or which active cluster is down); NULL when
+ * ready. */
+const char *kg_gateway_unready_reason(kg_gateway *gw, char *buf, size_t len);
+
+/* Drain: the instance stops serving without cutting a request. It turns not ready first (so a
+ * load balancer's health check moves away), closes its listeners, closes idle connections at
+ * once and busy ones at their next request boundary, spread over WITHIN_MS; any still open
+ * WITHIN_MS + GRACE_MS after the start are closed. The process stays up, not serving, until
+ * kg_gateway_drain_cancel or a stop. ACTOR is audited. Returns 200 (started, or already
+ * draining) and sets *RESULT to the progress (kg_gateway_drain_progress). */
+int kg_gateway_drain(kg_gateway *gw, int within_ms, int grace_ms, const char *actor,
+                     json_t **result);
+/* {"state": "serving"|"draining"|"drained", "connections_left", "started", "within_ms"}. */
+json_t *kg_gateway_drain_progress(kg_gateway *gw);
+/* Serves again: listeners open, ready. 200, 409 when not draining, 500 when a port cannot be
+ * listened on again (the instance then stays drained). */
+int kg_gateway_drain_cancel(kg_gateway *gw, const char *actor, json_t **result);
+
 /* Refreshes the gauges of every virtual and physical cluster in gw->metrics, for a scrape. */
 void kg_gateway_collect_metrics(kg_gateway *gw);
 
