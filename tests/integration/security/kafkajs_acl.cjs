@@ -1,7 +1,6 @@
 // KafkaJS against kgate's ACLs (test_acl_clients.py): runs a list of steps, each as one SASL
-// user, and prints one JSON line: the result of every step, {"ok": ...} or {"error": {...}} with
-// what KafkaJS reported (its error class name, Kafka error type and code). A step's error is a
-// result, not a failure: the script exits 0 unless its own arguments are wrong.
+// user (acl_steps.cjs), and prints the result of each: {"ok": ...} or {"error": {"class",
+// "kafka_errors"}}, what KafkaJS reported (its error class, the Kafka error type and code).
 // Usage: node kafkajs_acl.cjs '{"bootstrap", "mechanism", "steps": [step...]}'
 //   {"op": "produce", "user", "password", "topic", "value"}
 //   {"op": "consume", "user", "password", "topic", "group", "value"}  (until VALUE is read)
@@ -11,6 +10,7 @@
 'use strict';
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 const { Kafka, logLevel } = require('kafkajs');
+const { main } = require('./acl_steps.cjs');
 
 const args = JSON.parse(process.argv[2]);
 
@@ -34,7 +34,7 @@ function describe(e) {
     inner = inner.originalError || inner.cause;
   }
   const pick = inner && inner.type ? inner : e;
-  return { name: pick.name, type: pick.type || null, code: pick.code ?? null,
+  return { class: pick.name, kafka_errors: pick.type ? [`${pick.type}(${pick.code})`] : [],
            message: String(pick.message).slice(0, 300), outer: e.name };
 }
 
@@ -55,7 +55,7 @@ async function produce(step, options = {}) {
     }
     const meta = await producer.send({ topic: step.topic, acks: -1,
       messages: [{ value: step.value }] });
-    return meta.map((m) => m.errorCode);
+    return meta.filter((m) => m.errorCode === 0).length; // partitions that took it
   } finally {
     await producer.disconnect().catch(() => {});
   }
@@ -108,17 +108,4 @@ const ops = {
   transaction: (s) => produce(s, { transactionalId: s.transactional_id, maxInFlightRequests: 1 }),
 };
 
-async function main() {
-  const results = [];
-  for (const step of args.steps) {
-    if (!ops[step.op]) throw new Error(`unknown op ${step.op}`);
-    try {
-      results.push({ ok: await ops[step.op](step) });
-    } catch (e) {
-      results.push({ error: describe(e) });
-    }
-  }
-  console.log(JSON.stringify(results));
-}
-
-main().then(() => process.exit(0), (e) => { console.error(e); process.exit(2); });
+main(ops, describe);
