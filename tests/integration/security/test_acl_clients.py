@@ -2,9 +2,11 @@
 librdkafka 2.0.2 (confluent-kafka) for what test_acl_enforcement.py leaves out (idempotence,
 transactions), librdkafka 2.12 (build/deps/rdk-client-2.12) and @platformatic/kafka.
 
-Two users log in with SCRAM; each test asserts the library's own error (class, type, code) for
-every operation class it has, allowed and denied: produce, consume in a group, listing topics
-(Metadata filtered), a cluster-level call, a transactional id; with prefixed and wildcard
+Three users log in with SCRAM; each test asserts the library's own error (class, type, code)
+for every operation class it has, allowed and denied: produce, consume in a group, listing
+topics (Metadata filtered), a cluster-level call (an idempotent producer's IdempotentWrite,
+implied by Write on a topic as in KIP-679, or an admin request), transactional ids (refused at
+FindCoordinator, at InitProducerId, and a transaction committed); with prefixed and wildcard
 (literal `*` and `User:*`) bindings and DENY beating ALLOW. Every test runs once per side of the
 virtual cluster (a librdkafka 2.0.2 mock, then after a failover a 2.12 one) and expects the same
 answers on both.
@@ -59,6 +61,9 @@ BINDINGS = [
     binding("User:bob", "allow", "group", "*", "literal", "Read"),
     binding("User:bob", "deny", "group", "gx-", "prefixed", "Read"),
     binding("User:bob", "allow", "cluster", "kafka-cluster", "literal", "IdempotentWrite"),
+    # carol: her one Write is denied as well, so it implies no IdempotentWrite (KIP-679)
+    binding("User:carol", "allow", "topic", "pub.news", "literal", "Write"),
+    binding("User:carol", "deny", "topic", "pub.news", "literal", "Write"),
 ]
 
 # What everyone may list: alice by her prefixed allow and User:*, bob by his wildcard (minus
@@ -73,7 +78,7 @@ def password(user):
 
 
 class AclGate:
-    """Gate over two dev clusters with users alice and bob and BINDINGS; .use(side)."""
+    """Gate over two dev clusters with users alice, bob and carol and BINDINGS; .use(side)."""
 
     def __init__(self, work, versions):
         self.clusters = {name: DevCluster(v, work, TOPICS, name=name)
@@ -83,7 +88,7 @@ class AclGate:
                          ["primary: east", "secondary: west", "auth: gateway", "acls: enabled",
                           "listener:", f"  sasl: [{MECHANISM}]"])
         self.bootstrap = f"127.0.0.1:{self.gate.base}"
-        for user in ("alice", "bob"):
+        for user in ("alice", "bob", "carol"):
             self.gate.users_add(user, MECHANISM, password(user))
         for b in BINDINGS:
             reply = self.gate.admin("POST", "/v1/acls", b)
@@ -366,6 +371,9 @@ KAFKAJS_CASES = {
         (lambda t: step("transaction", "alice", topic="pay.orders", value="x",
                         transactional_id=f"tx-ro-{t}"),
          "KafkaJSProtocolError TRANSACTIONAL_ID_AUTHORIZATION_FAILED(53)"),
+    "alice transactional id tx-alice-* (Write on it and on pay.*)":
+        (lambda t: step("transaction", "alice", topic="pay.orders", value=f"js-txn-{t}",
+                        transactional_id=f"tx-alice-{t}"), "committed"),
 }
 
 
@@ -423,37 +431,30 @@ def test_librdkafka_202_idempotence_and_transactions(mixed, side):
     mixed.use(side)
     t = tag()
     got = {
-        "alice idempotent (no IdempotentWrite on the cluster)":
+        "alice idempotent (Write on pay.* implies IdempotentWrite)":
             ck_idempotent(mixed, "alice", "pay.orders", f"ck-{t}"),
         "bob idempotent (IdempotentWrite on the cluster)":
             ck_idempotent(mixed, "bob", "ops.logs", f"ck-{t}"),
+        "carol idempotent (no Write that no deny covers)":
+            ck_idempotent(mixed, "carol", "pub.news", f"ck-{t}"),
+        "alice transactional id tx-alice-* (Write on it and on pay.*)":
+            ck_transaction(mixed, "alice", f"tx-alice-{t}", "pay.orders", f"ck-txn-{t}"),
         "alice transactional id tx-other-* (no binding: FindCoordinator refused)":
             ck_transaction(mixed, "alice", f"tx-other-{t}", "pay.orders", "x"),
         "alice transactional id tx-ro-* (Describe only: InitProducerId refused)":
             ck_transaction(mixed, "alice", f"tx-ro-{t}", "pay.orders", "x"),
     }
     assert got == {
-        "alice idempotent (no IdempotentWrite on the cluster)":
-            "fatal CLUSTER_AUTHORIZATION_FAILED",
+        "alice idempotent (Write on pay.* implies IdempotentWrite)": "ok",
         "bob idempotent (IdempotentWrite on the cluster)": "ok",
+        "carol idempotent (no Write that no deny covers)": "fatal CLUSTER_AUTHORIZATION_FAILED",
+        "alice transactional id tx-alice-* (Write on it and on pay.*)": "committed",
         "alice transactional id tx-other-* (no binding: FindCoordinator refused)":
             "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
         "alice transactional id tx-ro-* (Describe only: InitProducerId refused)":
             "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
     }
     assert mixed.active() == side
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "kgate bug: AddPartitionsToTxn (and TxnOffsetCommit) fall to kg_authz.c's on_cluster, "
-    "which asks Alter on the cluster; Kafka asks Write on the transactional id and on each "
-    "topic. AddPartitionsToTxn v0-v3 has no top-level error code, so kgate closes the "
-    "connection and the transaction times out"))
-def test_transactional_producer_with_write_on_its_id_and_topic_commits(mixed):
-    """alice has Write on transactional ids tx-alice* and on topics pay.*: what Kafka asks of a
-    transactional producer (no cluster permission)."""
-    assert ck_transaction(mixed, "alice", f"tx-alice-{tag()}", "pay.orders", "txn",
-                          timeout_ms=10000) == "committed"
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
@@ -517,8 +518,10 @@ def test_librdkafka_212_client(mixed, side):
         "alice produces ops.logs (no binding)": rdk_produce(mixed, "alice", "ops.logs", t),
         "bob produces pay.orders (prefixed deny beats the wildcard)":
             rdk_produce(mixed, "bob", "pay.orders", t),
-        "alice idempotent (no IdempotentWrite on the cluster)":
+        "alice idempotent (Write on pay.* implies IdempotentWrite)":
             rdk_produce(mixed, "alice", "pay.orders", t, "-X", "enable.idempotence=true"),
+        "carol idempotent (no Write that no deny covers)":
+            rdk_produce(mixed, "carol", "pub.news", t, "-X", "enable.idempotence=true"),
         "bob idempotent (IdempotentWrite on the cluster)":
             rdk_produce(mixed, "bob", "ops.logs", t, "-X", "enable.idempotence=true"),
         "bob consumes in gb-* (wildcard group)":
@@ -533,7 +536,8 @@ def test_librdkafka_212_client(mixed, side):
         "alice produces pay.audit (literal deny beats the prefixed allow)": denied,
         "alice produces ops.logs (no binding)": denied,
         "bob produces pay.orders (prefixed deny beats the wildcard)": denied,
-        "alice idempotent (no IdempotentWrite on the cluster)":
+        "alice idempotent (Write on pay.* implies IdempotentWrite)": "ok",
+        "carol idempotent (no Write that no deny covers)":
             "fatal Broker: Cluster authorization failed",
         "bob idempotent (IdempotentWrite on the cluster)": "ok",
         "bob consumes in gb-* (wildcard group)": "ok",
@@ -551,10 +555,10 @@ def test_librdkafka_212_client(mixed, side):
 PLATFORMATIC_CASES = {
     **produce_and_list_cases("pf", 1, "PLT_KFK_MULTIPLE TOPIC_AUTHORIZATION_FAILED(29)",
                              "PLT_KFK_RESPONSE TOPIC_AUTHORIZATION_FAILED(29)"),
-    # bob's allowed InitProducerId is left out: the mock answers this client's v4 request
+    # The allowed InitProducerId is left out: the mock answers this client's v4 request
     # UNKNOWN_PRODUCER_ID whatever kgate decides.
-    "alice idempotent (no IdempotentWrite on the cluster)":
-        (lambda t: step("idempotent", "alice", topic="pay.orders", value="x"),
+    "carol idempotent (no Write that no deny covers)":
+        (lambda t: step("idempotent", "carol", topic="pub.news", value="x"),
          "PLT_KFK_RESPONSE CLUSTER_AUTHORIZATION_FAILED(31)"),
 }
 
