@@ -1,5 +1,5 @@
 """ACLs at kgate (issue 8, item 5) as each client library reports them: kafka-python, KafkaJS,
-librdkafka 2.0.2 (confluent-kafka) for what test_acl_enforcement.py leaves out (idempotence,
+kcat, librdkafka 2.0.2 (confluent-kafka) for what test_acl_enforcement.py leaves out (idempotence,
 transactions), librdkafka 2.12 (build/deps/rdk-client-2.12) and @platformatic/kafka.
 
 Three users log in with SCRAM; each test asserts the library's own error (class, type, code)
@@ -382,6 +382,80 @@ def test_kafkajs(mixed, side):
     and the mock clusters name a controller (node 0) that does not exist."""
     mixed.use(side)
     node_answers("kafkajs_acl.cjs", mixed, MECHANISM.lower(), KAFKAJS_CASES)
+    assert mixed.active() == side
+
+
+# ---------------------------------------------------------------------------------------------
+# kcat (librdkafka 2.0.2): produce, its metadata listing (-L) and a balanced consumer (-G)
+
+
+def kcat(g, user, *args, input=None):
+    """kcat as USER: (exit code, stdout, stderr)."""
+    sasl = [a for k, v in librdkafka_sasl(MECHANISM, user, password(user)).items()
+            for a in ("-X", f"{k}={v}")]
+    cp = run(["kcat", "-b", g.bootstrap, *sasl, *args], timeout=90, check=False,
+             input=input.encode() if input else None)
+    return cp.returncode, cp.stdout.decode(), cp.stderr.decode()
+
+
+def kcat_produce(g, user, topic, value):
+    rc, _, err = kcat(g, user, "-P", "-t", topic, "-X", "acks=all", input=value + "\n")
+    if rc == 0:
+        return "ok"
+    return sorted(set(re.findall(r"Delivery failed for message: (.*)", err))) or err[-500:]
+
+
+def kcat_metadata(g, user, topic=None):
+    """-L -J: this module's topics, or for a named TOPIC its error."""
+    rc, out, err = kcat(g, user, "-L", "-J", *(["-t", topic] if topic else []))
+    assert rc == 0, err
+    topics = json.loads(out)["topics"]
+    if topic:
+        return [t.get("error") for t in topics if t["topic"] == topic]
+    return sorted({t["topic"] for t in topics if not t.get("error")} & KNOWN_TOPICS)
+
+
+def kcat_group(g, user, topic, group):
+    """-G: "ok" once one record is read, else the consumer errors kcat printed (it exits on
+    the first)."""
+    rc, out, err = kcat(g, user, "-G", group, "-X", "auto.offset.reset=earliest", "-c", "1",
+                        "-q", "-f", "%s\n", topic)
+    if rc == 0 and out.strip():
+        return "ok"
+    return sorted(set(re.findall(r"Consumer error: (.*)", err))) or err[-500:]
+
+
+def test_kcat(mixed, side):
+    mixed.use(side)
+    t = tag()
+    got = {
+        "alice produces pay.orders (prefixed allow)":
+            kcat_produce(mixed, "alice", "pay.orders", f"kcat-{t}"),
+        "alice produces pay.audit (literal deny beats the prefixed allow)":
+            kcat_produce(mixed, "alice", "pay.audit", "x"),
+        "bob produces ops.logs (wildcard topic)":
+            kcat_produce(mixed, "bob", "ops.logs", f"kcat-{t}"),
+        "alice lists": kcat_metadata(mixed, "alice"),
+        "bob lists": kcat_metadata(mixed, "bob"),
+        "carol lists (User:* only)": kcat_metadata(mixed, "carol"),
+        "alice asks for ops.logs (no binding)": kcat_metadata(mixed, "alice", "ops.logs"),
+        "bob consumes in gb-* (wildcard group)": kcat_group(mixed, "bob", "ops.logs", f"gb-{t}"),
+        "bob consumes in gx-* (prefixed deny beats the wildcard)":
+            kcat_group(mixed, "bob", "ops.logs", f"gx-{t}"),
+    }
+    assert got == {
+        "alice produces pay.orders (prefixed allow)": "ok",
+        "alice produces pay.audit (literal deny beats the prefixed allow)":
+            ["Broker: Topic authorization failed"],
+        "bob produces ops.logs (wildcard topic)": "ok",
+        "alice lists": LISTED["alice"],
+        "bob lists": LISTED["bob"],
+        "carol lists (User:* only)": ["pub.news"],
+        "alice asks for ops.logs (no binding)": ["Broker: Topic authorization failed"],
+        "bob consumes in gb-* (wildcard group)": "ok",
+        "bob consumes in gx-* (prefixed deny beats the wildcard)":
+            ["JoinGroup failed: Broker: Group authorization failed"],
+    }
     assert mixed.active() == side
 
 
