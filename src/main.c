@@ -38,6 +38,9 @@ static void usage(FILE *out)
             "  status                 virtual clusters, active sides, cluster health\n"
             "  failover VC [--to CLUSTER] [--reason TEXT] [--force]\n"
             "  failback VC [--reason TEXT]\n"
+            "  parity VC [--to CLUSTER]\n"
+            "                         what a switch would find on the other side (exit 3 on "
+            "differences)\n"
             "  audit [list|verify]    the tamper-evident audit log\n"
             "  chaos add TYPE [scope and fault options] | chaos list | chaos rm ID\n"
             "                         fault injection rules (see docs/chaos.md)\n"
@@ -246,7 +249,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "failover") == 0 ||
         strcmp(cmd, "failback") == 0 || strcmp(cmd, "audit") == 0 || strcmp(cmd, "chaos") == 0 ||
         strcmp(cmd, "experiment") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "users") == 0 ||
-        strcmp(cmd, "acl") == 0 || strcmp(cmd, "token") == 0 || strcmp(cmd, "drain") == 0)
+        strcmp(cmd, "acl") == 0 || strcmp(cmd, "token") == 0 || strcmp(cmd, "drain") == 0 ||
+        strcmp(cmd, "parity") == 0)
         return cmd_operate(argc - 1, argv + 1);
     fprintf(stderr, "kgate: unknown command '%s'\n\n", cmd);
     usage(stderr);

@@ -15,9 +15,9 @@
 #include "state/kg_store.h"
 #include "util/kg_log.h"
 
-/* POST /v1/reload, the drain routes and the chaos, experiment, user and ACL routes. */
+/* POST /v1/reload, GET parity, the drain routes and the chaos, experiment, user and ACL routes. */
 #define GATEWAY_N_ROUTES                                                                           \
-    (1 + DRAIN_N_ROUTES + KG_ADMIN_CHAOS_N_ROUTES + KG_ADMIN_EXPERIMENTS_N_ROUTES +                \
+    (2 + DRAIN_N_ROUTES + KG_ADMIN_CHAOS_N_ROUTES + KG_ADMIN_EXPERIMENTS_N_ROUTES +                \
      KG_ADMIN_USERS_N_ROUTES + KG_ADMIN_ACLS_N_ROUTES)
 
 static json_t *admin_status(void *ctx)
@@ -76,6 +76,20 @@ static int admin_reload(void *ctx, kg_admin_request *req)
     kg_config_free(fresh);
     free(errors);
     return status;
+}
+
+/* GET /v1/vclusters/NAME/parity[?to=CLUSTER]: the switch's pre-flight, run now. */
+static int admin_parity(void *ctx, kg_admin_request *req)
+{
+    json_t *result = NULL;
+    int status = kg_gateway_parity(ctx, req->params[0], kg_admin_query(req, "to"), &result);
+    if (status >= 400) {
+        int rc =
+            kg_admin_error(req, status, "%s", json_string_value(json_object_get(result, "error")));
+        json_decref(result);
+        return rc;
+    }
+    return kg_admin_reply(req, status, result);
 }
 
 /* ---- drain (kg_gateway_drain) ---- */
@@ -143,6 +157,11 @@ static int gateway_routes(kg_gateway *gw, kg_admin_route routes[GATEWAY_N_ROUTES
                                    .handler = admin_reload,
                                    .ctx = gw,
                                    .role = KG_ROLE_OPERATOR};
+    routes[n++] = (kg_admin_route){.method = "GET",
+                                   .pattern = "/v1/vclusters/{}/parity",
+                                   .handler = admin_parity,
+                                   .ctx = gw,
+                                   .role = KG_ROLE_VIEWER};
     n += kg_admin_bind_routes(&routes[n], drain_routes, DRAIN_N_ROUTES, gw);
     n += kg_admin_chaos_routes(gw->chaos, &routes[n]);
     n += kg_admin_experiments_routes(gw->experiments, &routes[n]);

@@ -17,6 +17,9 @@ static const char usage_text[] =
     "                                           secondary); --force even if CLUSTER is down\n"
     "  failback VCLUSTER [--reason TEXT] [--force]\n"
     "                                           switch VCLUSTER back to its primary\n"
+    "  parity VCLUSTER [--to CLUSTER]           what a switch would find on CLUSTER (default:\n"
+    "                                           the other side): missing topics, partition\n"
+    "                                           counts, topic configs; exit 3 on differences\n"
     "  audit [list] [--limit N] [--after SEQ]   audit log entries (default: the last 20)\n"
     "  audit verify                             check the audit log's hash chain\n"
     "  drain [--within 60s] [--no-wait]         stop serving without cutting a request: not\n"
@@ -367,6 +370,62 @@ static int cmd_audit(cli *c)
     return kg_cli_usage_error(&c->s, "audit: unknown subcommand \"%s\" (list, verify)", sub);
 }
 
+/* ---- parity ---- */
+
+/* Exit status of `kgate parity` when the check found differences (0: none). */
+#define EXIT_PARITY_DIFFERS 3
+
+static void print_parity(cli *c, json_t *r)
+{
+    char topics[32], count[32];
+    int_field(r, "topics", topics, sizeof(topics));
+    int_field(r, "count", count, sizeof(count));
+    fprintf(c->s.out,
+            "%s: %s -> %s, %s topic(s) used in the last %llds: ", kg_cli_str(r, "vcluster", "?"),
+            kg_cli_str(r, "from", "?"), kg_cli_str(r, "to", "?"), topics,
+            (long long)json_integer_value(json_object_get(r, "window_s")));
+    if (json_object_get(r, "error")) {
+        fprintf(c->s.out, "not checked: %s\n", kg_cli_str(r, "error", "?"));
+        return;
+    }
+    fprintf(c->s.out, "%s difference(s); configs %s\n", count, kg_cli_str(r, "configs", "-"));
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(r, "differences"), i, d)
+    {
+        char *from = json_dumps(json_object_get(d, "from"), JSON_ENCODE_ANY);
+        char *to = json_dumps(json_object_get(d, "to"), JSON_ENCODE_ANY);
+        fprintf(c->s.out, "  %-30s %-12s %s%s%s%s%s\n", kg_cli_str(d, "topic", "?"),
+                kg_cli_str(d, "problem", "?"), kg_cli_str(d, "config", ""),
+                json_object_get(d, "config") ? " " : "", from ? from : "", from ? " -> " : "",
+                to ? to : "");
+        free(from);
+        free(to);
+    }
+}
+
+static int cmd_parity(cli *c)
+{
+    if (c->s.given & ~OPT_TO) return kg_cli_usage_error(&c->s, "parity: unexpected option");
+    if (c->s.n_args != 2) return kg_cli_usage_error(&c->s, "parity: expected one VCLUSTER");
+    const char *vc = c->s.args[1];
+    if (!kg_cli_valid_segment(vc) || (c->to && !kg_cli_valid_segment(c->to)))
+        return kg_cli_usage_error(&c->s, "invalid virtual cluster or cluster name");
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/vclusters/%s/parity%s%s", vc, c->to ? "?to=" : "",
+             c->to ? c->to : "");
+    json_t *reply = NULL;
+    int rc = kg_cli_session_call(&c->s, "GET", path, NULL, &reply);
+    if (rc != KG_CLI_EXIT_OK) return rc;
+    if (c->s.json)
+        kg_cli_print_json(&c->s, reply);
+    else
+        print_parity(c, reply);
+    int differs = json_integer_value(json_object_get(reply, "count")) > 0;
+    json_decref(reply);
+    return differs ? EXIT_PARITY_DIFFERS : KG_CLI_EXIT_OK;
+}
+
 /* ---- drain ---- */
 
 /* "60s", "1500ms", "2m" or plain milliseconds; -1 when not a duration. */
@@ -482,6 +541,7 @@ int kg_cli_run(int argc, char **argv, const char *default_admin_url, const char 
     if (strcmp(cmd, "audit") == 0) return cmd_audit(&c);
     if (strcmp(cmd, "reload") == 0) return cmd_reload(&c);
     if (strcmp(cmd, "drain") == 0) return cmd_drain(&c);
+    if (strcmp(cmd, "parity") == 0) return cmd_parity(&c);
     return kg_cli_unknown_command(&c.s);
 }
 

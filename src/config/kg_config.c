@@ -128,11 +128,12 @@ enum {
     VC_LISTENER,
     VC_ACLS,
     VC_CLUSTER_ID,
+    VC_PARITY,
     VC_N
 };
-static const char *const vcluster_keys[VC_N] = {"port",     "primary",       "secondary",
-                                                "node_ids", "leader_epochs", "auth",
-                                                "listener", "acls",          "cluster_id"};
+static const char *const vcluster_keys[VC_N] = {"port",          "primary", "secondary", "node_ids",
+                                                "leader_epochs", "auth",    "listener",  "acls",
+                                                "cluster_id",    "parity"};
 
 enum {
     LISTENER_SASL,
@@ -162,6 +163,9 @@ enum {
 static const char *const listener_tls_keys[LTLS_N] = {
     "cert_file",   "key_file", "client_ca_file",   "crl_file",
     "client_auth", "port",     "principal_mapping"};
+
+enum { PARITY_WINDOW_S, PARITY_INTERVAL_S, PARITY_ON_SWITCH, PARITY_N };
+static const char *const parity_keys[PARITY_N] = {"window_s", "interval_s", "on_switch"};
 
 enum { NODE_IDS_MIN, NODE_IDS_MAX, NODE_IDS_N };
 static const char *const node_ids_keys[NODE_IDS_N] = {"min", "max"};
@@ -196,6 +200,7 @@ static const cfg_section sasl_section = {"clusters.NAME.sasl", sasl_keys, SASL_N
 static const cfg_section swap_section = {"clusters.NAME.sasl.principals.USER", swap_keys, SWAP_N};
 static const cfg_section vcluster_section = {"vclusters.NAME", vcluster_keys, VC_N};
 static const cfg_section node_ids_section = {"vclusters.NAME.node_ids", node_ids_keys, NODE_IDS_N};
+static const cfg_section parity_section = {"vclusters.NAME.parity", parity_keys, PARITY_N};
 static const cfg_section listener_section = {"vclusters.NAME.listener", listener_keys, LISTENER_N};
 static const cfg_section listener_tls_section = {"vclusters.NAME.listener.tls", listener_tls_keys,
                                                  LTLS_N};
@@ -1269,6 +1274,34 @@ static void parse_cluster_id(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *
                 path, vc->cluster_id, KG_CLUSTER_ID_MAX - 1);
 }
 
+/* parity: what a switch checks on the target first (route/kg_parity.h). */
+static void parse_parity(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v, const char *path)
+{
+    vc->parity_window_s = 600;
+    vc->parity_interval_s = 60;
+    vc->parity_on_switch = KG_PARITY_REFUSE;
+    if (!v->node) return;
+    cfg_val f[PARITY_N];
+    char fp[CFG_PATH_MAX], mode[16] = "";
+    if (!collect_section(p, v, path, &parity_section, f)) return;
+    long long n;
+    if (get_int(p, &f[PARITY_WINDOW_S], join_path(fp, path, "window_s"), 1, 7 * 86400, &n) > 0)
+        vc->parity_window_s = (int)n;
+    if (get_int(p, &f[PARITY_INTERVAL_S], join_path(fp, path, "interval_s"), 0, 86400, &n) > 0)
+        vc->parity_interval_s = (int)n;
+    if (get_string(p, &f[PARITY_ON_SWITCH], join_path(fp, path, "on_switch"), mode, sizeof(mode)) <=
+        0)
+        return;
+    if (strcmp(mode, "refuse") == 0)
+        vc->parity_on_switch = KG_PARITY_REFUSE;
+    else if (strcmp(mode, "warn") == 0)
+        vc->parity_on_switch = KG_PARITY_WARN;
+    else if (strcmp(mode, "off") == 0)
+        vc->parity_on_switch = KG_PARITY_OFF;
+    else
+        cfg_err(p, f[PARITY_ON_SWITCH].loc, "%s: must be refuse, warn or off, not '%s'", fp, mode);
+}
+
 /* listener.sasl: a list of mechanism names, each once. */
 static void parse_listener_sasl(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v,
                                 const char *path)
@@ -1510,6 +1543,7 @@ static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
     parse_node_ids(p, vc, &f[VC_NODE_IDS], join_path(fp, path, "node_ids"));
     parse_leader_epochs(p, vc, &f[VC_LEADER_EPOCHS], join_path(fp, path, "leader_epochs"));
     parse_cluster_id(p, vc, &f[VC_CLUSTER_ID], join_path(fp, path, "cluster_id"));
+    parse_parity(p, vc, &f[VC_PARITY], join_path(fp, path, "parity"));
     parse_auth(p, vc, &f[VC_AUTH], &f[VC_LISTENER], path);
     /* Passthrough: the client's own login goes to the cluster; kgate logging in itself on the
      * same connection would make the two logins collide. */

@@ -105,7 +105,12 @@ typedef struct kg_oauthbearer_cfg {
     int clock_skew_s;                  /* default 30 */
 } kg_oauthbearer_cfg;
 
-#define KG_CLUSTER_ID_MAX 65 /* 64 characters of [A-Za-z0-9_-], with the NUL */
+#define KG_CLUSTER_ID_MAX 65
+enum {
+    KG_PARITY_REFUSE,
+    KG_PARITY_WARN,
+    KG_PARITY_OFF
+}; /* 64 characters of [A-Za-z0-9_-], with the NUL */
 
 /* A virtual cluster: what clients connect to. Broker node N is served on port + 1 + (N -
  * node_id_min). */
@@ -120,6 +125,10 @@ typedef struct kg_vcluster_cfg {
     /* cluster_id: the id clients see in Metadata and DescribeCluster, whichever cluster is
      * active (default: derived from advertised_host, port and name; see docs/config.md). */
     char cluster_id[KG_CLUSTER_ID_MAX];
+    /* parity: the pre-flight of a switch (route/kg_parity.h) */
+    int parity_window_s;   /* topics used in the last window_s (default 600) */
+    int parity_interval_s; /* checked in the background this often; 0 = never (default 60) */
+    int parity_on_switch;  /* KG_PARITY_REFUSE (default) | _WARN | _OFF */
     /* auth: gateway — clients authenticate to kgate (SASL) with users kgate manages. */
     int auth_gateway;
     /* auth: passthrough — clients log in to the active cluster; kgate reads the name along. */

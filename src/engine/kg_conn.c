@@ -20,6 +20,7 @@
 #include "proto/kp_prim.h"
 #include "route/kg_gateway.h"
 #include "route/kg_inspect.h"
+#include "route/kg_parity.h"
 #include "route/kg_rewrite.h"
 #include "route/kg_versions.h"
 #include "route/kg_vcmetrics.h"
@@ -1274,6 +1275,12 @@ static void conn_broker_seen(void *ctx, int32_t node_id, const kp_str *host, int
 
 /* Mutation (chaos) then address rewriting of one whole response frame. Returns 1 with the new
  * frame in OUT, 0 when the original frame stands, -1 when the connection was closed. */
+/* A topic a Metadata answer described: the virtual cluster's parity record (kg_parity). */
+static void conn_topic_seen(void *ctx, const kp_str *name, int32_t partitions)
+{
+    kg_parity_note_topic(ctx, name->ptr, (size_t)name->len, partitions);
+}
+
 static int conn_transform_response(kg_conn *c, const kg_inflight *e, const uint8_t *frame,
                                    uint32_t size, kp_writer *out)
 {
@@ -1314,7 +1321,9 @@ static int conn_transform_response(kg_conn *c, const kg_inflight *e, const uint8
                            .ctx = c,
                            .fallback_port = c->vc->cfg->port,
                            .hide_leader_epochs = c->vc->cfg->hide_leader_epochs,
-                           .cluster_id = c->vc->cfg->cluster_id};
+                           .cluster_id = c->vc->cfg->cluster_id,
+                           .topic_seen = conn_topic_seen,
+                           .topic_ctx = c->vc->parity};
         rc = kg_rewrite_response(e->api_key, e->api_version, body, body_len, &map, conn_broker_seen,
                                  c->cluster, out);
         changed |= rc == 1;

@@ -490,9 +490,9 @@ static void prefix_error(char *err, size_t len, const char *broker, int timeout_
     snprintf(err, len, "%s: %s", broker, what);
 }
 
-/* TLS, ApiVersions, kgate's login, Metadata: what every backend connection goes through. */
-static int probe_broker(kg_cluster *c, probe_conn *pc, const char *desc, kg_version_ranges *ranges,
-                        char *err, size_t errlen, int *auth_failed)
+/* TLS, ApiVersions, kgate's login: what every backend connection goes through. */
+static int probe_setup(kg_cluster *c, probe_conn *pc, const char *desc, kg_version_ranges *ranges,
+                       char *err, size_t errlen, int *auth_failed)
 {
     if (c->tls && probe_tls(pc, c->tls, desc, err, errlen) < 0) return -1;
     if (probe_versions(pc, ranges, err, errlen) < 0) return -1;
@@ -501,6 +501,14 @@ static int probe_broker(kg_cluster *c, probe_conn *pc, const char *desc, kg_vers
         *auth_failed = 1;
         return -1;
     }
+    return 0;
+}
+
+/* The connection setup, then Metadata. */
+static int probe_broker(kg_cluster *c, probe_conn *pc, const char *desc, kg_version_ranges *ranges,
+                        char *err, size_t errlen, int *auth_failed)
+{
+    if (probe_setup(c, pc, desc, ranges, err, errlen, auth_failed) < 0) return -1;
     /* Without a login of its own kgate cannot read the metadata of a cluster whose clients log
      * in themselves (auth: passthrough): a broker that answers ApiVersions is up, and the
      * brokers are learnt from the clients' Metadata answers. */
@@ -536,4 +544,83 @@ int kg_cluster_probe(kg_cluster *c, int timeout_ms)
     atomic_store(&c->auth_failed, auth_failed);
     cluster_record_probe(c, ok, kg_now_us() - start, err, &ranges);
     return ok ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------- one request of kgate's own */
+
+void kg_cluster_reply_free(kg_cluster_reply *r)
+{
+    free(r->frame);
+    memset(r, 0, sizeof(*r));
+}
+
+/* The version of API to use with a broker that offers RANGES: the highest both sides and
+ * MAX_VERSION allow, or -1. */
+static int16_t request_version(const kg_version_ranges *ranges, int16_t api, int16_t max_version)
+{
+    int16_t v = ranges->max[api] < max_version ? ranges->max[api] : max_version;
+    while (v >= 0 && v >= ranges->min[api] && !kp_api_supported(api, v))
+        v--;
+    return v >= 0 && v >= ranges->min[api] ? v : -1;
+}
+
+static int request_on(kg_cluster *c, probe_conn *pc, const char *desc,
+                      const kg_cluster_request_spec *rq, kg_cluster_reply *out, char *err,
+                      size_t errlen)
+{
+    kg_version_ranges ranges;
+    int auth_failed = 0;
+    if (probe_setup(c, pc, desc, &ranges, err, errlen, &auth_failed) < 0) return -1;
+    int16_t api = rq->api;
+    int16_t version = request_version(&ranges, api, rq->max_version);
+    if (version < rq->min_version) {
+        snprintf(err, errlen, "%s does not support %s v%d+ (kgate's check needs it)", c->cfg->name,
+                 kp_api_name(api), rq->min_version);
+        return -2; /* the cluster's answer, not a failure to reach it */
+    }
+    kg_cluster_encode_fn encode = rq->encode;
+    void *ctx = rq->ctx;
+    kp_writer body;
+    kp_writer_init(&body, 128);
+    encode(&body, version, ctx);
+    size_t len = 0, off = 0;
+    int rc = body.err ? -1 : probe_roundtrip(pc, api, version, &body, &out->frame, &len, &off);
+    kp_writer_free(&body);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: %s v%d: %s", desc, kp_api_name(api), version,
+                 errno ? strerror(errno) : "bad response");
+        return -1;
+    }
+    out->body = out->frame + off;
+    out->len = len - off;
+    out->version = version;
+    return 0;
+}
+
+int kg_cluster_request(kg_cluster *c, int timeout_ms, const kg_cluster_request_spec *rq,
+                       kg_cluster_reply *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    snprintf(err, errlen, "no reachable broker");
+    if (c->versions_only) {
+        snprintf(err, errlen, "kgate has no login of its own to this cluster (auth: passthrough)");
+        return -2;
+    }
+    int rc = -1;
+    for (int attempt = 0; attempt < c->cfg->n_bootstrap + c->n_brokers + 1 && rc == -1; attempt++) {
+        kg_sockaddr addr;
+        char desc[300];
+        if (kg_cluster_pick(c, -1, attempt, &addr, desc, sizeof(desc)) < 0) break;
+        probe_conn pc = {.fd = -1,
+                         .deadline_us = kg_now_us() + (uint64_t)timeout_ms * 1000u,
+                         .next_correlation = 1};
+        errno = 0;
+        if (probe_connect(&pc, &addr) < 0)
+            snprintf(err, errlen, "%s: connect: %s", desc, strerror(errno));
+        else
+            rc = request_on(c, &pc, desc, rq, out, err, errlen);
+        kg_tls_free(pc.ssl);
+        if (pc.fd >= 0) close(pc.fd);
+    }
+    return rc;
 }

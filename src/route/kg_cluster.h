@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "config/kg_config.h"
+#include "proto/kp_prim.h"
 #include "route/kg_versions.h"
 #include "security/kg_sasl_client.h"
 #include "security/kg_tls.h"
@@ -80,6 +81,32 @@ void kg_cluster_learn_broker(kg_cluster *c, int32_t node_id, const char *host, s
 /* One blocking health probe: ApiVersions then Metadata over a fresh connection. Updates up/down,
  * latency, versions and the broker table. Returns 0 when the cluster answered. */
 int kg_cluster_probe(kg_cluster *c, int timeout_ms);
+
+/* A request of kgate's own to a cluster (the parity check): its answer, after the response
+ * header, at the version it was sent with. */
+typedef struct kg_cluster_reply {
+    uint8_t *frame; /* malloc'd: the whole response frame */
+    const uint8_t *body;
+    size_t len;
+    int16_t version;
+} kg_cluster_reply;
+/* Encodes the request body at VERSION into W. */
+typedef void (*kg_cluster_encode_fn)(kp_writer *w, int16_t version, void *ctx);
+typedef struct kg_cluster_request_spec {
+    int16_t api;
+    int16_t min_version, max_version;
+    kg_cluster_encode_fn encode;
+    void *ctx;
+} kg_cluster_request_spec;
+/* Sends one request RQ to C over a fresh connection set up as the probe's (TLS, ApiVersions,
+ * kgate's login), at the highest version the broker, kgate's codecs and RQ's range allow.
+ * 0 with *OUT filled (free it with kg_cluster_reply_free); -1 when no broker could be reached
+ * (ERR says why); -2 when the cluster cannot answer it (the API or a version in RQ's range not
+ * offered, or no login of kgate's own: auth passthrough). Blocking, bounded by TIMEOUT_MS per
+ * broker tried. */
+int kg_cluster_request(kg_cluster *c, int timeout_ms, const kg_cluster_request_spec *rq,
+                       kg_cluster_reply *out, char *err, size_t errlen);
+void kg_cluster_reply_free(kg_cluster_reply *r);
 
 /* Copies the versions learnt by probing; returns 0 when none are known yet. */
 int kg_cluster_versions(kg_cluster *c, kg_version_ranges *out);

@@ -17,6 +17,7 @@
 #include "engine/kg_wire.h"
 #include "engine/kg_worker.h"
 #include "metrics/kg_metrics.h"
+#include "route/kg_parity.h"
 #include "route/kg_vcmetrics.h"
 #include "security/kg_sasl.h"
 #include "security/kg_acl.h"
@@ -266,6 +267,48 @@ static void gateway_probe_cluster(kg_gateway *gw, kg_cluster *c, int timeout_ms)
     json_decref(details);
 }
 
+/* ---------------------------------------------------------------- parity (kg_parity) */
+
+/* The cluster a switch of VC would go to: the other of its two. */
+static int parity_other_side(const kg_vcluster *vc)
+{
+    int active = KG_ROUTE_ACTIVE(atomic_load(&vc->route));
+    return active == vc->cfg->primary ? vc->cfg->secondary : vc->cfg->primary;
+}
+
+/* Runs VC's check of cluster TO; READ_ACTIVE: ask the active side for its configs too (the
+ * background check and the API do when it is up; a switch never waits on it). */
+static json_t *parity_run(kg_gateway *gw, kg_vcluster *vc, int to, int read_active, int timeout)
+{
+    kg_cluster *active = &gw->clusters[KG_ROUTE_ACTIVE(atomic_load(&vc->route))];
+    kg_parity_check check = {.active = active,
+                             .target = &gw->clusters[to],
+                             .read_active = read_active && atomic_load(&active->up),
+                             .window_s = vc->cfg->parity_window_s,
+                             .timeout_ms = timeout};
+    json_t *report = kg_parity_run(vc->parity, &check);
+    if (report && vc->parity_diffs)
+        kg_gauge_set(vc->parity_diffs,
+                     json_object_get(report, "error")
+                         ? -1.0
+                         : (double)json_integer_value(json_object_get(report, "count")));
+    return report;
+}
+
+/* The prober's background check, every parity.interval_s, of the side a switch would go to
+ * (when it is up: a down side is the health probe's to report). */
+static void gateway_parity_tick(kg_gateway *gw, int timeout)
+{
+    uint64_t now = kg_now_us();
+    for (int i = 0; i < gw->cfg->n_vclusters && !atomic_load(&gw->stopping); i++) {
+        kg_vcluster *vc = &gw->vclusters[i];
+        if (!vc->parity || vc->cfg->parity_interval_s <= 0 || now < vc->parity_due_us) continue;
+        vc->parity_due_us = now + (uint64_t)vc->cfg->parity_interval_s * 1000000u;
+        int to = parity_other_side(vc);
+        if (atomic_load(&gw->clusters[to].up)) json_decref(parity_run(gw, vc, to, 1, timeout));
+    }
+}
+
 static void *gateway_probe_main(void *arg)
 {
     kg_gateway *gw = arg;
@@ -274,6 +317,7 @@ static void *gateway_probe_main(void *arg)
     while (!atomic_load(&gw->stopping)) {
         for (int i = 0; i < gw->cfg->n_clusters && !atomic_load(&gw->stopping); i++)
             gateway_probe_cluster(gw, &gw->clusters[i], timeout);
+        gateway_parity_tick(gw, timeout);
         pthread_mutex_lock(&gw->probe_lock);
         if (!atomic_load(&gw->stopping)) {
             struct timespec until;
@@ -369,6 +413,59 @@ static json_t *switch_request_json(const kg_switch_request *req)
                      "forced", req->force);
 }
 
+/* The parity pre-flight (parity.on_switch): the target against what clients used, with the
+ * active side's configs as kgate last read them (the active side may be the one that died).
+ * Adds the result to DETAILS; -1 with ERR when it refuses. */
+static int switch_parity(kg_gateway *gw, kg_vcluster *vc, int to, const kg_switch_request *req,
+                         json_t *details, char *err, size_t errlen)
+{
+    if (!vc->parity || req->force || vc->cfg->parity_on_switch == KG_PARITY_OFF) return 0;
+    json_t *report = parity_run(gw, vc, to, 0, 2000);
+    if (!report) return 0;
+    int64_t count = json_integer_value(json_object_get(report, "count"));
+    json_t *diffs = json_object_get(report, "differences");
+    json_t *kept = json_array(); /* the audit entry names the first few */
+    for (size_t i = 0; i < json_array_size(diffs) && i < 20; i++)
+        json_array_append(kept, json_array_get(diffs, i));
+    json_t *summary = json_pack("{s:I, s:o}", "count", (json_int_t)count, "differences", kept);
+    json_t *error = json_object_get(report, "error");
+    if (error) json_object_set(summary, "error", error);
+    json_object_set_new(details, "parity", summary);
+    json_decref(report);
+    if (count == 0 || vc->cfg->parity_on_switch != KG_PARITY_REFUSE) return 0;
+    snprintf(err, errlen,
+             "parity check: %lld difference(s) between what clients use and cluster '%s' "
+             "(see \"parity\"; `kgate parity %s`); use force to switch anyway",
+             (long long)count, gw->cfg->clusters[to].name, vc->cfg->name);
+    return -1;
+}
+
+int kg_gateway_parity(kg_gateway *gw, const char *vcluster, const char *to, json_t **result)
+{
+    int idx = kg_config_vcluster_index(gw->cfg, vcluster);
+    if (idx < 0) {
+        *result = json_pack("{s:s}", "error", "unknown vcluster");
+        return 404;
+    }
+    kg_vcluster *vc = &gw->vclusters[idx];
+    if (!vc->parity) {
+        *result = json_pack("{s:s}", "error", "the vcluster has no secondary cluster");
+        return 409;
+    }
+    int target = parity_other_side(vc);
+    if (to && *to) {
+        target = kg_config_cluster_index(gw->cfg, to);
+        if (target != vc->cfg->primary && target != vc->cfg->secondary) {
+            *result = json_pack("{s:s}", "error", "not a cluster of this vcluster");
+            return 404;
+        }
+    }
+    *result = parity_run(gw, vc, target, 1, 3000);
+    if (!*result) *result = json_pack("{s:s}", "error", "out of memory");
+    json_object_set_new(*result, "vcluster", json_string(vc->cfg->name));
+    return 200;
+}
+
 static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_request *req,
                          json_t **result)
 {
@@ -394,6 +491,9 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
         pthread_rwlock_unlock(&target->lock);
         return switch_refuse(gw, details, 409, err, result);
     }
+    if (switch_parity(gw, vc, to, req, details, err, sizeof(err)) < 0)
+        return switch_refuse(gw, details, 409, err, result);
+    start = kg_now_us(); /* the switch itself, without the pre-flight */
     /* Durable first: after a crash kgate comes back on the side the store names. */
     if (kg_store_commit_switch(gw->store, vc->cfg->name, target->cfg->name, epoch + 1, "switch",
                                details) != 0) {
@@ -680,6 +780,15 @@ static int gateway_init_state(kg_gateway *gw)
         vc->acl_denials = kg_metrics_counter(
             gw->metrics, "kgate_acl_denials_total",
             "Requests (or topics of a request) the ACLs denied, acls: enabled.", labels);
+        if (vc->cfg->secondary >= 0) {
+            if (!(vc->parity = kg_parity_new())) return -1;
+            vc->parity_diffs = kg_metrics_gauge(
+                gw->metrics, "kgate_parity_differences",
+                "Differences the last parity check found between the virtual cluster's other "
+                "side and what its clients use on the active one (missing topics, partition "
+                "counts, topic configs); -1 when the check could not run",
+                labels);
+        }
         int sides[2] = {vc->cfg->primary, vc->cfg->secondary};
         for (int s = 0; s < 2 && vc->cfg->auth_passthrough; s++)
             if (sides[s] >= 0) gw->clusters[sides[s]].versions_only = 1;
@@ -761,6 +870,7 @@ void kg_gateway_stop(kg_gateway *gw)
     kg_chaos_free(gw->chaos); /* after the workers: connections hold rule snapshots */
     for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++) {
         kg_vcm_free(gw->vclusters[i].metrics);
+        kg_parity_free(gw->vclusters[i].parity);
         kg_sasl_listener_free(gw->vclusters[i].sasl); /* after the workers, like the rules */
         kg_tls_server_free(gw->vclusters[i].tls);
         kg_principal_map_free(&gw->vclusters[i].principals);

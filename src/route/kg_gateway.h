@@ -32,6 +32,8 @@ typedef struct kg_users kg_users;
 typedef struct kg_acls kg_acls;
 typedef struct kg_sasl_listener kg_sasl_listener;
 typedef struct kg_counter kg_counter;
+typedef struct kg_gauge kg_gauge;
+typedef struct kg_parity kg_parity;
 
 typedef struct kg_gateway kg_gateway;
 
@@ -67,6 +69,9 @@ typedef struct kg_vcluster {
     kg_log_limit tls_log;          /* failed client handshakes are logged at this rate */
     kg_counter *acl_denials;       /* acls: enabled */
     kg_log_limit acl_log;
+    kg_parity *parity;      /* with a secondary: what the switch checks first (kg_parity) */
+    uint64_t parity_due_us; /* the prober's next background check (prober thread only) */
+    kg_gauge *parity_diffs; /* kgate_parity_differences{vcluster} */
 } kg_vcluster;
 
 struct kg_gateway {
@@ -165,6 +170,11 @@ int kg_gateway_drain_cancel(kg_gateway *gw, const char *actor, json_t **result);
 
 /* Refreshes the gauges of every virtual and physical cluster in gw->metrics, for a scrape. */
 void kg_gateway_collect_metrics(kg_gateway *gw);
+
+/* The parity pre-flight of VCLUSTER against cluster TO (NULL: the side a switch would go to),
+ * run now (route/kg_parity.h). Returns an HTTP-style status (200, 404 unknown vcluster or
+ * cluster, 409 no other side) and the report or an error in *RESULT. */
+int kg_gateway_parity(kg_gateway *gw, const char *vcluster, const char *to, json_t **result);
 
 /* For experiments: cumulative counters of VCLUSTER (-1 when unknown), and turning response
  * inspection on/off (counted: every "on" needs an "off"). */

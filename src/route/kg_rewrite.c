@@ -110,6 +110,10 @@ static int rewrite_metadata(rewriter *rw, int16_t version, kp_writer *out)
 {
     kp_metadata_response m;
     if (!decoded_all(rw, kp_metadata_response_decode(&rw->r, &rw->arena, version, &m))) return -1;
+    for (int32_t i = 0; rw->map->topic_seen && i < m.topics.count; i++)
+        if (m.topics.items[i].error_code == 0 && m.topics.items[i].name.len > 0)
+            rw->map->topic_seen(rw->map->topic_ctx, &m.topics.items[i].name,
+                                m.topics.items[i].partitions.count);
     if (!own_cluster_id(rw, version >= 2, &m.cluster_id) && m.brokers.count <= 0) return 0;
     for (int32_t i = 0; i < m.brokers.count; i++) {
         kp_metadata_response_metadata_response_broker *b = &m.brokers.items[i];

@@ -22,6 +22,10 @@ typedef struct kg_node_map {
     uint16_t fallback_port; /* used when port_for_node gives -1, and for node id -1 */
     int hide_leader_epochs; /* Metadata: report partition leader epochs as unknown (-1) */
     const char *cluster_id; /* Metadata v2+, DescribeCluster: the virtual cluster's id */
+    /* Called with every topic a Metadata answer describes without error (the parity check's
+     * record of what clients use); NULL = not wanted. */
+    void (*topic_seen)(void *ctx, const kp_str *name, int32_t partitions);
+    void *topic_ctx;
 } kg_node_map;
 
 /* Called with every real broker address seen (node id >= 0), before it is rewritten, so the

@@ -414,6 +414,23 @@ KT_TEST(cluster_id_configured_or_derived_stably)
                         "of A-Z, a-z, 0-9, '_' and '-'\n");
 }
 
+KT_TEST(parity_defaults_values_and_errors)
+{
+    parsed r = parse(TWO_CLUSTERS_YAML(""));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].parity_window_s == 600 &&
+             r.cfg->vclusters[0].parity_interval_s == 60 &&
+             r.cfg->vclusters[0].parity_on_switch == KG_PARITY_REFUSE);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    parity: {window_s: 30, interval_s: 0, on_switch: warn}\n"));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].parity_window_s == 30 &&
+             r.cfg->vclusters[0].parity_interval_s == 0 &&
+             r.cfg->vclusters[0].parity_on_switch == KG_PARITY_WARN);
+    done(&r);
+    expect_single_error(TWO_CLUSTERS_YAML("    parity: {on_switch: block}\n"),
+                        "t.yaml:9:25: vclusters.v.parity.on_switch: must be refuse, warn or off, "
+                        "not 'block'\n");
+}
+
 KT_TEST(auth_gateway_and_listener_sasl)
 {
     parsed r = parse(MINIMAL_YAML);

@@ -52,14 +52,14 @@ def test_cluster_id_survives_a_failover(make_clusters, make_kgate):
     producer = Producer({"bootstrap.servers": bootstrap, "logger": log,
                          "topic.metadata.refresh.interval.ms": 500})
     delivered = []
-    producer.produce("fo1", b"before", on_delivery=lambda e, m: delivered.append(e))
+    producer.produce("fo-confluent", b"before", on_delivery=lambda e, m: delivered.append(e))
     producer.flush(15)
     assert librdkafka_cluster_id(bootstrap) == vc_id
     assert kafka_python_cluster_id(bootstrap) == vc_id
 
     reply, _, _ = kg.switch("default", to="west", reason="identity test")
     assert reply.status == 200, reply
-    producer.produce("fo1", b"after", on_delivery=lambda e, m: delivered.append(e))
+    producer.produce("fo-confluent", b"after", on_delivery=lambda e, m: delivered.append(e))
     producer.flush(30)
     producer.poll(1.5)  # a metadata refresh or two against the new side
     assert delivered == [None, None]
