@@ -192,7 +192,8 @@ static int cmd_serve(int argc, char **argv)
         return 2;
     }
     /* The admin API is the gateway's front end: wired here, so route/ never includes admin/. */
-    static const kg_gateway_frontend admin = {kg_admin_gateway_start, kg_admin_gateway_stop};
+    static const kg_gateway_frontend admin = {kg_admin_gateway_start, kg_admin_gateway_stop,
+                                              kg_admin_gateway_reload};
     int rc = kg_gateway_serve(cfg, &admin);
     kg_config_free(cfg);
     return rc;

@@ -3,9 +3,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
@@ -16,6 +19,7 @@
 #include <sys/socket.h>
 
 #include "admin/kg_admin_tokens.h"
+#include "security/kg_tls.h"
 #include "util/kg_log.h"
 
 #define THREAD_POOL_SIZE 4
@@ -27,6 +31,18 @@
 /* GnuTLS priorities of the HTTPS admin API: its defaults, without TLS 1.0 and 1.1. */
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
+#define ADMIN_CHAIN_MAX 8
+
+/* The certificate chain and key new HTTPS handshakes get (libmicrohttpd asks through
+ * admin_pick_cert). A reload puts a new one in front; replaced ones stay alive until the API
+ * stops, since a handshake that picked one may still be using it (reloads are rare). */
+typedef struct admin_cert {
+    struct admin_cert *older;
+    gnutls_pcert_st chain[ADMIN_CHAIN_MAX];
+    unsigned n;
+    gnutls_privkey_t key;
+} admin_cert;
+
 struct kg_admin {
     struct MHD_Daemon *daemon;
     kg_admin_ops ops;
@@ -34,7 +50,9 @@ struct kg_admin {
     kg_metrics *metrics;
     int has_token; /* a bootstrap token is configured */
     unsigned char token_digest[32];
-    char *tls_cert, *tls_key; /* PEM text libmicrohttpd reads while it runs; NULL: plain HTTP */
+    pthread_mutex_t cert_lock; /* guards `cert` */
+    admin_cert *cert;          /* newest first; NULL: plain HTTP */
+    char *cert_file, *key_file;
     kg_admin_route *routes;
     int n_routes;
     uint16_t port;
@@ -812,11 +830,164 @@ static char *read_pem(const char *what, const char *path, char *err, size_t errl
     return text;
 }
 
+/* ---- HTTPS certificate (reloadable) ---- */
+
+static void admin_cert_free(admin_cert *c)
+{
+    while (c) {
+        admin_cert *older = c->older;
+        for (unsigned i = 0; i < c->n; i++)
+            gnutls_pcert_deinit(&c->chain[i]);
+        if (c->key) gnutls_privkey_deinit(c->key);
+        free(c);
+        c = older;
+    }
+}
+
+/* The PEM texts as libmicrohttpd's TLS (GnuTLS) takes them. */
+static admin_cert *admin_cert_import(const char *cert_pem, const char *key_pem, char *err,
+                                     size_t errlen)
+{
+    admin_cert *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    gnutls_datum_t cert = {(unsigned char *)cert_pem, (unsigned)strlen(cert_pem)};
+    gnutls_datum_t key = {(unsigned char *)key_pem, (unsigned)strlen(key_pem)};
+    c->n = ADMIN_CHAIN_MAX;
+    int rc = gnutls_pcert_list_import_x509_raw(c->chain, &c->n, &cert, GNUTLS_X509_FMT_PEM, 0);
+    if (rc < 0) {
+        c->n = 0;
+        snprintf(err, errlen, "admin.tls.cert_file: %s", gnutls_strerror(rc));
+    } else if ((rc = gnutls_privkey_init(&c->key)) < 0 ||
+               (rc = gnutls_privkey_import_x509_raw(c->key, &key, GNUTLS_X509_FMT_PEM, NULL, 0)) <
+                   0) {
+        snprintf(err, errlen, "admin.tls.key_file: %s", gnutls_strerror(rc));
+    } else {
+        return c;
+    }
+    admin_cert_free(c);
+    return NULL;
+}
+
+/* Reads and checks CERT_FILE and KEY_FILE: the same checks (and words) as a listener's
+ * certificate (kg_tls: a PEM chain, a key that is the certificate's), then the import. */
+static admin_cert *admin_cert_load(const char *cert_file, const char *key_file, char *err,
+                                   size_t errlen)
+{
+    char *cert_pem = read_pem("cert_file", cert_file, err, errlen);
+    char *key_pem = cert_pem ? read_pem("key_file", key_file, err, errlen) : NULL;
+    admin_cert *c = NULL;
+    if (key_pem) {
+        kg_listener_tls_cfg check = {.enabled = 1};
+        snprintf(check.cert_file, sizeof(check.cert_file), "%s", cert_file);
+        snprintf(check.key_file, sizeof(check.key_file), "%s", key_file);
+        char why[256];
+        kg_tls_server *probe = kg_tls_server_new(&check, why, sizeof(why));
+        if (probe)
+            c = admin_cert_import(cert_pem, key_pem, err, errlen);
+        else
+            snprintf(err, errlen, "admin.tls: %s", why);
+        kg_tls_server_free(probe);
+    }
+    if (key_pem) OPENSSL_cleanse(key_pem, strlen(key_pem));
+    free(key_pem);
+    free(cert_pem);
+    return c;
+}
+
+/* The certificate callback has no argument of ours: it finds the API here by the listening
+ * socket of the daemon the connection came to (the thread pool's daemons share it). */
+#define ADMIN_HTTPS_MAX 16
+static pthread_mutex_t https_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    int listen_fd;
+    kg_admin *admin;
+} https_apis[ADMIN_HTTPS_MAX];
+
+static int daemon_listen_fd(struct MHD_Daemon *daemon)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_LISTEN_FD);
+    return info ? info->listen_fd : -1;
+}
+
+static int https_register(kg_admin *a, struct MHD_Daemon *daemon)
+{
+    int fd = daemon_listen_fd(daemon);
+    int ok = 0;
+    pthread_mutex_lock(&https_lock);
+    for (int i = 0; i < ADMIN_HTTPS_MAX && !ok; i++)
+        if (!https_apis[i].admin || https_apis[i].admin == a) {
+            https_apis[i].listen_fd = fd;
+            https_apis[i].admin = a;
+            ok = 1;
+        }
+    pthread_mutex_unlock(&https_lock);
+    return ok && fd >= 0 ? 0 : -1;
+}
+
+static void https_unregister(kg_admin *a)
+{
+    pthread_mutex_lock(&https_lock);
+    for (int i = 0; i < ADMIN_HTTPS_MAX; i++)
+        if (https_apis[i].admin == a) https_apis[i].admin = NULL;
+    pthread_mutex_unlock(&https_lock);
+}
+
+/* The newest certificate of the API that DAEMON serves, or NULL. */
+static admin_cert *https_current(struct MHD_Daemon *daemon)
+{
+    admin_cert *c = NULL;
+    int fd = daemon_listen_fd(daemon);
+    pthread_mutex_lock(&https_lock);
+    for (int i = 0; i < ADMIN_HTTPS_MAX && !c && fd >= 0; i++)
+        if (https_apis[i].admin && https_apis[i].listen_fd == fd) {
+            pthread_mutex_lock(&https_apis[i].admin->cert_lock);
+            c = https_apis[i].admin->cert;
+            pthread_mutex_unlock(&https_apis[i].admin->cert_lock);
+        }
+    pthread_mutex_unlock(&https_lock);
+    return c;
+}
+
+/* libmicrohttpd (GnuTLS) asks which certificate a new handshake gets: the newest. Its session
+ * pointer is the libmicrohttpd connection. */
+static int admin_pick_cert(gnutls_session_t session, const gnutls_datum_t *req_ca_dn,
+                           int n_req_ca_dn, const gnutls_pk_algorithm_t *pk_algos, int n_pk_algos,
+                           gnutls_pcert_st **chain, unsigned int *n_chain, gnutls_privkey_t *key)
+{
+    struct MHD_Connection *conn = gnutls_session_get_ptr(session);
+    const union MHD_ConnectionInfo *info =
+        conn ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON) : NULL;
+    admin_cert *c = info ? https_current(info->daemon) : NULL;
+    if (!c) return -1;
+    *chain = c->chain;
+    *n_chain = c->n;
+    *key = c->key;
+    return 0;
+}
+
+int kg_admin_reload_tls(kg_admin *a, char *err, size_t errlen)
+{
+    if (!a || !a->cert) return 0;
+    admin_cert *fresh = admin_cert_load(a->cert_file, a->key_file, err, errlen);
+    if (!fresh) return -1;
+    pthread_mutex_lock(&a->cert_lock);
+    fresh->older = a->cert;
+    a->cert = fresh;
+    pthread_mutex_unlock(&a->cert_lock);
+    kg_info("admin: HTTPS certificate reloaded from %s", a->cert_file);
+    return 0;
+}
+
 static void free_admin(kg_admin *a)
 {
-    if (a->tls_key) OPENSSL_cleanse(a->tls_key, strlen(a->tls_key));
-    free(a->tls_key);
-    free(a->tls_cert);
+    https_unregister(a);
+    admin_cert_free(a->cert);
+    pthread_mutex_destroy(&a->cert_lock);
+    free(a->cert_file);
+    free(a->key_file);
     free(a->routes);
     free(a);
 }
@@ -833,7 +1004,7 @@ int kg_admin_has_bootstrap_token(const kg_admin *admin)
 
 int kg_admin_is_tls(const kg_admin *admin)
 {
-    return admin && admin->tls_cert != NULL;
+    return admin && admin->cert != NULL;
 }
 
 kg_admin *kg_admin_start(const char *listen, const char *token, const kg_admin_ops *ops,
@@ -872,12 +1043,14 @@ kg_admin *kg_admin_start_opts(const kg_admin_options *opts, const kg_admin_ops *
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    pthread_mutex_init(&a->cert_lock, NULL);
     if (build_routes(a, ops, err, errlen) != 0) {
         free_admin(a);
         return NULL;
     }
-    if (tls && (!(a->tls_cert = read_pem("cert_file", opts->tls_cert_file, err, errlen)) ||
-                !(a->tls_key = read_pem("key_file", opts->tls_key_file, err, errlen)))) {
+    if (tls && (!(a->cert_file = strdup(opts->tls_cert_file)) ||
+                !(a->key_file = strdup(opts->tls_key_file)) ||
+                !(a->cert = admin_cert_load(a->cert_file, a->key_file, err, errlen)))) {
         free_admin(a);
         return NULL;
     }
@@ -899,14 +1072,19 @@ kg_admin *kg_admin_start_opts(const kg_admin_options *opts, const kg_admin_ops *
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)THREAD_POOL_SIZE, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, a, tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, a->tls_cert,
-        MHD_OPTION_HTTPS_MEM_KEY, a->tls_key, MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
-        MHD_OPTION_END);
+        on_completed, a, tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, admin_pick_cert,
+        MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_END);
     if (!a->daemon) {
         snprintf(err, errlen, "cannot serve the admin API on %s: %s", listen,
                  errno ? strerror(errno)
                  : tls ? "libmicrohttpd failed to start (is the key the certificate's?)"
                        : "libmicrohttpd failed to start");
+        free_admin(a);
+        return NULL;
+    }
+    if (tls && https_register(a, a->daemon) < 0) {
+        snprintf(err, errlen, "more than %d HTTPS admin APIs in one process", ADMIN_HTTPS_MAX);
+        MHD_stop_daemon(a->daemon);
         free_admin(a);
         return NULL;
     }

@@ -118,6 +118,10 @@ typedef struct kg_admin_ops {
  * context, so a module keeps one static table and binds it to its object. Returns N. */
 int kg_admin_bind_routes(kg_admin_route *out, const kg_admin_route *table, int n, void *ctx);
 
+/* HTTPS: reads the certificate and key files again; new connections get them, open ones keep
+ * theirs. 0 (also without TLS), or -1 with the reason in ERR and the old certificate kept. */
+int kg_admin_reload_tls(kg_admin *admin, char *err, size_t errlen);
+
 /* Starts serving on LISTEN ("host:port", "[v6]:port"; port 0 = ephemeral, see kg_admin_port).
  * TOKEN NULL or "" = no authentication. OPS and its extra routes are copied; STORE and METRICS are
  * borrowed and may be NULL (their routes then answer 503). NULL with a message in ERR on failure.

@@ -205,3 +205,8 @@ void kg_admin_gateway_stop(void *handle)
 {
     if (handle) kg_admin_stop(handle);
 }
+
+int kg_admin_gateway_reload(void *handle, char *err, size_t errlen)
+{
+    return handle ? kg_admin_reload_tls(handle, err, errlen) : 0;
+}

@@ -12,5 +12,7 @@
 int kg_admin_gateway_start(kg_gateway *gw, void **handle);
 /* Stops what kg_admin_gateway_start started (HANDLE may be NULL). */
 void kg_admin_gateway_stop(void *handle);
+/* Reloads the admin API's HTTPS certificate (kg_admin_reload_tls); 0 without TLS. */
+int kg_admin_gateway_reload(void *handle, char *err, size_t errlen);
 
 #endif

@@ -674,6 +674,16 @@ static int gateway_reload_certificates(kg_gateway *gw, char *err, size_t errlen)
 
 static int gateway_apply_acl_config(kg_gateway *gw, const kg_config *cfg, char *err, size_t errlen);
 
+static int gateway_reload_frontend(kg_gateway *gw, char *err, size_t errlen)
+{
+    if (!gw->frontend_started || !gw->frontend.reload) return 0;
+    char why[400];
+    if (gw->frontend.reload(gw->frontend_handle, why, sizeof(why)) == 0) return 0;
+    snprintf(err, errlen, "admin API: %s", why);
+    kg_error("%s", err);
+    return -1;
+}
+
 int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t errlen)
 {
     char why[512];
@@ -683,11 +693,12 @@ int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t 
         return -1;
     }
     if (gateway_reload_certificates(gw, err, errlen) < 0 ||
+        gateway_reload_frontend(gw, err, errlen) < 0 ||
         gateway_apply_chaos_config(gw, fresh, err, errlen) < 0 ||
         gateway_apply_acl_config(gw, fresh, err, errlen) < 0)
         return -1;
-    kg_info("reloaded %s: %zu chaos rule(s) from the file, TLS certificates from their files; "
-            "other changes take a restart",
+    kg_info("reloaded %s: %zu chaos rule(s) from the file, TLS certificates (listeners, admin "
+            "API) from their files; other changes take a restart",
             fresh->path, fresh->chaos_rules ? json_array_size(fresh->chaos_rules) : 0);
     return 0;
 }

@@ -45,6 +45,9 @@ typedef struct kg_gateway kg_gateway;
 typedef struct kg_gateway_frontend {
     int (*start)(kg_gateway *gw, void **handle);
     void (*stop)(void *handle);
+    /* kg_gateway_reload: re-read what the front end loaded from files (its TLS certificate).
+     * 0, or -1 with the reason in ERR and the old state kept. May be NULL. */
+    int (*reload)(void *handle, char *err, size_t errlen);
 } kg_gateway_frontend;
 
 #define KG_ROUTE_ACTIVE(word) ((int)((word)&0xff))
