@@ -1656,12 +1656,29 @@ static void conn_shape_flush(kg_loop *loop, void *arg)
 
 /* mTLS: the client certificate's subject, mapped to the principal chaos rules and logs see (and
  * that SASL at kgate, when the vcluster has it too, replaces). -1 when C was closed. */
+/* The client's address without the port: "10.0.0.1:5000" -> "10.0.0.1". */
+static void conn_peer_address(const kg_conn *c, char host[64])
+{
+    snprintf(host, 64, "%s", c->peer);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = '\0';
+}
+
+/* A failed client handshake, for the aggregated audit entry (one client, one sample). */
+static void conn_note_tls_failure(kg_conn *c, const char *reason)
+{
+    char host[64];
+    conn_peer_address(c, host);
+    kg_tls_failures_note(c->vc->tls_failures, reason, host);
+}
+
 static int conn_take_cert_principal(kg_conn *c)
 {
     char subject[512], name[256];
     if (!kg_tls_peer_subject(c->ssl[TO_CLIENT], subject, sizeof(subject))) return 0;
     if (kg_principal_map_apply(&c->vc->principals, subject, name, sizeof(name)) < 0) {
         kg_counter_inc(c->vc->tls_handshakes[0]);
+        conn_note_tls_failure(c, "no principal_mapping rule matches");
         if (kg_log_limit_allows(&c->vc->tls_log, KG_TLS_LOG_PER_SECOND))
             kg_warn("vcluster %s: client %s: no principal_mapping rule matches certificate "
                     "subject '%s'",
@@ -1685,6 +1702,7 @@ static void conn_tls_failed(kg_conn *c, int side)
     kg_tls_error(c->ssl[side], reason, sizeof(reason));
     if (side == TO_CLIENT) {
         kg_counter_inc(c->vc->tls_handshakes[0]);
+        conn_note_tls_failure(c, reason);
         if (kg_log_limit_allows(&c->vc->tls_log, KG_TLS_LOG_PER_SECOND))
             kg_info("vcluster %s: TLS handshake with client %s failed: %s", c->vc->cfg->name,
                     c->peer, reason);
@@ -1956,11 +1974,9 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
     setsockopt(client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     conn_describe_peer(client_fd, c->peer, sizeof(c->peer));
     if (vc->cfg->acls_enabled) {
-        /* ACL hosts are addresses without the port: "10.0.0.1:5000" -> "10.0.0.1" */
-        char host[sizeof(c->peer)];
-        snprintf(host, sizeof(host), "%s", c->peer);
-        char *colon = strrchr(host, ':');
-        if (colon) *colon = '\0';
+        /* ACL hosts are addresses without the port */
+        char host[64];
+        conn_peer_address(c, host);
         if (kg_acl_canonical_host(host, c->peer_host) < 0) c->peer_host[0] = '\0';
     }
     atomic_fetch_add(&vc->client_conns, 1);

@@ -202,10 +202,27 @@ static uint64_t unix_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Failed client handshakes are audited in one entry per virtual cluster and minute at most
+ * (a scanner or a misconfigured client fleet must not flood the audit log), and at stop. */
+#define TLS_FAILURE_AUDIT_MS 60000
+
+static void gateway_audit_tls_failures(kg_gateway *gw, uint64_t interval_ms)
+{
+    for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++) {
+        kg_vcluster *vc = &gw->vclusters[i];
+        json_t *summary = kg_tls_failures_take(vc->tls_failures, unix_ms(), interval_ms);
+        if (!summary) continue;
+        json_object_set_new(summary, "vcluster", json_string(vc->cfg->name));
+        kg_store_audit_append(gw->store, "tls.handshake_failures", summary); /* borrows it */
+        json_decref(summary);
+    }
+}
+
 /* Once a second on the accept thread: expire chaos rules, drive experiments. */
 static void gateway_housekeeping(kg_loop *loop, void *arg)
 {
     kg_gateway *gw = arg;
+    gateway_audit_tls_failures(gw, TLS_FAILURE_AUDIT_MS);
     kg_chaos_expire(gw->chaos);
     kg_experiments_tick(gw->experiments, unix_ms());
     kg_users_flush_audit(gw->users);
@@ -717,7 +734,10 @@ static int gateway_init_tls(kg_gateway *gw, kg_vcluster *vc)
 {
     char err[256];
     vc->tls = kg_tls_server_new(&vc->cfg->tls, err, sizeof(err));
-    if (!vc->tls || kg_principal_map_init(&vc->principals, &vc->cfg->tls, err, sizeof(err)) < 0) {
+    vc->tls_failures = kg_tls_failures_new();
+    if (!vc->tls_failures) snprintf(err, sizeof(err), "out of memory");
+    if (!vc->tls || !vc->tls_failures ||
+        kg_principal_map_init(&vc->principals, &vc->cfg->tls, err, sizeof(err)) < 0) {
         kg_error("vcluster %s: listener TLS: %s", vc->cfg->name, err);
         return -1;
     }
@@ -869,6 +889,7 @@ void kg_gateway_stop(kg_gateway *gw)
     for (int i = 0; i < gw->n_workers; i++)
         kg_worker_drain_and_join(gw->workers[i], deadline);
     kg_reaper_stop(gw->reaper); /* after the workers: they hand it sockets until they exit */
+    if (gw->store) gateway_audit_tls_failures(gw, 0); /* the last minute's, not lost */
     if (gw->probe_started) {
         pthread_mutex_lock(&gw->probe_lock);
         pthread_cond_broadcast(&gw->probe_cond);
@@ -884,6 +905,7 @@ void kg_gateway_stop(kg_gateway *gw)
         kg_parity_free(gw->vclusters[i].parity);
         kg_sasl_listener_free(gw->vclusters[i].sasl); /* after the workers, like the rules */
         kg_tls_server_free(gw->vclusters[i].tls);
+        kg_tls_failures_free(gw->vclusters[i].tls_failures);
         kg_principal_map_free(&gw->vclusters[i].principals);
     }
     kg_users_free(gw->users); /* writes the queued failure audit entries: before the store */

@@ -70,6 +70,7 @@ typedef struct kg_vcluster {
     kg_principal_map principals;   /* listener.tls.principal_mapping */
     kg_counter *tls_handshakes[2]; /* [0] failed, [1] completed */
     kg_log_limit tls_log;          /* failed client handshakes are logged at this rate */
+    kg_tls_failures *tls_failures; /* ... and audited, aggregated (tls.handshake_failures) */
     kg_counter *acl_denials;       /* acls: enabled */
     kg_log_limit acl_log;
     kg_parity *parity;      /* with a secondary: what the switch checks first (kg_parity) */

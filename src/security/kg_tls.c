@@ -293,3 +293,96 @@ void kg_tls_free(SSL *ssl)
     SSL_free(ssl);
     ERR_clear_error();
 }
+
+/* ---------------------------------------------------------------- failed handshakes, audited */
+
+#define KG_TLS_REASON_MAX 96
+
+struct kg_tls_failures {
+    pthread_mutex_t lock;
+    uint64_t total;
+    char reason[KG_TLS_FAILURE_REASONS][KG_TLS_REASON_MAX];
+    uint64_t count[KG_TLS_FAILURE_REASONS];
+    uint64_t other;
+    char peer[KG_TLS_FAILURE_PEERS][64];
+    int n_peers;
+    uint64_t last_taken_ms; /* 0: never */
+};
+
+kg_tls_failures *kg_tls_failures_new(void)
+{
+    kg_tls_failures *f = calloc(1, sizeof(*f));
+    if (f) pthread_mutex_init(&f->lock, NULL);
+    return f;
+}
+
+void kg_tls_failures_free(kg_tls_failures *f)
+{
+    if (!f) return;
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+/* "error:0A00010B:SSL routines::wrong version number" -> "wrong version number": the reason
+ * alone, so that one cause counts once whatever OpenSSL's codes around it. */
+static void tls_short_reason(const char *reason, char *out, size_t len)
+{
+    const char *r = strrchr(reason, ':');
+    r = r && strncmp(reason, "error:", 6) == 0 ? r + 1 : reason;
+    snprintf(out, len, "%s", *r ? r : "unknown");
+}
+
+static void failures_count_reason(kg_tls_failures *f, const char *reason)
+{
+    for (int i = 0; i < KG_TLS_FAILURE_REASONS; i++) {
+        if (f->count[i] == 0) snprintf(f->reason[i], sizeof(f->reason[i]), "%s", reason);
+        if (strcmp(f->reason[i], reason) == 0) {
+            f->count[i]++;
+            return;
+        }
+    }
+    f->other++;
+}
+
+static void failures_sample_peer(kg_tls_failures *f, const char *peer)
+{
+    for (int i = 0; i < f->n_peers; i++)
+        if (strcmp(f->peer[i], peer) == 0) return;
+    if (f->n_peers < KG_TLS_FAILURE_PEERS)
+        snprintf(f->peer[f->n_peers++], sizeof(f->peer[0]), "%s", peer);
+}
+
+void kg_tls_failures_note(kg_tls_failures *f, const char *reason, const char *peer)
+{
+    if (!f) return;
+    char brief[KG_TLS_REASON_MAX];
+    tls_short_reason(reason ? reason : "", brief, sizeof(brief));
+    pthread_mutex_lock(&f->lock);
+    f->total++;
+    failures_count_reason(f, brief);
+    if (peer && *peer) failures_sample_peer(f, peer);
+    pthread_mutex_unlock(&f->lock);
+}
+
+json_t *kg_tls_failures_take(kg_tls_failures *f, uint64_t now_ms, uint64_t interval_ms)
+{
+    if (!f) return NULL;
+    pthread_mutex_lock(&f->lock);
+    json_t *out = NULL;
+    if (f->total > 0 && (f->last_taken_ms == 0 || now_ms >= f->last_taken_ms + interval_ms)) {
+        json_t *reasons = json_object(), *peers = json_array();
+        for (int i = 0; i < KG_TLS_FAILURE_REASONS && f->count[i]; i++)
+            json_object_set_new(reasons, f->reason[i], json_integer((json_int_t)f->count[i]));
+        if (f->other) json_object_set_new(reasons, "other", json_integer((json_int_t)f->other));
+        for (int i = 0; i < f->n_peers; i++)
+            json_array_append_new(peers, json_string(f->peer[i]));
+        out = json_pack("{s:I, s:o, s:o}", "failures", (json_int_t)f->total, "reasons", reasons,
+                        "sample_peers", peers);
+        f->total = f->other = 0;
+        memset(f->count, 0, sizeof(f->count));
+        f->n_peers = 0;
+        f->last_taken_ms = now_ms;
+    }
+    pthread_mutex_unlock(&f->lock);
+    return out;
+}

@@ -12,8 +12,10 @@
 #ifndef KG_TLS_H
 #define KG_TLS_H
 
+#include <jansson.h>
 #include <openssl/ssl.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "config/kg_config.h"
@@ -50,5 +52,21 @@ void kg_tls_error(SSL *ssl, char *out, size_t len);
 int kg_tls_peer_subject(SSL *ssl, char *out, size_t len);
 /* Sends close_notify if it can and frees the session (the socket stays open). */
 void kg_tls_free(SSL *ssl);
+
+/* Failed client handshakes of one listener, aggregated for the audit log: counts by short
+ * reason (OpenSSL's reason string, e.g. "wrong version number"; at most KG_TLS_FAILURE_REASONS,
+ * the rest as "other") and a few sample peer addresses. Noting is for any thread (the failure
+ * path only); taking is for one (the gateway's housekeeping). */
+#define KG_TLS_FAILURE_REASONS 8
+#define KG_TLS_FAILURE_PEERS 5
+typedef struct kg_tls_failures kg_tls_failures;
+kg_tls_failures *kg_tls_failures_new(void);
+void kg_tls_failures_free(kg_tls_failures *f);
+/* One failed handshake with PEER (an address) for REASON (as kg_tls_error says it). */
+void kg_tls_failures_note(kg_tls_failures *f, const char *reason, const char *peer);
+/* When there were failures and none was taken in the INTERVAL_MS before NOW_MS (or never):
+ * {"failures": N, "reasons": {reason: count}, "sample_peers": [address]} (a new reference), and
+ * the counts start over. Else NULL: at most one summary per interval, none for a quiet one. */
+json_t *kg_tls_failures_take(kg_tls_failures *f, uint64_t now_ms, uint64_t interval_ms);
 
 #endif
