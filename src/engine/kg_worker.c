@@ -1,6 +1,7 @@
 #include "engine/kg_worker.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,6 +50,7 @@ struct kg_worker {
     uint64_t soft_start_us, soft_spread_us;
     int soft_busy, soft_asked;
     kg_timer soft_timer, soft_deadline_timer;
+    atomic_uint_fast64_t heartbeat_us; /* kg_worker_heartbeat_us */
     uint64_t rng;
     uint8_t scratch[KG_WORKER_SCRATCH];
 };
@@ -85,9 +87,16 @@ void kg_worker_conn_closed(kg_worker *w, kg_conn *c)
     w->dead = c;
 }
 
+uint64_t kg_worker_heartbeat_us(kg_worker *w)
+{
+    return atomic_load_explicit(&w->heartbeat_us, memory_order_relaxed);
+}
+
+/* After every batch of events (and at least once a second). */
 static void worker_free_dead(kg_loop *loop, void *arg)
 {
     kg_worker *w = arg;
+    atomic_store_explicit(&w->heartbeat_us, kg_loop_now(loop), memory_order_relaxed);
     while (w->dead) {
         kg_conn *c = w->dead;
         w->dead = c->next;
@@ -364,6 +373,7 @@ kg_worker *kg_worker_start(kg_gateway *gw, int id)
     w->gw = gw;
     w->id = id;
     w->rng = kg_now_us() ^ ((uint64_t)(id + 1) * 0x9e3779b97f4a7c15ull);
+    atomic_init(&w->heartbeat_us, kg_now_us());
     w->loop = kg_loop_new();
     if (!w->loop) {
         free(w);

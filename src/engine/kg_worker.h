@@ -40,6 +40,10 @@ void kg_workers_drain(kg_worker **workers, int n, uint64_t spread_us, uint64_t d
  * ones are served again. */
 void kg_workers_drain_cancel(kg_worker **workers, int n);
 
+/* When the worker's loop last went round (monotonic µs; it does at least once a second), for
+ * the watchdog: a worker stuck longer is not healthy. Any thread. */
+uint64_t kg_worker_heartbeat_us(kg_worker *w);
+
 /* The worker's read scratch: connections read into it and keep only leftovers. */
 #define KG_WORKER_SCRATCH (256 * 1024)
 uint8_t *kg_worker_scratch(kg_worker *w);

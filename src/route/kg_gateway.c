@@ -25,6 +25,7 @@
 #include "security/kg_users.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
+#include "util/kg_sdnotify.h"
 
 /* A listening socket: one per virtual cluster port (bootstrap and each broker node). */
 typedef struct kg_listener {
@@ -218,10 +219,32 @@ static void gateway_audit_tls_failures(kg_gateway *gw, uint64_t interval_ms)
     }
 }
 
-/* Once a second on the accept thread: expire chaos rules, drive experiments. */
+/* A worker whose loop has not gone round for this long is stuck (it does once a second). */
+#define WORKER_STUCK_US (5 * 1000000u)
+
+/* The systemd watchdog is fed from here, and only while every worker's loop goes round: a
+ * stuck worker (or this thread) stops the pings, and systemd restarts the process. */
+static void gateway_feed_watchdog(kg_gateway *gw)
+{
+    if (!gw->watchdog_usec) return;
+    uint64_t now = kg_now_us();
+    for (int i = 0; i < gw->n_workers; i++) {
+        uint64_t beat = kg_worker_heartbeat_us(gw->workers[i]);
+        if (now > beat && now - beat > WORKER_STUCK_US) {
+            kg_error("worker %d has not gone round for %llu ms: no watchdog ping", i,
+                     (unsigned long long)((now - beat) / 1000));
+            return;
+        }
+    }
+    kg_sd_notify("WATCHDOG=1");
+}
+
+/* Once a second on the accept thread: expire chaos rules, drive experiments, feed systemd's
+ * watchdog. */
 static void gateway_housekeeping(kg_loop *loop, void *arg)
 {
     kg_gateway *gw = arg;
+    gateway_feed_watchdog(gw);
     gateway_audit_tls_failures(gw, TLS_FAILURE_AUDIT_MS);
     kg_chaos_expire(gw->chaos);
     kg_experiments_tick(gw->experiments, unix_ms());
@@ -1013,6 +1036,7 @@ int kg_gateway_drain_cancel(kg_gateway *gw, const char *actor, json_t **result)
  * no connection is left or the grace ends, and stop. Another SIGTERM/SIGINT stops at once. */
 static void gateway_drain_for_exit(kg_gateway *gw, const sigset_t *signals, const char *name)
 {
+    kg_sd_notify("STOPPING=1\nSTATUS=draining");
     int grace = gw->cfg->drain_timeout_ms;
     kg_info("%s: draining (up to %d ms) and stopping", name, grace);
     json_t *progress = NULL;
@@ -1031,6 +1055,22 @@ static void gateway_drain_for_exit(kg_gateway *gw, const sigset_t *signals, cons
     }
 }
 
+/* systemd (Type=notify): ready once everything listens; the watchdog, when asked for. */
+static void gateway_notify_ready(kg_gateway *gw)
+{
+    char status[128];
+    snprintf(status, sizeof(status), "READY=1\nSTATUS=serving %d virtual cluster(s)",
+             gw->cfg->n_vclusters);
+    kg_sd_notify(status);
+    uint64_t usec = kg_sd_watchdog_usec();
+    if (usec && usec < 2000000u)
+        kg_warn("WatchdogSec below 2 s: kgate pings once a second, systemd may kill it early");
+    if (usec)
+        kg_info("systemd watchdog: pinging once a second (WatchdogSec %llu ms)",
+                (unsigned long long)(usec / 1000));
+    gw->watchdog_usec = usec; /* last: the housekeeping thread reads it from now on */
+}
+
 int kg_gateway_serve(kg_config *cfg, const kg_gateway_frontend *frontend)
 {
     sigset_t set;
@@ -1043,10 +1083,12 @@ int kg_gateway_serve(kg_config *cfg, const kg_gateway_frontend *frontend)
     signal(SIGPIPE, SIG_IGN);
     kg_gateway *gw = kg_gateway_start(cfg, frontend);
     if (!gw) return 1;
+    gateway_notify_ready(gw);
     for (;;) {
         int sig = 0;
         sigwait(&set, &sig);
         if (sig == SIGHUP) {
+            kg_sd_notify("RELOADING=1");
             int n_errors = 0;
             kg_config *fresh = kg_config_load(cfg->path, stderr, &n_errors);
             char why[600];
@@ -1054,6 +1096,7 @@ int kg_gateway_serve(kg_config *cfg, const kg_gateway_frontend *frontend)
                 kg_error("SIGHUP: %s not reloaded (%d error(s)); still running the old rules",
                          cfg->path, n_errors);
             kg_config_free(fresh);
+            kg_sd_notify("READY=1");
             continue;
         }
         gateway_drain_for_exit(gw, &set, sig == SIGINT ? "SIGINT" : "SIGTERM");

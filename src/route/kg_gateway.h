@@ -122,6 +122,9 @@ struct kg_gateway {
     uint64_t listen_done;     /* ... and done */
     int64_t drain_started_ms; /* unix time */
     int drain_within_ms;
+
+    /* systemd's watchdog interval ($WATCHDOG_USEC), 0 = none: housekeeping pings it */
+    _Atomic uint64_t watchdog_usec;
 };
 
 /* Builds and starts everything (store, listeners, workers, prober, then FRONTEND, which may be
