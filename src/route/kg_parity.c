@@ -88,9 +88,22 @@ static int usage_grow(kg_parity *p)
     return 0;
 }
 
+/* Kafka's topic names: [a-zA-Z0-9._-]. Anything else (the stand-ins of kgate's ACLs, which a
+ * lenient mock cluster may list) is no topic a client can use. */
+static int legal_topic(const char *name, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return 0;
+    }
+    return len > 0 && len <= 249;
+}
+
 void kg_parity_note_topic(kg_parity *p, const char *name, size_t len, int32_t partitions)
 {
-    if (!p || !name || len == 0) return;
+    if (!p || !name || !legal_topic(name, len)) return;
     uint64_t now = kg_now_us();
     pthread_mutex_lock(&p->lock);
     usage_entry *e = p->cap ? usage_slot(p->slots, p->cap, name, len) : NULL;

@@ -269,6 +269,20 @@ static int on_offset_for_leader_epoch(const kg_authz_who *who, kg_authz_verdict 
     return 0;
 }
 
+/* A Metadata request naming a stand-in must not ask for auto-creation: Kafka refuses such a
+ * name anyway, but a lenient broker (librdkafka's mock cluster) would create it. BODY (LEN
+ * bytes, the stand-ins already in it) is rewritten with the flag off when the re-encoded
+ * request has the very same length, which it has: one boolean byte changes. */
+static void no_auto_creation(uint8_t *body, size_t len, int16_t version, kp_metadata_request *m)
+{
+    m->allow_auto_topic_creation = false;
+    kp_writer w;
+    kp_writer_init(&w, len);
+    kp_metadata_request_encode(&w, version, m);
+    if (!w.err && w.len == len) memcpy(body, w.buf, len);
+    kp_writer_free(&w);
+}
+
 static int on_metadata(const kg_authz_who *who, kg_authz_verdict *v, int16_t version,
                        const uint8_t *body, size_t len, kp_arena *a)
 {
@@ -277,6 +291,8 @@ static int on_metadata(const kg_authz_who *who, kg_authz_verdict *v, int16_t ver
      * (auto-creation); the answer names them again with TOPIC_AUTHORIZATION_FAILED. */
     for (int32_t i = 0; i < m.topics.count; i++)
         if (check_topic(who, v, m.topics.items[i].name, KG_ACL_DESCRIBE) < 0) return -1;
+    if (v->patch && v->patch->n > 0 && version >= 4 && m.allow_auto_topic_creation)
+        no_auto_creation((uint8_t *)body, len, version, &m);
     if (!v->patch && !(v->patch = calloc(1, sizeof(*v->patch)))) return -1;
     v->patch->filter_topics = 1;
     v->patch->all_topics = m.topics.count < 0 || (version == 0 && m.topics.count == 0);
@@ -350,9 +366,18 @@ static int on_find_coordinator(const kg_authz_who *who, kg_authz_verdict *v, int
     if (version < 4) {
         if (allowed(who, type, m.key, KG_ACL_DESCRIBE)) return 0;
         note_denial(v, KG_ACL_DESCRIBE, type, m.key);
-        return deny(v, KP_KEY_FIND_COORDINATOR, version,
-                    type == KG_ACL_GROUP ? GROUP_AUTHORIZATION_FAILED
-                                         : TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        /* as a broker answers: no coordinator (-1), and no message, so that clients print
+         * the code's own words ("Group authorization failed") */
+        kp_find_coordinator_response out;
+        kp_find_coordinator_response_init(&out);
+        out.error_code = type == KG_ACL_GROUP ? GROUP_AUTHORIZATION_FAILED
+                                              : TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        out.error_message = KP_STR_NULL;
+        out.node_id = -1;
+        out.host = kp_str_c("");
+        out.port = -1;
+        kp_find_coordinator_response_encode(&v->answer, version, &out);
+        return answered(v);
     }
     if (check_names(who, v, type, m.coordinator_keys.items, m.coordinator_keys.count,
                     KG_ACL_DESCRIBE) < 0)
@@ -873,7 +898,7 @@ static int patch_response(const kg_authz_patch *p, const kg_authz_who *who, int1
                                   e_->node_id = -1;
                                   e_->host = kp_str_c("");
                                   e_->port = -1;
-                                  e_->error_message = denied_message();
+                                  e_->error_message = KP_STR_NULL;
                               }));
         break;
     case KP_KEY_DESCRIBE_GROUPS:

@@ -294,6 +294,7 @@ KT_TEST(metadata_hides_or_refuses_topics_as_a_broker_does)
     kp_reader_init(&r, body.buf, body.len);
     kp_metadata_request sent;
     KT_CHECK_EQ_INT(kp_metadata_request_decode(&r, &a, 9, &sent), 0);
+    KT_CHECK(!sent.allow_auto_topic_creation); /* a lenient broker must not create a stand-in */
     char stand_in[8];
     snprintf(stand_in, sizeof(stand_in), "%.*s", (int)sent.topics.items[1].name.len,
              sent.topics.items[1].name.ptr);

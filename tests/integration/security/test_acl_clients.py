@@ -527,12 +527,9 @@ def test_librdkafka_202_idempotence_and_transactions(mixed, side):
     assert_answers(mixed, side, CK_CASES)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "kgate bug: the FindCoordinator answer kgate makes for a denied group (kg_authz.c "
-    "answer_error / on_find_coordinator) carries an empty, not null, error_message, so "
-    "librdkafka prints an empty reason; Kafka sends the error's message"))
 def test_denied_group_error_names_the_reason(mixed):
-    """librdkafka 2.0.2 has the code (GROUP_AUTHORIZATION_FAILED) but no words for it."""
+    """librdkafka 2.0.2 reports the code (GROUP_AUTHORIZATION_FAILED) with its words: kgate's
+    FindCoordinator answer has no message of its own (null), as a broker's."""
     from confluent_kafka import Consumer
     c = Consumer({**ck_conf(mixed, "alice"), "group.id": f"gz-{tag()}"})
     try:
