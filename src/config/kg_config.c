@@ -33,6 +33,7 @@
 #define DEFAULT_MAX_CONNECTIONS 10000
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_DRAIN_TIMEOUT_MS 5000
+#define DEFAULT_SWITCH_GRACE_MS 200
 #define DEFAULT_PROBE_INTERVAL_MS 1000
 #define DEFAULT_NODE_ID_MIN 0
 #define DEFAULT_NODE_ID_MAX 31
@@ -99,11 +100,12 @@ enum {
     ROOT_LOG,
     ROOT_CHAOS,
     ROOT_ACLS,
+    ROOT_SWITCH,
     ROOT_N
 };
 static const char *const root_keys[ROOT_N] = {
-    "listen",  "advertised_host", "clusters", "vclusters", "admin", "state",
-    "workers", "limits",          "health",   "log",       "chaos", "acls"};
+    "listen", "advertised_host", "clusters", "vclusters", "admin", "state", "workers",
+    "limits", "health",          "log",      "chaos",     "acls",  "switch"};
 
 enum { CLUSTER_BOOTSTRAP, CLUSTER_TLS, CLUSTER_SASL, CLUSTER_N };
 static const char *const cluster_keys[CLUSTER_N] = {"bootstrap", "tls", "sasl"};
@@ -187,6 +189,9 @@ enum {
 static const char *const limit_keys[LIMIT_N] = {
     "max_frame_bytes", "buffer_bytes", "max_connections", "connect_timeout_ms", "drain_timeout_ms"};
 
+enum { SWITCH_GRACE_MS, SWITCH_N };
+static const char *const switch_keys[SWITCH_N] = {"grace_ms"};
+
 enum { HEALTH_PROBE_INTERVAL_MS, HEALTH_N };
 static const char *const health_keys[HEALTH_N] = {"probe_interval_ms"};
 
@@ -210,6 +215,7 @@ static const cfg_section admin_section = {"admin", admin_keys, ADMIN_N};
 static const cfg_section admin_tls_section = {"admin.tls", admin_tls_keys, ATLS_N};
 static const cfg_section limits_section = {"limits", limit_keys, LIMIT_N};
 static const cfg_section health_section = {"health", health_keys, HEALTH_N};
+static const cfg_section switch_section = {"switch", switch_keys, SWITCH_N};
 static const cfg_section log_section = {"log", log_keys, LOG_N};
 
 /* Every section, so an unknown key can be pointed to the place where it does belong. */
@@ -1718,6 +1724,15 @@ static void parse_limits(cfg_parser *p, const cfg_val *v)
         cfg->drain_timeout_ms = (int)n;
 }
 
+static void parse_switch(cfg_parser *p, const cfg_val *v)
+{
+    cfg_val f[SWITCH_N];
+    long long n;
+    if (collect_section(p, v, "switch", &switch_section, f) &&
+        get_int(p, &f[SWITCH_GRACE_MS], "switch.grace_ms", 0, 60000, &n) > 0)
+        p->cfg->switch_grace_ms = (int)n;
+}
+
 static void parse_health(cfg_parser *p, const cfg_val *v)
 {
     cfg_val f[HEALTH_N];
@@ -1931,6 +1946,7 @@ static void parse_root(cfg_parser *p, struct fy_node *root)
     if (get_int(p, &f[ROOT_WORKERS], "workers", 0, MAX_WORKERS, &workers) > 0)
         cfg->workers = (int)workers;
     parse_limits(p, &f[ROOT_LIMITS]);
+    parse_switch(p, &f[ROOT_SWITCH]);
     parse_health(p, &f[ROOT_HEALTH]);
     parse_log(p, &f[ROOT_LOG]);
     parse_chaos(p, &f[ROOT_CHAOS]);
@@ -2116,6 +2132,7 @@ static void set_defaults(kg_config *cfg, const char *name)
     cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
     cfg->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     cfg->drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
+    cfg->switch_grace_ms = DEFAULT_SWITCH_GRACE_MS;
     cfg->probe_interval_ms = DEFAULT_PROBE_INTERVAL_MS;
     snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
 }

@@ -168,6 +168,7 @@ typedef struct kg_config {
     int max_connections;    /* limits.max_connections, default 10000 */
     int connect_timeout_ms; /* limits.connect_timeout_ms, default 5000 */
     int drain_timeout_ms;   /* limits.drain_timeout_ms: shutdown grace, default 5000 */
+    int switch_grace_ms;    /* switch.grace_ms: in-flight requests' answers, default 200 */
     int probe_interval_ms;  /* health.probe_interval_ms, default 1000 */
     char log_level[16];     /* log.level: debug|info|warn|error, default info */
 

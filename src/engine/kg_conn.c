@@ -410,6 +410,18 @@ void kg_conn_drain(kg_conn *c)
     conn_update_interest(c);
 }
 
+int kg_conn_retire(kg_conn *c, uint64_t deadline_us)
+{
+    if (c->state == KG_CONN_CLOSED) return 0;
+    if (c->state == KG_CONN_CONNECTING || deadline_us <= kg_now_us() || kg_conn_at_boundary(c)) {
+        kg_conn_close(c, KG_LOG_DEBUG, "virtual cluster %s switched", c->vc->cfg->name);
+        return 0;
+    }
+    c->retire_at_us = deadline_us;
+    kg_conn_drain(c);
+    return c->state != KG_CONN_CLOSED;
+}
+
 /* While draining, how much the client may still send: the rest of the request begun, nothing
  * beyond it (so that a client pipelining requests cannot keep the connection open). */
 static size_t conn_read_allowance(const kg_conn *c)
@@ -980,7 +992,9 @@ static size_t request_body_len(const conn_request *r)
 static int stage_validate(kg_conn *c, conn_request *r)
 {
     const kg_wire_request *rq = &r->rq;
-    if (conn_route_is_stale(c)) {
+    /* Retiring (kg_conn_retire), the request begun when the switch came still goes to the old
+     * side, which answers it within switch.grace_ms; nothing after it is read. */
+    if (conn_route_is_stale(c) && !c->retire_at_us) {
         kg_conn_close(c, KG_LOG_INFO, "virtual cluster %s switched", c->vc->cfg->name);
         return STAGE_CLOSED;
     }

@@ -140,6 +140,8 @@ typedef struct kg_conn {
 
     /* kg_conn_drain: the gateway drains; requests already begun are finished, none is cut */
     uint8_t drain_boundary;
+    /* kg_conn_retire: the virtual cluster switched; closed at this time at the latest */
+    uint64_t retire_at_us;
 } kg_conn;
 
 /* TLS: the client came in on the vcluster's TLS port (its listener's TLS context applies). */
@@ -155,6 +157,11 @@ void kg_conn_free(kg_conn *c);
  * sending is read to its end and forwarded, no later one is read, and the connection closes
  * itself once every response is delivered. An idle connection closes at once. */
 void kg_conn_drain(kg_conn *c);
+/* The virtual cluster switched (switch.grace_ms): the requests C has in flight keep their
+ * answers from the old side until DEADLINE_US, nothing more is read, and C closes at its next
+ * request boundary, as kg_conn_drain does, or at the deadline (kg_worker). A connection at a
+ * boundary, or not connected yet, closes now. Returns 1 when C is still open (retiring). */
+int kg_conn_retire(kg_conn *c, uint64_t deadline_us);
 /* 1 when C has nothing in flight either way: no request partly read, queued or unanswered, no
  * response partly sent. Closing it then cuts nothing. */
 int kg_conn_at_boundary(const kg_conn *c);

@@ -50,6 +50,7 @@ struct kg_worker {
     uint64_t soft_start_us, soft_spread_us;
     int soft_busy, soft_asked;
     kg_timer soft_timer, soft_deadline_timer;
+    kg_timer grace_timer; /* the next switch.grace_ms deadline of a retiring connection */
     atomic_uint_fast64_t heartbeat_us; /* kg_worker_heartbeat_us */
     uint64_t rng;
     uint8_t scratch[KG_WORKER_SCRATCH];
@@ -123,18 +124,43 @@ static void worker_adopt_now(kg_worker *w, worker_cmd *cmd)
     kg_conn_start(c);
 }
 
+/* Closes the connections whose switch grace ended with requests still in flight, and sets the
+ * timer for the next deadline. */
+static void worker_grace_timeout(kg_loop *loop, void *arg)
+{
+    kg_worker *w = arg;
+    uint64_t now = kg_loop_now(loop), next = 0;
+    kg_conn *c = w->conns;
+    while (c) {
+        kg_conn *after = c->next;
+        if (c->retire_at_us && c->retire_at_us <= now)
+            kg_conn_close(c, KG_LOG_INFO,
+                          "virtual cluster %s switched: requests still unanswered after "
+                          "switch.grace_ms",
+                          c->vc->cfg->name);
+        else if (c->retire_at_us && (!next || c->retire_at_us < next))
+            next = c->retire_at_us;
+        c = after;
+    }
+    if (next) kg_loop_timer_at(loop, &w->grace_timer, next);
+}
+
+/* Every connection of VC opened before the switch to ROUTE_WORD goes: at once when nothing is
+ * in flight, else once its requests are answered, within switch.grace_ms (kg_conn_retire). */
 static int worker_close_stale_now(kg_worker *w, kg_vcluster *vc, uint64_t route_word)
 {
-    int closed = 0;
+    int closed = 0, retiring = 0;
+    uint64_t deadline = kg_now_us() + (uint64_t)w->gw->cfg->switch_grace_ms * 1000u;
     kg_conn *c = w->conns;
     while (c) {
         kg_conn *next = c->next;
         if (c->vc == vc && c->route != route_word) {
-            kg_conn_close(c, KG_LOG_DEBUG, "virtual cluster %s switched", vc->cfg->name);
+            retiring += kg_conn_retire(c, deadline);
             closed++;
         }
         c = next;
     }
+    if (retiring) worker_grace_timeout(w->loop, w);
     return closed;
 }
 
@@ -384,6 +410,7 @@ kg_worker *kg_worker_start(kg_gateway *gw, int id)
     kg_timer_init(&w->drain_timer, worker_drain_timeout, w);
     kg_timer_init(&w->soft_timer, worker_soft_tick, w);
     kg_timer_init(&w->soft_deadline_timer, worker_soft_deadline, w);
+    kg_timer_init(&w->grace_timer, worker_grace_timeout, w);
     kg_loop_on_wake(w->loop, worker_on_wake, w);
     kg_loop_after_batch(w->loop, worker_free_dead, w);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {

@@ -178,7 +178,8 @@ class Kgate:
     """A kgate serving vclusters [(name, primary, secondary)] in front of clusters {name: DevCluster
     or bootstrap string}. The config file, state DB and logs live in work_dir."""
 
-    def __init__(self, clusters, vclusters, work_dir, token=None, probe_ms=250, state_path=None):
+    def __init__(self, clusters, vclusters, work_dir, token=None, probe_ms=250, state_path=None,
+                 extra_lines=()):
         self.work_dir = str(work_dir)
         self.token = token
         self.ports, self.admin_port = kgate_ports([name for name, _, _ in vclusters])
@@ -189,7 +190,8 @@ class Kgate:
         with open(self.config_path, "w") as f:
             f.write(kgate_config_yaml(boot, [(n, self.ports[n], p, s) for n, p, s in vclusters],
                                       self.admin_port, self.state_path, admin_token=token,
-                                      extra_lines=[f"health: {{ probe_interval_ms: {probe_ms} }}"]))
+                                      extra_lines=[f"health: {{ probe_interval_ms: {probe_ms} }}",
+                                                   *extra_lines]))
         self.proc = None
         self.starts = 0
 

@@ -1,0 +1,57 @@
+"""Requests in flight at a switch (issue 10, item 2): a connection of the old side is not cut
+while it waits for answers. Within switch.grace_ms it gets the old side's answer and only then
+closes, so a producer that does not retry sees no error; an answer later than the grace is cut
+as before. A chaos latency rule holds the answer at kgate, so the request is in flight when the
+switch comes, every time, whatever the machine's speed."""
+
+import pytest
+from confluent_kafka import Producer
+
+from fohelpers import wait_for
+
+HELD_MS = 600  # how long kgate holds each Produce answer
+
+
+def producer(kg):
+    return Producer({"bootstrap.servers": kg.bootstrap("default"), "acks": "all",
+                     "message.send.max.retries": 0, "enable.idempotence": False,
+                     "linger.ms": 0, "request.timeout.ms": 20000})
+
+
+def produce_across_a_switch(kg):
+    """Warm the connection, hold the next Produce answer at kgate, switch while it is held:
+    the delivery result of that record."""
+    p = producer(kg)
+    p.produce("fo-confluent", b"warm-up")
+    assert p.flush(20) == 0
+    reply = kg.http("POST", "/v1/chaos/rules", {"type": "latency", "id": "hold", "on": "response",
+                                                "api": "Produce", "delay_ms": HELD_MS})
+    assert reply.status == 201, reply
+    results = []
+    p.produce("fo-confluent", b"in-flight", on_delivery=lambda e, m: results.append(e))
+    p.poll(0)
+    wait_for(lambda: kg.http("GET", "/v1/chaos/rules/hold").json.get("injected", 0) >= 1, 20,
+             what="the answer held at kgate")
+    reply, _, _ = kg.switch("default", to="west", reason="in-flight test")
+    assert reply.status == 200, reply
+    p.flush(30)
+    assert len(results) == 1
+    return results[0]
+
+
+@pytest.mark.guard(120)
+def test_answer_within_the_grace_reaches_the_client(make_clusters, make_kgate):
+    kg = make_kgate(make_clusters(), extra_lines=[f"switch: {{ grace_ms: {HELD_MS * 5} }}"])
+    kg.wait_probed()
+    assert produce_across_a_switch(kg) is None  # the old side's ack, no error
+    assert kg.vcluster_status()["active"] == "west"
+
+
+@pytest.mark.guard(120)
+def test_answer_after_the_grace_is_cut(make_clusters, make_kgate):
+    kg = make_kgate(make_clusters(), extra_lines=["switch: { grace_ms: 50 }"])
+    kg.wait_probed()
+    error = produce_across_a_switch(kg)
+    assert error is not None  # cut: a client that does not retry sees it
+    wait_for(lambda: "unanswered after switch.grace_ms" in kg.log(), 20,
+             what="kgate's log of the cut connection")
