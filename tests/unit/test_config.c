@@ -431,6 +431,19 @@ KT_TEST(parity_defaults_values_and_errors)
                         "not 'block'\n");
 }
 
+KT_TEST(switch_grace)
+{
+    parsed r = parse(TWO_CLUSTERS_YAML(""));
+    KT_CHECK(r.cfg && r.cfg->switch_grace_ms == 200);
+    done(&r);
+    r = parse("switch: { grace_ms: 0 }\n" TWO_CLUSTERS_YAML(""));
+    KT_CHECK(r.cfg && r.cfg->switch_grace_ms == 0);
+    done(&r);
+    r = parse("switch: { grace_ms: 60001 }\n" TWO_CLUSTERS_YAML(""));
+    KT_CHECK(!r.cfg && strstr(r.errs, "switch.grace_ms"));
+    done(&r);
+}
+
 KT_TEST(auth_gateway_and_listener_sasl)
 {
     parsed r = parse(MINIMAL_YAML);
@@ -504,7 +517,7 @@ KT_TEST(unknown_keys_say_where_they_belong)
     expect_single_error(MINIMAL_YAML "port: 5\n",
                         "t.yaml:8:1: unknown top-level key 'port' (allowed: listen, "
                         "advertised_host, clusters, vclusters, admin, state, workers, limits, "
-                        "health, log, chaos, acls); 'port' belongs in vclusters.NAME\n");
+                        "health, log, chaos, acls, switch); 'port' belongs in vclusters.NAME\n");
     expect_single_error("clusters:\n"
                         "  a:\n"
                         "    bootstrap: a:1\n"
