@@ -490,6 +490,30 @@ static void prefix_error(char *err, size_t len, const char *broker, int timeout_
     snprintf(err, len, "%s: %s", broker, what);
 }
 
+/* Connects to candidate ATTEMPT of C (bootstrap servers, then known brokers; DESC names it):
+ * 1 connected, 0 not (ERR says why; try the next), -1 no candidate left. Close with
+ * probe_close either way. */
+static int probe_open(kg_cluster *c, int attempt, int timeout_ms, probe_conn *pc, char *desc,
+                      size_t desclen, char *err, size_t errlen)
+{
+    *pc = (probe_conn){
+        .fd = -1, .deadline_us = kg_now_us() + (uint64_t)timeout_ms * 1000u, .next_correlation = 1};
+    kg_sockaddr addr;
+    if (attempt > c->cfg->n_bootstrap + c->n_brokers ||
+        kg_cluster_pick(c, -1, attempt, &addr, desc, desclen) < 0)
+        return -1;
+    errno = 0;
+    if (probe_connect(pc, &addr) == 0) return 1;
+    snprintf(err, errlen, "%s: connect: %s", desc, strerror(errno));
+    return 0;
+}
+
+static void probe_close(probe_conn *pc)
+{
+    kg_tls_free(pc->ssl);
+    if (pc->fd >= 0) close(pc->fd);
+}
+
 /* TLS, ApiVersions, kgate's login: what every backend connection goes through. */
 static int probe_setup(kg_cluster *c, probe_conn *pc, const char *desc, kg_version_ranges *ranges,
                        char *err, size_t errlen, int *auth_failed)
@@ -523,23 +547,17 @@ int kg_cluster_probe(kg_cluster *c, int timeout_ms)
     uint64_t start = kg_now_us();
     int ok = 0, auth_failed = 0;
     /* Try each candidate until one answers both requests. */
-    for (int attempt = 0; attempt < c->cfg->n_bootstrap + c->n_brokers + 1 && !ok; attempt++) {
-        kg_sockaddr addr;
+    for (int attempt = 0; !ok; attempt++) {
         char desc[300];
-        if (kg_cluster_pick(c, -1, attempt, &addr, desc, sizeof(desc)) < 0) break;
-        probe_conn pc = {.fd = -1,
-                         .deadline_us = kg_now_us() + (uint64_t)timeout_ms * 1000u,
-                         .next_correlation = 1};
-        errno = 0;
+        probe_conn pc;
+        int opened = probe_open(c, attempt, timeout_ms, &pc, desc, sizeof(desc), err, sizeof(err));
+        if (opened < 0) break;
         auth_failed = 0;
-        if (probe_connect(&pc, &addr) < 0)
-            snprintf(err, sizeof(err), "%s: connect: %s", desc, strerror(errno));
-        else if (probe_broker(c, &pc, desc, &ranges, err, sizeof(err), &auth_failed) == 0)
+        if (opened == 1 && probe_broker(c, &pc, desc, &ranges, err, sizeof(err), &auth_failed) == 0)
             ok = 1;
-        else
+        else if (opened == 1)
             prefix_error(err, sizeof(err), desc, timeout_ms);
-        kg_tls_free(pc.ssl);
-        if (pc.fd >= 0) close(pc.fd);
+        probe_close(&pc);
     }
     atomic_store(&c->auth_failed, auth_failed);
     cluster_record_probe(c, ok, kg_now_us() - start, err, &ranges);
@@ -607,20 +625,13 @@ int kg_cluster_request(kg_cluster *c, int timeout_ms, const kg_cluster_request_s
         return -2;
     }
     int rc = -1;
-    for (int attempt = 0; attempt < c->cfg->n_bootstrap + c->n_brokers + 1 && rc == -1; attempt++) {
-        kg_sockaddr addr;
+    for (int attempt = 0; rc == -1; attempt++) {
         char desc[300];
-        if (kg_cluster_pick(c, -1, attempt, &addr, desc, sizeof(desc)) < 0) break;
-        probe_conn pc = {.fd = -1,
-                         .deadline_us = kg_now_us() + (uint64_t)timeout_ms * 1000u,
-                         .next_correlation = 1};
-        errno = 0;
-        if (probe_connect(&pc, &addr) < 0)
-            snprintf(err, errlen, "%s: connect: %s", desc, strerror(errno));
-        else
-            rc = request_on(c, &pc, desc, rq, out, err, errlen);
-        kg_tls_free(pc.ssl);
-        if (pc.fd >= 0) close(pc.fd);
+        probe_conn pc;
+        int opened = probe_open(c, attempt, timeout_ms, &pc, desc, sizeof(desc), err, errlen);
+        if (opened < 0) break;
+        if (opened == 1) rc = request_on(c, &pc, desc, rq, out, err, errlen);
+        probe_close(&pc);
     }
     return rc;
 }
