@@ -16,7 +16,7 @@
 BUILD    ?= build
 CC       ?= cc
 PY       := /usr/bin/python3
-PKGS     := libfyaml jansson libmicrohttpd gnutls sqlite3 libssl libcrypto libcurl rdkafka zlib liblz4 libzstd
+PKGS     := libfyaml jansson libmicrohttpd gnutls sqlite3 libpq libssl libcrypto libcurl rdkafka zlib liblz4 libzstd
 OPT      ?= -O2 -g
 SAN      ?=
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \

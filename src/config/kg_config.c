@@ -12,6 +12,7 @@
 #include "config/kg_config.h"
 #include "security/kg_principal.h"
 #include "security/kg_jwt.h"
+#include "state/kg_store.h"
 
 #include <jansson.h>
 
@@ -101,11 +102,25 @@ enum {
     ROOT_CHAOS,
     ROOT_ACLS,
     ROOT_SWITCH,
+    ROOT_STATE_CONNECT_TIMEOUT,
+    ROOT_STATE_STATEMENT_TIMEOUT,
     ROOT_N
 };
-static const char *const root_keys[ROOT_N] = {
-    "listen", "advertised_host", "clusters", "vclusters", "admin", "state", "workers",
-    "limits", "health",          "log",      "chaos",     "acls",  "switch"};
+static const char *const root_keys[ROOT_N] = {"listen",
+                                              "advertised_host",
+                                              "clusters",
+                                              "vclusters",
+                                              "admin",
+                                              "state",
+                                              "workers",
+                                              "limits",
+                                              "health",
+                                              "log",
+                                              "chaos",
+                                              "acls",
+                                              "switch",
+                                              "state_connect_timeout_ms",
+                                              "state_statement_timeout_ms"};
 
 enum { CLUSTER_BOOTSTRAP, CLUSTER_TLS, CLUSTER_SASL, CLUSTER_N };
 static const char *const cluster_keys[CLUSTER_N] = {"bootstrap", "tls", "sasl"};
@@ -1942,6 +1957,12 @@ static void parse_root(cfg_parser *p, struct fy_node *root)
     cfg_loc admin_loc = parse_admin(p, &f[ROOT_ADMIN]);
     parse_vclusters(p, &f[ROOT_VCLUSTERS], admin_loc);
     get_string(p, &f[ROOT_STATE], "state", cfg->state_path, sizeof(cfg->state_path));
+    long long ms;
+    if (get_int(p, &f[ROOT_STATE_CONNECT_TIMEOUT], "state_connect_timeout_ms", 0, 3600000, &ms) > 0)
+        cfg->state_connect_timeout_ms = (int)ms;
+    if (get_int(p, &f[ROOT_STATE_STATEMENT_TIMEOUT], "state_statement_timeout_ms", 0, 3600000,
+                &ms) > 0)
+        cfg->state_statement_timeout_ms = (int)ms;
     long long workers;
     if (get_int(p, &f[ROOT_WORKERS], "workers", 0, MAX_WORKERS, &workers) > 0)
         cfg->workers = (int)workers;
@@ -2127,6 +2148,9 @@ static void set_defaults(kg_config *cfg, const char *name)
     snprintf(cfg->admin_addr.host, sizeof(cfg->admin_addr.host), "127.0.0.1");
     cfg->admin_addr.port = 19644;
     snprintf(cfg->state_path, sizeof(cfg->state_path), "%s", DEFAULT_STATE_PATH);
+    kg_store_options store_defaults = KG_STORE_OPTIONS_DEFAULT;
+    cfg->state_connect_timeout_ms = store_defaults.connect_timeout_ms;
+    cfg->state_statement_timeout_ms = store_defaults.statement_timeout_ms;
     cfg->max_frame_bytes = DEFAULT_MAX_FRAME_BYTES;
     cfg->buffer_bytes = DEFAULT_BUFFER_BYTES;
     cfg->max_connections = DEFAULT_MAX_CONNECTIONS;

@@ -160,7 +160,9 @@ typedef struct kg_config {
     /* admin.tls: HTTPS for the admin API when enabled (cert_file and key_file, both required);
      * ca_file is for the CLI (`kgate ... -c`): the CA it trusts for the API's certificate. */
     kg_tls_cfg admin_tls;
-    char state_path[KG_PATH_MAX]; /* default ./kgate-state.db */
+    char state_path[KG_PATH_MAX];   /* default ./kgate-state.db; or a postgres:// URL */
+    int state_connect_timeout_ms;   /* PostgreSQL: keep retrying at start this long */
+    int state_statement_timeout_ms; /* PostgreSQL: statement_timeout */
 
     int workers;              /* 0 in the file = number of cores, resolved at load */
     uint32_t max_frame_bytes; /* limits.max_frame_bytes, default 100 MiB */

@@ -506,6 +506,22 @@ int kg_gateway_parity(kg_gateway *gw, const char *vcluster, const char *to, json
     return 200;
 }
 
+/* Another kgate sharing the store switched first (its epoch is already there): 409 naming the
+ * winner's side and epoch. This instance learns of the switch through the fleet module. */
+static int switch_lost_race(kg_gateway *gw, kg_vcluster *vc, json_t *details, json_t **result)
+{
+    char active[KG_NAME_MAX] = "";
+    uint64_t epoch = 0;
+    if (kg_store_get_vcluster(gw->store, vc->cfg->name, active, sizeof(active), &epoch) != 0)
+        snprintf(active, sizeof(active), "unknown");
+    char why[KG_NAME_MAX + 160];
+    snprintf(why, sizeof(why), "another switch won: the state store has '%s' active at epoch %llu",
+             active, (unsigned long long)epoch);
+    json_object_set_new(details, "winner",
+                        json_pack("{s:s, s:I}", "active", active, "epoch", (json_int_t)epoch));
+    return switch_refuse(gw, details, 409, why, result);
+}
+
 static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_request *req,
                          json_t **result)
 {
@@ -535,11 +551,14 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
         return switch_refuse(gw, details, 409, err, result);
     start = kg_now_us(); /* the switch itself, without the pre-flight */
     /* Durable first: after a crash kgate comes back on the side the store names. */
-    if (kg_store_commit_switch(gw->store, vc->cfg->name, target->cfg->name, epoch + 1, "switch",
-                               details) != 0) {
+    int committed = kg_store_commit_switch(gw->store, vc->cfg->name, target->cfg->name, epoch + 1,
+                                           "switch", details);
+    if (committed == 1) return switch_lost_race(gw, vc, details, result);
+    if (committed != 0) {
         json_decref(details);
+        /* 503: the store (PostgreSQL) may be briefly away; nothing was switched, retry. */
         *result = json_pack("{s:s}", "error", "cannot persist the switch in the state store");
-        return 500;
+        return 503;
     }
     uint64_t new_word = KG_ROUTE_WORD(epoch + 1, to);
     atomic_store_explicit(&vc->route, new_word, memory_order_release);
@@ -806,9 +825,13 @@ static int gateway_init_state(kg_gateway *gw)
             return -1;
         }
     }
-    gw->store = kg_store_open(cfg->state_path, err, sizeof(err));
+    kg_store_options store_opts = {.connect_timeout_ms = cfg->state_connect_timeout_ms,
+                                   .statement_timeout_ms = cfg->state_statement_timeout_ms};
+    gw->store = kg_store_open_with(cfg->state_path, &store_opts, err, sizeof(err));
     if (!gw->store) {
-        kg_error("state store %s: %s", cfg->state_path, err);
+        char where[KG_PATH_MAX];
+        kg_store_redact_location(cfg->state_path, where, sizeof(where)); /* no password */
+        kg_error("state store %s: %s", where, err);
         return -1;
     }
     gw->chaos = kg_chaos_new(gw->store, gw->metrics);

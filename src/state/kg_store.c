@@ -1,15 +1,13 @@
 /* kg_store — durable state and the audit chain. See kg_store.h.
  *
- * Layering: the generic part (this file's top and bottom) owns the mutex, the transactions'
- * shape, the audit hashing and verification; a backend (SQLite below, PostgreSQL later)
- * implements only primitive reads and writes through kg_store_backend. */
+ * Layering: this file owns the mutex, the transactions' shape, the audit hashing and
+ * verification, and migrate-state; a backend (kg_store_sqlite.c, kg_store_pg.c) implements only
+ * primitive reads and writes through kg_store_backend (kg_store_backend.h). */
 #include "state/kg_store.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,70 +15,15 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "state/kg_store_backend.h"
 #include "util/kg_log.h"
 
-#define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
-#define SCHEMA_VERSION 1
+#define ZERO_HASH KG_STORE_ZERO_HASH
 #define VERIFY_PAGE 512
 
-/* One audit row as the backend stores it: every field is text except seq. */
-typedef struct audit_row {
-    int64_t seq;
-    const char *ts;
-    const char *type;
-    const char *details; /* canonical JSON text */
-    const char *prev_hash;
-    const char *hash;
-} audit_row;
-
-typedef int (*audit_row_fn)(void *arg, const audit_row *row);
-typedef int (*doc_fn)(void *arg, const char *id, const char *body);
-
-/* Primitive operations of a backend. Return 0 ok, -1 error unless stated. The generic layer
- * holds the store mutex around every call, so backends need no locking of their own. */
-typedef struct kg_store_backend {
-    const char *name;
-    void (*close)(void *be);
-    const char *(*errmsg)(void *be);
-    int (*begin)(void *be); /* write transaction, taking the write lock up front */
-    int (*commit)(void *be);
-    void (*rollback)(void *be);
-    /* 0 found, 1 not found */
-    int (*get_vcluster)(void *be, const char *vc, char *active, size_t len, uint64_t *epoch);
-    int (*put_vcluster)(void *be, const char *vc, const char *active, uint64_t epoch,
-                        const char *ts);
-    json_t *(*list_vclusters)(void *be);
-    /* 0 found, 1 no head yet */
-    int (*get_head)(void *be, int64_t *last_seq, char hash[KG_STORE_HASH_HEX + 1]);
-    int (*put_head)(void *be, int64_t last_seq, const char *hash);
-    int (*insert_audit)(void *be, const audit_row *row);
-    /* Calls FN for each row in ascending seq: rows with seq > AFTER (TAIL = 0) or the last
-     * LIMIT rows (TAIL = 1). Stops early when FN returns non-zero. */
-    int (*scan_audit)(void *be, int64_t after, int limit, int tail, audit_row_fn fn, void *arg);
-    /* seq of a row whose hash is HASH: 0 found, 1 not found */
-    int (*find_audit_hash)(void *be, const char *hash, int64_t *seq);
-    int (*put_doc)(void *be, const char *kind, const char *id, const char *body, const char *ts);
-    /* 0 found (*BODY malloc'd), 1 not found */
-    int (*get_doc)(void *be, const char *kind, const char *id, char **body);
-    /* 0 deleted, 1 not found */
-    int (*delete_doc)(void *be, const char *kind, const char *id);
-    int (*list_docs)(void *be, const char *kind, doc_fn fn, void *arg);
-    /* users: one row per (name, mechanism); CRED is {mechanism, salt, iterations, stored_key,
-     * server_key}; created_ts is kept when the row exists */
-    int (*put_user_cred)(void *be, const char *name, json_t *cred, const char *ts);
-    /* 0 deleted, 1 not found */
-    int (*delete_user)(void *be, const char *name, const char *mechanism);
-    json_t *(*list_users)(void *be);
-    /* ACL bindings: one row per binding, every field of it in the key. put: 0 inserted, 1
-     * already there; delete: 0 deleted, 1 not found */
-    int (*put_acl)(void *be, json_t *acl, const char *ts);
-    int (*delete_acl)(void *be, json_t *acl);
-    json_t *(*list_acls)(void *be);
-    /* admin API tokens: put: 0 inserted, 1 name exists; delete: 0 deleted, 1 not found */
-    int (*put_token)(void *be, json_t *token, const char *ts);
-    int (*delete_token)(void *be, const char *name);
-    json_t *(*list_tokens)(void *be);
-} kg_store_backend;
+const char *const kg_store_acl_fields[7] = {"principal",    "host",          "resource_type",
+                                            "pattern_type", "resource_name", "operation",
+                                            "permission"};
 
 struct kg_store {
     const kg_store_backend *ops;
@@ -88,9 +31,7 @@ struct kg_store {
     pthread_mutex_t lock;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void kg_store_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || errlen == 0) return;
     va_list ap;
@@ -111,622 +52,62 @@ static void now_iso8601(char out[32])
 }
 
 /* ======================================================================================
- * SQLite backend
- * ====================================================================================== */
-
-typedef struct sqlite_be {
-    sqlite3 *db;
-} sqlite_be;
-
-static const char *const sqlite_schema =
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS vcluster_state ("
-    "  name TEXT PRIMARY KEY, active TEXT NOT NULL, epoch INTEGER NOT NULL,"
-    "  updated_ts TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS audit_log ("
-    "  seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, type TEXT NOT NULL, details TEXT NOT NULL,"
-    "  prev_hash TEXT NOT NULL, hash TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS audit_head ("
-    "  id INTEGER PRIMARY KEY CHECK (id = 1), last_seq INTEGER NOT NULL,"
-    "  last_hash TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS docs ("
-    "  kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, created_ts TEXT NOT NULL,"
-    "  updated_ts TEXT NOT NULL, PRIMARY KEY (kind, id));"
-    /* SASL users kgate manages: salted keys only (base64), never a password. Added without a
-     * schema_version bump: older files gain the table, older kgates never look at it. */
-    "CREATE TABLE IF NOT EXISTS users ("
-    "  name TEXT NOT NULL, mechanism TEXT NOT NULL, salt TEXT NOT NULL,"
-    "  iterations INTEGER NOT NULL, stored_key TEXT NOT NULL, server_key TEXT NOT NULL,"
-    "  created_ts TEXT NOT NULL, updated_ts TEXT NOT NULL, PRIMARY KEY (name, mechanism));"
-    /* ACL bindings (issue 8), names canonical (security/kg_acl.h); source is "api" or "config".
-     * Added like users, without a schema_version bump. */
-    "CREATE TABLE IF NOT EXISTS acls ("
-    "  principal TEXT NOT NULL, host TEXT NOT NULL, resource_type TEXT NOT NULL,"
-    "  pattern_type TEXT NOT NULL, resource_name TEXT NOT NULL, operation TEXT NOT NULL,"
-    "  permission TEXT NOT NULL, source TEXT NOT NULL, created_ts TEXT NOT NULL,"
-    "  PRIMARY KEY (principal, host, resource_type, pattern_type, resource_name, operation,"
-    "  permission));"
-    /* Admin API tokens (issue 8): the SHA-256 of each secret (hex), never the secret. Added
-     * like users, without a schema_version bump. */
-    "CREATE TABLE IF NOT EXISTS tokens ("
-    "  name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL,"
-    "  created_ts TEXT NOT NULL, created_by TEXT NOT NULL);";
-
-static const char *sq_errmsg(void *be)
-{
-    return sqlite3_errmsg(((sqlite_be *)be)->db);
-}
-
-static sqlite3_stmt *sq_prepare(sqlite_be *s, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        kg_error("store: cannot prepare \"%s\": %s", sql, sqlite3_errmsg(s->db));
-        return NULL;
-    }
-    return st;
-}
-
-static void sq_bind_text(sqlite3_stmt *st, int idx, const char *text)
-{
-    sqlite3_bind_text(st, idx, text, -1, SQLITE_TRANSIENT);
-}
-
-/* Steps a statement expected to finish without rows; finalizes it. */
-static int sq_exec_stmt(sqlite_be *s, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) kg_error("store: sqlite: %s", sqlite3_errmsg(s->db));
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -1;
-}
-
-static int sq_exec(sqlite_be *s, const char *sql)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        kg_error("store: \"%s\": %s", sql, msg ? msg : "?");
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
-}
-
-static void sq_close(void *be)
-{
-    sqlite_be *s = be;
-    if (!s) return;
-    sqlite3_close(s->db);
-    free(s);
-}
-
-static int sq_begin(void *be)
-{
-    return sq_exec(be, "BEGIN IMMEDIATE");
-}
-
-static int sq_commit(void *be)
-{
-    return sq_exec(be, "COMMIT");
-}
-
-static void sq_rollback(void *be)
-{
-    sqlite_be *s = be;
-    if (!sqlite3_get_autocommit(s->db)) sq_exec(s, "ROLLBACK");
-}
-
-static int sq_get_vcluster(void *be, const char *vc, char *active, size_t len, uint64_t *epoch)
-{
-    sqlite3_stmt *st = sq_prepare(be, "SELECT active, epoch FROM vcluster_state WHERE name = ?");
-    if (!st) return -1;
-    sq_bind_text(st, 1, vc);
-    int rc = sqlite3_step(st);
-    int result = -1;
-    if (rc == SQLITE_ROW) {
-        const char *a = (const char *)sqlite3_column_text(st, 0);
-        if (active && len > 0) snprintf(active, len, "%s", a ? a : "");
-        if (epoch) *epoch = (uint64_t)sqlite3_column_int64(st, 1);
-        result = 0;
-    } else if (rc == SQLITE_DONE) {
-        result = 1;
-    }
-    sqlite3_finalize(st);
-    return result;
-}
-
-static int sq_put_vcluster(void *be, const char *vc, const char *active, uint64_t epoch,
-                           const char *ts)
-{
-    sqlite3_stmt *st = sq_prepare(be, "INSERT INTO vcluster_state (name, active, epoch, updated_ts)"
-                                      " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
-                                      " active = excluded.active, epoch = excluded.epoch,"
-                                      " updated_ts = excluded.updated_ts");
-    if (!st) return -1;
-    sq_bind_text(st, 1, vc);
-    sq_bind_text(st, 2, active);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)epoch);
-    sq_bind_text(st, 4, ts);
-    return sq_exec_stmt(be, st);
-}
-
-static json_t *sq_list_vclusters(void *be)
-{
-    sqlite3_stmt *st =
-        sq_prepare(be, "SELECT name, active, epoch, updated_ts FROM vcluster_state ORDER BY name");
-    if (!st) return NULL;
-    json_t *arr = json_array();
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:s}", "vcluster",
-                                             sqlite3_column_text(st, 0), "active",
-                                             sqlite3_column_text(st, 1), "epoch",
-                                             (json_int_t)sqlite3_column_int64(st, 2), "updated_ts",
-                                             sqlite3_column_text(st, 3)));
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        json_decref(arr);
-        return NULL;
-    }
-    return arr;
-}
-
-static int sq_get_head(void *be, int64_t *last_seq, char hash[KG_STORE_HASH_HEX + 1])
-{
-    sqlite3_stmt *st = sq_prepare(be, "SELECT last_seq, last_hash FROM audit_head WHERE id = 1");
-    if (!st) return -1;
-    int rc = sqlite3_step(st);
-    int result = -1;
-    if (rc == SQLITE_ROW) {
-        *last_seq = sqlite3_column_int64(st, 0);
-        const char *h = (const char *)sqlite3_column_text(st, 1);
-        snprintf(hash, KG_STORE_HASH_HEX + 1, "%s", h ? h : "");
-        result = 0;
-    } else if (rc == SQLITE_DONE) {
-        result = 1;
-    }
-    sqlite3_finalize(st);
-    return result;
-}
-
-static int sq_put_head(void *be, int64_t last_seq, const char *hash)
-{
-    sqlite3_stmt *st = sq_prepare(be, "INSERT INTO audit_head (id, last_seq, last_hash)"
-                                      " VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                                      " last_seq = excluded.last_seq,"
-                                      " last_hash = excluded.last_hash");
-    if (!st) return -1;
-    sqlite3_bind_int64(st, 1, last_seq);
-    sq_bind_text(st, 2, hash);
-    return sq_exec_stmt(be, st);
-}
-
-static int sq_insert_audit(void *be, const audit_row *row)
-{
-    sqlite3_stmt *st = sq_prepare(be, "INSERT INTO audit_log (seq, ts, type, details, prev_hash,"
-                                      " hash) VALUES (?, ?, ?, ?, ?, ?)");
-    if (!st) return -1;
-    sqlite3_bind_int64(st, 1, row->seq);
-    sq_bind_text(st, 2, row->ts);
-    sq_bind_text(st, 3, row->type);
-    sq_bind_text(st, 4, row->details);
-    sq_bind_text(st, 5, row->prev_hash);
-    sq_bind_text(st, 6, row->hash);
-    return sq_exec_stmt(be, st);
-}
-
-static const char *column_text_or_empty(sqlite3_stmt *st, int col)
-{
-    const char *t = (const char *)sqlite3_column_text(st, col);
-    return t ? t : "";
-}
-
-static int sq_scan_audit(void *be, int64_t after, int limit, int tail, audit_row_fn fn, void *arg)
-{
-    /* The tail query reads newest-first and re-sorts, so callers always see ascending seq. */
-    const char *sql = tail ? "SELECT * FROM (SELECT seq, ts, type, details, prev_hash, hash"
-                             " FROM audit_log ORDER BY seq DESC LIMIT ?) ORDER BY seq"
-                           : "SELECT seq, ts, type, details, prev_hash, hash FROM audit_log"
-                             " WHERE seq > ? ORDER BY seq LIMIT ?";
-    sqlite3_stmt *st = sq_prepare(be, sql);
-    if (!st) return -1;
-    if (tail) {
-        sqlite3_bind_int(st, 1, limit);
-    } else {
-        sqlite3_bind_int64(st, 1, after);
-        sqlite3_bind_int(st, 2, limit);
-    }
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        audit_row row = {
-            .seq = sqlite3_column_int64(st, 0),
-            .ts = column_text_or_empty(st, 1),
-            .type = column_text_or_empty(st, 2),
-            .details = column_text_or_empty(st, 3),
-            .prev_hash = column_text_or_empty(st, 4),
-            .hash = column_text_or_empty(st, 5),
-        };
-        if (fn(arg, &row) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -1;
-}
-
-static int sq_find_audit_hash(void *be, const char *hash, int64_t *seq)
-{
-    sqlite3_stmt *st = sq_prepare(be, "SELECT seq FROM audit_log WHERE hash = ? LIMIT 1");
-    if (!st) return -1;
-    sq_bind_text(st, 1, hash);
-    int rc = sqlite3_step(st);
-    int result = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
-    if (rc == SQLITE_ROW) *seq = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return result;
-}
-
-static int sq_put_doc(void *be, const char *kind, const char *id, const char *body, const char *ts)
-{
-    sqlite3_stmt *st = sq_prepare(be, "INSERT INTO docs (kind, id, body, created_ts, updated_ts)"
-                                      " VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, id) DO UPDATE"
-                                      " SET body = excluded.body,"
-                                      " updated_ts = excluded.updated_ts");
-    if (!st) return -1;
-    sq_bind_text(st, 1, kind);
-    sq_bind_text(st, 2, id);
-    sq_bind_text(st, 3, body);
-    sq_bind_text(st, 4, ts);
-    sq_bind_text(st, 5, ts);
-    return sq_exec_stmt(be, st);
-}
-
-static int sq_get_doc(void *be, const char *kind, const char *id, char **body)
-{
-    sqlite3_stmt *st = sq_prepare(be, "SELECT body FROM docs WHERE kind = ? AND id = ?");
-    if (!st) return -1;
-    sq_bind_text(st, 1, kind);
-    sq_bind_text(st, 2, id);
-    int rc = sqlite3_step(st);
-    int result = -1;
-    if (rc == SQLITE_ROW) {
-        *body = strdup(column_text_or_empty(st, 0));
-        result = *body ? 0 : -1;
-    } else if (rc == SQLITE_DONE) {
-        result = 1;
-    }
-    sqlite3_finalize(st);
-    return result;
-}
-
-static int sq_delete_doc(void *be, const char *kind, const char *id)
-{
-    sqlite_be *s = be;
-    sqlite3_stmt *st = sq_prepare(s, "DELETE FROM docs WHERE kind = ? AND id = ?");
-    if (!st) return -1;
-    sq_bind_text(st, 1, kind);
-    sq_bind_text(st, 2, id);
-    if (sq_exec_stmt(s, st) != 0) return -1;
-    return sqlite3_changes(s->db) > 0 ? 0 : 1;
-}
-
-static int sq_list_docs(void *be, const char *kind, doc_fn fn, void *arg)
-{
-    sqlite3_stmt *st = sq_prepare(be, "SELECT id, body FROM docs WHERE kind = ? ORDER BY id");
-    if (!st) return -1;
-    sq_bind_text(st, 1, kind);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (fn(arg, column_text_or_empty(st, 0), column_text_or_empty(st, 1)) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -1;
-}
-
-static int sq_put_user_cred(void *be, const char *name, json_t *cred, const char *ts)
-{
-    sqlite3_stmt *st = sq_prepare(
-        be, "INSERT INTO users (name, mechanism, salt, iterations, stored_key, server_key,"
-            " created_ts, updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (name, mechanism) DO UPDATE SET salt = excluded.salt,"
-            " iterations = excluded.iterations, stored_key = excluded.stored_key,"
-            " server_key = excluded.server_key, updated_ts = excluded.updated_ts");
-    if (!st) return -1;
-    sq_bind_text(st, 1, name);
-    sq_bind_text(st, 2, json_string_value(json_object_get(cred, "mechanism")));
-    sq_bind_text(st, 3, json_string_value(json_object_get(cred, "salt")));
-    sqlite3_bind_int64(st, 4, json_integer_value(json_object_get(cred, "iterations")));
-    sq_bind_text(st, 5, json_string_value(json_object_get(cred, "stored_key")));
-    sq_bind_text(st, 6, json_string_value(json_object_get(cred, "server_key")));
-    sq_bind_text(st, 7, ts);
-    sq_bind_text(st, 8, ts);
-    return sq_exec_stmt(be, st);
-}
-
-static int sq_delete_user(void *be, const char *name, const char *mechanism)
-{
-    sqlite_be *s = be;
-    sqlite3_stmt *st =
-        sq_prepare(s, mechanism ? "DELETE FROM users WHERE name = ? AND mechanism = ?"
-                                : "DELETE FROM users WHERE name = ?");
-    if (!st) return -1;
-    sq_bind_text(st, 1, name);
-    if (mechanism) sq_bind_text(st, 2, mechanism);
-    if (sq_exec_stmt(s, st) != 0) return -1;
-    return sqlite3_changes(s->db) > 0 ? 0 : 1;
-}
-
-static json_t *sq_list_users(void *be)
-{
-    sqlite3_stmt *st = sq_prepare(be, "SELECT name, mechanism, salt, iterations, stored_key,"
-                                      " server_key, created_ts, updated_ts FROM users"
-                                      " ORDER BY name, mechanism");
-    if (!st) return NULL;
-    json_t *arr = json_array();
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s}", "name",
-                           column_text_or_empty(st, 0), "mechanism", column_text_or_empty(st, 1),
-                           "salt", column_text_or_empty(st, 2), "iterations",
-                           (json_int_t)sqlite3_column_int64(st, 3), "stored_key",
-                           column_text_or_empty(st, 4), "server_key", column_text_or_empty(st, 5),
-                           "created_ts", column_text_or_empty(st, 6), "updated_ts",
-                           column_text_or_empty(st, 7)));
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        json_decref(arr);
-        return NULL;
-    }
-    return arr;
-}
-
-/* The seven key columns of an ACL row, in the order the statements below bind them. */
-static const char *const acl_key_fields[7] = {"principal",    "host",          "resource_type",
-                                              "pattern_type", "resource_name", "operation",
-                                              "permission"};
-
-static int sq_put_acl(void *be, json_t *acl, const char *ts)
-{
-    sqlite_be *s = be;
-    sqlite3_stmt *st = sq_prepare(
-        s, "INSERT INTO acls (principal, host, resource_type, pattern_type, resource_name,"
-           " operation, permission, source, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-           " ON CONFLICT DO NOTHING");
-    if (!st) return -1;
-    for (int i = 0; i < 7; i++)
-        sq_bind_text(st, i + 1, json_string_value(json_object_get(acl, acl_key_fields[i])));
-    const char *source = json_string_value(json_object_get(acl, "source"));
-    sq_bind_text(st, 8, source ? source : "api");
-    sq_bind_text(st, 9, ts);
-    if (sq_exec_stmt(s, st) != 0) return -1;
-    return sqlite3_changes(s->db) > 0 ? 0 : 1;
-}
-
-static int sq_delete_acl(void *be, json_t *acl)
-{
-    sqlite_be *s = be;
-    sqlite3_stmt *st = sq_prepare(
-        s, "DELETE FROM acls WHERE principal = ? AND host = ? AND resource_type = ? AND"
-           " pattern_type = ? AND resource_name = ? AND operation = ? AND permission = ?");
-    if (!st) return -1;
-    for (int i = 0; i < 7; i++)
-        sq_bind_text(st, i + 1, json_string_value(json_object_get(acl, acl_key_fields[i])));
-    if (sq_exec_stmt(s, st) != 0) return -1;
-    return sqlite3_changes(s->db) > 0 ? 0 : 1;
-}
-
-static json_t *sq_list_acls(void *be)
-{
-    sqlite3_stmt *st = sq_prepare(be, "SELECT principal, host, resource_type, pattern_type,"
-                                      " resource_name, operation, permission, source, created_ts"
-                                      " FROM acls ORDER BY resource_type, resource_name,"
-                                      " pattern_type, principal, host, permission, operation");
-    if (!st) return NULL;
-    json_t *arr = json_array();
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *row = json_object();
-        for (int i = 0; i < 7; i++)
-            json_object_set_new(row, acl_key_fields[i], json_string(column_text_or_empty(st, i)));
-        json_object_set_new(row, "source", json_string(column_text_or_empty(st, 7)));
-        json_object_set_new(row, "created_ts", json_string(column_text_or_empty(st, 8)));
-        json_array_append_new(arr, row);
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        json_decref(arr);
-        return NULL;
-    }
-    return arr;
-}
-
-static int sq_put_token(void *be, json_t *token, const char *ts)
-{
-    sqlite_be *s = be;
-    sqlite3_stmt *st = sq_prepare(s, "INSERT INTO tokens (name, role, hash, created_ts, created_by)"
-                                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
-    if (!st) return -1;
-    sq_bind_text(st, 1, json_string_value(json_object_get(token, "name")));
-    sq_bind_text(st, 2, json_string_value(json_object_get(token, "role")));
-    sq_bind_text(st, 3, json_string_value(json_object_get(token, "hash")));
-    sq_bind_text(st, 4, ts);
-    const char *by = json_string_value(json_object_get(token, "created_by"));
-    sq_bind_text(st, 5, by ? by : "");
-    if (sq_exec_stmt(s, st) != 0) return -1;
-    return sqlite3_changes(s->db) > 0 ? 0 : 1;
-}
-
-static int sq_delete_token(void *be, const char *name)
-{
-    sqlite_be *s = be;
-    sqlite3_stmt *st = sq_prepare(s, "DELETE FROM tokens WHERE name = ?");
-    if (!st) return -1;
-    sq_bind_text(st, 1, name);
-    if (sq_exec_stmt(s, st) != 0) return -1;
-    return sqlite3_changes(s->db) > 0 ? 0 : 1;
-}
-
-static json_t *sq_list_tokens(void *be)
-{
-    sqlite3_stmt *st =
-        sq_prepare(be, "SELECT name, role, hash, created_ts, created_by FROM tokens ORDER BY name");
-    if (!st) return NULL;
-    json_t *arr = json_array();
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", column_text_or_empty(st, 0), "role",
-                           column_text_or_empty(st, 1), "hash", column_text_or_empty(st, 2),
-                           "created_ts", column_text_or_empty(st, 3), "created_by",
-                           column_text_or_empty(st, 4)));
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        json_decref(arr);
-        return NULL;
-    }
-    return arr;
-}
-
-static const kg_store_backend sqlite_backend = {
-    .name = "sqlite",
-    .close = sq_close,
-    .errmsg = sq_errmsg,
-    .begin = sq_begin,
-    .commit = sq_commit,
-    .rollback = sq_rollback,
-    .get_vcluster = sq_get_vcluster,
-    .put_vcluster = sq_put_vcluster,
-    .list_vclusters = sq_list_vclusters,
-    .get_head = sq_get_head,
-    .put_head = sq_put_head,
-    .insert_audit = sq_insert_audit,
-    .scan_audit = sq_scan_audit,
-    .find_audit_hash = sq_find_audit_hash,
-    .put_doc = sq_put_doc,
-    .get_doc = sq_get_doc,
-    .delete_doc = sq_delete_doc,
-    .list_docs = sq_list_docs,
-    .put_user_cred = sq_put_user_cred,
-    .delete_user = sq_delete_user,
-    .list_users = sq_list_users,
-    .put_acl = sq_put_acl,
-    .delete_acl = sq_delete_acl,
-    .list_acls = sq_list_acls,
-    .put_token = sq_put_token,
-    .delete_token = sq_delete_token,
-    .list_tokens = sq_list_tokens,
-};
-
-/* Refuses a file written by a newer kgate instead of silently misreading it. */
-static int sq_check_schema_version(sqlite_be *s, char *err, size_t errlen)
-{
-    sqlite3_stmt *st = sq_prepare(s, "SELECT value FROM meta WHERE key = 'schema_version'");
-    if (!st) {
-        set_err(err, errlen, "cannot read schema version: %s", sqlite3_errmsg(s->db));
-        return -1;
-    }
-    int rc = sqlite3_step(st);
-    int version = rc == SQLITE_ROW ? atoi(column_text_or_empty(st, 0)) : 0;
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        set_err(err, errlen, "cannot read schema version: %s", sqlite3_errmsg(s->db));
-        return -1;
-    }
-    if (version > SCHEMA_VERSION) {
-        set_err(err, errlen, "state schema version %d is newer than this kgate's (%d)", version,
-                SCHEMA_VERSION);
-        return -1;
-    }
-    if (version == 0 &&
-        sq_exec(s, "INSERT INTO meta (key, value) VALUES ('schema_version', '1')") != 0) {
-        set_err(err, errlen, "cannot write schema version: %s", sqlite3_errmsg(s->db));
-        return -1;
-    }
-    return 0;
-}
-
-static int sq_configure(sqlite_be *s, char *err, size_t errlen)
-{
-    /* A busy timeout instead of instant SQLITE_BUSY: another process (an operator's sqlite3
-     * shell, a second kgate during a restart) may briefly hold the lock. */
-    sqlite3_busy_timeout(s->db, 5000);
-    char *mode = NULL;
-    sqlite3_stmt *st = sq_prepare(s, "PRAGMA journal_mode=WAL");
-    if (st && sqlite3_step(st) == SQLITE_ROW) mode = strdup(column_text_or_empty(st, 0));
-    sqlite3_finalize(st);
-    /* In-memory databases (tests) report "memory": that is fine, anything else is not. */
-    int mode_ok = mode && (strcmp(mode, "wal") == 0 || strcmp(mode, "memory") == 0);
-    if (!mode_ok) {
-        set_err(err, errlen, "cannot enable WAL journal mode (got %s): %s", mode ? mode : "none",
-                sqlite3_errmsg(s->db));
-        free(mode);
-        return -1;
-    }
-    free(mode);
-    if (sq_exec(s, "PRAGMA synchronous=FULL") != 0 || sq_exec(s, sqlite_schema) != 0) {
-        set_err(err, errlen, "cannot initialise the schema: %s", sqlite3_errmsg(s->db));
-        return -1;
-    }
-    return sq_check_schema_version(s, err, errlen);
-}
-
-static void *sq_open(const char *path, char *err, size_t errlen)
-{
-    sqlite_be *s = calloc(1, sizeof(*s));
-    if (!s) {
-        set_err(err, errlen, "out of memory");
-        return NULL;
-    }
-    /* NOMUTEX: kg_store's own mutex serializes every use of the connection. */
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
-        set_err(err, errlen, "cannot open %s: %s", path,
-                s->db ? sqlite3_errmsg(s->db) : "out of memory");
-        sq_close(s);
-        return NULL;
-    }
-    if (sq_configure(s, err, errlen) != 0) {
-        sq_close(s);
-        return NULL;
-    }
-    return s;
-}
-
-/* ======================================================================================
  * Generic layer
  * ====================================================================================== */
 
-kg_store *kg_store_open(const char *location, char *err, size_t errlen)
+static int is_postgres_url(const char *location)
+{
+    return strncmp(location, "postgres://", 11) == 0 || strncmp(location, "postgresql://", 13) == 0;
+}
+
+kg_store *kg_store_open_with(const char *location, const kg_store_options *opts, char *err,
+                             size_t errlen)
 {
     if (!location || !*location) {
-        set_err(err, errlen, "empty state location");
+        kg_store_set_err(err, errlen, "empty state location");
         return NULL;
     }
-    if (strncmp(location, "postgres://", 11) == 0 || strncmp(location, "postgresql://", 13) == 0) {
-        set_err(err, errlen, "PostgreSQL state is not supported by this build");
-        return NULL;
-    }
-    const char *path = strncmp(location, "sqlite:", 7) == 0 ? location + 7 : location;
+    kg_store_options defaults = KG_STORE_OPTIONS_DEFAULT;
+    if (!opts) opts = &defaults;
     kg_store *store = calloc(1, sizeof(*store));
     if (!store) {
-        set_err(err, errlen, "out of memory");
+        kg_store_set_err(err, errlen, "out of memory");
         return NULL;
     }
-    store->ops = &sqlite_backend;
-    store->be = sq_open(path, err, errlen);
+    if (is_postgres_url(location)) {
+        store->ops = &kg_store_pg_backend;
+        store->be = kg_store_pg_open(location, opts, err, errlen);
+    } else {
+        store->ops = &kg_store_sqlite_backend;
+        store->be = kg_store_sqlite_open(
+            strncmp(location, "sqlite:", 7) == 0 ? location + 7 : location, err, errlen);
+    }
     if (!store->be) {
         free(store);
         return NULL;
     }
     pthread_mutex_init(&store->lock, NULL);
     return store;
+}
+
+kg_store *kg_store_open(const char *location, char *err, size_t errlen)
+{
+    return kg_store_open_with(location, NULL, err, errlen);
+}
+
+const char *kg_store_backend_name(const kg_store *store)
+{
+    return store ? store->ops->name : NULL;
+}
+
+const char *kg_store_pg_conninfo(kg_store *store)
+{
+    return store && store->ops == &kg_store_pg_backend ? kg_store_pg_be_conninfo(store->be) : NULL;
+}
+
+int kg_store_schema_version(kg_store *store)
+{
+    return store ? store->ops->schema_version(store->be) : -1;
 }
 
 void kg_store_close(kg_store *store)
@@ -893,6 +274,8 @@ int kg_store_commit_switch(kg_store *store, const char *vcluster, const char *ac
     if (rc == 0) rc = store->ops->put_vcluster(store->be, vcluster, active, epoch, ts);
     if (rc == 0)
         rc = append_in_tx(store, audit_type && *audit_type ? audit_type : "switch", audit_details);
+    /* In the same transaction: other instances hear of it exactly when it commits. */
+    if (rc == 0 && store->ops->notify_switch) rc = store->ops->notify_switch(store->be, vcluster);
     if (rc == 1) {
         store->ops->rollback(store->be); /* stale epoch: nothing was written */
     } else {
@@ -1119,7 +502,7 @@ int kg_store_put_doc(kg_store *store, const char *kind, const char *id, json_t *
     char ts[32];
     now_iso8601(ts);
     store_lock(store);
-    int rc = store->ops->put_doc(store->be, kind, id, body, ts);
+    int rc = store->ops->put_doc(store->be, kind, id, body, ts, ts);
     store_unlock(store);
     free(body);
     return rc;
@@ -1245,7 +628,7 @@ int kg_store_put_acl(kg_store *store, json_t *acl, const char *audit_type, json_
 {
     if (!store || !json_is_object(acl)) return -1;
     for (int i = 0; i < 7; i++)
-        if (!json_string_value(json_object_get(acl, acl_key_fields[i]))) return -1;
+        if (!json_string_value(json_object_get(acl, kg_store_acl_fields[i]))) return -1;
     char ts[32];
     now_iso8601(ts);
     store_lock(store);
@@ -1265,7 +648,7 @@ int kg_store_delete_acl(kg_store *store, json_t *acl, const char *audit_type, js
 {
     if (!store || !json_is_object(acl)) return -1;
     for (int i = 0; i < 7; i++)
-        if (!json_string_value(json_object_get(acl, acl_key_fields[i]))) return -1;
+        if (!json_string_value(json_object_get(acl, kg_store_acl_fields[i]))) return -1;
     store_lock(store);
     int rc = store->ops->begin(store->be);
     if (rc == 0) rc = store->ops->delete_acl(store->be, acl);
@@ -1336,4 +719,182 @@ json_t *kg_store_list_tokens(kg_store *store)
     json_t *arr = store->ops->list_tokens(store->be);
     store_unlock(store);
     return arr;
+}
+
+/* ---- migrate-state: copy one store into another ---- */
+
+typedef struct copy_ctx {
+    kg_store *to;
+    int64_t audit;
+    int64_t docs;
+    int64_t last_seq;
+} copy_ctx;
+
+static int copy_audit_row(void *arg, const audit_row *row)
+{
+    copy_ctx *c = arg;
+    if (c->to->ops->insert_audit(c->to->be, row) != 0) return -1;
+    c->audit++;
+    c->last_seq = row->seq;
+    return 0;
+}
+
+static int copy_doc_row(void *arg, const char *kind, const char *id, const char *body,
+                        const char *created_ts, const char *updated_ts)
+{
+    copy_ctx *c = arg;
+    c->docs++;
+    return c->to->ops->put_doc(c->to->be, kind, id, body, created_ts, updated_ts);
+}
+
+/* Copies the audit log page by page: a long log is never held in memory at once. */
+static int copy_audit(kg_store *from, copy_ctx *c)
+{
+    for (;;) {
+        int64_t before = c->audit;
+        if (from->ops->scan_audit(from->be, c->last_seq, VERIFY_PAGE, 0, copy_audit_row, c) != 0)
+            return -1;
+        if (c->audit - before < VERIFY_PAGE) return 0;
+    }
+}
+
+static const char *sfield(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+/* Every row of FROM into TO, inside TO's open transaction. Both locks held. */
+static int copy_rows(kg_store *from, kg_store *to, copy_ctx *c, json_t *lists[4])
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(lists[0], i, row)
+    {
+        if (to->ops->put_vcluster(to->be, sfield(row, "vcluster"), sfield(row, "active"),
+                                  (uint64_t)json_integer_value(json_object_get(row, "epoch")),
+                                  sfield(row, "updated_ts")) != 0)
+            return -1;
+    }
+    if (copy_audit(from, c) != 0) return -1;
+    int64_t head_seq;
+    char head_hash[KG_STORE_HASH_HEX + 1];
+    int rc = from->ops->get_head(from->be, &head_seq, head_hash);
+    if (rc < 0 || (rc == 0 && to->ops->put_head(to->be, head_seq, head_hash) != 0)) return -1;
+    if (from->ops->scan_all_docs(from->be, copy_doc_row, c) != 0) return -1;
+    json_array_foreach(lists[1], i, row)
+    {
+        if (to->ops->put_user_cred(to->be, sfield(row, "name"), row, sfield(row, "updated_ts")) !=
+            0)
+            return -1;
+    }
+    json_array_foreach(lists[2], i, row)
+    {
+        if (to->ops->put_acl(to->be, row, sfield(row, "created_ts")) < 0) return -1;
+    }
+    json_array_foreach(lists[3], i, row)
+    {
+        if (to->ops->put_token(to->be, row, sfield(row, "created_ts")) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Refuses a target holding state unless FORCE. Caller holds TO's lock. */
+static int copy_check_target(kg_store *to, int force, char *err, size_t errlen)
+{
+    int64_t rows = to->ops->count_rows(to->be);
+    if (rows < 0) {
+        kg_store_set_err(err, errlen, "cannot read the target: %s", to->ops->errmsg(to->be));
+        return -1;
+    }
+    if (rows > 0 && !force) {
+        kg_store_set_err(err, errlen,
+                         "the target already holds %lld rows of state: use --force to replace them",
+                         (long long)rows);
+        return -1;
+    }
+    return 0;
+}
+
+static int copy_locked(kg_store *from, kg_store *to, int force, copy_ctx *c, json_t *lists[4],
+                       char *err, size_t errlen)
+{
+    lists[0] = from->ops->list_vclusters(from->be);
+    lists[1] = from->ops->list_users(from->be);
+    lists[2] = from->ops->list_acls(from->be);
+    lists[3] = from->ops->list_tokens(from->be);
+    if (!lists[0] || !lists[1] || !lists[2] || !lists[3]) {
+        kg_store_set_err(err, errlen, "cannot read the source: %s", from->ops->errmsg(from->be));
+        return -1;
+    }
+    if (copy_check_target(to, force, err, errlen) != 0) return -1;
+    int rc = to->ops->begin(to->be);
+    if (rc == 0 && force) rc = to->ops->wipe(to->be);
+    if (rc == 0) rc = copy_rows(from, to, c, lists);
+    if (rc != 0) {
+        kg_store_set_err(err, errlen, "copy failed (nothing written): %s", to->ops->errmsg(to->be));
+        to->ops->rollback(to->be);
+        return -1;
+    }
+    if (to->ops->commit(to->be) != 0) {
+        kg_store_set_err(err, errlen, "commit failed: %s", to->ops->errmsg(to->be));
+        to->ops->rollback(to->be);
+        return -1;
+    }
+    return 0;
+}
+
+/* Verifies STORE's chain; 0 intact with its head in HASH, -1 (ERR says why) otherwise. */
+static int copy_verify(kg_store *store, const char *side, int64_t *last_seq,
+                       char hash[KG_STORE_HASH_HEX + 1], char *err, size_t errlen)
+{
+    json_t *report = NULL;
+    int rc = kg_store_audit_verify(store, &report);
+    if (rc != 0) {
+        const char *why = sfield(report, rc < 0 ? "error" : "message");
+        kg_store_set_err(err, errlen, "the %s audit chain %s: %s", side,
+                         rc < 0 ? "cannot be read" : "is broken", why ? why : "?");
+    } else {
+        *last_seq = json_integer_value(json_object_get(report, "last_seq"));
+        snprintf(hash, KG_STORE_HASH_HEX + 1, "%s", sfield(report, "last_hash"));
+    }
+    json_decref(report);
+    return rc == 0 ? 0 : -1;
+}
+
+int kg_store_copy(kg_store *from, kg_store *to, int force, json_t **summary, char *err,
+                  size_t errlen)
+{
+    if (summary) *summary = NULL;
+    if (!from || !to || from == to) {
+        kg_store_set_err(err, errlen, "need two different stores");
+        return -1;
+    }
+    int64_t from_seq, to_seq;
+    char from_hash[KG_STORE_HASH_HEX + 1], to_hash[KG_STORE_HASH_HEX + 1];
+    /* A broken chain is not copied: the copy would launder it into a fresh, intact-looking one. */
+    if (copy_verify(from, "source", &from_seq, from_hash, err, errlen) != 0) return -1;
+    copy_ctx c = {.to = to};
+    json_t *lists[4] = {NULL, NULL, NULL, NULL};
+    store_lock(from);
+    store_lock(to);
+    int rc = copy_locked(from, to, force, &c, lists, err, errlen);
+    store_unlock(to);
+    store_unlock(from);
+    if (rc == 0 && copy_verify(to, "copied", &to_seq, to_hash, err, errlen) != 0) rc = -1;
+    if (rc == 0 && (to_seq != from_seq || strcmp(to_hash, from_hash) != 0)) {
+        kg_store_set_err(err, errlen,
+                         "the copy's audit head (%lld, %s) differs from the source's (%lld, %s)",
+                         (long long)to_seq, to_hash, (long long)from_seq, from_hash);
+        rc = -1;
+    }
+    if (rc == 0 && summary)
+        *summary = json_pack(
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "vclusters",
+            (json_int_t)json_array_size(lists[0]), "audit_entries", (json_int_t)c.audit,
+            "documents", (json_int_t)c.docs, "users", (json_int_t)json_array_size(lists[1]), "acls",
+            (json_int_t)json_array_size(lists[2]), "tokens", (json_int_t)json_array_size(lists[3]),
+            "last_seq", (json_int_t)to_seq, "head_hash", to_hash);
+    for (int i = 0; i < 4; i++)
+        json_decref(lists[i]);
+    return rc;
 }

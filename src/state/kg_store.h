@@ -3,9 +3,9 @@
  * experiments).
  *
  * The interface is backend-neutral: kg_store_open() picks a backend from the location string
- * ("sqlite:PATH" or a plain path today; a PostgreSQL URL later). The audit chain (hashing,
- * verification) is computed above the backend, so every backend produces and verifies the same
- * chain.
+ * ("sqlite:PATH" or a plain path: SQLite; "postgres://..." or "postgresql://...": PostgreSQL). The
+ * audit chain (hashing, verification) is computed above the backend, so every backend produces and
+ * verifies the same chain.
  *
  * Every function is thread-safe: the admin thread and the engine threads share one store.
  *
@@ -26,11 +26,48 @@ typedef struct kg_store kg_store;
 
 #define KG_STORE_HASH_HEX 64 /* characters of a hex SHA-256, without the NUL */
 
-/* Opens (creating when needed) the store at LOCATION: "sqlite:PATH", or PATH for SQLite.
+/* How a store reaches PostgreSQL (ignored by SQLite). */
+typedef struct kg_store_options {
+    /* kg_store_open keeps retrying an unreachable server, with backoff, for this long before
+     * failing (0: one attempt). Each attempt is bounded by libpq's connect_timeout too. */
+    int connect_timeout_ms;
+    /* statement_timeout of every statement (0: PostgreSQL's default, none). */
+    int statement_timeout_ms;
+} kg_store_options;
+#define KG_STORE_OPTIONS_DEFAULT                                                                   \
+    {                                                                                              \
+        .connect_timeout_ms = 30000, .statement_timeout_ms = 5000                                  \
+    }
+
+/* Opens (creating when needed) the store at LOCATION and applies its schema migrations:
+ *   "postgres://..." or "postgresql://..."  PostgreSQL (libpq URL; see docs/fleet.md)
+ *   "sqlite:PATH" or PATH                   SQLite
  * SQLite runs in WAL mode with synchronous=FULL: a committed switch survives power loss.
- * Returns NULL with a message in ERR on failure. */
+ * A store whose schema is newer than this binary knows is refused.
+ * Returns NULL with a message in ERR on failure (never a password). OPTS NULL: defaults. */
+kg_store *kg_store_open_with(const char *location, const kg_store_options *opts, char *err,
+                             size_t errlen);
 kg_store *kg_store_open(const char *location, char *err, size_t errlen);
 void kg_store_close(kg_store *store);
+
+/* "sqlite" or "postgres". */
+const char *kg_store_backend_name(const kg_store *store);
+/* PostgreSQL: the URL the store connected with, so another module (the fleet's LISTEN) can open
+ * its own connection to the same database. It holds the password when the URL did: never log
+ * it (kg_store_redact_location). NULL for SQLite. */
+const char *kg_store_pg_conninfo(kg_store *store);
+/* Schema version of the open store (after its migrations). */
+int kg_store_schema_version(kg_store *store);
+/* LOCATION fit for logs: a PostgreSQL URL without its password and query, a path as is. */
+void kg_store_redact_location(const char *location, char *out, size_t len);
+
+/* Copies every row of FROM (vclusters, audit chain and head, documents, users, ACLs, tokens)
+ * into TO in one transaction of TO. Refuses a broken source chain, and a TO that holds any row
+ * unless FORCE (which deletes TO's rows first). Verifies TO's chain afterwards: its head must
+ * be FROM's. *SUMMARY (new reference) gets {"vclusters", "audit_entries", "documents", "users",
+ * "acls", "tokens", "last_seq", "head_hash"}. 0 ok, -1 refused or failed (ERR says why). */
+int kg_store_copy(kg_store *from, kg_store *to, int force, json_t **summary, char *err,
+                  size_t errlen);
 
 /* ---- virtual cluster state ---- */
 
@@ -46,7 +83,9 @@ json_t *kg_store_list_vclusters(kg_store *store);
  * A crash at any point leaves either the old state and chain or the new state with its entry.
  * EPOCH must be greater than the stored epoch (compare-and-set, so two writers can never both
  * win): 0 committed, 1 refused because the stored epoch is already >= EPOCH (nothing written),
- * -1 error (nothing written). */
+ * -1 error (nothing written). On PostgreSQL the transaction locks the audit head and the
+ * vcluster's row (several instances share one database: exactly one of two concurrent switches
+ * wins) and runs pg_notify('kgate_switch', VCLUSTER), delivered at commit. */
 int kg_store_commit_switch(kg_store *store, const char *vcluster, const char *active,
                            uint64_t epoch, const char *audit_type, json_t *audit_details);
 

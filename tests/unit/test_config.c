@@ -517,7 +517,8 @@ KT_TEST(unknown_keys_say_where_they_belong)
     expect_single_error(MINIMAL_YAML "port: 5\n",
                         "t.yaml:8:1: unknown top-level key 'port' (allowed: listen, "
                         "advertised_host, clusters, vclusters, admin, state, workers, limits, "
-                        "health, log, chaos, acls, switch); 'port' belongs in vclusters.NAME\n");
+                        "health, log, chaos, acls, switch, state_connect_timeout_ms, "
+                        "state_statement_timeout_ms); 'port' belongs in vclusters.NAME\n");
     expect_single_error("clusters:\n"
                         "  a:\n"
                         "    bootstrap: a:1\n"

@@ -7,11 +7,8 @@ import os
 
 import pytest
 
-from fohelpers import FAILOVER_DIR, SWITCH_TIMINGS, DevCluster, Kgate, tail
-
-# Topics every dev cluster of these tests has, on both sides with the same partition counts.
-TOPICS = {"fo-kcat": 3, "fo-confluent": 3, "fo-kafka-python": 3, "fo-kafkajs": 3,
-          "fo-platformatic": 3, "fo-runbook": 3, "fo-misc": 3, "fo-pos": 1}
+from fofixtures import TOPICS, make_clusters, make_kgate  # noqa: F401 (fixtures)
+from fohelpers import FAILOVER_DIR, SWITCH_TIMINGS
 
 
 def pytest_collection_modifyitems(config, items):
@@ -25,48 +22,6 @@ def pytest_collection_modifyitems(config, items):
 def kgate_binary(private_kgate):
     """Every kgate and CLI call of these tests runs the session's private copy (conftest.py)."""
     return private_kgate
-
-
-@pytest.fixture
-def make_clusters(tmp_path):
-    """make_clusters(east="2.12", west="2.12") -> {"east": DevCluster, "west": DevCluster}."""
-    started = []
-
-    def make(east="2.12", west="2.12", topics=TOPICS):
-        out = {}
-        for name, version in (("east", east), ("west", west)):
-            out[name] = DevCluster(name, version, topics, tmp_path)
-            started.append(out[name])
-        return out
-
-    yield make
-    for c in started:
-        c.stop()
-
-
-@pytest.fixture
-def make_kgate(tmp_path):
-    """make_kgate(clusters, vclusters=[("default", "east", "west")], token=None, start=True)
-    -> Kgate. Every kgate still running at teardown gets SIGTERM and must exit 0."""
-    started = []
-
-    def make(clusters, vclusters=(("default", "east", "west"),), start=True, **kwargs):
-        work = tmp_path / f"kgate{len(started)}"
-        work.mkdir()
-        kg = Kgate(clusters, list(vclusters), work, **kwargs)
-        started.append(kg)
-        if start:
-            kg.start()
-        return kg
-
-    yield make
-    errors = []
-    for kg in started:
-        if kg.alive():
-            rc = kg.stop()
-            if rc != 0:
-                errors.append(f"kgate exited {rc} after SIGTERM; log:\n{tail(kg.log())}")
-    assert not errors, "\n".join(errors)
 
 
 def pytest_terminal_summary(terminalreporter):

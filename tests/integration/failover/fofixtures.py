@@ -1,0 +1,52 @@
+"""The failover tests' cluster and kgate fixtures, shared with the fleet tests
+(tests/integration/fleet), which import them into their conftest.py."""
+
+import pytest
+
+from fohelpers import DevCluster, Kgate, tail
+
+# Topics every dev cluster of these tests has, on both sides with the same partition counts.
+TOPICS = {"fo-kcat": 3, "fo-confluent": 3, "fo-kafka-python": 3, "fo-kafkajs": 3,
+          "fo-platformatic": 3, "fo-runbook": 3, "fo-misc": 3, "fo-pos": 1}
+
+
+@pytest.fixture
+def make_clusters(tmp_path):
+    """make_clusters(east="2.12", west="2.12") -> {"east": DevCluster, "west": DevCluster}."""
+    started = []
+
+    def make(east="2.12", west="2.12", topics=TOPICS):
+        out = {}
+        for name, version in (("east", east), ("west", west)):
+            out[name] = DevCluster(name, version, topics, tmp_path)
+            started.append(out[name])
+        return out
+
+    yield make
+    for c in started:
+        c.stop()
+
+
+@pytest.fixture
+def make_kgate(tmp_path):
+    """make_kgate(clusters, vclusters=[("default", "east", "west")], token=None, start=True)
+    -> Kgate. Every kgate still running at teardown gets SIGTERM and must exit 0."""
+    started = []
+
+    def make(clusters, vclusters=(("default", "east", "west"),), start=True, **kwargs):
+        work = tmp_path / f"kgate{len(started)}"
+        work.mkdir()
+        kg = Kgate(clusters, list(vclusters), work, **kwargs)
+        started.append(kg)
+        if start:
+            kg.start()
+        return kg
+
+    yield make
+    errors = []
+    for kg in started:
+        if kg.alive():
+            rc = kg.stop()
+            if rc != 0:
+                errors.append(f"kgate exited {rc} after SIGTERM; log:\n{tail(kg.log())}")
+    assert not errors, "\n".join(errors)

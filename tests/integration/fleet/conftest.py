@@ -1,0 +1,56 @@
+"""Fixtures of the fleet tests (issue 9): a real PostgreSQL 15 (pgserver.py) for the state store,
+plus the failover tests' dev clusters and kgates (tests/integration/failover).
+
+    pg_server   session-scoped PgServer, started once (as `nobody` when we are root)
+    pg_url      a fresh database of it for this test: "postgresql://kgate@127.0.0.1:PORT/DB"
+    make_clusters, make_kgate   the failover tests' (tests/integration/failover/fofixtures.py);
+                make_kgate(..., state_path=<a postgres URL>) puts a kgate's state in PostgreSQL
+
+A test that stops the server (faults) gets it started again by pg_url at teardown."""
+
+import os
+import re
+import sys
+
+import pytest
+
+FLEET_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(FLEET_DIR), "failover"))
+
+from fofixtures import make_clusters, make_kgate  # noqa: E402,F401 (fixtures)
+from pgserver import PG_BIN, PgServer  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if str(item.fspath).startswith(FLEET_DIR + os.sep) and \
+                "make_kgate" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kgate_only)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kgate_binary(private_kgate):
+    """Every kgate of these tests runs the session's private copy (conftest.py)."""
+    return private_kgate
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    if not os.path.exists(os.path.join(PG_BIN, "initdb")):
+        pytest.fail(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb): run scripts/install-deps")
+    server = PgServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server, request):
+    """A new, empty database for this test; the server is running again when the test ends."""
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+    url = pg_server.create_database(name)
+    yield url
+    if not pg_server.running():
+        pg_server.start()
