@@ -5,8 +5,8 @@
  * (SELECT ... FOR UPDATE), so writers of all instances are serialized and the audit chain stays
  * one chain; a switch also locks its vcluster's row and compare-and-sets the epoch.
  *
- * Faults: the connection is checked before each statement; a lost one is reset (PQreset) at
- * most once a second, and statements fail cleanly (-1) while the server is away. Reads and
+ * Faults: the connection is checked before each statement; a lost one is reset (PQreset), and
+ * statements fail cleanly (-1) while the server is away. Reads and
  * BEGIN are retried once after a reset; other writes are not (their outcome is unknown). The
  * password never reaches a log or an error message: only the redacted URL does. */
 #include <libpq-fe.h>
@@ -21,7 +21,11 @@
 
 /* pg_advisory_xact_lock key of schema migrations: "kgate" in ASCII. */
 #define MIGRATION_LOCK_KEY "461295940709"
+/* A reset that failed slowly (a server that does not answer: connect_timeout) is not tried
+ * again for RESET_INTERVAL_MS, so callers do not each wait that long; a quick failure
+ * (connection refused) is retried at once: the server may be back already. */
 #define RESET_INTERVAL_MS 1000
+#define RESET_QUICK_MS 200
 #define DEFAULT_CONNECT_TIMEOUT_S "5"
 
 /* Numbered migrations: entry N-1 takes the schema from version N-1 to N. Append, never edit.
@@ -73,6 +77,7 @@ typedef struct pg_be {
     int in_tx;
     int schema_version;
     long long last_reset_ms;
+    long long last_reset_cost_ms;
     char err[512];
 } pg_be;
 
@@ -133,8 +138,8 @@ static void pg_set_error(pg_be *p, const char *what, const char *msg)
     snprintf(p->err, sizeof(p->err), "%s%s%s", what ? what : "", what ? ": " : "", line);
 }
 
-/* 0 when the connection is usable. A lost connection is reset, at most once a second so a
- * down server costs each caller little; inside a transaction it cannot be: that fails. */
+/* 0 when the connection is usable. A lost connection is reset (see RESET_INTERVAL_MS); inside
+ * a transaction it cannot be: that fails. */
 static int pg_alive(pg_be *p)
 {
     if (PQstatus(p->conn) == CONNECTION_OK) return 0;
@@ -143,12 +148,13 @@ static int pg_alive(pg_be *p)
         return -1;
     }
     long long now = mono_ms();
-    if (now - p->last_reset_ms < RESET_INTERVAL_MS) {
+    if (p->last_reset_cost_ms > RESET_QUICK_MS && now - p->last_reset_ms < RESET_INTERVAL_MS) {
         snprintf(p->err, sizeof(p->err), "PostgreSQL %s is unreachable", p->redacted);
         return -1;
     }
     p->last_reset_ms = now;
     PQreset(p->conn);
+    p->last_reset_cost_ms = mono_ms() - now;
     if (PQstatus(p->conn) != CONNECTION_OK) {
         pg_set_error(p, "PostgreSQL unreachable", PQerrorMessage(p->conn));
         kg_warn("store: %s: %s", p->redacted, p->err);
