@@ -83,7 +83,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkgate.a
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration: build
+# test_store too: tests/integration/fleet runs it against PostgreSQL (the build under test's).
+integration: build $(BUILD)/tests/test_store
 	scripts/test-setup
 	KGATE_BIN=$(abspath $(BUILD)/kgate) scripts/run-integration
 

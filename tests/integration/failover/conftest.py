@@ -4,11 +4,15 @@ The helpers live in fohelpers.py (processes, direct cluster access, admin API, c
 and scenario.py (the switch-while-producing scenario)."""
 
 import os
+import sys
 
 import pytest
 
 from fofixtures import TOPICS, make_clusters, make_kgate  # noqa: F401 (fixtures)
 from fohelpers import FAILOVER_DIR, SWITCH_TIMINGS
+
+sys.path.insert(0, os.path.join(os.path.dirname(FAILOVER_DIR), "fleet"))
+from pgfixtures import pg_server, pg_url  # noqa: E402,F401 (fixtures)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -22,6 +26,13 @@ def pytest_collection_modifyitems(config, items):
 def kgate_binary(private_kgate):
     """Every kgate and CLI call of these tests runs the session's private copy (conftest.py)."""
     return private_kgate
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_location(request):
+    """A test taking this runs on both state stores: None (kgate's default, an SQLite file in
+    its work directory) or the URL of a fresh PostgreSQL database (fleet/pgfixtures.py)."""
+    return request.getfixturevalue("pg_url") if request.param == "postgres" else None
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -38,10 +38,11 @@ def kcat_consume_all(bootstrap, topic):
 
 
 @pytest.mark.guard(120)
-def test_restart_after_failover_comes_back_on_secondary(make_clusters, make_kgate):
+def test_restart_after_failover_comes_back_on_secondary(make_clusters, make_kgate,
+                                                        state_location):
     clusters = make_clusters()
     east, west = clusters["east"], clusters["west"]
-    kg = make_kgate(clusters)
+    kg = make_kgate(clusters, state_path=state_location)
     reply, _, _ = kg.switch("default", to="west", reason="restart test")
     assert reply.status == 200 and reply.json["changed"], reply
     epoch = reply.json["epoch"]
@@ -144,8 +145,13 @@ def fire_switches(kg, calls, stop, failback, max_calls=100000):
         failback = not failback
 
 
-def stored_state(state_path):
-    """The state file as kgate left it (kgate is dead): integrity, vcluster rows, last switch."""
+def stored_state(state_path, pg_server=None):
+    """The state as kgate left it (kgate is dead): integrity, vcluster rows, last switch. On
+    PostgreSQL (PG_SERVER given), the rows of the database STATE_PATH names."""
+    if pg_server is not None:
+        rows = pg_server.sql("SELECT name, active, epoch FROM vcluster_state",
+                             db=state_path.rsplit("/", 1)[1])
+        return [(name, active, int(epoch)) for name, active, epoch in rows]
     db = sqlite3.connect(state_path)
     try:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -179,9 +185,11 @@ def check_consistent(kg, acknowledged):
 
 
 @pytest.mark.guard(300)
-def test_sigkill_during_switches_leaves_consistent_state(make_clusters, make_kgate):
+def test_sigkill_during_switches_leaves_consistent_state(make_clusters, make_kgate,
+                                                         state_location, request):
     clusters = make_clusters()
-    kg = make_kgate(clusters)
+    kg = make_kgate(clusters, state_path=state_location)
+    pg_server = request.getfixturevalue("pg_server") if state_location else None
     rng = random.Random()
     # At least MIN_KILLS kills; more (up to MAX_KILLS) until both kinds of kill were seen.
     MIN_KILLS, MAX_KILLS = 20, 60
@@ -217,7 +225,7 @@ def test_sigkill_during_switches_leaves_consistent_state(make_clusters, make_kga
         elif last is not None and last["outcome"] == "refused":
             refused_kills += 1
 
-        rows = stored_state(kg.state_path)
+        rows = stored_state(kg.state_path, pg_server)
         # Exactly one active side: one row (or none yet: east, epoch 0, by default).
         assert len(rows) <= 1 and all(r[0] == "default" and r[1] in ("east", "west")
                                       for r in rows), rows

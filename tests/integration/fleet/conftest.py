@@ -9,7 +9,6 @@ plus the failover tests' dev clusters and kgates (tests/integration/failover).
 A test that stops the server (faults) gets it started again by pg_url at teardown."""
 
 import os
-import re
 import sys
 
 import pytest
@@ -18,7 +17,7 @@ FLEET_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(FLEET_DIR), "failover"))
 
 from fofixtures import make_clusters, make_kgate  # noqa: E402,F401 (fixtures)
-from pgserver import PG_BIN, PgServer  # noqa: E402
+from pgfixtures import pg_server, pg_url  # noqa: E402,F401 (fixtures)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -32,25 +31,3 @@ def pytest_collection_modifyitems(config, items):
 def kgate_binary(private_kgate):
     """Every kgate of these tests runs the session's private copy (conftest.py)."""
     return private_kgate
-
-
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory):
-    if not os.path.exists(os.path.join(PG_BIN, "initdb")):
-        pytest.fail(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb): run scripts/install-deps")
-    server = PgServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture
-def pg_url(pg_server, request):
-    """A new, empty database for this test; the server is running again when the test ends."""
-    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
-    url = pg_server.create_database(name)
-    yield url
-    if not pg_server.running():
-        pg_server.start()
