@@ -826,9 +826,16 @@ static int copy_locked(kg_store *from, kg_store *to, int force, copy_ctx *c, jso
         kg_store_set_err(err, errlen, "cannot read the source: %s", from->ops->errmsg(from->be));
         return -1;
     }
-    if (copy_check_target(to, force, err, errlen) != 0) return -1;
-    int rc = to->ops->begin(to->be);
-    if (rc == 0 && force) rc = to->ops->wipe(to->be);
+    /* The emptiness check inside the write transaction: no instance can write in between. */
+    if (to->ops->begin(to->be) != 0) {
+        kg_store_set_err(err, errlen, "cannot write the target: %s", to->ops->errmsg(to->be));
+        return -1;
+    }
+    if (copy_check_target(to, force, err, errlen) != 0) {
+        to->ops->rollback(to->be);
+        return -1;
+    }
+    int rc = force ? to->ops->wipe(to->be) : 0;
     if (rc == 0) rc = copy_rows(from, to, c, lists);
     if (rc != 0) {
         kg_store_set_err(err, errlen, "copy failed (nothing written): %s", to->ops->errmsg(to->be));

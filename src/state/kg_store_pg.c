@@ -796,9 +796,16 @@ static int pg_migrate(pg_be *p, char *err, size_t errlen)
     PGresult *res = NULL;
     if (pg_cmd(p, 0, "BEGIN", 0, NULL) != 0) goto fail;
     p->in_tx = 1;
-    if (pg_cmd(p, 0, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK_KEY ")", 0, NULL) != 0 ||
-        pg_cmd(p, 0, "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)",
-               0, NULL) != 0)
+    if (pg_cmd(p, 0, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK_KEY ")", 0, NULL) != 0)
+        goto fail;
+    /* Created only when missing: a role that may not create tables (after a first migration by
+     * a more privileged one) still opens a database that is up to date. */
+    res = pg_run(p, 0, "SELECT to_regclass('meta') IS NULL", 0, NULL);
+    if (!res) goto fail;
+    int fresh = strcmp(val(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (fresh &&
+        pg_cmd(p, 0, "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)", 0, NULL) != 0)
         goto fail;
     res = pg_run(p, 0, "SELECT value FROM meta WHERE key = 'schema_version'", 0, NULL);
     if (!res) goto fail;
