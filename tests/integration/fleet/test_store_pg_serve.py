@@ -305,3 +305,31 @@ def test_migrate_state_from_sqlite_with_an_audit_chain(make_clusters, make_kgate
     assert copied[:len(source_rows)] == [tuple(str(c) for c in r) for r in source_rows]
     r = pg_kg.http("GET", "/v1/audit/verify")
     assert r.status == 200 and r.json["intact"], r
+
+
+@pytest.mark.guard(240)
+def test_slow_database_times_out_a_switch_then_it_works(make_clusters, make_kgate, pg_server,
+                                                        pg_url):
+    """Another session holds the lock every writer needs: the switch fails after
+    state_statement_timeout_ms (503, nothing switched) instead of hanging the API."""
+    clusters = make_clusters()
+    kg = make_kgate(clusters, state_path=pg_url, start=False)
+    add_config_lines(kg, "state_statement_timeout_ms: 500")
+    kg.start()
+    blocker = subprocess.Popen(
+        ["psql", "-X", "-q", "-A", "-t", "-h", pg_server.sockdir, "-p", str(pg_server.port),
+         "-U", "kgate", "-d", pg_url.rsplit("/", 1)[1]],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        blocker.stdin.write("BEGIN;\nSELECT 'locked' FROM audit_head FOR UPDATE;\n")
+        blocker.stdin.flush()
+        assert blocker.stdout.readline().strip() == "locked"
+        slow = kg.switch("default", to="west", reason="while locked")[0]
+        assert slow.status == 503, slow
+        assert "statement timeout" in kg.log(), kg.log()[-3000:]
+        assert kg.vcluster_status("default")["active"] == "east"
+    finally:
+        blocker.communicate("ROLLBACK;\n\\q\n", timeout=30)
+    reply = kg.switch("default", to="west", reason="after the lock")[0]
+    assert reply.status == 200, reply
+    assert stored_state(pg_server, pg_url) == ("west", reply.json["epoch"])
