@@ -1,0 +1,223 @@
+"""deploy/grafana/kgate-dashboard.json and deploy/prometheus/kgate-alerts.yml against a running
+kgate: both files parse, and every metric name their PromQL expressions use is one kgate
+exports on /metrics.
+
+The kgate serves two virtual clusters on two dev clusters: "default" (plain) gets traffic, a
+chaos rule and a failover; "secure" has a TLS listener, SASL and ACLs, so the metrics those
+features register exist too. A name that only appears after some event (an API's request
+counter, a rule's injection counter) is made to appear by causing the event, never assumed."""
+
+import json
+import os
+import re
+import sys
+
+import pytest
+import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "security"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "failover"))
+
+import kghelpers  # noqa: E402
+from fohelpers import DevCluster, parse_prometheus  # noqa: E402
+from kghelpers import ROOT, admin_http, kgate_ports, start_kgate, stop_kgate, wait_for  # noqa: E402
+
+DASHBOARD = os.path.join(ROOT, "deploy", "grafana", "kgate-dashboard.json")
+ALERTS = os.path.join(ROOT, "deploy", "prometheus", "kgate-alerts.yml")
+
+# Words of PromQL that are not metric names: functions, aggregations, operators, modifiers.
+PROMQL_WORDS = {
+    "abs", "absent", "absent_over_time", "avg_over_time", "ceil", "changes", "clamp",
+    "clamp_max", "clamp_min", "count_over_time", "day_of_month", "day_of_week", "delta", "deriv",
+    "exp", "floor", "histogram_quantile", "holt_winters", "hour", "idelta", "increase", "irate",
+    "label_join", "label_replace", "last_over_time", "ln", "log2", "log10", "max_over_time",
+    "min_over_time", "minute", "month", "predict_linear", "quantile_over_time", "rate", "resets",
+    "round", "scalar", "sort", "sort_desc", "sqrt", "stddev_over_time", "sum_over_time", "time",
+    "timestamp", "vector", "year", "sum", "min", "max", "avg", "count", "stddev", "stdvar",
+    "topk", "bottomk", "quantile", "count_values", "group", "and", "or", "unless", "by",
+    "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "inf", "nan",
+    "label_values",
+}
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def metric_names(expr):
+    """The metric names EXPR uses: what is left of its identifiers once strings, label
+    matchers, ranges, grouping label lists, Grafana variables, numbers and PromQL's own words
+    are taken out."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\{[^}]*\}", " ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    e = re.sub(r"\$\{?\w+\}?", " ", e)
+    # label_values(metric, label): the label is not a metric
+    e = re.sub(r"label_values\(([^,()]*),[^)]*\)", r"(\1)", e)
+    names = set()
+    for m in re.finditer(r"(?<![\w.])([a-zA-Z_:][\w:]*)", e):
+        word = m.group(1)
+        if word.lower() not in PROMQL_WORDS:
+            names.add(word)
+    return names
+
+
+def base_name(name, exported):
+    """NAME, or the histogram it is a series of (name_bucket -> name) when kgate exports that."""
+    for suffix in HISTOGRAM_SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in exported:
+            return name[: -len(suffix)]
+    return name
+
+
+def dashboard_exprs(dash):
+    """Every PromQL expression of the dashboard: panel targets (rows' nested panels too),
+    template variable queries and annotations."""
+    exprs = []
+
+    def walk(panels):
+        for p in panels:
+            exprs.extend((p.get("title", "?"), t["expr"]) for t in p.get("targets", [])
+                         if t.get("expr"))
+            walk(p.get("panels", []))
+
+    walk(dash["panels"])
+    for v in dash.get("templating", {}).get("list", []):
+        q = v.get("query")
+        if v.get("type") == "query":
+            exprs.append((f"variable {v['name']}", q["query"] if isinstance(q, dict) else q))
+    for a in dash.get("annotations", {}).get("list", []):
+        if a.get("expr"):
+            exprs.append((f"annotation {a['name']}", a["expr"]))
+    return exprs
+
+
+def alert_exprs(rules_doc):
+    return [(r.get("alert") or r.get("record"), r["expr"])
+            for g in rules_doc["groups"] for r in g["rules"]]
+
+
+def test_expression_parser_finds_metric_names():
+    """The check below is only as good as metric_names: it must find names wherever they sit."""
+    assert metric_names('sum by (vcluster, api) (rate(kgate_requests_total{vcluster=~"$vc"}'
+                        '[$__rate_interval]))') == {"kgate_requests_total"}
+    assert metric_names("(kgate_cluster_up == 0) and on (cluster) (kgate_vcluster_active == 1)"
+                        ) == {"kgate_cluster_up", "kgate_vcluster_active"}
+    assert metric_names("histogram_quantile(0.99, sum by (le) (rate(x_seconds_bucket[5m])))"
+                        ) == {"x_seconds_bucket"}
+    assert metric_names("label_values(kgate_vcluster_epoch, vcluster)") == {"kgate_vcluster_epoch"}
+    assert metric_names("absent(kgate_cluster_up)") == {"kgate_cluster_up"}
+    assert metric_names("kgate_nope > 1e3") == {"kgate_nope"}
+    assert base_name("x_seconds_bucket", {"x_seconds"}) == "x_seconds"
+    assert base_name("y_count", {"x_seconds"}) == "y_count"
+
+
+def test_assets_parse():
+    with open(DASHBOARD) as f:
+        dash = json.load(f)
+    assert dash["panels"] and dashboard_exprs(dash)
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    with open(ALERTS) as f:
+        rules = yaml.safe_load(f)
+    names = [name for name, _ in alert_exprs(rules)]
+    assert names and len(names) == len(set(names))
+    for g in rules["groups"]:
+        for r in g["rules"]:
+            assert set(r) <= {"alert", "expr", "for", "labels", "annotations"}, r
+            assert r["labels"]["severity"] in ("info", "warning", "critical"), r
+            assert r["annotations"]["summary"], r
+
+
+def kgate_config(work, clusters, ports, admin_port, pki):
+    lines = ["listen: 127.0.0.1", "advertised_host: 127.0.0.1", "clusters:"]
+    for name, dc in clusters.items():
+        lines.append(f'  {name}: {{ bootstrap: "{dc.bootstrap}" }}')
+    lines += ["vclusters:",
+              "  default:", f"    port: {ports['default']}", "    primary: east",
+              "    secondary: west",
+              "  secure:", f"    port: {ports['secure']}", "    primary: east",
+              "    secondary: west", "    auth: gateway", "    acls: enabled", "    listener:",
+              "      sasl: [PLAIN]", "      tls:", f"        cert_file: {pki.server[0]}",
+              f"        key_file: {pki.server[1]}",
+              f"admin: {{ listen: 127.0.0.1:{admin_port} }}",
+              f"state: {os.path.join(str(work), 'state.db')}",
+              "health: { probe_interval_ms: 200 }"]
+    path = os.path.join(str(work), "kgate.yaml")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def exported(tmp_path):
+    """The metric names a kgate exports once it has seen traffic, a chaos rule and a failover."""
+    from confluent_kafka import Producer
+    from tlsgate import Pki
+
+    pki = Pki(tmp_path)
+    clusters = {n: DevCluster(n, "2.0.2", {"t1": 2}, tmp_path) for n in ("east", "west")}
+    ports, admin_port = kgate_ports(["default", "secure"])
+    config = kgate_config(tmp_path, clusters, ports, admin_port, pki)
+    proc = start_kgate(kghelpers.KGATE_BIN, config, os.path.join(tmp_path, "kgate.stderr"),
+                       [ports["default"], ports["secure"], admin_port])
+    try:
+        def admin(method, path, body=None):
+            r = admin_http(admin_port, method, path, body)
+            assert r.status < 300, f"{method} {path}: {r.status} {r.text}"
+            return r
+
+        wait_for(lambda: all(c["last_probe_unix_ms"] > 0
+                             for c in admin("GET", "/v1/status").json["clusters"]),
+                 60, what="kgate's first probe of both clusters")
+        p = Producer({"bootstrap.servers": f"127.0.0.1:{ports['default']}",
+                      "broker.address.family": "v4", "log_level": 3})
+        for i in range(20):
+            p.produce("t1", value=f"m{i}".encode())
+        assert p.flush(60) == 0, "messages still queued after 60s"
+
+        def scrape():
+            return {n for n, _, _ in parse_prometheus(admin("GET", "/metrics").text)}
+
+        # A Produce response held by a chaos rule when the switch closes its connection: the chaos
+        # counters and the unanswered-request counter appear.
+        rule = admin("POST", "/v1/chaos/rules",
+                     {"type": "latency", "topic": "t1", "delay_ms": 600000, "on": "response"}).json
+        p.produce("t1", value=b"held")
+        p.poll(0)
+        wait_for(lambda: any(n == "kgate_chaos_injected_total" and v >= 1
+                             for n, _, v in parse_prometheus(admin("GET", "/metrics").text)),
+                 60, what="the chaos rule to hold the Produce response")
+        admin("POST", "/v1/vclusters/default/failover", {"reason": "test_deploy_assets"})
+        wait_for(lambda: "kgate_request_errors_total" in scrape(), 60,
+                 what="the held Produce to be counted unanswered")
+        admin("DELETE", f"/v1/chaos/rules/{rule['id']}")
+        p.purge()
+        p.flush(0)
+        text = admin("GET", "/metrics").text
+    finally:
+        stop_kgate(proc)
+        for dc in clusters.values():
+            dc.stop()
+    names = {n for n, _, _ in parse_prometheus(text)}
+    names |= set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    return names
+
+
+def test_every_metric_of_the_dashboard_and_alerts_is_exported(exported):
+    with open(DASHBOARD) as f:
+        exprs = [("dashboard: " + w, e) for w, e in dashboard_exprs(json.load(f))]
+    with open(ALERTS) as f:
+        exprs += [("alert " + w, e) for w, e in alert_exprs(yaml.safe_load(f))]
+    used, unknown = set(), []
+    for where, expr in exprs:
+        names = metric_names(expr)
+        assert names, f"{where}: no metric name found in {expr!r}"
+        for n in names:
+            used.add(base_name(n, exported))
+            if base_name(n, exported) not in exported:
+                unknown.append(f"{where}: {n}")
+    assert not unknown, "names kgate does not export:\n" + "\n".join(unknown)
+    # The dashboard and alerts cover what the operator needs from every feature.
+    for needed in ("kgate_vcluster_active", "kgate_cluster_up", "kgate_parity_differences",
+                   "kgate_cluster_auth_failed", "kgate_tls_handshakes_total",
+                   "kgate_chaos_rules", "kgate_acl_denials_total", "kgate_requests_total"):
+        assert needed in used, f"{needed} is in neither the dashboard nor the alerts"
