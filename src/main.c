@@ -199,6 +199,9 @@ static int cmd_serve(int argc, char **argv)
         kg_config_free(cfg);
         return 2;
     }
+    enum kg_log_format format = KG_LOG_TEXT;
+    kg_log_parse_format(cfg->log_format, &format); /* the config accepts text and json only */
+    kg_log_set_format(format);
     /* The admin API is the gateway's front end: wired here, so route/ never includes admin/. */
     static const kg_gateway_frontend admin = {kg_admin_gateway_start, kg_admin_gateway_stop,
                                               kg_admin_gateway_reload};

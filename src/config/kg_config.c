@@ -210,8 +210,8 @@ static const char *const switch_keys[SWITCH_N] = {"grace_ms"};
 enum { HEALTH_PROBE_INTERVAL_MS, HEALTH_N };
 static const char *const health_keys[HEALTH_N] = {"probe_interval_ms"};
 
-enum { LOG_LEVEL, LOG_N };
-static const char *const log_keys[LOG_N] = {"level"};
+enum { LOG_LEVEL, LOG_FORMAT, LOG_N };
+static const char *const log_keys[LOG_N] = {"level", "format"};
 
 static const cfg_section root_section = {"the top level", root_keys, ROOT_N};
 static const cfg_section cluster_section = {"clusters.NAME", cluster_keys, CLUSTER_N};
@@ -1757,13 +1757,25 @@ static void parse_health(cfg_parser *p, const cfg_val *v)
         p->cfg->probe_interval_ms = (int)n;
 }
 
+/* log.format: text (default) | json — one JSON object per line, for log shippers. */
+static void parse_log_format(cfg_parser *p, const cfg_val *v)
+{
+    char format[64];
+    if (get_string(p, v, "log.format", format, sizeof(format)) <= 0) return;
+    if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0) {
+        cfg_err(p, v->loc, "log.format: unknown format '%s' (use text or json)", format);
+        return;
+    }
+    snprintf(p->cfg->log_format, sizeof(p->cfg->log_format), "%s", format);
+}
+
 static void parse_log(cfg_parser *p, const cfg_val *v)
 {
     cfg_val f[LOG_N];
     char level[64];
-    if (!collect_section(p, v, "log", &log_section, f) ||
-        get_string(p, &f[LOG_LEVEL], "log.level", level, sizeof(level)) <= 0)
-        return;
+    if (!collect_section(p, v, "log", &log_section, f)) return;
+    parse_log_format(p, &f[LOG_FORMAT]);
+    if (get_string(p, &f[LOG_LEVEL], "log.level", level, sizeof(level)) <= 0) return;
     for (size_t i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]); i++) {
         if (strcmp(level, log_levels[i]) == 0) {
             snprintf(p->cfg->log_level, sizeof(p->cfg->log_level), "%s", log_levels[i]);
@@ -2159,6 +2171,7 @@ static void set_defaults(kg_config *cfg, const char *name)
     cfg->switch_grace_ms = DEFAULT_SWITCH_GRACE_MS;
     cfg->probe_interval_ms = DEFAULT_PROBE_INTERVAL_MS;
     snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
+    snprintf(cfg->log_format, sizeof(cfg->log_format), "text");
 }
 
 static void resolve_workers(kg_config *cfg)

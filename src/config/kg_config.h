@@ -173,6 +173,7 @@ typedef struct kg_config {
     int switch_grace_ms;    /* switch.grace_ms: in-flight requests' answers, default 200 */
     int probe_interval_ms;  /* health.probe_interval_ms, default 1000 */
     char log_level[16];     /* log.level: debug|info|warn|error, default info */
+    char log_format[8];     /* log.format: text|json, default text */
 
     /* chaos: the declarative fault rules, as JSON objects (the admin API's form), validated
      * by the chaos module when applied; chaos_rule_lines[i] is the line rule i starts on. */

@@ -225,6 +225,7 @@ KT_TEST(defaults_are_applied)
     KT_CHECK_EQ_INT(c->drain_timeout_ms, 5000);
     KT_CHECK_EQ_INT(c->probe_interval_ms, 1000);
     KT_CHECK_EQ_STR(c->log_level, "info");
+    KT_CHECK_EQ_STR(c->log_format, "text");
     KT_CHECK_EQ_INT(c->vclusters[0].secondary, -1);
     KT_CHECK_EQ_INT(c->vclusters[0].node_id_min, 0);
     KT_CHECK_EQ_INT(c->vclusters[0].node_id_max, 31);
@@ -308,7 +309,7 @@ KT_TEST(optional_keys_are_read)
              "  connect_timeout_ms: 250\n"
              "  drain_timeout_ms: 100\n"
              "health: {probe_interval_ms: 300}\n"
-             "log: {level: debug}\n",
+             "log: {level: debug, format: json}\n",
              ca, password_file, token_file);
     parsed r = parse(yaml);
     KT_CHECK_EQ_STR(r.errs, "");
@@ -348,6 +349,7 @@ KT_TEST(optional_keys_are_read)
         KT_CHECK_EQ_INT(c->drain_timeout_ms, 100);
         KT_CHECK_EQ_INT(c->probe_interval_ms, 300);
         KT_CHECK_EQ_STR(c->log_level, "debug");
+        KT_CHECK_EQ_STR(c->log_format, "json");
     }
     done(&r);
     unlink(token_file);
@@ -727,6 +729,8 @@ KT_TEST(bad_log_level_and_limits)
     expect_single_error(MINIMAL_YAML "log:\n  level: verbose\n",
                         "t.yaml:9:10: log.level: unknown level 'verbose' (use debug, info, warn "
                         "or error)\n");
+    expect_single_error(MINIMAL_YAML "log:\n  format: xml\n",
+                        "t.yaml:9:11: log.format: unknown format 'xml' (use text or json)\n");
     parsed r = parse(MINIMAL_YAML "limits:\n"
                                   "  max_frame_bytes: 0\n"
                                   "  buffer_bytes: -4KiB\n"
