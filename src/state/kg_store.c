@@ -262,6 +262,23 @@ static int check_epoch_advances(kg_store *store, const char *vcluster, uint64_t 
     return rc == 0 && stored >= epoch ? 1 : 0;
 }
 
+/* A COMMIT that failed may still have committed (PostgreSQL: the connection was lost after the
+ * server committed, before its reply). The epoch is unique, so the stored row tells: 0 when it
+ * holds ACTIVE at EPOCH (the switch is durable), -1 otherwise or when it cannot be read. */
+static int switch_outcome(kg_store *store, const char *vcluster, const char *active, uint64_t epoch)
+{
+    char stored_active[256] = "";
+    uint64_t stored_epoch = 0;
+    if (store->ops->get_vcluster(store->be, vcluster, stored_active, sizeof(stored_active),
+                                 &stored_epoch) != 0 ||
+        stored_epoch != epoch || strcmp(stored_active, active) != 0)
+        return -1;
+    kg_warn("store: the commit of %s's switch to epoch %" PRIu64
+            " reported an error, but the switch is stored",
+            vcluster, epoch);
+    return 0;
+}
+
 int kg_store_commit_switch(kg_store *store, const char *vcluster, const char *active,
                            uint64_t epoch, const char *audit_type, json_t *audit_details)
 {
@@ -278,8 +295,11 @@ int kg_store_commit_switch(kg_store *store, const char *vcluster, const char *ac
     if (rc == 0 && store->ops->notify_switch) rc = store->ops->notify_switch(store->be, vcluster);
     if (rc == 1) {
         store->ops->rollback(store->be); /* stale epoch: nothing was written */
-    } else {
-        rc = finish_tx(store, rc);
+    } else if (rc == 0 && store->ops->commit(store->be) != 0) {
+        store->ops->rollback(store->be);
+        rc = switch_outcome(store, vcluster, active, epoch);
+    } else if (rc != 0) {
+        store->ops->rollback(store->be);
     }
     store_unlock(store);
     if (rc == 1)

@@ -1,7 +1,7 @@
-"""The audit log is tamper-evident: editing, deleting or reordering entries in the SQLite state
-file (while kgate is stopped) is reported by `kgate audit verify` (exit 1) and by
-GET /v1/audit/verify (intact: false). The chain is also checked independently here, from the
-format docs/api.md documents."""
+"""The audit log is tamper-evident: editing, deleting or reordering entries in the state store
+(the SQLite file while kgate is stopped, or its PostgreSQL database) is reported by
+`kgate audit verify` (exit 1) and by GET /v1/audit/verify (intact: false). The chain is also
+checked independently here, from the format docs/api.md documents."""
 
 import hashlib
 import json
@@ -9,7 +9,21 @@ import sqlite3
 
 import pytest
 
+from pgserver import PsqlConnection
+
 ZERO_HASH = "0" * 64
+
+
+def connect(state_path, pg_server=None):
+    """The store as a DB-API connection: the SQLite file, or (PG_SERVER given) the PostgreSQL
+    database STATE_PATH names, through psql."""
+    if pg_server is not None:
+        return PsqlConnection(pg_server, state_path.rsplit("/", 1)[1])
+    return sqlite3.connect(state_path)
+
+
+def pg_server_for(state_location, request):
+    return request.getfixturevalue("pg_server") if state_location else None
 
 
 def entry_hash(seq, ts, type_, details, prev_hash):
@@ -33,10 +47,10 @@ def read_rows(db):
                       "ORDER BY seq").fetchall()
 
 
-def independent_verify(path, stored_text=True):
+def independent_verify(path, stored_text=True, pg_server=None):
     """None when the chain and head record are intact, else what is wrong. stored_text: hash the
     details as stored (else re-serialize them with Python's json, as docs/api.md describes)."""
-    db = sqlite3.connect(path)
+    db = connect(path, pg_server)
     try:
         rows = read_rows(db)
         head = db.execute("SELECT last_seq, last_hash FROM audit_head").fetchone()
@@ -118,8 +132,8 @@ TAMPERING = {
 }
 
 
-def test_untampered_chain_verifies(make_clusters, make_kgate):
-    kg = make_kgate(make_clusters())
+def test_untampered_chain_verifies(make_clusters, make_kgate, state_location, request):
+    kg = make_kgate(make_clusters(), state_path=state_location)
     entries = make_history(kg)
     cli = kg.cli("audit", "verify")
     assert cli.returncode == 0, cli.stdout + cli.stderr
@@ -128,7 +142,8 @@ def test_untampered_chain_verifies(make_clusters, make_kgate):
     assert api.status == 200 and api.json["intact"] is True, api
     assert api.json["last_seq"] == len(entries) == entries[-1]["seq"], (api, entries)
     assert kg.stop() == 0
-    assert independent_verify(kg.state_path) is None
+    assert independent_verify(kg.state_path,
+                              pg_server=pg_server_for(state_location, request)) is None
 
 
 def test_chain_verifies_with_a_standard_json_serializer(make_clusters, make_kgate):
@@ -147,17 +162,18 @@ def test_chain_verifies_with_a_standard_json_serializer(make_clusters, make_kgat
 
 
 @pytest.mark.parametrize("kind", list(TAMPERING))
-def test_tampering_is_detected(kind, make_clusters, make_kgate):
+def test_tampering_is_detected(kind, make_clusters, make_kgate, state_location, request):
     tamper, reasons = TAMPERING[kind]
-    kg = make_kgate(make_clusters())
+    kg = make_kgate(make_clusters(), state_path=state_location)
     make_history(kg)
     assert kg.stop() == 0
 
-    db = sqlite3.connect(kg.state_path)
+    pg_server = pg_server_for(state_location, request)
+    db = connect(kg.state_path, pg_server)
     with db:
         tamper(db)
     db.close()
-    problem = independent_verify(kg.state_path)
+    problem = independent_verify(kg.state_path, pg_server=pg_server)
     assert problem, "the tampering did not break the documented chain (test bug)"
 
     kg.start()

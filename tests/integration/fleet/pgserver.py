@@ -17,6 +17,7 @@ Roles:
 
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -130,3 +131,43 @@ class PgServer:
             except RuntimeError:
                 time.sleep(0.1)
         raise TimeoutError("PostgreSQL did not come back")
+
+
+class PsqlConnection:
+    """Just enough of a DB-API connection (execute/fetchone/fetchall, `with`, close) over psql,
+    for tests written against sqlite3 to read and tamper with a kgate database the same way:
+    `?` parameters (quoted as SQL literals), autocommit; values that look like integers come
+    back as int, the rest as str."""
+
+    def __init__(self, server, db):
+        self.server, self.db, self._rows = server, db, []
+
+    @staticmethod
+    def _literal(value):
+        if isinstance(value, int):
+            return str(value)
+        return "'" + str(value).replace("'", "''") + "'"
+
+    def execute(self, sql, params=()):
+        parts = sql.split("?")
+        assert len(parts) == len(params) + 1, (sql, params)
+        text = parts[0] + "".join(self._literal(p) + rest for p, rest in zip(params, parts[1:]))
+        rows = self.server.sql(text, db=self.db)
+        self._rows = [tuple(int(v) if re.fullmatch(r"-?\d{1,18}", v) else v for v in r)
+                      for r in rows]
+        return self
+
+    def fetchone(self):
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self):
+        return self._rows
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
