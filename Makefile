@@ -10,6 +10,7 @@
 #   make bench      benchmarks (results in bench/results/)
 #   make fuzz       libFuzzer targets (FUZZ_SECONDS each)
 #   make format     clang-format the sources
+#   make man        the man page build/kgate.1, generated from `kgate --help`
 #
 # Generated protocol code goes to $(BUILD)/gen from protocol/messages/*.json.
 
@@ -41,7 +42,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps build demo test test-direct check unit unit-asan integration bench fuzz format \
-	clean gen
+	clean gen man
 all: build
 
 deps:
@@ -75,6 +76,12 @@ $(BUILD)/libkgate.a: $(LIB_OBJ)
 
 $(BUILD)/kgate: $(BUILD)/src/main.o $(BUILD)/libkgate.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The man page, from the text `kgate --help` prints (man -l build/kgate.1 to read it).
+man: $(BUILD)/kgate.1
+
+$(BUILD)/kgate.1: $(BUILD)/kgate scripts/gen-man
+	scripts/gen-man $(BUILD)/kgate > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkgate.a
 	@mkdir -p $(dir $@)

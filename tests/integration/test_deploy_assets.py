@@ -10,6 +10,9 @@ counter, a rule's injection counter) is made to appear by causing the event, nev
 import json
 import os
 import re
+import shlex
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -221,3 +224,108 @@ def test_every_metric_of_the_dashboard_and_alerts_is_exported(exported):
                    "kgate_cluster_auth_failed", "kgate_tls_handshakes_total",
                    "kgate_chaos_rules", "kgate_acl_denials_total", "kgate_requests_total"):
         assert needed in used, f"{needed} is in neither the dashboard nor the alerts"
+
+
+# ---------------------------------------------------------------------------------------------
+# bash completion and man page, both checked against what `kgate --help` prints
+
+COMPLETION = os.path.join(ROOT, "deploy", "kgate.bash-completion")
+GEN_MAN = os.path.join(ROOT, "scripts", "gen-man")
+
+
+def help_text():
+    return subprocess.run([kghelpers.KGATE_BIN, "--help"], stdout=subprocess.PIPE, check=True,
+                          text=True, timeout=30).stdout
+
+
+def help_commands():
+    """{command: {options}} from --help: entries indented by two spaces start a command, the
+    lines below them (more indented) belong to it; "common options" go to the operation
+    commands, "Options for serve/check" to serve and check."""
+    commands, current, section = {}, None, ""
+    for line in help_text().splitlines():
+        if line and not line.startswith(" "):
+            section = line
+            current = None
+            if line.startswith("Options for serve/check:"):
+                for c in ("serve", "check"):
+                    commands[c] |= set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", line))
+            continue
+        m = re.match(r"  ([a-z][a-z-]*)\b", line)
+        if m and m.group(1) != "common":
+            current = m.group(1)
+            commands.setdefault(current, set())
+        elif m:  # common options: of every command of the Operations section
+            current = "common"
+            commands["common"] = set()
+        if current:
+            commands[current] |= set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", line))
+        if current and section.startswith("Operations"):
+            commands.setdefault("_operations", set()).add(current)
+    common = commands.pop("common")
+    for c in commands.pop("_operations") - {"common"}:
+        commands[c] |= common
+    return commands
+
+
+def complete(line):
+    """What the completion offers for LINE (the cursor at its end), by calling _kgate the way
+    bash does on <TAB>."""
+    words = line.split(" ")
+    script = (f"source {shlex.quote(COMPLETION)}\n"
+              f"COMP_WORDS=({' '.join(shlex.quote(w) for w in words)})\n"
+              f"COMP_CWORD={len(words) - 1}\nCOMP_LINE={shlex.quote(line)}\n"
+              f"COMP_POINT={len(line)}\n"
+              f"[ \"$(complete -p kgate)\" = 'complete -F _kgate kgate' ] || exit 9\n"
+              "_kgate\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    cp = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True, timeout=30)
+    assert cp.returncode == 0 and not cp.stderr, f"{line!r}: rc {cp.returncode} {cp.stderr}"
+    return set(cp.stdout.split())
+
+
+def test_completion_of_prefixes():
+    assert complete("kgate fa") == {"failover", "failback"}
+    assert complete("kgate chaos ") == {"add", "list", "rm"}
+    assert complete("kgate chaos add la") == {"latency"}
+    assert complete("kgate experiment r") == {"run", "report"}
+    assert complete("kgate token add ops --role ") == {"viewer", "operator", "admin"}
+    assert complete("kgate serve --log-level w") == {"warn"}
+    assert complete("kgate failover default --r") == {"--reason"}
+    assert complete("kgate failover default --reason ") == set()  # free text: nothing offered
+    assert complete("kgate zz") == set()
+
+
+def test_completion_knows_every_command_and_option_of_help():
+    commands = help_commands()
+    assert {"serve", "failover", "chaos", "acl", "dev-cluster"} <= set(commands), commands
+    offered = complete("kgate ")
+    assert set(commands) <= offered, f"commands --help has, completion lacks: " \
+                                     f"{set(commands) - offered}"
+    for cmd, options in commands.items():
+        missing = options - complete(f"kgate {cmd} -")
+        assert not missing, f"kgate {cmd}: options of --help completion lacks: {missing}"
+
+
+def test_man_page_renders_without_warnings_and_has_every_command(tmp_path):
+    page = os.path.join(str(tmp_path), "kgate.1")
+    with open(page, "w") as f:
+        subprocess.run([GEN_MAN, kghelpers.KGATE_BIN], stdout=f, check=True, timeout=60)
+    if shutil.which("man"):
+        argv = ["man", "--warnings=all", "-l", page]
+    else:
+        argv = ["groff", "-man", "-Tutf8", "-ww", page]
+    env = dict(os.environ, MANPAGER="cat", PAGER="cat", MANWIDTH="100", LC_ALL="C.UTF-8")
+    cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                        timeout=60, env=env)
+    assert cp.returncode == 0 and cp.stderr == "", f"{argv}: rc {cp.returncode}\n{cp.stderr}"
+    text = re.sub(r".\x08", "", cp.stdout)  # overstrike bold, if any
+    for heading in ("NAME", "SYNOPSIS", "COMMANDS", "FILES", "SEE ALSO"):
+        assert re.search(rf"^{heading}$", text, re.M), f"no {heading} section:\n{text}"
+    first_words = set(re.findall(r"^ {7}([a-z][a-z-]*)", text, re.M))
+    missing = set(help_commands()) - first_words
+    assert not missing, f"commands of --help missing from the man page: {missing}\n{text}"
+    for line in help_text().splitlines()[3:]:  # every line of --help is in the page, reflowed
+        words = line.rstrip(":").split()  # section titles lose their colon
+        if words:
+            assert " ".join(words) in " ".join(text.split()), f"{line!r} not in the page"
