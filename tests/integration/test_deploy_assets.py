@@ -314,7 +314,7 @@ def test_man_page_renders_without_warnings_and_has_every_command(tmp_path):
     if shutil.which("man"):
         argv = ["man", "--warnings=all", "-l", page]
     else:
-        argv = ["groff", "-man", "-Tutf8", "-ww", page]
+        argv = ["groff", "-man", "-Tutf8", "-ww", "-P-cbou", page]  # plain text out
     env = dict(os.environ, MANPAGER="cat", PAGER="cat", MANWIDTH="100", LC_ALL="C.UTF-8")
     cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                         timeout=60, env=env)
