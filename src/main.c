@@ -20,7 +20,6 @@
 #include "tools/kg_devcluster.h"
 #include "util/kg_log.h"
 
-#define KGATE_VERSION "0.1.0"
 #define KGATE_DEFAULT_CONFIG "kgate.yaml"
 
 static void usage(FILE *out)

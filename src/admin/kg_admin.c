@@ -174,6 +174,10 @@ static int handle_healthz(void *ctx, kg_admin_request *req)
 static int handle_readyz(void *ctx, kg_admin_request *req)
 {
     const kg_admin_ops *ops = &req->admin->ops;
+    if (ops->readiness) {
+        json_t *body = ops->readiness(ops->ctx);
+        return kg_admin_reply(req, json_is_true(json_object_get(body, "ready")) ? 200 : 503, body);
+    }
     int ready = ops->ready ? ops->ready(ops->ctx) : 1;
     json_t *body = json_pack("{s:b}", "ready", ready);
     char buf[256];
@@ -655,6 +659,14 @@ static void dispatch(request_state *rs)
 {
     kg_admin_request *req = &rs->req;
     if (parse_body(rs) != 0) return;
+    const kg_admin_ops *ops = &req->admin->ops;
+    const char *lost = NULL;
+    if (strcmp(req->method, "GET") != 0 &&
+        !(rs->route->flags & (KG_ADMIN_PUBLIC | KG_ADMIN_NO_STATE)) && ops->state_lost &&
+        (lost = ops->state_lost(ops->ctx)) != NULL) {
+        kg_admin_error(req, 503, "%s", lost);
+        return;
+    }
     int status = rs->route->handler(rs->route->ctx, req);
     if (status < 100 || status > 599) {
         kg_error("admin: handler for %s %s returned status %d", req->method, rs->route->pattern,

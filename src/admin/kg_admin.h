@@ -74,6 +74,9 @@ kg_admin_role kg_admin_role_parse(const char *name);
 enum {
     KG_ADMIN_PUBLIC = 1,    /* no token needed (health probes) */
     KG_ADMIN_JSON_BODY = 2, /* a JSON object body is read and parsed (optional for the client) */
+    /* A change that needs no shared state (e.g. draining this instance): allowed while
+     * kg_admin_ops.state_lost says the state store is out of reach. */
+    KG_ADMIN_NO_STATE = 4,
 };
 
 typedef struct kg_admin_route {
@@ -108,6 +111,12 @@ typedef struct kg_admin_ops {
     int (*ready)(void *ctx); /* /readyz: 1 ready; NULL = always ready */
     /* /readyz when not ready: why ("draining", ...), written to BUF or static; may be NULL */
     const char *(*unready_reason)(void *ctx, char *buf, size_t len);
+    /* /readyz body {"ready": bool, "reason"?, ...} (new reference); when set, it answers
+     * instead of READY and UNREADY_REASON (503 when "ready" is false). May be NULL. */
+    json_t *(*readiness)(void *ctx);
+    /* NULL while the state can be changed; else why not ("state store unreachable: ..."):
+     * every request but a GET (and KG_ADMIN_NO_STATE routes) is then answered 503. May be NULL. */
+    const char *(*state_lost)(void *ctx);
     void (*collect_metrics)(void *ctx); /* refresh gauges before /metrics renders; may be NULL */
     /* Routes of other modules (chaos rules, experiments), matched after the built-in ones. */
     const kg_admin_route *extra_routes;

@@ -42,6 +42,16 @@ static int admin_ready(void *ctx)
     return kg_gateway_ready(ctx);
 }
 
+static json_t *admin_readiness(void *ctx)
+{
+    return kg_gateway_readiness(ctx);
+}
+
+static const char *admin_state_lost(void *ctx)
+{
+    return kg_gateway_state_lost(ctx);
+}
+
 static void admin_collect(void *ctx)
 {
     kg_gateway_collect_metrics(ctx);
@@ -179,6 +189,8 @@ int kg_admin_gateway_start(kg_gateway *gw, void **handle)
                                               .switch_vcluster = admin_switch,
                                               .ready = admin_ready,
                                               .unready_reason = admin_unready_reason,
+                                              .readiness = admin_readiness,
+                                              .state_lost = admin_state_lost,
                                               .collect_metrics = admin_collect};
     kg_admin_route routes[GATEWAY_N_ROUTES];
     kg_admin_ops ops = ops_template;

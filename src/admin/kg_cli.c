@@ -11,7 +11,8 @@ static const char usage_text[] =
     "usage: kgate [--admin URL] [--token TOKEN] [--json] COMMAND\n"
     "\n"
     "commands:\n"
-    "  status                                   virtual clusters, active sides, cluster health\n"
+    "  status                                   virtual clusters, active sides, cluster health,\n"
+    "                                           the fleet's instances (PostgreSQL state)\n"
     "  failover VCLUSTER [--to CLUSTER] [--reason TEXT] [--force]\n"
     "                                           switch VCLUSTER to CLUSTER (default: its\n"
     "                                           secondary); --force even if CLUSTER is down\n"
@@ -158,6 +159,43 @@ static void print_clusters(cli *c, json_t *clusters)
     table_print_free(&t, c->s.out);
 }
 
+/* "gw-1 0.1.0 serving default=3 12 0.4s": every instance of a fleet (PostgreSQL state). */
+static void print_fleet(cli *c, json_t *fleet)
+{
+    table t = {.n_cols = 6};
+    const char *header[] = {"INSTANCE", "VERSION", "STATE", "EPOCHS", "CONNECTIONS", "LEASE AGE"};
+    table_add(&t, header);
+    size_t i;
+    json_t *inst;
+    json_array_foreach(json_object_get(fleet, "instances"), i, inst)
+    {
+        char conns[32], age[32], epochs[256] = "";
+        int_field(inst, "connections", conns, sizeof(conns));
+        ms_field(inst, "lease_age_ms", age, sizeof(age));
+        const char *vc;
+        json_t *e;
+        size_t used = 0;
+        json_object_foreach(json_object_get(inst, "epochs"), vc, e)
+        {
+            used += (size_t)snprintf(epochs + used,
+                                     used < sizeof(epochs) ? sizeof(epochs) - used : 0, "%s%s=%lld",
+                                     used ? "," : "", vc, (long long)json_integer_value(e));
+            if (used >= sizeof(epochs)) break;
+        }
+        const char *row[] = {kg_cli_str(inst, "name", "?"),
+                             kg_cli_str(inst, "version", "?"),
+                             kg_cli_str(inst, "state", "?"),
+                             epochs[0] ? epochs : "-",
+                             conns,
+                             age};
+        table_add(&t, row);
+    }
+    table_print_free(&t, c->s.out);
+    const char *lost = kg_cli_str(fleet, "state_lost", NULL);
+    if (lost)
+        fprintf(c->s.out, "this instance (%s): %s\n", kg_cli_str(fleet, "instance", "?"), lost);
+}
+
 static int cmd_status(cli *c)
 {
     if (c->s.n_args != 1 || c->s.given)
@@ -171,6 +209,11 @@ static int cmd_status(cli *c)
         print_vclusters(c, json_object_get(reply, "vclusters"));
         fputc('\n', c->s.out);
         print_clusters(c, json_object_get(reply, "clusters"));
+        json_t *fleet = json_object_get(reply, "fleet");
+        if (fleet) {
+            fputc('\n', c->s.out);
+            print_fleet(c, fleet);
+        }
     }
     json_decref(reply);
     return KG_CLI_EXIT_OK;

@@ -104,6 +104,7 @@ enum {
     ROOT_SWITCH,
     ROOT_STATE_CONNECT_TIMEOUT,
     ROOT_STATE_STATEMENT_TIMEOUT,
+    ROOT_INSTANCE,
     ROOT_N
 };
 static const char *const root_keys[ROOT_N] = {"listen",
@@ -120,7 +121,8 @@ static const char *const root_keys[ROOT_N] = {"listen",
                                               "acls",
                                               "switch",
                                               "state_connect_timeout_ms",
-                                              "state_statement_timeout_ms"};
+                                              "state_statement_timeout_ms",
+                                              "instance"};
 
 enum { CLUSTER_BOOTSTRAP, CLUSTER_TLS, CLUSTER_SASL, CLUSTER_N };
 static const char *const cluster_keys[CLUSTER_N] = {"bootstrap", "tls", "sasl"};
@@ -213,6 +215,10 @@ static const char *const health_keys[HEALTH_N] = {"probe_interval_ms"};
 enum { LOG_LEVEL, LOG_FORMAT, LOG_N };
 static const char *const log_keys[LOG_N] = {"level", "format"};
 
+enum { INST_NAME, INST_LEASE_MS, INST_ON_STATE_LOSS, INST_ACK_TIMEOUT_MS, INST_N };
+static const char *const instance_keys[INST_N] = {"name", "lease_ms", "on_state_loss",
+                                                  "ack_timeout_ms"};
+
 static const cfg_section root_section = {"the top level", root_keys, ROOT_N};
 static const cfg_section cluster_section = {"clusters.NAME", cluster_keys, CLUSTER_N};
 static const cfg_section tls_section = {"clusters.NAME.tls", tls_keys, TLS_N};
@@ -232,13 +238,14 @@ static const cfg_section limits_section = {"limits", limit_keys, LIMIT_N};
 static const cfg_section health_section = {"health", health_keys, HEALTH_N};
 static const cfg_section switch_section = {"switch", switch_keys, SWITCH_N};
 static const cfg_section log_section = {"log", log_keys, LOG_N};
+static const cfg_section instance_section = {"instance", instance_keys, INST_N};
 
 /* Every section, so an unknown key can be pointed to the place where it does belong. */
 static const cfg_section *const all_sections[] = {
     &root_section,     &cluster_section,   &tls_section,      &sasl_section,
     &vcluster_section, &admin_section,     &limits_section,   &health_section,
     &log_section,      &node_ids_section,  &listener_section, &listener_tls_section,
-    &oauth_section,    &admin_tls_section, &swap_section};
+    &oauth_section,    &admin_tls_section, &swap_section,     &instance_section};
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error"};
 
@@ -1786,6 +1793,53 @@ static void parse_log(cfg_parser *p, const cfg_val *v)
             level);
 }
 
+/* instance: who this kgate is in a fleet sharing a PostgreSQL state (fleet/kg_fleet.h). The
+ * lease bounds how long an instance cut off from the state may go on routing, so it must leave
+ * room for a few renewals (every lease_ms / 3) over a real network. */
+static void parse_instance(cfg_parser *p, const cfg_val *v)
+{
+    kg_config *cfg = p->cfg;
+    cfg_val f[INST_N];
+    if (!collect_section(p, v, "instance", &instance_section, f)) return;
+    if (get_string(p, &f[INST_NAME], "instance.name", cfg->instance_name,
+                   sizeof(cfg->instance_name)) > 0 &&
+        !valid_name(cfg->instance_name))
+        cfg_err(p, f[INST_NAME].loc,
+                "instance.name: '%s' is not a valid name (letters, digits, '.', '_' and '-', "
+                "at most %d characters)",
+                cfg->instance_name, KG_NAME_MAX - 1);
+    long long n;
+    if (get_int(p, &f[INST_LEASE_MS], "instance.lease_ms", KG_LEASE_MIN_MS, KG_LEASE_MAX_MS, &n) >
+        0)
+        cfg->lease_ms = (int)n;
+    if (get_int(p, &f[INST_ACK_TIMEOUT_MS], "instance.ack_timeout_ms", 1, 600000, &n) > 0)
+        cfg->ack_timeout_ms = (int)n;
+    char mode[64];
+    if (get_string(p, &f[INST_ON_STATE_LOSS], "instance.on_state_loss", mode, sizeof(mode)) <= 0)
+        return;
+    if (strcmp(mode, "fail-closed") == 0)
+        cfg->serve_last_known = 0;
+    else if (strcmp(mode, "serve-last-known") == 0)
+        cfg->serve_last_known = 1;
+    else
+        cfg_err(p, f[INST_ON_STATE_LOSS].loc,
+                "instance.on_state_loss: unknown mode '%s' (use fail-closed or serve-last-known)",
+                mode);
+}
+
+/* instance.name defaults to the host name, cut to a valid name. */
+static void default_instance_name(kg_config *cfg)
+{
+    char host[256] = "";
+    if (gethostname(host, sizeof(host) - 1) != 0 || !host[0]) snprintf(host, sizeof(host), "kgate");
+    static const char allowed[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+    size_t n = 0;
+    for (const char *c = host; *c && n < sizeof(cfg->instance_name) - 1; c++)
+        cfg->instance_name[n++] = strchr(allowed, *c) ? *c : '-';
+    cfg->instance_name[n] = '\0';
+}
+
 static void parse_addresses(cfg_parser *p, const cfg_val *f)
 {
     kg_config *cfg = p->cfg;
@@ -1984,6 +2038,7 @@ static void parse_root(cfg_parser *p, struct fy_node *root)
     parse_log(p, &f[ROOT_LOG]);
     parse_chaos(p, &f[ROOT_CHAOS]);
     parse_acls(p, &f[ROOT_ACLS]);
+    parse_instance(p, &f[ROOT_INSTANCE]);
 }
 
 /* ---- document ----------------------------------------------------------------------------------
@@ -2170,6 +2225,9 @@ static void set_defaults(kg_config *cfg, const char *name)
     cfg->drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
     cfg->switch_grace_ms = DEFAULT_SWITCH_GRACE_MS;
     cfg->probe_interval_ms = DEFAULT_PROBE_INTERVAL_MS;
+    default_instance_name(cfg);
+    cfg->lease_ms = 3000;
+    cfg->ack_timeout_ms = 2000;
     snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
     snprintf(cfg->log_format, sizeof(cfg->log_format), "text");
 }

@@ -185,7 +185,17 @@ typedef struct kg_config {
      * acl_binding_lines[i] is the line binding i starts on. NULL when the file has none. */
     struct json_t *acl_bindings;
     int *acl_binding_lines;
+
+    /* instance: this kgate in a fleet sharing a PostgreSQL state (fleet/kg_fleet.h); unused
+     * with SQLite. */
+    char instance_name[KG_NAME_MAX]; /* instance.name, default the host name */
+    int lease_ms;                    /* instance.lease_ms, default 3000 */
+    int serve_last_known; /* instance.on_state_loss: 0 fail-closed (default), 1 serve-last-known */
+    int ack_timeout_ms;   /* instance.ack_timeout_ms: a switch waits this long for the fleet */
 } kg_config;
+
+#define KG_LEASE_MIN_MS 300 /* below, renewals (every lease / 3) outrun a slow database */
+#define KG_LEASE_MAX_MS 600000
 
 /* Loads and validates PATH. Returns a config or NULL; every error is printed to ERRS as
  * "PATH:LINE:COL: message" and *n_errors is set to how many there were. */

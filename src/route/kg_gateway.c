@@ -16,6 +16,7 @@
 #include "engine/kg_reaper.h"
 #include "engine/kg_wire.h"
 #include "engine/kg_worker.h"
+#include "fleet/kg_fleet.h"
 #include "metrics/kg_metrics.h"
 #include "route/kg_parity.h"
 #include "route/kg_vcmetrics.h"
@@ -80,7 +81,7 @@ int kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_
 
 /* ---------------------------------------------------------------- accepting */
 
-static int gateway_total_conns(kg_gateway *gw)
+int kg_gateway_connections(kg_gateway *gw)
 {
     int n = 0;
     for (int i = 0; i < gw->cfg->n_vclusters; i++)
@@ -100,7 +101,13 @@ static void gateway_accept(kg_loop *loop, int fd, unsigned mask, void *arg)
                          strerror(errno));
             return;
         }
-        if (gateway_total_conns(gw) >= gw->cfg->max_connections) {
+        /* A fenced instance (fleet lease lost, fail-closed) takes no client: the client's next
+         * address (another instance behind the same name) serves it. */
+        if (atomic_load(&gw->fence) == KG_FENCE_CLOSED) {
+            close(cfd);
+            continue;
+        }
+        if (kg_gateway_connections(gw) >= gw->cfg->max_connections) {
             kg_warn("refusing connection to vcluster %s: limits.max_connections (%d) reached",
                     l->vc->cfg->name, gw->cfg->max_connections);
             close(cfd);
@@ -400,6 +407,41 @@ static void gateway_restore_route(kg_gateway *gw, kg_vcluster *vc)
 
 /* ---------------------------------------------------------------- the switch */
 
+/* Publishes NEW_WORD as VC's route and closes the connections opened under an older one; the
+ * caller holds vc->switch_lock. Returns how many connections were closed. */
+static int route_publish(kg_gateway *gw, kg_vcluster *vc, uint64_t new_word)
+{
+    atomic_store_explicit(&vc->route, new_word, memory_order_release);
+    int closed = kg_workers_close_stale(gw->workers, gw->n_workers, vc, new_word);
+    atomic_fetch_add(&vc->failovers_total, 1);
+    return closed;
+}
+
+/* A switch committed by another instance (or won against this one): applied when newer. */
+static int route_apply_locked(kg_gateway *gw, kg_vcluster *vc, int active, uint64_t epoch)
+{
+    uint64_t word = atomic_load(&vc->route);
+    if (epoch <= KG_ROUTE_EPOCH(word)) return -1; /* never back to an older epoch */
+    uint64_t start = kg_now_us();
+    int closed = route_publish(gw, vc, KG_ROUTE_WORD(epoch, active));
+    uint64_t took = kg_now_us() - start;
+    atomic_store(&vc->last_switch_us, took);
+    kg_info("vcluster %s switched %s -> %s (epoch %llu, through another instance): %d "
+            "connections closed in %.2f ms",
+            vc->cfg->name, gw->cfg->clusters[KG_ROUTE_ACTIVE(word)].name,
+            gw->cfg->clusters[active].name, (unsigned long long)epoch, closed,
+            (double)took / 1000.0);
+    return closed;
+}
+
+int kg_gateway_apply_route(kg_gateway *gw, kg_vcluster *vc, int active, uint64_t epoch)
+{
+    pthread_mutex_lock(&vc->switch_lock);
+    int closed = route_apply_locked(gw, vc, active, epoch);
+    pthread_mutex_unlock(&vc->switch_lock);
+    return closed;
+}
+
 static int switch_target(kg_gateway *gw, const kg_vcluster *vc, const kg_switch_request *req,
                          char *err, size_t errlen)
 {
@@ -507,19 +549,28 @@ int kg_gateway_parity(kg_gateway *gw, const char *vcluster, const char *to, json
 }
 
 /* Another kgate sharing the store switched first (its epoch is already there): 409 naming the
- * winner's side and epoch. This instance learns of the switch through the fleet module. */
+ * winner's side and epoch, which this instance applies at once (the fleet module would on the
+ * notification too; only a newer epoch is ever applied). */
 static int switch_lost_race(kg_gateway *gw, kg_vcluster *vc, json_t *details, json_t **result)
 {
     char active[KG_NAME_MAX] = "";
     uint64_t epoch = 0;
-    if (kg_store_get_vcluster(gw->store, vc->cfg->name, active, sizeof(active), &epoch) != 0)
+    if (kg_store_get_vcluster(gw->store, vc->cfg->name, active, sizeof(active), &epoch) == 0) {
+        int idx = kg_config_cluster_index(gw->cfg, active);
+        if (idx == vc->cfg->primary || (idx >= 0 && idx == vc->cfg->secondary))
+            route_apply_locked(gw, vc, idx, epoch);
+    } else {
         snprintf(active, sizeof(active), "unknown");
+    }
     char why[KG_NAME_MAX + 160];
     snprintf(why, sizeof(why), "another switch won: the state store has '%s' active at epoch %llu",
              active, (unsigned long long)epoch);
     json_object_set_new(details, "winner",
                         json_pack("{s:s, s:I}", "active", active, "epoch", (json_int_t)epoch));
-    return switch_refuse(gw, details, 409, why, result);
+    int status = switch_refuse(gw, details, 409, why, result);
+    json_object_set_new(*result, "active", json_string(active));
+    json_object_set_new(*result, "epoch", json_integer((json_int_t)epoch));
+    return status;
 }
 
 static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_request *req,
@@ -552,7 +603,7 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
     start = kg_now_us(); /* the switch itself, without the pre-flight */
     /* Durable first: after a crash kgate comes back on the side the store names. */
     int committed = kg_store_commit_switch(gw->store, vc->cfg->name, target->cfg->name, epoch + 1,
-                                           "switch", details);
+                                           "switch", details); /* compare-and-set: one wins */
     if (committed == 1) return switch_lost_race(gw, vc, details, result);
     if (committed != 0) {
         json_decref(details);
@@ -560,11 +611,8 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
         *result = json_pack("{s:s}", "error", "cannot persist the switch in the state store");
         return 503;
     }
-    uint64_t new_word = KG_ROUTE_WORD(epoch + 1, to);
-    atomic_store_explicit(&vc->route, new_word, memory_order_release);
-    int closed = kg_workers_close_stale(gw->workers, gw->n_workers, vc, new_word);
+    int closed = route_publish(gw, vc, KG_ROUTE_WORD(epoch + 1, to));
     uint64_t took = kg_now_us() - start;
-    atomic_fetch_add(&vc->failovers_total, 1);
     atomic_store(&vc->last_switch_us, took);
     json_object_set_new(details, "connections_closed", json_integer(closed));
     /* Integers only in audit entries: anyone can re-hash them with any JSON library. */
@@ -589,6 +637,11 @@ int kg_gateway_switch(kg_gateway *gw, const kg_switch_request *req, json_t **res
         return switch_refuse(gw, switch_request_json(req), 404, why, result);
     }
     kg_vcluster *vc = &gw->vclusters[idx];
+    const char *lost = kg_gateway_state_lost(gw);
+    if (lost) {
+        *result = json_pack("{s:s}", "error", lost);
+        return 503;
+    }
     pthread_mutex_lock(&vc->switch_lock);
     int status;
     if (atomic_load(&gw->stopping)) {
@@ -598,7 +651,31 @@ int kg_gateway_switch(kg_gateway *gw, const kg_switch_request *req, json_t **res
         status = switch_locked(gw, vc, req, result);
     }
     pthread_mutex_unlock(&vc->switch_lock);
+    /* The other instances apply it on the store's NOTIFY; the caller learns which did. */
+    if (gw->fleet && status == 200 && json_is_true(json_object_get(*result, "changed"))) {
+        uint64_t epoch = (uint64_t)json_integer_value(json_object_get(*result, "epoch"));
+        json_object_set_new(
+            *result, "instances",
+            kg_fleet_wait_acks(gw->fleet, vc->cfg->name, epoch, gw->cfg->ack_timeout_ms));
+    }
     return status;
+}
+
+/* ---------------------------------------------------------------- fleet */
+
+void kg_gateway_fence(kg_gateway *gw, enum kg_fence fence)
+{
+    atomic_store(&gw->fence, fence);
+    if (fence != KG_FENCE_CLOSED) return;
+    /* No connection's route word is all ones: every connection of the vcluster closes. */
+    for (int i = 0; i < gw->cfg->n_vclusters; i++)
+        if (atomic_load(&gw->vclusters[i].client_conns) > 0)
+            kg_workers_close_stale(gw->workers, gw->n_workers, &gw->vclusters[i], UINT64_MAX);
+}
+
+const char *kg_gateway_state_lost(kg_gateway *gw)
+{
+    return gw->fleet ? kg_fleet_state_lost(gw->fleet) : NULL;
 }
 
 /* ---------------------------------------------------------------- status */
@@ -642,8 +719,10 @@ json_t *kg_gateway_status(kg_gateway *gw)
         json_array_append_new(vcs, vcluster_status(gw, &gw->vclusters[i]));
     for (int i = 0; i < gw->cfg->n_clusters; i++)
         json_array_append_new(cls, cluster_status(&gw->clusters[i]));
-    return json_pack("{s:o, s:o, s:i}", "vclusters", vcs, "clusters", cls, "workers",
-                     gw->n_workers);
+    json_t *j =
+        json_pack("{s:o, s:o, s:i}", "vclusters", vcs, "clusters", cls, "workers", gw->n_workers);
+    if (gw->fleet) json_object_set_new(j, "fleet", kg_fleet_status(gw->fleet));
+    return j;
 }
 
 int kg_gateway_sample(kg_gateway *gw, const char *vcluster, kg_vc_sample *out)
@@ -671,6 +750,8 @@ int kg_gateway_ready(kg_gateway *gw)
 const char *kg_gateway_unready_reason(kg_gateway *gw, char *buf, size_t len)
 {
     if (atomic_load(&gw->draining)) return "draining";
+    if (atomic_load(&gw->fence) == KG_FENCE_CLOSED)
+        return "state store unreachable: fenced (on_state_loss fail-closed)";
     for (int i = 0; i < gw->cfg->n_vclusters; i++) {
         int active = KG_ROUTE_ACTIVE(atomic_load(&gw->vclusters[i].route));
         if (!atomic_load(&gw->clusters[active].up)) {
@@ -682,8 +763,30 @@ const char *kg_gateway_unready_reason(kg_gateway *gw, char *buf, size_t len)
     return NULL;
 }
 
+json_t *kg_gateway_readiness(kg_gateway *gw)
+{
+    char buf[256];
+    const char *why = kg_gateway_unready_reason(gw, buf, sizeof(buf));
+    json_t *j = json_pack("{s:b}", "ready", why == NULL);
+    if (why) json_object_set_new(j, "reason", json_string(why));
+    if (!gw->fleet) return j;
+    const char *lost = kg_gateway_state_lost(gw);
+    json_object_set_new(j, "state_store", json_string(lost ? "unreachable" : "ok"));
+    if (lost) {
+        char text[768];
+        snprintf(text, sizeof(text), "%s; %s", lost,
+                 atomic_load(&gw->fence) == KG_FENCE_CLOSED
+                     ? "on_state_loss fail-closed: not accepting clients"
+                     : "on_state_loss serve-last-known: routing on the last known epochs, "
+                       "changes refused");
+        json_object_set_new(j, "state_lost", json_string(text));
+    }
+    return j;
+}
+
 void kg_gateway_collect_metrics(kg_gateway *gw)
 {
+    if (gw->fleet) kg_fleet_collect_metrics(gw->fleet);
     for (int i = 0; i < gw->cfg->n_vclusters; i++)
         kg_vcm_collect(gw->vclusters[i].metrics, gw, &gw->vclusters[i]);
     for (int i = 0; i < gw->cfg->n_clusters; i++)
@@ -901,6 +1004,21 @@ static int gateway_start_threads(kg_gateway *gw)
     return 0;
 }
 
+/* With PostgreSQL the state is shared: this instance joins the fleet (fleet/kg_fleet.h) once
+ * the workers run (applying a newer epoch closes connections), before the admin API. */
+static int gateway_start_fleet(kg_gateway *gw)
+{
+    const char *backend = kg_store_backend_name(gw->store);
+    if (!backend || strcmp(backend, "postgres") != 0) return 0;
+    char err[768];
+    gw->fleet = kg_fleet_start(gw, kg_store_pg_conninfo(gw->store), err, sizeof(err));
+    if (!gw->fleet) {
+        kg_error("fleet: instance %s cannot join: %s", gw->cfg->instance_name, err);
+        return -1;
+    }
+    return 0;
+}
+
 kg_gateway *kg_gateway_start(kg_config *cfg, const kg_gateway_frontend *frontend)
 {
     kg_gateway *gw = calloc(1, sizeof(*gw));
@@ -909,7 +1027,8 @@ kg_gateway *kg_gateway_start(kg_config *cfg, const kg_gateway_frontend *frontend
     if (frontend) gw->frontend = *frontend;
     gw->accept_loop = kg_loop_new();
     if (!gw->accept_loop || gateway_init_state(gw) < 0 || gateway_open_listeners(gw) < 0 ||
-        gateway_start_threads(gw) < 0 || gateway_start_frontend(gw) < 0) {
+        gateway_start_threads(gw) < 0 || gateway_start_fleet(gw) < 0 ||
+        gateway_start_frontend(gw) < 0) {
         kg_gateway_stop(gw);
         return NULL;
     }
@@ -931,6 +1050,9 @@ void kg_gateway_stop(kg_gateway *gw)
         gateway_close_listeners(gw);
         kg_loop_free(gw->accept_loop);
     }
+    /* Before the workers go: the fleet thread closes connections through them. */
+    kg_fleet_stop(gw->fleet);
+    gw->fleet = NULL;
     uint64_t deadline = kg_now_us() + (uint64_t)gw->cfg->drain_timeout_ms * 1000u;
     for (int i = 0; i < gw->n_workers; i++)
         kg_worker_drain_and_join(gw->workers[i], deadline);
@@ -972,8 +1094,6 @@ void kg_gateway_stop(kg_gateway *gw)
 
 /* ---------------------------------------------------------------- drain */
 
-static int gateway_total_conns(kg_gateway *gw);
-
 /* Has the accept thread open or close the listeners as `draining` says, and waits for it.
  * Returns 0, or -1 when listening again failed (the log says why). */
 static int gateway_listen_sync(kg_gateway *gw)
@@ -992,7 +1112,7 @@ static int gateway_listen_sync(kg_gateway *gw)
 
 json_t *kg_gateway_drain_progress(kg_gateway *gw)
 {
-    int left = gateway_total_conns(gw);
+    int left = kg_gateway_connections(gw);
     if (!atomic_load(&gw->draining))
         return json_pack("{s:s, s:i}", "state", "serving", "connections_left", left);
     pthread_mutex_lock(&gw->drain_lock);
@@ -1023,7 +1143,7 @@ int kg_gateway_drain(kg_gateway *gw, int within_ms, int grace_ms, const char *ac
     uint64_t now = kg_now_us();
     kg_workers_drain(gw->workers, gw->n_workers, (uint64_t)within_ms * 1000u,
                      now + ((uint64_t)within_ms + (uint64_t)grace_ms) * 1000u);
-    int left = gateway_total_conns(gw);
+    int left = kg_gateway_connections(gw);
     kg_info("draining: %d connection(s) to close within %d ms (by %s)", left, within_ms, actor);
     json_t *details =
         json_pack("{s:i, s:i, s:s}", "within_ms", within_ms, "connections", left, "actor", actor);
@@ -1068,7 +1188,7 @@ static void gateway_drain_for_exit(kg_gateway *gw, const sigset_t *signals, cons
     kg_gateway_drain(gw, grace / 2, grace - grace / 2, actor, &progress);
     json_decref(progress);
     uint64_t deadline = kg_now_us() + (uint64_t)grace * 1000u;
-    while (gateway_total_conns(gw) > 0 && kg_now_us() < deadline) {
+    while (kg_gateway_connections(gw) > 0 && kg_now_us() < deadline) {
         struct timespec tick = {.tv_sec = 0, .tv_nsec = 20 * 1000 * 1000};
         int sig = sigtimedwait(signals, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT) {

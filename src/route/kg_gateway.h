@@ -36,6 +36,16 @@ typedef struct kg_gauge kg_gauge;
 typedef struct kg_parity kg_parity;
 
 typedef struct kg_gateway kg_gateway;
+typedef struct kg_fleet kg_fleet;
+
+#define KGATE_VERSION "0.1.0"
+
+/* What an instance of a fleet does once it lost its lease on the shared state (fleet/). */
+enum kg_fence {
+    KG_FENCE_NONE = 0,      /* serving */
+    KG_FENCE_CLOSED = 1,    /* on_state_loss fail-closed: no client connection at all */
+    KG_FENCE_LAST_KNOWN = 2 /* serve-last-known: routing on, changes refused */
+};
 
 /* What serves in front of the gateway (the admin API), known to it only as plain callbacks so
  * that route/ never depends on admin/ (main wires admin/kg_admin_gateway.h in). START runs last
@@ -125,6 +135,9 @@ struct kg_gateway {
 
     /* systemd's watchdog interval ($WATCHDOG_USEC), 0 = none: housekeeping pings it */
     _Atomic uint64_t watchdog_usec;
+
+    kg_fleet *fleet;  /* PostgreSQL state: this instance in the fleet; NULL with SQLite */
+    atomic_int fence; /* enum kg_fence */
 };
 
 /* Builds and starts everything (store, listeners, workers, prober, then FRONTEND, which may be
@@ -175,6 +188,23 @@ json_t *kg_gateway_drain_progress(kg_gateway *gw);
  * listened on again (the instance then stays drained). */
 int kg_gateway_drain_cancel(kg_gateway *gw, const char *actor, json_t **result);
 
+/* /readyz body: {"ready": bool, "reason"?} (new reference); with a fleet also "state_store"
+ * ("ok" or "unreachable") and, without the lease, "state_lost": what the instance does (fenced:
+ * not ready; serve-last-known: ready). */
+json_t *kg_gateway_readiness(kg_gateway *gw);
+
+/* Fleet (fleet/kg_fleet.h): applies a switch made through another instance: sets VC's route to
+ * (EPOCH, ACTIVE) and closes the connections opened under the old one, as a local switch does
+ * (its audit entry is the switching instance's). Only a NEWER epoch is applied: returns the
+ * connections closed, or -1 when EPOCH is not newer than the local one (nothing done). */
+int kg_gateway_apply_route(kg_gateway *gw, kg_vcluster *vc, int active, uint64_t epoch);
+/* Fleet: enters (or leaves, KG_FENCE_NONE) a fence; KG_FENCE_CLOSED closes every client
+ * connection and refuses new ones until it is lifted. */
+void kg_gateway_fence(kg_gateway *gw, enum kg_fence fence);
+/* Fleet: NULL when state changes are possible, else why not (a 503 for the admin API). */
+const char *kg_gateway_state_lost(kg_gateway *gw);
+/* Client connections open now, over every virtual cluster. */
+int kg_gateway_connections(kg_gateway *gw);
 /* Refreshes the gauges of every virtual and physical cluster in gw->metrics, for a scrape. */
 void kg_gateway_collect_metrics(kg_gateway *gw);
 
