@@ -101,6 +101,8 @@ struct kg_fleet {
     int n_states;
 };
 
+static int api_connect(kg_fleet *f, uint64_t deadline_us, char *err, size_t errlen);
+
 /* ---------------------------------------------------------------- libpq with deadlines */
 
 /* 1 when FD is ready (for writing when WRITE), 0 when DEADLINE_US passed, -1 on error. */
@@ -610,6 +612,13 @@ kg_fleet *kg_fleet_start(kg_gateway *gw, const char *conninfo, char *err, size_t
         return NULL;
     }
     fleet_refresh_instances(f);
+    /* The switch's wait for acks would otherwise pay for this connection on the first one. */
+    pthread_mutex_lock(&f->api_lock);
+    if (api_connect(f, kg_now_us() + f->period_us, why, sizeof(why)) < 0)
+        kg_warn("fleet: the connection for switch acknowledgements: %s (tried again at the "
+                "next switch)",
+                why);
+    pthread_mutex_unlock(&f->api_lock);
     fleet_metrics_init(f);
     if (pthread_create(&f->thread, NULL, fleet_main, f) != 0) {
         snprintf(err, errlen, "cannot start the fleet thread");
