@@ -516,11 +516,12 @@ KT_TEST(chaos_rules_become_json_with_their_lines)
 
 KT_TEST(unknown_keys_say_where_they_belong)
 {
-    expect_single_error(MINIMAL_YAML "port: 5\n",
-                        "t.yaml:8:1: unknown top-level key 'port' (allowed: listen, "
-                        "advertised_host, clusters, vclusters, admin, state, workers, limits, "
-                        "health, log, chaos, acls, switch, state_connect_timeout_ms, "
-                        "state_statement_timeout_ms); 'port' belongs in vclusters.NAME\n");
+    expect_single_error(
+        MINIMAL_YAML "port: 5\n",
+        "t.yaml:8:1: unknown top-level key 'port' (allowed: listen, "
+        "advertised_host, clusters, vclusters, admin, state, workers, limits, "
+        "health, log, chaos, acls, switch, state_connect_timeout_ms, "
+        "state_statement_timeout_ms, instance); 'port' belongs in vclusters.NAME\n");
     expect_single_error("clusters:\n"
                         "  a:\n"
                         "    bootstrap: a:1\n"
@@ -1124,6 +1125,53 @@ KT_TEST(listener_oauthbearer)
     r = parse(yaml);
     KT_CHECK(r.cfg == NULL && strstr(r.errs, "cannot open") != NULL);
     done(&r);
+}
+
+KT_TEST(instance_section)
+{
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    parsed r = parse(MINIMAL_YAML);
+    KT_CHECK(r.cfg != NULL);
+    if (r.cfg) {
+        /* The name defaults to the host name (its characters outside a name become '-'). */
+        KT_CHECK(r.cfg->instance_name[0] != '\0');
+        KT_CHECK(strlen(r.cfg->instance_name) == strlen(host) || strlen(host) >= KG_NAME_MAX);
+        KT_CHECK_EQ_INT(r.cfg->lease_ms, 3000);
+        KT_CHECK_EQ_INT(r.cfg->ack_timeout_ms, 2000);
+        KT_CHECK_EQ_INT(r.cfg->serve_last_known, 0);
+    }
+    done(&r);
+    r = parse(MINIMAL_YAML "instance: {name: gw-1, lease_ms: 1500, on_state_loss: "
+                           "serve-last-known, ack_timeout_ms: 500}\n");
+    KT_CHECK_EQ_STR(r.errs, "");
+    if (r.cfg) {
+        KT_CHECK_EQ_STR(r.cfg->instance_name, "gw-1");
+        KT_CHECK_EQ_INT(r.cfg->lease_ms, 1500);
+        KT_CHECK_EQ_INT(r.cfg->ack_timeout_ms, 500);
+        KT_CHECK_EQ_INT(r.cfg->serve_last_known, 1);
+    }
+    done(&r);
+    r = parse(MINIMAL_YAML "instance:\n"
+                           "  name: gw 1\n"
+                           "  lease_ms: 100\n"
+                           "  on_state_loss: keep-going\n"
+                           "  ack_timeout_ms: 0\n");
+    KT_CHECK(r.cfg == NULL);
+    KT_CHECK_EQ_INT(r.n_errors, 4);
+    KT_CHECK(has_line(r.errs, "t.yaml:9:9: instance.name: 'gw 1' is not a valid name (letters, "
+                              "digits, '.', '_' and '-', at most 63 characters)"));
+    KT_CHECK(has_line(r.errs, "t.yaml:10:13: instance.lease_ms: must be between 300 and 600000, "
+                              "got 100"));
+    KT_CHECK(has_line(r.errs, "t.yaml:11:18: instance.on_state_loss: unknown mode 'keep-going' "
+                              "(use fail-closed or serve-last-known)"));
+    KT_CHECK(has_line(r.errs, "t.yaml:12:19: instance.ack_timeout_ms: must be greater than 0, "
+                              "got 0"));
+    done(&r);
+    expect_single_error(
+        MINIMAL_YAML "instance: {lease: 3000}\n",
+        "t.yaml:8:12: unknown key 'lease' in instance (allowed there: name, lease_ms, "
+        "on_state_loss, ack_timeout_ms)\n");
 }
 
 KT_MAIN()
