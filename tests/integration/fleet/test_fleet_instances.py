@@ -132,6 +132,14 @@ class FleetKgate(Kgate):
             f.write(f"instance: {{ name: {name}, lease_ms: {lease_ms}, "
                     f"on_state_loss: {on_state_loss}, ack_timeout_ms: {ack_timeout_ms} }}\n")
 
+    def stop(self):
+        """SIGTERM, once: the exit code must be 0 (an AssertionError with the log otherwise)."""
+        if not self.alive():
+            return 0
+        rc = super().stop()
+        assert rc == 0, f"{self.name} exited {rc} after SIGTERM; log:\n{tail(self.log())}"
+        return rc
+
     def readyz(self):
         return self.http("GET", "/readyz", token=None)
 
@@ -167,25 +175,24 @@ def clusters(tmp_path):
 def fleet(tmp_path, clusters, pg_database):
     """fleet(name, **kwargs) -> a started FleetKgate on this test's database; stopped (SIGTERM,
     exit 0) at teardown."""
-    started = []
-
-    def make(name, state_url=None, start=True, **kwargs):
-        work = tmp_path / f"kgate-{name}-{len(started)}"
-        work.mkdir()
+    def make(work, name, state_url=None, start=True, **kwargs):
         kg = FleetKgate(clusters, work, state_url or pg_database, name, **kwargs)
-        started.append(kg)
         if start:
             kg.start()
         return kg
 
-    yield make
-    errors = []
-    for kg in started:
-        if kg.alive():
-            rc = kg.stop()
-            if rc != 0:
-                errors.append(f"{kg.name} exited {rc} after SIGTERM; log:\n{tail(kg.log())}")
-    assert not errors, "\n".join(errors)
+    factory = kghelpers.factory_in_subdirs(tmp_path, "kgate-", make)
+    start = next(factory)
+    yield lambda name, **kwargs: start(name=name, **kwargs)
+    next(factory, None)
+
+
+@pytest.fixture
+def relay(pg_database):
+    """A PgRelay in front of this test's PostgreSQL; closed at teardown."""
+    r = PgRelay(*pg_target(pg_database))
+    yield r
+    r.close()
 
 
 def print_measure(what, value_ms):
@@ -327,100 +334,92 @@ def new_connection_refused(kg):
         s.close()
 
 
-def test_fail_closed_fences_and_catches_up_on_a_missed_switch(fleet, pg_database):
-    relay = PgRelay(*pg_target(pg_database))
-    try:
-        healthy = fleet("gw-ok")
-        cut = fleet("gw-cut", state_url=pg_url_via(pg_database, relay.port))
-        wait_fleet_sees(healthy, ["gw-ok", "gw-cut"])
-        client = kafka_socket(cut)
-        assert cut.readyz().status == 200
-        t_cut = time.monotonic()
-        relay.cut()
-        wait_for(lambda: cut.readyz().status == 503, 30, interval=0.02,
-                 what="the cut-off instance to fence itself")
-        print_measure(f"lease lost -> fenced (fail-closed, lease {LEASE_MS} ms)",
-                      (time.monotonic() - t_cut) * 1000)
-        r = cut.readyz()
-        assert r.json["ready"] is False and r.json["state_store"] == "unreachable", r
-        assert any("state store unreachable" in why and "fail-closed" in why
-                   for why in r.json["reasons"]), r
-        # Its clients are closed (they move to healthy instances) and no new one is taken.
-        assert wait_closed_by_peer(client, 30), "the fenced instance kept a client connection"
-        assert new_connection_refused(cut)
-        # A switch through the healthy instance while the other is cut off: the cut-off one is
-        # no longer live (its lease ran out), so nobody waits for it.
-        reply, _, _ = healthy.switch("default", to="west")
-        assert reply.status == 200, reply
-        epoch = reply.json["epoch"]
-        assert reply.json["instances"]["acked"] == ["gw-ok"], reply
-        assert reply.json["instances"]["pending"] == [], reply
-        assert cut.vcluster_status()["epoch"] == epoch - 1  # it cannot know yet
-        # Mutations are refused while the state is out of reach.
-        r = cut.http("POST", "/v1/vclusters/default/failback", {"reason": "x"})
-        assert r.status == 503 and "state store unreachable" in r.json["error"], r
-        # Back: the instance re-reads the epochs before accepting, never serving the old one.
-        relay.restore()
-        samples = []
+def test_fail_closed_fences_and_catches_up_on_a_missed_switch(relay, fleet, pg_database):
+    healthy = fleet("gw-ok")
+    cut = fleet("gw-cut", state_url=pg_url_via(pg_database, relay.port))
+    wait_fleet_sees(healthy, ["gw-ok", "gw-cut"])
+    client = kafka_socket(cut)
+    assert cut.readyz().status == 200
+    t_cut = time.monotonic()
+    relay.cut()
+    wait_for(lambda: cut.readyz().status == 503, 30, interval=0.02,
+             what="the cut-off instance to fence itself")
+    print_measure(f"lease lost -> fenced (fail-closed, lease {LEASE_MS} ms)",
+                  (time.monotonic() - t_cut) * 1000)
+    r = cut.readyz()
+    assert r.json["ready"] is False and r.json["state_store"] == "unreachable", r
+    assert any("state store unreachable" in why and "fail-closed" in why
+               for why in r.json["reasons"]), r
+    # Its clients are closed (they move to healthy instances) and no new one is taken.
+    assert wait_closed_by_peer(client, 30), "the fenced instance kept a client connection"
+    assert new_connection_refused(cut)
+    # A switch through the healthy instance while the other is cut off: the cut-off one is
+    # no longer live (its lease ran out), so nobody waits for it.
+    reply, _, _ = healthy.switch("default", to="west")
+    assert reply.status == 200, reply
+    epoch = reply.json["epoch"]
+    assert reply.json["instances"]["acked"] == ["gw-ok"], reply
+    assert reply.json["instances"]["pending"] == [], reply
+    assert cut.vcluster_status()["epoch"] == epoch - 1  # it cannot know yet
+    # Mutations are refused while the state is out of reach.
+    r = cut.http("POST", "/v1/vclusters/default/failback", {"reason": "x"})
+    assert r.status == 503 and "state store unreachable" in r.json["error"], r
+    # Back: the instance re-reads the epochs before accepting, never serving the old one.
+    relay.restore()
+    samples = []
 
-        def back():
-            ready = cut.readyz().status == 200
-            vc = cut.vcluster_status()
-            samples.append((ready, vc["epoch"], vc["active"]))
-            return ready
-        wait_for(back, 30, interval=0.02, what="the instance to hold its lease again")
-        assert all(e == epoch and a == "west" for ready, e, a in samples if ready), samples
-        s = kafka_socket(cut)  # accepting again
-        s.close()
-        assert cut.fleet()["lease_ok"] is True
-        assert "lease lost" in cut.log() and "holds its lease again" in cut.log()
-    finally:
-        relay.close()
+    def back():
+        ready = cut.readyz().status == 200
+        vc = cut.vcluster_status()
+        samples.append((ready, vc["epoch"], vc["active"]))
+        return ready
+    wait_for(back, 30, interval=0.02, what="the instance to hold its lease again")
+    assert all(e == epoch and a == "west" for ready, e, a in samples if ready), samples
+    s = kafka_socket(cut)  # accepting again
+    s.close()
+    assert cut.fleet()["lease_ok"] is True
+    assert "lease lost" in cut.log() and "holds its lease again" in cut.log()
 
 
-def test_serve_last_known_keeps_routing_and_refuses_changes(fleet, pg_database):
-    relay = PgRelay(*pg_target(pg_database))
-    try:
-        other = fleet("gw-other")
-        cut = fleet("gw-slk", state_url=pg_url_via(pg_database, relay.port),
-                    on_state_loss="serve-last-known")
-        wait_fleet_sees(other, ["gw-other", "gw-slk"])
-        client = kafka_socket(cut)
-        t_cut = time.monotonic()
-        relay.cut()
-        wait_for(lambda: cut.readyz().json.get("state_store") == "unreachable", 30, interval=0.02,
-                 what="the cut-off instance to notice it lost its lease")
-        print_measure(f"lease lost -> last-known mode (lease {LEASE_MS} ms)",
-                      (time.monotonic() - t_cut) * 1000)
-        r = cut.readyz()
-        assert r.status == 200 and r.json["ready"] is True, r  # still serving
-        assert any("serve-last-known" in why for why in r.json["reasons"]), r
-        # Existing and new client connections keep working on the last epoch it saw.
-        round_trip(client, api_versions_v0(7))
-        kafka_socket(cut).close()
-        assert cut.vcluster_status()["epoch"] == 0
-        # Changes are refused: a switch, a chaos rule.
-        reply, _, _ = cut.switch("default", to="west")
-        assert reply.status == 503 and "state store unreachable" in reply.json["error"], reply
-        r = cut.http("POST", "/v1/chaos/rules", {"action": "delay", "delay_ms": 1})
-        assert r.status == 503 and "state store unreachable" in r.json["error"], r
-        assert metric(cut.metrics(), "kgate_instance_lease_ok") == 0.0
-        relay.restore()
-        wait_for(lambda: cut.readyz().json.get("state_store") == "ok", 30,
-                 what="the instance to hold its lease again")
-        # The store's own connection comes back on its own schedule: a switch it cannot write
-        # yet fails whole (500, nothing written) and is tried again.
-        replies = []
+def test_serve_last_known_keeps_routing_and_refuses_changes(relay, fleet, pg_database):
+    other = fleet("gw-other")
+    cut = fleet("gw-slk", state_url=pg_url_via(pg_database, relay.port),
+                on_state_loss="serve-last-known")
+    wait_fleet_sees(other, ["gw-other", "gw-slk"])
+    client = kafka_socket(cut)
+    t_cut = time.monotonic()
+    relay.cut()
+    wait_for(lambda: cut.readyz().json.get("state_store") == "unreachable", 30, interval=0.02,
+             what="the cut-off instance to notice it lost its lease")
+    print_measure(f"lease lost -> last-known mode (lease {LEASE_MS} ms)",
+                  (time.monotonic() - t_cut) * 1000)
+    r = cut.readyz()
+    assert r.status == 200 and r.json["ready"] is True, r  # still serving
+    assert any("serve-last-known" in why for why in r.json["reasons"]), r
+    # Existing and new client connections keep working on the last epoch it saw.
+    round_trip(client, api_versions_v0(7))
+    kafka_socket(cut).close()
+    assert cut.vcluster_status()["epoch"] == 0
+    # Changes are refused: a switch, a chaos rule.
+    reply, _, _ = cut.switch("default", to="west")
+    assert reply.status == 503 and "state store unreachable" in reply.json["error"], reply
+    r = cut.http("POST", "/v1/chaos/rules", {"action": "delay", "delay_ms": 1})
+    assert r.status == 503 and "state store unreachable" in r.json["error"], r
+    assert metric(cut.metrics(), "kgate_instance_lease_ok") == 0.0
+    relay.restore()
+    wait_for(lambda: cut.readyz().json.get("state_store") == "ok", 30,
+             what="the instance to hold its lease again")
+    # The store's own connection comes back on its own schedule: a switch it cannot write
+    # yet fails whole (500, nothing written) and is tried again.
+    replies = []
 
-        def switched():
-            replies.append(cut.switch("default", to="west")[0])
-            assert replies[-1].status in (200, 500), replies[-1]
-            return replies[-1].status == 200
-        wait_for(switched, 30, interval=0.2, what="a switch through the instance again")
-        assert replies[-1].json["changed"] is True, replies
-        client.close()
-    finally:
-        relay.close()
+    def switched():
+        replies.append(cut.switch("default", to="west")[0])
+        assert replies[-1].status in (200, 500), replies[-1]
+        return replies[-1].status == 200
+    wait_for(switched, 30, interval=0.2, what="a switch through the instance again")
+    assert replies[-1].json["changed"] is True, replies
+    client.close()
 
 
 # ---------------------------------------------------------------------------------------------
