@@ -146,10 +146,13 @@ static int admin_drain_cancel(void *ctx, kg_admin_request *req)
     return admin_drain_reply(req, status, result);
 }
 
+/* A drain concerns this instance only: allowed while the fleet's state store is out of reach
+ * (KG_ADMIN_NO_STATE), when taking an instance out may be exactly what is needed. */
 static const kg_admin_route drain_routes[] = {
-    {"POST", "/v1/drain", admin_drain_start, NULL, KG_ADMIN_JSON_BODY, KG_ROLE_OPERATOR},
+    {"POST", "/v1/drain", admin_drain_start, NULL, KG_ADMIN_JSON_BODY | KG_ADMIN_NO_STATE,
+     KG_ROLE_OPERATOR},
     {"GET", "/v1/drain", admin_drain_progress, NULL, 0, KG_ROLE_VIEWER},
-    {"POST", "/v1/drain/cancel", admin_drain_cancel, NULL, 0, KG_ROLE_OPERATOR},
+    {"POST", "/v1/drain/cancel", admin_drain_cancel, NULL, KG_ADMIN_NO_STATE, KG_ROLE_OPERATOR},
 };
 #define DRAIN_N_ROUTES 3
 

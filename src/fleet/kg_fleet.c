@@ -435,7 +435,9 @@ static void fleet_renew(kg_fleet *f)
     snprintf(lease, sizeof(lease), "%d", f->cfg->lease_ms);
     snprintf(conns, sizeof(conns), "%d", kg_gateway_connections(f->gw));
     local_epochs(f, epochs, sizeof(epochs));
-    const char *state = atomic_load(&f->lease_ok) ? "serving" : "recovering";
+    const char *state = !atomic_load(&f->lease_ok)      ? "recovering"
+                        : atomic_load(&f->gw->draining) ? "draining"
+                                                        : "serving";
     const char *params[6] = {f->cfg->instance_name, f->started_at, lease, state, epochs, conns};
     PGresult *r = pq_run(&f->conn, SQL_RENEW, 6, params, deadline, err, sizeof(err));
     if (!r) {
