@@ -4,7 +4,7 @@ instances have exactly one winner, an instance cut off from PostgreSQL fences it
 (fail-closed or serve-last-known) and catches up when it reconnects, and a name is held by one
 live instance at a time.
 
-Every test gets a database of its own on the PostgreSQL server of the fixture `pg_database`, and
+Every test gets a database of its own on the PostgreSQL server (`pg_url`, conftest.py), and
 two dev clusters (east, west). An instance is cut off from PostgreSQL by a TCP relay in this
 process that the test closes (listener and every connection through it) and reopens.
 Measurements (no thresholds) are printed: switch call -> last instance acknowledged, lease lost
@@ -13,18 +13,14 @@ Measurements (no thresholds) are printed: switch call -> last instance acknowled
 
 import os
 import socket
-import sys
 import threading
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "failover"))
-
-import kghelpers  # noqa: E402
-from fohelpers import ClientRun, DevCluster, Kgate, metric, tail  # noqa: E402
-from kghelpers import (api_versions_v0, round_trip, wait_closed_by_peer, wait_for)  # noqa: E402
+import kghelpers
+from fohelpers import ClientRun, Kgate, metric, tail
+from kghelpers import api_versions_v0, round_trip, wait_closed_by_peer, wait_for
 
 pytestmark = pytest.mark.kgate_only
 
@@ -164,19 +160,16 @@ def pg_target(url):
 
 
 @pytest.fixture
-def clusters(tmp_path):
-    made = {n: DevCluster(n, "2.12", TOPICS, tmp_path) for n in ("east", "west")}
-    yield made
-    for c in made.values():
-        c.stop()
+def clusters(make_clusters):
+    return make_clusters(topics=TOPICS)
 
 
 @pytest.fixture
-def fleet(tmp_path, clusters, pg_database):
+def fleet(tmp_path, clusters, pg_url):
     """fleet(name, **kwargs) -> a started FleetKgate on this test's database; stopped (SIGTERM,
     exit 0) at teardown."""
     def make(work, name, state_url=None, start=True, **kwargs):
-        kg = FleetKgate(clusters, work, state_url or pg_database, name, **kwargs)
+        kg = FleetKgate(clusters, work, state_url or pg_url, name, **kwargs)
         if start:
             kg.start()
         return kg
@@ -188,9 +181,9 @@ def fleet(tmp_path, clusters, pg_database):
 
 
 @pytest.fixture
-def relay(pg_database):
+def relay(pg_url):
     """A PgRelay in front of this test's PostgreSQL; closed at teardown."""
-    r = PgRelay(*pg_target(pg_database))
+    r = PgRelay(*pg_target(pg_url))
     yield r
     r.close()
 
@@ -334,9 +327,9 @@ def new_connection_refused(kg):
         s.close()
 
 
-def test_fail_closed_fences_and_catches_up_on_a_missed_switch(relay, fleet, pg_database):
+def test_fail_closed_fences_and_catches_up_on_a_missed_switch(relay, fleet, pg_url):
     healthy = fleet("gw-ok")
-    cut = fleet("gw-cut", state_url=pg_url_via(pg_database, relay.port))
+    cut = fleet("gw-cut", state_url=pg_url_via(pg_url, relay.port))
     wait_fleet_sees(healthy, ["gw-ok", "gw-cut"])
     client = kafka_socket(cut)
     assert cut.readyz().status == 200
@@ -381,9 +374,9 @@ def test_fail_closed_fences_and_catches_up_on_a_missed_switch(relay, fleet, pg_d
     assert "lease lost" in cut.log() and "holds its lease again" in cut.log()
 
 
-def test_serve_last_known_keeps_routing_and_refuses_changes(relay, fleet, pg_database):
+def test_serve_last_known_keeps_routing_and_refuses_changes(relay, fleet, pg_url):
     other = fleet("gw-other")
-    cut = fleet("gw-slk", state_url=pg_url_via(pg_database, relay.port),
+    cut = fleet("gw-slk", state_url=pg_url_via(pg_url, relay.port),
                 on_state_loss="serve-last-known")
     wait_fleet_sees(other, ["gw-other", "gw-slk"])
     client = kafka_socket(cut)
