@@ -574,6 +574,26 @@ static void fleet_free(kg_fleet *f)
     free(f);
 }
 
+/* Connects and registers. A name whose holder stopped renewing (this very instance before a
+ * crash and restart, typically) frees up when its lease runs out: the registration is tried
+ * again until then, so only a holder that keeps renewing refuses the start. */
+static int fleet_join(kg_fleet *f, char *err, size_t errlen)
+{
+    uint64_t give_up = kg_now_us() + (uint64_t)f->cfg->lease_ms * 1000u + f->period_us;
+    int waited = 0;
+    for (;;) {
+        /* The lease is not held yet: each attempt gets its own bound. */
+        uint64_t deadline = kg_now_us() + 5000000u;
+        if (!f->conn && fleet_connect(f, deadline, err, errlen) < 0) return -1;
+        int rc = fleet_register(f, deadline, err, errlen);
+        if (rc != 1 || kg_now_us() >= give_up) return rc;
+        if (!waited++)
+            kg_warn("fleet: %s; waiting up to %d ms for that lease to run out", err,
+                    (int)((give_up - kg_now_us()) / 1000));
+        usleep((useconds_t)f->period_us);
+    }
+}
+
 kg_fleet *kg_fleet_start(kg_gateway *gw, const char *conninfo, char *err, size_t errlen)
 {
     kg_fleet *f = calloc(1, sizeof(*f));
@@ -596,11 +616,8 @@ kg_fleet *kg_fleet_start(kg_gateway *gw, const char *conninfo, char *err, size_t
         fleet_free(f);
         return NULL;
     }
-    /* At start the lease is not held yet: the first registration gets its own bound. */
-    uint64_t deadline = kg_now_us() + 5000000u;
     char why[512];
-    int rc = fleet_connect(f, deadline, why, sizeof(why));
-    if (rc == 0) rc = fleet_register(f, deadline, why, sizeof(why));
+    int rc = fleet_join(f, why, sizeof(why));
     if (rc != 0) {
         snprintf(err, errlen, "%s", why);
         fleet_free(f);

@@ -435,3 +435,13 @@ def test_same_name_twice_is_refused(fleet):
     assert first.stop() == 0
     second.start()
     assert second.fleet()["instances"][0]["name"] == "gw-same"
+
+
+def test_a_crashed_instance_restarts_under_its_name(fleet):
+    gw = fleet("gw-crash")
+    other = fleet("gw-watch")
+    gw.kill9()  # no unregistering: its row stays until the lease runs out
+    gw.start()  # waits for that lease instead of refusing
+    assert "waiting up to" in gw.log(), tail(gw.log())
+    wait_fleet_sees(other, ["gw-crash", "gw-watch"])
+    assert gw.readyz().status == 200
