@@ -388,9 +388,9 @@ int kg_conn_at_boundary(const kg_conn *c)
 static void conn_close_at_boundary(kg_conn *c, const char *why)
 {
     uint8_t *scratch = kg_worker_scratch(c->worker);
-    if (!c->ssl[TO_CLIENT])
-        while (recv(c->client_io.fd, scratch, KG_WORKER_SCRATCH, MSG_DONTWAIT) > 0)
-            ;
+    /* Bounded: a client still sending as fast as it can must not hold the worker here. */
+    for (int i = 0; i < 8 && !c->ssl[TO_CLIENT]; i++)
+        if (recv(c->client_io.fd, scratch, KG_WORKER_SCRATCH, MSG_DONTWAIT) <= 0) break;
     kg_conn_close(c, KG_LOG_DEBUG, "%s", why);
 }
 
