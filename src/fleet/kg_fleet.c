@@ -720,6 +720,36 @@ static int api_connect(kg_fleet *f, uint64_t deadline_us, char *err, size_t errl
     return 0;
 }
 
+/* Drops the admin thread's connection after it failed (a restarted server, a cut network). */
+static void api_broken(kg_fleet *f, char *err, size_t errlen)
+{
+    if (!f->api) return;
+    copy_pq_error(PQerrorMessage(f->api), err, errlen);
+    PQfinish(f->api);
+    f->api = NULL;
+}
+
+/* Waits on the api connection until no live instance is pending or DEADLINE_US: 1 all acked,
+ * 0 some pending at the deadline, -1 the connection failed (then closed). */
+static int acks_wait(kg_fleet *f, const char *vcluster, const char *epoch, uint64_t deadline_us,
+                     json_t **acked, json_t **pending, char *err, size_t errlen)
+{
+    for (;;) {
+        /* LISTEN came first, so an ack committed after this read is notified. */
+        if (pq_drain_notifies(f->api) < 0) break;
+        int done = acks_once(f, vcluster, epoch, deadline_us, acked, pending, err, errlen);
+        if (done != 0 || !f->api) return done;
+        if (kg_now_us() >= deadline_us) return 0;
+        int n = pq_drain_notifies(f->api);
+        if (n < 0) break;
+        if (n > 0) continue; /* came in with the answer */
+        uint64_t until = kg_now_us() + FLEET_ACK_POLL_US;
+        if (wait_fd(PQsocket(f->api), 0, until < deadline_us ? until : deadline_us) < 0) break;
+    }
+    api_broken(f, err, errlen);
+    return -1;
+}
+
 json_t *kg_fleet_wait_acks(kg_fleet *f, const char *vcluster, uint64_t epoch, int timeout_ms)
 {
     uint64_t start = kg_now_us();
@@ -729,22 +759,17 @@ json_t *kg_fleet_wait_acks(kg_fleet *f, const char *vcluster, uint64_t epoch, in
     json_t *acked = NULL, *pending = NULL;
     int done = -1;
     pthread_mutex_lock(&f->api_lock);
-    if (api_connect(f, deadline, err, sizeof(err)) == 0) {
-        for (;;) {
-            /* LISTEN came first, so an ack committed after this read is notified. */
-            if (pq_drain_notifies(f->api) < 0) break;
-            done = acks_once(f, vcluster, epoch_text, deadline, &acked, &pending, err, sizeof(err));
-            if (done != 0 || kg_now_us() >= deadline || !f->api) break;
-            if (pq_drain_notifies(f->api) > 0) continue; /* came in with the answer */
-            uint64_t until = kg_now_us() + FLEET_ACK_POLL_US;
-            if (wait_fd(PQsocket(f->api), 0, until < deadline ? until : deadline) < 0) break;
-        }
+    /* A connection found dead on first use (the server restarted since the last switch) is
+     * replaced once. */
+    for (int attempt = 0; attempt < 2 && done < 0 && kg_now_us() < deadline; attempt++) {
+        if (api_connect(f, deadline, err, sizeof(err)) < 0) break;
+        done = acks_wait(f, vcluster, epoch_text, deadline, &acked, &pending, err, sizeof(err));
     }
     pthread_mutex_unlock(&f->api_lock);
     double wait_ms = (double)(kg_now_us() - start) / 1000.0;
     json_t *out = json_pack("{s:o, s:o, s:f}", "acked", acked ? acked : json_array(), "pending",
                             pending ? pending : json_array(), "wait_ms", wait_ms);
-    if (done < 0 && err[0]) json_object_set_new(out, "error", json_string(err));
+    if (done < 0) json_object_set_new(out, "error", json_string(err[0] ? err : "no answer"));
     return out;
 }
 

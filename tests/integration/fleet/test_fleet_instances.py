@@ -445,3 +445,26 @@ def test_a_crashed_instance_restarts_under_its_name(fleet):
     assert "waiting up to" in gw.log(), tail(gw.log())
     wait_fleet_sees(other, ["gw-crash", "gw-watch"])
     assert gw.readyz().status == 200
+
+
+def test_instances_reconnect_after_postgres_restarts(fleet, pg_server):
+    # A lease long enough to outlast the restart: this is about reconnecting, not fencing.
+    a, b = fleet("gw-r1", lease_ms=6000), fleet("gw-r2", lease_ms=6000)
+    wait_fleet_sees(a, ["gw-r1", "gw-r2"])
+    reply, _, _ = a.switch("default", to="west")  # the ack connection is open from here on
+    assert reply.status == 200 and sorted(reply.json["instances"]["acked"]) == ["gw-r1", "gw-r2"]
+    pg_server.stop()
+    pg_server.start()
+    # Every connection of both instances was cut: the store's, the fleet's LISTEN and the ack
+    # connection. They come back: a switch is acknowledged by both again.
+    replies = []
+
+    def switched():
+        r = a.switch("default", to="east" if a.vcluster_status()["active"] == "west" else "west")[0]
+        replies.append(r)
+        assert r.status in (200, 503), r
+        return r.status == 200 and sorted(r.json["instances"]["acked"]) == ["gw-r1", "gw-r2"]
+    wait_for(switched, 60, interval=0.5, what="a switch acknowledged by both after the restart")
+    wait_for(lambda: b.vcluster_status()["epoch"] == replies[-1].json["epoch"], 30,
+             what="gw-r2 on the new epoch")
+    assert b.readyz().status == 200 and a.readyz().status == 200
