@@ -25,6 +25,7 @@
 #define FLEET_ACK_CHANNEL "kgate_ack"
 #define FLEET_MAX_STATES 8       /* distinct kg_instances.state values with a gauge */
 #define FLEET_ACK_POLL_US 100000 /* the ack wait re-reads this often even without a NOTIFY */
+#define FLEET_RESYNC_US 10000    /* a vcluster busy with a local switch is tried again after */
 
 /* The store's table of virtual cluster states (state/kg_store_pg.c). */
 static const char SQL_READ_STATES[] = "SELECT name, active, epoch FROM vcluster_state";
@@ -80,6 +81,7 @@ struct kg_fleet {
     atomic_int stopping;
     PGconn *conn; /* the thread's: LISTEN kgate_switch, lease, acks */
     char last_acked[4096];
+    int resync;       /* a vcluster was busy with a local switch: sync again shortly */
     int logged_error; /* the current outage was logged once */
 
     /* The lease: on the local monotonic clock. */
@@ -273,22 +275,22 @@ static void note_error(kg_fleet *f, const char *what, const char *err)
 
 /* ---------------------------------------------------------------- epochs */
 
-static int apply_row(kg_fleet *f, const char *vcluster, const char *active, const char *epoch_text)
+static void apply_row(kg_fleet *f, const char *vcluster, const char *active, const char *epoch_text)
 {
     int vi = kg_config_vcluster_index(f->cfg, vcluster);
-    if (vi < 0) return 0; /* a vcluster of another configuration */
+    if (vi < 0) return; /* a vcluster of another configuration */
     kg_vcluster *vc = &f->gw->vclusters[vi];
     int ci = kg_config_cluster_index(f->cfg, active);
     if (ci < 0 || (ci != vc->cfg->primary && ci != vc->cfg->secondary)) {
         kg_warn("fleet: vcluster %s: the store names cluster '%s', not one of its clusters here; "
                 "not applied",
                 vcluster, active);
-        return 0;
+        return;
     }
     char *end = NULL;
     unsigned long long epoch = strtoull(epoch_text, &end, 10);
-    if (!end || *end) return 0;
-    return kg_gateway_apply_route(f->gw, vc, ci, epoch) > 0;
+    if (!end || *end) return;
+    if (kg_gateway_apply_route(f->gw, vc, ci, epoch) == KG_ROUTE_BUSY) f->resync = 1;
 }
 
 /* Writes this instance's epochs to its row when they changed since the last write, notifying
@@ -321,6 +323,7 @@ static int fleet_sync(kg_fleet *f)
         note_error(f, "reading the vcluster states", err);
         return -1;
     }
+    f->resync = 0;
     for (int i = 0; i < PQntuples(r); i++)
         apply_row(f, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
     PQclear(r);
@@ -414,7 +417,7 @@ static void fleet_refresh_instances(kg_fleet *f)
 /* The lease is back: the epochs are re-read before the instance routes or accepts again. */
 static void fleet_regained(kg_fleet *f)
 {
-    if (fleet_sync(f) < 0) return;
+    if (fleet_sync(f) < 0 || f->resync) return; /* not all applied yet: the next renewal */
     uint64_t lost_for = kg_now_us() - f->lost_at_us;
     atomic_store(&f->lease_ok, 1);
     kg_gateway_fence(f->gw, KG_FENCE_NONE);
@@ -535,6 +538,11 @@ static void *fleet_main(void *arg)
         uint64_t until = next_renew;
         uint64_t lease = atomic_load(&f->lease_deadline_us);
         if (atomic_load(&f->lease_ok) && lease < until) until = lease;
+        if (f->resync && atomic_load(&f->lease_ok)) {
+            fleet_sync(f);
+            if (f->resync && kg_now_us() + FLEET_RESYNC_US < until)
+                until = kg_now_us() + FLEET_RESYNC_US;
+        }
         /* A notification that came in with a query's answer is already buffered. */
         if (f->conn && pq_drain_notifies(f->conn) > 0 && atomic_load(&f->lease_ok)) fleet_sync(f);
         fleet_wait(f, until);

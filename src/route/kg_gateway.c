@@ -436,7 +436,10 @@ static int route_apply_locked(kg_gateway *gw, kg_vcluster *vc, int active, uint6
 
 int kg_gateway_apply_route(kg_gateway *gw, kg_vcluster *vc, int active, uint64_t epoch)
 {
-    pthread_mutex_lock(&vc->switch_lock);
+    /* A local switch holds the lock through its commit, which a slow database may stretch to
+     * its statement timeout: the fleet thread must not wait that long (its lease would run out
+     * unnoticed), so it tries again shortly instead. */
+    if (pthread_mutex_trylock(&vc->switch_lock) != 0) return KG_ROUTE_BUSY;
     int closed = route_apply_locked(gw, vc, active, epoch);
     pthread_mutex_unlock(&vc->switch_lock);
     return closed;

@@ -196,7 +196,9 @@ json_t *kg_gateway_readiness(kg_gateway *gw);
 /* Fleet (fleet/kg_fleet.h): applies a switch made through another instance: sets VC's route to
  * (EPOCH, ACTIVE) and closes the connections opened under the old one, as a local switch does
  * (its audit entry is the switching instance's). Only a NEWER epoch is applied: returns the
- * connections closed, or -1 when EPOCH is not newer than the local one (nothing done). */
+ * connections closed, -1 when EPOCH is not newer than the local one, or KG_ROUTE_BUSY when a
+ * local switch of VC is under way (nothing done either way: try again shortly). */
+#define KG_ROUTE_BUSY (-2)
 int kg_gateway_apply_route(kg_gateway *gw, kg_vcluster *vc, int active, uint64_t epoch);
 /* Fleet: enters (or leaves, KG_FENCE_NONE) a fence; KG_FENCE_CLOSED closes every client
  * connection and refuses new ones until it is lifted. */
