@@ -27,6 +27,9 @@
 #define RESET_INTERVAL_MS 1000
 #define RESET_QUICK_MS 200
 #define DEFAULT_CONNECT_TIMEOUT_S "5"
+/* Type OIDs of bigint and integer (pg_type.dat; fixed since PostgreSQL 7). */
+#define PG_INT8_OID 20
+#define PG_INT4_OID 23
 
 /* Numbered migrations: entry N-1 takes the schema from version N-1 to N. Append, never edit.
  * Tables are named as in SQLite, so tools and tests read both alike; timestamps of state are
@@ -302,21 +305,32 @@ static int pg_put_vcluster(void *be, const char *vc, const char *active, uint64_
                   4, v);
 }
 
-static json_t *pg_list_vclusters(void *be)
+/* Rows of SQL as an array of objects keyed by column name (aliases name them): bigint and
+ * integer columns as JSON integers, everything else as strings. NULL on error. */
+static json_t *pg_list_json(void *be, const char *sql)
 {
-    PGresult *res = pg_run(be, 1,
-                           "SELECT name, active, epoch, updated_ts FROM vcluster_state"
-                           " ORDER BY name COLLATE \"C\"",
-                           0, NULL);
+    PGresult *res = pg_run(be, 1, sql, 0, NULL);
     if (!res) return NULL;
     json_t *arr = json_array();
-    for (int i = 0; i < PQntuples(res); i++)
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:s}", "vcluster", val(res, i, 0),
-                                             "active", val(res, i, 1), "epoch",
-                                             (json_int_t)strtoll(val(res, i, 2), NULL, 10),
-                                             "updated_ts", val(res, i, 3)));
+    for (int i = 0; i < PQntuples(res); i++) {
+        json_t *row = json_object();
+        for (int c = 0; c < PQnfields(res); c++) {
+            Oid type = PQftype(res, c);
+            json_t *v = type == PG_INT8_OID || type == PG_INT4_OID
+                            ? json_integer((json_int_t)strtoll(val(res, i, c), NULL, 10))
+                            : json_string(val(res, i, c));
+            json_object_set_new(row, PQfname(res, c), v);
+        }
+        json_array_append_new(arr, row);
+    }
     PQclear(res);
     return arr;
+}
+
+static json_t *pg_list_vclusters(void *be)
+{
+    return pg_list_json(be, "SELECT name AS vcluster, active, epoch, updated_ts FROM vcluster_state"
+                            " ORDER BY name COLLATE \"C\"");
 }
 
 static int pg_notify_switch(void *be, const char *vc)
@@ -502,22 +516,9 @@ static int pg_delete_user(void *be, const char *name, const char *mechanism)
 
 static json_t *pg_list_users(void *be)
 {
-    PGresult *res = pg_run(be, 1,
-                           "SELECT name, mechanism, salt, iterations, stored_key, server_key,"
-                           " created_ts, updated_ts FROM users"
-                           " ORDER BY name COLLATE \"C\", mechanism COLLATE \"C\"",
-                           0, NULL);
-    if (!res) return NULL;
-    json_t *arr = json_array();
-    for (int i = 0; i < PQntuples(res); i++)
-        json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s}", "name", val(res, i, 0),
-                           "mechanism", val(res, i, 1), "salt", val(res, i, 2), "iterations",
-                           (json_int_t)strtoll(val(res, i, 3), NULL, 10), "stored_key",
-                           val(res, i, 4), "server_key", val(res, i, 5), "created_ts",
-                           val(res, i, 6), "updated_ts", val(res, i, 7)));
-    PQclear(res);
-    return arr;
+    return pg_list_json(be, "SELECT name, mechanism, salt, iterations, stored_key, server_key,"
+                            " created_ts, updated_ts FROM users"
+                            " ORDER BY name COLLATE \"C\", mechanism COLLATE \"C\"");
 }
 
 static void acl_values(json_t *acl, const char *v[7])
@@ -554,26 +555,12 @@ static int pg_delete_acl(void *be, json_t *acl)
 static json_t *pg_list_acls(void *be)
 {
     /* COLLATE "C": byte order, as SQLite sorts, whatever the database's locale. */
-    PGresult *res = pg_run(be, 1,
-                           "SELECT principal, host, resource_type, pattern_type, resource_name,"
-                           " operation, permission, source, created_ts FROM acls ORDER BY"
-                           " resource_type COLLATE \"C\", resource_name COLLATE \"C\","
-                           " pattern_type COLLATE \"C\", principal COLLATE \"C\","
-                           " host COLLATE \"C\", permission COLLATE \"C\","
-                           " operation COLLATE \"C\"",
-                           0, NULL);
-    if (!res) return NULL;
-    json_t *arr = json_array();
-    for (int i = 0; i < PQntuples(res); i++) {
-        json_t *row = json_object();
-        for (int c = 0; c < 7; c++)
-            json_object_set_new(row, kg_store_acl_fields[c], json_string(val(res, i, c)));
-        json_object_set_new(row, "source", json_string(val(res, i, 7)));
-        json_object_set_new(row, "created_ts", json_string(val(res, i, 8)));
-        json_array_append_new(arr, row);
-    }
-    PQclear(res);
-    return arr;
+    return pg_list_json(be, "SELECT principal, host, resource_type, pattern_type, resource_name,"
+                            " operation, permission, source, created_ts FROM acls ORDER BY"
+                            " resource_type COLLATE \"C\", resource_name COLLATE \"C\","
+                            " pattern_type COLLATE \"C\", principal COLLATE \"C\","
+                            " host COLLATE \"C\", permission COLLATE \"C\","
+                            " operation COLLATE \"C\"");
 }
 
 static int pg_put_token(void *be, json_t *token, const char *ts)
@@ -595,19 +582,8 @@ static int pg_delete_token(void *be, const char *name)
 
 static json_t *pg_list_tokens(void *be)
 {
-    PGresult *res = pg_run(be, 1,
-                           "SELECT name, role, hash, created_ts, created_by FROM tokens"
-                           " ORDER BY name COLLATE \"C\"",
-                           0, NULL);
-    if (!res) return NULL;
-    json_t *arr = json_array();
-    for (int i = 0; i < PQntuples(res); i++)
-        json_array_append_new(arr,
-                              json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", val(res, i, 0), "role",
-                                        val(res, i, 1), "hash", val(res, i, 2), "created_ts",
-                                        val(res, i, 3), "created_by", val(res, i, 4)));
-    PQclear(res);
-    return arr;
+    return pg_list_json(be, "SELECT name, role, hash, created_ts, created_by FROM tokens"
+                            " ORDER BY name COLLATE \"C\"");
 }
 
 static int64_t pg_count_rows(void *be)

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from fofixtures import TOPICS, make_clusters, make_kgate  # noqa: F401 (fixtures)
+from fofixtures import (TOPICS, kgate_binary, make_clusters, make_kgate,  # noqa: F401 (fixtures)
+                        mark_kgate_only)
 from fohelpers import FAILOVER_DIR, SWITCH_TIMINGS
 
 sys.path.insert(0, os.path.join(os.path.dirname(FAILOVER_DIR), "fleet"))
@@ -16,16 +17,7 @@ from pgfixtures import pg_server, pg_url  # noqa: E402,F401 (fixtures)
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if str(item.fspath).startswith(FAILOVER_DIR + os.sep) and \
-                "make_kgate" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.kgate_only)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def kgate_binary(private_kgate):
-    """Every kgate and CLI call of these tests runs the session's private copy (conftest.py)."""
-    return private_kgate
+    mark_kgate_only(items, FAILOVER_DIR)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -1,9 +1,26 @@
 """The failover tests' cluster and kgate fixtures, shared with the fleet tests
 (tests/integration/fleet), which import them into their conftest.py."""
 
+import os
+
 import pytest
 
 from fohelpers import DevCluster, Kgate, tail
+
+
+def mark_kgate_only(items, directory):
+    """Marks the tests of DIRECTORY that start a kgate kgate_only (skipped with
+    KGATE_TEST_DIRECT=1)."""
+    for item in items:
+        if str(item.fspath).startswith(directory + os.sep) and \
+                "make_kgate" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kgate_only)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kgate_binary(private_kgate):
+    """Every kgate and CLI call of these tests runs the session's private copy (conftest.py)."""
+    return private_kgate
 
 # Topics every dev cluster of these tests has, on both sides with the same partition counts.
 TOPICS = {"fo-kcat": 3, "fo-confluent": 3, "fo-kafka-python": 3, "fo-kafkajs": 3,

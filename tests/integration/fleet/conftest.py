@@ -11,23 +11,13 @@ A test that stops the server (faults) gets it started again by pg_url at teardow
 import os
 import sys
 
-import pytest
-
 FLEET_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(FLEET_DIR), "failover"))
 
-from fofixtures import make_clusters, make_kgate  # noqa: E402,F401 (fixtures)
+from fofixtures import (kgate_binary, make_clusters, make_kgate,  # noqa: E402,F401 (fixtures)
+                        mark_kgate_only)
 from pgfixtures import pg_server, pg_url  # noqa: E402,F401 (fixtures)
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if str(item.fspath).startswith(FLEET_DIR + os.sep) and \
-                "make_kgate" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.kgate_only)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def kgate_binary(private_kgate):
-    """Every kgate of these tests runs the session's private copy (conftest.py)."""
-    return private_kgate
+    mark_kgate_only(items, FLEET_DIR)

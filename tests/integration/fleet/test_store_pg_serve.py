@@ -20,6 +20,8 @@ from pgserver import PASSWORD, PASSWORD_ROLE
 from test_fo_restart import kcat_consume_all, kcat_produce
 
 TOPIC = "fo-misc"
+# Every test here runs kgate (serve, migrate, migrate-state): none with KGATE_TEST_DIRECT=1.
+pytestmark = pytest.mark.kgate_only
 
 
 def kgate_cli(*args, timeout=120):
