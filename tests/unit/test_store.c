@@ -785,6 +785,41 @@ KT_TEST(concurrent_switches_from_processes_have_one_winner)
     kg_store_close(s);
 }
 
+/* A switch whose transaction fails (on PostgreSQL at COMMIT itself: a deferred constraint
+ * trigger) reports -1 and leaves nothing: neither the new side nor its audit entry; the store
+ * works on. */
+KT_TEST(switch_failing_at_commit_writes_nothing)
+{
+    char path[300];
+    kg_store *s = open_fresh("commit_fail.db", path, sizeof(path));
+    KT_CHECK(s != NULL);
+    json_t *d = switch_details("east", "west", 1);
+    KT_CHECK_EQ_INT(kg_store_commit_switch(s, "payments", "west", 1, "switch", d), 0);
+    const char *trigger =
+        pg_base() ? "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                    " IF NEW.active = 'boom' THEN RAISE EXCEPTION 'boom at commit'; END IF;"
+                    " RETURN NULL; END $$;"
+                    "CREATE CONSTRAINT TRIGGER boom AFTER INSERT OR UPDATE ON vcluster_state"
+                    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION boom()"
+                  : "CREATE TRIGGER boom BEFORE UPDATE ON vcluster_state WHEN NEW.active = 'boom'"
+                    " BEGIN SELECT RAISE(ABORT, 'boom'); END";
+    KT_CHECK_EQ_INT(tamper(path, trigger), 0);
+    KT_CHECK_EQ_INT(kg_store_commit_switch(s, "payments", "boom", 2, "switch", d), -1);
+    char active[64];
+    uint64_t epoch = 0;
+    KT_CHECK_EQ_INT(kg_store_get_vcluster(s, "payments", active, sizeof(active), &epoch), 0);
+    KT_CHECK_EQ_STR(active, "west");
+    KT_CHECK_EQ_INT(epoch, 1);
+    int64_t seq;
+    KT_CHECK_EQ_INT(kg_store_audit_head(s, &seq, NULL), 0);
+    KT_CHECK_EQ_INT(seq, 1);
+    /* The same epoch to a real side now commits: the failed attempt left no trace. */
+    KT_CHECK_EQ_INT(kg_store_commit_switch(s, "payments", "east", 2, "switch", d), 0);
+    json_decref(d);
+    KT_CHECK_EQ_INT(kg_store_audit_verify(s, NULL), 0);
+    kg_store_close(s);
+}
+
 /* Appends from several processes (several kgate instances on one store): one valid chain. */
 KT_TEST(concurrent_appends_from_processes_keep_one_chain)
 {
