@@ -87,8 +87,10 @@ def haproxy_config(base, instances):
     servers = "\n".join(
         f"    server {i.name} {i.host} check addr 127.0.0.1 port {i.admin_port}"
         for i in instances)
+    # maxconn sizes HAProxy's file descriptors (2 a connection, plus listeners): 4096 needed
+    # more than a machine whose open-files limit is 8192 allows, and HAProxy refuses to start.
     return f"""global
-    maxconn 4096
+    maxconn 1000
 defaults
     mode tcp
     timeout connect 2s
@@ -118,19 +120,30 @@ class Fleet:
                           state, LB_HOST)
         self.b = Instance(tmp_path, "b", HOSTS["b"], base, base + KGATE_PORTS + 1,
                           cluster.bootstrap, state, LB_HOST)
+        self.haproxy = None
+        try:
+            self.haproxy = self._start_haproxy(tmp_path, base)
+        except BaseException:
+            self.stop()  # the instances must not outlive a failed start
+            raise
+        self.bootstrap = f"{LB_HOST}:{base}"
+
+    def _start_haproxy(self, tmp_path, base):
         cfg = os.path.join(str(tmp_path), "haproxy.cfg")
         with open(cfg, "w") as f:
             f.write(haproxy_config(base, [self.a, self.b]))
         check = subprocess.run([HAPROXY, "-c", "-f", cfg], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
-        self.haproxy = Proc([HAPROXY, "-db", "-f", cfg],
-                            os.path.join(str(tmp_path), "haproxy.stderr"), stdout=None)
-        assert wait_port_open(LB_HOST, base, 20, alive=self.haproxy.alive), \
-            self.haproxy.stderr_text()
-        self.bootstrap = f"{LB_HOST}:{base}"
+        proc = Proc([HAPROXY, "-db", "-f", cfg], os.path.join(str(tmp_path), "haproxy.stderr"),
+                    stdout=None)
+        if not wait_port_open(LB_HOST, base, 20, alive=proc.alive):
+            proc.terminate()
+            raise AssertionError(proc.stderr_text())
+        return proc
 
     def stop(self):
-        self.haproxy.terminate()
+        if self.haproxy:
+            self.haproxy.terminate()
         kghelpers.stop_all([self.a, self.b])
 
 
