@@ -701,11 +701,25 @@ static json_t *cluster_status(kg_cluster *c)
     return j;
 }
 
+/* The last parity check of VC in short ({to, count, checked_at, error?}), or NULL. */
+static json_t *parity_summary(kg_vcluster *vc)
+{
+    json_t *last = vc->parity ? kg_parity_last(vc->parity) : NULL;
+    if (!last) return NULL;
+    json_t *out = json_pack("{s:O, s:O, s:O}", "to", json_object_get(last, "to"), "count",
+                            json_object_get(last, "count"), "checked_at",
+                            json_object_get(last, "checked_at"));
+    json_t *error = json_object_get(last, "error");
+    if (out && error) json_object_set(out, "error", error);
+    json_decref(last);
+    return out;
+}
+
 static json_t *vcluster_status(kg_gateway *gw, kg_vcluster *vc)
 {
     uint64_t word = atomic_load(&vc->route);
     const kg_config *cfg = gw->cfg;
-    return json_pack(
+    json_t *status = json_pack(
         "{s:s, s:s, s:i, s:s, s:s?, s:s, s:I, s:i, s:I, s:f}", "name", vc->cfg->name, "cluster_id",
         vc->cfg->cluster_id, "port", vc->cfg->port, "primary", cfg->clusters[vc->cfg->primary].name,
         "secondary", vc->cfg->secondary >= 0 ? cfg->clusters[vc->cfg->secondary].name : NULL,
@@ -713,6 +727,12 @@ static json_t *vcluster_status(kg_gateway *gw, kg_vcluster *vc)
         (json_int_t)KG_ROUTE_EPOCH(word), "client_connections", atomic_load(&vc->client_conns),
         "failovers_total", (json_int_t)atomic_load(&vc->failovers_total), "last_switch_ms",
         (double)atomic_load(&vc->last_switch_us) / 1000.0);
+    json_t *parity = parity_summary(vc);
+    if (status && parity)
+        json_object_set_new(status, "parity", parity);
+    else
+        json_decref(parity);
+    return status;
 }
 
 json_t *kg_gateway_status(kg_gateway *gw)

@@ -62,6 +62,8 @@ def test_switch_refused_until_forced_when_the_other_side_differs(clusters, make_
     assert differences(report) == EXPECTED
     assert report["configs"].startswith("not compared")  # the mock clusters lack DescribeConfigs
     assert metric(kg.metrics(), "kgate_parity_differences", vcluster="default") == 2
+    summary = kg.vcluster_status()["parity"]  # the last check, in the status
+    assert summary["to"] == "west" and summary["count"] == 2 and summary["checked_at"] > 0
 
     reply, _, _ = kg.switch("default", to="west", reason="parity drill")
     assert reply.status == 409, reply
