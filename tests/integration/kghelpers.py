@@ -187,12 +187,36 @@ def _bindable(host, port):
         s.close()
 
 
+def _ephemeral_low():
+    """The lowest port the kernel hands out to outgoing connections (ip_local_port_range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ranges handed out in this test session: a later test's kgate may start before an earlier
+# one's range is bound (or after it was, between two checks), so ranges are not reused soon.
+_HANDED_OUT = []
+
+
 def free_port_range(count, hosts=("127.0.0.1",)):
-    """A base port such that base..base+count-1 can all be bound on every host."""
+    """A base port such that base..base+count-1 can all be bound on every host. Ports come
+    from below the kernel's ephemeral range: a port checked free there could otherwise be taken
+    by any outgoing connection (a client's, a broker connection's, PostgreSQL's) before kgate
+    binds it."""
     rng = random.Random()
+    low, high = 10000, min(_ephemeral_low(), 65536)
+    if high - low < count + 1000:  # an unusual ip_local_port_range: fall back to the old span
+        low, high = 20000, 60000
     for _ in range(200):
-        base = rng.randrange(20000, 60000 - count)
+        base = rng.randrange(low, high - count)
+        if any(base < b + n and b < base + count for b, n in _HANDED_OUT):
+            continue
         if all(_bindable(h, p) for h in hosts for p in range(base, base + count)):
+            _HANDED_OUT.append((base, count))
+            del _HANDED_OUT[:-40]
             return base
     raise RuntimeError(f"no {count} consecutive free ports found")
 
