@@ -35,9 +35,12 @@ MSG_JSON := $(wildcard protocol/messages/*.json)
 GEN_C    := $(patsubst protocol/messages/%.json,$(BUILD)/gen/msg_%.c,$(MSG_JSON)) $(BUILD)/gen/kp_api_table.c
 GEN_H    := $(BUILD)/gen/kp_msgs.h
 GEN_STAMP := $(BUILD)/gen/.stamp
+# The web console's files (src/admin/ui), compiled in: kgate reads no file to serve them.
+UI_FILES := $(wildcard src/admin/ui/*)
+UI_GEN_C := $(BUILD)/gen/kg_ui_assets.c
 
 LIB_SRC  := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN_C:%.c=%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN_C:%.c=%.o) $(UI_GEN_C:%.c=%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -58,6 +61,10 @@ $(GEN_STAMP): tools/kgen/kgen.py $(MSG_JSON)
 	@touch $@
 
 $(GEN_C) $(GEN_H): $(GEN_STAMP)
+
+$(UI_GEN_C): scripts/gen-ui-assets $(UI_FILES)
+	@mkdir -p $(BUILD)/gen
+	scripts/gen-ui-assets $@ src/admin/ui
 
 $(BUILD)/%.o: %.c $(GEN_STAMP)
 	@mkdir -p $(dir $@)

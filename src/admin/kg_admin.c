@@ -101,6 +101,19 @@ int kg_admin_error(kg_admin_request *req, int status, const char *fmt, ...)
     return kg_admin_reply(req, status, json_pack("{s:s}", "error", msg));
 }
 
+int kg_admin_add_header(kg_admin_request *req, const char *name, const char *value)
+{
+    if (req->n_reply_headers >= KG_ADMIN_MAX_HEADERS) return -1;
+    req->reply_headers[req->n_reply_headers][0] = name;
+    req->reply_headers[req->n_reply_headers++][1] = value;
+    return 0;
+}
+
+const char *kg_admin_header(const kg_admin_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
+}
+
 const char *kg_admin_query(const kg_admin_request *req, const char *key)
 {
     return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, key);
@@ -322,6 +335,14 @@ static int handle_audit_verify(void *ctx, kg_admin_request *req)
     return kg_admin_reply(req, 200, report);
 }
 
+/* GET /v1/whoami: the caller's token and role, so the console shows only what it may do. */
+static int handle_whoami(void *ctx, kg_admin_request *req)
+{
+    return kg_admin_reply(
+        req, 200,
+        json_pack("{s:s?, s:s}", "token", req->token_name, "role", kg_admin_role_name(req->role)));
+}
+
 /* Adding a route is one line here (or an entry in kg_admin_ops.extra_routes), with the role it
  * needs. */
 static const kg_admin_route builtin_routes[] = {
@@ -329,6 +350,7 @@ static const kg_admin_route builtin_routes[] = {
     {"GET", "/readyz", handle_readyz, NULL, KG_ADMIN_PUBLIC, KG_ROLE_UNDECLARED},
     {"GET", "/metrics", handle_metrics, NULL, 0, KG_ROLE_VIEWER},
     {"GET", "/v1/status", handle_status, NULL, 0, KG_ROLE_VIEWER},
+    {"GET", "/v1/whoami", handle_whoami, NULL, 0, KG_ROLE_VIEWER},
     {"POST", "/v1/vclusters/{}/failover", handle_failover, NULL, KG_ADMIN_JSON_BODY,
      KG_ROLE_OPERATOR},
     {"POST", "/v1/vclusters/{}/failback", handle_failback, NULL, KG_ADMIN_JSON_BODY,
@@ -528,11 +550,14 @@ static int authorize(kg_admin *a, request_state *rs)
 
 /* ---- libmicrohttpd plumbing ---- */
 
-static enum MHD_Result send_reply(kg_admin *a, struct MHD_Connection *conn, request_state *rs)
+/* The reply's body as a libmicrohttpd response: the static bytes, the text, or the JSON. */
+static struct MHD_Response *reply_body(kg_admin_request *req, const char **type)
 {
-    kg_admin_request *req = &rs->req;
+    *type = req->reply_type ? req->reply_type : "text/plain; charset=utf-8";
+    if (req->reply_static)
+        return MHD_create_response_from_buffer(req->reply_static_len, (void *)req->reply_static,
+                                               MHD_RESPMEM_PERSISTENT);
     char *text = req->reply_text;
-    const char *type = req->reply_type ? req->reply_type : "text/plain; charset=utf-8";
     if (!text) {
         if (!req->reply) req->reply = json_object();
         char *json = json_dumps(req->reply, JSON_INDENT(2));
@@ -540,20 +565,31 @@ static enum MHD_Result send_reply(kg_admin *a, struct MHD_Connection *conn, requ
         text = json ? realloc(json, n + 2) : NULL;
         if (!text) {
             free(json);
-            return MHD_NO;
+            return NULL;
         }
         memcpy(text + n, "\n", 2);
-        type = "application/json";
+        *type = "application/json";
     }
     req->reply_text = NULL;
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return MHD_NO;
-    }
+    if (!resp) free(text);
+    return resp;
+}
+
+static enum MHD_Result send_reply(kg_admin *a, struct MHD_Connection *conn, request_state *rs)
+{
+    kg_admin_request *req = &rs->req;
+    const char *type;
+    struct MHD_Response *resp = reply_body(req, &type);
+    if (!resp) return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", type);
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    int cache_set = 0;
+    for (int i = 0; i < req->n_reply_headers; i++) {
+        MHD_add_response_header(resp, req->reply_headers[i][0], req->reply_headers[i][1]);
+        cache_set |= strcasecmp(req->reply_headers[i][0], "Cache-Control") == 0;
+    }
+    if (!cache_set) MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (req->status == 401)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"kgate\"");
     if (req->status == 405 && rs->allow[0]) MHD_add_response_header(resp, "Allow", rs->allow);
@@ -675,7 +711,7 @@ static void dispatch(request_state *rs)
         return;
     }
     req->status = status;
-    if (!req->reply && !req->reply_text) req->reply = json_object();
+    if (!req->reply && !req->reply_text && !req->reply_static) req->reply = json_object();
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,

@@ -30,6 +30,7 @@ typedef struct kg_admin kg_admin;
 
 #define KG_ADMIN_MAX_PARAMS 4
 #define KG_ADMIN_MAX_BODY (64 * 1024)
+#define KG_ADMIN_MAX_HEADERS 8
 
 /* One request as a handler sees it, and the reply it fills in (through the helpers below). */
 typedef struct kg_admin_request {
@@ -47,11 +48,18 @@ typedef struct kg_admin_request {
     int role;               /* the caller's kg_admin_role */
     void *connection;       /* libmicrohttpd's, for kg_admin_query */
 
-    /* Reply: JSON (reply) or text (reply_text + reply_type, malloc'd). */
+    /* Reply: JSON (reply) or text (reply_text + reply_type, malloc'd), or bytes that outlive
+     * the server (reply_static + reply_static_len + reply_type: the console's assets). */
     int status;
     json_t *reply;
     char *reply_text;
     const char *reply_type;
+    const unsigned char *reply_static;
+    size_t reply_static_len;
+    /* Extra reply headers, name and value (static strings or the request's own storage); a
+     * "Cache-Control" here replaces the default "no-store". See kg_admin_add_header. */
+    const char *reply_headers[KG_ADMIN_MAX_HEADERS][2];
+    int n_reply_headers;
 } kg_admin_request;
 
 /* Handles a routed request; returns the HTTP status, having set the reply. CTX is the route's. */
@@ -169,6 +177,11 @@ int kg_admin_error(kg_admin_request *req, int status, const char *fmt, ...)
 int kg_admin_reply(kg_admin_request *req, int status, json_t *body);
 /* An empty reply; returns 204. */
 int kg_admin_no_content(kg_admin_request *req);
+/* Adds reply header NAME: VALUE (both must outlive the request); -1 when there are
+ * KG_ADMIN_MAX_HEADERS already. */
+int kg_admin_add_header(kg_admin_request *req, const char *name, const char *value);
+/* A request header, or NULL. */
+const char *kg_admin_header(const kg_admin_request *req, const char *name);
 /* A query-string argument (already URL-decoded), or NULL. */
 const char *kg_admin_query(const kg_admin_request *req, const char *key);
 

@@ -10,15 +10,26 @@
 #include "admin/kg_admin_acls.h"
 #include "admin/kg_admin_chaos.h"
 #include "admin/kg_admin_experiments.h"
+#include "admin/kg_admin_history.h"
+#include "admin/kg_admin_ui.h"
 #include "admin/kg_admin_users.h"
 #include "config/kg_config.h"
+#include "route/kg_vcmetrics.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
 
-/* POST /v1/reload, GET parity, the drain routes and the chaos, experiment, user and ACL routes. */
+/* POST /v1/reload, GET parity, the drain routes, the chaos, experiment, user and ACL routes,
+ * the history and the console. */
 #define GATEWAY_N_ROUTES                                                                           \
     (2 + DRAIN_N_ROUTES + KG_ADMIN_CHAOS_N_ROUTES + KG_ADMIN_EXPERIMENTS_N_ROUTES +                \
-     KG_ADMIN_USERS_N_ROUTES + KG_ADMIN_ACLS_N_ROUTES)
+     KG_ADMIN_USERS_N_ROUTES + KG_ADMIN_ACLS_N_ROUTES + KG_ADMIN_HISTORY_N_ROUTES +                \
+     KG_ADMIN_UI_N_ROUTES)
+
+/* What kg_admin_gateway_start hands back: the API and the history its routes read. */
+typedef struct gateway_admin {
+    kg_admin *admin;
+    kg_admin_history *history;
+} gateway_admin;
 
 static json_t *admin_status(void *ctx)
 {
@@ -161,8 +172,40 @@ static const char *admin_unready_reason(void *ctx, char *buf, size_t len)
     return kg_gateway_unready_reason(ctx, buf, len);
 }
 
+/* The history's reading of one vcluster: its counters since start, errors being the requests
+ * left unanswered plus the error results inspected (only while an experiment watches). */
+static int history_read(void *ctx, const char *name, kg_admin_counters *out)
+{
+    kg_vc_sample s;
+    if (kg_gateway_sample(ctx, name, &s) != 0) return -1;
+    *out = (kg_admin_counters){
+        .requests = s.requests,
+        .bytes_in = s.bytes_in,
+        .bytes_out = s.bytes_out,
+        .errors = s.unanswered + s.produce_errors + s.fetch_errors + s.commit_errors,
+        .latency_count = s.latency_count,
+        .latency_sum_s = s.latency_sum_s,
+        .connections = s.connections,
+    };
+    return 0;
+}
+
+static kg_admin_history *start_history(kg_gateway *gw)
+{
+    int n = gw->cfg->n_vclusters;
+    const char **names = calloc(n > 0 ? (size_t)n : 1, sizeof(*names));
+    if (!names) return NULL;
+    for (int i = 0; i < n; i++)
+        names[i] = gw->cfg->vclusters[i].name;
+    kg_admin_history *h = kg_admin_history_start(names, n, KG_ADMIN_HISTORY_INTERVAL_MS,
+                                                 KG_ADMIN_HISTORY_POINTS, history_read, gw);
+    free(names);
+    return h;
+}
+
 /* Fills ROUTES with what the modules GW runs contribute; returns how many. */
-static int gateway_routes(kg_gateway *gw, kg_admin_route routes[GATEWAY_N_ROUTES])
+static int gateway_routes(kg_gateway *gw, kg_admin_history *history,
+                          kg_admin_route routes[GATEWAY_N_ROUTES])
 {
     int n = 0;
     routes[n++] = (kg_admin_route){.method = "POST",
@@ -180,6 +223,8 @@ static int gateway_routes(kg_gateway *gw, kg_admin_route routes[GATEWAY_N_ROUTES
     n += kg_admin_experiments_routes(gw->experiments, &routes[n]);
     n += kg_admin_users_routes(gw->users, &routes[n]);
     n += kg_admin_acls_routes(gw->acls, &routes[n]);
+    n += kg_admin_history_routes(history, &routes[n]);
+    n += kg_admin_ui_routes(&routes[n]);
     return n;
 }
 
@@ -195,11 +240,17 @@ int kg_admin_gateway_start(kg_gateway *gw, void **handle)
                                               .readiness = admin_readiness,
                                               .state_lost = admin_state_lost,
                                               .collect_metrics = admin_collect};
+    gateway_admin *ga = calloc(1, sizeof(*ga));
+    if (!ga || !(ga->history = start_history(gw))) {
+        kg_error("admin API on %s: cannot start the history sampler", gw->cfg->admin_listen);
+        free(ga);
+        return -1;
+    }
     kg_admin_route routes[GATEWAY_N_ROUTES];
     kg_admin_ops ops = ops_template;
     ops.ctx = gw;
     ops.extra_routes = routes;
-    ops.n_extra_routes = gateway_routes(gw, routes);
+    ops.n_extra_routes = gateway_routes(gw, ga->history, routes);
     const kg_tls_cfg *tls = &gw->cfg->admin_tls;
     kg_admin_options opts = {.listen = gw->cfg->admin_listen,
                              .token = gw->cfg->admin_token,
@@ -209,19 +260,28 @@ int kg_admin_gateway_start(kg_gateway *gw, void **handle)
     kg_admin *admin = kg_admin_start_opts(&opts, &ops, gw->store, gw->metrics, err, sizeof(err));
     if (!admin) {
         kg_error("admin API on %s: %s", gw->cfg->admin_listen, err);
+        kg_admin_history_stop(ga->history);
+        free(ga);
         return -1;
     }
-    kg_info("admin API on %s://%s/", tls->enabled ? "https" : "http", gw->cfg->admin_listen);
-    *handle = admin;
+    ga->admin = admin;
+    kg_info("admin API on %s://%s/ (console: /ui/)", tls->enabled ? "https" : "http",
+            gw->cfg->admin_listen);
+    *handle = ga;
     return 0;
 }
 
 void kg_admin_gateway_stop(void *handle)
 {
-    if (handle) kg_admin_stop(handle);
+    gateway_admin *ga = handle;
+    if (!ga) return;
+    kg_admin_stop(ga->admin); /* first: its history routes read the history */
+    kg_admin_history_stop(ga->history);
+    free(ga);
 }
 
 int kg_admin_gateway_reload(void *handle, char *err, size_t errlen)
 {
-    return handle ? kg_admin_reload_tls(handle, err, errlen) : 0;
+    gateway_admin *ga = handle;
+    return ga ? kg_admin_reload_tls(ga->admin, err, errlen) : 0;
 }

@@ -1089,6 +1089,7 @@ static void conn_count_request(kg_conn *c, const conn_request *r)
 {
     kg_vcm_request(c->vc->metrics, r->rq.api_key);
     kg_vcm_payload(c->vc->metrics, r->rq.api_key, 4 + (size_t)r->size);
+    kg_gateway_note_request(c->vc, c->route);
 }
 
 /* chaos: the rules of the connection's snapshot that match this request. */

@@ -132,6 +132,13 @@ void kg_histogram_observe(kg_histogram *h, double v)
     atomic_add_double(&h->sum_bits, v);
 }
 
+double kg_histogram_sum(const kg_histogram *h)
+{
+    return h ? bits_double(
+                   atomic_load_explicit(&((kg_histogram *)h)->sum_bits, memory_order_relaxed))
+             : 0.0;
+}
+
 uint64_t kg_histogram_count(const kg_histogram *h)
 {
     if (!h) return 0;

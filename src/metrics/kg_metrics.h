@@ -54,6 +54,7 @@ double kg_gauge_value(const kg_gauge *g);
 
 void kg_histogram_observe(kg_histogram *h, double v);
 uint64_t kg_histogram_count(const kg_histogram *h);
+double kg_histogram_sum(const kg_histogram *h); /* of the values observed */
 
 /* The whole registry in the text exposition format (version 0.0.4), families in registration
  * order. malloc'd; NULL only when out of memory. */

@@ -409,8 +409,28 @@ static void gateway_restore_route(kg_gateway *gw, kg_vcluster *vc)
 
 /* Publishes NEW_WORD as VC's route and closes the connections opened under an older one; the
  * caller holds vc->switch_lock. Returns how many connections were closed. */
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void kg_gateway_note_request(kg_vcluster *vc, uint64_t route)
+{
+    if (atomic_load_explicit(&vc->first_request_ms, memory_order_relaxed) ||
+        !atomic_load_explicit(&vc->switched_at_ms, memory_order_relaxed) ||
+        route != atomic_load_explicit(&vc->route, memory_order_acquire))
+        return;
+    uint_fast64_t none = 0;
+    atomic_compare_exchange_strong(&vc->first_request_ms, &none, wall_ms());
+}
+
 static int route_publish(kg_gateway *gw, kg_vcluster *vc, uint64_t new_word)
 {
+    /* Reset before publishing: a request on the new route must find "none yet". */
+    atomic_store(&vc->first_request_ms, 0);
+    atomic_store(&vc->switched_at_ms, wall_ms());
     atomic_store_explicit(&vc->route, new_word, memory_order_release);
     int closed = kg_workers_close_stale(gw->workers, gw->n_workers, vc, new_word);
     atomic_fetch_add(&vc->failovers_total, 1);
@@ -727,6 +747,12 @@ static json_t *vcluster_status(kg_gateway *gw, kg_vcluster *vc)
         (json_int_t)KG_ROUTE_EPOCH(word), "client_connections", atomic_load(&vc->client_conns),
         "failovers_total", (json_int_t)atomic_load(&vc->failovers_total), "last_switch_ms",
         (double)atomic_load(&vc->last_switch_us) / 1000.0);
+    uint64_t switched = atomic_load(&vc->switched_at_ms);
+    uint64_t first = atomic_load(&vc->first_request_ms);
+    if (status && switched)
+        json_object_set_new(status, "switched_at", json_integer((json_int_t)switched));
+    if (status && switched && first)
+        json_object_set_new(status, "first_request_at", json_integer((json_int_t)first));
     json_t *parity = parity_summary(vc);
     if (status && parity)
         json_object_set_new(status, "parity", parity);

@@ -74,6 +74,10 @@ typedef struct kg_vcluster {
     atomic_int inspect; /* > 0 while experiments watch this vcluster: responses are inspected */
     atomic_uint_fast64_t failovers_total;
     atomic_uint_fast64_t last_switch_us;
+    /* The console's switch timeline: when the last switch was published here (Unix ms, 0: none
+     * since start) and when the first request was forwarded on its route (0: none yet). */
+    atomic_uint_fast64_t switched_at_ms;
+    atomic_uint_fast64_t first_request_ms;
     kg_vc_metrics *metrics;
     kg_sasl_listener *sasl;        /* auth: gateway; NULL when clients do not authenticate */
     kg_tls_server *tls;            /* listener.tls; NULL when clients connect in plaintext only */
@@ -225,6 +229,11 @@ int kg_gateway_inspect(kg_gateway *gw, const char *vcluster, int on);
  * been probed, so a version negotiated before a switch still works after it. Returns 1 when
  * the active cluster's own versions are among them (it has been probed), else 0. */
 int kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_ranges *out);
+
+/* A request of a connection opened under ROUTE (its route word) is being forwarded: the first
+ * one on the route a switch published is noted (switched_at_ms / first_request_ms). Cheap: one
+ * atomic load once noted. */
+void kg_gateway_note_request(kg_vcluster *vc, uint64_t route);
 
 /* Port of a virtual cluster's broker NODE_ID, or -1 when outside the configured node range. */
 int kg_vcluster_node_port(const kg_vcluster *vc, int32_t node_id);

@@ -159,6 +159,15 @@ void kg_vcm_sample(kg_vc_metrics *m, kg_vc_sample *out)
     out->commit_errors = kg_counter_value(m->errors[2]);
     out->connections_opened = kg_counter_value(m->connections_total);
     out->connections_closed = kg_counter_value(m->connections_closed);
+    out->bytes_in = kg_counter_value(m->bytes_in);
+    out->bytes_out = kg_counter_value(m->bytes_out);
+    for (int api = 0; api < VCM_APIS; api++) {
+        kg_counter *c = atomic_load_explicit(&m->unanswered[api], memory_order_acquire);
+        if (c) out->unanswered += kg_counter_value(c);
+    }
+    out->latency_count = kg_histogram_count(m->latency);
+    out->latency_sum_s = kg_histogram_sum(m->latency);
+    out->connections = kg_gauge_value(m->connections);
 }
 
 void kg_vcm_request(kg_vc_metrics *m, int16_t api_key)

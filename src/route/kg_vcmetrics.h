@@ -38,6 +38,11 @@ typedef struct kg_vc_sample {
     uint64_t fetch_results, fetch_errors;
     uint64_t commit_results, commit_errors;
     uint64_t connections_opened, connections_closed;
+    uint64_t bytes_in, bytes_out; /* client traffic, both directions */
+    uint64_t unanswered;          /* requests whose response never reached the client */
+    uint64_t latency_count;       /* responses timed */
+    double latency_sum_s;         /* their total latency */
+    double connections;           /* open client connections now */
 } kg_vc_sample;
 void kg_vcm_sample(kg_vc_metrics *m, kg_vc_sample *out);
 

@@ -1,0 +1,246 @@
+/* kg_admin_history — see kg_admin_history.h. */
+#include "admin/kg_admin_history.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/kg_log.h"
+
+#define MAX_SECONDS (24 * 3600)
+
+typedef struct point {
+    int64_t t_ms;
+    double requests_per_s, bytes_in_per_s, bytes_out_per_s, errors_per_s;
+    double latency_ms; /* mean over the interval; 0 when nothing was answered */
+    double connections;
+} point;
+
+typedef struct series {
+    char *name;
+    point *ring;
+    int head, count; /* next slot to write, points kept */
+    kg_admin_counters last;
+    int64_t last_ms; /* 0: no read yet */
+} series;
+
+struct kg_admin_history {
+    pthread_mutex_t lock; /* guards the series' rings */
+    pthread_cond_t wake;
+    pthread_t thread;
+    int stopping, started;
+    int interval_ms, capacity, n;
+    kg_admin_history_read read;
+    void *ctx;
+    series *series;
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A counter that went backwards (it cannot today, but a reset would) counts as 0, not as a
+ * huge unsigned difference. */
+static double rate(uint64_t now, uint64_t before, double seconds)
+{
+    return now >= before ? (double)(now - before) / seconds : 0.0;
+}
+
+static void record(series *s, const kg_admin_counters *c, int64_t now_ms, int capacity)
+{
+    double seconds = (double)(now_ms - s->last_ms) / 1000.0;
+    if (s->last_ms && seconds > 0) {
+        point *p = &s->ring[s->head];
+        uint64_t timed = c->latency_count >= s->last.latency_count
+                             ? c->latency_count - s->last.latency_count
+                             : 0;
+        *p = (point){.t_ms = now_ms,
+                     .requests_per_s = rate(c->requests, s->last.requests, seconds),
+                     .bytes_in_per_s = rate(c->bytes_in, s->last.bytes_in, seconds),
+                     .bytes_out_per_s = rate(c->bytes_out, s->last.bytes_out, seconds),
+                     .errors_per_s = rate(c->errors, s->last.errors, seconds),
+                     .latency_ms =
+                         timed ? (c->latency_sum_s - s->last.latency_sum_s) * 1000.0 / (double)timed
+                               : 0.0,
+                     .connections = c->connections};
+        s->head = (s->head + 1) % capacity;
+        if (s->count < capacity) s->count++;
+    }
+    s->last = *c;
+    s->last_ms = now_ms;
+}
+
+void kg_admin_history_tick(kg_admin_history *h, int64_t now_ms)
+{
+    for (int i = 0; i < h->n; i++) {
+        kg_admin_counters c;
+        /* Read outside the lock: the callback may take the gateway's own locks. */
+        if (h->read(h->ctx, h->series[i].name, &c) != 0) continue;
+        pthread_mutex_lock(&h->lock);
+        record(&h->series[i], &c, now_ms, h->capacity);
+        pthread_mutex_unlock(&h->lock);
+    }
+}
+
+static void *sampler(void *arg)
+{
+    kg_admin_history *h = arg;
+    pthread_mutex_lock(&h->lock);
+    while (!h->stopping) {
+        pthread_mutex_unlock(&h->lock);
+        kg_admin_history_tick(h, wall_ms());
+        pthread_mutex_lock(&h->lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += h->interval_ms / 1000;
+        until.tv_nsec += (long)(h->interval_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!h->stopping && pthread_cond_timedwait(&h->wake, &h->lock, &until) != ETIMEDOUT) {
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+static void history_free(kg_admin_history *h)
+{
+    for (int i = 0; i < h->n; i++) {
+        free(h->series[i].name);
+        free(h->series[i].ring);
+    }
+    free(h->series);
+    pthread_cond_destroy(&h->wake);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
+
+kg_admin_history *kg_admin_history_start(const char *const *names, int n, int interval_ms,
+                                         int capacity, kg_admin_history_read read, void *ctx)
+{
+    kg_admin_history *h = calloc(1, sizeof(*h));
+    if (!h) return NULL;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->wake, NULL);
+    h->interval_ms = interval_ms > 0 ? interval_ms : KG_ADMIN_HISTORY_INTERVAL_MS;
+    h->capacity = capacity > 0 ? capacity : KG_ADMIN_HISTORY_POINTS;
+    h->read = read;
+    h->ctx = ctx;
+    h->series = calloc(n > 0 ? (size_t)n : 1, sizeof(series));
+    if (!h->series) {
+        history_free(h);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++, h->n++) {
+        h->series[i].name = strdup(names[i]);
+        h->series[i].ring = calloc((size_t)h->capacity, sizeof(point));
+        if (!h->series[i].name || !h->series[i].ring) {
+            h->n++;
+            history_free(h);
+            return NULL;
+        }
+    }
+    if (pthread_create(&h->thread, NULL, sampler, h) != 0) {
+        kg_error("admin: cannot start the history sampler thread");
+        history_free(h);
+        return NULL;
+    }
+    h->started = 1;
+    return h;
+}
+
+void kg_admin_history_stop(kg_admin_history *h)
+{
+    if (!h) return;
+    if (h->started) {
+        pthread_mutex_lock(&h->lock);
+        h->stopping = 1;
+        pthread_cond_signal(&h->wake);
+        pthread_mutex_unlock(&h->lock);
+        pthread_join(h->thread, NULL);
+    }
+    history_free(h);
+}
+
+static json_t *point_json(const point *p)
+{
+    return json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "t", (json_int_t)p->t_ms,
+                     "requests_per_s", p->requests_per_s, "bytes_in_per_s", p->bytes_in_per_s,
+                     "bytes_out_per_s", p->bytes_out_per_s, "errors_per_s", p->errors_per_s,
+                     "latency_ms", p->latency_ms, "connections", p->connections);
+}
+
+json_t *kg_admin_history_json(kg_admin_history *h, const char *name, int seconds)
+{
+    series *s = NULL;
+    for (int i = 0; i < h->n && !s; i++)
+        if (strcmp(h->series[i].name, name) == 0) s = &h->series[i];
+    if (!s) return NULL;
+    json_t *points = json_array();
+    pthread_mutex_lock(&h->lock);
+    int64_t newest = s->count ? s->ring[(s->head + h->capacity - 1) % h->capacity].t_ms : 0;
+    for (int k = 0; k < s->count; k++) {
+        const point *p = &s->ring[(s->head + h->capacity - s->count + k) % h->capacity];
+        if (seconds > 0 && newest - p->t_ms >= (int64_t)seconds * 1000) continue;
+        json_array_append_new(points, point_json(p));
+    }
+    pthread_mutex_unlock(&h->lock);
+    return json_pack("{s:s, s:f, s:o}", "name", s->name, "interval_s", h->interval_ms / 1000.0,
+                     "points", points);
+}
+
+/* ---- routes ---- */
+
+/* The "seconds" query (default: all), or -1 after setting a 400. */
+static int seconds_arg(kg_admin_request *req)
+{
+    const char *arg = kg_admin_query(req, "seconds");
+    if (!arg) return 0;
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || !*arg || *end || v < 1 || v > MAX_SECONDS) {
+        kg_admin_error(req, 400, "query \"seconds\" must be an integer from 1 to %d", MAX_SECONDS);
+        return -1;
+    }
+    return (int)v;
+}
+
+static int handle_all(void *ctx, kg_admin_request *req)
+{
+    kg_admin_history *h = ctx;
+    int seconds = seconds_arg(req);
+    if (seconds < 0) return req->status;
+    json_t *all = json_array();
+    for (int i = 0; i < h->n; i++)
+        json_array_append_new(all, kg_admin_history_json(h, h->series[i].name, seconds));
+    return kg_admin_reply(
+        req, 200, json_pack("{s:f, s:o}", "interval_s", h->interval_ms / 1000.0, "vclusters", all));
+}
+
+static int handle_one(void *ctx, kg_admin_request *req)
+{
+    int seconds = seconds_arg(req);
+    if (seconds < 0) return req->status;
+    json_t *one = kg_admin_history_json(ctx, req->params[0], seconds);
+    if (!one) return kg_admin_error(req, 404, "unknown vcluster \"%s\"", req->params[0]);
+    return kg_admin_reply(req, 200, one);
+}
+
+static const kg_admin_route history_routes[KG_ADMIN_HISTORY_N_ROUTES] = {
+    {"GET", "/v1/history", handle_all, NULL, 0, KG_ROLE_VIEWER},
+    {"GET", "/v1/vclusters/{}/history", handle_one, NULL, 0, KG_ROLE_VIEWER},
+};
+
+int kg_admin_history_routes(kg_admin_history *h, kg_admin_route out[KG_ADMIN_HISTORY_N_ROUTES])
+{
+    return kg_admin_bind_routes(out, history_routes, KG_ADMIN_HISTORY_N_ROUTES, h);
+}

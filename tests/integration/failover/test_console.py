@@ -1,0 +1,140 @@
+"""The web console (/ui/, docs/console.md) in a real browser: Debian's Chromium driven by
+playwright-core (node/console_ui.cjs), against a kgate in front of two dev clusters while a
+confluent-kafka producer and consumer run through it.
+
+The operator signs in with a token, sees the overview, fails over and back with the button
+(confirmation naming the target, parity pre-flight, reason; the timeline shows the first request
+on the new side), sees the charts fill, adds and removes a chaos rule, and finds the switches in
+the audit log with the chain intact. A viewer sees the same pages without the buttons, and the
+API answers its failover with 403. Screenshots of every page (desktop and phone) are kept in
+build/test-artifacts/ui/ and listed in the test log."""
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from fohelpers import ClientRun, print_flush
+from kghelpers import INTEGRATION_DIR, admin_http, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+SCRIPT = os.path.join(INTEGRATION_DIR, "node", "console_ui.cjs")
+SHOTS = os.path.join(os.path.dirname(os.path.dirname(INTEGRATION_DIR)), "build", "test-artifacts",
+                     "ui")
+BOOTSTRAP_TOKEN = "console-test-bootstrap-token-0123456789"
+
+
+def add_token(kg, name, role):
+    r = kg.http("POST", "/v1/tokens", {"name": name, "role": role})
+    assert r.status == 201, r
+    return r.json["token"]
+
+
+def run_console(spec, run, timeout=420):
+    """Runs the browser script while checking that the clients stay healthy; returns its events
+    {step: event}."""
+    proc = subprocess.Popen(["node", SCRIPT, json.dumps(spec)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=INTEGRATION_DIR)
+    out = {}
+    lines = []
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        run.check_healthy()
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise AssertionError("the console script did not finish:\n" + "".join(lines))
+        time.sleep(0.5)
+    reader.join(10)
+    err = proc.stderr.read()
+    for line in lines:
+        ev = json.loads(line)
+        print_flush("console:", line.rstrip())
+        if ev["step"] in ("pageerror", "console"):
+            out.setdefault(ev["step"], []).append(ev)
+        else:
+            out[ev["step"]] = ev
+    assert proc.returncode == 0, f"console script failed: {out.get('error')}\n{err[-3000:]}"
+    return out
+
+
+@pytest.mark.guard(600)
+def test_console_operator_and_viewer(make_clusters, make_kgate, tmp_path):
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} missing: scripts/install-deps installs Debian's chromium")
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    os.makedirs(SHOTS)
+    clusters = make_clusters()
+    kg = make_kgate(clusters, token=BOOTSTRAP_TOKEN)
+    operator = add_token(kg, "ui-operator", "operator")
+    viewer = add_token(kg, "ui-viewer", "viewer")
+
+    # The console's files need no token and carry the security headers.
+    page = admin_http(kg.admin_port, "GET", "/ui/")
+    assert page.status == 200 and "<script src=\"app.js\"" in page.text, page
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    again = admin_http(kg.admin_port, "GET", "/ui/app.js",
+                       headers={"If-None-Match": admin_http(kg.admin_port, "GET", "/ui/app.js")
+                                .headers["ETag"]})
+    assert again.status == 304, again
+    assert admin_http(kg.admin_port, "GET", "/ui/nothing.js").status == 404
+    assert admin_http(kg.admin_port, "GET", "/v1/status").status == 401  # the data needs a token
+
+    run = ClientRun("confluent", kg.bootstrap("default"), "fo-confluent", tmp_path).start()
+    try:
+        wait_for(lambda: len(run.received()) >= 20, 120, interval=0.2,
+                 what="the consumer to receive through kgate")
+        events = run_console({"admin": kg.admin_url, "operator": operator, "viewer": viewer,
+                              "vcluster": "default", "primary": "east", "secondary": "west",
+                              "shots": SHOTS, "chromium": CHROMIUM}, run)
+        # The clients kept working: records sent after the failback are acked and received.
+        t_back = events["failback"]["t"]
+        wait_for(lambda: len(run.acked_sent_after(t_back)) >= 20, 120, interval=0.2,
+                 what="records produced after the failback to be acked")
+        wait_for(lambda: any(t >= t_back for t in run.received().values()), 120, interval=0.2,
+                 what="the consumer to receive after the failback")
+        run.check_healthy()
+    finally:
+        run.stop()
+
+    assert not events.get("pageerror"), events.get("pageerror")
+    assert "operator" in events["login"]["who"]
+    over, back = events["failover"], events["failback"]
+    assert "Parity with west: 0 difference(s)" in over["parity"], over
+    assert any("east → west" in line for line in over["timeline"]), over
+    assert any("connection(s) closed" in line for line in over["timeline"]), over
+    assert any("First request on west" in line for line in over["timeline"]), over
+    assert any("First request on east" in line for line in back["timeline"]), back
+    vc = kg.vcluster_status("default")
+    assert vc["active"] == "east" and vc["epoch"] == 2, vc
+    switches = [e for e in kg.audit_entries() if e["type"] == "switch"]
+    assert [(e["details"]["to"], e["details"]["reason"]) for e in switches] == [
+        ("west", "console test failover"), ("east", "console test failback")], switches
+    assert all(e["details"]["actor"].startswith("token:ui-operator") for e in switches)
+    assert any("console test failover" in s for s in events["audit"]["switches"]), events["audit"]
+    assert "intact" in events["audit"]["verify"]
+    rule = events["chaos-added"]["id"]
+    assert "latency" in events["chaos-added"]["row"]
+    assert kg.http("GET", f"/v1/chaos/rules/{rule}").status == 404  # removed with the button
+    assert events["charts"]["canvases"] == 6
+    viewer_ev = events["viewer"]
+    assert "viewer" in viewer_ev["who"]
+    assert not viewer_ev["buttonVisible"] and viewer_ev["buttonDisabled"], viewer_ev
+    assert not viewer_ev["chaosFormVisible"], viewer_ev
+    assert viewer_ev["api"]["status"] == 403, viewer_ev
+    assert kg.vcluster_status("default")["epoch"] == 2  # the viewer's call changed nothing
+    shots = events["done"]["shots"]
+    print_flush("console screenshots:\n  " + "\n  ".join(shots))
+    assert all(os.path.getsize(s) > 1000 for s in shots)
