@@ -105,6 +105,7 @@ enum {
     ROOT_STATE_CONNECT_TIMEOUT,
     ROOT_STATE_STATEMENT_TIMEOUT,
     ROOT_INSTANCE,
+    ROOT_AUTO_FAILOVER,
     ROOT_N
 };
 static const char *const root_keys[ROOT_N] = {"listen",
@@ -122,7 +123,8 @@ static const char *const root_keys[ROOT_N] = {"listen",
                                               "switch",
                                               "state_connect_timeout_ms",
                                               "state_statement_timeout_ms",
-                                              "instance"};
+                                              "instance",
+                                              "auto_failover"};
 
 enum { CLUSTER_BOOTSTRAP, CLUSTER_TLS, CLUSTER_SASL, CLUSTER_N };
 static const char *const cluster_keys[CLUSTER_N] = {"bootstrap", "tls", "sasl"};
@@ -148,11 +150,12 @@ enum {
     VC_ACLS,
     VC_CLUSTER_ID,
     VC_PARITY,
+    VC_AUTO_FAILOVER,
     VC_N
 };
-static const char *const vcluster_keys[VC_N] = {"port",          "primary", "secondary", "node_ids",
-                                                "leader_epochs", "auth",    "listener",  "acls",
-                                                "cluster_id",    "parity"};
+static const char *const vcluster_keys[VC_N] = {
+    "port",     "primary", "secondary",  "node_ids", "leader_epochs", "auth",
+    "listener", "acls",    "cluster_id", "parity",   "auto_failover"};
 
 enum {
     LISTENER_SASL,
@@ -185,6 +188,9 @@ static const char *const listener_tls_keys[LTLS_N] = {
 
 enum { PARITY_WINDOW_S, PARITY_INTERVAL_S, PARITY_ON_SWITCH, PARITY_N };
 static const char *const parity_keys[PARITY_N] = {"window_s", "interval_s", "on_switch"};
+
+enum { AF_ENABLED, AF_AFTER, AF_MIN_INTERVAL, AF_N };
+static const char *const autofo_keys[AF_N] = {"enabled", "after", "min_interval"};
 
 enum { NODE_IDS_MIN, NODE_IDS_MAX, NODE_IDS_N };
 static const char *const node_ids_keys[NODE_IDS_N] = {"min", "max"};
@@ -239,13 +245,15 @@ static const cfg_section health_section = {"health", health_keys, HEALTH_N};
 static const cfg_section switch_section = {"switch", switch_keys, SWITCH_N};
 static const cfg_section log_section = {"log", log_keys, LOG_N};
 static const cfg_section instance_section = {"instance", instance_keys, INST_N};
+static const cfg_section autofo_section = {"auto_failover", autofo_keys, AF_N};
 
 /* Every section, so an unknown key can be pointed to the place where it does belong. */
 static const cfg_section *const all_sections[] = {
     &root_section,     &cluster_section,   &tls_section,      &sasl_section,
     &vcluster_section, &admin_section,     &limits_section,   &health_section,
     &log_section,      &node_ids_section,  &listener_section, &listener_tls_section,
-    &oauth_section,    &admin_tls_section, &swap_section,     &instance_section};
+    &oauth_section,    &admin_tls_section, &swap_section,     &instance_section,
+    &autofo_section};
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error"};
 
@@ -1330,6 +1338,101 @@ static void parse_parity(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v, c
         cfg_err(p, f[PARITY_ON_SWITCH].loc, "%s: must be refuse, warn or off, not '%s'", fp, mode);
 }
 
+/* A duration: a number with its unit, "500ms", "30s", "10m", "1h", "1d", or several
+ * ("1m30s"). A bare number is refused: which unit it meant cannot be told. */
+static int get_duration(cfg_parser *p, const cfg_val *v, const char *path, int64_t min_ms,
+                        int64_t max_ms, int64_t *out)
+{
+    if (!v->node) return 0;
+    const char *text;
+    size_t len;
+    if (!plain_scalar(p, v, path, "a duration", &text, &len)) return -1;
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+    int64_t total = 0;
+    size_t i = 0;
+    int ok = len > 0 && len < 40;
+    while (ok && i < len) {
+        int64_t n = 0;
+        size_t digits = 0;
+        for (; i < len && text[i] >= '0' && text[i] <= '9' && n < 100000000; i++, digits++)
+            n = n * 10 + (text[i] - '0');
+        int64_t scale = 0;
+        for (size_t u = 0; digits && u < sizeof(units) / sizeof(units[0]) && !scale; u++) {
+            size_t ul = strlen(units[u].unit);
+            /* "m" must not take the "m" of "ms" */
+            if (len - i >= ul && memcmp(text + i, units[u].unit, ul) == 0 &&
+                !(ul == 1 && text[i] == 'm' && i + 1 < len && text[i + 1] == 's')) {
+                scale = units[u].ms;
+                i += ul;
+            }
+        }
+        ok = digits > 0 && scale > 0;
+        total += n * scale;
+    }
+    if (!ok) {
+        cfg_err(p, v->loc,
+                "%s: expected a duration with its unit such as 500ms, 30s, 10m or 1h, got '%.*s'",
+                path, (int)(len > 40 ? 40 : len), text);
+        return -1;
+    }
+    if (total < min_ms || total > max_ms) {
+        cfg_err(p, v->loc, "%s: must be between %lld ms and %lld ms, got '%.*s' (%lld ms)", path,
+                (long long)min_ms, (long long)max_ms, (int)len, text, (long long)total);
+        return -1;
+    }
+    *out = total;
+    return 1;
+}
+
+#define AF_AFTER_MAX_MS (86400000LL)
+#define AF_MIN_INTERVAL_MAX_MS (30LL * 86400000LL)
+
+/* auto_failover (top level or a vcluster's): fleet/kg_autofo.h. Unset keys keep what AF has
+ * (the defaults, or the top level's for a vcluster). *ENABLED_AT: where enabled was written
+ * here (line 0: it was not). */
+static void parse_autofo(cfg_parser *p, kg_autofo_cfg *af, const cfg_val *v, const char *path,
+                         cfg_loc *enabled_at)
+{
+    enabled_at->line = 0;
+    if (!v->node) return;
+    cfg_val f[AF_N];
+    char fp[CFG_PATH_MAX];
+    if (!collect_section(p, v, path, &autofo_section, f)) return;
+    if (get_bool(p, &f[AF_ENABLED], join_path(fp, path, "enabled"), &af->enabled) > 0)
+        *enabled_at = f[AF_ENABLED].loc;
+    int64_t ms;
+    /* Below two health probes, one lost probe would count as "down for after". */
+    int64_t min_after = 2LL * p->cfg->probe_interval_ms;
+    if (min_after < 1000) min_after = 1000;
+    if (get_duration(p, &f[AF_AFTER], join_path(fp, path, "after"), min_after, AF_AFTER_MAX_MS,
+                     &ms) > 0)
+        af->after_ms = ms;
+    if (get_duration(p, &f[AF_MIN_INTERVAL], join_path(fp, path, "min_interval"), 0,
+                     AF_MIN_INTERVAL_MAX_MS, &ms) > 0)
+        af->min_interval_ms = ms;
+}
+
+/* A vcluster's auto_failover: the top level's, overridden by its own keys. Enabling it where
+ * there is no secondary is an error when written on the vcluster; the top level's enabled
+ * leaves such vclusters out (nothing to fail over to). */
+static void parse_vcluster_autofo(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v,
+                                  const char *path)
+{
+    vc->auto_failover = p->cfg->auto_failover;
+    cfg_loc enabled_at;
+    parse_autofo(p, &vc->auto_failover, v, path, &enabled_at);
+    if (vc->secondary >= 0 || !vc->auto_failover.enabled) return;
+    if (enabled_at.line)
+        cfg_err(p, enabled_at,
+                "%s.enabled: vcluster '%s' has no secondary cluster to fail over to (add "
+                "secondary, or remove auto_failover)",
+                path, vc->name);
+    vc->auto_failover.enabled = 0;
+}
+
 /* listener.sasl: a list of mechanism names, each once. */
 static void parse_listener_sasl(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v,
                                 const char *path)
@@ -1572,6 +1675,7 @@ static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
     parse_leader_epochs(p, vc, &f[VC_LEADER_EPOCHS], join_path(fp, path, "leader_epochs"));
     parse_cluster_id(p, vc, &f[VC_CLUSTER_ID], join_path(fp, path, "cluster_id"));
     parse_parity(p, vc, &f[VC_PARITY], join_path(fp, path, "parity"));
+    parse_vcluster_autofo(p, vc, &f[VC_AUTO_FAILOVER], join_path(fp, path, "auto_failover"));
     parse_auth(p, vc, &f[VC_AUTH], &f[VC_LISTENER], path);
     /* Passthrough: the client's own login goes to the cluster; kgate logging in itself on the
      * same connection would make the two logins collide. */
@@ -2021,6 +2125,11 @@ static void parse_root(cfg_parser *p, struct fy_node *root)
     parse_clusters(p, &f[ROOT_CLUSTERS]);
     /* admin first: its port must not collide with a vcluster's. */
     cfg_loc admin_loc = parse_admin(p, &f[ROOT_ADMIN]);
+    /* Before the vclusters: they inherit auto_failover, whose bound needs the probe interval. */
+    parse_health(p, &f[ROOT_HEALTH]);
+    cfg_loc global_enabled_at;
+    parse_autofo(p, &cfg->auto_failover, &f[ROOT_AUTO_FAILOVER], "auto_failover",
+                 &global_enabled_at);
     parse_vclusters(p, &f[ROOT_VCLUSTERS], admin_loc);
     get_string(p, &f[ROOT_STATE], "state", cfg->state_path, sizeof(cfg->state_path));
     long long ms;
@@ -2034,7 +2143,6 @@ static void parse_root(cfg_parser *p, struct fy_node *root)
         cfg->workers = (int)workers;
     parse_limits(p, &f[ROOT_LIMITS]);
     parse_switch(p, &f[ROOT_SWITCH]);
-    parse_health(p, &f[ROOT_HEALTH]);
     parse_log(p, &f[ROOT_LOG]);
     parse_chaos(p, &f[ROOT_CHAOS]);
     parse_acls(p, &f[ROOT_ACLS]);
@@ -2228,6 +2336,8 @@ static void set_defaults(kg_config *cfg, const char *name)
     default_instance_name(cfg);
     cfg->lease_ms = 3000;
     cfg->ack_timeout_ms = 2000;
+    cfg->auto_failover.after_ms = 30000;
+    cfg->auto_failover.min_interval_ms = 600000;
     snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
     snprintf(cfg->log_format, sizeof(cfg->log_format), "text");
 }

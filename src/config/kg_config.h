@@ -112,6 +112,14 @@ enum {
     KG_PARITY_OFF
 }; /* 64 characters of [A-Za-z0-9_-], with the NUL */
 
+/* auto_failover (top level: the default of every vcluster; vclusters.NAME.auto_failover overrides
+ * it key by key): fleet/kg_autofo.h. */
+typedef struct kg_autofo_cfg {
+    int enabled;             /* default false */
+    int64_t after_ms;        /* a majority saw the active cluster down this long (default 30 s) */
+    int64_t min_interval_ms; /* between two automatic switches of a vcluster (default 10 min) */
+} kg_autofo_cfg;
+
 /* A virtual cluster: what clients connect to. Broker node N is served on port + 1 + (N -
  * node_id_min). */
 typedef struct kg_vcluster_cfg {
@@ -129,6 +137,7 @@ typedef struct kg_vcluster_cfg {
     int parity_window_s;   /* topics used in the last window_s (default 600) */
     int parity_interval_s; /* checked in the background this often; 0 = never (default 60) */
     int parity_on_switch;  /* KG_PARITY_REFUSE (default) | _WARN | _OFF */
+    kg_autofo_cfg auto_failover;
     /* auth: gateway — clients authenticate to kgate (SASL) with users kgate manages. */
     int auth_gateway;
     /* auth: passthrough — clients log in to the active cluster; kgate reads the name along. */
@@ -192,6 +201,8 @@ typedef struct kg_config {
     int lease_ms;                    /* instance.lease_ms, default 3000 */
     int serve_last_known; /* instance.on_state_loss: 0 fail-closed (default), 1 serve-last-known */
     int ack_timeout_ms;   /* instance.ack_timeout_ms: a switch waits this long for the fleet */
+
+    kg_autofo_cfg auto_failover; /* the top level's: what vclusters inherit */
 } kg_config;
 
 #define KG_LEASE_MIN_MS 300 /* below, renewals (every lease / 3) outrun a slow database */

@@ -16,6 +16,8 @@
 #include <libpq-fe.h>
 
 #include "config/kg_config.h"
+#include "fleet/kg_autofo.h"
+#include "fleet/kg_pq.h"
 #include "engine/kg_loop.h"
 #include "metrics/kg_metrics.h"
 #include "route/kg_gateway.h"
@@ -48,7 +50,8 @@ static const char SQL_HOLDER[] =
  * name (after this one's lease expired) is not renewed by this one. */
 static const char SQL_RENEW[] =
     "UPDATE kg_instances SET lease_until = now() + $3::bigint * interval '1 millisecond', "
-    "renewed_at = now(), state = $4, epochs = $5::jsonb, connections = $6::integer "
+    "renewed_at = now(), state = $4, epochs = $5::jsonb, connections = $6::integer, "
+    "probe = $7::jsonb "
     "WHERE name = $1 AND started_at = $2::timestamptz RETURNING 1";
 
 static const char SQL_ACK[] =
@@ -60,7 +63,7 @@ static const char SQL_UNREGISTER[] =
 
 static const char SQL_INSTANCES[] =
     "SELECT name, version, state, epochs::text, connections, COALESCE(admin_url, ''), "
-    "(extract(epoch FROM now() - renewed_at) * 1000)::bigint, lease_until > now() "
+    "(extract(epoch FROM now() - renewed_at) * 1000)::bigint, lease_until > now(), probe::text "
     "FROM kg_instances ORDER BY name";
 
 static const char SQL_ACKS[] =
@@ -104,119 +107,6 @@ struct kg_fleet {
 };
 
 static int api_connect(kg_fleet *f, uint64_t deadline_us, char *err, size_t errlen);
-
-/* ---------------------------------------------------------------- libpq with deadlines */
-
-/* 1 when FD is ready (for writing when WRITE), 0 when DEADLINE_US passed, -1 on error. */
-static int wait_fd(int fd, int write, uint64_t deadline_us)
-{
-    for (;;) {
-        uint64_t now = kg_now_us();
-        if (now >= deadline_us) return 0;
-        struct pollfd p = {.fd = fd, .events = write ? POLLOUT : POLLIN};
-        int ms = (int)((deadline_us - now + 999) / 1000);
-        int rc = poll(&p, 1, ms);
-        if (rc > 0) return 1;
-        if (rc < 0 && errno != EINTR) return -1;
-    }
-}
-
-static void copy_pq_error(const char *msg, char *err, size_t errlen)
-{
-    snprintf(err, errlen, "%s", msg && *msg ? msg : "connection lost");
-    size_t n = strlen(err);
-    while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
-        err[--n] = '\0';
-}
-
-/* Connects without ever waiting past DEADLINE_US. CONNINFO is a connection string or URL and
- * is never put in a message: it may hold a password. */
-static PGconn *pq_connect(const char *conninfo, uint64_t deadline_us, char *err, size_t errlen)
-{
-    /* Later keywords override earlier ones: the user's string can name its own application. */
-    const char *const keys[] = {"application_name", "dbname", NULL};
-    const char *const values[] = {"kgate-fleet", conninfo, NULL};
-    PGconn *c = PQconnectStartParams(keys, values, 1);
-    if (!c) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    while (PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
-        int rc = wait_fd(PQsocket(c), st == PGRES_POLLING_WRITING, deadline_us);
-        if (rc <= 0) {
-            snprintf(err, errlen, rc == 0 ? "connecting timed out" : "connecting: %s",
-                     strerror(errno));
-            PQfinish(c);
-            return NULL;
-        }
-        st = PQconnectPoll(c);
-    }
-    if (PQstatus(c) != CONNECTION_OK) {
-        copy_pq_error(PQerrorMessage(c), err, errlen);
-        PQfinish(c);
-        return NULL;
-    }
-    PQsetnonblocking(c, 1);
-    return c;
-}
-
-/* Runs SQL with N text PARAMS on *CONNP, waiting no later than DEADLINE_US. Returns the result
- * (tuples or command ok), or NULL with ERR set; when the connection itself failed (or the
- * deadline passed: its state is unknown) it is closed and *CONNP set to NULL. */
-static PGresult *pq_run(PGconn **connp, const char *sql, int n, const char *const *params,
-                        uint64_t deadline_us, char *err, size_t errlen)
-{
-    PGconn *c = *connp;
-    PGresult *last = NULL;
-    int rc = 1;
-    if (!PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0)) goto broken;
-    int flushed;
-    while ((flushed = PQflush(c)) == 1)
-        if ((rc = wait_fd(PQsocket(c), 1, deadline_us)) <= 0) goto broken;
-    if (flushed < 0) goto broken;
-    for (;;) {
-        while (PQisBusy(c)) {
-            if ((rc = wait_fd(PQsocket(c), 0, deadline_us)) <= 0) goto broken;
-            if (!PQconsumeInput(c)) goto broken;
-        }
-        PGresult *r = PQgetResult(c);
-        if (!r) break;
-        PQclear(last);
-        last = r;
-    }
-    ExecStatusType st = last ? PQresultStatus(last) : PGRES_FATAL_ERROR;
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return last;
-    copy_pq_error(last ? PQresultErrorMessage(last) : PQerrorMessage(c), err, errlen);
-    PQclear(last);
-    if (PQstatus(c) == CONNECTION_BAD) {
-        PQfinish(c);
-        *connp = NULL;
-    }
-    return NULL;
-broken:
-    if (rc == 0)
-        snprintf(err, errlen, "no answer from the database in time");
-    else
-        copy_pq_error(PQerrorMessage(c), err, errlen);
-    PQclear(last);
-    PQfinish(c);
-    *connp = NULL;
-    return NULL;
-}
-
-/* Consumes what arrived on C; returns how many notifications it held, -1 when C broke. */
-static int pq_drain_notifies(PGconn *c)
-{
-    if (!PQconsumeInput(c)) return -1;
-    int n = 0;
-    PGnotify *nf;
-    while ((nf = PQnotifies(c)) != NULL) {
-        PQfreemem(nf);
-        n++;
-    }
-    return n;
-}
 
 /* ---------------------------------------------------------------- local state */
 
@@ -302,7 +192,7 @@ static int fleet_ack(kg_fleet *f)
     if (strcmp(epochs, f->last_acked) == 0) return 0;
     const char *params[3] = {f->cfg->instance_name, f->started_at, epochs};
     char err[512];
-    PGresult *r = pq_run(&f->conn, SQL_ACK, 3, params, op_deadline(f), err, sizeof(err));
+    PGresult *r = kg_pq_run(&f->conn, SQL_ACK, 3, params, op_deadline(f), err, sizeof(err));
     if (!r) {
         note_error(f, "acknowledging epochs", err);
         return -1;
@@ -318,7 +208,7 @@ static int fleet_sync(kg_fleet *f)
 {
     if (!f->conn) return -1;
     char err[512];
-    PGresult *r = pq_run(&f->conn, SQL_READ_STATES, 0, NULL, op_deadline(f), err, sizeof(err));
+    PGresult *r = kg_pq_run(&f->conn, SQL_READ_STATES, 0, NULL, op_deadline(f), err, sizeof(err));
     if (!r) {
         note_error(f, "reading the vcluster states", err);
         return -1;
@@ -334,10 +224,10 @@ static int fleet_sync(kg_fleet *f)
 
 static int fleet_connect(kg_fleet *f, uint64_t deadline_us, char *err, size_t errlen)
 {
-    f->conn = pq_connect(f->conninfo, deadline_us, err, errlen);
+    f->conn = kg_pq_connect(f->conninfo, deadline_us, err, errlen);
     if (!f->conn) return -1;
     PGresult *r =
-        pq_run(&f->conn, "LISTEN " FLEET_SWITCH_CHANNEL, 0, NULL, deadline_us, err, errlen);
+        kg_pq_run(&f->conn, "LISTEN " FLEET_SWITCH_CHANNEL, 0, NULL, deadline_us, err, errlen);
     if (!r) {
         if (f->conn) PQfinish(f->conn);
         f->conn = NULL;
@@ -362,7 +252,7 @@ static int fleet_register(kg_fleet *f, uint64_t deadline_us, char *err, size_t e
                              epochs,
                              conns,
                              f->admin_url[0] ? f->admin_url : NULL};
-    PGresult *r = pq_run(&f->conn, SQL_REGISTER, 6, params, deadline_us, err, errlen);
+    PGresult *r = kg_pq_run(&f->conn, SQL_REGISTER, 6, params, deadline_us, err, errlen);
     if (!r) return -1;
     int taken = PQntuples(r) == 1;
     if (taken) snprintf(f->started_at, sizeof(f->started_at), "%s", PQgetvalue(r, 0, 0));
@@ -371,7 +261,7 @@ static int fleet_register(kg_fleet *f, uint64_t deadline_us, char *err, size_t e
         snprintf(f->last_acked, sizeof(f->last_acked), "%s", epochs);
         return 0;
     }
-    r = pq_run(&f->conn, SQL_HOLDER, 1, params, deadline_us, err, errlen);
+    r = kg_pq_run(&f->conn, SQL_HOLDER, 1, params, deadline_us, err, errlen);
     if (!r) return -1;
     if (PQntuples(r) == 1)
         snprintf(err, errlen,
@@ -389,7 +279,7 @@ static int fleet_register(kg_fleet *f, uint64_t deadline_us, char *err, size_t e
 static void fleet_refresh_instances(kg_fleet *f)
 {
     char err[512];
-    PGresult *r = pq_run(&f->conn, SQL_INSTANCES, 0, NULL, op_deadline(f), err, sizeof(err));
+    PGresult *r = kg_pq_run(&f->conn, SQL_INSTANCES, 0, NULL, op_deadline(f), err, sizeof(err));
     if (!r) {
         note_error(f, "listing the instances", err);
         return;
@@ -406,6 +296,9 @@ static void fleet_refresh_instances(kg_fleet *f)
                                               (json_int_t)strtoll(PQgetvalue(r, i, 4), NULL, 10),
                                               "admin_url", PQgetvalue(r, i, 5), "lease_age_ms",
                                               (json_int_t)strtoll(PQgetvalue(r, i, 6), NULL, 10)));
+        json_t *probe = json_loads(PQgetvalue(r, i, 8), 0, NULL);
+        if (probe)
+            json_object_set_new(json_array_get(list, json_array_size(list) - 1), "probe", probe);
     }
     PQclear(r);
     pthread_mutex_lock(&f->lock);
@@ -441,8 +334,12 @@ static void fleet_renew(kg_fleet *f)
     const char *state = !atomic_load(&f->lease_ok)      ? "recovering"
                         : atomic_load(&f->gw->draining) ? "draining"
                                                         : "serving";
-    const char *params[6] = {f->cfg->instance_name, f->started_at, lease, state, epochs, conns};
-    PGresult *r = pq_run(&f->conn, SQL_RENEW, 6, params, deadline, err, sizeof(err));
+    /* The health verdicts, for the automatic failover's controller (fleet/kg_autofo.h). */
+    char *probe = kg_autofo_probe_text(f->gw);
+    const char *params[7] = {f->cfg->instance_name, f->started_at, lease, state, epochs, conns,
+                             probe ? probe : "{}"};
+    PGresult *r = kg_pq_run(&f->conn, SQL_RENEW, 7, params, deadline, err, sizeof(err));
+    free(probe);
     if (!r) {
         note_error(f, "renewing the lease", err);
         return;
@@ -515,7 +412,7 @@ static void fleet_wait(kg_fleet *f, uint64_t deadline_us)
         }
     }
     if (!f->conn || !p[1].revents) return;
-    int n = pq_drain_notifies(f->conn);
+    int n = kg_pq_drain_notifies(f->conn);
     if (n < 0) {
         note_error(f, "listening", "the connection to the state store broke");
         PQfinish(f->conn);
@@ -544,7 +441,8 @@ static void *fleet_main(void *arg)
                 until = kg_now_us() + FLEET_RESYNC_US;
         }
         /* A notification that came in with a query's answer is already buffered. */
-        if (f->conn && pq_drain_notifies(f->conn) > 0 && atomic_load(&f->lease_ok)) fleet_sync(f);
+        if (f->conn && kg_pq_drain_notifies(f->conn) > 0 && atomic_load(&f->lease_ok))
+            fleet_sync(f);
         fleet_wait(f, until);
     }
     return NULL;
@@ -672,8 +570,8 @@ void kg_fleet_stop(kg_fleet *f)
     char err[512];
     if (f->conn) {
         const char *params[2] = {f->cfg->instance_name, f->started_at};
-        PGresult *r = pq_run(&f->conn, SQL_UNREGISTER, 2, params, kg_now_us() + f->period_us, err,
-                             sizeof(err));
+        PGresult *r = kg_pq_run(&f->conn, SQL_UNREGISTER, 2, params, kg_now_us() + f->period_us,
+                                err, sizeof(err));
         if (r)
             kg_info("fleet: instance %s unregistered", f->cfg->instance_name);
         else
@@ -700,7 +598,7 @@ static int acks_once(kg_fleet *f, const char *vcluster, const char *epoch, uint6
                      json_t **acked, json_t **pending, char *err, size_t errlen)
 {
     const char *params[2] = {vcluster, epoch};
-    PGresult *r = pq_run(&f->api, SQL_ACKS, 2, params, deadline_us, err, errlen);
+    PGresult *r = kg_pq_run(&f->api, SQL_ACKS, 2, params, deadline_us, err, errlen);
     if (!r) return -1;
     json_decref(*acked);
     json_decref(*pending);
@@ -716,9 +614,10 @@ static int acks_once(kg_fleet *f, const char *vcluster, const char *epoch, uint6
 static int api_connect(kg_fleet *f, uint64_t deadline_us, char *err, size_t errlen)
 {
     if (f->api) return 0;
-    f->api = pq_connect(f->conninfo, deadline_us, err, errlen);
+    f->api = kg_pq_connect(f->conninfo, deadline_us, err, errlen);
     if (!f->api) return -1;
-    PGresult *r = pq_run(&f->api, "LISTEN " FLEET_ACK_CHANNEL, 0, NULL, deadline_us, err, errlen);
+    PGresult *r =
+        kg_pq_run(&f->api, "LISTEN " FLEET_ACK_CHANNEL, 0, NULL, deadline_us, err, errlen);
     if (!r) {
         if (f->api) PQfinish(f->api);
         f->api = NULL;
@@ -732,7 +631,7 @@ static int api_connect(kg_fleet *f, uint64_t deadline_us, char *err, size_t errl
 static void api_broken(kg_fleet *f, char *err, size_t errlen)
 {
     if (!f->api) return;
-    copy_pq_error(PQerrorMessage(f->api), err, errlen);
+    kg_pq_copy_error(PQerrorMessage(f->api), err, errlen);
     PQfinish(f->api);
     f->api = NULL;
 }
@@ -744,15 +643,16 @@ static int acks_wait(kg_fleet *f, const char *vcluster, const char *epoch, uint6
 {
     for (;;) {
         /* LISTEN came first, so an ack committed after this read is notified. */
-        if (pq_drain_notifies(f->api) < 0) break;
+        if (kg_pq_drain_notifies(f->api) < 0) break;
         int done = acks_once(f, vcluster, epoch, deadline_us, acked, pending, err, errlen);
         if (done != 0 || !f->api) return done;
         if (kg_now_us() >= deadline_us) return 0;
-        int n = pq_drain_notifies(f->api);
+        int n = kg_pq_drain_notifies(f->api);
         if (n < 0) break;
         if (n > 0) continue; /* came in with the answer */
         uint64_t until = kg_now_us() + FLEET_ACK_POLL_US;
-        if (wait_fd(PQsocket(f->api), 0, until < deadline_us ? until : deadline_us) < 0) break;
+        if (kg_pq_wait_fd(PQsocket(f->api), 0, until < deadline_us ? until : deadline_us) < 0)
+            break;
     }
     api_broken(f, err, errlen);
     return -1;

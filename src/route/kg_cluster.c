@@ -457,6 +457,8 @@ static void cluster_record_probe(kg_cluster *c, int ok, uint64_t took_us, const 
                                  const kg_version_ranges *ranges)
 {
     int was_up = atomic_exchange(&c->up, ok);
+    if (ok != was_up || atomic_load(&c->state_since_us) == 0)
+        atomic_store(&c->state_since_us, kg_now_us());
     struct timeval tv;
     gettimeofday(&tv, NULL);
     atomic_store(&c->last_probe_unix_ms, (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000);

@@ -47,6 +47,9 @@ typedef struct kg_cluster {
     atomic_int up;                 /* 1 after a successful probe, 0 after a failed one */
     atomic_uint_fast64_t probe_us; /* latency of the last successful probe */
     atomic_uint_fast64_t last_probe_unix_ms;
+    /* kg_now_us() of the first probe, then of each change of `up`: how long the cluster has
+     * been up or down (auto_failover's verdicts); 0 before the first probe. */
+    atomic_uint_fast64_t state_since_us;
     atomic_uint round_robin;
     kg_tls_client *tls;   /* clusters.NAME.tls; NULL = plaintext to the brokers */
     kg_sasl_creds creds;  /* clusters.NAME.sasl (mechanism NONE: no login) */

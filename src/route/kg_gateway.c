@@ -16,6 +16,7 @@
 #include "engine/kg_reaper.h"
 #include "engine/kg_wire.h"
 #include "engine/kg_worker.h"
+#include "fleet/kg_autofo.h"
 #include "fleet/kg_fleet.h"
 #include "metrics/kg_metrics.h"
 #include "route/kg_parity.h"
@@ -492,10 +493,15 @@ static int switch_target(kg_gateway *gw, const kg_vcluster *vc, const kg_switch_
 static json_t *switch_describe(kg_gateway *gw, const kg_vcluster *vc, int from, int to,
                                uint64_t epoch, const kg_switch_request *req)
 {
-    return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:b}", "vcluster", vc->cfg->name, "from",
-                     gw->cfg->clusters[from].name, "to", gw->cfg->clusters[to].name, "epoch",
-                     (json_int_t)epoch, "reason", req->reason ? req->reason : "", "actor",
-                     req->actor ? req->actor : "unknown", "forced", req->force);
+    json_t *d = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:b}", "vcluster", vc->cfg->name, "from",
+                          gw->cfg->clusters[from].name, "to", gw->cfg->clusters[to].name, "epoch",
+                          (json_int_t)epoch, "reason", req->reason ? req->reason : "", "actor",
+                          req->actor ? req->actor : "unknown", "forced", req->force);
+    if (d && req->automatic) {
+        json_object_set_new(d, "automatic", json_true());
+        if (req->evidence) json_object_set_new(d, "evidence", json_deep_copy(req->evidence));
+    }
+    return d;
 }
 
 /* Every refused switch is audited too: an auditor must see what was attempted. */
@@ -538,6 +544,14 @@ static int switch_parity(kg_gateway *gw, kg_vcluster *vc, int to, const kg_switc
     json_object_set_new(details, "parity", summary);
     json_decref(report);
     if (count == 0 || vc->cfg->parity_on_switch != KG_PARITY_REFUSE) return 0;
+    if (req->automatic) {
+        /* A disaster failover is not held back by differences: they are on record. */
+        json_object_set_new(summary, "refusal_overridden", json_true());
+        kg_warn("vcluster %s: parity check found %lld difference(s) with cluster '%s'; an "
+                "automatic failover goes ahead (recorded in the audit entry)",
+                vc->cfg->name, (long long)count, gw->cfg->clusters[to].name);
+        return 0;
+    }
     snprintf(err, errlen,
              "parity check: %lld difference(s) between what clients use and cluster '%s' "
              "(see \"parity\"; `kgate parity %s`); use force to switch anyway",
@@ -614,7 +628,8 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
     }
     json_t *details = switch_describe(gw, vc, from, to, epoch + 1, req);
     kg_cluster *target = &gw->clusters[to];
-    if (!req->force && !atomic_load(&target->up)) {
+    /* An automatic switch goes by the fleet's majority, not this instance's probe. */
+    if (!req->force && !req->automatic && !atomic_load(&target->up)) {
         pthread_rwlock_rdlock(&target->lock);
         snprintf(err, sizeof(err), "cluster '%s' is down (%s); use force to switch anyway",
                  target->cfg->name, target->last_error[0] ? target->last_error : "not probed yet");
@@ -771,6 +786,7 @@ json_t *kg_gateway_status(kg_gateway *gw)
     json_t *j =
         json_pack("{s:o, s:o, s:i}", "vclusters", vcs, "clusters", cls, "workers", gw->n_workers);
     if (gw->fleet) json_object_set_new(j, "fleet", kg_fleet_status(gw->fleet));
+    if (gw->autofo) json_object_set_new(j, "auto_failover", kg_autofo_status(gw->autofo));
     return j;
 }
 
@@ -1058,13 +1074,17 @@ static int gateway_start_threads(kg_gateway *gw)
 static int gateway_start_fleet(kg_gateway *gw)
 {
     const char *backend = kg_store_backend_name(gw->store);
-    if (!backend || strcmp(backend, "postgres") != 0) return 0;
+    if (!backend || strcmp(backend, "postgres") != 0) {
+        gw->autofo = kg_autofo_start(gw, NULL); /* SQLite: this instance alone */
+        return 0;
+    }
     char err[768];
     gw->fleet = kg_fleet_start(gw, kg_store_pg_conninfo(gw->store), err, sizeof(err));
     if (!gw->fleet) {
         kg_error("fleet: instance %s cannot join: %s", gw->cfg->instance_name, err);
         return -1;
     }
+    gw->autofo = kg_autofo_start(gw, kg_store_pg_conninfo(gw->store));
     return 0;
 }
 
@@ -1099,6 +1119,9 @@ void kg_gateway_stop(kg_gateway *gw)
         gateway_close_listeners(gw);
         kg_loop_free(gw->accept_loop);
     }
+    /* Before the fleet: it switches through it. */
+    kg_autofo_stop(gw->autofo);
+    gw->autofo = NULL;
     /* Before the workers go: the fleet thread closes connections through them. */
     kg_fleet_stop(gw->fleet);
     gw->fleet = NULL;

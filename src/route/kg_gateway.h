@@ -140,8 +140,10 @@ struct kg_gateway {
     /* systemd's watchdog interval ($WATCHDOG_USEC), 0 = none: housekeeping pings it */
     _Atomic uint64_t watchdog_usec;
 
-    kg_fleet *fleet;  /* PostgreSQL state: this instance in the fleet; NULL with SQLite */
-    atomic_int fence; /* enum kg_fence */
+    kg_fleet *fleet;          /* PostgreSQL state: this instance in the fleet; NULL with SQLite */
+    struct kg_autofo *autofo; /* auto_failover enabled somewhere; else NULL */
+    atomic_int autofo_controller; /* this instance is the auto_failover controller */
+    atomic_int fence;             /* enum kg_fence */
 };
 
 /* Builds and starts everything (store, listeners, workers, prober, then FRONTEND, which may be
@@ -166,6 +168,11 @@ typedef struct kg_switch_request {
     int force;
     const char *reason;
     const char *actor;
+    /* auto_failover's controller (fleet/kg_autofo.h): the fleet's verdicts stand in for this
+     * instance's view of the target, and the parity pre-flight is recorded, never refusing.
+     * EVIDENCE (borrowed, may be NULL) goes into the audit entry. */
+    int automatic;
+    json_t *evidence;
 } kg_switch_request;
 
 /* Switches a virtual cluster's active side. Returns an HTTP-style status (200 switched or

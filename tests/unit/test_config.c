@@ -433,6 +433,52 @@ KT_TEST(parity_defaults_values_and_errors)
                         "not 'block'\n");
 }
 
+KT_TEST(auto_failover_defaults_inheritance_and_errors)
+{
+    parsed r = parse(TWO_CLUSTERS_YAML(""));
+    KT_CHECK(r.cfg && !r.cfg->vclusters[0].auto_failover.enabled &&
+             r.cfg->vclusters[0].auto_failover.after_ms == 30000 &&
+             r.cfg->vclusters[0].auto_failover.min_interval_ms == 600000);
+    done(&r);
+    /* The top level is every vcluster's default; a vcluster overrides key by key. */
+    r = parse(TWO_CLUSTERS_YAML("    auto_failover: {min_interval: 1h}\n"
+                                "auto_failover: {enabled: true, after: 1m30s}\n"));
+    KT_CHECK_EQ_STR(r.errs, "");
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].auto_failover.enabled &&
+             r.cfg->vclusters[0].auto_failover.after_ms == 90000 &&
+             r.cfg->vclusters[0].auto_failover.min_interval_ms == 3600000);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    auto_failover: {enabled: true, after: 2500ms, "
+                                "min_interval: 0s}\n"));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].auto_failover.enabled &&
+             r.cfg->vclusters[0].auto_failover.after_ms == 2500 &&
+             r.cfg->vclusters[0].auto_failover.min_interval_ms == 0);
+    done(&r);
+    /* Enabled at the top level: a vcluster without a secondary is simply left out. */
+    r = parse(MINIMAL_YAML "auto_failover: {enabled: true}\n");
+    KT_CHECK_EQ_STR(r.errs, "");
+    KT_CHECK(r.cfg && !r.cfg->vclusters[0].auto_failover.enabled);
+    done(&r);
+    expect_single_error(MINIMAL_YAML "    auto_failover: {enabled: true}\n",
+                        "t.yaml:8:30: vclusters.v.auto_failover.enabled: vcluster 'v' has no "
+                        "secondary cluster to fail over to (add secondary, or remove "
+                        "auto_failover)\n");
+    expect_single_error(TWO_CLUSTERS_YAML("    auto_failover: {after: 30}\n"),
+                        "t.yaml:9:28: vclusters.v.auto_failover.after: expected a duration with "
+                        "its unit such as 500ms, 30s, 10m or 1h, got '30'\n");
+    /* Two health probes at least: one lost probe is not "down for after". */
+    expect_single_error(TWO_CLUSTERS_YAML("    auto_failover: {after: 3s}\n"
+                                          "health: {probe_interval_ms: 2000}\n"),
+                        "t.yaml:9:28: vclusters.v.auto_failover.after: must be between 4000 ms "
+                        "and 86400000 ms, got '3s' (3000 ms)\n");
+    expect_single_error(TWO_CLUSTERS_YAML("auto_failover: {enabled: yes please}\n"),
+                        "t.yaml:9:26: auto_failover.enabled: expected true or false, got 'yes "
+                        "please'\n");
+    expect_single_error(TWO_CLUSTERS_YAML("auto_failover: {after: 10s, backoff: 1m}\n"),
+                        "t.yaml:9:29: unknown key 'backoff' in auto_failover (allowed there: "
+                        "enabled, after, min_interval)\n");
+}
+
 KT_TEST(switch_grace)
 {
     parsed r = parse(TWO_CLUSTERS_YAML(""));
@@ -521,7 +567,7 @@ KT_TEST(unknown_keys_say_where_they_belong)
         "t.yaml:8:1: unknown top-level key 'port' (allowed: listen, "
         "advertised_host, clusters, vclusters, admin, state, workers, limits, "
         "health, log, chaos, acls, switch, state_connect_timeout_ms, "
-        "state_statement_timeout_ms, instance); 'port' belongs in vclusters.NAME\n");
+        "state_statement_timeout_ms, instance, auto_failover); 'port' belongs in vclusters.NAME\n");
     expect_single_error("clusters:\n"
                         "  a:\n"
                         "    bootstrap: a:1\n"
