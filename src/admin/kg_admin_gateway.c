@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "admin/kg_admin.h"
 #include "admin/kg_admin_acls.h"
@@ -14,6 +15,7 @@
 #include "admin/kg_admin_ui.h"
 #include "admin/kg_admin_users.h"
 #include "config/kg_config.h"
+#include "fleet/kg_fleet.h"
 #include "route/kg_vcmetrics.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
@@ -128,18 +130,28 @@ static int admin_drain_reply(kg_admin_request *req, int status, json_t *result)
     return kg_admin_reply(req, status, result);
 }
 
-/* POST /v1/drain {"within_ms": N} (default limits.drain_timeout_ms). */
-static int admin_drain_start(void *ctx, kg_admin_request *req)
+/* The body's within_ms (default limits.drain_timeout_ms) into *MS; non-zero: the error reply
+ * was sent. */
+static int drain_within(kg_gateway *gw, kg_admin_request *req, json_int_t *ms)
 {
-    kg_gateway *gw = ctx;
     static const kg_admin_field fields[] = {{"within_ms", KG_FIELD_INT, 0}, {NULL}};
     int rc = kg_admin_check_fields(req, fields);
     if (rc) return rc;
     json_t *within = json_object_get(req->body, "within_ms");
-    json_int_t ms = within ? json_integer_value(within) : gw->cfg->drain_timeout_ms;
-    if (ms < 0 || ms > DRAIN_WITHIN_MAX_MS)
+    *ms = within ? json_integer_value(within) : gw->cfg->drain_timeout_ms;
+    if (*ms < 0 || *ms > DRAIN_WITHIN_MAX_MS)
         return kg_admin_error(req, 400, "within_ms must be 0..%d, not %lld", DRAIN_WITHIN_MAX_MS,
-                              (long long)ms);
+                              (long long)*ms);
+    return 0;
+}
+
+/* POST /v1/drain {"within_ms": N} (default limits.drain_timeout_ms). */
+static int admin_drain_start(void *ctx, kg_admin_request *req)
+{
+    kg_gateway *gw = ctx;
+    json_int_t ms;
+    int rc = drain_within(gw, req, &ms);
+    if (rc) return rc;
     json_t *result = NULL;
     int status = kg_gateway_drain(gw, (int)ms, gw->cfg->drain_timeout_ms, req->actor, &result);
     return admin_drain_reply(req, status, result);
@@ -157,6 +169,75 @@ static int admin_drain_cancel(void *ctx, kg_admin_request *req)
     return admin_drain_reply(req, status, result);
 }
 
+/* NAME among the fleet's live instances as of the last renewal: 1 yes, 0 no (LIVE gets the
+ * live names, for the error). */
+static int fleet_instance_live(kg_gateway *gw, const char *name, char *live, size_t len)
+{
+    json_t *st = kg_fleet_status(gw->fleet);
+    size_t i;
+    json_t *inst;
+    int found = 0;
+    live[0] = '\0';
+    json_array_foreach(json_object_get(st, "instances"), i, inst)
+    {
+        const char *n = json_string_value(json_object_get(inst, "name"));
+        if (!n || !json_is_true(json_object_get(inst, "live"))) continue;
+        found |= strcmp(n, name) == 0;
+        size_t used = strlen(live);
+        snprintf(live + used, len - used, "%s%s", used ? ", " : "", n);
+    }
+    json_decref(st);
+    return found;
+}
+
+/* POST /v1/fleet/instances/NAME/drain[/cancel]: any instance drains (or serves again) the
+ * instance NAME: itself at once, another through the state store, which NAME reads with its
+ * next lease renewal (fleet/kg_fleet.h, KG_FLEET_DRAIN_KIND). */
+static int fleet_drain(kg_gateway *gw, kg_admin_request *req, int cancel)
+{
+    const char *name = req->params[0];
+    if (strcmp(name, gw->cfg->instance_name) == 0)
+        return cancel ? admin_drain_cancel(gw, req) : admin_drain_start(gw, req);
+    if (!gw->fleet)
+        return kg_admin_error(req, 404,
+                              "no instance '%s': this kgate (%s) is not in a fleet (its state is "
+                              "not PostgreSQL)",
+                              name, gw->cfg->instance_name);
+    json_int_t ms = 0;
+    int rc = cancel ? 0 : drain_within(gw, req, &ms);
+    if (rc) return rc;
+    char live[1024];
+    if (!fleet_instance_live(gw, name, live, sizeof(live)))
+        return kg_admin_error(req, 404, "no live instance '%s' in the fleet (live: %s)", name,
+                              live);
+    json_t *doc = cancel ? json_pack("{s:b, s:s, s:s}", "cancel", 1, "actor", req->actor, "via",
+                                     gw->cfg->instance_name)
+                         : json_pack("{s:I, s:s, s:s}", "within_ms", ms, "actor", req->actor, "via",
+                                     gw->cfg->instance_name);
+    rc = kg_store_put_doc(gw->store, KG_FLEET_DRAIN_KIND, name, doc);
+    json_decref(doc);
+    if (rc != 0) return kg_admin_error(req, 503, "cannot write the drain request to the store");
+    json_t *audit = json_pack("{s:s, s:s, s:s, s:I}", "instance", name, "action",
+                              cancel ? "cancel" : "drain", "actor", req->actor, "within_ms", ms);
+    kg_store_audit_append(gw->store, "drain.requested", audit);
+    json_decref(audit);
+    kg_info("drain %s of instance %s asked by %s", cancel ? "cancel" : "start", name, req->actor);
+    return kg_admin_reply(req, 202,
+                          json_pack("{s:s, s:s, s:I, s:i}", "instance", name, "requested",
+                                    cancel ? "cancel" : "drain", "within_ms", ms,
+                                    "picked_up_within_ms", gw->cfg->lease_ms / 3));
+}
+
+static int admin_fleet_drain(void *ctx, kg_admin_request *req)
+{
+    return fleet_drain(ctx, req, 0);
+}
+
+static int admin_fleet_drain_cancel(void *ctx, kg_admin_request *req)
+{
+    return fleet_drain(ctx, req, 1);
+}
+
 /* A drain concerns this instance only: allowed while the fleet's state store is out of reach
  * (KG_ADMIN_NO_STATE), when taking an instance out may be exactly what is needed. */
 static const kg_admin_route drain_routes[] = {
@@ -164,8 +245,13 @@ static const kg_admin_route drain_routes[] = {
      KG_ROLE_OPERATOR},
     {"GET", "/v1/drain", admin_drain_progress, NULL, 0, KG_ROLE_VIEWER},
     {"POST", "/v1/drain/cancel", admin_drain_cancel, NULL, KG_ADMIN_NO_STATE, KG_ROLE_OPERATOR},
+    /* Through the store: these need it. */
+    {"POST", "/v1/fleet/instances/{}/drain", admin_fleet_drain, NULL, KG_ADMIN_JSON_BODY,
+     KG_ROLE_OPERATOR},
+    {"POST", "/v1/fleet/instances/{}/drain/cancel", admin_fleet_drain_cancel, NULL, 0,
+     KG_ROLE_OPERATOR},
 };
-#define DRAIN_N_ROUTES 3
+#define DRAIN_N_ROUTES 5
 
 static const char *admin_unready_reason(void *ctx, char *buf, size_t len)
 {

@@ -27,6 +27,9 @@ static const char usage_text[] =
     "                                           ready, idle connections closed, busy ones at\n"
     "                                           request boundaries; prints progress until drained\n"
     "  drain status | drain cancel              a drain's progress; serve again\n"
+    "  drain NAME [--within 60s] [--no-wait]    drain the fleet's instance NAME through this\n"
+    "                                           one (PostgreSQL state); progress from status\n"
+    "  drain NAME cancel                        instance NAME serves again\n"
     "\n" KG_CLI_OPTIONS_USAGE;
 
 /* Everything a command needs: the session and the options of kgate's own commands. */
@@ -521,9 +524,91 @@ static int drain_follow(cli *c)
     }
 }
 
+/* INSTANCE's row in the fleet status, or NULL (borrowed from STATUS). */
+static json_t *fleet_row(json_t *status, const char *instance)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(json_object_get(json_object_get(status, "fleet"), "instances"), i, row)
+    {
+        if (strcmp(kg_cli_str(row, "name", ""), instance) == 0) return row;
+    }
+    return NULL;
+}
+
+/* Follows INSTANCE's row in the fleet's status until it is WANT ("drained", or "serving"
+ * after a cancel), printing each change of state or connections. */
+static int fleet_drain_follow(cli *c, const char *instance, const char *want)
+{
+    char last[160] = "";
+    for (;;) {
+        json_t *st = NULL;
+        int rc = kg_cli_session_call(&c->s, "GET", "/v1/status", NULL, &st);
+        if (rc != KG_CLI_EXIT_OK) return rc;
+        json_t *row = fleet_row(st, instance);
+        if (!row || !json_is_true(json_object_get(row, "live"))) {
+            json_decref(st);
+            fprintf(c->s.err, "kgate: instance %s is no longer live in the fleet\n", instance);
+            return KG_CLI_EXIT_API;
+        }
+        const char *state = kg_cli_str(row, "state", "?");
+        char line[160];
+        snprintf(line, sizeof(line), "%s: %s, %lld connection(s)", instance, state,
+                 (long long)json_integer_value(json_object_get(row, "connections")));
+        int done = strcmp(state, want) == 0;
+        if (strcmp(line, last) != 0) {
+            c->s.json ? kg_cli_print_json(&c->s, row) : (void)fprintf(c->s.out, "%s\n", line);
+            fflush(c->s.out);
+            snprintf(last, sizeof(last), "%s", line);
+        }
+        json_decref(st);
+        if (done) return KG_CLI_EXIT_OK;
+        struct timespec tick = {.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000};
+        nanosleep(&tick, NULL);
+    }
+}
+
+/* drain NAME [cancel] [--within D] [--no-wait]: through this instance, of instance NAME. */
+static int cmd_drain_instance(cli *c, const char *instance)
+{
+    int cancel = c->s.n_args == 3 && strcmp(c->s.args[2], "cancel") == 0;
+    if (c->s.n_args > 3 || (c->s.n_args == 3 && !cancel))
+        return kg_cli_usage_error(&c->s, "drain %s: expected cancel or [--within D]", instance);
+    if (c->s.given & ~(unsigned)((cancel ? 0 : OPT_WITHIN) | OPT_NO_WAIT))
+        return kg_cli_usage_error(&c->s, "drain: unexpected option");
+    json_t *body = json_object();
+    if (c->within) {
+        long long ms = parse_duration_ms(c->within);
+        if (ms < 0 || ms > INT_MAX) {
+            json_decref(body);
+            return kg_cli_usage_error(
+                &c->s, "drain: --within %s is not a duration (60s, 500ms, 2m)", c->within);
+        }
+        json_object_set_new(body, "within_ms", json_integer(ms));
+    }
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/fleet/instances/%s/drain%s", instance,
+             cancel ? "/cancel" : "");
+    json_t *reply = NULL;
+    int rc = kg_cli_session_call(&c->s, "POST", path, cancel ? NULL : body, &reply);
+    json_decref(body);
+    if (rc != KG_CLI_EXIT_OK) return rc;
+    int fleet = json_object_get(reply, "requested") != NULL; /* else: it was this instance */
+    if (c->s.given & OPT_NO_WAIT || (!fleet && cancel)) {
+        kg_cli_print_json(&c->s, reply);
+        json_decref(reply);
+        return KG_CLI_EXIT_OK;
+    }
+    json_decref(reply);
+    return fleet ? fleet_drain_follow(c, instance, cancel ? "serving" : "drained")
+                 : drain_follow(c);
+}
+
 static int cmd_drain(cli *c)
 {
     const char *sub = c->s.n_args >= 2 ? c->s.args[1] : NULL;
+    if (sub && strcmp(sub, "status") != 0 && strcmp(sub, "cancel") != 0)
+        return cmd_drain_instance(c, sub);
     if (c->s.n_args > 2)
         return kg_cli_usage_error(&c->s, "drain: unexpected argument \"%s\"", c->s.args[2]);
     if (sub && (c->s.given || (strcmp(sub, "status") != 0 && strcmp(sub, "cancel") != 0)))

@@ -52,7 +52,12 @@ static const char SQL_RENEW[] =
     "UPDATE kg_instances SET lease_until = now() + $3::bigint * interval '1 millisecond', "
     "renewed_at = now(), state = $4, epochs = $5::jsonb, connections = $6::integer, "
     "probe = $7::jsonb "
-    "WHERE name = $1 AND started_at = $2::timestamptz RETURNING 1";
+    "WHERE name = $1 AND started_at = $2::timestamptz RETURNING 1, "
+    "(SELECT body FROM docs WHERE kind = '" KG_FLEET_DRAIN_KIND "' AND id = $1)";
+
+/* A drain request handled: gone, unless a newer one replaced it meanwhile. */
+static const char SQL_DRAIN_DONE[] =
+    "DELETE FROM docs WHERE kind = '" KG_FLEET_DRAIN_KIND "' AND id = $1 AND body = $2";
 
 static const char SQL_ACK[] =
     "WITH u AS (UPDATE kg_instances SET epochs = $3::jsonb WHERE name = $1 AND started_at = "
@@ -318,6 +323,34 @@ static void fleet_regained(kg_fleet *f)
             f->cfg->instance_name, (double)lost_for / 1000.0);
 }
 
+/* A drain of this instance asked through another one (kgate drain NAME; the admin API writes
+ * the request into the store, see kg_fleet.h): started (or cancelled) here, then removed. */
+static void fleet_drain_request(kg_fleet *f, const char *text)
+{
+    json_t *req = json_loads(text, 0, NULL);
+    const char *by = json_string_value(json_object_get(req, "actor"));
+    const char *via = json_string_value(json_object_get(req, "via"));
+    char actor[256];
+    snprintf(actor, sizeof(actor), "%s (through instance %s)", by ? by : "unknown",
+             via ? via : "?");
+    json_t *result = NULL;
+    if (json_is_true(json_object_get(req, "cancel"))) {
+        int status = kg_gateway_drain_cancel(f->gw, actor, &result);
+        kg_info("fleet: drain cancel asked by %s: %d", actor, status);
+    } else {
+        json_int_t within = json_integer_value(json_object_get(req, "within_ms"));
+        kg_info("fleet: drain asked by %s, within %lld ms", actor, (long long)within);
+        kg_gateway_drain(f->gw, (int)within, f->cfg->drain_timeout_ms, actor, &result);
+    }
+    json_decref(result);
+    json_decref(req);
+    char err[512];
+    const char *params[2] = {f->cfg->instance_name, text};
+    PGresult *r = kg_pq_run(&f->conn, SQL_DRAIN_DONE, 2, params, op_deadline(f), err, sizeof(err));
+    if (!r) note_error(f, "removing the handled drain request", err);
+    PQclear(r);
+}
+
 static void fleet_renew(kg_fleet *f)
 {
     char err[512];
@@ -331,9 +364,11 @@ static void fleet_renew(kg_fleet *f)
     snprintf(lease, sizeof(lease), "%d", f->cfg->lease_ms);
     snprintf(conns, sizeof(conns), "%d", kg_gateway_connections(f->gw));
     local_epochs(f, epochs, sizeof(epochs));
-    const char *state = !atomic_load(&f->lease_ok)      ? "recovering"
-                        : atomic_load(&f->gw->draining) ? "draining"
-                                                        : "serving";
+    /* draining, then drained once no connection is left (kgate drain NAME follows it). */
+    const char *state = !atomic_load(&f->lease_ok)          ? "recovering"
+                        : !atomic_load(&f->gw->draining)    ? "serving"
+                        : kg_gateway_connections(f->gw) > 0 ? "draining"
+                                                            : "drained";
     /* The health verdicts, for the automatic failover's controller (fleet/kg_autofo.h). */
     char *probe = kg_autofo_probe_text(f->gw);
     const char *params[7] = {f->cfg->instance_name, f->started_at, lease, state, epochs, conns,
@@ -345,7 +380,10 @@ static void fleet_renew(kg_fleet *f)
         return;
     }
     int renewed = PQntuples(r) == 1;
+    char *drain = renewed && !PQgetisnull(r, 0, 1) ? strdup(PQgetvalue(r, 0, 1)) : NULL;
     PQclear(r);
+    if (drain) fleet_drain_request(f, drain);
+    free(drain);
     if (!renewed) {
         /* The row is gone or another instance took the name over after our lease expired. */
         int rc = fleet_register(f, deadline, err, sizeof(err));

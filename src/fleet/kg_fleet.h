@@ -22,6 +22,12 @@
 #ifndef KG_FLEET_H
 #define KG_FLEET_H
 
+/* Drains asked through another instance (`kgate drain NAME`): a document of this kind in the
+ * store, id = the instance's name, body {"within_ms", "actor", "via"} or {"cancel": true,
+ * "actor", "via"}. The named instance reads it with its lease renewal (so within one renewal
+ * interval, lease_ms / 3), starts or cancels its drain, and deletes it. */
+#define KG_FLEET_DRAIN_KIND "drain_request"
+
 #include <stddef.h>
 #include <stdint.h>
 
