@@ -10,6 +10,7 @@
 #include "admin/kg_users_cli.h"
 #include "admin/kg_cli.h"
 #include "admin/kg_admin_gateway.h"
+#include "admin/kg_drill_cli.h"
 #include "admin/kg_experiment_cli.h"
 #include "chaos/kg_chaos.h"
 #include "config/kg_config.h"
@@ -55,6 +56,8 @@ static void usage(FILE *out)
             "md|json]\n"
             "             | annotate ID --remediation TEXT --retest ID --retest-result TEXT\n"
             "                         chaos drills with abort criteria and a six-field report\n"
+            "  drill run FILE [--format md|json] [--out F] | drill list | drill report ID\n"
+            "                         a measured failover drill: RTO, RPO, duplicates per client\n"
             "  reload                 re-read the config file's chaos rules (same as SIGHUP)\n"
             "  drain [--within 60s] | drain status | drain cancel\n"
             "                         stop serving without cutting a request (docs/fleet.md)\n"
@@ -348,6 +351,8 @@ static int cmd_operate(int argc, char **argv)
         return kg_token_cli_main(argc, argv, url, token[0] ? token : NULL);
     if (strcmp(argv[0], "experiment") == 0)
         return kg_experiment_cli_main(argc, argv, url, token[0] ? token : NULL);
+    if (strcmp(argv[0], "drill") == 0)
+        return kg_drill_cli_main(argc, argv, url, token[0] ? token : NULL);
     return kg_cli_main(argc, argv, url, token[0] ? token : NULL);
 }
 
@@ -376,7 +381,7 @@ int main(int argc, char **argv)
         strcmp(cmd, "failback") == 0 || strcmp(cmd, "audit") == 0 || strcmp(cmd, "chaos") == 0 ||
         strcmp(cmd, "experiment") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "users") == 0 ||
         strcmp(cmd, "acl") == 0 || strcmp(cmd, "token") == 0 || strcmp(cmd, "drain") == 0 ||
-        strcmp(cmd, "parity") == 0)
+        strcmp(cmd, "parity") == 0 || strcmp(cmd, "drill") == 0)
         return cmd_operate(argc - 1, argv + 1);
     fprintf(stderr, "kgate: unknown command '%s'\n\n", cmd);
     usage(stderr);

@@ -10,6 +10,7 @@
 #include "admin/kg_admin.h"
 #include "admin/kg_admin_acls.h"
 #include "admin/kg_admin_chaos.h"
+#include "admin/kg_admin_drills.h"
 #include "admin/kg_admin_experiments.h"
 #include "admin/kg_admin_history.h"
 #include "admin/kg_admin_ui.h"
@@ -20,12 +21,12 @@
 #include "state/kg_store.h"
 #include "util/kg_log.h"
 
-/* POST /v1/reload, GET parity, the drain routes, the chaos, experiment, user and ACL routes,
- * the history and the console. */
+/* POST /v1/reload, GET parity, the drain routes, the chaos, experiment, drill, user and ACL
+ * routes, the history and the console. */
 #define GATEWAY_N_ROUTES                                                                           \
     (2 + DRAIN_N_ROUTES + KG_ADMIN_CHAOS_N_ROUTES + KG_ADMIN_EXPERIMENTS_N_ROUTES +                \
-     KG_ADMIN_USERS_N_ROUTES + KG_ADMIN_ACLS_N_ROUTES + KG_ADMIN_HISTORY_N_ROUTES +                \
-     KG_ADMIN_UI_N_ROUTES)
+     KG_ADMIN_DRILLS_N_ROUTES + KG_ADMIN_USERS_N_ROUTES + KG_ADMIN_ACLS_N_ROUTES +                 \
+     KG_ADMIN_HISTORY_N_ROUTES + KG_ADMIN_UI_N_ROUTES)
 
 /* What kg_admin_gateway_start hands back: the API and the history its routes read. */
 typedef struct gateway_admin {
@@ -307,6 +308,7 @@ static int gateway_routes(kg_gateway *gw, kg_admin_history *history,
     n += kg_admin_bind_routes(&routes[n], drain_routes, DRAIN_N_ROUTES, gw);
     n += kg_admin_chaos_routes(gw->chaos, &routes[n]);
     n += kg_admin_experiments_routes(gw->experiments, &routes[n]);
+    n += kg_admin_drills_routes(gw->store, &routes[n]);
     n += kg_admin_users_routes(gw->users, &routes[n]);
     n += kg_admin_acls_routes(gw->acls, &routes[n]);
     n += kg_admin_history_routes(history, &routes[n]);

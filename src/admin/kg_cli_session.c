@@ -2,10 +2,13 @@
 #include "admin/kg_cli_session.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "config/kg_config.h"
 
 #define FALLBACK_ADMIN_URL "127.0.0.1:19644"
 #define MAX_RESPONSE (16 * 1024 * 1024)
@@ -360,4 +363,45 @@ int kg_cli_run_on_stdio(kg_cli_run_fn run, int argc, char **argv, const char *de
     int rc = run(argc, argv, default_url, default_token, stdout, stderr);
     fflush(stdout);
     return rc;
+}
+
+/* ---------------------------------------------------------------- documents */
+
+#define MAX_DOCUMENT_BYTES (1024 * 1024)
+
+static char *read_document(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(MAX_DOCUMENT_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, MAX_DOCUMENT_BYTES + 1, f) : 0;
+    int bad = !buf || ferror(f) || n > MAX_DOCUMENT_BYTES;
+    fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "cannot read %s%s", path,
+                 n > MAX_DOCUMENT_BYTES ? ": larger than 1 MiB" : "");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+json_t *kg_cli_load_document(const kg_cli_session *s, const char *path)
+{
+    char err[512];
+    size_t len;
+    char *text = read_document(path, &len, err, sizeof(err));
+    if (!text) {
+        fprintf(s->err, "error: %s\n", err);
+        return NULL;
+    }
+    json_t *doc = kg_config_yaml_to_json(text, len, err, sizeof(err));
+    free(text);
+    if (!doc) fprintf(s->err, "error: %s: %s\n", path, err);
+    return doc;
 }

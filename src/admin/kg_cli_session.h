@@ -106,6 +106,10 @@ int kg_cli_unknown_command(const kg_cli_session *s);
 int kg_cli_session_call(kg_cli_session *s, const char *method, const char *path, json_t *body,
                         json_t **reply);
 
+/* A YAML or JSON file the user gave (a drill, an experiment), at most 1 MiB, as JSON (new
+ * reference); NULL with the reason printed on ERR. */
+json_t *kg_cli_load_document(const kg_cli_session *s, const char *path);
+
 /* VALUE as indented JSON on OUT. */
 void kg_cli_print_json(const kg_cli_session *s, const json_t *value);
 

@@ -10,12 +10,10 @@
 
 #include "admin/kg_cli_session.h"
 #include "chaos/kg_experiment.h"
-#include "config/kg_config.h"
 
 /* `run --wait`: the experiment did not complete, or an expectation failed. */
 #define EXIT_NOT_MET 3
 #define MAX_ID_LEN 64
-#define MAX_DRILL_BYTES (1024 * 1024)
 #define WAIT_RETRIES 5 /* consecutive failed polls before --wait gives up */
 
 static const char usage_text[] =
@@ -59,43 +57,6 @@ static int valid_id(const char *s)
 }
 
 /* ---------------------------------------------------------------- run */
-
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(MAX_DRILL_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, MAX_DRILL_BYTES + 1, f) : 0;
-    int bad = !buf || ferror(f) || n > MAX_DRILL_BYTES;
-    fclose(f);
-    if (bad) {
-        snprintf(err, errlen, "cannot read %s%s", path,
-                 n > MAX_DRILL_BYTES ? ": larger than 1 MiB" : "");
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
-static json_t *load_drill(xcli *c, const char *path)
-{
-    char err[512];
-    size_t len;
-    char *text = read_file(path, &len, err, sizeof(err));
-    if (!text) {
-        fprintf(c->s.err, "error: %s\n", err);
-        return NULL;
-    }
-    json_t *drill = kg_config_yaml_to_json(text, len, err, sizeof(err));
-    free(text);
-    if (!drill) fprintf(c->s.err, "error: %s: %s\n", path, err);
-    return drill;
-}
 
 static void sleep_ms(long ms)
 {
@@ -175,7 +136,7 @@ static int cmd_run(xcli *c)
         return kg_cli_usage_error(&c->s, "run: unexpected option");
     if (c->s.n_args != 2) return kg_cli_usage_error(&c->s, "run: expected exactly one drill file");
     int wait = (c->s.given & OPT_WAIT) != 0;
-    json_t *drill = load_drill(c, c->s.args[1]);
+    json_t *drill = kg_cli_load_document(&c->s, c->s.args[1]);
     if (!drill) return KG_CLI_EXIT_API;
     json_t *created = NULL;
     int rc = kg_cli_session_call(&c->s, "POST", "/v1/experiments", drill, &created);

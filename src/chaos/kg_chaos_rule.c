@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "util/kg_duration.h"
 #include "chaos/kg_chaos_internal.h"
 #include "kp_msgs.h"
 #include "util/kg_regex.h"
@@ -101,44 +102,6 @@ int64_t kg_chaos_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int kg_chaos_parse_duration(const char *text, int64_t *ms)
-{
-    const char *p = text;
-    double total = 0;
-    if (!*p) return -1;
-    while (*p) {
-        if (!isdigit((unsigned char)*p)) return -1;
-        char *end;
-        errno = 0;
-        double v = strtod(p, &end);
-        if (errno || end == p) return -1;
-        p = end;
-        double unit;
-        if (strncmp(p, "ms", 2) == 0) {
-            unit = 1;
-            p += 2;
-        } else if (*p == 's') {
-            unit = 1000;
-            p++;
-        } else if (*p == 'm') {
-            unit = 60000;
-            p++;
-        } else if (*p == 'h') {
-            unit = 3600000;
-            p++;
-        } else if (*p == 'd') {
-            unit = 86400000;
-            p++;
-        } else {
-            return -1;
-        }
-        total += v * unit;
-    }
-    if (!(total >= 1) || total > 366.0 * 86400000) return -1;
-    *ms = (int64_t)total;
-    return 0;
 }
 
 int kg_chaos_parse_time(const char *text, int64_t *ms)
@@ -441,7 +404,7 @@ static int parse_expiry(kg_chaos_rule *r, json_t *in, bool from_store, int64_t n
     r->expires_ms = 0;
     if (dur) {
         int64_t ms;
-        if (!json_is_string(dur) || kg_chaos_parse_duration(json_string_value(dur), &ms) != 0)
+        if (!json_is_string(dur) || kg_duration_parse(json_string_value(dur), &ms) != 0)
             return kg_chaos_fail(
                 err, errlen,
                 "field \"for\" must be a duration such as \"250ms\", \"30s\", \"15m\", "

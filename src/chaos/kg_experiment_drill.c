@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/kg_duration.h"
 #include "chaos/kg_chaos_internal.h"
 #include "chaos/kg_experiment_internal.h"
 
@@ -59,7 +60,7 @@ static int get_duration(json_t *v, const char *field, int64_t default_ms, int64_
         return 0;
     }
     int64_t ms;
-    if (!json_is_string(v) || kg_chaos_parse_duration(json_string_value(v), &ms) != 0)
+    if (!json_is_string(v) || kg_duration_parse(json_string_value(v), &ms) != 0)
         return kg_chaos_fail(
             err, errlen, "field \"%s\" must be a duration such as \"30s\", \"5m\", \"1h\"", field);
     if (ms < min_ms || ms > max_ms)

@@ -1,5 +1,6 @@
 /* Chaos rules from JSON: what is accepted and how it is normalized, and every refusal naming
  * the field that is wrong. */
+#include "util/kg_duration.h"
 #include "kt.h"
 
 #include <jansson.h>
@@ -349,15 +350,15 @@ KT_TEST(regex_patterns_that_compile_slowly_are_refused)
 KT_TEST(durations_and_times_parse)
 {
     int64_t ms;
-    KT_CHECK(kg_chaos_parse_duration("15m", &ms) == 0 && ms == 900000);
-    KT_CHECK(kg_chaos_parse_duration("1h30m", &ms) == 0 && ms == 5400000);
-    KT_CHECK(kg_chaos_parse_duration("250ms", &ms) == 0 && ms == 250);
-    KT_CHECK(kg_chaos_parse_duration("1.5s", &ms) == 0 && ms == 1500);
-    KT_CHECK(kg_chaos_parse_duration("2d", &ms) == 0 && ms == 172800000);
-    KT_CHECK(kg_chaos_parse_duration("", &ms) != 0);
-    KT_CHECK(kg_chaos_parse_duration("10", &ms) != 0);
-    KT_CHECK(kg_chaos_parse_duration("10x", &ms) != 0);
-    KT_CHECK(kg_chaos_parse_duration("-5s", &ms) != 0);
+    KT_CHECK(kg_duration_parse("15m", &ms) == 0 && ms == 900000);
+    KT_CHECK(kg_duration_parse("1h30m", &ms) == 0 && ms == 5400000);
+    KT_CHECK(kg_duration_parse("250ms", &ms) == 0 && ms == 250);
+    KT_CHECK(kg_duration_parse("1.5s", &ms) == 0 && ms == 1500);
+    KT_CHECK(kg_duration_parse("2d", &ms) == 0 && ms == 172800000);
+    KT_CHECK(kg_duration_parse("", &ms) != 0);
+    KT_CHECK(kg_duration_parse("10", &ms) != 0);
+    KT_CHECK(kg_duration_parse("10x", &ms) != 0);
+    KT_CHECK(kg_duration_parse("-5s", &ms) != 0);
     KT_CHECK(kg_chaos_parse_time("2026-05-01T12:00:00Z", &ms) == 0 && ms == 1777636800000LL);
     KT_CHECK(kg_chaos_parse_time("2026-05-01T14:00:00.250+02:00", &ms) == 0 &&
              ms == 1777636800250LL);

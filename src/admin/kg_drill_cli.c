@@ -1,0 +1,186 @@
+/* kg_drill_cli — see kg_drill_cli.h. */
+#include "admin/kg_drill_cli.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "admin/kg_cli_session.h"
+#include "drill/kg_drill.h"
+
+/* `run`: a switch failed or an expectation was not met. */
+#define EXIT_NOT_MET 3
+
+static const char usage_text[] =
+    "usage: kgate drill [--admin URL] [--token TOKEN] [--json] COMMAND\n"
+    "\n"
+    "commands:\n"
+    "  run DRILL.yaml [--format md|json] [--out FILE]\n"
+    "                       drive producers and a consumer group through kgate, switch as the\n"
+    "                       drill says, measure RTO, RPO, duplicates and errors per client,\n"
+    "                       record the result (audited) and print its report (exit 3: a switch\n"
+    "                       failed or an expectation was not met)\n"
+    "  list                 recorded drills\n"
+    "  report ID [--format md|json]\n"
+    "                       a recorded drill's report (default: Markdown)\n"
+    "\n" KG_CLI_OPTIONS_USAGE;
+
+enum { OPT_FORMAT = 1, OPT_OUT = 2 };
+
+static const kg_cli_syntax drill_syntax = {
+    .name = "kgate drill",
+    .word = "drill",
+    .usage = usage_text,
+    .max_args = 2,
+    .echo_json_errors = 1,
+};
+
+typedef struct dcli {
+    kg_cli_session s;
+    const char *format, *out;
+} dcli;
+
+static int wants_json(const dcli *c)
+{
+    return c->s.json || (c->format && strcmp(c->format, "json") == 0);
+}
+
+/* The drill's switches go through the admin API, as an operator's would: audited, propagated to
+ * the fleet, refused by the parity pre-flight unless the step says force. */
+static int switch_via_api(void *opaque, const kg_drill_spec *spec, const kg_drill_step *step,
+                          json_t **reply)
+{
+    dcli *c = opaque;
+    char path[160], reason[300], err[256];
+    snprintf(path, sizeof(path), "/v1/vclusters/%s/%s", spec->vcluster,
+             step->failback ? "failback" : "failover");
+    snprintf(reason, sizeof(reason), "%s", step->reason[0] ? step->reason : spec->name);
+    json_t *body = json_pack("{s:s, s:b}", "reason", reason, "force", step->force);
+    if (step->to[0]) json_object_set_new(body, "to", json_string(step->to));
+    long status = 0;
+    if (kg_cli_request_ca(c->s.url, c->s.token, c->s.cacert, "POST", path, body, &status, reply,
+                          err, sizeof(err)) != 0) {
+        *reply = json_pack("{s:s}", "error", err);
+        status = 0;
+    }
+    json_decref(body);
+    return (int)status;
+}
+
+static void print_result(dcli *c, FILE *out, const json_t *result)
+{
+    if (wants_json(c)) {
+        char *text = json_dumps(result, JSON_INDENT(2) | JSON_SORT_KEYS);
+        if (text) fprintf(out, "%s\n", text);
+        free(text);
+    } else {
+        kg_drill_print_md(out, result);
+    }
+}
+
+static int write_out_file(dcli *c, const json_t *result)
+{
+    FILE *f = fopen(c->out, "w");
+    if (!f) {
+        fprintf(c->s.err, "error: cannot write %s\n", c->out);
+        return -1;
+    }
+    print_result(c, f, result);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static int cmd_run(dcli *c)
+{
+    if (c->s.n_args != 2) return kg_cli_usage_error(&c->s, "run: expected exactly one drill file");
+    json_t *doc = kg_cli_load_document(&c->s, c->s.args[1]);
+    if (!doc) return KG_CLI_EXIT_API;
+    kg_drill_spec spec;
+    char err[512];
+    int bad = kg_drill_spec_parse(doc, &spec, err, sizeof(err));
+    json_decref(doc);
+    if (bad) {
+        fprintf(c->s.err, "error: %s: %s\n", c->s.args[1], err);
+        return KG_CLI_EXIT_USAGE;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    json_t *result = kg_drill_run(&spec, switch_via_api, c, c->s.err);
+    json_t *recorded = NULL;
+    int rc = kg_cli_session_call(&c->s, "POST", "/v1/drills", result, &recorded);
+    if (rc == KG_CLI_EXIT_OK)
+        fprintf(c->s.err, "recorded as drill %s (sha256 %s)\n", kg_cli_str(recorded, "id", "?"),
+                kg_cli_str(recorded, "sha256", "?"));
+    json_decref(recorded);
+    print_result(c, c->s.out, result);
+    if (c->out && write_out_file(c, result) != 0) rc = KG_CLI_EXIT_API;
+    int passed = strcmp(kg_cli_str(result, "outcome", ""), "passed") == 0;
+    json_decref(result);
+    if (rc != KG_CLI_EXIT_OK) return rc;
+    return passed ? KG_CLI_EXIT_OK : EXIT_NOT_MET;
+}
+
+static int cmd_list(dcli *c)
+{
+    json_t *reply = NULL;
+    int rc = kg_cli_session_call(&c->s, "GET", "/v1/drills", NULL, &reply);
+    if (rc != KG_CLI_EXIT_OK) return rc;
+    if (c->s.json) {
+        kg_cli_print_json(&c->s, reply);
+    } else {
+        size_t i;
+        json_t *d;
+        json_array_foreach(json_object_get(reply, "drills"), i, d)
+        {
+            char lost[32] = "-";
+            if (json_is_integer(json_object_get(d, "lost")))
+                snprintf(lost, sizeof(lost), "%lld",
+                         (long long)json_integer_value(json_object_get(d, "lost")));
+            fprintf(c->s.out, "%-18s %-8s %-12s lost %-6s %s  %s\n", kg_cli_str(d, "id", "?"),
+                    kg_cli_str(d, "outcome", "?"), kg_cli_str(d, "vcluster", "?"), lost,
+                    kg_cli_str(d, "recorded_at", "?"), kg_cli_str(d, "name", ""));
+        }
+    }
+    json_decref(reply);
+    return KG_CLI_EXIT_OK;
+}
+
+static int cmd_report(dcli *c)
+{
+    if (c->s.n_args != 2 || !kg_cli_valid_segment(c->s.args[1]))
+        return kg_cli_usage_error(&c->s, "report: expected one drill id");
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/drills/%s", c->s.args[1]);
+    json_t *doc = NULL;
+    int rc = kg_cli_session_call(&c->s, "GET", path, NULL, &doc);
+    if (rc != KG_CLI_EXIT_OK) return rc;
+    print_result(c, c->s.out, doc);
+    json_decref(doc);
+    return KG_CLI_EXIT_OK;
+}
+
+int kg_drill_cli_run(int argc, char **argv, const char *admin_url, const char *token, FILE *out,
+                     FILE *err)
+{
+    dcli c = {0};
+    kg_cli_session_init(&c.s, &drill_syntax, admin_url, token, out, err);
+    const kg_cli_option options[] = {
+        {"--format", OPT_FORMAT, &c.format},
+        {"--out", OPT_OUT, &c.out},
+        {NULL, 0, NULL},
+    };
+    int rc = kg_cli_session_parse(&c.s, argc, argv, options, NULL, NULL);
+    if (rc != KG_CLI_GO_ON) return rc;
+    if (c.format && strcmp(c.format, "md") != 0 && strcmp(c.format, "json") != 0)
+        return kg_cli_usage_error(&c.s, "--format must be md or json");
+    const char *cmd = c.s.args[0];
+    if (strcmp(cmd, "run") == 0) return cmd_run(&c);
+    if (c.s.given & OPT_OUT) return kg_cli_usage_error(&c.s, "%s: unexpected option --out", cmd);
+    if (strcmp(cmd, "list") == 0) return cmd_list(&c);
+    if (strcmp(cmd, "report") == 0) return cmd_report(&c);
+    return kg_cli_unknown_command(&c.s);
+}
+
+int kg_drill_cli_main(int argc, char **argv, const char *admin_url, const char *token)
+{
+    return kg_cli_run_on_stdio(kg_drill_cli_run, argc, argv, admin_url, token);
+}

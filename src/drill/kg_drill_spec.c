@@ -1,0 +1,183 @@
+/* The drill file, validated field by field: every refusal names the field that is wrong, so a
+ * drill fails at submission rather than half-way through a switch. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "drill/kg_drill.h"
+#include "util/kg_duration.h"
+
+static const char *const top_fields[] = {"name",          "hypothesis", "vcluster", "bootstrap",
+                                         "topic",         "workload",   "steps",    "between",
+                                         "consumer_wait", "expect",     NULL};
+static const char *const workload_fields[] = {"producers", "rate", "consumers", "group", NULL};
+static const char *const step_fields[] = {"action", "to", "reason", "force", NULL};
+static const char *const expect_fields[] = {"max_producer_rto", "max_consumer_rto",  "max_lost",
+                                            "max_duplicates",   "max_client_errors", NULL};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int check_fields(const json_t *obj, const char *const *names, const char *where, char *err,
+                        size_t errlen)
+{
+    if (!json_is_object(obj)) return fail(err, errlen, "%s must be a mapping", where);
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        const char *const *n = names;
+        while (*n && strcmp(*n, key) != 0)
+            n++;
+        if (!*n) return fail(err, errlen, "%s: unknown field \"%s\"", where, key);
+    }
+    return 0;
+}
+
+/* Copies the string field KEY into DST (size CAP); absent is fine unless REQUIRED. */
+static int get_text(const json_t *obj, const char *key, const char *where, int required, char *dst,
+                    size_t cap, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) return required ? fail(err, errlen, "field \"%s%s\" is required", where, key) : 0;
+    const char *s = json_string_value(v);
+    if (!s || !*s || strlen(s) >= cap)
+        return fail(err, errlen, "field \"%s%s\" must be a text of 1 to %zu characters", where, key,
+                    cap - 1);
+    memcpy(dst, s, strlen(s) + 1);
+    return 0;
+}
+
+static int get_int(const json_t *obj, const char *key, const char *where, long lo, long hi,
+                   int *dst, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return fail(err, errlen, "field \"%s%s\" must be a whole number from %ld to %ld", where,
+                    key, lo, hi);
+    *dst = (int)json_integer_value(v);
+    return 0;
+}
+
+static int get_duration(const json_t *obj, const char *key, const char *where, int64_t *dst,
+                        char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) return 0;
+    if (!json_is_string(v) || kg_duration_parse(json_string_value(v), dst) != 0)
+        return fail(err, errlen, "field \"%s%s\" must be a duration such as \"500ms\" or \"10s\"",
+                    where, key);
+    return 0;
+}
+
+static int get_count(const json_t *obj, const char *key, int64_t *dst, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return fail(err, errlen, "field \"expect.%s\" must be a whole number, 0 or more", key);
+    *dst = json_integer_value(v);
+    return 0;
+}
+
+static int parse_workload(const json_t *w, kg_drill_spec *out, char *err, size_t errlen)
+{
+    if (!w) return 0;
+    if (check_fields(w, workload_fields, "workload", err, errlen) != 0 ||
+        get_int(w, "producers", "workload.", 1, KG_DRILL_MAX_PRODUCERS, &out->producers, err,
+                errlen) != 0 ||
+        get_int(w, "rate", "workload.", 1, 5000, &out->rate, err, errlen) != 0 ||
+        get_int(w, "consumers", "workload.", 0, KG_DRILL_MAX_CONSUMERS, &out->consumers, err,
+                errlen) != 0)
+        return -1;
+    return get_text(w, "group", "workload.", 0, out->group, sizeof(out->group), err, errlen);
+}
+
+static int parse_step(const json_t *s, int i, kg_drill_step *out, char *err, size_t errlen)
+{
+    char where[32];
+    snprintf(where, sizeof(where), "steps[%d]", i);
+    if (check_fields(s, step_fields, where, err, errlen) != 0) return -1;
+    const char *action = json_string_value(json_object_get(s, "action"));
+    if (!action || (strcmp(action, "failover") != 0 && strcmp(action, "failback") != 0))
+        return fail(err, errlen, "field \"%s.action\" must be \"failover\" or \"failback\"", where);
+    out->failback = strcmp(action, "failback") == 0;
+    strcat(where, ".");
+    if (get_text(s, "to", where, 0, out->to, sizeof(out->to), err, errlen) != 0 ||
+        get_text(s, "reason", where, 0, out->reason, sizeof(out->reason), err, errlen) != 0)
+        return -1;
+    if (out->failback && out->to[0])
+        return fail(err, errlen, "field \"%sto\": a failback goes to the primary", where);
+    json_t *force = json_object_get(s, "force");
+    if (force && !json_is_boolean(force))
+        return fail(err, errlen, "field \"%sforce\" must be true or false", where);
+    out->force = json_is_true(force);
+    return 0;
+}
+
+static int parse_steps(const json_t *steps, kg_drill_spec *out, char *err, size_t errlen)
+{
+    if (!json_is_array(steps) || json_array_size(steps) < 1 ||
+        json_array_size(steps) > KG_DRILL_MAX_STEPS)
+        return fail(err, errlen, "field \"steps\" must list 1 to %d switches", KG_DRILL_MAX_STEPS);
+    size_t i;
+    json_t *s;
+    json_array_foreach(steps, i, s)
+    {
+        if (parse_step(s, (int)i, &out->steps[i], err, errlen) != 0) return -1;
+    }
+    out->n_steps = (int)json_array_size(steps);
+    return 0;
+}
+
+static int parse_expect(const json_t *e, kg_drill_spec *out, char *err, size_t errlen)
+{
+    if (!e) return 0;
+    if (check_fields(e, expect_fields, "expect", err, errlen) != 0 ||
+        get_duration(e, "max_producer_rto", "expect.", &out->max_producer_rto_ms, err, errlen) !=
+            0 ||
+        get_duration(e, "max_consumer_rto", "expect.", &out->max_consumer_rto_ms, err, errlen) != 0)
+        return -1;
+    if (get_count(e, "max_lost", &out->max_lost, err, errlen) != 0 ||
+        get_count(e, "max_duplicates", &out->max_duplicates, err, errlen) != 0)
+        return -1;
+    return get_count(e, "max_client_errors", &out->max_errors, err, errlen);
+}
+
+int kg_drill_spec_parse(const json_t *in, kg_drill_spec *out, char *err, size_t errlen)
+{
+    *out = (kg_drill_spec){.producers = 1,
+                           .rate = 50,
+                           .consumers = 1,
+                           .between_ms = 5000,
+                           .consumer_wait_ms = 30000,
+                           .max_producer_rto_ms = -1,
+                           .max_consumer_rto_ms = -1,
+                           .max_lost = -1,
+                           .max_duplicates = -1,
+                           .max_errors = -1};
+    if (check_fields(in, top_fields, "the drill", err, errlen) != 0 ||
+        get_text(in, "name", "", 1, out->name, sizeof(out->name), err, errlen) != 0 ||
+        get_text(in, "hypothesis", "", 0, out->hypothesis, sizeof(out->hypothesis), err, errlen) !=
+            0 ||
+        get_text(in, "vcluster", "", 1, out->vcluster, sizeof(out->vcluster), err, errlen) != 0 ||
+        get_text(in, "bootstrap", "", 1, out->bootstrap, sizeof(out->bootstrap), err, errlen) !=
+            0 ||
+        get_text(in, "topic", "", 1, out->topic, sizeof(out->topic), err, errlen) != 0)
+        return -1;
+    if (parse_workload(json_object_get(in, "workload"), out, err, errlen) != 0 ||
+        parse_steps(json_object_get(in, "steps"), out, err, errlen) != 0 ||
+        get_duration(in, "between", "", &out->between_ms, err, errlen) != 0 ||
+        get_duration(in, "consumer_wait", "", &out->consumer_wait_ms, err, errlen) != 0)
+        return -1;
+    if (out->between_ms > 600000 || out->consumer_wait_ms > 600000)
+        return fail(err, errlen, "fields \"between\" and \"consumer_wait\" are at most 10m");
+    return parse_expect(json_object_get(in, "expect"), out, err, errlen);
+}
