@@ -90,6 +90,42 @@ static int write_out_file(dcli *c, const json_t *result)
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* Before any client starts: the admin API answers and knows the virtual cluster, so that a drill
+ * with a wrong address or name fails in a second rather than after its workload. */
+static int preflight(dcli *c, const kg_drill_spec *spec)
+{
+    json_t *status = NULL;
+    int rc = kg_cli_session_call(&c->s, "GET", "/v1/status", NULL, &status);
+    if (rc != KG_CLI_EXIT_OK) return rc;
+    size_t i;
+    json_t *vc;
+    int known = 0;
+    json_array_foreach(json_object_get(status, "vclusters"), i, vc) known |=
+        strcmp(kg_cli_str(vc, "name", ""), spec->vcluster) == 0;
+    json_decref(status);
+    if (known) return KG_CLI_EXIT_OK;
+    fprintf(c->s.err, "error: kgate at %s has no virtual cluster \"%s\"\n", c->s.url,
+            spec->vcluster);
+    return KG_CLI_EXIT_API;
+}
+
+/* Records RESULT through the admin API (stored and audited); a drill that could not run is not
+ * a result to keep. */
+static int record(dcli *c, json_t *result)
+{
+    if (strcmp(kg_cli_str(result, "outcome", ""), "error") == 0) {
+        fprintf(c->s.err, "error: %s\n", kg_cli_str(result, "error", "the drill could not run"));
+        return KG_CLI_EXIT_API;
+    }
+    json_t *recorded = NULL;
+    int rc = kg_cli_session_call(&c->s, "POST", "/v1/drills", result, &recorded);
+    if (rc == KG_CLI_EXIT_OK)
+        fprintf(c->s.err, "recorded as drill %s (sha256 %s)\n", kg_cli_str(recorded, "id", "?"),
+                kg_cli_str(recorded, "sha256", "?"));
+    json_decref(recorded);
+    return rc;
+}
+
 static int cmd_run(dcli *c)
 {
     if (c->s.n_args != 2) return kg_cli_usage_error(&c->s, "run: expected exactly one drill file");
@@ -103,14 +139,11 @@ static int cmd_run(dcli *c)
         fprintf(c->s.err, "error: %s: %s\n", c->s.args[1], err);
         return KG_CLI_EXIT_USAGE;
     }
+    int rc = preflight(c, &spec);
+    if (rc != KG_CLI_EXIT_OK) return rc;
     signal(SIGPIPE, SIG_IGN);
     json_t *result = kg_drill_run(&spec, switch_via_api, c, c->s.err);
-    json_t *recorded = NULL;
-    int rc = kg_cli_session_call(&c->s, "POST", "/v1/drills", result, &recorded);
-    if (rc == KG_CLI_EXIT_OK)
-        fprintf(c->s.err, "recorded as drill %s (sha256 %s)\n", kg_cli_str(recorded, "id", "?"),
-                kg_cli_str(recorded, "sha256", "?"));
-    json_decref(recorded);
+    rc = record(c, result);
     print_result(c, c->s.out, result);
     if (c->out && write_out_file(c, result) != 0) rc = KG_CLI_EXIT_API;
     int passed = strcmp(kg_cli_str(result, "outcome", ""), "passed") == 0;

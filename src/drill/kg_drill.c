@@ -58,6 +58,7 @@ typedef struct drill {
     atomic_int stop_producers, stop_consumers;
     uint64_t call_us[KG_DRILL_MAX_STEPS], returned_us[KG_DRILL_MAX_STEPS];
     atomic_int steps_called;
+    int n_run;                  /* steps made (none when the workload never got through) */
     long duplicates, reordered; /* under mu */
     long max_seq[KG_DRILL_MAX_PRODUCERS];
     drill_producer prod[KG_DRILL_MAX_PRODUCERS];
@@ -122,6 +123,12 @@ static rd_kafka_conf_t *client_conf(const drill *d, const char *client_id)
     return conf;
 }
 
+static void apply_props(rd_kafka_conf_t *conf, const kg_drill_props *props)
+{
+    for (int i = 0; i < props->n; i++)
+        set(conf, props->items[i].key, props->items[i].value);
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     drill_producer *p = opaque;
@@ -168,6 +175,7 @@ static void *producer_main(void *arg)
     rd_kafka_conf_t *conf = client_conf(p->d, id);
     set(conf, "linger.ms", "5");
     set(conf, "message.timeout.ms", "60000");
+    apply_props(conf, &p->d->spec->producer_config);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
@@ -180,8 +188,8 @@ static void *producer_main(void *arg)
         if (kg_now_us() >= next && produce_one(p, rk, key) == 0) next += interval;
         rd_kafka_poll(rk, 1);
     }
-    rd_kafka_flush(rk, 30000);
-    /* What is still queued failed: the drill says so rather than waiting for ever. */
+    rd_kafka_flush(rk, 10000);
+    /* What is still queued 10 s after the end failed: the drill says so rather than waiting. */
     rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(rk, 100);
     rd_kafka_destroy(rk);
@@ -236,9 +244,10 @@ static void *consumer_main(void *arg)
     rd_kafka_conf_t *conf = client_conf(c->d, id);
     set(conf, "group.id", c->d->group);
     set(conf, "auto.offset.reset", "earliest");
-    set(conf, "session.timeout.ms", "10000");
-    set(conf, "heartbeat.interval.ms", "1000");
+    set(conf, "session.timeout.ms", "6000");
+    set(conf, "heartbeat.interval.ms", "500");
     set(conf, "auto.commit.interval.ms", "1000");
+    apply_props(conf, &c->d->spec->consumer_config);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!rk) {
         fprintf(stderr, "drill: consumer: %s\n", err);
@@ -357,6 +366,16 @@ static void wait_for_consumers(drill *d, int k, int64_t limit_ms)
         usleep(20000);
 }
 
+static long acked_total(drill *d)
+{
+    long n = 0;
+    pthread_mutex_lock(&d->mu);
+    for (int i = 0; i < d->spec->producers; i++)
+        n += d->prod[i].acked;
+    pthread_mutex_unlock(&d->mu);
+    return n;
+}
+
 static json_t *run_step(drill *d, int k, kg_drill_switch_fn do_switch, void *opaque)
 {
     const kg_drill_step *st = &d->spec->steps[k];
@@ -426,7 +445,7 @@ static uint64_t first_ack_after(const drill_producer *p, uint64_t call_us)
 static json_t *producer_json(drill *d, drill_producer *p)
 {
     json_t *rto = json_array();
-    for (int k = 0; k < d->spec->n_steps; k++)
+    for (int k = 0; k < d->n_run; k++)
         json_array_append_new(rto, ms_or_null(d->call_us[k], first_ack_after(p, d->call_us[k])));
     char name[32];
     snprintf(name, sizeof(name), "producer-%d", p->idx + 1);
@@ -439,7 +458,7 @@ static json_t *producer_json(drill *d, drill_producer *p)
 static json_t *consumer_json(drill *d, drill_consumer *c)
 {
     json_t *rto = json_array();
-    for (int k = 0; k < d->spec->n_steps; k++)
+    for (int k = 0; k < d->n_run; k++)
         json_array_append_new(rto, ms_or_null(d->call_us[k], atomic_load(&c->first_after[k])));
     char name[32];
     snprintf(name, sizeof(name), "consumer-%d", c->idx + 1);
@@ -454,7 +473,7 @@ static json_t *consumer_json(drill *d, drill_consumer *c)
 static int losing_step(const drill *d, uint64_t sent_us)
 {
     int k = 0;
-    while (k < d->spec->n_steps && d->call_us[k] <= sent_us)
+    while (k < d->n_run && d->call_us[k] <= sent_us)
         k++;
     return k;
 }
@@ -479,9 +498,9 @@ static json_t *data_json(drill *d, long found, json_t *steps)
         }
     }
     long total_lost = 0;
-    for (int k = 0; k <= d->spec->n_steps; k++)
+    for (int k = 0; k <= d->n_run; k++)
         total_lost += lost[k];
-    for (int k = 0; k < d->spec->n_steps && found >= 0; k++) {
+    for (int k = 0; k < d->n_run && found >= 0; k++) {
         json_t *st = json_array_get(steps, (size_t)k);
         json_object_set_new(st, "lost", json_integer(lost[k]));
         json_object_set_new(st, "rpo_ms",
@@ -493,7 +512,7 @@ static json_t *data_json(drill *d, long found, json_t *steps)
     json_object_set_new(out, "found_on_active_side",
                         found >= 0 ? json_integer(found) : json_null());
     json_object_set_new(out, "lost", found >= 0 ? json_integer(total_lost) : json_null());
-    json_object_set_new(out, "lost_without_switch", json_integer(lost[d->spec->n_steps]));
+    json_object_set_new(out, "lost_without_switch", json_integer(lost[d->n_run]));
     return out;
 }
 
@@ -598,13 +617,24 @@ static void start_clients(drill *d, pthread_t *threads)
     }
 }
 
+static json_t *props_json(const kg_drill_props *props)
+{
+    json_t *out = json_object();
+    for (int i = 0; i < props->n; i++)
+        json_object_set_new(out, props->items[i].key, json_string(props->items[i].value));
+    return out;
+}
+
 static json_t *spec_json(const kg_drill_spec *s, const drill *d)
 {
-    return json_pack(
+    json_t *out = json_pack(
         "{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:I, s:I}", "vcluster", s->vcluster, "bootstrap",
         s->bootstrap, "topic", s->topic, "client_library", rd_kafka_version_str(), "producers",
         s->producers, "rate", s->rate, "consumers", s->consumers, "group", d->group, "between_ms",
         (json_int_t)s->between_ms, "consumer_wait_ms", (json_int_t)s->consumer_wait_ms);
+    json_object_set_new(out, "producer_config", props_json(&s->producer_config));
+    json_object_set_new(out, "consumer_config", props_json(&s->consumer_config));
+    return out;
 }
 
 static json_t *measure(drill *d, json_t *steps, long found, const char *verify_err)
@@ -620,7 +650,7 @@ static json_t *measure(drill *d, json_t *steps, long found, const char *verify_e
     json_object_set_new(result, "data", data_json(d, found, steps));
     if (verify_err) json_object_set_new(result, "verification_error", json_string(verify_err));
     int failed = 0;
-    for (int k = 0; k < d->spec->n_steps; k++)
+    for (int k = 0; k < d->n_run; k++)
         if (json_integer_value(json_object_get(json_array_get(steps, (size_t)k), "status")) != 200)
             failed = 1;
     json_object_set_new(result, "expectations", expectations(d->spec, result, &failed));
@@ -654,7 +684,11 @@ json_t *kg_drill_run(const kg_drill_spec *spec, kg_drill_switch_fn do_switch, vo
     wait_for_consumers(d, -1, spec->consumer_wait_ms);
     sleep_until(d, kg_now_us() + (uint64_t)spec->between_ms * 1000);
     json_t *steps = json_array();
-    for (int k = 0; k < spec->n_steps; k++) {
+    /* No switch unless the workload got through: a drill must not fail a cluster over for
+     * clients that never reached it (wrong bootstrap, missing topic, kgate down). */
+    d->n_run = acked_total(d) > 0 ? spec->n_steps : 0;
+    if (!d->n_run) say(d, "no record acknowledged through %s: no switch made", spec->bootstrap);
+    for (int k = 0; k < d->n_run; k++) {
         json_array_append_new(steps, run_step(d, k, do_switch, opaque));
         sleep_until(d, kg_now_us() + (uint64_t)spec->between_ms * 1000);
         wait_for_consumers(d, k, spec->consumer_wait_ms);
@@ -666,6 +700,12 @@ json_t *kg_drill_run(const kg_drill_spec *spec, kg_drill_switch_fn do_switch, vo
     if (spec->consumers > 0 && found >= 0) wait_for_catch_up(d, CATCH_UP_LIMIT_MS);
     stop_clients(d, threads + KG_DRILL_MAX_PRODUCERS, 0, spec->consumers, &d->stop_consumers);
     json_t *result = measure(d, steps, found, found < 0 ? verify_err : NULL);
+    if (!d->n_run) {
+        json_object_set_new(result, "outcome", json_string("error"));
+        json_object_set_new(
+            result, "error",
+            json_sprintf("no record was acknowledged through %s: no switch made", spec->bootstrap));
+    }
     free_drill(d);
     free(d);
     return result;

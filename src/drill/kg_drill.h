@@ -29,6 +29,16 @@ typedef struct kg_drill_step {
     int force;        /* switch even when the parity pre-flight finds differences */
 } kg_drill_step;
 
+#define KG_DRILL_MAX_PROPS 16
+
+/* librdkafka properties the drill's clients take, so that they behave like the team's own. */
+typedef struct kg_drill_props {
+    struct {
+        char key[64], value[256];
+    } items[KG_DRILL_MAX_PROPS];
+    int n;
+} kg_drill_props;
+
 typedef struct kg_drill_spec {
     char name[128];
     char hypothesis[1024];
@@ -37,6 +47,7 @@ typedef struct kg_drill_spec {
     char topic[250];     /* must exist on both clusters */
     char group[128];     /* "" = kgate-drill */
     int producers, rate, consumers;
+    kg_drill_props producer_config, consumer_config; /* applied over the drill's defaults */
     int64_t between_ms;       /* before the first step, between steps, after the last */
     int64_t consumer_wait_ms; /* after a step, how long to wait for consumers on the new side */
     kg_drill_step steps[KG_DRILL_MAX_STEPS];

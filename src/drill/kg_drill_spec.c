@@ -1,5 +1,6 @@
 /* The drill file, validated field by field: every refusal names the field that is wrong, so a
  * drill fails at submission rather than half-way through a switch. */
+#include <librdkafka/rdkafka.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,7 +11,8 @@
 static const char *const top_fields[] = {"name",          "hypothesis", "vcluster", "bootstrap",
                                          "topic",         "workload",   "steps",    "between",
                                          "consumer_wait", "expect",     NULL};
-static const char *const workload_fields[] = {"producers", "rate", "consumers", "group", NULL};
+static const char *const workload_fields[] = {
+    "producers", "rate", "consumers", "group", "producer_config", "consumer_config", NULL};
 static const char *const step_fields[] = {"action", "to", "reason", "force", NULL};
 static const char *const expect_fields[] = {"max_producer_rto", "max_consumer_rto",  "max_lost",
                                             "max_duplicates",   "max_client_errors", NULL};
@@ -87,6 +89,43 @@ static int get_count(const json_t *obj, const char *key, int64_t *dst, char *err
     return 0;
 }
 
+/* A map of librdkafka properties, each tried on a configuration so that a misspelt
+ * property or a bad value is refused now, naming the field, not when the clients start. */
+static int parse_props(const json_t *w, const char *key, kg_drill_props *out, char *err,
+                       size_t errlen)
+{
+    const json_t *map = json_object_get(w, key);
+    if (!map) return 0;
+    if (!json_is_object(map) || json_object_size(map) > KG_DRILL_MAX_PROPS)
+        return fail(err, errlen,
+                    "field \"workload.%s\" must map up to %d librdkafka properties "
+                    "to values",
+                    key, KG_DRILL_MAX_PROPS);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *name;
+    json_t *v;
+    int rc = 0;
+    json_object_foreach((json_t *)map, name, v)
+    {
+        const char *value = json_string_value(v);
+        char why[256];
+        if (!value || strlen(name) >= sizeof(out->items[0].key) ||
+            strlen(value) >= sizeof(out->items[0].value)) {
+            rc = fail(err, errlen, "field \"workload.%s.%s\" must be a short text", key, name);
+            break;
+        }
+        if (rd_kafka_conf_set(conf, name, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+            rc = fail(err, errlen, "field \"workload.%s.%s\": %s", key, name, why);
+            break;
+        }
+        snprintf(out->items[out->n].key, sizeof(out->items[0].key), "%s", name);
+        snprintf(out->items[out->n].value, sizeof(out->items[0].value), "%s", value);
+        out->n++;
+    }
+    rd_kafka_conf_destroy(conf);
+    return rc;
+}
+
 static int parse_workload(const json_t *w, kg_drill_spec *out, char *err, size_t errlen)
 {
     if (!w) return 0;
@@ -96,6 +135,9 @@ static int parse_workload(const json_t *w, kg_drill_spec *out, char *err, size_t
         get_int(w, "rate", "workload.", 1, 5000, &out->rate, err, errlen) != 0 ||
         get_int(w, "consumers", "workload.", 0, KG_DRILL_MAX_CONSUMERS, &out->consumers, err,
                 errlen) != 0)
+        return -1;
+    if (parse_props(w, "producer_config", &out->producer_config, err, errlen) != 0 ||
+        parse_props(w, "consumer_config", &out->consumer_config, err, errlen) != 0)
         return -1;
     return get_text(w, "group", "workload.", 0, out->group, sizeof(out->group), err, errlen);
 }

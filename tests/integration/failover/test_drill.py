@@ -31,7 +31,9 @@ def write_drill(tmp_path, kg, **overrides):
         "vcluster": "default",
         "bootstrap": kg.bootstrap("default"),
         "topic": TOPIC,
-        "workload": {"producers": 2, "rate": 40, "consumers": 1},
+        "workload": {"producers": 2, "rate": 40, "consumers": 1,
+                     "producer_config": {"acks": "all", "linger.ms": "10"},
+                     "consumer_config": {"session.timeout.ms": "6000"}},
         "between": "2s",
         "consumer_wait": "25s",
         "steps": [{"action": "failover", "to": "west", "reason": "drill test"}],
@@ -52,6 +54,7 @@ def test_drill_measures_a_failover_and_is_audited(make_clusters, make_kgate, tmp
     result = json.loads(run.stdout)
     assert "recorded as drill " + result["run"] in run.stderr, run.stderr[-2000:]
     assert result["outcome"] == "failed"
+    assert result["configuration"]["producer_config"] == {"acks": "all", "linger.ms": "10"}
     step = result["steps"][0]
     assert step["status"] == 200 and step["to"] == "west", step
     assert step["result"]["to"] == "west"
@@ -113,9 +116,20 @@ def test_drill_file_errors_name_the_field(make_clusters, make_kgate, tmp_path):
              ({"workload": {"producers": 0}}, 'workload.producers'),
              ({"between": "soon"}, '"between"'),
              ({"expect": {"max_lost": -1}}, 'expect.max_lost'),
-             ({"colour": "red"}, '"colour"')]
+             ({"colour": "red"}, '"colour"'),
+             ({"workload": {"consumer_config": {"no.such.property": "1"}}},
+              'workload.consumer_config.no.such.property')]
     for override, field in cases:
         r = kg.cli("drill", "run", write_drill(tmp_path, kg, **override))
         assert r.returncode == 2, (override, r.returncode, r.stderr)
         assert field in r.stderr, (override, r.stderr)
+    r = kg.cli("drill", "run", write_drill(tmp_path, kg, vcluster="nope"))
+    assert r.returncode == 1 and 'no virtual cluster "nope"' in r.stderr, r.stderr
+
+    # Clients that never get through: the drill makes no switch and records nothing.
+    dead = write_drill(tmp_path, kg, bootstrap="127.0.0.1:9", between="1s", consumer_wait="1s")
+    r = kg.cli("drill", "run", dead, "--json", timeout=120)
+    assert r.returncode == 1 and "no record was acknowledged" in r.stderr, r.stderr[-2000:]
+    assert json.loads(r.stdout)["steps"] == []
+    assert kg.vcluster_status()["active"] == "east"
     assert kg.http("GET", "/v1/drills").json == {"drills": []}
