@@ -11,6 +11,7 @@
 #   make fuzz       libFuzzer targets (FUZZ_SECONDS each)
 #   make format     clang-format the sources
 #   make man        the man page build/kgate.1, generated from `kgate --help`
+#   make deb        the Debian package build/kgate_VERSION_ARCH.deb (scripts/build-deb)
 #
 # Generated protocol code goes to $(BUILD)/gen from protocol/messages/*.json.
 
@@ -45,7 +46,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps build demo test test-direct check unit unit-asan integration bench fuzz format \
-	clean gen man
+	clean gen man deb
 all: build
 
 deps:
@@ -89,6 +90,11 @@ man: $(BUILD)/kgate.1
 
 $(BUILD)/kgate.1: $(BUILD)/kgate scripts/gen-man
 	scripts/gen-man $(BUILD)/kgate > $@.tmp && mv $@.tmp $@
+
+# The Debian package: binary, man page, systemd unit, example config, bash completion, the
+# kgate system user (dpkg-deb only; docs/operations.md).
+deb: $(BUILD)/kgate $(BUILD)/kgate.1
+	scripts/build-deb $(BUILD)/kgate $(BUILD)/kgate.1 $(BUILD)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkgate.a
 	@mkdir -p $(dir $@)
