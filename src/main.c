@@ -32,13 +32,13 @@ static void usage(FILE *out)
             "\n"
             "Gateway:\n"
             "  serve -c FILE          run the gateway\n"
-            "  check -c FILE          validate a configuration file and print every error\n"
-            "  version                print the version\n"
+            "  check -c FILE [--json] validate a configuration file and print every error\n"
+            "  version [--json]       print the version\n"
             "\n"
             "State store (see docs/fleet.md):\n"
-            "  migrate [--state LOCATION | -c FILE]\n"
+            "  migrate [--state LOCATION | -c FILE] [--json]\n"
             "                         apply the schema migrations and print the version\n"
-            "  migrate-state --from LOCATION --to LOCATION [--force]\n"
+            "  migrate-state --from LOCATION --to LOCATION [--force] [--json]\n"
             "                         copy a state (e.g. SQLite) into another (e.g. PostgreSQL)\n"
             "  LOCATION: a SQLite file path or postgres://USER@HOST[:PORT]/DB[?...]\n"
             "\n"
@@ -113,11 +113,21 @@ static const char *take_option(int *argc, char **argv, const char *name)
     return NULL;
 }
 
+static int take_flag(int *argc, char **argv, const char *name);
+
+/* Where configuration errors go: stderr, or `check --json`'s buffer (its report lists them). */
+static FILE *config_errors;
+
+static FILE *diag(void)
+{
+    return config_errors ? config_errors : stderr;
+}
+
 static kg_config *load_config(const char *path)
 {
     int n_errors = 0;
-    kg_config *cfg = kg_config_load(path, stderr, &n_errors);
-    if (!cfg) fprintf(stderr, "%s: %d error%s\n", path, n_errors, n_errors == 1 ? "" : "s");
+    kg_config *cfg = kg_config_load(path, diag(), &n_errors);
+    if (!cfg) fprintf(diag(), "%s: %d error%s\n", path, n_errors, n_errors == 1 ? "" : "s");
     return cfg;
 }
 
@@ -132,7 +142,7 @@ static int check_chaos_rules(const kg_config *cfg)
         char err[512];
         json_t *rule = json_deep_copy(json_array_get(cfg->chaos_rules, i));
         if (kg_chaos_add(ch, rule, "kgate check", NULL, err, sizeof(err)) < 0) {
-            fprintf(stderr, "%s:%d: chaos rule %zu: %s\n", cfg->path,
+            fprintf(diag(), "%s:%d: chaos rule %zu: %s\n", cfg->path,
                     cfg->chaos_rule_lines ? cfg->chaos_rule_lines[i] : 0, i + 1, err);
             bad++;
         }
@@ -151,7 +161,7 @@ static int check_acl_bindings(const kg_config *cfg)
         kg_acl_binding b[KG_ACL_N_OPS];
         if (kg_acl_bindings_from_json(json_array_get(cfg->acl_bindings, i), b, err, sizeof(err)) <
             0) {
-            fprintf(stderr, "%s:%d: acls[%zu]: %s\n", cfg->path,
+            fprintf(diag(), "%s:%d: acls[%zu]: %s\n", cfg->path,
                     cfg->acl_binding_lines ? cfg->acl_binding_lines[i] : 0, i, err);
             bad++;
         }
@@ -159,20 +169,67 @@ static int check_acl_bindings(const kg_config *cfg)
     return bad;
 }
 
-static int cmd_check(int argc, char **argv)
+/* 0 when the file at PATH loads and its chaos rules and ACL bindings pass, else 1 with the
+ * errors written to diag(). Fills *CLUSTERS and *VCLUSTERS. */
+static int check_config(const char *path, int *clusters, int *vclusters)
 {
-    const char *path = take_config_arg(&argc, argv);
-    kg_config *cfg = load_config(path ? path : KGATE_DEFAULT_CONFIG);
+    kg_config *cfg = load_config(path);
     if (!cfg) return 1;
     int bad_rules = check_chaos_rules(cfg) + check_acl_bindings(cfg);
-    if (bad_rules) {
-        fprintf(stderr, "%s: %d error%s\n", cfg->path, bad_rules, bad_rules == 1 ? "" : "s");
-        kg_config_free(cfg);
-        return 1;
-    }
-    printf("%s: ok (%d cluster%s, %d virtual cluster%s)\n", cfg->path, cfg->n_clusters,
-           cfg->n_clusters == 1 ? "" : "s", cfg->n_vclusters, cfg->n_vclusters == 1 ? "" : "s");
+    if (bad_rules)
+        fprintf(diag(), "%s: %d error%s\n", cfg->path, bad_rules, bad_rules == 1 ? "" : "s");
+    *clusters = cfg->n_clusters;
+    *vclusters = cfg->n_vclusters;
     kg_config_free(cfg);
+    return bad_rules ? 1 : 0;
+}
+
+/* One JSON document on stdout (a report for scripts: --json). */
+static void print_json(json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+    if (text) printf("%s\n", text);
+    free(text);
+    json_decref(doc);
+}
+
+/* check --json: {"path", "ok", "clusters", "vclusters"} or {"path", "ok": false, "errors":
+ * [the lines the text form prints]}. */
+static int check_json(const char *path)
+{
+    char *errors = NULL;
+    size_t len = 0;
+    config_errors = open_memstream(&errors, &len);
+    if (!config_errors) return 1;
+    int clusters = 0, vclusters = 0;
+    int rc = check_config(path, &clusters, &vclusters);
+    fclose(config_errors);
+    config_errors = NULL;
+    json_t *doc = json_pack("{s:s, s:b}", "path", path, "ok", rc == 0);
+    if (rc == 0) {
+        json_object_set_new(doc, "clusters", json_integer(clusters));
+        json_object_set_new(doc, "vclusters", json_integer(vclusters));
+    } else {
+        json_t *lines = json_array();
+        for (char *line = strtok(errors ? errors : "", "\n"); line; line = strtok(NULL, "\n"))
+            json_array_append_new(lines, json_string(line));
+        json_object_set_new(doc, "errors", lines);
+    }
+    free(errors);
+    print_json(doc);
+    return rc;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    int json = take_flag(&argc, argv, "--json");
+    const char *path = take_config_arg(&argc, argv);
+    if (!path) path = KGATE_DEFAULT_CONFIG;
+    if (json) return check_json(path);
+    int clusters = 0, vclusters = 0;
+    if (check_config(path, &clusters, &vclusters) != 0) return 1;
+    printf("%s: ok (%d cluster%s, %d virtual cluster%s)\n", path, clusters,
+           clusters == 1 ? "" : "s", vclusters, vclusters == 1 ? "" : "s");
     return 0;
 }
 
@@ -236,6 +293,7 @@ static int cmd_migrate(int argc, char **argv)
 {
     char location[KG_PATH_MAX], where[KG_PATH_MAX], err[512];
     kg_store_options opts = KG_STORE_OPTIONS_DEFAULT;
+    int json = take_flag(&argc, argv, "--json");
     if (store_target(&argc, argv, location, sizeof(location), &opts) != 0) return 2;
     if (argc > 1) {
         fprintf(stderr, "kgate migrate: unexpected argument '%s'\n", argv[1]);
@@ -247,8 +305,13 @@ static int cmd_migrate(int argc, char **argv)
         fprintf(stderr, "kgate migrate: %s: %s\n", where, err);
         return 1;
     }
-    printf("%s (%s): schema version %d\n", where, kg_store_backend_name(store),
-           kg_store_schema_version(store));
+    if (json)
+        print_json(json_pack("{s:s, s:s, s:i}", "state", where, "backend",
+                             kg_store_backend_name(store), "schema_version",
+                             kg_store_schema_version(store)));
+    else
+        printf("%s (%s): schema version %d\n", where, kg_store_backend_name(store),
+               kg_store_schema_version(store));
     kg_store_close(store);
     return 0;
 }
@@ -277,8 +340,10 @@ static int cmd_migrate_state(int argc, char **argv)
     const char *from = take_option(&argc, argv, "--from");
     const char *to = take_option(&argc, argv, "--to");
     int force = take_flag(&argc, argv, "--force");
+    int json = take_flag(&argc, argv, "--json");
     if (!from || !to || argc > 1) {
-        fprintf(stderr, "usage: kgate migrate-state --from LOCATION --to LOCATION [--force]\n");
+        fprintf(stderr,
+                "usage: kgate migrate-state --from LOCATION --to LOCATION [--force] [--json]\n");
         return 2;
     }
     char from_w[KG_PATH_MAX], to_w[KG_PATH_MAX], err[512];
@@ -303,7 +368,12 @@ static int cmd_migrate_state(int argc, char **argv)
     }
     json_t *summary = NULL;
     int rc = kg_store_copy(src, dst, force, &summary, err, sizeof(err));
-    if (rc == 0) {
+    if (rc == 0 && json) {
+        print_json(json_pack("{s:s, s:s, s:s, s:s, s:O, s:b}", "from", from_w, "from_backend",
+                             kg_store_backend_name(src), "to", to_w, "to_backend",
+                             kg_store_backend_name(dst), "copied", summary, "audit_chain_verified",
+                             1));
+    } else if (rc == 0) {
         printf("copied %s (%s) -> %s (%s)\n", from_w, kg_store_backend_name(src), to_w,
                kg_store_backend_name(dst));
         const char *key;
@@ -368,7 +438,10 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("kgate %s\n", KGATE_VERSION);
+        if (argc > 2 && strcmp(argv[2], "--json") == 0)
+            print_json(json_pack("{s:s}", "version", KGATE_VERSION));
+        else
+            printf("kgate %s\n", KGATE_VERSION);
         return 0;
     }
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
