@@ -151,11 +151,12 @@ enum {
     VC_CLUSTER_ID,
     VC_PARITY,
     VC_AUTO_FAILOVER,
+    VC_OFFSETS,
     VC_N
 };
 static const char *const vcluster_keys[VC_N] = {
     "port",     "primary", "secondary",  "node_ids", "leader_epochs", "auth",
-    "listener", "acls",    "cluster_id", "parity",   "auto_failover"};
+    "listener", "acls",    "cluster_id", "parity",   "auto_failover", "offsets"};
 
 enum {
     LISTENER_SASL,
@@ -191,6 +192,9 @@ static const char *const parity_keys[PARITY_N] = {"window_s", "interval_s", "on_
 
 enum { AF_ENABLED, AF_AFTER, AF_MIN_INTERVAL, AF_N };
 static const char *const autofo_keys[AF_N] = {"enabled", "after", "min_interval"};
+enum { OFFSETS_CHECKPOINTS, OFFSETS_ALIASES, OFFSETS_POLICY, OFFSETS_TIMEOUT_MS, OFFSETS_N };
+static const char *const offsets_keys[OFFSETS_N] = {"checkpoints", "aliases", "policy",
+                                                    "timeout_ms"};
 
 enum { NODE_IDS_MIN, NODE_IDS_MAX, NODE_IDS_N };
 static const char *const node_ids_keys[NODE_IDS_N] = {"min", "max"};
@@ -233,6 +237,7 @@ static const cfg_section swap_section = {"clusters.NAME.sasl.principals.USER", s
 static const cfg_section vcluster_section = {"vclusters.NAME", vcluster_keys, VC_N};
 static const cfg_section node_ids_section = {"vclusters.NAME.node_ids", node_ids_keys, NODE_IDS_N};
 static const cfg_section parity_section = {"vclusters.NAME.parity", parity_keys, PARITY_N};
+static const cfg_section offsets_section = {"vclusters.NAME.offsets", offsets_keys, OFFSETS_N};
 static const cfg_section listener_section = {"vclusters.NAME.listener", listener_keys, LISTENER_N};
 static const cfg_section listener_tls_section = {"vclusters.NAME.listener.tls", listener_tls_keys,
                                                  LTLS_N};
@@ -1310,6 +1315,28 @@ static void parse_cluster_id(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *
                 path, vc->cluster_id, KG_CLUSTER_ID_MAX - 1);
 }
 
+/* A string that must be one of the N WORDS: its index into *OUT (left as it is when absent or
+ * not one of them; the error lists the choices). */
+static void get_word(cfg_parser *p, const cfg_val *v, const char *path, const char *const *words,
+                     int n, int *out)
+{
+    char word[32] = "", choices[256] = "";
+    if (get_string(p, v, path, word, sizeof(word)) <= 0) return;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(word, words[i]) == 0) {
+            *out = i;
+            return;
+        }
+        size_t used = strlen(choices);
+        snprintf(choices + used, sizeof(choices) - used, "%s%s",
+                 i == 0       ? ""
+                 : i == n - 1 ? " or "
+                              : ", ",
+                 words[i]);
+    }
+    cfg_err(p, v->loc, "%s: must be %s, not '%s'", path, choices, word);
+}
+
 /* parity: what a switch checks on the target first (route/kg_parity.h). */
 static void parse_parity(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v, const char *path)
 {
@@ -1318,24 +1345,74 @@ static void parse_parity(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v, c
     vc->parity_on_switch = KG_PARITY_REFUSE;
     if (!v->node) return;
     cfg_val f[PARITY_N];
-    char fp[CFG_PATH_MAX], mode[16] = "";
+    char fp[CFG_PATH_MAX];
     if (!collect_section(p, v, path, &parity_section, f)) return;
     long long n;
     if (get_int(p, &f[PARITY_WINDOW_S], join_path(fp, path, "window_s"), 1, 7 * 86400, &n) > 0)
         vc->parity_window_s = (int)n;
     if (get_int(p, &f[PARITY_INTERVAL_S], join_path(fp, path, "interval_s"), 0, 86400, &n) > 0)
         vc->parity_interval_s = (int)n;
-    if (get_string(p, &f[PARITY_ON_SWITCH], join_path(fp, path, "on_switch"), mode, sizeof(mode)) <=
-        0)
-        return;
-    if (strcmp(mode, "refuse") == 0)
-        vc->parity_on_switch = KG_PARITY_REFUSE;
-    else if (strcmp(mode, "warn") == 0)
-        vc->parity_on_switch = KG_PARITY_WARN;
-    else if (strcmp(mode, "off") == 0)
-        vc->parity_on_switch = KG_PARITY_OFF;
-    else
-        cfg_err(p, f[PARITY_ON_SWITCH].loc, "%s: must be refuse, warn or off, not '%s'", fp, mode);
+    static const char *const modes[] = {"refuse", "warn", "off"}; /* KG_PARITY_* */
+    get_word(p, &f[PARITY_ON_SWITCH], join_path(fp, path, "on_switch"), modes, 3,
+             &vc->parity_on_switch);
+}
+
+/* offsets.aliases: CLUSTER: ALIAS for the vcluster's own clusters; an alias is a topic name's
+ * prefix in MirrorMaker 2 ("<alias>.checkpoints.internal"). */
+static void parse_offsets_aliases(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v,
+                                  const char *path)
+{
+    cfg_named *entries;
+    int n = collect_named(p, v, path, "cluster", &entries);
+    for (int i = 0; i < n; i++) {
+        char fp[CFG_PATH_MAX], alias[KG_NAME_MAX] = "";
+        int idx = kg_config_cluster_index(p->cfg, entries[i].name);
+        int side = idx < 0 ? -1 : idx == vc->primary ? 0 : idx == vc->secondary ? 1 : -1;
+        join_path(fp, path, entries[i].name);
+        if (side < 0) {
+            cfg_err(p, entries[i].val.key_loc, "%s: '%s' is not the primary or secondary of %s",
+                    path, entries[i].name, vc->name);
+            continue;
+        }
+        if (get_string(p, &entries[i].val, fp, alias, sizeof(alias)) <= 0) continue;
+        if (!*alias ||
+            strspn(alias, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                          "._-") != strlen(alias))
+            cfg_err(p, entries[i].val.loc,
+                    "%s: '%s' must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_' and '-' (it "
+                    "names a topic)",
+                    fp, alias, KG_NAME_MAX - 1);
+        else
+            snprintf(vc->offsets_alias[side], sizeof(vc->offsets_alias[side]), "%s", alias);
+    }
+    free(entries);
+}
+
+/* offsets: what a switch does with consumer group offsets on the target (route/kg_offsets.h). */
+static void parse_offsets(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v, const char *path)
+{
+    int sides[2] = {vc->primary, vc->secondary};
+    for (int s = 0; s < 2; s++)
+        snprintf(vc->offsets_alias[s], sizeof(vc->offsets_alias[s]), "%s",
+                 sides[s] >= 0 ? p->cfg->clusters[sides[s]].name : "");
+    vc->offsets_checkpoints = 1;
+    vc->offsets_policy = KG_OFFSETS_LEAVE;
+    vc->offsets_timeout_ms = 5000;
+    if (!v->node) return;
+    cfg_val f[OFFSETS_N];
+    char fp[CFG_PATH_MAX];
+    if (!collect_section(p, v, path, &offsets_section, f)) return;
+    long long n;
+    if (get_int(p, &f[OFFSETS_TIMEOUT_MS], join_path(fp, path, "timeout_ms"), 100, 600000, &n) > 0)
+        vc->offsets_timeout_ms = (int)n;
+    if (f[OFFSETS_ALIASES].node)
+        parse_offsets_aliases(p, vc, &f[OFFSETS_ALIASES], join_path(fp, path, "aliases"));
+    static const char *const checkpoints[] = {"off", "auto"};
+    static const char *const policies[] = {"leave", "earliest", "latest"}; /* KG_OFFSETS_* */
+    get_word(p, &f[OFFSETS_CHECKPOINTS], join_path(fp, path, "checkpoints"), checkpoints, 2,
+             &vc->offsets_checkpoints);
+    get_word(p, &f[OFFSETS_POLICY], join_path(fp, path, "policy"), policies, 3,
+             &vc->offsets_policy);
 }
 
 /* A duration: a number with its unit, "500ms", "30s", "10m", "1h", "1d", or several
@@ -1676,6 +1753,7 @@ static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
     parse_cluster_id(p, vc, &f[VC_CLUSTER_ID], join_path(fp, path, "cluster_id"));
     parse_parity(p, vc, &f[VC_PARITY], join_path(fp, path, "parity"));
     parse_vcluster_autofo(p, vc, &f[VC_AUTO_FAILOVER], join_path(fp, path, "auto_failover"));
+    parse_offsets(p, vc, &f[VC_OFFSETS], join_path(fp, path, "offsets"));
     parse_auth(p, vc, &f[VC_AUTH], &f[VC_LISTENER], path);
     /* Passthrough: the client's own login goes to the cluster; kgate logging in itself on the
      * same connection would make the two logins collide. */

@@ -106,6 +106,7 @@ typedef struct kg_oauthbearer_cfg {
 } kg_oauthbearer_cfg;
 
 #define KG_CLUSTER_ID_MAX 65
+enum { KG_OFFSETS_LEAVE, KG_OFFSETS_EARLIEST, KG_OFFSETS_LATEST };
 enum {
     KG_PARITY_REFUSE,
     KG_PARITY_WARN,
@@ -138,6 +139,13 @@ typedef struct kg_vcluster_cfg {
     int parity_interval_s; /* checked in the background this often; 0 = never (default 60) */
     int parity_on_switch;  /* KG_PARITY_REFUSE (default) | _WARN | _OFF */
     kg_autofo_cfg auto_failover;
+    /* offsets: consumer group offsets on the target at a switch (route/kg_offsets.h) */
+    int offsets_checkpoints; /* 1: read MM2 checkpoints (auto, default); 0: off */
+    int offsets_policy;      /* KG_OFFSETS_LEAVE (default) | _EARLIEST | _LATEST */
+    int offsets_timeout_ms;  /* the whole step at a switch (default 5000) */
+    /* MirrorMaker 2's alias of the primary [0] and secondary [1] cluster (default: their names):
+     * a switch away from side S reads "<alias of S>.checkpoints.internal" on the target. */
+    char offsets_alias[2][KG_NAME_MAX];
     /* auth: gateway — clients authenticate to kgate (SASL) with users kgate manages. */
     int auth_gateway;
     /* auth: passthrough — clients log in to the active cluster; kgate reads the name along. */

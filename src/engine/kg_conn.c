@@ -20,6 +20,7 @@
 #include "proto/kp_prim.h"
 #include "route/kg_gateway.h"
 #include "route/kg_inspect.h"
+#include "route/kg_offsets.h"
 #include "route/kg_parity.h"
 #include "route/kg_rewrite.h"
 #include "route/kg_versions.h"
@@ -1106,6 +1107,10 @@ static int stage_chaos(kg_conn *c, conn_request *r)
 static int stage_forward(kg_conn *c, conn_request *r)
 {
     conn_count_request(c, r);
+    /* The groups committing through kgate: a switch applies offsets.policy to them. */
+    if (r->rq.api_key == KG_API_OFFSET_COMMIT && r->complete && c->vc->offsets)
+        kg_offsets_note_commit(c->vc->offsets, c->cluster->index, r->rq.api_version,
+                               request_body(r), request_body_len(r));
     if (!r->rq.no_response && !conn_track_request(c, &r->rq)) return STAGE_CLOSED;
     c->req_pass = 4 + r->size;
     if (c->walk_pending) conn_walk_start(c, &r->rq);

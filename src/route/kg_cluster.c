@@ -495,19 +495,25 @@ static void prefix_error(char *err, size_t len, const char *broker, int timeout_
 /* Connects to candidate ATTEMPT of C (bootstrap servers, then known brokers; DESC names it):
  * 1 connected, 0 not (ERR says why; try the next), -1 no candidate left. Close with
  * probe_close either way. */
-static int probe_open(kg_cluster *c, int attempt, int timeout_ms, probe_conn *pc, char *desc,
-                      size_t desclen, char *err, size_t errlen)
+static int probe_open_node(kg_cluster *c, int32_t node_id, int attempt, int timeout_ms,
+                           probe_conn *pc, char *desc, size_t desclen, char *err, size_t errlen)
 {
     *pc = (probe_conn){
         .fd = -1, .deadline_us = kg_now_us() + (uint64_t)timeout_ms * 1000u, .next_correlation = 1};
     kg_sockaddr addr;
     if (attempt > c->cfg->n_bootstrap + c->n_brokers ||
-        kg_cluster_pick(c, -1, attempt, &addr, desc, desclen) < 0)
+        kg_cluster_pick(c, node_id, attempt, &addr, desc, desclen) < 0)
         return -1;
     errno = 0;
     if (probe_connect(pc, &addr) == 0) return 1;
     snprintf(err, errlen, "%s: connect: %s", desc, strerror(errno));
     return 0;
+}
+
+static int probe_open(kg_cluster *c, int attempt, int timeout_ms, probe_conn *pc, char *desc,
+                      size_t desclen, char *err, size_t errlen)
+{
+    return probe_open_node(c, -1, attempt, timeout_ms, pc, desc, desclen, err, errlen);
 }
 
 static void probe_close(probe_conn *pc)
@@ -617,8 +623,12 @@ static int request_on(kg_cluster *c, probe_conn *pc, const char *desc,
     return 0;
 }
 
-int kg_cluster_request(kg_cluster *c, int timeout_ms, const kg_cluster_request_spec *rq,
-                       kg_cluster_reply *out, char *err, size_t errlen)
+/* Tries the candidates for NODE_ID (-1: any broker, each in turn; a node: once, another broker
+ * would only answer NOT_LEADER or NOT_COORDINATOR) until one answers, each try bounded by
+ * TIMEOUT_MS (0: what is left until DEADLINE_US) and all of them by DEADLINE_US. */
+static int request_loop(kg_cluster *c, int32_t node_id, int timeout_ms, uint64_t deadline_us,
+                        const kg_cluster_request_spec *rq, kg_cluster_reply *out, char *err,
+                        size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     snprintf(err, errlen, "no reachable broker");
@@ -627,13 +637,52 @@ int kg_cluster_request(kg_cluster *c, int timeout_ms, const kg_cluster_request_s
         return -2;
     }
     int rc = -1;
-    for (int attempt = 0; rc == -1; attempt++) {
+    for (int attempt = 0; rc == -1 && (node_id < 0 || attempt == 0); attempt++) {
+        uint64_t now = kg_now_us();
+        if (now >= deadline_us) {
+            snprintf(err, errlen, "%s: no answer before the deadline", c->cfg->name);
+            break;
+        }
+        int try_ms = timeout_ms > 0 ? timeout_ms : (int)((deadline_us - now + 999) / 1000);
         char desc[300];
         probe_conn pc;
-        int opened = probe_open(c, attempt, timeout_ms, &pc, desc, sizeof(desc), err, errlen);
+        int opened =
+            probe_open_node(c, node_id, attempt, try_ms, &pc, desc, sizeof(desc), err, errlen);
         if (opened < 0) break;
         if (opened == 1) rc = request_on(c, &pc, desc, rq, out, err, errlen);
         probe_close(&pc);
     }
     return rc;
+}
+
+int kg_cluster_request(kg_cluster *c, int timeout_ms, const kg_cluster_request_spec *rq,
+                       kg_cluster_reply *out, char *err, size_t errlen)
+{
+    return request_loop(c, -1, timeout_ms, UINT64_MAX, rq, out, err, errlen);
+}
+
+int kg_cluster_request_at(kg_cluster *c, int32_t node_id, uint64_t deadline_us,
+                          const kg_cluster_request_spec *rq, kg_cluster_reply *out, char *err,
+                          size_t errlen)
+{
+    return request_loop(c, node_id, 0, deadline_us, rq, out, err, errlen);
+}
+
+void kg_cluster_encode_metadata(kp_writer *w, int16_t version, void *ctx)
+{
+    const kg_cluster_topics *t = ctx;
+    kp_metadata_request m;
+    kp_metadata_request_init(&m);
+    kp_metadata_request_metadata_request_topic *items = calloc((size_t)t->n + 1, sizeof(*items));
+    if (!items) {
+        w->err = KP_ERR_NOMEM;
+        return;
+    }
+    for (int i = 0; i < t->n; i++)
+        items[i].name = kp_str_c(t->names[i]);
+    m.topics.count = t->n;
+    m.topics.items = items;
+    m.allow_auto_topic_creation = false;
+    kp_metadata_request_encode(w, version, &m);
+    free(items);
 }

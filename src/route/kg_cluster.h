@@ -109,7 +109,22 @@ typedef struct kg_cluster_request_spec {
  * broker tried. */
 int kg_cluster_request(kg_cluster *c, int timeout_ms, const kg_cluster_request_spec *rq,
                        kg_cluster_reply *out, char *err, size_t errlen);
+/* The same to broker NODE_ID (its leader or coordinator: one try), or to any broker when NODE_ID
+ * is -1 (each tried in turn), all within DEADLINE_US (kg_now_us()): a caller with a budget for
+ * many requests (kg_offsets at a switch) is never held past it however many brokers hang. */
+int kg_cluster_request_at(kg_cluster *c, int32_t node_id, uint64_t deadline_us,
+                          const kg_cluster_request_spec *rq, kg_cluster_reply *out, char *err,
+                          size_t errlen);
 void kg_cluster_reply_free(kg_cluster_reply *r);
+
+/* A Metadata request of kgate's own for N topics (a kg_cluster_encode_fn, CTX a
+ * kg_cluster_topics). It never creates a topic: send it at v4+ (before v4 naming a topic may
+ * create it). */
+typedef struct kg_cluster_topics {
+    int n;
+    const char *const *names;
+} kg_cluster_topics;
+void kg_cluster_encode_metadata(kp_writer *w, int16_t version, void *ctx);
 
 /* Copies the versions learnt by probing; returns 0 when none are known yet. */
 int kg_cluster_versions(kg_cluster *c, kg_version_ranges *out);

@@ -19,6 +19,7 @@
 #include "fleet/kg_autofo.h"
 #include "fleet/kg_fleet.h"
 #include "metrics/kg_metrics.h"
+#include "route/kg_offsets.h"
 #include "route/kg_parity.h"
 #include "route/kg_vcmetrics.h"
 #include "security/kg_sasl.h"
@@ -585,6 +586,30 @@ int kg_gateway_parity(kg_gateway *gw, const char *vcluster, const char *to, json
     return 200;
 }
 
+/* Consumer group offsets on the target (offsets: ...), before any client reconnects there.
+ * Bounded by offsets.timeout_ms and never a reason to refuse: a disaster switch goes ahead
+ * whatever the target answers, and DETAILS (the result and the audit entry) say what was done. */
+static void switch_offsets(kg_gateway *gw, kg_vcluster *vc, int from, int to, json_t *details)
+{
+    const kg_vcluster_cfg *cfg = vc->cfg;
+    if (!vc->offsets || (!cfg->offsets_checkpoints && cfg->offsets_policy == KG_OFFSETS_LEAVE))
+        return;
+    kg_cluster *target = &gw->clusters[to];
+    if (!atomic_load(&target->up)) {
+        json_object_set_new(details, "offsets",
+                            json_pack("{s:s}", "error", "the target is down: nothing translated"));
+        return;
+    }
+    kg_offsets_switch s = {.from = &gw->clusters[from],
+                           .to = target,
+                           .from_alias = cfg->offsets_alias[from == cfg->primary ? 0 : 1],
+                           .checkpoints = cfg->offsets_checkpoints,
+                           .policy = cfg->offsets_policy,
+                           .timeout_ms = cfg->offsets_timeout_ms};
+    json_t *report = kg_offsets_run(vc->offsets, &s);
+    if (report) json_object_set_new(details, "offsets", report);
+}
+
 /* Another kgate sharing the store switched first (its epoch is already there): 409 naming the
  * winner's side and epoch, which this instance applies at once (the fleet module would on the
  * notification too; only a newer epoch is ever applied). */
@@ -638,6 +663,7 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
     }
     if (switch_parity(gw, vc, to, req, details, err, sizeof(err)) < 0)
         return switch_refuse(gw, details, 409, err, result);
+    switch_offsets(gw, vc, from, to, details);
     start = kg_now_us(); /* the switch itself, without the pre-flight */
     /* Durable first: after a crash kgate comes back on the side the store names. */
     int committed = kg_store_commit_switch(gw->store, vc->cfg->name, target->cfg->name, epoch + 1,
@@ -1027,6 +1053,7 @@ static int gateway_init_state(kg_gateway *gw)
             "Requests (or topics of a request) the ACLs denied, acls: enabled.", labels);
         if (vc->cfg->secondary >= 0) {
             if (!(vc->parity = kg_parity_new())) return -1;
+            if (!(vc->offsets = kg_offsets_new(gw->metrics, vc->cfg->name))) return -1;
             vc->parity_diffs = kg_metrics_gauge(
                 gw->metrics, "kgate_parity_differences",
                 "Differences the last parity check found between the virtual cluster's other "
@@ -1143,6 +1170,7 @@ void kg_gateway_stop(kg_gateway *gw)
     for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++) {
         kg_vcm_free(gw->vclusters[i].metrics);
         kg_parity_free(gw->vclusters[i].parity);
+        kg_offsets_free(gw->vclusters[i].offsets);
         kg_sasl_listener_free(gw->vclusters[i].sasl); /* after the workers, like the rules */
         kg_tls_server_free(gw->vclusters[i].tls);
         kg_tls_failures_free(gw->vclusters[i].tls_failures);

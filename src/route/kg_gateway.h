@@ -34,6 +34,7 @@ typedef struct kg_sasl_listener kg_sasl_listener;
 typedef struct kg_counter kg_counter;
 typedef struct kg_gauge kg_gauge;
 typedef struct kg_parity kg_parity;
+typedef struct kg_offsets kg_offsets;
 
 typedef struct kg_gateway kg_gateway;
 typedef struct kg_fleet kg_fleet;
@@ -90,6 +91,7 @@ typedef struct kg_vcluster {
     kg_parity *parity;      /* with a secondary: what the switch checks first (kg_parity) */
     uint64_t parity_due_us; /* the prober's next background check (prober thread only) */
     kg_gauge *parity_diffs; /* kgate_parity_differences{vcluster} */
+    kg_offsets *offsets;    /* with a secondary: consumer offsets at a switch (kg_offsets) */
 } kg_vcluster;
 
 struct kg_gateway {

@@ -167,26 +167,6 @@ static int usage_since(kg_parity *p, uint64_t since_us, topic_list *out, size_t 
 
 /* ---------------------------------------------------------------- asking a cluster */
 
-/* Metadata for the topics, never creating one: a check must not change the cluster. */
-static void encode_metadata(kp_writer *w, int16_t version, void *ctx)
-{
-    const topic_list *t = ctx;
-    kp_metadata_request m;
-    kp_metadata_request_init(&m);
-    kp_metadata_request_metadata_request_topic *items = calloc((size_t)t->n + 1, sizeof(*items));
-    if (!items) {
-        w->err = KP_ERR_NOMEM;
-        return;
-    }
-    for (int i = 0; i < t->n; i++)
-        items[i].name = kp_str_c(t->names[i]);
-    m.topics.count = t->n;
-    m.topics.items = items;
-    m.allow_auto_topic_creation = false;
-    kp_metadata_request_encode(w, version, &m);
-    free(items);
-}
-
 static void encode_describe_configs(kp_writer *w, int16_t version, void *ctx)
 {
     const topic_list *t = ctx;
@@ -270,8 +250,9 @@ static int compare_topics(kg_cluster *target, const topic_list *t, int timeout_m
                           json_t *present, char *err, size_t errlen)
 {
     kg_cluster_reply reply;
+    kg_cluster_topics names = {t->n, (const char *const *)t->names};
     /* v4+: before it, a Metadata request may create the topics it names */
-    kg_cluster_request_spec rq = {KP_KEY_METADATA, 4, 12, encode_metadata, (void *)t};
+    kg_cluster_request_spec rq = {KP_KEY_METADATA, 4, 12, kg_cluster_encode_metadata, &names};
     if (kg_cluster_request(target, timeout_ms, &rq, &reply, err, errlen) < 0) return -1;
     int rc = 0;
     kp_arena a;

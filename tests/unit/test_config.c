@@ -479,6 +479,46 @@ KT_TEST(auto_failover_defaults_inheritance_and_errors)
                         "enabled, after, min_interval)\n");
 }
 
+KT_TEST(offsets_defaults_values_and_errors)
+{
+    parsed r = parse(TWO_CLUSTERS_YAML(""));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].offsets_checkpoints == 1 &&
+             r.cfg->vclusters[0].offsets_policy == KG_OFFSETS_LEAVE &&
+             r.cfg->vclusters[0].offsets_timeout_ms == 5000 &&
+             strcmp(r.cfg->vclusters[0].offsets_alias[0], "a") == 0 &&
+             strcmp(r.cfg->vclusters[0].offsets_alias[1], "b") == 0);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    offsets: {checkpoints: off, policy: earliest, timeout_ms: "
+                                "900, aliases: {b: us-west.2}}\n"));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].offsets_checkpoints == 0 &&
+             r.cfg->vclusters[0].offsets_policy == KG_OFFSETS_EARLIEST &&
+             r.cfg->vclusters[0].offsets_timeout_ms == 900 &&
+             strcmp(r.cfg->vclusters[0].offsets_alias[0], "a") == 0 &&
+             strcmp(r.cfg->vclusters[0].offsets_alias[1], "us-west.2") == 0);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    offsets: {policy: latest}\n"));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].offsets_policy == KG_OFFSETS_LATEST);
+    done(&r);
+    expect_single_error(TWO_CLUSTERS_YAML("    offsets: {policy: newest}\n"),
+                        "t.yaml:9:23: vclusters.v.offsets.policy: must be leave, earliest or "
+                        "latest, not 'newest'\n");
+    expect_single_error(TWO_CLUSTERS_YAML("    offsets: {checkpoints: on}\n"),
+                        "t.yaml:9:28: vclusters.v.offsets.checkpoints: must be off or auto, not "
+                        "'on'\n");
+    r = parse(TWO_CLUSTERS_YAML("    offsets: {aliases: {c: x}}\n"));
+    KT_CHECK(!r.cfg && strstr(r.errs, "'c' is not the primary or secondary of v"));
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    offsets: {aliases: {a: \"x y\"}}\n"));
+    KT_CHECK(!r.cfg && strstr(r.errs, "vclusters.v.offsets.aliases.a: 'x y' must be"));
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    offsets: {timeout_ms: 10}\n"));
+    KT_CHECK(!r.cfg && strstr(r.errs, "vclusters.v.offsets.timeout_ms"));
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    offsets: {source_alias: east}\n"));
+    KT_CHECK(!r.cfg && strstr(r.errs, "source_alias"));
+    done(&r);
+}
+
 KT_TEST(switch_grace)
 {
     parsed r = parse(TWO_CLUSTERS_YAML(""));
