@@ -284,9 +284,13 @@ static kg_admin_history *start_history(kg_gateway *gw)
     if (!names) return NULL;
     for (int i = 0; i < n; i++)
         names[i] = gw->cfg->vclusters[i].name;
-    kg_admin_history *h = kg_admin_history_start(names, n, KG_ADMIN_HISTORY_INTERVAL_MS,
-                                                 KG_ADMIN_HISTORY_POINTS, history_read, gw);
+    kg_admin_history *h = kg_admin_history_new(names, n, KG_ADMIN_HISTORY_INTERVAL_MS,
+                                               KG_ADMIN_HISTORY_POINTS, history_read, gw);
     free(names);
+    if (h && kg_admin_history_run(h) != 0) {
+        kg_admin_history_stop(h);
+        return NULL;
+    }
     return h;
 }
 

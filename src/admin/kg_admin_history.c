@@ -123,8 +123,8 @@ static void history_free(kg_admin_history *h)
     free(h);
 }
 
-kg_admin_history *kg_admin_history_start(const char *const *names, int n, int interval_ms,
-                                         int capacity, kg_admin_history_read read, void *ctx)
+kg_admin_history *kg_admin_history_new(const char *const *names, int n, int interval_ms,
+                                       int capacity, kg_admin_history_read read, void *ctx)
 {
     kg_admin_history *h = calloc(1, sizeof(*h));
     if (!h) return NULL;
@@ -148,13 +148,17 @@ kg_admin_history *kg_admin_history_start(const char *const *names, int n, int in
             return NULL;
         }
     }
+    return h;
+}
+
+int kg_admin_history_run(kg_admin_history *h)
+{
     if (pthread_create(&h->thread, NULL, sampler, h) != 0) {
         kg_error("admin: cannot start the history sampler thread");
-        history_free(h);
-        return NULL;
+        return -1;
     }
     h->started = 1;
-    return h;
+    return 0;
 }
 
 void kg_admin_history_stop(kg_admin_history *h)

@@ -32,13 +32,18 @@ typedef int (*kg_admin_history_read)(void *ctx, const char *name, kg_admin_count
 
 typedef struct kg_admin_history kg_admin_history;
 
-/* Starts sampling the N series NAMES (copied) every INTERVAL_MS, keeping CAPACITY points each.
- * NULL when out of memory or the thread cannot start. */
-kg_admin_history *kg_admin_history_start(const char *const *names, int n, int interval_ms,
-                                         int capacity, kg_admin_history_read read, void *ctx);
-/* Stops the thread and frees (H may be NULL). Stop the admin API first: its routes use H. */
+/* A history of the N series NAMES (copied), sampled every INTERVAL_MS (<= 0: the default),
+ * keeping CAPACITY points each (<= 0: the default); nothing samples it until
+ * kg_admin_history_run. NULL when out of memory. */
+kg_admin_history *kg_admin_history_new(const char *const *names, int n, int interval_ms,
+                                       int capacity, kg_admin_history_read read, void *ctx);
+/* Starts the thread that samples H every interval, the first time at once. -1 when it cannot
+ * start. */
+int kg_admin_history_run(kg_admin_history *h);
+/* Stops the thread (if it runs) and frees (H may be NULL). Stop the admin API first: its routes
+ * use H. */
 void kg_admin_history_stop(kg_admin_history *h);
-/* Takes one sample now (the thread does this every interval; tests call it directly). */
+/* Takes one sample at NOW_MS (Unix ms): what the thread does every interval. */
 void kg_admin_history_tick(kg_admin_history *h, int64_t now_ms);
 /* {"name", "interval_s", "points": [{"t", "requests_per_s", ...}]} for series NAME over the last
  * SECONDS (<= 0: all kept), or NULL when there is no such series. */

@@ -129,6 +129,15 @@ def test_console_operator_and_viewer(make_clusters, make_kgate, tmp_path):
     assert "latency" in events["chaos-added"]["row"]
     assert kg.http("GET", f"/v1/chaos/rules/{rule}").status == 404  # removed with the button
     assert events["charts"]["canvases"] == 6
+    # The charts' data: kgate's own history, sampled while the clients ran.
+    one = kg.http("GET", "/v1/vclusters/default/history?seconds=3600")
+    assert one.status == 200 and one.json["name"] == "default", one
+    assert any(p["requests_per_s"] > 0 for p in one.json["points"]), one.json
+    assert kg.http("GET", "/v1/vclusters/nosuch/history").status == 404
+    assert kg.http("GET", "/v1/history?seconds=0").status == 400
+    assert kg.http("GET", "/v1/history", token=viewer).json["vclusters"][0]["name"] == "default"
+    assert kg.http("GET", "/v1/whoami", token=viewer).json == {"token": "ui-viewer",
+                                                               "role": "viewer"}
     viewer_ev = events["viewer"]
     assert "viewer" in viewer_ev["who"]
     assert not viewer_ev["buttonVisible"] and viewer_ev["buttonDisabled"], viewer_ev
