@@ -82,6 +82,15 @@ int kg_admin_reply(kg_admin_request *req, int status, json_t *body)
     return status;
 }
 
+int kg_admin_reply_markdown(kg_admin_request *req, char *markdown)
+{
+    if (!markdown) return kg_admin_error(req, 500, "out of memory");
+    free(req->reply_text);
+    req->reply_text = markdown;
+    req->reply_type = "text/markdown; charset=utf-8";
+    return 200;
+}
+
 int kg_admin_no_content(kg_admin_request *req)
 {
     /* 204 has no body: an empty text reply keeps kg_admin from sending "{}". */

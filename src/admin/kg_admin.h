@@ -175,6 +175,8 @@ int kg_admin_error(kg_admin_request *req, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Sets BODY (stolen) as the reply and returns STATUS. */
 int kg_admin_reply(kg_admin_request *req, int status, json_t *body);
+/* MARKDOWN (stolen; NULL: out of memory, answered 500) as a 200 text/markdown reply. */
+int kg_admin_reply_markdown(kg_admin_request *req, char *markdown);
 /* An empty reply; returns 204. */
 int kg_admin_no_content(kg_admin_request *req);
 /* Adds reply header NAME: VALUE (both must outlive the request); -1 when there are

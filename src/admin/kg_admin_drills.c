@@ -131,10 +131,7 @@ static int handle_get(void *ctx, kg_admin_request *req)
         fclose(f);
     }
     json_decref(doc);
-    if (!md) return kg_admin_error(req, 500, "out of memory");
-    req->reply_text = md;
-    req->reply_type = "text/markdown; charset=utf-8";
-    return 200;
+    return kg_admin_reply_markdown(req, md);
 }
 
 static const kg_admin_route drill_routes[KG_ADMIN_DRILLS_N_ROUTES] = {

@@ -88,10 +88,7 @@ static int handle_report(void *ctx, kg_admin_request *req)
     if (!format || strcmp(format, "json") == 0) return kg_admin_reply(req, 200, report);
     char *md = kg_experiment_report_md(report);
     json_decref(report);
-    if (!md) return kg_admin_error(req, 500, "out of memory");
-    req->reply_text = md;
-    req->reply_type = "text/markdown; charset=utf-8";
-    return 200;
+    return kg_admin_reply_markdown(req, md);
 }
 
 static const kg_admin_route experiment_routes[KG_ADMIN_EXPERIMENTS_N_ROUTES] = {

@@ -467,13 +467,13 @@ static json_t *consumer_json(drill *d, drill_consumer *c)
                      "error_names", c->error_names);
 }
 
-/* The step that lost a record sent at SENT_US: the first one called after it, since the record
- * went to the side active when it was sent (an acknowledgement can arrive after the call: the old
- * side answers what was in flight). n_steps: none, the record was lost with no switch. */
+/* The step that lost a record sent at SENT_US: the first one that had not returned when it was
+ * sent, since the record went to the side active then (a record sent while the switch is being
+ * made may still reach the old side). n_run: none, the record was lost with no switch. */
 static int losing_step(const drill *d, uint64_t sent_us)
 {
     int k = 0;
-    while (k < d->n_run && d->call_us[k] <= sent_us)
+    while (k < d->n_run && d->returned_us[k] <= sent_us)
         k++;
     return k;
 }
