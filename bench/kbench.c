@@ -6,8 +6,10 @@
  *   kbench latency --brokers B --topic T --size S --count N --samples FILE
  *   kbench stream  --brokers B --topic T --size S --rate R --seconds D
  *   kbench dump    --brokers B --topic T
- *   kbench switch  --bootstrap H:P --admin H:P --vcluster V --action failover|failback
+ *   kbench switch  --bootstrap H:P[,H:P...] --admin H:P --vcluster V --action failover|failback
  *                  [--to SIDE] --conns N --expect-topic T [--pause-ms MS]
+ *                  (several bootstraps: the instances of a fleet, N connections to each; the
+ *                  new side is probed through the last one, the API called on --admin)
  *   every librdkafka mode: [--set key=value]... (client settings, e.g. for filling topics)
  *
  * Results go to stdout as one JSON object (stream and dump print one line per event instead);
@@ -1054,17 +1056,38 @@ static int kb_mode_switch(const kb_args *a)
     if (strcmp(a->action, "failover") != 0 && strcmp(a->action, "failback") != 0)
         kb_die("--action must be failover or failback");
     kb_raise_nofile();
-    struct sockaddr_in boot;
-    kb_parse_hostport(a->bootstrap, &boot);
-    size_t n = (size_t)a->conns;
+    struct sockaddr_in boots[8];
+    size_t n_boots = 0;
+    char list[512];
+    snprintf(list, sizeof(list), "%s", a->bootstrap);
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok && n_boots < 8;
+         tok = strtok_r(NULL, ",", &save))
+        kb_parse_hostport(tok, &boots[n_boots++]);
+    if (n_boots == 0) kb_die("--bootstrap: no address");
+    size_t per = (size_t)a->conns, n = per * n_boots;
     kb_conn *conns = calloc(n ? n : 1, sizeof(*conns));
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (!conns || ep < 0) kb_die("set-up: %s", strerror(errno));
 
     int64_t t0 = kb_now_ns();
-    kb_open_held(ep, conns, n, &boot);
+    if (n_boots == 1) {
+        kb_open_held(ep, conns, n, &boots[0]);
+        kb_watch_closures(ep, conns, n);
+    } else {
+        /* Each instance's connections are set up on an epoll set of their own (their tags are
+         * indexes into their part), then watched on the main one by their global index. */
+        for (size_t b = 0; b < n_boots; b++) {
+            int ep_b = epoll_create1(EPOLL_CLOEXEC);
+            if (ep_b < 0) kb_die("set-up: %s", strerror(errno));
+            kb_open_held(ep_b, conns + b * per, per, &boots[b]);
+            close(ep_b);
+        }
+        for (size_t i = 0; i < n; i++)
+            if (kb_epoll_add(ep, conns[i].fd, EPOLLIN | EPOLLRDHUP, i) < 0)
+                kb_die("epoll_ctl: %s", strerror(errno));
+    }
+    struct sockaddr_in boot = boots[n_boots - 1];
     double setup_ms = kb_ms_between(t0, kb_now_ns());
-    kb_watch_closures(ep, conns, n);
     if (a->pause_ms) {
         fprintf(stderr, "kbench: %zu connections ready; switching in %lld ms\n", n, a->pause_ms);
         usleep((useconds_t)a->pause_ms * 1000);
