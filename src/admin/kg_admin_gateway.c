@@ -83,20 +83,23 @@ static int admin_reload(void *ctx, kg_admin_request *req)
     kg_config *fresh = errs ? kg_config_load(gw->cfg->path, errs, &n_errors) : NULL;
     if (errs) fclose(errs);
     int status = 200;
+    json_t *report = json_object();
     if (!fresh) {
         status = kg_admin_error(req, 400, "%s not reloaded: %s", gw->cfg->path,
                                 errors ? errors : "cannot read it");
-    } else if (kg_gateway_reload(gw, fresh, why, sizeof(why)) < 0) {
+    } else if (kg_gateway_reload_report(gw, fresh, report, why, sizeof(why)) < 0) {
         status = kg_admin_error(req, 400, "not reloaded: %s", why);
     } else {
         json_t *details = json_pack("{s:s, s:s}", "path", gw->cfg->path, "actor", req->actor);
         kg_store_audit_append(gw->store, "config.reload", details); /* borrows DETAILS */
         json_decref(details);
-        status = kg_admin_reply(
-            req, 200,
-            json_pack("{s:s, s:i}", "reloaded", gw->cfg->path, "chaos_rules",
-                      fresh->chaos_rules ? (int)json_array_size(fresh->chaos_rules) : 0));
+        json_object_set_new(report, "reloaded", json_string(gw->cfg->path));
+        json_object_set_new(
+            report, "chaos_rules",
+            json_integer(fresh->chaos_rules ? (int)json_array_size(fresh->chaos_rules) : 0));
+        status = kg_admin_reply(req, 200, json_incref(report));
     }
+    json_decref(report);
     kg_config_free(fresh);
     free(errors);
     return status;

@@ -37,6 +37,65 @@ static int resolve(const char *host, uint16_t port, int numeric_only, kg_sockadd
     return 0;
 }
 
+/* A copy of the list HP (N) and its addresses, resolved now (an unresolved one has len 0 and
+ * is skipped until a reload). Sets c->n_boot on success: the caller holds the write lock or
+ * is alone. */
+static int cluster_resolve_bootstrap(kg_cluster *c, const kg_hostport *hp, int n,
+                                     kg_hostport **hp_out, kg_sockaddr **addr_out)
+{
+    kg_hostport *copy = calloc(n > 0 ? (size_t)n : 1, sizeof(*copy));
+    kg_sockaddr *addrs = calloc(n > 0 ? (size_t)n : 1, sizeof(*addrs));
+    if (!copy || !addrs) {
+        free(copy);
+        free(addrs);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        copy[i] = hp[i];
+        if (resolve(hp[i].host, hp[i].port, 0, &addrs[i]) < 0)
+            kg_warn("cluster %s: cannot resolve bootstrap %s:%u yet", c->cfg->name, hp[i].host,
+                    hp[i].port);
+    }
+    *hp_out = copy;
+    *addr_out = addrs;
+    c->n_boot = n;
+    return 0;
+}
+
+int kg_cluster_bootstrap_is(kg_cluster *c, const kg_hostport *bootstrap, int n)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    int same = n == c->n_boot;
+    for (int i = 0; same && i < n; i++)
+        same = strcmp(bootstrap[i].host, c->boot_hp[i].host) == 0 &&
+               bootstrap[i].port == c->boot_hp[i].port;
+    pthread_rwlock_unlock(&c->lock);
+    return same;
+}
+
+int kg_cluster_set_bootstrap(kg_cluster *c, const kg_hostport *bootstrap, int n)
+{
+    kg_hostport *hp;
+    kg_sockaddr *addrs;
+    int old_n = c->n_boot;
+    /* Resolving may wait on DNS: not under the lock every new connection takes. */
+    if (cluster_resolve_bootstrap(c, bootstrap, n, &hp, &addrs) < 0) return -1;
+    int new_n = c->n_boot;
+    c->n_boot = old_n;
+    pthread_rwlock_wrlock(&c->lock);
+    free(c->boot_hp);
+    free(c->bootstrap);
+    c->boot_hp = hp;
+    c->bootstrap = addrs;
+    c->n_boot = new_n;
+    /* Learnt from the old addresses: the next probe learns them again from the new ones. */
+    free(c->brokers);
+    c->brokers = NULL;
+    c->n_brokers = 0;
+    pthread_rwlock_unlock(&c->lock);
+    return 0;
+}
+
 int kg_cluster_init(kg_cluster *c, const kg_cluster_cfg *cfg, int index)
 {
     memset(c, 0, sizeof(*c));
@@ -48,19 +107,14 @@ int kg_cluster_init(kg_cluster *c, const kg_cluster_cfg *cfg, int index)
     if (!c->swaps) return -1;
     for (int i = 0; i < cfg->sasl.n_swaps; i++)
         kg_sasl_creds_init(&c->swaps[c->n_swaps++], &cfg->sasl.swaps[i].sasl);
-    c->bootstrap = calloc((size_t)cfg->n_bootstrap, sizeof(*c->bootstrap));
-    if (!c->bootstrap) return -1;
-    for (int i = 0; i < cfg->n_bootstrap; i++) {
-        if (resolve(cfg->bootstrap[i].host, cfg->bootstrap[i].port, 0, &c->bootstrap[i]) < 0)
-            kg_warn("cluster %s: cannot resolve bootstrap %s:%u yet", cfg->name,
-                    cfg->bootstrap[i].host, cfg->bootstrap[i].port);
-    }
-    return 0;
+    return cluster_resolve_bootstrap(c, cfg->bootstrap, cfg->n_bootstrap, &c->boot_hp,
+                                     &c->bootstrap);
 }
 
 void kg_cluster_destroy(kg_cluster *c)
 {
     free(c->brokers);
+    free(c->boot_hp);
     free(c->bootstrap);
     kg_sasl_creds_destroy(&c->creds);
     for (int i = 0; i < c->n_swaps; i++)
@@ -100,7 +154,7 @@ static const kg_broker *cluster_find(const kg_cluster *c, int32_t node_id)
 static int cluster_candidate(const kg_cluster *c, unsigned i, kg_sockaddr *out, char *desc,
                              size_t desclen)
 {
-    unsigned n = (unsigned)(c->n_brokers + c->cfg->n_bootstrap);
+    unsigned n = (unsigned)(c->n_brokers + c->n_boot);
     for (unsigned k = 0; k < n; k++) {
         unsigned j = (i + k) % n;
         if (j < (unsigned)c->n_brokers) {
@@ -113,8 +167,7 @@ static int cluster_candidate(const kg_cluster *c, unsigned i, kg_sockaddr *out, 
         j -= (unsigned)c->n_brokers;
         if (c->bootstrap[j].len == 0) continue;
         *out = c->bootstrap[j];
-        snprintf(desc, desclen, "%s:%u (bootstrap)", c->cfg->bootstrap[j].host,
-                 c->cfg->bootstrap[j].port);
+        snprintf(desc, desclen, "%s:%u (bootstrap)", c->boot_hp[j].host, c->boot_hp[j].port);
         return 0;
     }
     return -1;
@@ -501,8 +554,10 @@ static int probe_open_node(kg_cluster *c, int32_t node_id, int attempt, int time
     *pc = (probe_conn){
         .fd = -1, .deadline_us = kg_now_us() + (uint64_t)timeout_ms * 1000u, .next_correlation = 1};
     kg_sockaddr addr;
-    if (attempt > c->cfg->n_bootstrap + c->n_brokers ||
-        kg_cluster_pick(c, node_id, attempt, &addr, desc, desclen) < 0)
+    pthread_rwlock_rdlock(&c->lock);
+    int candidates = c->n_boot + c->n_brokers;
+    pthread_rwlock_unlock(&c->lock);
+    if (attempt > candidates || kg_cluster_pick(c, node_id, attempt, &addr, desc, desclen) < 0)
         return -1;
     errno = 0;
     if (probe_connect(pc, &addr) == 0) return 1;

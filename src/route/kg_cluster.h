@@ -38,7 +38,9 @@ typedef struct kg_cluster {
     pthread_rwlock_t lock; /* guards everything below up to the atomics */
     kg_broker *brokers;
     int n_brokers;
-    kg_sockaddr *bootstrap; /* resolved bootstrap addresses (some may be unresolved: len 0) */
+    kg_hostport *boot_hp; /* the bootstrap list in use (the config's, or a reload's) */
+    int n_boot;
+    kg_sockaddr *bootstrap; /* boot_hp resolved (some may be unresolved: len 0) */
     kg_version_ranges versions;
     int versions_known;
     char last_error[256];
@@ -61,6 +63,14 @@ typedef struct kg_cluster {
 
 int kg_cluster_init(kg_cluster *c, const kg_cluster_cfg *cfg, int index);
 void kg_cluster_destroy(kg_cluster *c);
+
+/* `kgate reload` with a new bootstrap list for C: the same cluster at other addresses. New
+ * backend connections use it at once (the brokers learnt from the old addresses are forgotten
+ * until the next probe's Metadata); connections already open keep theirs. 0, or -1 when out of
+ * memory (nothing changed). */
+int kg_cluster_set_bootstrap(kg_cluster *c, const kg_hostport *bootstrap, int n);
+/* 1 when C's bootstrap list in use is BOOTSTRAP (N entries), else 0. */
+int kg_cluster_bootstrap_is(kg_cluster *c, const kg_hostport *bootstrap, int n);
 
 /* The credentials kgate logs in to C with for a client of PRINCIPAL ("User:alice", or NULL):
  * that principal's own (credential swap) when the cluster has them, else kgate's. */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -937,7 +938,96 @@ static int gateway_reload_frontend(kg_gateway *gw, char *err, size_t errlen)
     return -1;
 }
 
+/* Adds "WHAT" to REPORT's array KEY (REPORT NULL: logged only). */
+static void reload_note(json_t *report, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reload_note(json_t *report, const char *key, const char *fmt, ...)
+{
+    char line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (strcmp(key, "applied") == 0)
+        kg_info("reload: %s", line);
+    else
+        kg_warn("reload: %s: not applied, takes a restart", line);
+    if (!report) return;
+    json_t *arr = json_object_get(report, key);
+    if (!arr) json_object_set_new(report, key, arr = json_array());
+    json_array_append_new(arr, json_string(line));
+}
+
+/* The clusters and vclusters of FRESH against the running ones: a changed bootstrap list is
+ * applied (kg_cluster_set_bootstrap: new connections use it, open ones stay); everything else
+ * that differs (clusters or vclusters added, removed or changed, cluster TLS or SASL) is
+ * named as taking a restart. Validates before it changes anything: -1 with ERR, nothing
+ * applied. */
+static int gateway_reload_clusters(kg_gateway *gw, const kg_config *fresh, json_t *report,
+                                   char *err, size_t errlen)
+{
+    const kg_config *cfg = gw->cfg;
+    for (int i = 0; i < fresh->n_clusters; i++)
+        if (kg_config_cluster_index(cfg, fresh->clusters[i].name) < 0)
+            reload_note(report, "needs_restart", "cluster %s added", fresh->clusters[i].name);
+    for (int i = 0; i < cfg->n_clusters; i++) {
+        int fi = kg_config_cluster_index(fresh, cfg->clusters[i].name);
+        if (fi < 0)
+            reload_note(report, "needs_restart", "cluster %s removed", cfg->clusters[i].name);
+        if (fi >= 0 && (memcmp(&fresh->clusters[fi].tls, &cfg->clusters[i].tls,
+                               sizeof(cfg->clusters[i].tls)) != 0 ||
+                        fresh->clusters[fi].sasl.mechanism != cfg->clusters[i].sasl.mechanism))
+            reload_note(report, "needs_restart", "cluster %s: tls or sasl changed",
+                        cfg->clusters[i].name);
+    }
+    for (int i = 0; i < fresh->n_vclusters; i++) {
+        const kg_vcluster_cfg *nv = &fresh->vclusters[i];
+        int vi = kg_config_vcluster_index(cfg, nv->name);
+        if (vi < 0) {
+            reload_note(report, "needs_restart", "vcluster %s added", nv->name);
+            continue;
+        }
+        const kg_vcluster_cfg *ov = &cfg->vclusters[vi];
+        const char *osec = ov->secondary >= 0 ? cfg->clusters[ov->secondary].name : "";
+        const char *nsec = nv->secondary >= 0 ? fresh->clusters[nv->secondary].name : "";
+        if (nv->port != ov->port || strcmp(osec, nsec) != 0 ||
+            strcmp(cfg->clusters[ov->primary].name, fresh->clusters[nv->primary].name) != 0)
+            reload_note(report, "needs_restart", "vcluster %s: port, primary or secondary changed",
+                        nv->name);
+    }
+    for (int i = 0; i < cfg->n_vclusters; i++)
+        if (kg_config_vcluster_index(fresh, cfg->vclusters[i].name) < 0)
+            reload_note(report, "needs_restart", "vcluster %s removed", cfg->vclusters[i].name);
+    for (int i = 0; i < cfg->n_clusters; i++) {
+        int fi = kg_config_cluster_index(fresh, cfg->clusters[i].name);
+        if (fi < 0) continue;
+        const kg_cluster_cfg *nc = &fresh->clusters[fi];
+        kg_cluster *c = &gw->clusters[i];
+        if (kg_cluster_bootstrap_is(c, nc->bootstrap, nc->n_bootstrap)) continue;
+        if (kg_cluster_set_bootstrap(c, nc->bootstrap, nc->n_bootstrap) < 0) {
+            snprintf(err, errlen, "cluster %s: out of memory for its new bootstrap", nc->name);
+            return -1;
+        }
+        char list[512] = "";
+        for (int b = 0; b < nc->n_bootstrap; b++) {
+            size_t used = strlen(list);
+            snprintf(list + used, sizeof(list) - used, "%s%s:%u", b ? "," : "",
+                     nc->bootstrap[b].host, nc->bootstrap[b].port);
+        }
+        reload_note(report, "applied",
+                    "cluster %s: bootstrap %s (new connections; open ones keep theirs)", nc->name,
+                    list);
+    }
+    return 0;
+}
+
 int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t errlen)
+{
+    return kg_gateway_reload_report(gw, fresh, NULL, err, errlen);
+}
+
+int kg_gateway_reload_report(kg_gateway *gw, const kg_config *fresh, json_t *report, char *err,
+                             size_t errlen)
 {
     char why[512];
     if (kg_acl_check_config(fresh->acl_bindings, why, sizeof(why)) < 0) {
@@ -948,10 +1038,11 @@ int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t 
     if (gateway_reload_certificates(gw, err, errlen) < 0 ||
         gateway_reload_frontend(gw, err, errlen) < 0 ||
         gateway_apply_chaos_config(gw, fresh, err, errlen) < 0 ||
-        gateway_apply_acl_config(gw, fresh, err, errlen) < 0)
+        gateway_apply_acl_config(gw, fresh, err, errlen) < 0 ||
+        gateway_reload_clusters(gw, fresh, report, err, errlen) < 0)
         return -1;
     kg_info("reloaded %s: %zu chaos rule(s) from the file, TLS certificates (listeners, admin "
-            "API) from their files; other changes take a restart",
+            "API) from their files, clusters' bootstrap lists; other changes take a restart",
             fresh->path, fresh->chaos_rules ? json_array_size(fresh->chaos_rules) : 0);
     return 0;
 }

@@ -158,6 +158,10 @@ void kg_gateway_stop(kg_gateway *gw);
 /* Re-reads what can change without a restart (today: the chaos rules of the config file).
  * Returns 0, or -1 with the error in ERR (and the log) and nothing changed. */
 int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t errlen);
+/* The same, and REPORT (an object, may be NULL) gets "applied": [what changed] (a cluster's
+ * new bootstrap list) and "needs_restart": [what differs but takes a restart]. */
+int kg_gateway_reload_report(kg_gateway *gw, const kg_config *fresh, json_t *report, char *err,
+                             size_t errlen);
 
 /* `kgate serve`: start (with FRONTEND, see kg_gateway_start), wait for SIGTERM/SIGINT, stop.
  * Returns the process exit code. */
