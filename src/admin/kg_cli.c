@@ -595,7 +595,12 @@ static int cmd_drain_instance(cli *c, const char *instance)
     if (rc != KG_CLI_EXIT_OK) return rc;
     int fleet = json_object_get(reply, "requested") != NULL; /* else: it was this instance */
     if (c->s.given & OPT_NO_WAIT || (!fleet && cancel)) {
-        kg_cli_print_json(&c->s, reply);
+        if (c->s.json || !fleet)
+            kg_cli_print_json(&c->s, reply);
+        else
+            fprintf(c->s.out, "%s of instance %s asked (picked up within %lld ms)\n",
+                    cancel ? "drain cancel" : "drain", instance,
+                    (long long)json_integer_value(json_object_get(reply, "picked_up_within_ms")));
         json_decref(reply);
         return KG_CLI_EXIT_OK;
     }
