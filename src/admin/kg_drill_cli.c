@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "admin/kg_cli_session.h"
 #include "drill/kg_drill.h"
@@ -17,8 +18,9 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  run DRILL.yaml [--format md|json] [--out FILE]\n"
-    "                       drive producers and a consumer group through kgate, switch as the\n"
-    "                       drill says, measure RTO, RPO, duplicates and errors per client,\n"
+    "                       drive producers and a consumer group through kgate, switch or\n"
+    "                       inject faults as the drill says, measure RTO, RPO, duplicates and\n"
+    "                       errors per client,\n"
     "                       record the result (audited) and print its report (exit 3: a switch\n"
     "                       failed or an expectation was not met)\n"
     "  list                 recorded drills\n"
@@ -46,26 +48,84 @@ static int wants_json(const dcli *c)
     return c->s.json || (c->format && strcmp(c->format, "json") == 0);
 }
 
-/* The drill's switches go through the admin API, as an operator's would: audited, propagated to
- * the fleet, refused by the parity pre-flight unless the step says force. */
-static int switch_via_api(void *opaque, const kg_drill_spec *spec, const kg_drill_step *step,
+/* One API call; *REPLY (NULL: not wanted) gets the body, or {"error"} when kgate is out of
+ * reach (status 0). */
+static int call(dcli *c, const char *method, const char *path, json_t *body, json_t **reply)
+{
+    char err[256];
+    long status = 0;
+    json_t *got = NULL;
+    if (kg_cli_request_ca(c->s.url, c->s.token, c->s.cacert, method, path, body, &status, &got,
+                          err, sizeof(err)) != 0)
+        got = json_pack("{s:s}", "error", err);
+    if (reply)
+        *reply = got;
+    else
+        json_decref(got);
+    return (int)status;
+}
+
+/* The switches go through the admin API, as an operator's would: audited, propagated to the
+ * fleet, refused by the parity pre-flight unless the step says force. */
+static int switch_via_api(dcli *c, const kg_drill_spec *spec, const kg_drill_step *step,
                           json_t **reply)
 {
-    dcli *c = opaque;
-    char path[160], reason[300], err[256];
+    char path[160];
     snprintf(path, sizeof(path), "/v1/vclusters/%s/%s", spec->vcluster,
-             step->failback ? "failback" : "failover");
-    snprintf(reason, sizeof(reason), "%s", step->reason[0] ? step->reason : spec->name);
-    json_t *body = json_pack("{s:s, s:b}", "reason", reason, "force", step->force);
+             kg_drill_action_name(step->action));
+    json_t *body = json_pack("{s:s, s:b}", "reason", step->reason[0] ? step->reason : spec->name,
+                             "force", step->force);
     if (step->to[0]) json_object_set_new(body, "to", json_string(step->to));
-    long status = 0;
-    if (kg_cli_request_ca(c->s.url, c->s.token, c->s.cacert, "POST", path, body, &status, reply,
-                          err, sizeof(err)) != 0) {
-        *reply = json_pack("{s:s}", "error", err);
-        status = 0;
-    }
+    int status = call(c, "POST", path, body, reply);
     json_decref(body);
-    return (int)status;
+    return status;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* A chaos step: the rule is added through the API for the step's duration (its own expiry a
+ * little later, in case this process dies), then its final counters are read and it is
+ * removed. *REPLY gets the rule as last listed, or the API's refusal. */
+static int chaos_via_api(dcli *c, const kg_drill_spec *spec, const kg_drill_step *step,
+                         json_t **reply)
+{
+    json_t *rule = json_loads(step->rule, 0, NULL);
+    char expiry[32], path[160];
+    snprintf(expiry, sizeof(expiry), "%lldms", (long long)step->fault_ms + 30000);
+    json_object_set_new(rule, "for", json_string(expiry));
+    if (!json_object_get(rule, "vcluster"))
+        json_object_set_new(rule, "vcluster", json_string(spec->vcluster));
+    if (!json_object_get(rule, "description"))
+        json_object_set_new(rule, "description",
+                            json_string(step->reason[0] ? step->reason : spec->name));
+    json_t *added = NULL;
+    int status = call(c, "POST", "/v1/chaos/rules", rule, &added);
+    json_decref(rule);
+    const char *id = json_string_value(json_object_get(added, "id"));
+    if (status != 201 || !id || !kg_cli_valid_segment(id)) {
+        *reply = added;
+        return status;
+    }
+    sleep_ms(step->fault_ms);
+    snprintf(path, sizeof(path), "/v1/chaos/rules/%s", id);
+    if (call(c, "GET", path, NULL, reply) != 200) {
+        json_decref(*reply);
+        *reply = json_incref(added);
+    }
+    json_decref(added);
+    return call(c, "DELETE", path, NULL, NULL) == 204 ? 200 : 500;
+}
+
+static int step_via_api(void *opaque, const kg_drill_spec *spec, const kg_drill_step *step,
+                        json_t **reply)
+{
+    if (step->action == KG_DRILL_CHAOS) return chaos_via_api(opaque, spec, step, reply);
+    return switch_via_api(opaque, spec, step, reply);
 }
 
 static void print_result(dcli *c, FILE *out, const json_t *result)
@@ -142,7 +202,7 @@ static int cmd_run(dcli *c)
     int rc = preflight(c, &spec);
     if (rc != KG_CLI_EXIT_OK) return rc;
     signal(SIGPIPE, SIG_IGN);
-    json_t *result = kg_drill_run(&spec, switch_via_api, c, c->s.err);
+    json_t *result = kg_drill_run(&spec, step_via_api, c, c->s.err);
     rc = record(c, result);
     print_result(c, c->s.out, result);
     if (c->out && write_out_file(c, result) != 0) rc = KG_CLI_EXIT_API;

@@ -57,7 +57,10 @@ typedef struct drill {
     pthread_mutex_t mu;
     atomic_int stop_producers, stop_consumers;
     uint64_t call_us[KG_DRILL_MAX_STEPS], returned_us[KG_DRILL_MAX_STEPS];
-    atomic_int steps_called;
+    /* Where step k's RTO counts from: the switch call, or the end of a chaos fault. Steps below
+     * steps_armed have theirs set (consumers read it as records arrive). */
+    uint64_t origin_us[KG_DRILL_MAX_STEPS];
+    atomic_int steps_armed;
     int n_run;                  /* steps made (none when the workload never got through) */
     long duplicates, reordered; /* under mu */
     long max_seq[KG_DRILL_MAX_PRODUCERS];
@@ -229,10 +232,10 @@ static void note_received(drill_consumer *c, const rd_kafka_message_t *m)
     uint64_t sent = s->sent_us;
     pthread_mutex_unlock(&d->mu);
     atomic_compare_exchange_strong(&c->first_us, &zero, now);
-    int called = atomic_load(&d->steps_called);
-    for (int k = 0; k < called; k++) {
+    int armed = atomic_load(&d->steps_armed);
+    for (int k = 0; k < armed; k++) {
         zero = 0;
-        if (sent >= d->call_us[k]) atomic_compare_exchange_strong(&c->first_after[k], &zero, now);
+        if (sent >= d->origin_us[k]) atomic_compare_exchange_strong(&c->first_after[k], &zero, now);
     }
 }
 
@@ -376,27 +379,44 @@ static long acked_total(drill *d)
     return n;
 }
 
-static json_t *run_step(drill *d, int k, kg_drill_switch_fn do_switch, void *opaque)
+static void arm(drill *d, int k, uint64_t origin_us)
+{
+    d->origin_us[k] = origin_us;
+    atomic_store(&d->steps_armed, k + 1);
+}
+
+static json_t *step_json(drill *d, int k, int status, json_t *reply)
+{
+    const kg_drill_step *st = &d->spec->steps[k];
+    double took_ms = (double)(d->returned_us[k] - d->call_us[k]) / 1000.0;
+    json_t *out = json_pack("{s:s, s:f, s:i}", "action", kg_drill_action_name(st->action),
+                            "called_ms", rel_ms(d, d->call_us[k]), "status", status);
+    if (st->action == KG_DRILL_CHAOS) {
+        json_object_set_new(out, "rule", json_loads(st->rule, 0, NULL));
+        json_object_set_new(out, "fault_ms", json_real(took_ms));
+    } else {
+        json_object_set_new(out, "switch_ms", json_real(took_ms));
+        if (st->to[0]) json_object_set_new(out, "to", json_string(st->to));
+        json_t *to = json_object_get(reply, "to");
+        if (json_is_string(to) && !st->to[0]) json_object_set(out, "to", to);
+    }
+    if (reply) json_object_set_new(out, "result", reply);
+    return out;
+}
+
+static json_t *run_step(drill *d, int k, kg_drill_step_fn do_step, void *opaque)
 {
     const kg_drill_step *st = &d->spec->steps[k];
     json_t *reply = NULL;
     d->call_us[k] = kg_now_us();
-    atomic_store(&d->steps_called, k + 1);
-    int status = do_switch(opaque, d->spec, st, &reply);
+    if (st->action != KG_DRILL_CHAOS) arm(d, k, d->call_us[k]);
+    int status = do_step(opaque, d->spec, st, &reply);
     d->returned_us[k] = kg_now_us();
-    json_t *out =
-        json_pack("{s:s, s:f, s:f, s:i}", "action", st->failback ? "failback" : "failover",
-                  "called_ms", rel_ms(d, d->call_us[k]), "switch_ms",
-                  (double)(d->returned_us[k] - d->call_us[k]) / 1000.0, "status", status);
-    if (st->to[0]) json_object_set_new(out, "to", json_string(st->to));
-    if (reply) {
-        json_t *to = json_object_get(reply, "to");
-        if (json_is_string(to) && !st->to[0]) json_object_set(out, "to", to);
-        json_object_set_new(out, "result", reply);
-    }
-    say(d, "%s to %s: answered %d in %.1f ms", st->failback ? "failback" : "failover",
-        text_or(json_object_get(out, "to"), "?"), status,
-        json_real_value(json_object_get(out, "switch_ms")));
+    if (st->action == KG_DRILL_CHAOS) arm(d, k, d->returned_us[k]);
+    json_t *out = step_json(d, k, status, reply);
+    say(d, "%s %s: answered %d after %.1f ms", kg_drill_action_name(st->action),
+        text_or(json_object_get(out, "to"), ""), status,
+        (double)(d->returned_us[k] - d->call_us[k]) / 1000.0);
     return out;
 }
 
@@ -446,7 +466,8 @@ static json_t *producer_json(drill *d, drill_producer *p)
 {
     json_t *rto = json_array();
     for (int k = 0; k < d->n_run; k++)
-        json_array_append_new(rto, ms_or_null(d->call_us[k], first_ack_after(p, d->call_us[k])));
+        json_array_append_new(rto,
+                              ms_or_null(d->origin_us[k], first_ack_after(p, d->origin_us[k])));
     char name[32];
     snprintf(name, sizeof(name), "producer-%d", p->idx + 1);
     return json_pack("{s:s, s:s, s:o, s:I, s:I, s:I, s:O, s:b}", "client", name, "kind", "producer",
@@ -459,7 +480,7 @@ static json_t *consumer_json(drill *d, drill_consumer *c)
 {
     json_t *rto = json_array();
     for (int k = 0; k < d->n_run; k++)
-        json_array_append_new(rto, ms_or_null(d->call_us[k], atomic_load(&c->first_after[k])));
+        json_array_append_new(rto, ms_or_null(d->origin_us[k], atomic_load(&c->first_after[k])));
     char name[32];
     snprintf(name, sizeof(name), "consumer-%d", c->idx + 1);
     return json_pack("{s:s, s:s, s:o, s:I, s:I, s:O}", "client", name, "kind", "consumer", "rto_ms",
@@ -659,7 +680,7 @@ static json_t *measure(drill *d, json_t *steps, long found, const char *verify_e
     return result;
 }
 
-json_t *kg_drill_run(const kg_drill_spec *spec, kg_drill_switch_fn do_switch, void *opaque,
+json_t *kg_drill_run(const kg_drill_spec *spec, kg_drill_step_fn do_step, void *opaque,
                      FILE *progress)
 {
     static drill zero;
@@ -689,7 +710,7 @@ json_t *kg_drill_run(const kg_drill_spec *spec, kg_drill_switch_fn do_switch, vo
     d->n_run = acked_total(d) > 0 ? spec->n_steps : 0;
     if (!d->n_run) say(d, "no record acknowledged through %s: no switch made", spec->bootstrap);
     for (int k = 0; k < d->n_run; k++) {
-        json_array_append_new(steps, run_step(d, k, do_switch, opaque));
+        json_array_append_new(steps, run_step(d, k, do_step, opaque));
         sleep_until(d, kg_now_us() + (uint64_t)spec->between_ms * 1000);
         wait_for_consumers(d, k, spec->consumer_wait_ms);
     }

@@ -22,7 +22,10 @@ static void print_ms(FILE *out, const json_t *v)
 
 static void step_title(const json_t *st, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s to %s", text(st, "action"), text(st, "to"));
+    if (strcmp(text(st, "action"), "chaos") == 0)
+        snprintf(buf, len, "after chaos %s", text(json_object_get(st, "rule"), "type"));
+    else
+        snprintf(buf, len, "%s to %s", text(st, "action"), text(st, "to"));
 }
 
 static void print_client(FILE *out, const json_t *c)
@@ -62,9 +65,16 @@ static void print_data(FILE *out, const json_t *result)
     {
         char title[96];
         step_title(st, title, sizeof(title));
-        fprintf(out, "%s: answered %lld in %.1f ms", title,
-                (long long)json_integer_value(json_object_get(st, "status")),
-                json_number_value(json_object_get(st, "switch_ms")));
+        if (json_is_number(json_object_get(st, "fault_ms")))
+            fprintf(out, "%s: answered %lld, fault held %.0f ms, %lld faults injected", title,
+                    (long long)json_integer_value(json_object_get(st, "status")),
+                    json_number_value(json_object_get(st, "fault_ms")),
+                    (long long)json_integer_value(
+                        json_object_get(json_object_get(st, "result"), "injected")));
+        else
+            fprintf(out, "%s: answered %lld in %.1f ms", title,
+                    (long long)json_integer_value(json_object_get(st, "status")),
+                    json_number_value(json_object_get(st, "switch_ms")));
         if (json_is_integer(json_object_get(st, "lost")))
             fprintf(out, ", lost %lld acknowledged records (RPO %.0f ms)",
                     (long long)json_integer_value(json_object_get(st, "lost")),

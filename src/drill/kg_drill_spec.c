@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafka.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "drill/kg_drill.h"
@@ -13,7 +14,13 @@ static const char *const top_fields[] = {"name",          "hypothesis", "vcluste
                                          "consumer_wait", "expect",     NULL};
 static const char *const workload_fields[] = {
     "producers", "rate", "consumers", "group", "producer_config", "consumer_config", NULL};
-static const char *const step_fields[] = {"action", "to", "reason", "force", NULL};
+static const char *const step_fields[] = {"action", "to", "reason", "force", "rule", "for", NULL};
+static const char *const action_names[] = {"failover", "failback", "chaos"};
+
+const char *kg_drill_action_name(kg_drill_action action)
+{
+    return action_names[action];
+}
 static const char *const expect_fields[] = {"max_producer_rto", "max_consumer_rto",  "max_lost",
                                             "max_duplicates",   "max_client_errors", NULL};
 
@@ -142,20 +149,58 @@ static int parse_workload(const json_t *w, kg_drill_spec *out, char *err, size_t
     return get_text(w, "group", "workload.", 0, out->group, sizeof(out->group), err, errlen);
 }
 
+/* A chaos step: the rule (its own module checks it when the step runs: kgate's API answers 400
+ * naming the field, and the drill reports it) and how long it stays. */
+static int parse_chaos_step(const json_t *s, const char *where, kg_drill_step *out, char *err,
+                            size_t errlen)
+{
+    json_t *rule = json_object_get(s, "rule");
+    if (!json_is_object(rule))
+        return fail(err, errlen, "field \"%srule\" must be a chaos rule (a mapping)", where);
+    if (json_object_get(rule, "for") || json_object_get(rule, "expires_at"))
+        return fail(err, errlen, "field \"%srule\": its duration is the step's \"for\"", where);
+    char *text = json_dumps(rule, JSON_COMPACT);
+    size_t len = text ? strlen(text) : 0;
+    if (!text || len >= sizeof(out->rule)) {
+        free(text);
+        return fail(err, errlen, "field \"%srule\" is too large", where);
+    }
+    memcpy(out->rule, text, len + 1);
+    free(text);
+    out->fault_ms = -1;
+    if (get_duration(s, "for", where, &out->fault_ms, err, errlen) != 0) return -1;
+    if (out->fault_ms < 0 || out->fault_ms > 600000)
+        return fail(err, errlen, "field \"%sfor\" is required: a duration of at most 10m", where);
+    return 0;
+}
+
 static int parse_step(const json_t *s, int i, kg_drill_step *out, char *err, size_t errlen)
 {
     char where[32];
     snprintf(where, sizeof(where), "steps[%d]", i);
     if (check_fields(s, step_fields, where, err, errlen) != 0) return -1;
     const char *action = json_string_value(json_object_get(s, "action"));
-    if (!action || (strcmp(action, "failover") != 0 && strcmp(action, "failback") != 0))
-        return fail(err, errlen, "field \"%s.action\" must be \"failover\" or \"failback\"", where);
-    out->failback = strcmp(action, "failback") == 0;
+    int a = 0;
+    while (action && a <= KG_DRILL_CHAOS && strcmp(action, action_names[a]) != 0)
+        a++;
+    if (!action || a > KG_DRILL_CHAOS)
+        return fail(err, errlen,
+                    "field \"%s.action\" must be \"failover\", \"failback\" or \"chaos\"", where);
+    out->action = (kg_drill_action)a;
     strcat(where, ".");
+    if (out->action == KG_DRILL_CHAOS) {
+        if (json_object_get(s, "to") || json_object_get(s, "force"))
+            return fail(err, errlen, "fields \"%sto\" and \"%sforce\" are for switches", where,
+                        where);
+        return parse_chaos_step(s, where, out, err, errlen);
+    }
+    if (json_object_get(s, "rule") || json_object_get(s, "for"))
+        return fail(err, errlen, "fields \"%srule\" and \"%sfor\" are for chaos steps", where,
+                    where);
     if (get_text(s, "to", where, 0, out->to, sizeof(out->to), err, errlen) != 0 ||
         get_text(s, "reason", where, 0, out->reason, sizeof(out->reason), err, errlen) != 0)
         return -1;
-    if (out->failback && out->to[0])
+    if (out->action == KG_DRILL_FAILBACK && out->to[0])
         return fail(err, errlen, "field \"%sto\": a failback goes to the primary", where);
     json_t *force = json_object_get(s, "force");
     if (force && !json_is_boolean(force))
@@ -168,7 +213,8 @@ static int parse_steps(const json_t *steps, kg_drill_spec *out, char *err, size_
 {
     if (!json_is_array(steps) || json_array_size(steps) < 1 ||
         json_array_size(steps) > KG_DRILL_MAX_STEPS)
-        return fail(err, errlen, "field \"steps\" must list 1 to %d switches", KG_DRILL_MAX_STEPS);
+        return fail(err, errlen, "field \"steps\" must list 1 to %d switches or chaos faults",
+                    KG_DRILL_MAX_STEPS);
     size_t i;
     json_t *s;
     json_array_foreach(steps, i, s)

@@ -26,8 +26,9 @@
 static int demo_switch(void *opaque, const kg_drill_spec *spec, const kg_drill_step *step,
                        json_t **reply)
 {
+    if (step->action == KG_DRILL_CHAOS) return 400; /* the demo's drill has switches only */
     kg_switch_request req = {.vcluster = spec->vcluster,
-                             .failback = step->failback,
+                             .failback = step->action == KG_DRILL_FAILBACK,
                              .reason = "kgate demo",
                              .actor = "demo"};
     return kg_gateway_switch(opaque, &req, reply);
@@ -43,7 +44,7 @@ static void demo_spec(kg_drill_spec *spec, int port, int phase_ms)
                             .between_ms = phase_ms,
                             .consumer_wait_ms = 15000,
                             .n_steps = 2,
-                            .steps = {{.failback = 0}, {.failback = 1}},
+                            .steps = {{.action = KG_DRILL_FAILOVER}, {.action = KG_DRILL_FAILBACK}},
                             .max_producer_rto_ms = -1,
                             .max_consumer_rto_ms = -1,
                             .max_lost = -1,

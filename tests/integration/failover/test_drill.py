@@ -108,11 +108,44 @@ def test_drill_measures_a_failover_and_is_audited(make_clusters, make_kgate, tmp
     assert bad.status == 400 and "run" in bad.json["error"], bad
 
 
+@pytest.mark.guard(180)
+def test_drill_chaos_step_measures_recovery_after_the_fault(make_clusters, make_kgate, tmp_path):
+    """A chaos step: every produce to the drill's topic is refused (NOT_LEADER_OR_FOLLOWER) for
+    3 s through the chaos API; librdkafka retries, so nothing is lost or failed, and the RTO
+    counts from the end of the fault. The rule is gone afterwards."""
+    clusters = make_clusters(east="2.12", west="2.12")
+    kg = make_kgate(clusters)
+    rule = {"type": "broken-brokers", "topic": TOPIC, "rate": 100,
+            "errors": {"produce": "NOT_LEADER_OR_FOLLOWER"}}
+    path = write_drill(tmp_path, kg, steps=[{"action": "chaos", "rule": rule, "for": "3s"}],
+                       workload={"producers": 1, "rate": 40, "consumers": 1},
+                       expect={"max_lost": 0, "max_client_errors": 0})
+    run = kg.cli("drill", "run", path, "--json", timeout=150)
+    assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
+    result = json.loads(run.stdout)
+    step = result["steps"][0]
+    assert step["action"] == "chaos" and step["status"] == 200, step
+    assert step["rule"] == rule and step["fault_ms"] >= 3000
+    assert step["result"]["injected"] > 0, step["result"]
+    assert all(c["rto_ms"][0] is not None for c in result["clients"]), result["clients"]
+    data = result["data"]
+    east = drill_records(clusters["east"], result["run"])
+    assert data["lost"] == 0 and data["lost_without_switch"] == 0 and step["lost"] == 0
+    assert len(east) == data["acked"] == data["found_on_active_side"], (len(east), data)
+    assert kg.http("GET", "/v1/chaos/rules").json["rules"] == []
+    assert kg.vcluster_status()["active"] == "east"
+    md = kg.cli("drill", "report", result["run"]).stdout
+    assert "RTO after chaos broken-brokers" in md and "faults injected" in md, md
+
+
 def test_drill_file_errors_name_the_field(make_clusters, make_kgate, tmp_path):
     clusters = make_clusters(east="2.12", west="2.12")
     kg = make_kgate(clusters)
     cases = [({"steps": [{"action": "explode"}]}, 'steps[0].action'),
              ({"steps": []}, '"steps"'),
+             ({"steps": [{"action": "chaos", "rule": {"type": "latency"}}]}, 'steps[0].for'),
+             ({"steps": [{"action": "chaos", "for": "1s"}]}, 'steps[0].rule'),
+             ({"steps": [{"action": "failover", "for": "1s"}]}, 'steps[0].rule'),
              ({"workload": {"producers": 0}}, 'workload.producers'),
              ({"between": "soon"}, '"between"'),
              ({"expect": {"max_lost": -1}}, 'expect.max_lost'),
