@@ -285,15 +285,21 @@ function draw(canvas, points, key) {
   if (points.length < 1) {
     g.fillStyle = '#667085'; g.font = '12px sans-serif'; g.fillText('collecting…', 8, 20); return;
   }
-  const now = points[points.length - 1].t, span = 3600 * 1000;
+  // The x axis spans what is kept, at least 5 minutes and at most the hour: a kgate that just
+  // started shows a readable chart rather than a sliver at the right edge.
+  const now = points[points.length - 1].t;
+  const span = Math.min(3600 * 1000, Math.max(300 * 1000, now - points[0].t));
   const max = Math.max(1e-9, ...points.map(p => p[key]));
-  g.fillStyle = '#667085'; g.font = '11px sans-serif'; g.fillText('max ' + fmt(max, 2), 6, 12);
-  g.strokeStyle = '#2456c7'; g.lineWidth = 1.5; g.beginPath();
-  points.forEach((p, i) => {
-    const x = w - ((now - p.t) / span) * w, y = h - 4 - (p[key] / max) * (h - 20);
-    if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
-  });
+  g.fillStyle = '#667085'; g.font = '11px sans-serif';
+  g.fillText('max ' + fmt(max, 2), 6, 12);
+  const spanText = 'last ' + Math.round(span / 60000) + ' min';
+  g.fillText(spanText, w - 6 - g.measureText(spanText).width, h - 6);
+  const at = p => [w - 4 - ((now - p.t) / span) * (w - 8), h - 4 - (p[key] / max) * (h - 24)];
+  g.strokeStyle = '#2456c7'; g.fillStyle = '#2456c7'; g.lineWidth = 1.5; g.beginPath();
+  points.forEach((p, i) => { const [x, y] = at(p); if (i === 0) g.moveTo(x, y); else g.lineTo(x, y); });
   g.stroke();
+  // Dots while there are few points (one point alone draws no line).
+  if (points.length < 30) points.forEach(p => { const [x, y] = at(p); g.fillRect(x - 2, y - 2, 4, 4); });
 }
 
 // ---- generic tables (chaos rules, experiments, users, ACLs) ----
@@ -366,6 +372,8 @@ async function loadExperiments() {
       ? el('button', { class: 'needs-operator danger', hidden: state.role < ROLES.operator, text: 'Stop',
           onclick: () => act('POST', '/v1/experiments/' + encodeURIComponent(row.id) + '/stop', undefined, loadExperiments) })
       : null]);
+  // Watching: the open record follows the experiment (this runs every 2 s on this tab).
+  if (state.watching && !state.watching.what) await showExperiment(state.watching.id, '');
   const drill = $('#exp-form textarea');
   if (!drill.value && state.status && state.status.vclusters.length) {
     drill.value = JSON.stringify({ name: 'latency drill', hypothesis: 'clients ride out 100 ms of latency',
@@ -375,10 +383,26 @@ async function loadExperiments() {
 }
 
 async function showExperiment(id, what) {
+  state.watching = { id, what };
   const r = await api('GET', '/v1/experiments/' + encodeURIComponent(id) + what);
   $('#exp-detail').hidden = false;
-  $('#exp-title').textContent = id + (what ? ' — report' : '');
+  $('#exp-title').textContent = id + (what ? ' — report' : ' — live');
   $('#exp-body').textContent = r.ok ? JSON.stringify(r.data, null, 2) : errorText(r);
+  $('#exp-summary').textContent = r.ok ? experimentSummary(r.data, what) : '';
+}
+
+// One line over the record: where the experiment is and what it has seen so far.
+function experimentSummary(x, what) {
+  if (what) {
+    const d = (x.delta_from_expected || {}).summary || {};
+    return 'Status ' + x.status + ' · expectations: ' + (d.pass || 0) + ' pass, ' + (d.fail || 0) +
+      ' fail, ' + (d['no data'] || 0) + ' no data';
+  }
+  const live = x.live || {}, during = live.during_so_far || x.during || {};
+  return 'Status ' + x.status + (live.phase ? ' (phase ' + live.phase + ')' : '') +
+    ' · baseline ' + fmt((x.baseline || {}).requests_per_s) + ' req/s · during ' +
+    fmt(during.requests_per_s) + ' req/s · faults injected ' + (during.faults_injected || 0) +
+    (x.end_reason ? ' · ended: ' + x.end_reason : '');
 }
 
 async function runExperiment(ev) {

@@ -5,7 +5,8 @@ confluent-kafka producer and consumer run through it.
 The operator signs in with a token, sees the overview, fails over and back with the button
 (confirmation naming the target, parity pre-flight, reason; the timeline shows the first request
 on the new side), sees the charts fill, adds and removes a chaos rule, and finds the switches in
-the audit log with the chain intact. A viewer sees the same pages without the buttons, and the
+the audit log with the chain intact, runs a drill, watches it run, stops it and reads its
+report. A viewer sees the same pages without the buttons, and the
 API answers its failover with 403. Screenshots of every page (desktop and phone) are kept in
 build/test-artifacts/ui/ and listed in the test log."""
 
@@ -138,6 +139,11 @@ def test_console_operator_and_viewer(make_clusters, make_kgate, tmp_path):
     assert kg.http("GET", "/v1/history", token=viewer).json["vclusters"][0]["name"] == "default"
     assert kg.http("GET", "/v1/whoami", token=viewer).json == {"token": "ui-viewer",
                                                                "role": "viewer"}
+    exp = kg.http("GET", f"/v1/experiments/{events['experiment']['id']}")
+    assert exp.status == 200 and exp.json["status"] == "stopped", exp
+    assert exp.json["name"] == "console drill" and exp.json["stopped_by"].startswith(
+        "token:ui-operator"), exp.json
+    assert events["experiment"]["report"]["experiment"] == events["experiment"]["id"]
     viewer_ev = events["viewer"]
     assert "viewer" in viewer_ev["who"]
     assert not viewer_ev["buttonVisible"] and viewer_ev["buttonDisabled"], viewer_ev

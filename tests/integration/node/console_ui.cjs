@@ -90,7 +90,8 @@ async function main() {
 
     await page.click('.tab[data-tab=charts]');
     await page.locator('#chart-list canvas').first().waitFor({ timeout: LONG });
-    await page.waitForFunction(() => /\(([1-9]\d*) points\)/.test(
+    // Two points at least (one interval apart): a line, not a dot.
+    await page.waitForFunction(() => /\(([2-9]|\d\d+) points\)/.test(
       document.querySelector('#chart-list h3').textContent), null, { timeout: LONG });
     emit('charts', { title: await page.textContent('#chart-list h3'),
                      canvases: await page.locator('#chart-list canvas').count() });
@@ -123,7 +124,31 @@ async function main() {
 
     await page.click('.tab[data-tab=experiments]');
     await page.locator('#exp-table thead th').first().waitFor();
+    const drill = page.locator('#exp-form textarea[name=drill]');
+    await page.waitForFunction(() => document.querySelector('#exp-form textarea').value !== '');
+    const template = JSON.parse(await drill.inputValue());
+    template.name = 'console drill';
+    template.duration = '10m';
+    template.baseline = '1s';
+    template.rules = [{ type: 'latency', delay_ms: 1, topic: 'console-none-.*' }];
+    await drill.fill(JSON.stringify(template));
+    await page.click('#exp-form button[type=submit]');
+    await page.waitForFunction(() => /— live/.test(document.querySelector('#exp-title').textContent),
+                               null, { timeout: LONG });
+    const expId = (await page.textContent('#exp-title')).split(' ')[0];
+    // Watching: the record on screen follows the experiment to its running phase.
+    await page.waitForFunction(() => /"status": "running"/.test(document.querySelector('#exp-body').textContent),
+                               null, { timeout: LONG });
     await shot(page, 'experiments');
+    const expRow = page.locator('#exp-table tbody tr', { hasText: expId });
+    await expRow.locator('button', { hasText: 'Stop' }).click();
+    await page.waitForFunction(() => /"status": "stopped"/.test(document.querySelector('#exp-body').textContent),
+                               null, { timeout: LONG });
+    await expRow.locator('button', { hasText: 'Report' }).click();
+    await page.waitForFunction(() => /— report/.test(document.querySelector('#exp-title').textContent) &&
+                               /"hypothesis"/.test(document.querySelector('#exp-body').textContent),
+                               null, { timeout: LONG });
+    emit('experiment', { id: expId, report: JSON.parse(await page.textContent('#exp-body')) });
     await page.click('.tab[data-tab=security]');
     await page.locator('#users-table thead th').first().waitFor();
     await shot(page, 'users-acls');
