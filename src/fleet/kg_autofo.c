@@ -169,9 +169,10 @@ static json_t *store_verdicts(kg_autofo *af, uint64_t deadline_us, char *err, si
             json_t *ms = json_object_get(v, "for_ms");
             if (json_is_integer(ms)) json_integer_set(ms, json_integer_value(ms) + age);
         }
-        json_array_append_new(out,
-                              json_pack("{s:s, s:O, s:I}", "name", PQgetvalue(r, i, 0), "clusters",
-                                        clusters ? clusters : json_object(), "report_age_ms", age));
+        /* An instance before its first renewal has no verdicts yet: an empty object. */
+        json_array_append_new(
+            out, json_pack("{s:s, s:o, s:I}", "name", PQgetvalue(r, i, 0), "clusters",
+                           clusters ? json_incref(clusters) : json_object(), "report_age_ms", age));
         json_decref(probe);
     }
     PQclear(r);
