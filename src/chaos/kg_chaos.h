@@ -146,6 +146,14 @@ void kg_chaos_action_free(kg_chaos_action *act); /* the writers; ACT can be init
 int kg_chaos_on_request(const kg_chaos_set *set, const kg_chaos_conn *conn, int16_t api_key,
                         int16_t api_version, const uint8_t *body, size_t len, kg_chaos_action *act);
 
+/* The answer to a whole partition-level request (Produce, Fetch, ListOffsets,
+ * OffsetForLeaderEpoch, DeleteRecords; BODY after the request header) with ERROR in every
+ * partition it names, at its version, into OUT (reset first); MESSAGE (or NULL) is Produce's
+ * error message (v8+). Fetch v13+ names topics by id only. 0, or -1 when the API is none of
+ * these or BODY does not decode. */
+int kg_chaos_fabricate(int16_t api_key, int16_t api_version, const uint8_t *body, size_t len,
+                       int16_t error, const char *message, kp_writer *out);
+
 /* Rewrites a response body per ACT->mutation: partition errors (Produce, Fetch, ListOffsets,
  * OffsetForLeaderEpoch, DeleteRecords) and records faults (corrupt, duplicate, schema id on
  * Fetch). The new body is appended to OUT. Returns 1 rewritten into OUT, 0 unchanged, -1

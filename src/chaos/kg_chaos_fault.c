@@ -240,8 +240,9 @@ void kg_chaos_delete_records_partition_error(
      (arr).items = (n) > 0 ? kp_arena_calloc((a), (size_t)(n), sizeof(*(arr).items)) : NULL,       \
      (n) <= 0 || (arr).items != NULL)
 
-/* The whole request answered with ERROR in every partition, encoded at the request's version. */
-static int fabricate(const req_view *v, const kg_chaos_rule *rule, int16_t error, kp_writer *w)
+/* The whole request answered with ERROR in every partition, encoded at the request's version;
+ * MSG is the Produce error message (v8+). */
+static int fabricate_with(const req_view *v, kp_str msg, int16_t error, kp_writer *w)
 {
     kp_arena *a = v->a;
     kp_writer_reset(w);
@@ -249,7 +250,7 @@ static int fabricate(const req_view *v, const kg_chaos_rule *rule, int16_t error
     case KG_API_PRODUCE: {
         kp_produce_response m;
         kp_produce_response_init(&m);
-        kp_str msg = v->version >= 8 ? kg_chaos_injected_message(a, rule) : KP_STR_NULL;
+        if (v->version < 8) msg = KP_STR_NULL;
         if (!ALLOC_ARRAY(m.responses, v->n_topics, a)) return -1;
         for (int32_t i = 0; i < v->n_topics; i++) {
             m.responses.items[i].name = v->topics[i].name;
@@ -326,6 +327,24 @@ static int fabricate(const req_view *v, const kg_chaos_rule *rule, int16_t error
         return -1;
     }
     return w->err ? -1 : 0;
+}
+
+static int fabricate(const req_view *v, const kg_chaos_rule *rule, int16_t error, kp_writer *w)
+{
+    kp_str msg = v->api == KG_API_PRODUCE && v->version >= 8 ? kg_chaos_injected_message(v->a, rule)
+                                                             : KP_STR_NULL;
+    return fabricate_with(v, msg, error, w);
+}
+
+int kg_chaos_fabricate(int16_t api_key, int16_t api_version, const uint8_t *body, size_t len,
+                       int16_t error, const char *message, kp_writer *out)
+{
+    kp_arena a;
+    kp_arena_init(&a);
+    req_view v = {.api = api_key, .version = api_version, .body = body, .len = len, .a = &a};
+    int rc = view_decode(&v) == 1 ? fabricate_with(&v, kp_str_c(message), error, out) : -1;
+    kp_arena_free(&a);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- actions */

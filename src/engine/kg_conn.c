@@ -19,6 +19,7 @@
 #include "kp_msgs.h"
 #include "proto/kp_prim.h"
 #include "route/kg_gateway.h"
+#include "route/kg_handover.h"
 #include "route/kg_inspect.h"
 #include "route/kg_offsets.h"
 #include "route/kg_parity.h"
@@ -83,7 +84,8 @@ static void conn_update_interest(kg_conn *c)
     } else if (c->state == KG_CONN_CONNECTING) {
         bmask = KG_EV_WRITE;
     } else {
-        if (kg_buf_len(&c->resp_out) < high_water(c) && !side_frozen(c, TO_CLIENT))
+        if (kg_buf_len(&c->resp_out) < high_water(c) && !side_frozen(c, TO_CLIENT) &&
+            !(c->expired && c->resp_pass == 0)) /* expired: nothing more is taken from there */
             bmask |= KG_EV_READ;
         if (kg_buf_len(&c->req_out) > 0 && !side_shaped(c, TO_BACKEND)) bmask |= KG_EV_WRITE;
     }
@@ -242,6 +244,8 @@ static void inflight_clear(kg_inflight *e)
 {
     free(e->frame);
     e->frame = NULL;
+    free(e->handover);
+    e->handover = NULL;
     kg_authz_patch_free(e->authz);
     e->authz = NULL;
     if (e->chaos) kg_chaos_release(e->chaos);
@@ -270,6 +274,9 @@ static kg_inflight *queue_first_waiting(kg_conn *c)
  * latency holds every later one too. */
 static int queue_deliver_ready(kg_conn *c)
 {
+    /* A response streaming through goes out whole first; its end delivers these
+     * (conn_pass_response_bytes). */
+    if (c->resp_pass > 0) return 0;
     kg_inflight *e;
     while ((e = queue_head(c)) && (e->flags & KG_INFLIGHT_READY)) {
         if (e->release_us > kg_now_us()) {
@@ -423,12 +430,94 @@ int kg_conn_retire(kg_conn *c, uint64_t deadline_us)
     return c->state != KG_CONN_CLOSED;
 }
 
+/* The in-flight entry E gets kgate's answer in the old side's place, when it has one. 0, or -1
+ * when E must stay unanswered. */
+static int conn_expire_entry(kg_conn *c, kg_inflight *e, uint64_t now)
+{
+    int delivered = (e->flags & KG_INFLIGHT_READY) && e->release_us <= now;
+    if (delivered) return 0; /* waits behind an earlier response only */
+    if (e->flags & KG_INFLIGHT_SWALLOW) {
+        inflight_ready(c, e, NULL, 0); /* the client never sent it: nothing to answer */
+    } else if (e->handover) {
+        uint32_t len = 0;
+        uint8_t *frame = conn_make_frame(e->api_key, e->api_version, e->correlation_id, e->handover,
+                                         e->handover_len, &len);
+        if (!frame) return -1;
+        e->delay_us = 0;
+        inflight_ready(c, e, frame, len);
+        kg_vcm_handover(c->vc->metrics, e->api_key);
+    } else if (e->flags & KG_INFLIGHT_READY) {
+        e->release_us = now; /* kgate's own answer, held by chaos: it goes now */
+    } else {
+        return -1;
+    }
+    e->release_us = now;
+    return 0;
+}
+
+/* A chaos latency rule holds a request that never reached the old side: it is answered like
+ * every request read after the switch (stage_retired). */
+static void conn_unhold(kg_conn *c)
+{
+    if (!c->held.active) return;
+    c->held.active = 0;
+    kg_chaos_action_free(&c->held.action);
+    kg_chaos_action_init(&c->held.action);
+    kg_loop_timer_cancel(c->loop, &c->request_timer);
+}
+
+static void conn_process_requests(kg_conn *c);
+
+int kg_conn_expire(kg_conn *c, uint64_t close_by_us)
+{
+    if (c->state == KG_CONN_CLOSED) return 0;
+    if (c->expired || c->upstream) {
+        kg_conn_close(c, KG_LOG_INFO,
+                      "virtual cluster %s switched: requests still unanswered after "
+                      "switch.grace_ms",
+                      c->vc->cfg->name);
+        return 0;
+    }
+    c->expired = 1;
+    c->retire_at_us = close_by_us;
+    uint64_t now = kg_now_us();
+    uint32_t answered = 0;
+    while (answered < c->q_len && conn_expire_entry(c, queue_at(c, answered), now) == 0)
+        answered++;
+    if (answered < c->q_len) {
+        kg_info("virtual cluster %s switched: %u requests from %s left unanswered after "
+                "switch.grace_ms (first: %s, which kgate cannot answer in the old side's place)",
+                c->vc->cfg->name, c->q_len - answered, c->peer,
+                kp_api_name(queue_at(c, answered)->api_key));
+        while (c->q_len > answered) { /* from the tail: the ring's last entries */
+            kg_inflight *e = queue_at(c, c->q_len - 1);
+            kg_vcm_unanswered(c->vc->metrics, e->api_key);
+            inflight_clear(e);
+            c->q_len--;
+        }
+        c->retire_stuck = 1; /* nothing more is read: the connection closes after these */
+    }
+    conn_unhold(c);
+    /* A response streaming to the client finishes first; what the old side sends after it is
+     * dropped (conn_process_responses). */
+    if (c->resp_pass == 0) {
+        kg_buf_consume(&c->resp_in, kg_buf_len(&c->resp_in));
+        if (queue_deliver_ready(c) < 0) return 0;
+    }
+    conn_process_requests(c);
+    conn_after_io(c);
+    return c->state != KG_CONN_CLOSED;
+}
+
 /* While draining, how much the client may still send: the rest of the request begun, nothing
  * beyond it (so that a client pipelining requests cannot keep the connection open). */
 static size_t conn_read_allowance(const kg_conn *c)
 {
     if (c->state != KG_CONN_DRAINING) return SIZE_MAX;
     if (!c->drain_boundary) return 0;
+    /* Retiring, requests are answered by kgate as they come (stage_retired), until one it
+     * cannot answer. */
+    if (c->retire_at_us) return c->retire_stuck ? 0 : SIZE_MAX;
     size_t have = kg_buf_len(&c->req_in);
     if (c->req_pass > 0) return c->req_pass > have ? c->req_pass - have : 0;
     if (have == 0) return 0;
@@ -571,7 +660,24 @@ static int conn_note_client_id(kg_conn *c, const kg_wire_request *rq)
     return conn_chaos_tcp(c);
 }
 
-static kg_inflight *conn_track_request(kg_conn *c, const kg_wire_request *rq)
+/* A virtual cluster that can switch: its requests get the answer kgate gives in the old side's
+ * place should a switch's grace end before the old side answers (kg_conn_expire). */
+static void conn_note_handover(kg_conn *c, kg_inflight *e, const uint8_t *body, size_t len)
+{
+    if (c->vc->cfg->secondary < 0 || !body || !kg_handover_answerable(e->api_key)) return;
+    kp_writer w;
+    kp_writer_init(&w, 64);
+    if (kg_handover_answer(e->api_key, e->api_version, body, len, &w) == 0) {
+        e->handover = w.buf;
+        e->handover_len = (uint32_t)w.len;
+    } else {
+        kp_writer_free(&w);
+    }
+}
+
+/* BODY (LEN bytes after the request header) is the whole request when it is here, else NULL. */
+static kg_inflight *conn_track_request(kg_conn *c, const kg_wire_request *rq, const uint8_t *body,
+                                       size_t len)
 {
     if (c->q_len >= KG_MAX_INFLIGHT) {
         kg_conn_close(c, KG_LOG_WARN, "more than %d requests in flight", KG_MAX_INFLIGHT);
@@ -602,6 +708,7 @@ static kg_inflight *conn_track_request(kg_conn *c, const kg_wire_request *rq)
         e->flags |= KG_INFLIGHT_AUTHZ;
         c->authz_pending = NULL;
     }
+    conn_note_handover(c, e, body, len);
     return e;
 }
 
@@ -674,7 +781,9 @@ static int conn_execute_action(kg_conn *c, const kg_wire_request *rq, const uint
          conn_forward_frame(c, frame, size, rq->header_len, body) < 0))
         return -1;
     if (!rq->no_response) {
-        kg_inflight *e = conn_track_request(c, rq);
+        const uint8_t *rbody = frame + 4 + rq->header_len;
+        size_t rlen = size - rq->header_len;
+        kg_inflight *e = conn_track_request(c, rq, rbody, rlen);
         if (!e) return -1;
         e->delay_us = act->delay_response_us;
         if (f & KG_CHAOS_LOST_ACK) {
@@ -687,7 +796,8 @@ static int conn_execute_action(kg_conn *c, const kg_wire_request *rq, const uint
             e->mutation = act->mutation;
             e->chaos = kg_chaos_retain(c->chaos);
         }
-        kg_inflight *twin = (f & KG_CHAOS_FORWARD_TWICE) ? conn_track_request(c, rq) : NULL;
+        kg_inflight *twin =
+            (f & KG_CHAOS_FORWARD_TWICE) ? conn_track_request(c, rq, NULL, 0) : NULL;
         if (twin)
             twin->flags |= KG_INFLIGHT_SWALLOW;
         else if (f & KG_CHAOS_FORWARD_TWICE)
@@ -993,12 +1103,12 @@ static size_t request_body_len(const conn_request *r)
 static int stage_validate(kg_conn *c, conn_request *r)
 {
     const kg_wire_request *rq = &r->rq;
-    /* Retiring (kg_conn_retire), the request begun when the switch came still goes to the old
-     * side, which answers it within switch.grace_ms; nothing after it is read. */
-    if (conn_route_is_stale(c) && !c->retire_at_us) {
-        kg_conn_close(c, KG_LOG_INFO, "virtual cluster %s switched", c->vc->cfg->name);
+    /* The switch came before the worker's order to retire this connection (kg_worker): it
+     * retires now, so that this request gets kgate's answer (stage_retired) and the ones in
+     * flight keep the old side's, as the order would have it. */
+    if (conn_route_is_stale(c) && !c->retire_at_us &&
+        !kg_conn_retire(c, kg_now_us() + (uint64_t)c->gw->cfg->switch_grace_ms * 1000u))
         return STAGE_CLOSED;
-    }
     /* ApiVersions of any version is answered (a too-new one as a broker does). */
     int apiversions = rq->api_key == KG_API_APIVERSIONS;
     if (!apiversions && !kp_api_supported(rq->api_key, rq->api_version)) {
@@ -1025,6 +1135,56 @@ static int stage_validate(kg_conn *c, conn_request *r)
         return STAGE_CLOSED;
     }
     return STAGE_NEXT;
+}
+
+static void conn_count_request(kg_conn *c, const conn_request *r)
+{
+    kg_vcm_request(c->vc->metrics, r->rq.api_key);
+    kg_vcm_payload(c->vc->metrics, r->rq.api_key, 4 + (size_t)r->size);
+    kg_gateway_note_request(c->vc, c->route);
+}
+
+/* whole: on a virtual cluster that can switch, Produce and Fetch are read whole before they go
+ * on (not streamed), so that kgate knows their partitions and can answer them in the old side's
+ * place should a switch's grace end first (kg_conn_expire). Other APIs are whole already. */
+static int stage_whole(kg_conn *c, conn_request *r)
+{
+    if (r->complete || c->vc->cfg->secondary < 0 || !kg_handover_answerable(r->rq.api_key))
+        return STAGE_NEXT;
+    return STAGE_WAIT;
+}
+
+/* retired: the virtual cluster switched while this connection was open (kg_conn_retire). A
+ * request read from now on never reaches the old side: kgate answers it at once with the
+ * retriable error a moved leader or coordinator gives, and the client sends it again on its
+ * new connection. One kgate cannot answer stops the reading; the connection closes with it
+ * unread once the answers before it are out. */
+static int stage_retired(kg_conn *c, conn_request *r)
+{
+    if (!c->retire_at_us || c->held.active) return STAGE_NEXT;
+    if (!r->complete) return STAGE_WAIT;
+    const kg_wire_request *rq = &r->rq;
+    if (rq->no_response) { /* acks=0: the client expects no answer, and gets none */
+        conn_count_request(c, r);
+        kg_buf_consume(&c->req_in, 4 + (size_t)r->size);
+        return STAGE_TAKEN;
+    }
+    kp_writer w;
+    kp_writer_init(&w, 64);
+    if (kg_handover_answer(rq->api_key, rq->api_version, request_body(r), request_body_len(r),
+                           &w) != 0) {
+        kp_writer_free(&w);
+        c->retire_stuck = 1;
+        return STAGE_WAIT;
+    }
+    uint32_t len = 0;
+    uint8_t *frame =
+        conn_make_frame(rq->api_key, rq->api_version, rq->correlation_id, w.buf, w.len, &len);
+    kp_writer_free(&w);
+    conn_count_request(c, r);
+    kg_vcm_handover(c->vc->metrics, rq->api_key);
+    kg_buf_consume(&c->req_in, 4 + (size_t)r->size);
+    return conn_answer_locally(c, rq, frame, len, 0) < 0 ? STAGE_CLOSED : STAGE_TAKEN;
 }
 
 /* A request held by chaos latency goes on, with the decision made when it arrived. */
@@ -1086,13 +1246,6 @@ static int stage_passthrough_login(kg_conn *c, conn_request *r)
     return STAGE_NEXT;
 }
 
-static void conn_count_request(kg_conn *c, const conn_request *r)
-{
-    kg_vcm_request(c->vc->metrics, r->rq.api_key);
-    kg_vcm_payload(c->vc->metrics, r->rq.api_key, 4 + (size_t)r->size);
-    kg_gateway_note_request(c->vc, c->route);
-}
-
 /* chaos: the rules of the connection's snapshot that match this request. */
 static int stage_chaos(kg_conn *c, conn_request *r)
 {
@@ -1111,16 +1264,18 @@ static int stage_forward(kg_conn *c, conn_request *r)
     if (r->rq.api_key == KG_API_OFFSET_COMMIT && r->complete && c->vc->offsets)
         kg_offsets_note_commit(c->vc->offsets, c->cluster->index, r->rq.api_version,
                                request_body(r), request_body_len(r));
-    if (!r->rq.no_response && !conn_track_request(c, &r->rq)) return STAGE_CLOSED;
+    if (!r->rq.no_response && !conn_track_request(c, &r->rq, r->complete ? request_body(r) : NULL,
+                                                  r->complete ? request_body_len(r) : 0))
+        return STAGE_CLOSED;
     c->req_pass = 4 + r->size;
     if (c->walk_pending) conn_walk_start(c, &r->rq);
     return STAGE_TAKEN;
 }
 
 static const conn_stage request_stages[] = {
-    stage_validate,          stage_held,           stage_client_id,
-    stage_api_versions,      stage_upstream_ready, stage_authorize,
-    stage_passthrough_login, stage_chaos,          stage_forward,
+    stage_validate,          stage_whole,   stage_held,           stage_client_id,
+    stage_api_versions,      stage_retired, stage_upstream_ready, stage_authorize,
+    stage_passthrough_login, stage_chaos,   stage_forward,
 };
 
 /* Looks at the frame at the start of req_in. Returns 1 when it was handled (consumed or made a
@@ -1543,6 +1698,10 @@ static void conn_process_responses(kg_conn *c)
             if (kg_buf_len(&c->resp_in) == 0 || conn_pass_response_bytes(c) < 0) return;
             continue;
         }
+        if (c->expired) { /* kgate answered in the old side's place: its answers come too late */
+            kg_buf_consume(&c->resp_in, kg_buf_len(&c->resp_in));
+            return;
+        }
         if (kg_buf_len(&c->resp_out) >= high_water(c) || side_frozen(c, TO_CLIENT))
             return; /* backpressure: the client is slower than the backend */
         if (conn_take_response(c) <= 0) return;
@@ -1618,6 +1777,12 @@ static void conn_after_io(kg_conn *c)
     kg_buf_trim(&c->resp_in, KG_IDLE_BUF_CAP);
     if (c->state == KG_CONN_DRAINING && c->drain_boundary && kg_conn_at_boundary(c)) {
         conn_close_at_boundary(c, "drained at a request boundary");
+        return;
+    }
+    if (c->retire_stuck && conn_is_idle(c) && c->req_pass == 0 && kg_buf_len(&c->req_out) == 0 &&
+        !c->held.active && !c->upstream) {
+        conn_close_at_boundary(c,
+                               "switched: answered all kgate could, a request it cannot is left");
         return;
     }
     if (c->state == KG_CONN_DRAINING && !c->drain_boundary && conn_is_idle(c)) {

@@ -59,6 +59,10 @@ typedef struct kg_inflight {
     const void *mutation;
     kg_chaos_set *chaos;   /* keeps `mutation` alive */
     kg_authz_patch *authz; /* AUTHZ: denied topics to name again, filters */
+    /* The body kgate answers with in the old side's place when a switch's grace ends first
+     * (kg_handover); made when the request is forwarded, on virtual clusters that can switch. */
+    uint8_t *handover;
+    uint32_t handover_len;
 } kg_inflight;
 
 /* A request the chaos rules decided to hold (latency): it stays at the head of req_in, and
@@ -140,8 +144,11 @@ typedef struct kg_conn {
 
     /* kg_conn_drain: the gateway drains; requests already begun are finished, none is cut */
     uint8_t drain_boundary;
-    /* kg_conn_retire: the virtual cluster switched; closed at this time at the latest */
+    /* kg_conn_retire: the virtual cluster switched; the grace ends at this time (and after
+     * kg_conn_expire, the connection closes at it at the latest) */
     uint64_t retire_at_us;
+    uint8_t expired;      /* kg_conn_expire: the old side's answers are no longer taken */
+    uint8_t retire_stuck; /* retiring: a request kgate cannot answer waits in req_in */
 } kg_conn;
 
 /* TLS: the client came in on the vcluster's TLS port (its listener's TLS context applies). */
@@ -158,10 +165,18 @@ void kg_conn_free(kg_conn *c);
  * itself once every response is delivered. An idle connection closes at once. */
 void kg_conn_drain(kg_conn *c);
 /* The virtual cluster switched (switch.grace_ms): the requests C has in flight keep their
- * answers from the old side until DEADLINE_US, nothing more is read, and C closes at its next
- * request boundary, as kg_conn_drain does, or at the deadline (kg_worker). A connection at a
- * boundary, or not connected yet, closes now. Returns 1 when C is still open (retiring). */
+ * answers from the old side until DEADLINE_US; requests the client sends from now on never
+ * reach the old side: kgate answers them at once with a retriable error (kg_handover). C closes
+ * at its next request boundary, as kg_conn_drain does, or kg_conn_expire runs at the deadline
+ * (kg_worker). A connection at a boundary, or not connected yet, closes now. Returns 1 when C
+ * is still open (retiring). */
 int kg_conn_retire(kg_conn *c, uint64_t deadline_us);
+/* The grace of a retiring connection ended: every request still unanswered gets kgate's
+ * retriable answer in its place in the response order, the old side's later answers are
+ * dropped, and C closes once those answers are out, by CLOSE_BY_US at the latest. A request
+ * kgate cannot answer (kg_handover_answerable) stays unanswered, with all after it. Returns 1
+ * when C is still open. */
+int kg_conn_expire(kg_conn *c, uint64_t close_by_us);
 /* 1 when C has nothing in flight either way: no request partly read, queued or unanswered, no
  * response partly sent. Closing it then cuts nothing. */
 int kg_conn_at_boundary(const kg_conn *c);

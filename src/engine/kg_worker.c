@@ -124,21 +124,20 @@ static void worker_adopt_now(kg_worker *w, worker_cmd *cmd)
     kg_conn_start(c);
 }
 
-/* Closes the connections whose switch grace ended with requests still in flight, and sets the
- * timer for the next deadline. */
+/* The connections whose switch grace ended with requests still in flight get kgate's answers
+ * in the old side's place (kg_conn_expire); one still open a grace later (a response it was
+ * streaming never ended) closes. Sets the timer for the next deadline. */
 static void worker_grace_timeout(kg_loop *loop, void *arg)
 {
     kg_worker *w = arg;
     uint64_t now = kg_loop_now(loop), next = 0;
+    uint64_t grace_us = (uint64_t)w->gw->cfg->switch_grace_ms * 1000u;
+    if (grace_us < 100000u) grace_us = 100000u;
     kg_conn *c = w->conns;
     while (c) {
         kg_conn *after = c->next;
-        if (c->retire_at_us && c->retire_at_us <= now)
-            kg_conn_close(c, KG_LOG_INFO,
-                          "virtual cluster %s switched: requests still unanswered after "
-                          "switch.grace_ms",
-                          c->vc->cfg->name);
-        else if (c->retire_at_us && (!next || c->retire_at_us < next))
+        if (c->retire_at_us && c->retire_at_us <= now) kg_conn_expire(c, now + grace_us);
+        if (c->state != KG_CONN_CLOSED && c->retire_at_us && (!next || c->retire_at_us < next))
             next = c->retire_at_us;
         c = after;
     }

@@ -24,6 +24,7 @@ struct kg_vc_metrics {
     kg_histogram *latency;
     _Atomic(kg_counter *) requests[VCM_APIS];
     _Atomic(kg_counter *) unanswered[VCM_APIS];
+    _Atomic(kg_counter *) handover[VCM_APIS];
     kg_counter *connections_closed;
     kg_counter *produce_bytes, *fetch_bytes;
     kg_counter *results[3], *errors[3]; /* Produce, Fetch, OffsetCommit */
@@ -182,13 +183,26 @@ void kg_vcm_response(kg_vc_metrics *m, int16_t api_key, uint64_t latency_us)
     kg_histogram_observe(m->latency, (double)latency_us / 1e6);
 }
 
-void kg_vcm_unanswered(kg_vc_metrics *m, int16_t api_key)
+/* One more in the per-API counter NAME (SLOTS: its counter per API, made on first use). */
+static void vcm_api_inc(kg_vc_metrics *m, _Atomic(kg_counter *) *slots, int16_t api_key,
+                        const char *name, const char *help)
 {
     if (api_key >= 0 && api_key < VCM_APIS)
-        kg_counter_inc(vcm_api_counter(m, &m->unanswered[api_key], api_key,
-                                       "kgate_request_errors_total",
-                                       "Requests whose response never reached the client "
-                                       "(connection closed, switch, backend failure), by API"));
+        kg_counter_inc(vcm_api_counter(m, &slots[api_key], api_key, name, help));
+}
+
+void kg_vcm_unanswered(kg_vc_metrics *m, int16_t api_key)
+{
+    vcm_api_inc(m, m->unanswered, api_key, "kgate_request_errors_total",
+                "Requests whose response never reached the client (connection closed, switch, "
+                "backend failure), by API");
+}
+
+void kg_vcm_handover(kg_vc_metrics *m, int16_t api_key)
+{
+    vcm_api_inc(m, m->handover, api_key, "kgate_switch_answers_total",
+                "Requests kgate answered with a retriable error in the old side's place at a "
+                "switch (switch.grace_ms), by API");
 }
 
 void kg_vcm_bytes_in(kg_vc_metrics *m, size_t n)

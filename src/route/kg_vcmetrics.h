@@ -21,6 +21,8 @@ void kg_vcm_request(kg_vc_metrics *m, int16_t api_key);
 void kg_vcm_response(kg_vc_metrics *m, int16_t api_key, uint64_t latency_us);
 /* A request that will never get its response (its connection closed first). */
 void kg_vcm_unanswered(kg_vc_metrics *m, int16_t api_key);
+/* kgate answered a request retriably in the old side's place at a switch (kg_handover). */
+void kg_vcm_handover(kg_vc_metrics *m, int16_t api_key);
 void kg_vcm_bytes_in(kg_vc_metrics *m, size_t n);
 void kg_vcm_bytes_out(kg_vc_metrics *m, size_t n);
 

@@ -433,6 +433,31 @@ def metadata_v1_all_topics(corr_id):
     return encode_request(3, 1, corr_id, struct.pack(">i", -1))
 
 
+def uvarint(n):
+    """An unsigned varint (flexible versions: compact lengths, tagged fields)."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def read_uvarint(buf, off):
+    """(value, offset after it) of the unsigned varint at buf[off]."""
+    shift = value = 0
+    while True:
+        b = buf[off]
+        off += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, off
+        shift += 7
+
+
 def recv_exact(sock, n):
     buf = bytearray()
     while len(buf) < n:

@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient, KafkaConsumer
 
 from kghelpers import (INTEGRATION_DIR, KGATE_PORTS, ROOT, Relay, backend_address_hits, load_api_names,
-                       recv_frame, run)
+                       read_uvarint, recv_frame, run, uvarint)
 
 RELAY_HOST = "127.0.0.2"
 RDK = {"socket.timeout.ms": 10000, "broker.address.family": "v4"}
@@ -149,29 +149,6 @@ def test_no_response_carries_a_backend_address(kgate_factory):
 
 
 # ---- KIP-951: NodeEndpoints in a Produce v10 response -------------------------------------------
-
-
-def uvarint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def read_uvarint(buf, off):
-    shift = value = 0
-    while True:
-        b = buf[off]
-        off += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, off
-        shift += 7
 
 
 def compact_str(s):

@@ -16,8 +16,8 @@ from confluent_kafka.admin import AdminClient
 from kafka import KafkaProducer
 from kafka.errors import KafkaError as KafkaPythonError
 
-from kghelpers import (api_versions_v0, encode_request, metadata_v1_all_topics, recv_frame, run,
-                       wait_closed_by_peer, wait_for)
+from kghelpers import (api_versions_v0, encode_request, metadata_v1_all_topics, read_uvarint,
+                       recv_frame, run, wait_closed_by_peer, wait_for)
 from secgate import (ScramClient, connect, exchange, librdkafka_auth, librdkafka_sasl,
                      parse_authenticate_response,
                      parse_handshake_response, sasl_authenticate, sasl_handshake,
@@ -200,17 +200,6 @@ def test_handshake_v0_then_raw_tokens(gate):
         assert wait_closed_by_peer(s, 10)
 
 
-def _read_uvarint(buf, at):
-    n = shift = 0
-    while True:
-        b = buf[at]
-        at += 1
-        n |= (b & 0x7F) << shift
-        if b < 0x80:
-            return n, at
-        shift += 7
-
-
 def test_authenticate_v2_flexible(gate):
     """SaslAuthenticate v2 (flexible: compact strings and bytes, tagged fields), as encoded for
     the request's version by kgate's generated codecs."""
@@ -219,9 +208,9 @@ def test_authenticate_v2_flexible(gate):
         frame = exchange(s, sasl_authenticate(2, 2, b"\0alice\0alice-secret"))
         assert struct.unpack(">i", frame[:4])[0] == 2 and frame[4] == 0  # header v1: no tags
         err = struct.unpack(">h", frame[5:7])[0]
-        msg_len, at = _read_uvarint(frame, 7)
+        msg_len, at = read_uvarint(frame, 7)
         assert err == 0 and msg_len == 0  # null error message
-        bytes_len, at = _read_uvarint(frame, at)
+        bytes_len, at = read_uvarint(frame, at)
         assert bytes_len == 1  # empty auth bytes
         assert struct.unpack(">q", frame[at:at + 8])[0] == 0  # no session lifetime configured
         s.sendall(metadata_v1_all_topics(3))
@@ -230,6 +219,6 @@ def test_authenticate_v2_flexible(gate):
         exchange(s, sasl_handshake(1, 1, "PLAIN"))
         frame = exchange(s, sasl_authenticate(2, 2, b"\0alice\0nope"))
         err = struct.unpack(">h", frame[5:7])[0]
-        msg_len, at = _read_uvarint(frame, 7)
+        msg_len, at = read_uvarint(frame, 7)
         assert err == 58 and b"invalid credentials" in frame[at:at + msg_len - 1]
         assert wait_closed_by_peer(s, 10)
