@@ -99,6 +99,8 @@ def test_every_report_command_prints_the_apis_json(make_clusters, make_kgate):
     listed = acls if isinstance(acls, list) else acls["acls"]
     assert [(a["principal"], a["resource_name"]) for a in listed] == [("User:alice", "orders")]
 
+    drills = cli_json(kg, "drill", "list")
+    assert (drills["drills"] if isinstance(drills, dict) else drills) == [], drills
     drain = cli_json(kg, "drain", "status")
     assert drain["state"] == "serving"
     reload = cli_json(kg, "reload")

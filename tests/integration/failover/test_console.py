@@ -50,7 +50,8 @@ def run_console(spec, run, timeout=420):
     reader.start()
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
-        run.check_healthy()
+        if run:
+            run.check_healthy()
         if time.monotonic() > deadline:
             proc.kill()
             proc.wait()
@@ -153,3 +154,24 @@ def test_console_operator_and_viewer(make_clusters, make_kgate, tmp_path):
     shots = events["done"]["shots"]
     print_flush("console screenshots:\n  " + "\n  ".join(shots))
     assert all(os.path.getsize(s) > 1000 for s in shots)
+
+
+@pytest.mark.guard(300)
+def test_console_overview_shows_the_fleet(make_clusters, make_kgate, pg_url, tmp_path):
+    """Two instances sharing a PostgreSQL state: the overview lists both, serving, with the
+    vcluster's epoch."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} missing: scripts/install-deps installs Debian's chromium")
+    os.makedirs(SHOTS, exist_ok=True)
+    clusters = make_clusters()
+    kgates = [make_kgate(clusters, state_path=pg_url, token=BOOTSTRAP_TOKEN,
+                         extra_lines=[f"instance: {{ name: {name} }}"])
+              for name in ("gw-a", "gw-b")]
+    wait_for(lambda: len(kgates[0].status()["fleet"]["instances"]) == 2, 60, interval=0.2,
+             what="both instances in the fleet")
+    events = run_console({"mode": "fleet", "admin": kgates[0].admin_url, "vcluster": "default",
+                          "operator": BOOTSTRAP_TOKEN, "instances": 2, "shots": SHOTS,
+                          "chromium": CHROMIUM}, None)
+    rows = sorted(events["fleet"]["rows"])
+    assert rows[0].startswith("gw-a") and rows[1].startswith("gw-b"), rows
+    assert all("serving" in r and "default=0" in r for r in rows), rows

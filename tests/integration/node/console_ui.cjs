@@ -69,6 +69,18 @@ async function switchTo(page, target, verb, reason, shotName) {
   return { parity, timeline, before };
 }
 
+// The fleet's instances on the overview (a kgate whose state is in PostgreSQL).
+async function fleet(browser, viewport) {
+  const { page } = await login(browser, spec.operator, viewport);
+  await page.locator('#fleet').waitFor({ state: 'visible', timeout: LONG });
+  await page.waitForFunction(n => document.querySelectorAll('#fleet-table tbody tr').length === n,
+                             spec.instances, { timeout: LONG });
+  const rows = await page.locator('#fleet-table tbody tr').allTextContents();
+  await shot(page, 'overview-fleet');
+  emit('fleet', { rows });
+  emit('done', { shots });
+}
+
 async function main() {
   const browser = await chromium.launch({
     executablePath: spec.chromium, headless: true,
@@ -77,6 +89,7 @@ async function main() {
   });
   try {
     const desktop = { width: 1280, height: 860 };
+    if (spec.mode === 'fleet') return await fleet(browser, desktop);
     const { page } = await login(browser, spec.operator, desktop);
     const who = await page.textContent('#whoami');
     emit('login', { who });
