@@ -728,14 +728,15 @@ void kg_cluster_encode_metadata(kp_writer *w, int16_t version, void *ctx)
     const kg_cluster_topics *t = ctx;
     kp_metadata_request m;
     kp_metadata_request_init(&m);
-    kp_metadata_request_metadata_request_topic *items = calloc((size_t)t->n + 1, sizeof(*items));
+    int n = t->n < 0 ? 0 : t->n; /* below 0: all topics (a null list) */
+    kp_metadata_request_metadata_request_topic *items = calloc((size_t)n + 1, sizeof(*items));
     if (!items) {
         w->err = KP_ERR_NOMEM;
         return;
     }
-    for (int i = 0; i < t->n; i++)
+    for (int i = 0; i < n; i++)
         items[i].name = kp_str_c(t->names[i]);
-    m.topics.count = t->n;
+    m.topics.count = t->n < 0 ? -1 : n;
     m.topics.items = items;
     m.allow_auto_topic_creation = false;
     kp_metadata_request_encode(w, version, &m);

@@ -127,8 +127,8 @@ int kg_cluster_request_at(kg_cluster *c, int32_t node_id, uint64_t deadline_us,
                           size_t errlen);
 void kg_cluster_reply_free(kg_cluster_reply *r);
 
-/* A Metadata request of kgate's own for N topics (a kg_cluster_encode_fn, CTX a
- * kg_cluster_topics). It never creates a topic: send it at v4+ (before v4 naming a topic may
+/* A Metadata request of kgate's own for N topics, all topics when N < 0 (a kg_cluster_encode_fn,
+ * CTX a kg_cluster_topics). It never creates a topic: send it at v4+ (before v4 naming a topic may
  * create it). */
 typedef struct kg_cluster_topics {
     int n;

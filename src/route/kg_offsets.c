@@ -9,6 +9,7 @@
 #include "engine/kg_loop.h"
 #include "kp_msgs.h"
 #include "proto/kp_records.h"
+#include "route/kg_kafka.h"
 
 /* Bounds what kgate remembers of the groups it saw committing: a client inventing group ids
  * must not grow it without end. Groups past it follow no policy (the report does not list
@@ -16,8 +17,6 @@
 #define SEEN_MAX_GROUPS 10000
 #define SEEN_MAX_PARTITIONS 1000 /* per group */
 #define FETCH_PARTITION_BYTES (1 << 20)
-#define LATEST_TIMESTAMP (-1)
-#define EARLIEST_TIMESTAMP (-2)
 #define ILLEGAL_GENERATION 22
 #define UNKNOWN_MEMBER_ID 25
 #define REBALANCE_IN_PROGRESS 27
@@ -123,130 +122,11 @@ void kg_offsets_note_commit(kg_offsets *o, int cluster_index, int16_t version, c
 typedef struct run {
     kg_offsets *o;
     const kg_offsets_switch *s;
-    uint64_t deadline_us;
-    char err[512];
+    kg_kafka k;          /* the target, under the run's deadline */
     json_t *checkpoints; /* {group: {topic: {"<partition>": downstream offset}}} */
     json_int_t records, skipped;
     json_t *positions; /* {topic: {"<partition>": offset}}: the policy's ListOffsets answers */
 } run;
-
-/* One answer of the target, ready to decode. */
-typedef struct answer {
-    kg_cluster_reply reply;
-    kp_arena arena;
-    kp_reader r;
-} answer;
-
-/* Sends RQ to NODE (-1: any broker) of the target: 0 with ANS ready (free it with answer_free),
- * -1 with x->err set, -2 when the target does not offer the API. */
-static int ask(run *x, int32_t node, const kg_cluster_request_spec *rq, answer *ans)
-{
-    int rc = kg_cluster_request_at(x->s->to, node, x->deadline_us, rq, &ans->reply, x->err,
-                                   sizeof(x->err));
-    if (rc < 0) return rc == -2 ? -2 : -1;
-    kp_arena_init(&ans->arena);
-    kp_reader_init(&ans->r, ans->reply.body, ans->reply.len);
-    return 0;
-}
-
-static void answer_free(answer *ans)
-{
-    kp_arena_free(&ans->arena);
-    kg_cluster_reply_free(&ans->reply);
-}
-
-/* RC: what the generated decoder returned (or -1 for an answer of another shape). 0 when the
- * answer decoded, else -1 with x->err. */
-static int decoded(run *x, answer *ans, int rc, const char *api)
-{
-    if (rc == 0 && !ans->r.err) return 0;
-    snprintf(x->err, sizeof(x->err), "%s: undecodable %s answer", x->s->to->cfg->name, api);
-    return -1;
-}
-
-/* ---- Metadata: partition leaders */
-
-/* {topic: {"<partition>": leader}} for the topics of T that exist on the target, or NULL. */
-static json_t *leaders_of(run *x, const kg_cluster_topics *t)
-{
-    answer ans;
-    kg_cluster_request_spec rq = {KP_KEY_METADATA, 4, 12, kg_cluster_encode_metadata, (void *)t};
-    if (ask(x, -1, &rq, &ans) < 0) return NULL;
-    kp_metadata_response m;
-    json_t *out = NULL;
-    if (decoded(x, &ans, kp_metadata_response_decode(&ans.r, &ans.arena, ans.reply.version, &m),
-                "Metadata") == 0) {
-        out = json_object();
-        for (int32_t i = 0; i < m.brokers.count; i++) /* where the leaders are */
-            kg_cluster_learn_broker(x->s->to, m.brokers.items[i].node_id,
-                                    m.brokers.items[i].host.ptr,
-                                    (size_t)m.brokers.items[i].host.len, m.brokers.items[i].port);
-        for (int32_t i = 0; out && i < m.topics.count; i++) {
-            const kp_metadata_response_metadata_response_topic *topic = &m.topics.items[i];
-            if (topic->error_code != 0 || topic->name.len <= 0) continue;
-            json_t *parts = json_object();
-            for (int32_t j = 0; parts && j < topic->partitions.count; j++) {
-                char key[16];
-                snprintf(key, sizeof(key), "%d", topic->partitions.items[j].partition_index);
-                json_object_set_new(parts, key, json_integer(topic->partitions.items[j].leader_id));
-            }
-            json_object_setn_new(out, topic->name.ptr, (size_t)topic->name.len, parts);
-        }
-    }
-    answer_free(&ans);
-    return out;
-}
-
-/* ---- ListOffsets: one partition's earliest or latest offset */
-
-/* One partition and an int64 (ListOffsets: the timestamp; Fetch: the offset). */
-typedef struct partition_at {
-    const char *topic;
-    int32_t partition;
-    int64_t at;
-} partition_at;
-
-static void encode_list_offsets(kp_writer *w, int16_t version, void *ctx)
-{
-    const partition_at *c = ctx;
-    kp_list_offsets_request m;
-    kp_list_offsets_request_init(&m);
-    kp_list_offsets_request_list_offsets_partition part = {.partition_index = c->partition,
-                                                           .current_leader_epoch = -1,
-                                                           .timestamp = c->at,
-                                                           .max_num_offsets = 1};
-    kp_list_offsets_request_list_offsets_topic topic = {.name = kp_str_c(c->topic),
-                                                        .partitions = {1, &part}};
-    m.replica_id = -1;
-    m.topics.count = 1;
-    m.topics.items = &topic;
-    kp_list_offsets_request_encode(w, version, &m);
-}
-
-/* The offset, or -1 with x->err set. */
-static int64_t list_offset(run *x, int32_t leader, const char *topic, int32_t partition,
-                           int64_t timestamp)
-{
-    partition_at ctx = {topic, partition, timestamp};
-    answer ans;
-    kg_cluster_request_spec rq = {KP_KEY_LIST_OFFSETS, 1, 9, encode_list_offsets, &ctx};
-    if (ask(x, leader, &rq, &ans) < 0) return -1;
-    kp_list_offsets_response m;
-    int64_t offset = -1;
-    int rc = kp_list_offsets_response_decode(&ans.r, &ans.arena, ans.reply.version, &m);
-    rc = rc == 0 && m.topics.count == 1 && m.topics.items[0].partitions.count == 1 ? 0 : -1;
-    if (decoded(x, &ans, rc, "ListOffsets") == 0) {
-        const kp_list_offsets_response_list_offsets_partition_response *p =
-            &m.topics.items[0].partitions.items[0];
-        if (p->error_code != 0)
-            snprintf(x->err, sizeof(x->err), "%s: ListOffsets %s[%d]: error %d",
-                     x->s->to->cfg->name, topic, partition, p->error_code);
-        else
-            offset = p->offset;
-    }
-    answer_free(&ans);
-    return offset;
-}
 
 /* ---- the checkpoint topic */
 
@@ -307,91 +187,41 @@ static int checkpoint_add(run *x, const kp_record *rec)
     return 0;
 }
 
-typedef struct visit_ctx {
-    run *x;
-    int64_t from; /* records before it were read already (a batch starts before it) */
-    int64_t next; /* the offset after the last record seen */
-} visit_ctx;
-
 static bool visit_checkpoint(void *ctx, const kp_batch_info *batch, kp_record *rec, int *copies)
 {
-    visit_ctx *v = ctx;
-    (void)copies;
-    int64_t offset = batch->base_offset + rec->offset_delta;
-    if (offset < v->from) return false;
-    if (checkpoint_add(v->x, rec) == 0)
-        v->x->records++;
+    run *x = ctx;
+    if (checkpoint_add(x, rec) == 0)
+        x->records++;
     else
-        v->x->skipped++;
-    if (offset + 1 > v->next) v->next = offset + 1;
+        x->skipped++;
     return false;
-}
-
-static void encode_fetch(kp_writer *w, int16_t version, void *ctx)
-{
-    const partition_at *c = ctx;
-    kp_fetch_request m;
-    kp_fetch_request_init(&m);
-    kp_fetch_request_fetch_partition part = {.partition = c->partition,
-                                             .current_leader_epoch = -1,
-                                             .fetch_offset = c->at,
-                                             .last_fetched_epoch = -1,
-                                             .log_start_offset = -1,
-                                             .partition_max_bytes = FETCH_PARTITION_BYTES};
-    kp_fetch_request_fetch_topic topic = {.topic = kp_str_c(c->topic), .partitions = {1, &part}};
-    m.replica_id = -1;
-    m.max_wait_ms = 0; /* what is there now: the switch waits for nothing */
-    m.min_bytes = 1;
-    m.max_bytes = FETCH_PARTITION_BYTES;
-    m.session_epoch = -1; /* no fetch session */
-    m.topics.count = 1;
-    m.topics.items = &topic;
-    m.rack_id = kp_str_c("");
-    kp_fetch_request_encode(w, version, &m);
 }
 
 /* Reads one Fetch answer's records at *OFFSET; advances it. 1 more to read, 0 done, -1 error. */
 static int fetch_once(run *x, int32_t leader, const char *topic, int32_t partition, int64_t *offset,
                       int64_t end)
 {
-    partition_at ctx = {topic, partition, *offset};
-    answer ans;
-    /* v4+: record batches (magic 2); up to 12: topics by name */
-    kg_cluster_request_spec rq = {KP_KEY_FETCH, 4, 12, encode_fetch, &ctx};
-    if (ask(x, leader, &rq, &ans) < 0) return -1;
-    kp_fetch_response m;
-    int rc = kp_fetch_response_decode(&ans.r, &ans.arena, ans.reply.version, &m);
-    rc = rc == 0 && m.responses.count == 1 && m.responses.items[0].partitions.count == 1 ? 0 : -1;
-    if (decoded(x, &ans, rc, "Fetch") == 0) {
-        rc = -1;
-        const kp_fetch_response_partition_data *p = &m.responses.items[0].partitions.items[0];
-        visit_ctx v = {x, *offset, *offset};
-        if (p->error_code != 0) {
-            snprintf(x->err, sizeof(x->err), "%s: Fetch %s[%d] at %lld: error %d",
-                     x->s->to->cfg->name, topic, partition, (long long)*offset, p->error_code);
-        } else if (p->records.len > 0 && kp_records_visit(p->records.ptr, (size_t)p->records.len,
-                                                          visit_checkpoint, &v, &ans.arena) < 0) {
-            snprintf(x->err, sizeof(x->err), "%s: %s[%d] at %lld: malformed record batch",
-                     x->s->to->cfg->name, topic, partition, (long long)*offset);
-        } else if (v.next == *offset) {
-            /* Nothing readable here (a batch larger than the fetch, or control records only):
-             * what was read stands. */
-            snprintf(x->err, sizeof(x->err), "%s: %s[%d]: no progress at offset %lld of %lld",
-                     x->s->to->cfg->name, topic, partition, (long long)*offset, (long long)end);
-        } else {
-            *offset = v.next;
-            rc = *offset < end;
-        }
+    int64_t next = *offset, high_watermark = -1;
+    if (kg_kafka_fetch(&x->k, leader, topic, partition, *offset, FETCH_PARTITION_BYTES,
+                       visit_checkpoint, x, &next, &high_watermark) < 0)
+        return -1;
+    if (next == *offset) {
+        /* Nothing readable here (a batch larger than the fetch, or control records only): what
+         * was read stands. */
+        snprintf(x->k.err, sizeof(x->k.err), "%s: %s[%d]: no progress at offset %lld of %lld",
+                 x->s->to->cfg->name, topic, partition, (long long)*offset, (long long)end);
+        return -1;
     }
-    answer_free(&ans);
-    return rc;
+    *offset = next;
+    return *offset < end;
 }
 
-/* Every checkpoint of one partition of the checkpoint topic. 0, or -1 with x->err. */
+/* Every checkpoint of one partition of the checkpoint topic. 0, or -1 with x->k.err. */
 static int read_partition(run *x, int32_t leader, const char *topic, int32_t partition)
 {
-    int64_t start = list_offset(x, leader, topic, partition, EARLIEST_TIMESTAMP);
-    int64_t end = start < 0 ? -1 : list_offset(x, leader, topic, partition, LATEST_TIMESTAMP);
+    int64_t start = kg_kafka_list_offset(&x->k, leader, topic, partition, KG_KAFKA_EARLIEST);
+    int64_t end =
+        start < 0 ? -1 : kg_kafka_list_offset(&x->k, leader, topic, partition, KG_KAFKA_LATEST);
     if (start < 0 || end < 0) return -1;
     int rc = start < end;
     for (int64_t offset = start; rc == 1;)
@@ -407,10 +237,10 @@ static void read_checkpoints(run *x, json_t *report)
     json_object_set_new(report, "checkpoint_topic", json_string(topic));
     const char *names[1] = {topic};
     kg_cluster_topics t = {1, names};
-    json_t *leaders = leaders_of(x, &t);
+    json_t *leaders = kg_kafka_leaders(&x->k, &t);
     json_t *parts = leaders ? json_object_get(leaders, topic) : NULL;
     if (!leaders) {
-        json_object_set_new(report, "checkpoints_error", json_string(x->err));
+        json_object_set_new(report, "checkpoints_error", json_string(x->k.err));
     } else if (!parts) {
         json_object_set_new(report, "checkpoints_error",
                             json_string("the checkpoint topic does not exist on the target"));
@@ -420,7 +250,7 @@ static void read_checkpoints(run *x, json_t *report)
         json_object_foreach(parts, key, leader)
         {
             if (read_partition(x, (int32_t)json_integer_value(leader), topic, atoi(key)) < 0) {
-                json_object_set_new(report, "checkpoints_error", json_string(x->err));
+                json_object_set_new(report, "checkpoints_error", json_string(x->k.err));
                 break;
             }
         }
@@ -442,26 +272,26 @@ static void encode_find_coordinator(kp_writer *w, int16_t version, void *ctx)
     kp_find_coordinator_request_encode(w, version, &m);
 }
 
-/* The coordinator's node id, or -1 with x->err. */
+/* The coordinator's node id, or -1 with x->k.err. */
 static int32_t find_coordinator(run *x, const char *group)
 {
-    answer ans;
+    kg_kafka_answer ans;
     kg_cluster_request_spec rq = {KP_KEY_FIND_COORDINATOR, 0, 3, encode_find_coordinator,
                                   (void *)group};
-    if (ask(x, -1, &rq, &ans) < 0) return -1;
+    if (kg_kafka_ask(&x->k, -1, &rq, &ans) < 0) return -1;
     kp_find_coordinator_response m;
     int32_t node = -1;
     int rc = kp_find_coordinator_response_decode(&ans.r, &ans.arena, ans.reply.version, &m);
-    if (decoded(x, &ans, rc, "FindCoordinator") < 0) {
+    if (kg_kafka_decoded(&x->k, &ans, rc, "FindCoordinator") < 0) {
         node = -1;
     } else if (m.error_code != 0) {
-        snprintf(x->err, sizeof(x->err), "%s: FindCoordinator: error %d", x->s->to->cfg->name,
+        snprintf(x->k.err, sizeof(x->k.err), "%s: FindCoordinator: error %d", x->s->to->cfg->name,
                  m.error_code);
     } else {
         kg_cluster_learn_broker(x->s->to, m.node_id, m.host.ptr, (size_t)m.host.len, m.port);
         node = m.node_id;
     }
-    answer_free(&ans);
+    kg_kafka_answer_free(&ans);
     return node;
 }
 
@@ -476,24 +306,25 @@ static void encode_describe_groups(kp_writer *w, int16_t version, void *ctx)
 }
 
 /* The group's state on the target into STATE ("Empty", "Stable", ...; "Dead" for none), 0;
- * -1 with x->err; -2 when the target has no DescribeGroups (then the commit itself, which a
+ * -1 with x->k.err; -2 when the target has no DescribeGroups (then the commit itself, which a
  * broker refuses for a group with members, is the check). */
 static int group_state(run *x, int32_t coordinator, const char *group, char *state, size_t len)
 {
-    answer ans;
+    kg_kafka_answer ans;
     kg_cluster_request_spec rq = {KP_KEY_DESCRIBE_GROUPS, 0, 5, encode_describe_groups,
                                   (void *)group};
-    int rc = ask(x, coordinator, &rq, &ans);
+    int rc = kg_kafka_ask(&x->k, coordinator, &rq, &ans);
     if (rc < 0) return rc;
     kp_describe_groups_response m;
     rc = kp_describe_groups_response_decode(&ans.r, &ans.arena, ans.reply.version, &m);
-    if (decoded(x, &ans, rc == 0 && m.groups.count == 1 ? 0 : -1, "DescribeGroups") < 0) {
+    if (kg_kafka_decoded(&x->k, &ans, rc == 0 && m.groups.count == 1 ? 0 : -1, "DescribeGroups") <
+        0) {
         rc = -1;
     } else if (m.groups.items[0].error_code == GROUP_ID_NOT_FOUND) {
         snprintf(state, len, "Dead");
         rc = 0;
     } else if (m.groups.items[0].error_code != 0) {
-        snprintf(x->err, sizeof(x->err), "%s: DescribeGroups %s: error %d", x->s->to->cfg->name,
+        snprintf(x->k.err, sizeof(x->k.err), "%s: DescribeGroups %s: error %d", x->s->to->cfg->name,
                  group, m.groups.items[0].error_code);
         rc = -1;
     } else {
@@ -501,7 +332,7 @@ static int group_state(run *x, int32_t coordinator, const char *group, char *sta
         snprintf(state, len, "%.*s", s.len > 0 ? (int)s.len : 0, s.len > 0 ? s.ptr : "");
         rc = 0;
     }
-    answer_free(&ans);
+    kg_kafka_answer_free(&ans);
     return rc;
 }
 
@@ -574,22 +405,22 @@ static void encode_offset_fetch(kp_writer *w, int16_t version, void *ctx)
 }
 
 /* {topic: {"<partition>": committed}} of the group on the target for the partitions of WANTED,
- * or NULL with x->err. */
+ * or NULL with x->k.err. */
 static json_t *committed_offsets(run *x, int32_t coordinator, const char *group, json_t *wanted)
 {
     group_offsets ctx = {group, wanted};
-    answer ans;
+    kg_kafka_answer ans;
     /* up to 7: one group a request */
     kg_cluster_request_spec rq = {KP_KEY_OFFSET_FETCH, 1, 7, encode_offset_fetch, &ctx};
-    if (ask(x, coordinator, &rq, &ans) < 0) return NULL;
+    if (kg_kafka_ask(&x->k, coordinator, &rq, &ans) < 0) return NULL;
     kp_offset_fetch_response m;
     json_t *out = NULL;
     int rc = kp_offset_fetch_response_decode(&ans.r, &ans.arena, ans.reply.version, &m);
-    if (decoded(x, &ans, rc, "OffsetFetch") < 0) {
+    if (kg_kafka_decoded(&x->k, &ans, rc, "OffsetFetch") < 0) {
         out = NULL;
     } else if (m.error_code != 0) {
-        snprintf(x->err, sizeof(x->err), "%s: OffsetFetch %s: error %d", x->s->to->cfg->name, group,
-                 m.error_code);
+        snprintf(x->k.err, sizeof(x->k.err), "%s: OffsetFetch %s: error %d", x->s->to->cfg->name,
+                 group, m.error_code);
     } else {
         out = json_object();
         for (int32_t i = 0; out && i < m.topics.count; i++) {
@@ -606,7 +437,7 @@ static json_t *committed_offsets(run *x, int32_t coordinator, const char *group,
             }
         }
     }
-    answer_free(&ans);
+    kg_kafka_answer_free(&ans);
     return out;
 }
 
@@ -647,19 +478,19 @@ static void encode_offset_commit(kp_writer *w, int16_t version, void *ctx)
     kp_arena_free(&f.arena);
 }
 
-/* Commits OFFSETS for GROUP on the target. The number of partitions committed; -1 with x->err
+/* Commits OFFSETS for GROUP on the target. The number of partitions committed; -1 with x->k.err
  * (the first partition error); -3 when the broker refused because the group has members (a
  * commit by no member is only taken for an empty group). */
 static int commit_offsets(run *x, int32_t coordinator, const char *group, json_t *offsets)
 {
     group_offsets ctx = {group, offsets};
-    answer ans;
+    kg_kafka_answer ans;
     kg_cluster_request_spec rq = {KP_KEY_OFFSET_COMMIT, 2, 8, encode_offset_commit, &ctx};
-    if (ask(x, coordinator, &rq, &ans) < 0) return -1;
+    if (kg_kafka_ask(&x->k, coordinator, &rq, &ans) < 0) return -1;
     kp_offset_commit_response m;
     int done = 0, refused = 0;
     int rc = kp_offset_commit_response_decode(&ans.r, &ans.arena, ans.reply.version, &m);
-    int failed = decoded(x, &ans, rc, "OffsetCommit") < 0;
+    int failed = kg_kafka_decoded(&x->k, &ans, rc, "OffsetCommit") < 0;
     for (int32_t i = 0; !failed && i < m.topics.count; i++)
         for (int32_t j = 0; j < m.topics.items[i].partitions.count; j++) {
             int16_t code = m.topics.items[i].partitions.items[j].error_code;
@@ -669,13 +500,13 @@ static int commit_offsets(run *x, int32_t coordinator, const char *group, json_t
                 kp_str t = m.topics.items[i].name;
                 refused = code == ILLEGAL_GENERATION || code == UNKNOWN_MEMBER_ID ||
                           code == REBALANCE_IN_PROGRESS;
-                snprintf(x->err, sizeof(x->err), "%s: OffsetCommit %s %.*s[%d]: error %d",
+                snprintf(x->k.err, sizeof(x->k.err), "%s: OffsetCommit %s %.*s[%d]: error %d",
                          x->s->to->cfg->name, group, (int)(t.len > 0 ? t.len : 0),
                          t.len > 0 ? t.ptr : "",
                          m.topics.items[i].partitions.items[j].partition_index, code);
             }
         }
-    answer_free(&ans);
+    kg_kafka_answer_free(&ans);
     return failed ? (refused ? -3 : -1) : done;
 }
 
@@ -689,7 +520,7 @@ static json_t *group_entry(const char *group, const char *result)
 static json_t *group_failed(run *x, const char *group)
 {
     json_t *e = group_entry(group, "failed");
-    json_object_set_new(e, "error", json_string(x->err));
+    json_object_set_new(e, "error", json_string(x->k.err));
     return e;
 }
 
@@ -751,7 +582,7 @@ static json_t *group_apply(run *x, const char *group, json_t *wanted, const char
     int n = count_partitions(wanted) > 0 ? commit_offsets(x, coordinator, group, wanted) : 0;
     if (n == -3) {
         json_t *e = group_entry(group, "skipped: not empty");
-        json_object_set_new(e, "state", json_string(x->err));
+        json_object_set_new(e, "state", json_string(x->k.err));
         return e;
     }
     if (n < 0) return group_failed(x, group);
@@ -761,7 +592,7 @@ static json_t *group_apply(run *x, const char *group, json_t *wanted, const char
 }
 
 /* The policy's offsets for the partitions the group was seen committing ({topic: {partition:
- * true}}), from the target's log; NULL with x->err. */
+ * true}}), from the target's log; NULL with x->k.err. */
 static json_t *policy_offsets(run *x, json_t *seen)
 {
     const char *topic, *part;
@@ -773,10 +604,10 @@ static json_t *policy_offsets(run *x, json_t *seen)
     n = 0;
     json_object_foreach(seen, topic, parts) names[n++] = topic;
     kg_cluster_topics t = {n, names};
-    json_t *leaders = leaders_of(x, &t);
+    json_t *leaders = kg_kafka_leaders(&x->k, &t);
     free(names);
     if (!leaders) return NULL;
-    int64_t ts = x->s->policy == KG_OFFSETS_EARLIEST ? EARLIEST_TIMESTAMP : LATEST_TIMESTAMP;
+    int64_t ts = x->s->policy == KG_OFFSETS_EARLIEST ? KG_KAFKA_EARLIEST : KG_KAFKA_LATEST;
     json_t *out = json_object();
     json_object_foreach(seen, topic, parts)
     {
@@ -787,7 +618,8 @@ static json_t *policy_offsets(run *x, json_t *seen)
             json_t *leader = json_object_get(json_object_get(leaders, topic), part);
             int64_t offset = known ? json_integer_value(known) : -1;
             if (!known && leader)
-                offset = list_offset(x, (int32_t)json_integer_value(leader), topic, atoi(part), ts);
+                offset = kg_kafka_list_offset(&x->k, (int32_t)json_integer_value(leader), topic,
+                                              atoi(part), ts);
             if (offset < 0) continue; /* not on the target: parity's to report */
             json_object_set_new(cache, part, json_integer(offset));
             json_object_set_new(object_child(out, topic, strlen(topic)), part,
@@ -844,7 +676,7 @@ json_t *kg_offsets_run(kg_offsets *o, const kg_offsets_switch *s)
     uint64_t start = kg_now_us();
     run x = {.o = o,
              .s = s,
-             .deadline_us = start + (uint64_t)s->timeout_ms * 1000u,
+             .k = {.cluster = s->to, .deadline_us = start + (uint64_t)s->timeout_ms * 1000u},
              .checkpoints = json_object(),
              .positions = json_object()};
     json_t *report = json_pack("{s:s}", "policy", policy_name(s->policy));
@@ -867,10 +699,10 @@ json_t *kg_offsets_run(kg_offsets *o, const kg_offsets_switch *s)
         count_result(&x, e);
         json_array_append_new(groups, e);
     }
-    if (kg_now_us() >= x.deadline_us)
+    if (kg_now_us() >= x.k.deadline_us)
         json_object_set_new(report, "error",
                             json_sprintf("not finished within offsets.timeout_ms (%d ms): %s",
-                                         s->timeout_ms, x.err));
+                                         s->timeout_ms, x.k.err));
     json_object_set_new(report, "groups", groups);
     /* Integers only: the report goes into the audit entry. */
     json_object_set_new(report, "duration_us", json_integer((json_int_t)(kg_now_us() - start)));

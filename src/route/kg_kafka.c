@@ -1,0 +1,187 @@
+#include "route/kg_kafka.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "kp_msgs.h"
+
+int kg_kafka_ask(kg_kafka *k, int32_t node, const kg_cluster_request_spec *rq, kg_kafka_answer *ans)
+{
+    int rc = kg_cluster_request_at(k->cluster, node, k->deadline_us, rq, &ans->reply, k->err,
+                                   sizeof(k->err));
+    if (rc < 0) return rc == -2 ? -2 : -1;
+    kp_arena_init(&ans->arena);
+    kp_reader_init(&ans->r, ans->reply.body, ans->reply.len);
+    return 0;
+}
+
+void kg_kafka_answer_free(kg_kafka_answer *ans)
+{
+    kp_arena_free(&ans->arena);
+    kg_cluster_reply_free(&ans->reply);
+}
+
+int kg_kafka_decoded(kg_kafka *k, kg_kafka_answer *ans, int rc, const char *api)
+{
+    if (rc == 0 && !ans->r.err) return 0;
+    snprintf(k->err, sizeof(k->err), "%s: undecodable %s answer", k->cluster->cfg->name, api);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- Metadata */
+
+json_t *kg_kafka_leaders(kg_kafka *k, const kg_cluster_topics *t)
+{
+    kg_kafka_answer ans;
+    kg_cluster_request_spec rq = {KP_KEY_METADATA, 4, 12, kg_cluster_encode_metadata, (void *)t};
+    if (kg_kafka_ask(k, -1, &rq, &ans) < 0) return NULL;
+    kp_metadata_response m;
+    json_t *out = NULL;
+    int rc = kp_metadata_response_decode(&ans.r, &ans.arena, ans.reply.version, &m);
+    if (kg_kafka_decoded(k, &ans, rc, "Metadata") == 0) {
+        out = json_object();
+        for (int32_t i = 0; i < m.brokers.count; i++) /* where the leaders are */
+            kg_cluster_learn_broker(k->cluster, m.brokers.items[i].node_id,
+                                    m.brokers.items[i].host.ptr,
+                                    (size_t)m.brokers.items[i].host.len, m.brokers.items[i].port);
+        for (int32_t i = 0; out && i < m.topics.count; i++) {
+            const kp_metadata_response_metadata_response_topic *topic = &m.topics.items[i];
+            if (topic->error_code != 0 || topic->name.len <= 0) continue;
+            json_t *parts = json_object();
+            for (int32_t j = 0; parts && j < topic->partitions.count; j++) {
+                char key[16];
+                snprintf(key, sizeof(key), "%d", topic->partitions.items[j].partition_index);
+                json_object_set_new(parts, key, json_integer(topic->partitions.items[j].leader_id));
+            }
+            json_object_setn_new(out, topic->name.ptr, (size_t)topic->name.len, parts);
+        }
+    }
+    kg_kafka_answer_free(&ans);
+    return out;
+}
+
+/* ---------------------------------------------------------------- ListOffsets */
+
+/* One partition and an int64 (ListOffsets: the timestamp; Fetch: the offset). */
+typedef struct partition_at {
+    const char *topic;
+    int32_t partition;
+    int64_t at;
+    int32_t max_bytes; /* Fetch */
+} partition_at;
+
+static void encode_list_offsets(kp_writer *w, int16_t version, void *ctx)
+{
+    const partition_at *c = ctx;
+    kp_list_offsets_request m;
+    kp_list_offsets_request_init(&m);
+    kp_list_offsets_request_list_offsets_partition part = {.partition_index = c->partition,
+                                                           .current_leader_epoch = -1,
+                                                           .timestamp = c->at,
+                                                           .max_num_offsets = 1};
+    kp_list_offsets_request_list_offsets_topic topic = {.name = kp_str_c(c->topic),
+                                                        .partitions = {1, &part}};
+    m.replica_id = -1;
+    m.topics.count = 1;
+    m.topics.items = &topic;
+    kp_list_offsets_request_encode(w, version, &m);
+}
+
+int64_t kg_kafka_list_offset(kg_kafka *k, int32_t leader, const char *topic, int32_t partition,
+                             int64_t timestamp)
+{
+    partition_at ctx = {topic, partition, timestamp, 0};
+    kg_kafka_answer ans;
+    kg_cluster_request_spec rq = {KP_KEY_LIST_OFFSETS, 1, 9, encode_list_offsets, &ctx};
+    if (kg_kafka_ask(k, leader, &rq, &ans) < 0) return -1;
+    kp_list_offsets_response m;
+    int64_t offset = -1;
+    int rc = kp_list_offsets_response_decode(&ans.r, &ans.arena, ans.reply.version, &m);
+    rc = rc == 0 && m.topics.count == 1 && m.topics.items[0].partitions.count == 1 ? 0 : -1;
+    if (kg_kafka_decoded(k, &ans, rc, "ListOffsets") == 0) {
+        const kp_list_offsets_response_list_offsets_partition_response *p =
+            &m.topics.items[0].partitions.items[0];
+        if (p->error_code != 0)
+            snprintf(k->err, sizeof(k->err), "%s: ListOffsets %s[%d]: error %d",
+                     k->cluster->cfg->name, topic, partition, p->error_code);
+        else
+            offset = p->offset;
+    }
+    kg_kafka_answer_free(&ans);
+    return offset;
+}
+
+/* ---------------------------------------------------------------- Fetch */
+
+static void encode_fetch(kp_writer *w, int16_t version, void *ctx)
+{
+    const partition_at *c = ctx;
+    kp_fetch_request m;
+    kp_fetch_request_init(&m);
+    kp_fetch_request_fetch_partition part = {.partition = c->partition,
+                                             .current_leader_epoch = -1,
+                                             .fetch_offset = c->at,
+                                             .last_fetched_epoch = -1,
+                                             .log_start_offset = -1,
+                                             .partition_max_bytes = c->max_bytes};
+    kp_fetch_request_fetch_topic topic = {.topic = kp_str_c(c->topic), .partitions = {1, &part}};
+    m.replica_id = -1;
+    m.max_wait_ms = 0; /* what is there now */
+    m.min_bytes = 1;
+    m.max_bytes = c->max_bytes;
+    m.session_epoch = -1; /* no fetch session */
+    m.topics.count = 1;
+    m.topics.items = &topic;
+    m.rack_id = kp_str_c("");
+    kp_fetch_request_encode(w, version, &m);
+}
+
+typedef struct visit_ctx {
+    kp_record_fn fn;
+    void *ctx;
+    int64_t from; /* records before it are not passed on (a batch may start before it) */
+    int64_t next; /* the offset after the last record seen */
+} visit_ctx;
+
+static bool visit_from(void *ctx, const kp_batch_info *batch, kp_record *rec, int *copies)
+{
+    visit_ctx *v = ctx;
+    int64_t offset = batch->base_offset + rec->offset_delta;
+    if (offset < v->from) return false;
+    v->fn(v->ctx, batch, rec, copies);
+    if (offset + 1 > v->next) v->next = offset + 1;
+    return false;
+}
+
+int kg_kafka_fetch(kg_kafka *k, int32_t leader, const char *topic, int32_t partition,
+                   int64_t offset, int32_t max_bytes, kp_record_fn fn, void *ctx, int64_t *next,
+                   int64_t *high_watermark)
+{
+    partition_at at = {topic, partition, offset, max_bytes};
+    kg_kafka_answer ans;
+    /* v4+: record batches (magic 2); up to 12: topics by name */
+    kg_cluster_request_spec rq = {KP_KEY_FETCH, 4, 12, encode_fetch, &at};
+    if (kg_kafka_ask(k, leader, &rq, &ans) < 0) return -1;
+    kp_fetch_response m;
+    int rc = kp_fetch_response_decode(&ans.r, &ans.arena, ans.reply.version, &m);
+    rc = rc == 0 && m.responses.count == 1 && m.responses.items[0].partitions.count == 1 ? 0 : -1;
+    if (kg_kafka_decoded(k, &ans, rc, "Fetch") == 0) {
+        const kp_fetch_response_partition_data *p = &m.responses.items[0].partitions.items[0];
+        visit_ctx v = {fn, ctx, offset, offset};
+        rc = -1;
+        if (p->error_code != 0) {
+            snprintf(k->err, sizeof(k->err), "%s: Fetch %s[%d] at %lld: error %d",
+                     k->cluster->cfg->name, topic, partition, (long long)offset, p->error_code);
+        } else if (p->records.len > 0 && kp_records_visit(p->records.ptr, (size_t)p->records.len,
+                                                          visit_from, &v, &ans.arena) < 0) {
+            snprintf(k->err, sizeof(k->err), "%s: %s[%d] at %lld: malformed record batch",
+                     k->cluster->cfg->name, topic, partition, (long long)offset);
+        } else {
+            *next = v.next;
+            *high_watermark = p->high_watermark;
+            rc = 0;
+        }
+    }
+    kg_kafka_answer_free(&ans);
+    return rc;
+}
