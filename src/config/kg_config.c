@@ -10,6 +10,7 @@
  * at the first duplicate, while we want to report it alongside everything else.
  */
 #include "config/kg_config.h"
+#include "util/kg_regex.h"
 #include "security/kg_principal.h"
 #include "security/kg_jwt.h"
 #include "state/kg_store.h"
@@ -23,6 +24,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <regex.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -152,11 +154,12 @@ enum {
     VC_PARITY,
     VC_AUTO_FAILOVER,
     VC_OFFSETS,
+    VC_MIRROR,
     VC_N
 };
 static const char *const vcluster_keys[VC_N] = {
-    "port",     "primary", "secondary",  "node_ids", "leader_epochs", "auth",
-    "listener", "acls",    "cluster_id", "parity",   "auto_failover", "offsets"};
+    "port", "primary",    "secondary", "node_ids",      "leader_epochs", "auth",  "listener",
+    "acls", "cluster_id", "parity",    "auto_failover", "offsets",       "mirror"};
 
 enum {
     LISTENER_SASL,
@@ -195,6 +198,9 @@ static const char *const autofo_keys[AF_N] = {"enabled", "after", "min_interval"
 enum { OFFSETS_CHECKPOINTS, OFFSETS_ALIASES, OFFSETS_POLICY, OFFSETS_TIMEOUT_MS, OFFSETS_N };
 static const char *const offsets_keys[OFFSETS_N] = {"checkpoints", "aliases", "policy",
                                                     "timeout_ms"};
+
+enum { MIRROR_TOPICS, MIRROR_INTERVAL_MS, MIRROR_N };
+static const char *const mirror_keys[MIRROR_N] = {"topics", "interval_ms"};
 
 enum { NODE_IDS_MIN, NODE_IDS_MAX, NODE_IDS_N };
 static const char *const node_ids_keys[NODE_IDS_N] = {"min", "max"};
@@ -237,6 +243,7 @@ static const cfg_section swap_section = {"clusters.NAME.sasl.principals.USER", s
 static const cfg_section vcluster_section = {"vclusters.NAME", vcluster_keys, VC_N};
 static const cfg_section node_ids_section = {"vclusters.NAME.node_ids", node_ids_keys, NODE_IDS_N};
 static const cfg_section parity_section = {"vclusters.NAME.parity", parity_keys, PARITY_N};
+static const cfg_section mirror_section = {"vclusters.NAME.mirror", mirror_keys, MIRROR_N};
 static const cfg_section offsets_section = {"vclusters.NAME.offsets", offsets_keys, OFFSETS_N};
 static const cfg_section listener_section = {"vclusters.NAME.listener", listener_keys, LISTENER_N};
 static const cfg_section listener_tls_section = {"vclusters.NAME.listener.tls", listener_tls_keys,
@@ -1510,6 +1517,35 @@ static void parse_vcluster_autofo(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_
     vc->auto_failover.enabled = 0;
 }
 
+/* mirror: topics (a regex) copied from the active cluster to the other one (route/kg_mirror.h). */
+static void parse_mirror(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v, const char *path)
+{
+    vc->mirror_interval_ms = 1000;
+    if (!v->node) return;
+    cfg_val f[MIRROR_N];
+    char fp[CFG_PATH_MAX], why[256];
+    if (!collect_section(p, v, path, &mirror_section, f)) return;
+    long long n;
+    if (get_int(p, &f[MIRROR_INTERVAL_MS], join_path(fp, path, "interval_ms"), 10, 3600000, &n) > 0)
+        vc->mirror_interval_ms = (int)n;
+    if (vc->secondary < 0)
+        cfg_err(p, v->loc, "%s: a mirror needs a secondary cluster to copy to", path);
+    if (get_string(p, &f[MIRROR_TOPICS], join_path(fp, path, "topics"), vc->mirror_topics,
+                   sizeof(vc->mirror_topics)) == 0) {
+        report_missing(p, v, &f[MIRROR_TOPICS], path, "topics",
+                       "a regular expression of the topics to copy");
+        return;
+    }
+    regex_t re;
+    if (kg_regex_check(vc->mirror_topics, why, sizeof(why)) < 0)
+        cfg_err(p, f[MIRROR_TOPICS].loc, "%s: %s", fp, why);
+    else if (regcomp(&re, vc->mirror_topics, REG_EXTENDED | REG_NOSUB) != 0)
+        cfg_err(p, f[MIRROR_TOPICS].loc, "%s: '%s' is not a valid regular expression", fp,
+                vc->mirror_topics);
+    else
+        regfree(&re);
+}
+
 /* listener.sasl: a list of mechanism names, each once. */
 static void parse_listener_sasl(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v,
                                 const char *path)
@@ -1754,6 +1790,7 @@ static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
     parse_parity(p, vc, &f[VC_PARITY], join_path(fp, path, "parity"));
     parse_vcluster_autofo(p, vc, &f[VC_AUTO_FAILOVER], join_path(fp, path, "auto_failover"));
     parse_offsets(p, vc, &f[VC_OFFSETS], join_path(fp, path, "offsets"));
+    parse_mirror(p, vc, &f[VC_MIRROR], join_path(fp, path, "mirror"));
     parse_auth(p, vc, &f[VC_AUTH], &f[VC_LISTENER], path);
     /* Passthrough: the client's own login goes to the cluster; kgate logging in itself on the
      * same connection would make the two logins collide. */

@@ -146,6 +146,9 @@ typedef struct kg_vcluster_cfg {
     /* MirrorMaker 2's alias of the primary [0] and secondary [1] cluster (default: their names):
      * a switch away from side S reads "<alias of S>.checkpoints.internal" on the target. */
     char offsets_alias[2][KG_NAME_MAX];
+    /* mirror: kgate copies topics from the active cluster to the other (route/kg_mirror.h) */
+    char mirror_topics[256]; /* POSIX extended regex of topic names; "" = no mirror */
+    int mirror_interval_ms;  /* a pass this often (default 1000) */
     /* auth: gateway — clients authenticate to kgate (SASL) with users kgate manages. */
     int auth_gateway;
     /* auth: passthrough — clients log in to the active cluster; kgate reads the name along. */

@@ -34,6 +34,8 @@
 #define BATCH_OFF_CRC 17
 #define BATCH_OFF_ATTRIBUTES 21
 #define BATCH_OFF_LAST_OFFSET_DELTA 23
+#define BATCH_OFF_BASE_TIMESTAMP 27
+#define BATCH_OFF_MAX_TIMESTAMP 35
 #define BATCH_OFF_PRODUCER_ID 43
 #define BATCH_OFF_PRODUCER_EPOCH 51
 #define BATCH_OFF_BASE_SEQUENCE 53
@@ -551,6 +553,8 @@ static void kp_batch_parse(const uint8_t *p, size_t size, kp_batch *b)
         (int16_t)(p[BATCH_OFF_PRODUCER_EPOCH] << 8 | p[BATCH_OFF_PRODUCER_EPOCH + 1]);
     b->info.base_sequence = (int32_t)be32_get(p + BATCH_OFF_BASE_SEQUENCE);
     b->info.record_count = (int32_t)be32_get(p + BATCH_OFF_COUNT);
+    b->info.base_timestamp = (int64_t)be64_get(p + BATCH_OFF_BASE_TIMESTAMP);
+    b->info.max_timestamp = (int64_t)be64_get(p + BATCH_OFF_MAX_TIMESTAMP);
     b->section = p + BATCH_HEADER_SIZE;
     b->section_len = size - BATCH_HEADER_SIZE;
 }

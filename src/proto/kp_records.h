@@ -41,6 +41,8 @@ typedef struct kp_batch_info {
     int16_t producer_epoch;
     int32_t base_sequence;
     int32_t record_count;
+    int64_t base_timestamp; /* a record's is base + its delta (CreateTime) */
+    int64_t max_timestamp;  /* every record's, with LogAppendTime (attributes bit 3) */
 } kp_batch_info;
 
 /* Called for each record of each data batch (control batches are left alone). The callback may

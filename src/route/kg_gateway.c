@@ -20,6 +20,7 @@
 #include "fleet/kg_autofo.h"
 #include "fleet/kg_fleet.h"
 #include "metrics/kg_metrics.h"
+#include "route/kg_mirror.h"
 #include "route/kg_offsets.h"
 #include "route/kg_parity.h"
 #include "route/kg_vcmetrics.h"
@@ -359,6 +360,24 @@ static void gateway_parity_tick(kg_gateway *gw, int timeout)
     }
 }
 
+/* Waits INTERVAL ms, or until stop() wakes the background threads. */
+static void gateway_background_sleep(kg_gateway *gw, int interval)
+{
+    pthread_mutex_lock(&gw->probe_lock);
+    if (!atomic_load(&gw->stopping)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += interval / 1000;
+        until.tv_nsec += (long)(interval % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&gw->probe_cond, &gw->probe_lock, &until);
+    }
+    pthread_mutex_unlock(&gw->probe_lock);
+}
+
 static void *gateway_probe_main(void *arg)
 {
     kg_gateway *gw = arg;
@@ -368,19 +387,28 @@ static void *gateway_probe_main(void *arg)
         for (int i = 0; i < gw->cfg->n_clusters && !atomic_load(&gw->stopping); i++)
             gateway_probe_cluster(gw, &gw->clusters[i], timeout);
         gateway_parity_tick(gw, timeout);
-        pthread_mutex_lock(&gw->probe_lock);
-        if (!atomic_load(&gw->stopping)) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += interval / 1000;
-            until.tv_nsec += (long)(interval % 1000) * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&gw->probe_cond, &gw->probe_lock, &until);
+        gateway_background_sleep(gw, interval);
+    }
+    return NULL;
+}
+
+/* The embedded mirror (kg_mirror): a pass per virtual cluster with a mirror, from its active
+ * cluster to the other one, when both are up. The direction follows the switches. */
+static void *gateway_mirror_main(void *arg)
+{
+    kg_gateway *gw = arg;
+    while (!atomic_load(&gw->stopping)) {
+        int interval = 60000;
+        for (int i = 0; i < gw->cfg->n_vclusters && !atomic_load(&gw->stopping); i++) {
+            kg_vcluster *vc = &gw->vclusters[i];
+            if (!vc->mirror) continue;
+            if (vc->cfg->mirror_interval_ms < interval) interval = vc->cfg->mirror_interval_ms;
+            kg_cluster *from = &gw->clusters[KG_ROUTE_ACTIVE(atomic_load(&vc->route))];
+            kg_cluster *to = &gw->clusters[parity_other_side(vc)];
+            if (atomic_load(&from->up) && atomic_load(&to->up))
+                kg_mirror_pass(vc->mirror, from, to, 10000);
         }
-        pthread_mutex_unlock(&gw->probe_lock);
+        gateway_background_sleep(gw, interval);
     }
     return NULL;
 }
@@ -1145,6 +1173,8 @@ static int gateway_init_state(kg_gateway *gw)
         if (vc->cfg->secondary >= 0) {
             if (!(vc->parity = kg_parity_new())) return -1;
             if (!(vc->offsets = kg_offsets_new(gw->metrics, vc->cfg->name))) return -1;
+            vc->mirror = kg_mirror_new(vc->cfg, gw->metrics, gw->store);
+            if (vc->cfg->mirror_topics[0] && !vc->mirror) return -1;
             vc->parity_diffs = kg_metrics_gauge(
                 gw->metrics, "kgate_parity_differences",
                 "Differences the last parity check found between the virtual cluster's other "
@@ -1179,6 +1209,12 @@ static int gateway_start_threads(kg_gateway *gw)
     pthread_cond_init(&gw->drain_cond, NULL);
     if (pthread_create(&gw->probe_thread, NULL, gateway_probe_main, gw) != 0) return -1;
     gw->probe_started = 1;
+    int mirrors = 0;
+    for (int i = 0; i < gw->cfg->n_vclusters; i++)
+        mirrors += gw->vclusters[i].mirror != NULL;
+    if (mirrors && pthread_create(&gw->mirror_thread, NULL, gateway_mirror_main, gw) != 0)
+        return -1;
+    gw->mirror_started = mirrors > 0;
     kg_loop_on_wake(gw->accept_loop, gateway_accept_stop, gw);
     kg_timer_init(&gw->housekeeping, gateway_housekeeping, gw);
     kg_loop_timer_in(gw->accept_loop, &gw->housekeeping, 1000000);
@@ -1254,6 +1290,7 @@ void kg_gateway_stop(kg_gateway *gw)
         pthread_mutex_unlock(&gw->probe_lock);
         pthread_join(gw->probe_thread, NULL);
     }
+    if (gw->mirror_started) pthread_join(gw->mirror_thread, NULL);
     /* After the admin server and the accept thread (their last request and tick), before the
      * chaos rules, the store and the vclusters it still uses. */
     if (gw->experiments) kg_experiments_free(gw->experiments);
@@ -1262,6 +1299,7 @@ void kg_gateway_stop(kg_gateway *gw)
         kg_vcm_free(gw->vclusters[i].metrics);
         kg_parity_free(gw->vclusters[i].parity);
         kg_offsets_free(gw->vclusters[i].offsets);
+        kg_mirror_free(gw->vclusters[i].mirror);
         kg_sasl_listener_free(gw->vclusters[i].sasl); /* after the workers, like the rules */
         kg_tls_server_free(gw->vclusters[i].tls);
         kg_tls_failures_free(gw->vclusters[i].tls_failures);

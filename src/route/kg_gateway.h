@@ -35,6 +35,7 @@ typedef struct kg_counter kg_counter;
 typedef struct kg_gauge kg_gauge;
 typedef struct kg_parity kg_parity;
 typedef struct kg_offsets kg_offsets;
+typedef struct kg_mirror kg_mirror;
 
 typedef struct kg_gateway kg_gateway;
 typedef struct kg_fleet kg_fleet;
@@ -92,6 +93,7 @@ typedef struct kg_vcluster {
     uint64_t parity_due_us; /* the prober's next background check (prober thread only) */
     kg_gauge *parity_diffs; /* kgate_parity_differences{vcluster} */
     kg_offsets *offsets;    /* with a secondary: consumer offsets at a switch (kg_offsets) */
+    kg_mirror *mirror;      /* mirror: topics copied to the other side (kg_mirror) */
 } kg_vcluster;
 
 struct kg_gateway {
@@ -123,6 +125,8 @@ struct kg_gateway {
 
     pthread_t probe_thread;
     int probe_started;
+    pthread_t mirror_thread; /* kg_mirror's passes, when a vcluster has a mirror */
+    int mirror_started;
     pthread_mutex_t probe_lock; /* with probe_cond: lets stop() cut the probe interval short */
     pthread_cond_t probe_cond;
 

@@ -519,6 +519,27 @@ KT_TEST(offsets_defaults_values_and_errors)
     done(&r);
 }
 
+KT_TEST(mirror_values_and_errors)
+{
+    parsed r = parse(TWO_CLUSTERS_YAML(""));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].mirror_topics[0] == 0);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    mirror: {topics: \"^orders\\\\..*\", interval_ms: 250}\n"));
+    KT_CHECK(r.cfg && strcmp(r.cfg->vclusters[0].mirror_topics, "^orders\\..*") == 0 &&
+             r.cfg->vclusters[0].mirror_interval_ms == 250);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    mirror: {interval_ms: 250}\n"));
+    KT_CHECK(!r.cfg && strstr(r.errs, "topics"));
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    mirror: {topics: \"(a\"}\n"));
+    KT_CHECK(!r.cfg && strstr(r.errs, "vclusters.v.mirror.topics"));
+    done(&r);
+    r = parse("clusters:\n  a: {bootstrap: 10.0.0.1:9092}\n"
+              "vclusters:\n  v:\n    port: 20000\n    primary: a\n    mirror: {topics: x}\n");
+    KT_CHECK(!r.cfg && strstr(r.errs, "a mirror needs a secondary"));
+    done(&r);
+}
+
 KT_TEST(switch_grace)
 {
     parsed r = parse(TWO_CLUSTERS_YAML(""));

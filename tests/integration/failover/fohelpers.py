@@ -115,6 +115,11 @@ class DevCluster(kghelpers.DevCluster):
 
     def read_all(self, topic, timeout=30):
         """Every record of topic as (partition, offset, value str)."""
+        return [(p, o, v) for p, o, v, _, _, _ in self.read_records(topic, timeout)]
+
+    def read_records(self, topic, timeout=30):
+        """Every record of topic as (partition, offset, value str, key str or None, headers
+        [(name, bytes)], timestamp ms)."""
         from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
         c = self._consumer()
         records, at_end = [], set()
@@ -134,7 +139,9 @@ class DevCluster(kghelpers.DevCluster):
                         at_end.add(m.partition())
                         continue
                     raise AssertionError(f"{self.name}: direct read error {m.error()}")
-                records.append((m.partition(), m.offset(), (m.value() or b"").decode()))
+                records.append((m.partition(), m.offset(), (m.value() or b"").decode(),
+                                m.key().decode() if m.key() is not None else None,
+                                m.headers() or [], m.timestamp()[1]))
             return records
         finally:
             c.close()

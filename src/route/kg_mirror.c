@@ -1,0 +1,341 @@
+#include "route/kg_mirror.h"
+
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kg_loop.h"
+#include "kp_msgs.h"
+#include "route/kg_kafka.h"
+#include "util/kg_log.h"
+
+#define FETCH_BYTES (1 << 20)
+#define FETCHES_PER_PARTITION 16 /* a pass moves on to the other partitions after this many */
+#define PRODUCE_TIMEOUT_MS 15000
+#define SOURCE_HEADER "kgate.mirror.source"
+#define TIMESTAMP_LOG_APPEND 0x08
+
+struct kg_mirror {
+    const kg_vcluster_cfg *cfg;
+    regex_t topics;
+    kg_metrics *metrics;
+    kg_store *store;
+    char doc_id[3 * KG_NAME_MAX + 4]; /* the direction whose positions are loaded */
+    json_t *positions;                /* {topic: {"<partition>": next source offset}} */
+    kg_counter *copied, *errors;
+};
+
+kg_mirror *kg_mirror_new(const kg_vcluster_cfg *cfg, kg_metrics *metrics, kg_store *store)
+{
+    if (!cfg->mirror_topics[0]) return NULL;
+    kg_mirror *m = calloc(1, sizeof(*m));
+    if (!m) return NULL;
+    if (regcomp(&m->topics, cfg->mirror_topics, REG_EXTENDED | REG_NOSUB) != 0) {
+        free(m); /* the config check compiled it already */
+        return NULL;
+    }
+    m->cfg = cfg;
+    m->metrics = metrics;
+    m->store = store;
+    char labels[256];
+    kg_metrics_format_labels(labels, sizeof(labels), "vcluster", cfg->name, NULL);
+    m->copied =
+        kg_metrics_counter(metrics, "kgate_mirror_records_total",
+                           "Records the embedded mirror copied to the other cluster", labels);
+    m->errors =
+        kg_metrics_counter(metrics, "kgate_mirror_errors_total",
+                           "Mirror passes that stopped on an error (retried next pass)", labels);
+    return m;
+}
+
+void kg_mirror_free(kg_mirror *m)
+{
+    if (!m) return;
+    regfree(&m->topics);
+    json_decref(m->positions);
+    free(m);
+}
+
+/* ---------------------------------------------------------------- records to copy */
+
+/* The records of one Fetch answer, re-encoded as one batch for the target. */
+typedef struct batch_builder {
+    const char *source, *target; /* cluster names */
+    kp_writer records;           /* the encoded records */
+    kp_writer scratch;           /* one record's body */
+    int32_t count;
+    int64_t base_ts, max_ts;
+} batch_builder;
+
+/* Does the record carry kgate.mirror.source = TARGET (it came from there)? */
+static int came_from(const kp_record *rec, const char *target)
+{
+    kp_reader r;
+    kp_reader_init(&r, rec->headers.ptr, rec->headers.len > 0 ? (size_t)rec->headers.len : 0);
+    for (int32_t i = 0; i < rec->header_count && !r.err; i++) {
+        int32_t klen = kp_read_varint(&r);
+        const uint8_t *key = klen > 0 ? kp_read_skip(&r, (size_t)klen) : NULL;
+        int32_t vlen = kp_read_varint(&r);
+        const uint8_t *value = vlen > 0 ? kp_read_skip(&r, (size_t)vlen) : NULL;
+        if (!r.err && key && value && (size_t)klen == strlen(SOURCE_HEADER) &&
+            memcmp(key, SOURCE_HEADER, (size_t)klen) == 0 && (size_t)vlen == strlen(target) &&
+            memcmp(value, target, (size_t)vlen) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void write_varbytes(kp_writer *w, kp_bytes b)
+{
+    kp_write_varint(w, b.len < 0 ? -1 : b.len);
+    if (b.len > 0) kp_write_raw(w, b.ptr, (size_t)b.len);
+}
+
+static bool collect_record(void *ctx, const kp_batch_info *batch, kp_record *rec, int *copies)
+{
+    batch_builder *b = ctx;
+    if (came_from(rec, b->target)) return false;
+    int64_t ts = (batch->attributes & TIMESTAMP_LOG_APPEND)
+                     ? batch->max_timestamp
+                     : batch->base_timestamp + rec->timestamp_delta;
+    if (b->count == 0) b->base_ts = b->max_ts = ts;
+    if (ts > b->max_ts) b->max_ts = ts;
+    kp_writer *w = &b->scratch;
+    w->len = 0;
+    kp_write_i8(w, 0); /* attributes */
+    kp_write_varlong(w, ts - b->base_ts);
+    kp_write_varint(w, b->count); /* offset delta */
+    write_varbytes(w, rec->key);
+    write_varbytes(w, rec->value);
+    kp_write_varint(w, rec->header_count + 1);
+    if (rec->headers.len > 0) kp_write_raw(w, rec->headers.ptr, (size_t)rec->headers.len);
+    write_varbytes(w, (kp_bytes){(const uint8_t *)SOURCE_HEADER, (int32_t)strlen(SOURCE_HEADER)});
+    write_varbytes(w, (kp_bytes){(const uint8_t *)b->source, (int32_t)strlen(b->source)});
+    kp_write_varint(&b->records, (int32_t)w->len);
+    kp_write_raw(&b->records, w->buf, w->len);
+    b->count++;
+    return false;
+}
+
+/* The batch (magic 2, uncompressed, no producer id: the target assigns offsets) into OUT. */
+static void batch_encode(const batch_builder *b, kp_writer *out)
+{
+    kp_write_i64(out, 0); /* base offset */
+    size_t len_at = kp_writer_reserve_len(out);
+    kp_write_i32(out, -1); /* partition leader epoch */
+    kp_write_i8(out, 2);   /* magic */
+    size_t crc_at = out->len;
+    kp_write_i32(out, 0);
+    size_t crc_from = out->len;
+    kp_write_i16(out, 0); /* attributes: no compression, CreateTime */
+    kp_write_i32(out, b->count - 1);
+    kp_write_i64(out, b->base_ts);
+    kp_write_i64(out, b->max_ts);
+    kp_write_i64(out, -1); /* producer id */
+    kp_write_i16(out, -1); /* producer epoch */
+    kp_write_i32(out, -1); /* base sequence */
+    kp_write_i32(out, b->count);
+    kp_write_raw(out, b->records.buf, b->records.len);
+    if (out->err) return;
+    kp_writer_patch_len(out, len_at);
+    kp_writer_patch_i32(out, crc_at,
+                        (int32_t)kp_crc32c(0, out->buf + crc_from, out->len - crc_from));
+}
+
+/* ---------------------------------------------------------------- Produce */
+
+typedef struct produce_ctx {
+    const char *topic;
+    int32_t partition;
+    kp_bytes records;
+} produce_ctx;
+
+static void encode_produce(kp_writer *w, int16_t version, void *ctx)
+{
+    const produce_ctx *c = ctx;
+    kp_produce_request m;
+    kp_produce_request_init(&m);
+    kp_produce_request_partition_produce_data part = {.index = c->partition, .records = c->records};
+    kp_produce_request_topic_produce_data topic = {.name = kp_str_c(c->topic),
+                                                   .partition_data = {1, &part}};
+    m.transactional_id = KP_STR_NULL;
+    m.acks = -1; /* every in-sync replica: the position moves only past what is safe */
+    m.timeout_ms = PRODUCE_TIMEOUT_MS;
+    m.topic_data.count = 1;
+    m.topic_data.items = &topic;
+    kp_produce_request_encode(w, version, &m);
+}
+
+/* 0 when the target acknowledged the batch, -1 with K->err. */
+static int produce(kg_kafka *k, int32_t leader, const char *topic, int32_t partition,
+                   const kp_writer *batch)
+{
+    produce_ctx ctx = {topic, partition, {batch->buf, (int32_t)batch->len}};
+    kg_kafka_answer ans;
+    /* v3+: record batches (magic 2); up to 9: what librdkafka's mock offers, topics by name */
+    kg_cluster_request_spec rq = {KP_KEY_PRODUCE, 3, 9, encode_produce, &ctx};
+    if (kg_kafka_ask(k, leader, &rq, &ans) < 0) return -1;
+    kp_produce_response m;
+    int rc = kp_produce_response_decode(&ans.r, &ans.arena, ans.reply.version, &m);
+    rc = rc == 0 && m.responses.count == 1 && m.responses.items[0].partition_responses.count == 1
+             ? 0
+             : -1;
+    if (kg_kafka_decoded(k, &ans, rc, "Produce") == 0) {
+        int16_t code = m.responses.items[0].partition_responses.items[0].error_code;
+        if (code != 0) {
+            snprintf(k->err, sizeof(k->err), "%s: Produce %s[%d]: error %d", k->cluster->cfg->name,
+                     topic, partition, code);
+            rc = -1;
+        }
+    }
+    kg_kafka_answer_free(&ans);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- positions */
+
+static void load_positions(kg_mirror *m, const char *source, const char *target)
+{
+    char id[sizeof(m->doc_id)];
+    snprintf(id, sizeof(id), "%s:%s:%s", m->cfg->name, source, target);
+    if (m->positions && strcmp(id, m->doc_id) == 0) return;
+    json_decref(m->positions);
+    int found = 0;
+    m->positions = kg_store_get_doc(m->store, "mirror", id, &found);
+    if (!m->positions) m->positions = json_object();
+    snprintf(m->doc_id, sizeof(m->doc_id), "%s", id);
+}
+
+static void save_position(kg_mirror *m, const char *topic, const char *part, int64_t next)
+{
+    json_t *parts = json_object_get(m->positions, topic);
+    if (!parts) json_object_set_new(m->positions, topic, parts = json_object());
+    json_object_set_new(parts, part, json_integer((json_int_t)next));
+    if (kg_store_put_doc(m->store, "mirror", m->doc_id, m->positions) < 0)
+        kg_warn("mirror %s: cannot store the position of %s[%s] (%lld): a restart copies it again",
+                m->doc_id, topic, part, (long long)next);
+}
+
+static void set_lag(kg_mirror *m, const char *topic, const char *part, int64_t lag)
+{
+    char labels[512];
+    if (kg_metrics_format_labels(labels, sizeof(labels), "vcluster", m->cfg->name, "topic", topic,
+                                 "partition", part, NULL) < 0)
+        return;
+    kg_gauge *g = kg_metrics_gauge(m->metrics, "kgate_mirror_lag_records",
+                                   "Records of the active cluster's partition the embedded mirror "
+                                   "has not copied to the other cluster yet",
+                                   labels);
+    if (g) kg_gauge_set(g, (double)(lag > 0 ? lag : 0));
+}
+
+/* ---------------------------------------------------------------- a pass */
+
+typedef struct pass {
+    kg_mirror *m;
+    kg_kafka src, dst;
+    int copied;
+    char err[512];
+} pass;
+
+/* Copies TOPIC[PART] from the stored position on. 0, or -1 with x->err. */
+static int copy_partition(pass *x, const char *topic, const char *part, int32_t src_leader,
+                          int32_t dst_leader)
+{
+    int32_t partition = atoi(part);
+    json_t *stored = json_object_get(json_object_get(x->m->positions, topic), part);
+    int64_t pos =
+        stored ? json_integer_value(stored)
+               : kg_kafka_list_offset(&x->src, src_leader, topic, partition, KG_KAFKA_EARLIEST);
+    if (pos < 0) {
+        snprintf(x->err, sizeof(x->err), "%s", x->src.err);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < FETCHES_PER_PARTITION && rc == 0; i++) {
+        batch_builder b = {.source = x->src.cluster->cfg->name,
+                           .target = x->dst.cluster->cfg->name};
+        kp_writer_init(&b.records, 4096);
+        kp_writer_init(&b.scratch, 256);
+        int64_t next = pos, hwm = -1;
+        rc = kg_kafka_fetch(&x->src, src_leader, topic, partition, pos, FETCH_BYTES, collect_record,
+                            &b, &next, &hwm);
+        if (rc < 0) snprintf(x->err, sizeof(x->err), "%s", x->src.err);
+        kp_writer batch;
+        kp_writer_init(&batch, 4096);
+        if (rc == 0 && b.count > 0) {
+            batch_encode(&b, &batch);
+            rc = batch.err ? -1 : produce(&x->dst, dst_leader, topic, partition, &batch);
+            if (rc < 0)
+                snprintf(x->err, sizeof(x->err), "%s", batch.err ? "out of memory" : x->dst.err);
+        }
+        if (rc == 0 && next > pos) {
+            x->copied += b.count;
+            kg_counter_add(x->m->copied, (uint64_t)b.count);
+            save_position(x->m, topic, part, pos = next);
+        }
+        if (rc == 0) set_lag(x->m, topic, part, hwm - pos);
+        kp_writer_free(&batch);
+        kp_writer_free(&b.records);
+        kp_writer_free(&b.scratch);
+        if (rc == 0 && next >= hwm) break; /* caught up */
+    }
+    return rc;
+}
+
+/* Topics kgate may copy: matching mirror.topics, and none of Kafka's or a replicator's own. */
+static int wanted(kg_mirror *m, const char *topic)
+{
+    size_t len = strlen(topic);
+    if (strncmp(topic, "__", 2) == 0 || (len > 9 && strcmp(topic + len - 9, ".internal") == 0))
+        return 0;
+    return regexec(&m->topics, topic, 0, NULL, 0) == 0;
+}
+
+int kg_mirror_pass(kg_mirror *m, kg_cluster *source, kg_cluster *target, int timeout_ms)
+{
+    uint64_t deadline = kg_now_us() + (uint64_t)timeout_ms * 1000u;
+    pass x = {.m = m,
+              .src = {.cluster = source, .deadline_us = deadline},
+              .dst = {.cluster = target, .deadline_us = deadline}};
+    load_positions(m, source->cfg->name, target->cfg->name);
+    kg_cluster_topics all = {-1, NULL};
+    json_t *from = kg_kafka_leaders(&x.src, &all), *to = NULL;
+    const char *err = from ? NULL : x.src.err;
+    const char **names = from ? calloc(json_object_size(from) + 1, sizeof(*names)) : NULL;
+    const char *topic;
+    json_t *parts;
+    int n = 0;
+    json_object_foreach(from, topic, parts) if (names && wanted(m, topic)) names[n++] = topic;
+    kg_cluster_topics some = {n, names};
+    if (n > 0 && !(to = kg_kafka_leaders(&x.dst, &some))) err = x.dst.err;
+    for (int i = 0; to && i < n && !err; i++) {
+        json_t *there = json_object_get(to, names[i]);
+        const char *part;
+        json_t *leader;
+        json_object_foreach(json_object_get(from, names[i]), part, leader)
+        {
+            json_t *dst_leader = there ? json_object_get(there, part) : NULL;
+            if (!dst_leader) {
+                kg_warn("mirror %s: %s[%s] does not exist on %s: not copied", m->doc_id, names[i],
+                        part, target->cfg->name);
+                continue;
+            }
+            if (copy_partition(&x, names[i], part, (int32_t)json_integer_value(leader),
+                               (int32_t)json_integer_value(dst_leader)) < 0) {
+                err = x.err;
+                break;
+            }
+        }
+    }
+    if (err) {
+        kg_counter_inc(m->errors);
+        kg_warn("mirror %s -> %s of vcluster %s: %s", source->cfg->name, target->cfg->name,
+                m->cfg->name, err);
+    }
+    free(names);
+    json_decref(from);
+    json_decref(to);
+    return err ? -1 : x.copied;
+}

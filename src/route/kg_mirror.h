@@ -1,0 +1,38 @@
+/* kg_mirror — the embedded mirror (issue 10, item 5): kgate copies a virtual cluster's topics
+ * from its active cluster to the other one, for small deployments without MirrorMaker 2.
+ *
+ * Each pass (every mirror.interval_ms, on a thread of its own) asks the active cluster for its
+ * topics, keeps those matching mirror.topics (never internal ones: "__*", "*.internal"), and for
+ * every partition fetches from the stored position and produces the records to the same
+ * partition of the same topic on the other cluster: key, value, headers and timestamps as they
+ * were (CreateTime; a LogAppendTime record gets its append time as its timestamp). Each copy
+ * carries one header more, kgate.mirror.source = the cluster it was read from: after a switch
+ * the direction reverses (the newly active side is the source), and records that came from the
+ * new target are not copied back to it.
+ *
+ * The position (per direction, topic and partition: the next source offset) is a document of
+ * the state store (kind "mirror", id "VCLUSTER:SOURCE:TARGET"), written after each produce the
+ * target acknowledged: a restart resumes there; a crash between the two copies that batch
+ * again (at least once). Nothing is skipped: a partition whose records cannot be written stays
+ * where it is and its lag grows (kgate_mirror_lag_records{vcluster, topic, partition}).
+ */
+#ifndef KG_MIRROR_H
+#define KG_MIRROR_H
+
+#include "config/kg_config.h"
+#include "metrics/kg_metrics.h"
+#include "route/kg_cluster.h"
+#include "state/kg_store.h"
+
+typedef struct kg_mirror kg_mirror;
+
+/* NULL when CFG has no mirror or out of memory. */
+kg_mirror *kg_mirror_new(const kg_vcluster_cfg *cfg, kg_metrics *metrics, kg_store *store);
+void kg_mirror_free(kg_mirror *m);
+
+/* One pass from SOURCE to TARGET, bounded by TIMEOUT_MS. Returns the records copied, or -1
+ * when the pass stopped on an error (logged, counted in kgate_mirror_errors_total; the next
+ * pass tries again from the stored position). */
+int kg_mirror_pass(kg_mirror *m, kg_cluster *source, kg_cluster *target, int timeout_ms);
+
+#endif

@@ -1,0 +1,115 @@
+"""The embedded mirror (issue 10, item 5), first slice: kgate copies the topics that match
+mirror.topics from the active cluster to the other one, partition, key, value, headers and
+timestamps as they were; it resumes from the position it stored after a restart (no record
+copied twice, none skipped); the lag per partition is a metric; after a failover the direction
+reverses, and what it copied is not copied back."""
+
+import re
+
+import pytest
+from confluent_kafka import Producer
+
+from fohelpers import metric, wait_for
+
+TOPICS = {"fo-mir": 2, "fo-other": 1}
+PER_PARTITION = 30
+WAIT = 60
+
+
+@pytest.fixture
+def clusters(make_clusters):
+    return make_clusters(topics=TOPICS)
+
+
+def with_mirror(kg):
+    with open(kg.config_path) as f:
+        text = f.read()
+    text, n = re.subn(r"^(  default: \{.*)( \})$",
+                      r'\1, mirror: { topics: "^fo-mir$", interval_ms: 200 }\2', text, flags=re.M)
+    assert n == 1, text
+    with open(kg.config_path, "w") as f:
+        f.write(text)
+
+
+def produce(cluster, topic, partitions, count, tag):
+    """COUNT records to each partition, straight to CLUSTER: key k-P-I, value TAG-P-I, a header
+    and a timestamp of their own. Returns {value: (partition, key, headers, timestamp)}."""
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "broker.address.family": "v4",
+                  "linger.ms": 5, "log_level": 3})
+    sent = {}
+    base = 1_700_000_000_000
+    for part in range(partitions):
+        for i in range(count):
+            value = f"{tag}-{part}-{i}"
+            headers = [("trace", f"t{part}{i}".encode()), ("empty", b"")]
+            ts = base + part * 1000 + i
+            p.produce(topic, key=f"k-{part}-{i}", value=value, partition=part, headers=headers,
+                      timestamp=ts)
+            sent[value] = (part, f"k-{part}-{i}", headers, ts)
+    assert p.flush(30) == 0
+    return sent
+
+
+def read_full(cluster, topic):
+    """[(partition, key, value, headers, timestamp)] of every record of TOPIC on CLUSTER."""
+    return [(p, k, v, h, ts) for p, _, v, k, h, ts in cluster.read_records(topic)]
+
+
+def values(records):
+    return [v for _, _, v, _, _ in records]
+
+
+def check_copies(records, sent, source):
+    by_value = {v: (p, k, h, ts) for p, k, v, h, ts in records}
+    for value, (part, key, headers, ts) in sent.items():
+        assert value in by_value, f"{value} was not copied"
+        p, k, h, t = by_value[value]
+        assert (p, k, t) == (part, key, ts), (value, by_value[value], sent[value])
+        assert h[:len(headers)] == headers, (value, h)
+        assert ("kgate.mirror.source", source.encode()) in h, h
+
+
+@pytest.mark.guard(300)
+def test_mirror_copies_resumes_and_follows_the_active_side(clusters, make_kgate):
+    east, west = clusters["east"], clusters["west"]
+    kg = make_kgate(clusters, start=False)
+    with_mirror(kg)
+    kg.start()
+
+    sent = produce(east, "fo-mir", 2, PER_PARTITION, "a")
+    produce(east, "fo-other", 1, 5, "not-mirrored")
+    wait_for(lambda: len(west.read_all("fo-mir")) >= 2 * PER_PARTITION, WAIT,
+             what="the mirror to copy east's records to west")
+    copied = read_full(west, "fo-mir")
+    assert sorted(values(copied)) == sorted(sent), "copied twice or something else copied"
+    check_copies(copied, sent, "east")
+    assert west.read_all("fo-other") == [], "a topic outside mirror.topics was copied"
+
+    def lag(part):
+        return metric(kg.metrics(), "kgate_mirror_lag_records", vcluster="default",
+                      topic="fo-mir", partition=str(part))
+    wait_for(lambda: lag(0) == 0 and lag(1) == 0, WAIT, what="lag 0 on both partitions")
+    assert metric(kg.metrics(), "kgate_mirror_records_total", vcluster="default") == \
+        2 * PER_PARTITION
+
+    # A restart resumes where the stored position says: the new records only, once.
+    assert kg.stop() == 0
+    more = produce(east, "fo-mir", 2, 10, "b")
+    kg.start()
+    wait_for(lambda: len(west.read_all("fo-mir")) >= 2 * (PER_PARTITION + 10), WAIT,
+             what="the mirror to copy the records produced while kgate was down")
+    copied = read_full(west, "fo-mir")
+    assert sorted(values(copied)) == sorted({**sent, **more}), "a record copied twice or lost"
+
+    # After a failover west is the source: its new records go to east, east's copies stay put.
+    reply, _, _ = kg.switch("default", to="west", reason="mirror")
+    assert reply.status == 200 and reply.json["changed"], reply
+    back = produce(west, "fo-mir", 2, 5, "c")
+    wait_for(lambda: len(east.read_all("fo-mir")) >= 2 * (PER_PARTITION + 10 + 5), WAIT,
+             what="the mirror to copy west's new records to east")
+    on_east = read_full(east, "fo-mir")
+    assert sorted(values(on_east)) == sorted({**sent, **more, **back}), \
+        "east got a record twice: the mirror copied east's own records back"
+    check_copies([r for r in on_east if r[2].startswith("c-")], back, "west")
+    # and west did not get its own records again
+    assert sorted(values(read_full(west, "fo-mir"))) == sorted({**sent, **more, **back})
