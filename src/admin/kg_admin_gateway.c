@@ -142,7 +142,7 @@ static int drain_within(kg_gateway *gw, kg_admin_request *req, json_int_t *ms)
     int rc = kg_admin_check_fields(req, fields);
     if (rc) return rc;
     json_t *within = json_object_get(req->body, "within_ms");
-    *ms = within ? json_integer_value(within) : gw->cfg->drain_timeout_ms;
+    *ms = within ? json_integer_value(within) : kg_gateway_limits(gw)->drain_timeout_ms;
     if (*ms < 0 || *ms > DRAIN_WITHIN_MAX_MS)
         return kg_admin_error(req, 400, "within_ms must be 0..%d, not %lld", DRAIN_WITHIN_MAX_MS,
                               (long long)*ms);
@@ -157,7 +157,8 @@ static int admin_drain_start(void *ctx, kg_admin_request *req)
     int rc = drain_within(gw, req, &ms);
     if (rc) return rc;
     json_t *result = NULL;
-    int status = kg_gateway_drain(gw, (int)ms, gw->cfg->drain_timeout_ms, req->actor, &result);
+    int status =
+        kg_gateway_drain(gw, (int)ms, kg_gateway_limits(gw)->drain_timeout_ms, req->actor, &result);
     return admin_drain_reply(req, status, result);
 }
 

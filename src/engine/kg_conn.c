@@ -46,7 +46,7 @@ static size_t conn_read_allowance(const kg_conn *c);
 
 static uint32_t high_water(const kg_conn *c)
 {
-    return c->gw->cfg->buffer_bytes;
+    return c->limits->buffer_bytes;
 }
 
 static unsigned side_direction(int side)
@@ -866,7 +866,7 @@ static int conn_sasl_stage(kg_conn *c, const uint8_t *p, size_t avail)
                        .chaos = c->chaos,
                        .chaos_view = conn_chaos_view(c),
                        .now_us = kg_loop_now(c->loop),
-                       .max_frame_bytes = c->gw->cfg->max_frame_bytes};
+                       .max_frame_bytes = c->limits->max_frame_bytes};
     kg_sasl_verdict v;
     int rc = kg_sasl_on_frame(c->sasl, &env, p, avail, &v);
     if (rc == KG_SASL_PASS) return 2;
@@ -1290,9 +1290,9 @@ static int conn_take_request(kg_conn *c)
         if (rc != STAGE_NEXT) return rc;
     }
     conn_request r = {.frame = p, .size = kg_wire_get_u32(p)};
-    if ((int32_t)r.size < KG_WIRE_MIN_REQUEST || r.size > c->gw->cfg->max_frame_bytes) {
+    if ((int32_t)r.size < KG_WIRE_MIN_REQUEST || r.size > c->limits->max_frame_bytes) {
         kg_conn_close(c, KG_LOG_WARN, "bad request frame size %d (allowed %d..%u)", (int32_t)r.size,
-                      KG_WIRE_MIN_REQUEST, c->gw->cfg->max_frame_bytes);
+                      KG_WIRE_MIN_REQUEST, c->limits->max_frame_bytes);
         return STAGE_CLOSED;
     }
     r.complete = avail >= 4 + (size_t)r.size;
@@ -1645,7 +1645,7 @@ static int conn_take_response(kg_conn *c)
     int32_t size = (int32_t)kg_wire_get_u32(p);
     int32_t corr = (int32_t)kg_wire_get_u32(p + 4);
     kg_inflight *e = queue_first_waiting(c);
-    if (size < 4 || (uint32_t)size > c->gw->cfg->max_frame_bytes) {
+    if (size < 4 || (uint32_t)size > c->limits->max_frame_bytes) {
         kg_conn_close(c, KG_LOG_WARN, "bad response frame size %d from backend", size);
         return -1;
     }
@@ -2079,7 +2079,7 @@ static void conn_connect_next(kg_conn *c)
         c->backend_io = (kg_io){.fd = fd, .fn = conn_backend_event, .arg = c};
         c->state = KG_CONN_CONNECTING;
         kg_loop_timer_in(c->loop, &c->connect_timer,
-                         (uint64_t)c->gw->cfg->connect_timeout_ms * 1000u);
+                         (uint64_t)c->limits->connect_timeout_ms * 1000u);
         conn_update_interest(c);
         return;
     }
@@ -2131,6 +2131,7 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
     c->worker = w;
     c->loop = loop;
     c->gw = gw;
+    c->limits = kg_gateway_limits(gw); /* this connection's, for its whole life */
     c->vc = vc;
     c->node_id = node_id;
     /* The routing snapshot: this connection serves this epoch's active cluster, or nothing. */

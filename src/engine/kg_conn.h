@@ -80,6 +80,7 @@ typedef struct kg_conn {
     kg_worker *worker;
     kg_loop *loop;
     kg_gateway *gw;
+    const struct kg_limits *limits; /* the gateway's when it was opened (kg_gateway_limits) */
     kg_vcluster *vc;
     kg_cluster *cluster;
     uint64_t route;  /* the vcluster's routing word when this connection was opened */

@@ -149,7 +149,7 @@ static void worker_grace_timeout(kg_loop *loop, void *arg)
 static int worker_close_stale_now(kg_worker *w, kg_vcluster *vc, uint64_t route_word)
 {
     int closed = 0, retiring = 0;
-    uint64_t deadline = kg_now_us() + (uint64_t)w->gw->cfg->switch_grace_ms * 1000u;
+    uint64_t deadline = kg_now_us() + (uint64_t)kg_gateway_limits(w->gw)->switch_grace_ms * 1000u;
     kg_conn *c = w->conns;
     while (c) {
         kg_conn *next = c->next;

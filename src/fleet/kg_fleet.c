@@ -340,7 +340,8 @@ static void fleet_drain_request(kg_fleet *f, const char *text)
     } else {
         json_int_t within = json_integer_value(json_object_get(req, "within_ms"));
         kg_info("fleet: drain asked by %s, within %lld ms", actor, (long long)within);
-        kg_gateway_drain(f->gw, (int)within, f->cfg->drain_timeout_ms, actor, &result);
+        kg_gateway_drain(f->gw, (int)within, kg_gateway_limits(f->gw)->drain_timeout_ms, actor,
+                         &result);
     }
     json_decref(result);
     json_decref(req);

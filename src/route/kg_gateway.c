@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,9 +112,10 @@ static void gateway_accept(kg_loop *loop, int fd, unsigned mask, void *arg)
             close(cfd);
             continue;
         }
-        if (kg_gateway_connections(gw) >= gw->cfg->max_connections) {
+        int max_conns = kg_gateway_limits(gw)->max_connections;
+        if (kg_gateway_connections(gw) >= max_conns) {
             kg_warn("refusing connection to vcluster %s: limits.max_connections (%d) reached",
-                    l->vc->cfg->name, gw->cfg->max_connections);
+                    l->vc->cfg->name, max_conns);
             close(cfd);
             continue;
         }
@@ -966,6 +968,34 @@ static int gateway_reload_frontend(kg_gateway *gw, char *err, size_t errlen)
     return -1;
 }
 
+static kg_limits *limits_from(const kg_config *cfg)
+{
+    kg_limits *l = calloc(1, sizeof(*l));
+    if (!l) return NULL;
+    *l = (kg_limits){.max_frame_bytes = cfg->max_frame_bytes,
+                     .buffer_bytes = cfg->buffer_bytes,
+                     .max_connections = cfg->max_connections,
+                     .connect_timeout_ms = cfg->connect_timeout_ms,
+                     .drain_timeout_ms = cfg->drain_timeout_ms,
+                     .switch_grace_ms = cfg->switch_grace_ms};
+    return l;
+}
+
+const kg_limits *kg_gateway_limits(kg_gateway *gw)
+{
+    return atomic_load(&gw->limits);
+}
+
+static void limits_free(kg_gateway *gw)
+{
+    kg_limits *l = atomic_exchange(&gw->limits, NULL);
+    while (l) {
+        kg_limits *older = l->older;
+        free(l);
+        l = older;
+    }
+}
+
 /* Adds "WHAT" to REPORT's array KEY (REPORT NULL: logged only). */
 static void reload_note(json_t *report, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -1049,6 +1079,31 @@ static int gateway_reload_clusters(kg_gateway *gw, const kg_config *fresh, json_
     return 0;
 }
 
+/* FRESH's limits and switch.grace_ms, published as a new snapshot when they differ. */
+static int gateway_reload_limits(kg_gateway *gw, const kg_config *fresh, json_t *report, char *err,
+                                 size_t errlen)
+{
+    kg_limits *cur = atomic_load(&gw->limits);
+    kg_limits *next = limits_from(fresh);
+    if (!next) {
+        snprintf(err, errlen, "out of memory for the new limits");
+        return -1;
+    }
+    next->older = cur;
+    if (memcmp(next, cur, offsetof(kg_limits, older)) == 0) {
+        free(next);
+        return 0;
+    }
+    atomic_store(&gw->limits, next);
+    reload_note(report, "applied",
+                "limits: max_connections %d, max_frame_bytes %u, buffer_bytes %u, "
+                "connect_timeout_ms %d, drain_timeout_ms %d, switch.grace_ms %d (new connections; "
+                "open ones keep theirs)",
+                next->max_connections, next->max_frame_bytes, next->buffer_bytes,
+                next->connect_timeout_ms, next->drain_timeout_ms, next->switch_grace_ms);
+    return 0;
+}
+
 int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t errlen)
 {
     return kg_gateway_reload_report(gw, fresh, NULL, err, errlen);
@@ -1067,7 +1122,8 @@ int kg_gateway_reload_report(kg_gateway *gw, const kg_config *fresh, json_t *rep
         gateway_reload_frontend(gw, err, errlen) < 0 ||
         gateway_apply_chaos_config(gw, fresh, err, errlen) < 0 ||
         gateway_apply_acl_config(gw, fresh, err, errlen) < 0 ||
-        gateway_reload_clusters(gw, fresh, report, err, errlen) < 0)
+        gateway_reload_clusters(gw, fresh, report, err, errlen) < 0 ||
+        gateway_reload_limits(gw, fresh, report, err, errlen) < 0)
         return -1;
     kg_info("reloaded %s: %zu chaos rule(s) from the file, TLS certificates (listeners, admin "
             "API) from their files, clusters' bootstrap lists; other changes take a restart",
@@ -1247,6 +1303,12 @@ kg_gateway *kg_gateway_start(kg_config *cfg, const kg_gateway_frontend *frontend
     kg_gateway *gw = calloc(1, sizeof(*gw));
     if (!gw) return NULL;
     gw->cfg = cfg;
+    atomic_store(&gw->limits, limits_from(cfg));
+    if (!atomic_load(&gw->limits)) {
+        limits_free(gw);
+        free(gw);
+        return NULL;
+    }
     if (frontend) gw->frontend = *frontend;
     gw->accept_loop = kg_loop_new();
     if (!gw->accept_loop || gateway_init_state(gw) < 0 || gateway_open_listeners(gw) < 0 ||
@@ -1279,7 +1341,7 @@ void kg_gateway_stop(kg_gateway *gw)
     /* Before the workers go: the fleet thread closes connections through them. */
     kg_fleet_stop(gw->fleet);
     gw->fleet = NULL;
-    uint64_t deadline = kg_now_us() + (uint64_t)gw->cfg->drain_timeout_ms * 1000u;
+    uint64_t deadline = kg_now_us() + (uint64_t)kg_gateway_limits(gw)->drain_timeout_ms * 1000u;
     for (int i = 0; i < gw->n_workers; i++)
         kg_worker_drain_and_join(gw->workers[i], deadline);
     kg_reaper_stop(gw->reaper); /* after the workers: they hand it sockets until they exit */
@@ -1409,7 +1471,7 @@ int kg_gateway_drain_cancel(kg_gateway *gw, const char *actor, json_t **result)
 static void gateway_drain_for_exit(kg_gateway *gw, const sigset_t *signals, const char *name)
 {
     kg_sd_notify("STOPPING=1\nSTATUS=draining");
-    int grace = gw->cfg->drain_timeout_ms;
+    int grace = kg_gateway_limits(gw)->drain_timeout_ms;
     kg_info("%s: draining (up to %d ms) and stopping", name, grace);
     json_t *progress = NULL;
     char actor[32];

@@ -40,6 +40,19 @@ typedef struct kg_mirror kg_mirror;
 typedef struct kg_gateway kg_gateway;
 typedef struct kg_fleet kg_fleet;
 
+/* limits: and switch.grace_ms as one snapshot. A reload that changes them publishes a new one;
+ * a connection keeps the one it was opened with (kg_conn.limits), so no decision of a
+ * connection ever sees two different limits. Every snapshot lives until the gateway stops. */
+typedef struct kg_limits {
+    uint32_t max_frame_bytes;
+    uint32_t buffer_bytes;
+    int max_connections;
+    int connect_timeout_ms;
+    int drain_timeout_ms;
+    int switch_grace_ms;
+    struct kg_limits *older; /* the snapshot this one replaced (freed at stop) */
+} kg_limits;
+
 #define KGATE_VERSION "0.1.0"
 
 /* What an instance of a fleet does once it lost its lease on the shared state (fleet/). */
@@ -146,6 +159,7 @@ struct kg_gateway {
     /* systemd's watchdog interval ($WATCHDOG_USEC), 0 = none: housekeeping pings it */
     _Atomic uint64_t watchdog_usec;
 
+    _Atomic(kg_limits *) limits; /* the current snapshot (kg_gateway_limits) */
     kg_fleet *fleet;          /* PostgreSQL state: this instance in the fleet; NULL with SQLite */
     struct kg_autofo *autofo; /* auto_failover enabled somewhere; else NULL */
     atomic_int autofo_controller; /* this instance is the auto_failover controller */
@@ -226,6 +240,8 @@ int kg_gateway_apply_route(kg_gateway *gw, kg_vcluster *vc, int active, uint64_t
 void kg_gateway_fence(kg_gateway *gw, enum kg_fence fence);
 /* Fleet: NULL when state changes are possible, else why not (a 503 for the admin API). */
 const char *kg_gateway_state_lost(kg_gateway *gw);
+/* The limits in force now (a new connection takes these). */
+const kg_limits *kg_gateway_limits(kg_gateway *gw);
 /* Client connections open now, over every virtual cluster. */
 int kg_gateway_connections(kg_gateway *gw);
 /* Refreshes the gauges of every virtual and physical cluster in gw->metrics, for a scrape. */

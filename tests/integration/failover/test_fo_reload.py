@@ -9,13 +9,14 @@ new connections go."""
 
 import os
 import signal
+import socket
 import time
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
 from fohelpers import ClientRun, DevCluster
-from kghelpers import wait_for
+from kghelpers import api_versions_v0, round_trip, wait_closed_by_peer, wait_for
 
 TOPICS = {"rl": 3}
 
@@ -93,3 +94,43 @@ def test_new_bootstrap_moves_new_connections_only(sides, make_kgate, tmp_path):
         assert run.error_count() == 0, run.diagnostics()
     finally:
         run.stop()
+
+
+def held(kg, n):
+    """N client connections to kgate, each past an ApiVersions exchange."""
+    host, port = kg.bootstrap("default").rsplit(":", 1)
+    socks = []
+    for i in range(n):
+        s = socket.create_connection((host, int(port)), timeout=10)
+        round_trip(s, api_versions_v0(i + 1))
+        socks.append(s)
+    return socks
+
+
+@pytest.mark.guard(120)
+def test_limits_apply_to_new_connections(sides, make_kgate):
+    """limits.max_connections lowered by a reload: connections open before stay and work, a new
+    one over the new limit is refused; raised again, new ones are accepted."""
+    kg = make_kgate({"east": sides["east-a"], "west": sides["west"]},
+                    extra_lines=["limits: { max_connections: 50 }"])
+    before = held(kg, 4)
+    with open(kg.config_path) as f:
+        text = f.read()
+    with open(kg.config_path, "w") as f:
+        f.write(text.replace("max_connections: 50", "max_connections: 2"))
+    reply = kg.http("POST", "/v1/reload")
+    assert reply.status == 200, reply
+    assert [a for a in reply.json["applied"] if a.startswith("limits: max_connections 2,")], \
+        reply.json
+    for i, s in enumerate(before):  # over the new limit, but opened under the old one: kept
+        round_trip(s, api_versions_v0(100 + i))
+    extra = socket.create_connection(("127.0.0.1", int(kg.bootstrap("default").rsplit(":")[1])),
+                                     timeout=10)
+    assert wait_closed_by_peer(extra, 30), "a connection over the new limit was accepted"
+    assert "limits.max_connections (2) reached" in kg.log()
+    with open(kg.config_path, "w") as f:
+        f.write(text)
+    assert kg.http("POST", "/v1/reload").status == 200
+    for s in held(kg, 2) + before:
+        round_trip(s, api_versions_v0(200))
+        s.close()
