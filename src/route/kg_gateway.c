@@ -1305,7 +1305,6 @@ kg_gateway *kg_gateway_start(kg_config *cfg, const kg_gateway_frontend *frontend
     gw->cfg = cfg;
     atomic_store(&gw->limits, limits_from(cfg));
     if (!atomic_load(&gw->limits)) {
-        limits_free(gw);
         free(gw);
         return NULL;
     }
@@ -1380,6 +1379,7 @@ void kg_gateway_stop(kg_gateway *gw)
     free(gw->workers);
     free(gw->vclusters);
     free(gw->clusters);
+    limits_free(gw);
     free(gw);
 }
 
