@@ -407,8 +407,11 @@ static void *gateway_mirror_main(void *arg)
             if (vc->cfg->mirror_interval_ms < interval) interval = vc->cfg->mirror_interval_ms;
             kg_cluster *from = &gw->clusters[KG_ROUTE_ACTIVE(atomic_load(&vc->route))];
             kg_cluster *to = &gw->clusters[parity_other_side(vc)];
-            if (atomic_load(&from->up) && atomic_load(&to->up))
-                kg_mirror_pass(vc->mirror, from, to, 10000);
+            if (!atomic_load(&from->up) || !atomic_load(&to->up)) continue;
+            json_t *groups = vc->offsets ? kg_offsets_seen(vc->offsets, from->index) : NULL;
+            kg_mirror_pass(vc->mirror, from, to, 10000, groups,
+                           vc->cfg->offsets_alias[from->index == vc->cfg->primary ? 0 : 1]);
+            json_decref(groups);
         }
         gateway_background_sleep(gw, interval);
     }

@@ -7,7 +7,10 @@
 
 #include "engine/kg_loop.h"
 #include "kp_msgs.h"
+#include <sys/time.h>
+
 #include "route/kg_kafka.h"
+#include "route/kg_offsets.h"
 #include "util/kg_log.h"
 
 #define FETCH_BYTES (1 << 20)
@@ -23,6 +26,7 @@ struct kg_mirror {
     kg_store *store;
     char doc_id[3 * KG_NAME_MAX + 4]; /* the direction whose positions are loaded */
     json_t *positions;                /* {topic: {"<partition>": next source offset}} */
+    json_t *written; /* {"group topic partition": up}: the checkpoints written, not repeated */
     kg_counter *copied, *errors;
 };
 
@@ -36,6 +40,7 @@ kg_mirror *kg_mirror_new(const kg_vcluster_cfg *cfg, kg_metrics *metrics, kg_sto
         return NULL;
     }
     m->cfg = cfg;
+    m->written = json_object();
     m->metrics = metrics;
     m->store = store;
     char labels[256];
@@ -54,6 +59,7 @@ void kg_mirror_free(kg_mirror *m)
     if (!m) return;
     regfree(&m->topics);
     json_decref(m->positions);
+    json_decref(m->written);
     free(m);
 }
 
@@ -66,6 +72,7 @@ typedef struct batch_builder {
     kp_writer scratch;           /* one record's body */
     int32_t count;
     int64_t base_ts, max_ts;
+    int64_t first_source; /* the source offset of the first record copied */
 } batch_builder;
 
 /* Does the record carry kgate.mirror.source = TARGET (it came from there)? */
@@ -92,13 +99,10 @@ static void write_varbytes(kp_writer *w, kp_bytes b)
     if (b.len > 0) kp_write_raw(w, b.ptr, (size_t)b.len);
 }
 
-static bool collect_record(void *ctx, const kp_batch_info *batch, kp_record *rec, int *copies)
+/* Appends a record (HEADERS: HEADER_COUNT of them, encoded) and kgate.mirror.source. */
+static void append_record(batch_builder *b, int64_t ts, kp_bytes key, kp_bytes value,
+                          int32_t header_count, kp_bytes headers)
 {
-    batch_builder *b = ctx;
-    if (came_from(rec, b->target)) return false;
-    int64_t ts = (batch->attributes & TIMESTAMP_LOG_APPEND)
-                     ? batch->max_timestamp
-                     : batch->base_timestamp + rec->timestamp_delta;
     if (b->count == 0) b->base_ts = b->max_ts = ts;
     if (ts > b->max_ts) b->max_ts = ts;
     kp_writer *w = &b->scratch;
@@ -106,15 +110,26 @@ static bool collect_record(void *ctx, const kp_batch_info *batch, kp_record *rec
     kp_write_i8(w, 0); /* attributes */
     kp_write_varlong(w, ts - b->base_ts);
     kp_write_varint(w, b->count); /* offset delta */
-    write_varbytes(w, rec->key);
-    write_varbytes(w, rec->value);
-    kp_write_varint(w, rec->header_count + 1);
-    if (rec->headers.len > 0) kp_write_raw(w, rec->headers.ptr, (size_t)rec->headers.len);
+    write_varbytes(w, key);
+    write_varbytes(w, value);
+    kp_write_varint(w, header_count + 1);
+    if (headers.len > 0) kp_write_raw(w, headers.ptr, (size_t)headers.len);
     write_varbytes(w, (kp_bytes){(const uint8_t *)SOURCE_HEADER, (int32_t)strlen(SOURCE_HEADER)});
     write_varbytes(w, (kp_bytes){(const uint8_t *)b->source, (int32_t)strlen(b->source)});
     kp_write_varint(&b->records, (int32_t)w->len);
     kp_write_raw(&b->records, w->buf, w->len);
     b->count++;
+}
+
+static bool collect_record(void *ctx, const kp_batch_info *batch, kp_record *rec, int *copies)
+{
+    batch_builder *b = ctx;
+    if (came_from(rec, b->target)) return false;
+    if (b->count == 0) b->first_source = batch->base_offset + rec->offset_delta;
+    int64_t ts = (batch->attributes & TIMESTAMP_LOG_APPEND)
+                     ? batch->max_timestamp
+                     : batch->base_timestamp + rec->timestamp_delta;
+    append_record(b, ts, rec->key, rec->value, rec->header_count, rec->headers);
     return false;
 }
 
@@ -167,9 +182,10 @@ static void encode_produce(kp_writer *w, int16_t version, void *ctx)
     kp_produce_request_encode(w, version, &m);
 }
 
-/* 0 when the target acknowledged the batch, -1 with K->err. */
+/* 0 when the target acknowledged the batch (*BASE: the offset it gave the first record), -1
+ * with K->err. */
 static int produce(kg_kafka *k, int32_t leader, const char *topic, int32_t partition,
-                   const kp_writer *batch)
+                   const kp_writer *batch, int64_t *base)
 {
     produce_ctx ctx = {topic, partition, {batch->buf, (int32_t)batch->len}};
     kg_kafka_answer ans;
@@ -183,6 +199,7 @@ static int produce(kg_kafka *k, int32_t leader, const char *topic, int32_t parti
              : -1;
     if (kg_kafka_decoded(k, &ans, rc, "Produce") == 0) {
         int16_t code = m.responses.items[0].partition_responses.items[0].error_code;
+        *base = m.responses.items[0].partition_responses.items[0].base_offset;
         if (code != 0) {
             snprintf(k->err, sizeof(k->err), "%s: Produce %s[%d]: error %d", k->cluster->cfg->name,
                      topic, partition, code);
@@ -215,6 +232,58 @@ static void save_position(kg_mirror *m, const char *topic, const char *part, int
     if (kg_store_put_doc(m->store, "mirror", m->doc_id, m->positions) < 0)
         kg_warn("mirror %s: cannot store the position of %s[%s] (%lld): a restart copies it again",
                 m->doc_id, topic, part, (long long)next);
+}
+
+/* Offset syncs: (next source offset, next target offset) after each copied batch, the last
+ * SYNCS_KEPT per partition, kept with the positions under SYNCS_KEY (no topic is mirrored
+ * whose name starts with "__"). */
+#define SYNCS_KEY "__syncs"
+#define SYNCS_KEPT 64
+
+static json_t *syncs_of(kg_mirror *m, const char *topic, const char *part)
+{
+    json_t *all = json_object_get(m->positions, SYNCS_KEY);
+    if (!all) json_object_set_new(m->positions, SYNCS_KEY, all = json_object());
+    json_t *parts = json_object_get(all, topic);
+    if (!parts) json_object_set_new(all, topic, parts = json_object());
+    json_t *list = json_object_get(parts, part);
+    if (!list) json_object_set_new(parts, part, list = json_array());
+    return list;
+}
+
+static void add_sync(kg_mirror *m, const char *topic, const char *part, int64_t up, int64_t down)
+{
+    json_t *list = syncs_of(m, topic, part);
+    json_array_append_new(list, json_pack("[I, I]", (json_int_t)up, (json_int_t)down));
+    while (json_array_size(list) > SYNCS_KEPT)
+        json_array_remove(list, 0);
+}
+
+/* The target offset to resume at for source offset UP, or -1 when no sync is at or before it.
+ * Between two syncs that are as far apart on both sides (a batch copied whole) it is exact;
+ * otherwise the sync before it (a consumer re-reads at most what lies between). */
+static int64_t translate(kg_mirror *m, const char *topic, const char *part, int64_t up)
+{
+    json_t *list =
+        json_object_get(json_object_get(json_object_get(m->positions, SYNCS_KEY), topic), part);
+    int64_t below_up = -1, below_down = -1, above_up = -1, above_down = -1;
+    size_t i;
+    json_t *pair;
+    json_array_foreach(list, i, pair)
+    {
+        int64_t u = json_integer_value(json_array_get(pair, 0));
+        int64_t d = json_integer_value(json_array_get(pair, 1));
+        if (u <= up && u > below_up) {
+            below_up = u;
+            below_down = d;
+        } else if (u > up && (above_up < 0 || u < above_up)) {
+            above_up = u;
+            above_down = d;
+        }
+    }
+    if (below_up >= 0 && above_up >= 0 && above_up - below_up == above_down - below_down)
+        return below_down + (up - below_up);
+    return below_down;
 }
 
 static void set_lag(kg_mirror *m, const char *topic, const char *part, int64_t lag)
@@ -266,7 +335,12 @@ static int copy_partition(pass *x, const char *topic, const char *part, int32_t 
         kp_writer_init(&batch, 4096);
         if (rc == 0 && b.count > 0) {
             batch_encode(&b, &batch);
-            rc = batch.err ? -1 : produce(&x->dst, dst_leader, topic, partition, &batch);
+            int64_t base = -1;
+            rc = batch.err ? -1 : produce(&x->dst, dst_leader, topic, partition, &batch, &base);
+            if (rc == 0) { /* both ends of the batch: offsets inside it translate exactly */
+                add_sync(x->m, topic, part, b.first_source, base);
+                add_sync(x->m, topic, part, next, base + b.count);
+            }
             if (rc < 0)
                 snprintf(x->err, sizeof(x->err), "%s", batch.err ? "out of memory" : x->dst.err);
         }
@@ -284,6 +358,72 @@ static int copy_partition(pass *x, const char *topic, const char *part, int32_t 
     return rc;
 }
 
+/* MirrorMaker 2's checkpoints of GROUPS ({group: {topic: {"<partition>": ...}}}: the groups
+ * kgate saw committing on the source) into "<ALIAS>.checkpoints.internal" on the target, so a
+ * switch translates their offsets (kg_offsets) as it does with MM2's. Without that topic on the
+ * target nothing is written (kgate creates no topic). */
+static void write_checkpoints(pass *x, json_t *groups, const char *alias)
+{
+    char topic[KG_NAME_MAX + 32];
+    snprintf(topic, sizeof(topic), "%s.checkpoints.internal", alias);
+    const char *names[1] = {topic};
+    kg_cluster_topics t = {1, names};
+    json_t *leaders = json_object_size(groups) ? kg_kafka_leaders(&x->dst, &t) : NULL;
+    json_t *leader = json_object_get(json_object_get(leaders, topic), "0");
+    batch_builder b = {.source = x->src.cluster->cfg->name, .target = x->dst.cluster->cfg->name};
+    kp_writer_init(&b.records, 1024);
+    kp_writer_init(&b.scratch, 256);
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
+    const char *group, *name, *part;
+    json_t *parts, *tparts, *offset, *pending = json_object(); /* into written once acked */
+    json_object_foreach(leader ? groups : NULL, group, parts)
+    {
+        int32_t coordinator = kg_offsets_coordinator(&x->src, group);
+        json_t *committed =
+            coordinator < 0 ? NULL : kg_offsets_committed(&x->src, coordinator, group, parts);
+        json_object_foreach(committed, name, tparts)
+        {
+            json_object_foreach(tparts, part, offset)
+            {
+                int64_t up = json_integer_value(offset), down = translate(x->m, name, part, up);
+                char seen_key[3 * KG_NAME_MAX + 300];
+                snprintf(seen_key, sizeof(seen_key), "%s %s %s", group, name, part);
+                json_t *was = json_object_get(x->m->written, seen_key);
+                if (down < 0 || (was && json_integer_value(was) == up)) continue;
+                json_object_set_new(pending, seen_key, json_integer((json_int_t)up));
+                kg_offsets_checkpoint cp = {kp_str_c(group), kp_str_c(name), atoi(part), up, down,
+                                            kp_str_c("")};
+                kp_writer key, value;
+                kp_writer_init(&key, 64);
+                kp_writer_init(&value, 32);
+                kg_offsets_checkpoint_encode(&cp, &key, &value);
+                append_record(&b, now_ms, (kp_bytes){key.buf, (int32_t)key.len},
+                              (kp_bytes){value.buf, (int32_t)value.len}, 0, KP_BYTES_NULL);
+                kp_writer_free(&key);
+                kp_writer_free(&value);
+            }
+        }
+        json_decref(committed);
+    }
+    kp_writer batch;
+    kp_writer_init(&batch, 1024);
+    int64_t base;
+    if (b.count > 0) batch_encode(&b, &batch);
+    if (b.count > 0 && !batch.err &&
+        produce(&x->dst, (int32_t)json_integer_value(leader), topic, 0, &batch, &base) == 0)
+        json_object_update(x->m->written, pending);
+    else if (b.count > 0)
+        kg_warn("mirror %s: checkpoints not written: %s", x->m->doc_id,
+                batch.err ? "out of memory" : x->dst.err);
+    kp_writer_free(&batch);
+    kp_writer_free(&b.records);
+    kp_writer_free(&b.scratch);
+    json_decref(leaders);
+    json_decref(pending);
+}
+
 /* Topics kgate may copy: matching mirror.topics, and none of Kafka's or a replicator's own. */
 static int wanted(kg_mirror *m, const char *topic)
 {
@@ -293,7 +433,8 @@ static int wanted(kg_mirror *m, const char *topic)
     return regexec(&m->topics, topic, 0, NULL, 0) == 0;
 }
 
-int kg_mirror_pass(kg_mirror *m, kg_cluster *source, kg_cluster *target, int timeout_ms)
+int kg_mirror_pass(kg_mirror *m, kg_cluster *source, kg_cluster *target, int timeout_ms,
+                   json_t *groups, const char *alias)
 {
     uint64_t deadline = kg_now_us() + (uint64_t)timeout_ms * 1000u;
     pass x = {.m = m,
@@ -329,6 +470,7 @@ int kg_mirror_pass(kg_mirror *m, kg_cluster *source, kg_cluster *target, int tim
             }
         }
     }
+    if (!err && groups) write_checkpoints(&x, groups, alias);
     if (err) {
         kg_counter_inc(m->errors);
         kg_warn("mirror %s -> %s of vcluster %s: %s", source->cfg->name, target->cfg->name,

@@ -15,9 +15,17 @@
  * target acknowledged: a restart resumes there; a crash between the two copies that batch
  * again (at least once). Nothing is skipped: a partition whose records cannot be written stays
  * where it is and its lag grows (kgate_mirror_lag_records{vcluster, topic, partition}).
+ *
+ * Offset syncs (source offset -> target offset at both ends of each batch copied, the last 64 a
+ * partition) are kept with the positions; from them each pass writes MirrorMaker 2 checkpoints
+ * for the groups kgate saw committing on the source, so the offsets step of a switch
+ * (kg_offsets) works with the embedded mirror as with MM2. MM2's offset-syncs topic is not
+ * written (kgate keeps its syncs in the state store).
  */
 #ifndef KG_MIRROR_H
 #define KG_MIRROR_H
+
+#include <jansson.h>
 
 #include "config/kg_config.h"
 #include "metrics/kg_metrics.h"
@@ -30,9 +38,13 @@ typedef struct kg_mirror kg_mirror;
 kg_mirror *kg_mirror_new(const kg_vcluster_cfg *cfg, kg_metrics *metrics, kg_store *store);
 void kg_mirror_free(kg_mirror *m);
 
-/* One pass from SOURCE to TARGET, bounded by TIMEOUT_MS. Returns the records copied, or -1
- * when the pass stopped on an error (logged, counted in kgate_mirror_errors_total; the next
- * pass tries again from the stored position). */
-int kg_mirror_pass(kg_mirror *m, kg_cluster *source, kg_cluster *target, int timeout_ms);
+/* One pass from SOURCE to TARGET, bounded by TIMEOUT_MS. Then, for GROUPS (kg_offsets_seen on
+ * SOURCE; NULL: none), MirrorMaker 2 checkpoints of their committed offsets on the source,
+ * translated with the mirror's offset syncs, into "<ALIAS>.checkpoints.internal" on the target
+ * (when that topic exists there): a switch then translates them (kg_offsets) as with MM2.
+ * Returns the records copied, or -1 when the pass stopped on an error (logged, counted in
+ * kgate_mirror_errors_total; the next pass tries again from the stored position). */
+int kg_mirror_pass(kg_mirror *m, kg_cluster *source, kg_cluster *target, int timeout_ms,
+                   json_t *groups, const char *alias);
 
 #endif

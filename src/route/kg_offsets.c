@@ -273,22 +273,22 @@ static void encode_find_coordinator(kp_writer *w, int16_t version, void *ctx)
 }
 
 /* The coordinator's node id, or -1 with x->k.err. */
-static int32_t find_coordinator(run *x, const char *group)
+int32_t kg_offsets_coordinator(kg_kafka *k, const char *group)
 {
     kg_kafka_answer ans;
     kg_cluster_request_spec rq = {KP_KEY_FIND_COORDINATOR, 0, 3, encode_find_coordinator,
                                   (void *)group};
-    if (kg_kafka_ask(&x->k, -1, &rq, &ans) < 0) return -1;
+    if (kg_kafka_ask(k, -1, &rq, &ans) < 0) return -1;
     kp_find_coordinator_response m;
     int32_t node = -1;
     int rc = kp_find_coordinator_response_decode(&ans.r, &ans.arena, ans.reply.version, &m);
-    if (kg_kafka_decoded(&x->k, &ans, rc, "FindCoordinator") < 0) {
+    if (kg_kafka_decoded(k, &ans, rc, "FindCoordinator") < 0) {
         node = -1;
     } else if (m.error_code != 0) {
-        snprintf(x->k.err, sizeof(x->k.err), "%s: FindCoordinator: error %d", x->s->to->cfg->name,
+        snprintf(k->err, sizeof(k->err), "%s: FindCoordinator: error %d", k->cluster->cfg->name,
                  m.error_code);
     } else {
-        kg_cluster_learn_broker(x->s->to, m.node_id, m.host.ptr, (size_t)m.host.len, m.port);
+        kg_cluster_learn_broker(k->cluster, m.node_id, m.host.ptr, (size_t)m.host.len, m.port);
         node = m.node_id;
     }
     kg_kafka_answer_free(&ans);
@@ -404,22 +404,20 @@ static void encode_offset_fetch(kp_writer *w, int16_t version, void *ctx)
     kp_arena_free(&f.arena);
 }
 
-/* {topic: {"<partition>": committed}} of the group on the target for the partitions of WANTED,
- * or NULL with x->k.err. */
-static json_t *committed_offsets(run *x, int32_t coordinator, const char *group, json_t *wanted)
+json_t *kg_offsets_committed(kg_kafka *k, int32_t coordinator, const char *group, json_t *wanted)
 {
     group_offsets ctx = {group, wanted};
     kg_kafka_answer ans;
     /* up to 7: one group a request */
     kg_cluster_request_spec rq = {KP_KEY_OFFSET_FETCH, 1, 7, encode_offset_fetch, &ctx};
-    if (kg_kafka_ask(&x->k, coordinator, &rq, &ans) < 0) return NULL;
+    if (kg_kafka_ask(k, coordinator, &rq, &ans) < 0) return NULL;
     kp_offset_fetch_response m;
     json_t *out = NULL;
     int rc = kp_offset_fetch_response_decode(&ans.r, &ans.arena, ans.reply.version, &m);
-    if (kg_kafka_decoded(&x->k, &ans, rc, "OffsetFetch") < 0) {
+    if (kg_kafka_decoded(k, &ans, rc, "OffsetFetch") < 0) {
         out = NULL;
     } else if (m.error_code != 0) {
-        snprintf(x->k.err, sizeof(x->k.err), "%s: OffsetFetch %s: error %d", x->s->to->cfg->name,
+        snprintf(k->err, sizeof(k->err), "%s: OffsetFetch %s: error %d", k->cluster->cfg->name,
                  group, m.error_code);
     } else {
         out = json_object();
@@ -566,7 +564,7 @@ static json_t *group_apply(run *x, const char *group, json_t *wanted, const char
                            int policy)
 {
     char state[64] = "";
-    int32_t coordinator = find_coordinator(x, group);
+    int32_t coordinator = kg_offsets_coordinator(&x->k, group);
     int described = coordinator < 0 ? -1 : group_state(x, coordinator, group, state, sizeof(state));
     if (described == -1) return group_failed(x, group);
     if (described == 0 && strcmp(state, "Empty") != 0 && strcmp(state, "Dead") != 0) {
@@ -574,7 +572,7 @@ static json_t *group_apply(run *x, const char *group, json_t *wanted, const char
         json_object_set_new(e, "state", json_string(state));
         return e;
     }
-    json_t *committed = committed_offsets(x, coordinator, group, wanted);
+    json_t *committed = kg_offsets_committed(&x->k, coordinator, group, wanted);
     if (!committed) return group_failed(x, group);
     int newer = newer_commit(committed, wanted, policy);
     json_decref(committed);
@@ -651,8 +649,7 @@ static const char *policy_name(int policy)
                                          : "leave";
 }
 
-/* A copy of the groups seen committing on cluster INDEX. */
-static json_t *seen_on(kg_offsets *o, int index)
+json_t *kg_offsets_seen(kg_offsets *o, int index)
 {
     char side[16];
     snprintf(side, sizeof(side), "%d", index);
@@ -682,7 +679,7 @@ json_t *kg_offsets_run(kg_offsets *o, const kg_offsets_switch *s)
     json_t *report = json_pack("{s:s}", "policy", policy_name(s->policy));
     json_t *groups = json_array();
     if (s->checkpoints) read_checkpoints(&x, report);
-    json_t *seen = seen_on(o, s->from->index);
+    json_t *seen = kg_offsets_seen(o, s->from->index);
     const char *group;
     json_t *wanted;
     json_object_foreach(x.checkpoints, group, wanted)

@@ -28,6 +28,7 @@
 
 #include "metrics/kg_metrics.h"
 #include "route/kg_cluster.h"
+#include "route/kg_kafka.h"
 
 typedef struct kg_offsets kg_offsets; /* one per virtual cluster with a secondary */
 
@@ -76,5 +77,17 @@ typedef struct kg_offsets_switch {
  * "error" says the step stopped early (target unreachable, out of time); the groups not reached
  * are listed as "failed" then. NULL only when out of memory. */
 json_t *kg_offsets_run(kg_offsets *o, const kg_offsets_switch *s);
+
+/* A copy of the groups seen committing through kgate on cluster INDEX (kg_offsets_note_commit):
+ * {group: {topic: {"<partition>": true}}}. */
+json_t *kg_offsets_seen(kg_offsets *o, int index);
+
+/* The coordinator of GROUP on K's cluster (its node id), or -1 with K->err. */
+int32_t kg_offsets_coordinator(kg_kafka *k, const char *group);
+
+/* {topic: {"<partition>": committed offset}} of GROUP at its COORDINATOR for the partitions of
+ * WANTED ({topic: {"<partition>": anything}}; those without a commit are left out), or NULL with
+ * K->err. */
+json_t *kg_offsets_committed(kg_kafka *k, int32_t coordinator, const char *group, json_t *wanted);
 
 #endif

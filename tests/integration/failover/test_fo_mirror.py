@@ -5,13 +5,18 @@ copied twice, none skipped); the lag per partition is a metric; after a failover
 reverses, and what it copied is not copied back."""
 
 import re
+import struct
+import time
 
 import pytest
 from confluent_kafka import Producer
 
 from fohelpers import metric, wait_for
+from test_fo_offsets import confluent_consume, confluent_consumer, first_per_partition, \
+    per_partition, results_by_group
 
-TOPICS = {"fo-mir": 2, "fo-other": 1}
+TOPICS = {"fo-mir": 2, "fo-other": 1, "east.checkpoints.internal": 1,
+          "west.checkpoints.internal": 1}
 PER_PARTITION = 30
 WAIT = 60
 
@@ -113,3 +118,68 @@ def test_mirror_copies_resumes_and_follows_the_active_side(clusters, make_kgate)
     check_copies([r for r in on_east if r[2].startswith("c-")], back, "west")
     # and west did not get its own records again
     assert sorted(values(read_full(west, "fo-mir"))) == sorted({**sent, **more, **back})
+
+
+def checkpoints_on(cluster, topic):
+    """{(group, topic, partition): (upstream, downstream)}, the latest of each, decoded from
+    MM2's documented format."""
+    out = {}
+    from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+    c = cluster._consumer()
+    try:
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    break
+                continue
+            k, v = m.key(), m.value()
+            glen = struct.unpack(">h", k[:2])[0]
+            group = k[2:2 + glen].decode()
+            tlen = struct.unpack(">h", k[2 + glen:4 + glen])[0]
+            name = k[4 + glen:4 + glen + tlen].decode()
+            partition = struct.unpack(">i", k[4 + glen + tlen:])[0]
+            version, up, down = struct.unpack(">hqq", v[:18])
+            assert version == 0
+            out[(group, name, partition)] = (up, down)
+        return out
+    finally:
+        c.close()
+
+
+@pytest.mark.guard(300)
+def test_mirror_checkpoints_let_a_group_resume_after_a_switch(clusters, make_kgate):
+    east, west = clusters["east"], clusters["west"]
+    west.fill("fo-mir", 7, prefix="older")  # west offset = east offset + 7
+    kg = make_kgate(clusters, start=False)
+    with_mirror(kg)
+    kg.start()
+    produce(east, "fo-mir", 2, PER_PARTITION, "a")
+    wait_for(lambda: len(west.read_all("fo-mir")) >= 2 * (PER_PARTITION + 7), WAIT,
+             what="the mirror to copy east's records")
+
+    stopped = {0: 20, 1: 25}  # inside what was copied: records follow on both
+    c = confluent_consumer(kg.bootstrap("default"), "g-mir", ["fo-mir"])
+    assert per_partition(2, PER_PARTITION)(confluent_consume(c, per_partition(2, PER_PARTITION)))
+    from confluent_kafka import TopicPartition
+    c.commit(offsets=[TopicPartition("fo-mir", p, o) for p, o in stopped.items()],
+             asynchronous=False)
+    c.close()
+    want = {("g-mir", "fo-mir", p): (o, o + 7) for p, o in stopped.items()}
+    wait_for(lambda: {k: v for k, v in checkpoints_on(west, "east.checkpoints.internal").items()
+                      if k[0] == "g-mir"} == want, WAIT,
+             what="the mirror's checkpoints of g-mir on west")
+
+    reply, _, _ = kg.switch("default", to="west", reason="mirror checkpoints")
+    assert reply.status == 200 and reply.json["changed"], reply
+    group = results_by_group(reply.json["offsets"])["g-mir"]
+    assert group["result"] == "translated" and group["partitions"] == 2, reply.json["offsets"]
+    c = confluent_consumer(kg.bootstrap("default"), "g-mir", ["fo-mir"], reset="latest")
+    got = confluent_consume(c, per_partition(2, 1))
+    c.close()
+    assert first_per_partition(got) == {p: (o + 7, f"a-{p}-{o}") for p, o in stopped.items()}, \
+        got[:5]
