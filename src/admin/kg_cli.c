@@ -199,6 +199,36 @@ static void print_fleet(cli *c, json_t *fleet)
         fprintf(c->s.out, "this instance (%s): %s\n", kg_cli_str(fleet, "instance", "?"), lost);
 }
 
+/* "auto-failover: default (after 30000 ms): no failover: east down ... (controller: gw-2)",
+ * one line per vcluster with auto_failover enabled. */
+static void print_autofo(cli *c, json_t *reply)
+{
+    json_t *af = json_object_get(reply, "auto_failover");
+    if (!af) return;
+    const char *controller =
+        json_is_true(json_object_get(af, "controller"))
+            ? kg_cli_str(json_object_get(reply, "fleet"), "instance", "this instance")
+            : NULL;
+    size_t i;
+    json_t *inst;
+    json_array_foreach(json_object_get(json_object_get(reply, "fleet"), "instances"), i, inst)
+    {
+        if (json_is_true(json_object_get(json_object_get(inst, "probe"), "controller")))
+            controller = kg_cli_str(inst, "name", "?");
+    }
+    fputc('\n', c->s.out);
+    const char *vc;
+    json_t *v;
+    json_object_foreach(json_object_get(af, "vclusters"), vc, v)
+    {
+        if (!json_is_true(json_object_get(v, "enabled"))) continue;
+        fprintf(c->s.out, "auto-failover %s (after %lld ms): %s\n", vc,
+                (long long)json_integer_value(json_object_get(v, "after_ms")),
+                kg_cli_str(json_object_get(v, "last"), "verdict", "not evaluated here"));
+    }
+    fprintf(c->s.out, "auto-failover controller: %s\n", controller ? controller : "none seen");
+}
+
 static int cmd_status(cli *c)
 {
     if (c->s.n_args != 1 || c->s.given)
@@ -217,6 +247,7 @@ static int cmd_status(cli *c)
             fputc('\n', c->s.out);
             print_fleet(c, fleet);
         }
+        print_autofo(c, reply);
     }
     json_decref(reply);
     return KG_CLI_EXIT_OK;

@@ -153,6 +153,13 @@ def test_majority_only_never_back_and_the_controller_moves(fleet3, three_cluster
         vc = g.vcluster_status()
         assert (vc["active"], vc["epoch"]) == ("west", epoch0 + 1), (g.name, vc)
     assert len(auto_switches(ctl)) == 1
+    out = ctl.cli("status")
+    assert out.returncode == 0, out.stderr
+    assert "auto-failover default (after 3000 ms): the secondary is active: an automatic " \
+        "switch never goes back" in out.stdout, out.stdout
+    assert f"auto-failover controller: {ctl.name}" in out.stdout, out.stdout
+    out = others[0].cli("status")
+    assert f"auto-failover controller: {ctl.name}" in out.stdout, out.stdout
 
     # The controller stops: another instance takes the lock over.
     ctl.stop()
