@@ -445,9 +445,12 @@ async function loadSecurity() {
   const [u, a] = await Promise.all([api('GET', '/v1/users'), api('GET', '/v1/acls')]);
   const admin = state.role >= ROLES.admin;
   if (u.ok) {
-    const users = u.data.users || [];
-    fillTable($('#users-table'), users, columnsOf(users, ['name', 'mechanism', 'iterations', 'created_at']).concat(users.length ? [] : ['name']), row => [
-      el('button', { class: 'needs-admin', hidden: !admin, text: 'Remove',
+    const users = (u.data.users || []).map(x => ({ name: x.name,
+      mechanisms: (x.mechanisms || []).map(m => m.mechanism + (m.iterations ? ' (' + m.iterations +
+        ' iterations)' : '')).join(', '),
+      updated: (x.mechanisms || []).map(m => m.updated_ts).filter(Boolean).sort().pop() }));
+    fillTable($('#users-table'), users, columnsOf(users, ['name', 'mechanisms', 'updated']).concat(users.length ? [] : ['name']), row => [
+      el('button', { class: 'needs-admin', hidden: !admin, text: 'Remove', 'data-user': row.name,
         onclick: () => confirm('Remove user ' + row.name + '?') &&
           act('DELETE', '/v1/users/' + encodeURIComponent(row.name), undefined, loadSecurity) })]);
   } else {
@@ -457,7 +460,7 @@ async function loadSecurity() {
     const acls = a.data.acls || [];
     const cols = columnsOf(acls, ['principal', 'resource_type', 'resource_name', 'pattern_type', 'operation', 'permission', 'host']);
     fillTable($('#acls-table'), acls, cols.length ? cols : ['principal'], row => [
-      el('button', { class: 'needs-admin', hidden: !admin, text: 'Remove',
+      el('button', { class: 'needs-admin acl-remove', hidden: !admin, text: 'Remove',
         onclick: () => act('DELETE', '/v1/acls?' + new URLSearchParams(
           Object.entries(row).filter(([, v]) => typeof v === 'string')).toString(), undefined, loadSecurity) })]);
   } else {

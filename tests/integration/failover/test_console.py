@@ -6,7 +6,7 @@ The operator signs in with a token, sees the overview, fails over and back with 
 (confirmation naming the target, parity pre-flight, reason; the timeline shows the first request
 on the new side), sees the charts fill, adds and removes a chaos rule, and finds the switches in
 the audit log with the chain intact, runs a drill, watches it run, stops it and reads its
-report. A viewer sees the same pages without the buttons, and the
+report. An admin adds and removes a user and an ACL binding. A viewer sees the same pages without the buttons, and the
 API answers its failover with 403. Screenshots of every page (desktop and phone) are kept in
 build/test-artifacts/ui/ and listed in the test log."""
 
@@ -99,6 +99,7 @@ def test_console_operator_and_viewer(make_clusters, make_kgate, tmp_path):
         wait_for(lambda: len(run.received()) >= 20, 120, interval=0.2,
                  what="the consumer to receive through kgate")
         events = run_console({"admin": kg.admin_url, "operator": operator, "viewer": viewer,
+                              "adminToken": BOOTSTRAP_TOKEN,
                               "vcluster": "default", "primary": "east", "secondary": "west",
                               "shots": SHOTS, "chromium": CHROMIUM}, run)
         # The clients kept working: records sent after the failback are acked and received.
@@ -145,6 +146,14 @@ def test_console_operator_and_viewer(make_clusters, make_kgate, tmp_path):
     assert exp.json["name"] == "console drill" and exp.json["stopped_by"].startswith(
         "token:ui-operator"), exp.json
     assert events["experiment"]["report"]["experiment"] == events["experiment"]["id"]
+    # Users & ACLs: the operator has no admin forms; the admin added and removed both.
+    assert events["operator-security"]["userForm"] is False
+    assert any("ui-alice" in u and "SCRAM-SHA-256" in u for u in events["admin"]["users"]), events
+    assert any("User:alice" in a and "orders" in a for a in events["admin"]["acls"]), events
+    assert kg.http("GET", "/v1/users").json["users"] == []
+    assert kg.http("GET", "/v1/acls").json["acls"] == []
+    audited = {e["type"] for e in kg.audit_entries()}
+    assert {"user.create", "user.delete", "acl.create", "acl.delete"} <= audited, audited
     viewer_ev = events["viewer"]
     assert "viewer" in viewer_ev["who"]
     assert not viewer_ev["buttonVisible"] and viewer_ev["buttonDisabled"], viewer_ev

@@ -69,6 +69,32 @@ async function switchTo(page, target, verb, reason, shotName) {
   return { parity, timeline, before };
 }
 
+// An admin adds a user and an ACL binding in Users & ACLs, then removes both.
+async function admin(browser, viewport) {
+  const { page } = await login(browser, spec.adminToken, viewport);
+  page.on('dialog', d => d.accept()); // "Remove user ...?"
+  await page.click('.tab[data-tab=security]');
+  const form = page.locator('#user-form');
+  await form.locator('input[name=name]').fill('ui-alice');
+  await form.locator('input[name=password]').fill('ui-alice-password-1');
+  await form.locator('button[type=submit]').click();
+  const userButton = page.locator('#users-table button[data-user="ui-alice"]');
+  await userButton.waitFor({ timeout: LONG });
+  await page.click('#acl-form button[type=submit]'); // the template: User:alice may read orders
+  const aclButton = page.locator('#acls-table button.acl-remove');
+  await aclButton.first().waitFor({ timeout: LONG });
+  const users = await page.locator('#users-table tbody tr').allTextContents();
+  const acls = await page.locator('#acls-table tbody tr').allTextContents();
+  await shot(page, 'users-acls');
+  await aclButton.first().click();
+  await page.waitForFunction(() => !document.querySelector('#acls-table button.acl-remove'),
+                             null, { timeout: LONG });
+  await userButton.click();
+  await userButton.waitFor({ state: 'detached', timeout: LONG });
+  emit('admin', { users, acls });
+  await page.context().close();
+}
+
 // The fleet's instances on the overview (a kgate whose state is in PostgreSQL).
 async function fleet(browser, viewport) {
   const { page } = await login(browser, spec.operator, viewport);
@@ -164,7 +190,10 @@ async function main() {
     emit('experiment', { id: expId, report: JSON.parse(await page.textContent('#exp-body')) });
     await page.click('.tab[data-tab=security]');
     await page.locator('#users-table thead th').first().waitFor();
-    await shot(page, 'users-acls');
+    // An operator sees the lists, not the admin forms.
+    const operatorSeesUserForm = await page.locator('#user-form').isVisible();
+    await admin(browser, desktop);
+    emit('operator-security', { userForm: operatorSeesUserForm });
 
     const phone = await login(browser, spec.operator, { width: 390, height: 844 });
     await shot(phone.page, 'overview-phone');
