@@ -1271,6 +1271,13 @@ static int gateway_start_threads(kg_gateway *gw)
     int mirrors = 0;
     for (int i = 0; i < gw->cfg->n_vclusters; i++)
         mirrors += gw->vclusters[i].mirror != NULL;
+    const char *backend = kg_store_backend_name(gw->store);
+    if (mirrors && backend && strcmp(backend, "postgres") == 0) {
+        /* Every instance of a fleet would copy the same records. */
+        kg_warn("mirror: not run with a shared PostgreSQL state (each instance would copy every "
+                "record); run it on one kgate with a SQLite state, or use MirrorMaker 2");
+        mirrors = 0;
+    }
     if (mirrors && pthread_create(&gw->mirror_thread, NULL, gateway_mirror_main, gw) != 0)
         return -1;
     gw->mirror_started = mirrors > 0;
