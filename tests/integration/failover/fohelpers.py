@@ -202,6 +202,17 @@ class Kgate:
         self.proc = None
         self.starts = 0
 
+    def add_vcluster_keys(self, keys, vcluster="default"):
+        """Adds KEYS ("mirror: {...}, offsets: {...}") to VCLUSTER's entry of the config file;
+        before start()."""
+        with open(self.config_path) as f:
+            text = f.read()
+        text, n = re.subn(rf"^(  {re.escape(vcluster)}: \{{.*)( \}})$", rf"\1, {keys}\2", text,
+                          flags=re.M)
+        assert n == 1, text
+        with open(self.config_path, "w") as f:
+            f.write(text)
+
     # -- process ------------------------------------------------------------------------------
 
     def start(self):

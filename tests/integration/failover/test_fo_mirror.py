@@ -4,7 +4,6 @@ timestamps as they were; it resumes from the position it stored after a restart 
 copied twice, none skipped); the lag per partition is a metric; after a failover the direction
 reverses, and what it copied is not copied back."""
 
-import re
 import struct
 import time
 
@@ -27,13 +26,7 @@ def clusters(make_clusters):
 
 
 def with_mirror(kg):
-    with open(kg.config_path) as f:
-        text = f.read()
-    text, n = re.subn(r"^(  default: \{.*)( \})$",
-                      r'\1, mirror: { topics: "^fo-mir$", interval_ms: 200 }\2', text, flags=re.M)
-    assert n == 1, text
-    with open(kg.config_path, "w") as f:
-        f.write(text)
+    kg.add_vcluster_keys('mirror: { topics: "^fo-mir$", interval_ms: 200 }')
 
 
 def produce(cluster, topic, partitions, count, tag):

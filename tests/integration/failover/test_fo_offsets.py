@@ -15,7 +15,6 @@ other way (`west.checkpoints.internal` on east). A target that does not answer h
 no longer than offsets.timeout_ms: the switch completes and says what was not done."""
 
 import logging
-import re
 import struct
 import threading
 import time
@@ -39,16 +38,9 @@ def clusters(make_clusters):
 
 
 def with_offsets(kg, offsets_yaml):
-    """Adds `offsets:` (and parity: warn, so what the clients used is not the question here) to
-    the default vcluster of a kgate not started yet."""
-    with open(kg.config_path) as f:
-        text = f.read()
-    text, n = re.subn(r"^(  default: \{.*)( \})$",
-                      rf"\1, offsets: {{ {offsets_yaml} }}, parity: {{ on_switch: warn }}\2",
-                      text, flags=re.M)
-    assert n == 1, text
-    with open(kg.config_path, "w") as f:
-        f.write(text)
+    """offsets: for the default vcluster (and parity: warn, so what the clients used is not the
+    question here), before the kgate starts."""
+    kg.add_vcluster_keys(f"offsets: {{ {offsets_yaml} }}, parity: {{ on_switch: warn }}")
 
 
 def replicate(clusters):

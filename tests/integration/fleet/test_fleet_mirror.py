@@ -2,8 +2,6 @@
 instance would copy every record. kgate says so and copies nothing; the mirror's own test
 (tests/integration/failover/test_fo_mirror.py) shows what one instance does."""
 
-import re
-
 import pytest
 
 from fohelpers import metric, wait_for
@@ -13,13 +11,7 @@ from fohelpers import metric, wait_for
 def test_a_fleet_does_not_run_the_mirror(make_clusters, make_kgate, pg_url):
     clusters = make_clusters(topics={"fo-mir": 1})
     kg = make_kgate(clusters, start=False, state_path=pg_url)
-    with open(kg.config_path) as f:
-        text = f.read()
-    text, n = re.subn(r"^(  default: \{.*)( \})$",
-                      r'\1, mirror: { topics: "^fo-mir$", interval_ms: 100 }\2', text, flags=re.M)
-    assert n == 1, text
-    with open(kg.config_path, "w") as f:
-        f.write(text)
+    kg.add_vcluster_keys('mirror: { topics: "^fo-mir$", interval_ms: 100 }')
     kg.start()
     wait_for(lambda: "mirror: not run with a shared PostgreSQL state" in kg.log(), 30,
              what="kgate's warning that the fleet does not run the mirror")
