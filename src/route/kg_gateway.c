@@ -395,7 +395,8 @@ static void *gateway_probe_main(void *arg)
 }
 
 /* The embedded mirror (kg_mirror): a pass per virtual cluster with a mirror, from its active
- * cluster to the other one, when both are up. The direction follows the switches. */
+ * cluster to the other one, when the active one is up (with the other down it only updates
+ * the lag). The direction follows the switches. */
 static void *gateway_mirror_main(void *arg)
 {
     kg_gateway *gw = arg;
@@ -407,7 +408,7 @@ static void *gateway_mirror_main(void *arg)
             if (vc->cfg->mirror_interval_ms < interval) interval = vc->cfg->mirror_interval_ms;
             kg_cluster *from = &gw->clusters[KG_ROUTE_ACTIVE(atomic_load(&vc->route))];
             kg_cluster *to = &gw->clusters[parity_other_side(vc)];
-            if (!atomic_load(&from->up) || !atomic_load(&to->up)) continue;
+            if (!atomic_load(&from->up)) continue; /* a target that is down: lag only */
             json_t *groups = vc->offsets ? kg_offsets_seen(vc->offsets, from->index) : NULL;
             kg_mirror_pass(vc->mirror, from, to, 10000, groups,
                            vc->cfg->offsets_alias[from->index == vc->cfg->primary ? 0 : 1]);

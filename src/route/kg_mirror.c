@@ -424,6 +424,26 @@ static void write_checkpoints(pass *x, json_t *groups, const char *alias)
     json_decref(pending);
 }
 
+/* The target cannot take records: the lag still shows what a failover now would lose (the
+ * source's end offsets against the stored positions). */
+static void lag_only(pass *x, json_t *from, const char **names, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const char *part;
+        json_t *leader;
+        json_object_foreach(json_object_get(from, names[i]), part, leader)
+        {
+            int32_t node = (int32_t)json_integer_value(leader), partition = atoi(part);
+            json_t *stored = json_object_get(json_object_get(x->m->positions, names[i]), part);
+            int64_t end = kg_kafka_list_offset(&x->src, node, names[i], partition, KG_KAFKA_LATEST);
+            int64_t pos = stored ? json_integer_value(stored)
+                                 : kg_kafka_list_offset(&x->src, node, names[i], partition,
+                                                        KG_KAFKA_EARLIEST);
+            if (end >= 0 && pos >= 0) set_lag(x->m, names[i], part, end - pos);
+        }
+    }
+}
+
 /* Topics kgate may copy: matching mirror.topics, and none of Kafka's or a replicator's own. */
 static int wanted(kg_mirror *m, const char *topic)
 {
@@ -450,7 +470,13 @@ int kg_mirror_pass(kg_mirror *m, kg_cluster *source, kg_cluster *target, int tim
     int n = 0;
     json_object_foreach(from, topic, parts) if (names && wanted(m, topic)) names[n++] = topic;
     kg_cluster_topics some = {n, names};
-    if (n > 0 && !(to = kg_kafka_leaders(&x.dst, &some))) err = x.dst.err;
+    if (n > 0 && !atomic_load(&target->up)) {
+        snprintf(x.err, sizeof(x.err), "%s is down", target->cfg->name);
+        err = x.err;
+    } else if (n > 0 && !(to = kg_kafka_leaders(&x.dst, &some))) {
+        err = x.dst.err;
+    }
+    if (!to && n > 0) lag_only(&x, from, names, n);
     for (int i = 0; to && i < n && !err; i++) {
         json_t *there = json_object_get(to, names[i]);
         const char *part;

@@ -176,3 +176,28 @@ def test_mirror_checkpoints_let_a_group_resume_after_a_switch(clusters, make_kga
     c.close()
     assert first_per_partition(got) == {p: (o + 7, f"a-{p}-{o}") for p, o in stopped.items()}, \
         got[:5]
+
+
+@pytest.mark.guard(300)
+def test_a_target_that_is_down_shows_as_lag_and_is_caught_up_after(clusters, make_kgate):
+    east, west = clusters["east"], clusters["west"]
+    kg = make_kgate(clusters, start=False)
+    with_mirror(kg)
+    kg.start()
+    sent = produce(east, "fo-mir", 2, 10, "a")
+    wait_for(lambda: len(west.read_all("fo-mir")) >= 20, WAIT, what="the first copies")
+
+    def lag(part):
+        return metric(kg.metrics(), "kgate_mirror_lag_records", vcluster="default",
+                      topic="fo-mir", partition=str(part))
+    west.freeze()
+    kg.wait_cluster_up("west", False)
+    more = produce(east, "fo-mir", 2, 15, "b")
+    wait_for(lambda: lag(0) == 15 and lag(1) == 15, WAIT,
+             what="the lag to show the 15 records a partition west has not got")
+    assert metric(kg.metrics(), "kgate_mirror_errors_total", vcluster="default") > 0
+    west.thaw()
+    kg.wait_cluster_up("west", True)
+    wait_for(lambda: lag(0) == 0 and lag(1) == 0, WAIT, what="the mirror to catch up")
+    assert sorted(values(read_full(west, "fo-mir"))) == sorted({**sent, **more}), \
+        "a record lost or copied twice across the outage"
