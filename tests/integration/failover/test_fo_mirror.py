@@ -25,8 +25,11 @@ def clusters(make_clusters):
     return make_clusters(topics=TOPICS)
 
 
-def with_mirror(kg):
+def start_mirrored(clusters, make_kgate):
+    """A kgate whose default vcluster mirrors fo-mir."""
+    kg = make_kgate(clusters, start=False)
     kg.add_vcluster_keys('mirror: { topics: "^fo-mir$", interval_ms: 200 }')
+    return kg.start()
 
 
 def produce(cluster, topic, partitions, count, tag):
@@ -70,9 +73,7 @@ def check_copies(records, sent, source):
 @pytest.mark.guard(300)
 def test_mirror_copies_resumes_and_follows_the_active_side(clusters, make_kgate):
     east, west = clusters["east"], clusters["west"]
-    kg = make_kgate(clusters, start=False)
-    with_mirror(kg)
-    kg.start()
+    kg = start_mirrored(clusters, make_kgate)
 
     sent = produce(east, "fo-mir", 2, PER_PARTITION, "a")
     produce(east, "fo-other", 1, 5, "not-mirrored")
@@ -148,9 +149,7 @@ def checkpoints_on(cluster, topic):
 def test_mirror_checkpoints_let_a_group_resume_after_a_switch(clusters, make_kgate):
     east, west = clusters["east"], clusters["west"]
     west.fill("fo-mir", 7, prefix="older")  # west offset = east offset + 7
-    kg = make_kgate(clusters, start=False)
-    with_mirror(kg)
-    kg.start()
+    kg = start_mirrored(clusters, make_kgate)
     produce(east, "fo-mir", 2, PER_PARTITION, "a")
     wait_for(lambda: len(west.read_all("fo-mir")) >= 2 * (PER_PARTITION + 7), WAIT,
              what="the mirror to copy east's records")
@@ -181,9 +180,7 @@ def test_mirror_checkpoints_let_a_group_resume_after_a_switch(clusters, make_kga
 @pytest.mark.guard(300)
 def test_a_target_that_is_down_shows_as_lag_and_is_caught_up_after(clusters, make_kgate):
     east, west = clusters["east"], clusters["west"]
-    kg = make_kgate(clusters, start=False)
-    with_mirror(kg)
-    kg.start()
+    kg = start_mirrored(clusters, make_kgate)
     sent = produce(east, "fo-mir", 2, 10, "a")
     wait_for(lambda: len(west.read_all("fo-mir")) >= 20, WAIT, what="the first copies")
 
