@@ -180,8 +180,9 @@ def exported(tmp_path):
         def scrape():
             return {n for n, _, _ in parse_prometheus(admin("GET", "/metrics").text)}
 
-        # A Produce response held by a chaos rule when the switch closes its connection: the chaos
-        # counters and the unanswered-request counter appear.
+        # A Produce response held by a chaos rule when the client goes away: the chaos counters
+        # and the unanswered-request counter appear (at a switch kgate answers what the old side
+        # holds, so a switch no longer leaves it unanswered). Then a switch, for its metrics.
         rule = admin("POST", "/v1/chaos/rules",
                      {"type": "latency", "topic": "t1", "delay_ms": 600000, "on": "response"}).json
         p.produce("t1", value=b"held")
@@ -189,12 +190,13 @@ def exported(tmp_path):
         wait_for(lambda: any(n == "kgate_chaos_injected_total" and v >= 1
                              for n, _, v in parse_prometheus(admin("GET", "/metrics").text)),
                  60, what="the chaos rule to hold the Produce response")
-        admin("POST", "/v1/vclusters/default/failover", {"reason": "test_deploy_assets"})
+        p.purge()
+        p.flush(0)
+        del p  # closes its connections with the Produce still in flight
         wait_for(lambda: "kgate_request_errors_total" in scrape(), 60,
                  what="the held Produce to be counted unanswered")
         admin("DELETE", f"/v1/chaos/rules/{rule['id']}")
-        p.purge()
-        p.flush(0)
+        admin("POST", "/v1/vclusters/default/failover", {"reason": "test_deploy_assets"})
         text = admin("GET", "/metrics").text
     finally:
         stop_kgate(proc)
