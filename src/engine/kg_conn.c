@@ -23,6 +23,7 @@
 #include "route/kg_inspect.h"
 #include "route/kg_offsets.h"
 #include "route/kg_parity.h"
+#include "route/kg_rejoin.h"
 #include "route/kg_rewrite.h"
 #include "route/kg_versions.h"
 #include "route/kg_vcmetrics.h"
@@ -1107,7 +1108,7 @@ static int stage_validate(kg_conn *c, conn_request *r)
      * retires now, so that this request gets kgate's answer (stage_retired) and the ones in
      * flight keep the old side's, as the order would have it. */
     if (conn_route_is_stale(c) && !c->retire_at_us &&
-        !kg_conn_retire(c, kg_now_us() + (uint64_t)c->gw->cfg->switch_grace_ms * 1000u))
+        !kg_conn_retire(c, kg_now_us() + (uint64_t)c->limits->switch_grace_ms * 1000u))
         return STAGE_CLOSED;
     /* ApiVersions of any version is answered (a too-new one as a broker does). */
     int apiversions = rq->api_key == KG_API_APIVERSIONS;
@@ -1183,6 +1184,41 @@ static int stage_retired(kg_conn *c, conn_request *r)
     kp_writer_free(&w);
     conn_count_request(c, r);
     kg_vcm_handover(c->vc->metrics, rq->api_key);
+    kg_buf_consume(&c->req_in, 4 + (size_t)r->size);
+    return conn_answer_locally(c, rq, frame, len, 0) < 0 ? STAGE_CLOSED : STAGE_TAKEN;
+}
+
+/* The client's address without the port (a member is its client id and this). */
+static void conn_peer_address(const kg_conn *c, char host[64]);
+
+/* rejoin: a consumer group member that has not rejoined its group since a switch neither
+ * fetches nor commits at the old cluster's positions (kg_rejoin.h): its Fetch gets
+ * NOT_LEADER_OR_FOLLOWER, its OffsetCommit UNKNOWN_MEMBER_ID, from kgate. */
+static int stage_rejoin(kg_conn *c, conn_request *r)
+{
+    const kg_wire_request *rq = &r->rq;
+    if (!c->vc->rejoin || c->client_id_len < 0 ||
+        (rq->api_key != KG_API_FETCH && rq->api_key != KG_API_OFFSET_COMMIT))
+        return STAGE_NEXT;
+    char host[64];
+    conn_peer_address(c, host);
+    if (!kg_rejoin_pending(c->vc->rejoin, c->client_id, (size_t)c->client_id_len, host,
+                           atomic_load_explicit(&c->vc->route, memory_order_acquire)))
+        return STAGE_NEXT;
+    if (!r->complete) return STAGE_WAIT;
+    kp_writer w;
+    kp_writer_init(&w, 64);
+    int16_t error = rq->api_key == KG_API_FETCH ? 0 : KG_KAFKA_UNKNOWN_MEMBER_ID;
+    if (kg_handover_answer_with(rq->api_key, rq->api_version, request_body(r), request_body_len(r),
+                                error, &w) != 0) {
+        kp_writer_free(&w);
+        return STAGE_NEXT; /* undecodable: the broker says what is wrong with it */
+    }
+    uint32_t len = 0;
+    uint8_t *frame =
+        conn_make_frame(rq->api_key, rq->api_version, rq->correlation_id, w.buf, w.len, &len);
+    kp_writer_free(&w);
+    conn_count_request(c, r);
     kg_buf_consume(&c->req_in, 4 + (size_t)r->size);
     return conn_answer_locally(c, rq, frame, len, 0) < 0 ? STAGE_CLOSED : STAGE_TAKEN;
 }
@@ -1273,9 +1309,9 @@ static int stage_forward(kg_conn *c, conn_request *r)
 }
 
 static const conn_stage request_stages[] = {
-    stage_validate,          stage_whole,   stage_held,           stage_client_id,
-    stage_api_versions,      stage_retired, stage_upstream_ready, stage_authorize,
-    stage_passthrough_login, stage_chaos,   stage_forward,
+    stage_validate, stage_whole,   stage_held,           stage_client_id, stage_api_versions,
+    stage_retired,  stage_rejoin,  stage_upstream_ready, stage_authorize, stage_passthrough_login,
+    stage_chaos,    stage_forward,
 };
 
 /* Looks at the frame at the start of req_in. Returns 1 when it was handled (consumed or made a
@@ -1582,8 +1618,21 @@ static void conn_read_sasl_verdict(kg_conn *c, const kg_inflight *e, const uint8
                  c->vc->cfg->name, c->cluster->cfg->name, c->pass->principal);
 }
 
+/* A SyncGroup that succeeded: its client has (re)joined its group on this connection's route. */
+static void conn_note_sync(kg_conn *c, const kg_inflight *e, const uint8_t *frame, uint32_t size)
+{
+    size_t hdr = kg_wire_response_header_len(e->api_key, e->api_version, frame + 4, size);
+    if (!hdr || c->client_id_len < 0 ||
+        kg_rejoin_sync_error(e->api_version, frame + 4 + hdr, size - hdr) != 0)
+        return;
+    char host[64];
+    conn_peer_address(c, host);
+    kg_rejoin_synced(c->vc->rejoin, c->client_id, (size_t)c->client_id_len, host, c->route);
+}
+
 static int conn_finish_response(kg_conn *c, kg_inflight *e, const uint8_t *frame, uint32_t size)
 {
+    if (e->api_key == KG_API_SYNC_GROUP && c->vc->rejoin) conn_note_sync(c, e, frame, size);
     uint8_t *out = NULL;
     uint32_t out_len = 0;
     if (e->flags & KG_INFLIGHT_SWALLOW) {

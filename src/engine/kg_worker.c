@@ -131,7 +131,7 @@ static void worker_grace_timeout(kg_loop *loop, void *arg)
 {
     kg_worker *w = arg;
     uint64_t now = kg_loop_now(loop), next = 0;
-    uint64_t grace_us = (uint64_t)w->gw->cfg->switch_grace_ms * 1000u;
+    uint64_t grace_us = (uint64_t)kg_gateway_limits(w->gw)->switch_grace_ms * 1000u;
     if (grace_us < 100000u) grace_us = 100000u;
     kg_conn *c = w->conns;
     while (c) {

@@ -24,6 +24,7 @@
 #include "route/kg_mirror.h"
 #include "route/kg_offsets.h"
 #include "route/kg_parity.h"
+#include "route/kg_rejoin.h"
 #include "route/kg_vcmetrics.h"
 #include "security/kg_sasl.h"
 #include "security/kg_acl.h"
@@ -1235,6 +1236,7 @@ static int gateway_init_state(kg_gateway *gw)
             if (!(vc->offsets = kg_offsets_new(gw->metrics, vc->cfg->name))) return -1;
             vc->mirror = kg_mirror_new(vc->cfg, gw->metrics, gw->store);
             if (vc->cfg->mirror_topics[0] && !vc->mirror) return -1;
+            if (!(vc->rejoin = kg_rejoin_new())) return -1;
             vc->parity_diffs = kg_metrics_gauge(
                 gw->metrics, "kgate_parity_differences",
                 "Differences the last parity check found between the virtual cluster's other "
@@ -1372,6 +1374,7 @@ void kg_gateway_stop(kg_gateway *gw)
         kg_parity_free(gw->vclusters[i].parity);
         kg_offsets_free(gw->vclusters[i].offsets);
         kg_mirror_free(gw->vclusters[i].mirror);
+        kg_rejoin_free(gw->vclusters[i].rejoin);
         kg_sasl_listener_free(gw->vclusters[i].sasl); /* after the workers, like the rules */
         kg_tls_server_free(gw->vclusters[i].tls);
         kg_tls_failures_free(gw->vclusters[i].tls_failures);

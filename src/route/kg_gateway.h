@@ -36,6 +36,7 @@ typedef struct kg_gauge kg_gauge;
 typedef struct kg_parity kg_parity;
 typedef struct kg_offsets kg_offsets;
 typedef struct kg_mirror kg_mirror;
+typedef struct kg_rejoin kg_rejoin;
 
 typedef struct kg_gateway kg_gateway;
 typedef struct kg_fleet kg_fleet;
@@ -107,6 +108,7 @@ typedef struct kg_vcluster {
     kg_gauge *parity_diffs; /* kgate_parity_differences{vcluster} */
     kg_offsets *offsets;    /* with a secondary: consumer offsets at a switch (kg_offsets) */
     kg_mirror *mirror;      /* mirror: topics copied to the other side (kg_mirror) */
+    kg_rejoin *rejoin;      /* with a secondary: members not rejoined since a switch */
 } kg_vcluster;
 
 struct kg_gateway {

@@ -26,6 +26,7 @@
 #define KG_KAFKA_NOT_LEADER_OR_FOLLOWER 6
 #define KG_KAFKA_COORDINATOR_NOT_AVAILABLE 15
 #define KG_KAFKA_NOT_COORDINATOR 16
+#define KG_KAFKA_UNKNOWN_MEMBER_ID 25
 
 /* 1 when kgate can answer requests of API_KEY in the old side's place. */
 int kg_handover_answerable(int16_t api_key);
@@ -35,5 +36,8 @@ int kg_handover_answerable(int16_t api_key);
  * not answerable, the body does not decode, or memory ran out. */
 int kg_handover_answer(int16_t api_key, int16_t api_version, const uint8_t *body, size_t len,
                        kp_writer *out);
+/* The same with ERROR in place of the API's usual error (0: the usual one). */
+int kg_handover_answer_with(int16_t api_key, int16_t api_version, const uint8_t *body, size_t len,
+                            int16_t error, kp_writer *out);
 
 #endif

@@ -5,37 +5,31 @@ records on the new side.
 
 Deterministic set-up: one partition; east holds 10 records, west 25 (e.g. what replication
 copied plus what was produced there). The group reads east's 10 through kgate and commits
-offset 10; then the virtual cluster fails over to west, where the group has no committed offset
-(auto.offset.reset=earliest). Every one of west's 25 records must reach the group. A consumer
-that keeps fetching at its east position (10) on west never sees west's records 0-9.
+offset 10; then the virtual cluster fails over to west. Two cases:
+  - west has no committed offset for the group (auto.offset.reset=earliest): every one of west's
+    25 records must reach the group;
+  - west has the group's committed offset 5 (what offset translation, kg_offsets or MirrorMaker
+    2, put there): the group resumes exactly there: west's records 5-24, none of 0-4 (no
+    auto.offset.reset applied), none skipped.
+A consumer that keeps fetching at its east position (10) on west never sees west's records 0-9.
 
-Against Kafka, a consumer rejoins after a switch: its Heartbeat for a group the new cluster does
-not know is answered UNKNOWN_MEMBER_ID, and after the rejoin the position comes from the new
-cluster's committed offsets. librdkafka's mock cluster answers GROUP_ID_NOT_FOUND instead, which
-neither librdkafka nor KafkaJS treat as "rejoin"; kgate translates it to UNKNOWN_MEMBER_ID (what
-Kafka sends), which fixes kafka-python. librdkafka 2.0.2 still keeps its in-memory fetch position:
-it fetches from west at its east position before the rejoin, and the mock accepts its commit of
-that position, so the rejoin resumes there. That case is an expected failure, documented in
-docs/runbook.md: after a switch, consumer groups need offsets translated by replication (e.g.
-MirrorMaker 2 checkpoints) or a reset.
+librdkafka keeps its in-memory fetch positions across the reconnect and fetches at them on the
+new side before its group rejoins (and commits them there). kgate stops that (kg_rejoin): until
+a member has completed SyncGroup on the new side, its Fetch is answered NOT_LEADER_OR_FOLLOWER and
+its OffsetCommit UNKNOWN_MEMBER_ID; after the rejoin its positions come from west's committed
+offsets. The librdkafka mock answers a Heartbeat for a group it does not know GROUP_ID_NOT_FOUND,
+which kgate translates to UNKNOWN_MEMBER_ID (what Kafka sends): that starts the rejoin."""
 
-The expected failure is narrow: every step before it (the group consumes east's records, commits
-offset 10 there, the switch is answered) is a plain assertion for both clients. Only the last
-check is expected to fail for librdkafka, and only with that exact symptom: west's records 0-9
-never arrive and the first record it receives from west is offset 10 (its east position); then
-the test is marked xfail. Any other shortfall fails, and librdkafka receiving all of west's
-records fails too (strict: the xfail and the runbook text must then be revisited)."""
-
+import json
 import logging
+import os
+import subprocess
 import time
 
 import pytest
 
-# librdkafka (confluent-kafka) keeps its in-memory fetch position across a switch.
-KNOWN_POSITION_CARRY_OVER = {"confluent"}
-XFAIL_REASON = ("librdkafka keeps its old-cluster fetch position across a switch (in-memory; the "
-                "mock accepts its commit): west's records 0-9 skipped, first record from west at "
-                "offset 10")
+from fohelpers import wait_for
+from kghelpers import ROOT
 
 TOPIC = "fo-pos"
 GROUP_WAIT = 20
@@ -104,42 +98,100 @@ def consume_until(consumer, want, seconds):
     return got
 
 
+def commit_directly(cluster, group, offset):
+    """The group's committed offset on CLUSTER itself, as offset translation leaves it."""
+    from confluent_kafka import TopicPartition
+    c = cluster._consumer(group)
+    try:
+        c.commit(offsets=[TopicPartition(TOPIC, 0, offset)], asynchronous=False)
+    finally:
+        c.close()
+
+
 @pytest.mark.guard(120)
+@pytest.mark.parametrize("west_committed", [None, 5], ids=["no-commit-on-west", "committed-5"])
 @pytest.mark.parametrize("client", ["confluent", "kafka-python"])
-def test_group_does_not_skip_records_on_the_new_side(client, make_clusters, make_kgate):
+def test_group_resumes_from_the_new_sides_offsets(client, west_committed, make_clusters,
+                                                  make_kgate):
     clusters = make_clusters()
     clusters["east"].fill(TOPIC, 10, prefix="east")
     clusters["west"].fill(TOPIC, 25, prefix="west")
+    group = f"fo-pos-{client}"
+    if west_committed is not None:
+        commit_directly(clusters["west"], group, west_committed)
     kg = make_kgate(clusters)
-    consumer = CONSUMERS[client](kg.bootstrap("default"), f"fo-pos-{client}")
+    consumer = CONSUMERS[client](kg.bootstrap("default"), group)
     try:
         east_values = {f"east-0-{i}" for i in range(10)}
         got = consume_until(consumer, east_values, GROUP_WAIT)
         assert east_values <= {v for _, v in got}, \
             f"east records not consumed: {got}; consumer errors {consumer.errors[-10:]}"
         consumer.commit()
-        assert clusters["east"].committed(TOPIC, f"fo-pos-{client}") == {0: 10}
+        assert clusters["east"].committed(TOPIC, group) == {0: 10}
 
         reply, _, _ = kg.switch("default", to="west", reason="positions")
         assert reply.status == 200 and reply.json["changed"], reply
 
-        west_values = {f"west-0-{i}" for i in range(25)}
+        start = west_committed or 0
+        west_values = {f"west-0-{i}" for i in range(start, 25)}
         got = consume_until(consumer, west_values, GROUP_WAIT)
-        values = {v for _, v in got}
+        from_west = [(o, v) for o, v in got if v.startswith("west-")]
+        values = {v for _, v in from_west}
         missing = sorted(west_values - values, key=lambda v: int(v.rsplit("-", 1)[1]))
-        first = got[0] if got else None
-        if client in KNOWN_POSITION_CARRY_OVER:
-            carried_over = {f"west-0-{i}" for i in range(10)}
-            if set(missing) == carried_over and first is not None and first[0] == 10:
-                pytest.xfail(XFAIL_REASON)
-            assert missing, (f"{client} received all of west's records after the switch: the "
-                             f"expected failure ({XFAIL_REASON}) is gone; update "
-                             f"KNOWN_POSITION_CARRY_OVER and docs/runbook.md")
+        first = from_west[0] if from_west else None
         assert not missing, (
-            f"{client}: after the failover the group never received {len(missing)} of west's 25 "
-            f"records ({missing[0]} .. {missing[-1]}); its first record from west was {first}: "
-            f"it kept fetching at its east position (10) instead of resuming from west's "
-            f"committed offset or auto.offset.reset=earliest; consumer errors "
+            f"{client}: after the failover the group never received {len(missing)} of west's "
+            f"records from {start} ({missing[0]} .. {missing[-1]}); its first record from west "
+            f"was {first}: it kept fetching at its east position (10) instead of resuming from "
+            f"west's committed offset or auto.offset.reset=earliest; consumer errors "
             f"{consumer.errors[-10:]}")
+        assert first == (start, f"west-0-{start}"), (
+            f"{client}: the first record from west was {first}, not west's committed offset "
+            f"{start}: the group did not resume where west's offsets say")
+        before = sorted(v for o, v in from_west if o < start)
+        assert not before, f"{client}: read west's records before its committed offset: {before}"
     finally:
         consumer.close()
+
+
+RDK_CLIENT = os.path.join(ROOT, "build", "deps", "rdk-client-2.12")
+
+
+@pytest.mark.guard(150)
+@pytest.mark.parametrize("west_committed", [None, 5], ids=["no-commit-on-west", "committed-5"])
+def test_librdkafka_212_resumes_from_the_new_sides_offsets(west_committed, make_clusters,
+                                                           make_kgate):
+    """The same with librdkafka 2.12 (KIP-320 offset validation; build/deps/rdk-client-2.12):
+    one consumer, alive across the switch, reads east's 10 records (auto-committing them), then
+    west's from west's committed offset (or from the start), and nothing else."""
+    if not os.access(RDK_CLIENT, os.X_OK):
+        pytest.fail(f"{RDK_CLIENT} missing: run scripts/test-setup")
+    clusters = make_clusters()
+    clusters["east"].fill(TOPIC, 10, prefix="east")
+    clusters["west"].fill(TOPIC, 25, prefix="west")
+    group = "fo-pos-rdk212"
+    if west_committed is not None:
+        commit_directly(clusters["west"], group, west_committed)
+    start = west_committed or 0
+    kg = make_kgate(clusters)
+    proc = subprocess.Popen(
+        [RDK_CLIENT, "consume", "-b", kg.bootstrap("default"), "-t", TOPIC, "-g", group, "-n",
+         str(10 + 25 - start), "-s", "60", "-X", "enable.auto.commit=true", "-X",
+         "auto.commit.interval.ms=200"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: clusters["east"].committed(TOPIC, group) == {0: 10}, 60,
+                 what="the consumer to read and commit east's 10 records")
+        reply, _, _ = kg.switch("default", to="west", reason="positions")
+        assert reply.status == 200 and reply.json["changed"], reply
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    records = json.loads(out.decode())["records"]
+    assert json.loads(out.decode())["version"].startswith("2.12.")
+    from_west = [(o, v) for _, o, v in records if v.startswith("west-")]
+    want = [(i, f"west-0-{i}") for i in range(start, 25)]
+    assert from_west == want, (
+        f"librdkafka 2.12: records from west {from_west}, expected offsets {start}..24 in order "
+        f"(the east position is 10); stderr {err.decode()[-2000:]}")

@@ -1,0 +1,117 @@
+/* kg_rejoin — group members that have not rejoined since a switch (kg_rejoin.h). */
+#include "route/kg_rejoin.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REJOIN_SLOTS 1024 /* clients remembered per virtual cluster */
+#define REJOIN_KEY 320    /* client id (up to 255 bytes kept) + host */
+
+typedef struct rejoin_slot {
+    char key[REJOIN_KEY]; /* "" = free */
+    uint64_t route;
+    uint64_t used; /* when it was last synced (a counter): the oldest is replaced */
+} rejoin_slot;
+
+struct kg_rejoin {
+    pthread_mutex_t lock;
+    uint64_t clock;
+    rejoin_slot slots[REJOIN_SLOTS];
+};
+
+kg_rejoin *kg_rejoin_new(void)
+{
+    kg_rejoin *r = calloc(1, sizeof(*r));
+    if (r && pthread_mutex_init(&r->lock, NULL) != 0) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void kg_rejoin_free(kg_rejoin *r)
+{
+    if (!r) return;
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+static void rejoin_key(char out[REJOIN_KEY], const char *client_id, size_t len, const char *host)
+{
+    if (len > 255) len = 255;
+    memcpy(out, client_id, len);
+    out[len] = '\n'; /* cannot occur in a host */
+    size_t h = strlen(host);
+    if (h > REJOIN_KEY - len - 2) h = REJOIN_KEY - len - 2;
+    memcpy(out + len + 1, host, h);
+    out[len + 1 + h] = '\0';
+}
+
+#define REJOIN_PROBES 16 /* a client lives in one of the 16 slots after its key's hash */
+
+static uint32_t rejoin_hash(const char *key)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *key; key++)
+        h = (h ^ (uint8_t)*key) * 16777619u;
+    return h;
+}
+
+static rejoin_slot *rejoin_find(kg_rejoin *r, const char *key)
+{
+    uint32_t h = rejoin_hash(key);
+    for (uint32_t i = 0; i < REJOIN_PROBES; i++) {
+        rejoin_slot *s = &r->slots[(h + i) % REJOIN_SLOTS];
+        if (s->key[0] && strcmp(s->key, key) == 0) return s;
+    }
+    return NULL;
+}
+
+/* A free slot of KEY's probes, else the one synced longest ago. */
+static rejoin_slot *rejoin_place(kg_rejoin *r, const char *key)
+{
+    uint32_t h = rejoin_hash(key);
+    rejoin_slot *oldest = &r->slots[h % REJOIN_SLOTS];
+    for (uint32_t i = 0; i < REJOIN_PROBES; i++) {
+        rejoin_slot *s = &r->slots[(h + i) % REJOIN_SLOTS];
+        if (!s->key[0]) return s;
+        if (s->used < oldest->used) oldest = s;
+    }
+    return oldest;
+}
+
+void kg_rejoin_synced(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                      uint64_t route)
+{
+    char key[REJOIN_KEY];
+    rejoin_key(key, client_id, len, host);
+    pthread_mutex_lock(&r->lock);
+    rejoin_slot *s = rejoin_find(r, key);
+    if (!s) {
+        s = rejoin_place(r, key);
+        memcpy(s->key, key, sizeof(key));
+    }
+    s->route = route;
+    s->used = ++r->clock;
+    pthread_mutex_unlock(&r->lock);
+}
+
+int kg_rejoin_pending(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                      uint64_t route)
+{
+    char key[REJOIN_KEY];
+    rejoin_key(key, client_id, len, host);
+    pthread_mutex_lock(&r->lock);
+    const rejoin_slot *s = rejoin_find(r, key);
+    int pending = s && s->route != route;
+    pthread_mutex_unlock(&r->lock);
+    return pending;
+}
+
+int kg_rejoin_sync_error(int16_t version, const uint8_t *body, size_t len)
+{
+    size_t at = version >= 1 ? 4 : 0; /* throttle_time_ms */
+    if (len < at + 2) return -1;
+    return (int16_t)((body[at] << 8) | body[at + 1]);
+}

@@ -1,0 +1,38 @@
+/* kg_rejoin — consumer group members that have not rejoined their group since a switch.
+ *
+ * Offsets are per cluster. A consumer keeps its fetch positions in memory across the reconnect a
+ * switch forces, and some (librdkafka) fetch on the new side at the old cluster's offsets, and
+ * commit them there, before their group rejoins: records are skipped or read twice. kgate
+ * remembers, per virtual cluster, the clients (client id and address) whose SyncGroup succeeded,
+ * and on which route. Until such a client has synced again on the current route, its Fetch is
+ * answered NOT_LEADER_OR_FOLLOWER (it refreshes metadata and asks again, keeping nothing) and its
+ * OffsetCommit UNKNOWN_MEMBER_ID (what Kafka answers a member the group does not know: it rejoins,
+ * and nothing of the old cluster is committed on the new one). Once it has rejoined, its
+ * positions come from the new side's committed offsets (translated ones, kg_offsets) or its
+ * auto.offset.reset.
+ *
+ * A bounded table (oldest entry replaced); thread-safe (the workers share it). Clients with the
+ * same client id on the same host count as one: the first of them to rejoin frees the others.
+ */
+#ifndef KG_REJOIN_H
+#define KG_REJOIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kg_rejoin kg_rejoin;
+
+kg_rejoin *kg_rejoin_new(void);
+void kg_rejoin_free(kg_rejoin *r);
+
+/* The client CLIENT_ID (LEN bytes) from HOST completed SyncGroup on ROUTE. */
+void kg_rejoin_synced(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                      uint64_t route);
+/* 1 when that client is a group member that has not synced on ROUTE (the current one) yet. */
+int kg_rejoin_pending(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                      uint64_t route);
+
+/* The error code of a SyncGroup response BODY (after the response header) at VERSION, or -1. */
+int kg_rejoin_sync_error(int16_t version, const uint8_t *body, size_t len);
+
+#endif

@@ -1,0 +1,68 @@
+/* Group members not rejoined since a switch (kg_rejoin): who is held back, until when. */
+#include "kt.h"
+
+#include <stdint.h>
+
+#include "route/kg_rejoin.h"
+
+#define ROUTE_EAST 1u
+#define ROUTE_WEST 2u
+
+KT_TEST(a_member_is_pending_on_a_new_route_until_it_syncs_there)
+{
+    kg_rejoin *r = kg_rejoin_new();
+    KT_CHECK(r != NULL);
+    /* never synced: not a member, never held back */
+    KT_CHECK_EQ_INT(kg_rejoin_pending(r, "c1", 2, "10.0.0.1", ROUTE_EAST), 0);
+    kg_rejoin_synced(r, "c1", 2, "10.0.0.1", ROUTE_EAST);
+    KT_CHECK_EQ_INT(kg_rejoin_pending(r, "c1", 2, "10.0.0.1", ROUTE_EAST), 0);
+    KT_CHECK_EQ_INT(kg_rejoin_pending(r, "c1", 2, "10.0.0.1", ROUTE_WEST), 1);
+    /* another host, another client id: another client */
+    KT_CHECK_EQ_INT(kg_rejoin_pending(r, "c1", 2, "10.0.0.2", ROUTE_WEST), 0);
+    KT_CHECK_EQ_INT(kg_rejoin_pending(r, "c2", 2, "10.0.0.1", ROUTE_WEST), 0);
+    kg_rejoin_synced(r, "c1", 2, "10.0.0.1", ROUTE_WEST);
+    KT_CHECK_EQ_INT(kg_rejoin_pending(r, "c1", 2, "10.0.0.1", ROUTE_WEST), 0);
+    /* a failback: pending again until it syncs on east */
+    KT_CHECK_EQ_INT(kg_rejoin_pending(r, "c1", 2, "10.0.0.1", ROUTE_EAST + 2), 1);
+    kg_rejoin_free(r);
+}
+
+KT_TEST(long_client_ids_are_cut)
+{
+    kg_rejoin *r = kg_rejoin_new();
+    char id[400];
+    memset(id, 'x', sizeof(id));
+    kg_rejoin_synced(r, id, sizeof(id), "::1", ROUTE_EAST);
+    KT_CHECK_EQ_INT(kg_rejoin_pending(r, id, sizeof(id), "::1", ROUTE_WEST), 1);
+    kg_rejoin_free(r);
+}
+
+KT_TEST(a_full_table_forgets_the_oldest)
+{
+    kg_rejoin *r = kg_rejoin_new();
+    char id[32];
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(id, sizeof(id), "client-%d", i);
+        kg_rejoin_synced(r, id, (size_t)n, "10.0.0.1", ROUTE_EAST);
+    }
+    /* the last one is remembered; forgotten ones are simply not held back */
+    KT_CHECK_EQ_INT(kg_rejoin_pending(r, "client-4999", 11, "10.0.0.1", ROUTE_WEST), 1);
+    int remembered = 0;
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(id, sizeof(id), "client-%d", i);
+        remembered += kg_rejoin_pending(r, id, (size_t)n, "10.0.0.1", ROUTE_WEST);
+    }
+    KT_CHECK(remembered > 0 && remembered <= 1024);
+    kg_rejoin_free(r);
+}
+
+KT_TEST(sync_group_error_by_version)
+{
+    static const uint8_t v0_ok[] = {0, 0, 0, 0, 0, 0};               /* error, assignment */
+    static const uint8_t v1_err[] = {0, 0, 0, 0, 0, 25, 0, 0, 0, 0}; /* throttle, error */
+    KT_CHECK_EQ_INT(kg_rejoin_sync_error(0, v0_ok, sizeof(v0_ok)), 0);
+    KT_CHECK_EQ_INT(kg_rejoin_sync_error(1, v1_err, sizeof(v1_err)), 25);
+    KT_CHECK_EQ_INT(kg_rejoin_sync_error(5, v1_err, 5), -1); /* cut short */
+}
+
+KT_MAIN()
