@@ -42,6 +42,10 @@ static void conn_connect_next(kg_conn *c);
 static int conn_flush(kg_conn *c, int side);
 static void conn_after_io(kg_conn *c);
 static size_t conn_read_allowance(const kg_conn *c);
+static void conn_quiet_due(kg_loop *loop, void *arg);
+
+/* A retiring connection at a request boundary closes after this long without a request. */
+#define KG_RETIRE_QUIET_US 20000u
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -321,7 +325,7 @@ void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
     c->state = KG_CONN_CLOSED;
     kg_timer *timers[] = {&c->connect_timer,  &c->request_timer,  &c->response_timer,
                           &c->shape_timer[0], &c->shape_timer[1], &c->reset_timer,
-                          &c->recheck_timer,  &c->reauth_timer};
+                          &c->recheck_timer,  &c->reauth_timer,   &c->quiet_timer};
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
         kg_loop_timer_cancel(c->loop, timers[i]);
     /* Closing is on the switch's critical path (thousands at once): close() alone also takes
@@ -1825,8 +1829,15 @@ static void conn_after_io(kg_conn *c)
     kg_buf_trim(&c->req_in, KG_IDLE_BUF_CAP);
     kg_buf_trim(&c->resp_in, KG_IDLE_BUF_CAP);
     if (c->state == KG_CONN_DRAINING && c->drain_boundary && kg_conn_at_boundary(c)) {
-        conn_close_at_boundary(c, "drained at a request boundary");
-        return;
+        if (!c->retire_at_us) {
+            conn_close_at_boundary(c, "drained at a request boundary");
+            return;
+        }
+        /* Retiring: a client may have sent its next request as the last answer left; closing
+         * now would cut it (a transport error, which a client without retries reports). It
+         * gets kgate's retriable answer instead (stage_retired), and the connection closes once
+         * nothing has come for a moment, which a client backing off after that answer gives. */
+        kg_loop_timer_in(c->loop, &c->quiet_timer, KG_RETIRE_QUIET_US);
     }
     if (c->retire_stuck && conn_is_idle(c) && c->req_pass == 0 && kg_buf_len(&c->req_out) == 0 &&
         !c->held.active && !c->upstream) {
@@ -1846,6 +1857,13 @@ static void conn_after_io(kg_conn *c)
 }
 
 /* Timers: a held request's time came, a held response's time came, a shaped side may write. */
+static void conn_quiet_due(kg_loop *loop, void *arg)
+{
+    kg_conn *c = arg;
+    if (c->state != KG_CONN_CLOSED && kg_conn_at_boundary(c))
+        conn_close_at_boundary(c, "switched: every answer out, the client quiet");
+}
+
 static void conn_release_held(kg_loop *loop, void *arg)
 {
     kg_conn *c = arg;
@@ -2196,6 +2214,7 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
     kg_timer_init(&c->shape_timer[1], conn_shape_flush, c);
     kg_timer_init(&c->reset_timer, conn_reset_now, c);
     kg_timer_init(&c->recheck_timer, conn_chaos_recheck, c);
+    kg_timer_init(&c->quiet_timer, conn_quiet_due, c);
     kg_timer_init(&c->reauth_timer, conn_reauth_due, c);
     c->upstream_wait = c->cluster->cfg->sasl.mechanism != KG_SASL_NONE;
     kg_chaos_action_init(&c->held.action);

@@ -149,6 +149,7 @@ typedef struct kg_conn {
      * kg_conn_expire, the connection closes at it at the latest) */
     uint64_t retire_at_us;
     uint8_t expired;      /* kg_conn_expire: the old side's answers are no longer taken */
+    kg_timer quiet_timer; /* retiring: closes once nothing came for a moment (conn_after_io) */
     uint8_t retire_stuck; /* retiring: a request kgate cannot answer waits in req_in */
 } kg_conn;
 
