@@ -524,8 +524,10 @@ static json_t *data_json(drill *d, long found, json_t *steps)
     for (int k = 0; k < d->n_run && found >= 0; k++) {
         json_t *st = json_array_get(steps, (size_t)k);
         json_object_set_new(st, "lost", json_integer(lost[k]));
-        json_object_set_new(st, "rpo_ms",
-                            lost[k] ? ms_or_null(oldest[k], d->call_us[k]) : json_integer(0));
+        /* The window of acknowledged data the switch lost: from the oldest lost acknowledgement
+         * to the switch's call (0 when all of it was acknowledged while the switch was made). */
+        uint64_t window_us = lost[k] && oldest[k] < d->call_us[k] ? d->call_us[k] - oldest[k] : 0;
+        json_object_set_new(st, "rpo_ms", json_real((double)window_us / 1000.0));
     }
     json_t *out = json_pack("{s:I, s:I, s:I, s:I}", "acked", (json_int_t)acked, "duplicates",
                             (json_int_t)d->duplicates, "reordered", (json_int_t)d->reordered,
