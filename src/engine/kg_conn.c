@@ -1151,10 +1151,14 @@ static void conn_count_request(kg_conn *c, const conn_request *r)
 
 /* whole: on a virtual cluster that can switch, Produce and Fetch are read whole before they go
  * on (not streamed), so that kgate knows their partitions and can answer them in the old side's
- * place should a switch's grace end first (kg_conn_expire). Other APIs are whole already. */
+ * place should a switch's grace end first (kg_conn_expire). Other APIs are whole already.
+ * Requests above KG_CONN_HANDOVER_WHOLE_MAX (bulk producers' batches) still stream: reading them
+ * whole cost a sixth of kgate's 1 KiB-record produce throughput (make bench); at a grace end
+ * they are left unanswered and the connection closes, as a broker going away does. */
 static int stage_whole(kg_conn *c, conn_request *r)
 {
-    if (r->complete || c->vc->cfg->secondary < 0 || !kg_handover_answerable(r->rq.api_key))
+    if (r->complete || c->vc->cfg->secondary < 0 || !kg_handover_answerable(r->rq.api_key) ||
+        r->size > KG_CONN_HANDOVER_WHOLE_MAX)
         return STAGE_NEXT;
     return STAGE_WAIT;
 }

@@ -23,6 +23,10 @@
 #include "security/kg_sasl_client.h"
 #include "security/kg_tls.h"
 
+/* Produce and Fetch requests up to this size are read whole on a virtual cluster that can
+ * switch, so that kgate can answer them in the old side's place (route/kg_handover.h). */
+#define KG_CONN_HANDOVER_WHOLE_MAX (64 * 1024)
+
 typedef struct kg_worker kg_worker;
 typedef struct kg_gateway kg_gateway;
 typedef struct kg_vcluster kg_vcluster;
