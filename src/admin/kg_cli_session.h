@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 enum { KG_CLI_EXIT_OK = 0, KG_CLI_EXIT_API = 1, KG_CLI_EXIT_USAGE = 2 };
@@ -109,6 +110,9 @@ int kg_cli_session_call(kg_cli_session *s, const char *method, const char *path,
 /* A YAML or JSON file the user gave (a drill, an experiment), at most 1 MiB, as JSON (new
  * reference); NULL with the reason printed on ERR. */
 json_t *kg_cli_load_document(const kg_cli_session *s, const char *path);
+
+/* Sleeps MS milliseconds, resumed after signals (polling clients: experiment --wait, drills). */
+void kg_cli_sleep_ms(int64_t ms);
 
 /* VALUE as indented JSON on OUT. */
 void kg_cli_print_json(const kg_cli_session *s, const json_t *value);

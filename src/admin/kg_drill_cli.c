@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "admin/kg_cli_session.h"
 #include "drill/kg_drill.h"
@@ -55,8 +54,8 @@ static int call(dcli *c, const char *method, const char *path, json_t *body, jso
     char err[256];
     long status = 0;
     json_t *got = NULL;
-    if (kg_cli_request_ca(c->s.url, c->s.token, c->s.cacert, method, path, body, &status, &got,
-                          err, sizeof(err)) != 0)
+    if (kg_cli_request_ca(c->s.url, c->s.token, c->s.cacert, method, path, body, &status, &got, err,
+                          sizeof(err)) != 0)
         got = json_pack("{s:s}", "error", err);
     if (reply)
         *reply = got;
@@ -79,13 +78,6 @@ static int switch_via_api(dcli *c, const kg_drill_spec *spec, const kg_drill_ste
     int status = call(c, "POST", path, body, reply);
     json_decref(body);
     return status;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
 }
 
 /* A chaos step: the rule is added through the API for the step's duration (its own expiry a
@@ -111,7 +103,7 @@ static int chaos_via_api(dcli *c, const kg_drill_spec *spec, const kg_drill_step
         *reply = added;
         return status;
     }
-    sleep_ms(step->fault_ms);
+    kg_cli_sleep_ms(step->fault_ms);
     snprintf(path, sizeof(path), "/v1/chaos/rules/%s", id);
     if (call(c, "GET", path, NULL, reply) != 200) {
         json_decref(*reply);

@@ -1,12 +1,10 @@
 /* kg_experiment_cli — see kg_experiment_cli.h. */
 #include "admin/kg_experiment_cli.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "admin/kg_cli_session.h"
 #include "chaos/kg_experiment.h"
@@ -58,13 +56,6 @@ static int valid_id(const char *s)
 
 /* ---------------------------------------------------------------- run */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static int is_active(const char *status)
 {
     return strcmp(status, "pending") == 0 || strcmp(status, "baseline") == 0 ||
@@ -81,7 +72,7 @@ static int wait_for_end(xcli *c, const char *id, json_t **record)
         json_t *doc = NULL;
         if (kg_cli_session_call(&c->s, "GET", path, NULL, &doc) != KG_CLI_EXIT_OK) {
             if (++failures >= WAIT_RETRIES) return KG_CLI_EXIT_API;
-            sleep_ms(1000);
+            kg_cli_sleep_ms(1000);
             continue;
         }
         failures = 0;
@@ -95,7 +86,7 @@ static int wait_for_end(xcli *c, const char *id, json_t **record)
             return KG_CLI_EXIT_OK;
         }
         json_decref(doc);
-        sleep_ms(1000);
+        kg_cli_sleep_ms(1000);
     }
 }
 
