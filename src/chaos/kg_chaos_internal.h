@@ -15,6 +15,7 @@
 #include "kp_msgs.h"
 #include "metrics/kg_metrics.h"
 #include "proto/kp_prim.h"
+#include "util/kg_err.h"
 
 /* ---------------------------------------------------------------- fault types */
 
@@ -253,10 +254,5 @@ void kg_chaos_ofle_partition_error(kp_offset_for_leader_epoch_response_epoch_end
                                    int32_t index, int16_t error);
 void kg_chaos_delete_records_partition_error(
     kp_delete_records_response_delete_records_partition_result *p, int32_t index, int16_t error);
-
-/* Writes a field error into ERR (printf-style) and returns -1: the shape of every refusal
- * in rule and drill parsing. */
-int kg_chaos_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -3,7 +3,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include "chaos/kg_chaos_internal.h"
 #include "kp_msgs.h"
 #include "util/kg_regex.h"
+#include "util/kg_err.h"
 
 #define MAX_DELAY_MS (10 * 60 * 1000) /* longer holds would only look like a dead connection */
 #define MAX_CORRUPT_BYTES (1024 * 1024)
@@ -155,15 +155,6 @@ void kg_chaos_format_time(int64_t ms, char *buf, size_t len)
 
 /* ---------------------------------------------------------------- field helpers */
 
-int kg_chaos_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* A non-empty string field; absent is fine (*OUT = NULL). */
 static int get_string(json_t *in, const char *key, const char **out, char *err, size_t errlen)
 {
@@ -171,10 +162,9 @@ static int get_string(json_t *in, const char *key, const char **out, char *err, 
     *out = NULL;
     if (!v) return 0;
     if (!json_is_string(v) || json_string_length(v) == 0)
-        return kg_chaos_fail(err, errlen, "field \"%s\" must be a non-empty string", key);
+        return kg_errf(err, errlen, "field \"%s\" must be a non-empty string", key);
     if (json_string_length(v) > MAX_NAME_LEN && strcmp(key, "description") != 0)
-        return kg_chaos_fail(err, errlen, "field \"%s\" is longer than %d characters", key,
-                             MAX_NAME_LEN);
+        return kg_errf(err, errlen, "field \"%s\" is longer than %d characters", key, MAX_NAME_LEN);
     *out = json_string_value(v);
     return 0;
 }
@@ -192,13 +182,12 @@ static int get_int(json_t *in, const char *key, long long lo, long long hi, long
                fabs(json_real_value(v)) < 9e15) {
         x = (long long)json_real_value(v);
     } else {
-        return kg_chaos_fail(err, errlen, "field \"%s\" must be an integer from %lld to %lld", key,
-                             lo, hi);
+        return kg_errf(err, errlen, "field \"%s\" must be an integer from %lld to %lld", key, lo,
+                       hi);
     }
     if (x < lo || x > hi)
-        return kg_chaos_fail(err, errlen,
-                             "field \"%s\" must be an integer from %lld to %lld, not %lld", key, lo,
-                             hi, x);
+        return kg_errf(err, errlen, "field \"%s\" must be an integer from %lld to %lld, not %lld",
+                       key, lo, hi, x);
     *out = x;
     return 1;
 }
@@ -218,7 +207,7 @@ static int get_choice(json_t *in, const char *key, const char *const *choices, i
         strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
         strncat(list, choices[i], sizeof(list) - strlen(list) - 1);
     }
-    kg_chaos_fail(err, errlen, "field \"%s\" must be one of: %s", key, list);
+    kg_errf(err, errlen, "field \"%s\" must be one of: %s", key, list);
     return -1;
 }
 
@@ -227,18 +216,17 @@ static int compile_regex(regex_t *re, const char *pattern, const char *key, char
 {
     char why[256];
     if (kg_regex_check(pattern, why, sizeof(why)) != 0)
-        return kg_chaos_fail(err, errlen, "field \"%s\": %s", key, why);
+        return kg_errf(err, errlen, "field \"%s\": %s", key, why);
     size_t n = strlen(pattern) + 5;
     char *anchored = malloc(n);
-    if (!anchored) return kg_chaos_fail(err, errlen, "out of memory");
+    if (!anchored) return kg_errf(err, errlen, "out of memory");
     snprintf(anchored, n, "^(%s)$", pattern);
     int rc = regcomp(re, anchored, REG_EXTENDED | REG_NOSUB);
     free(anchored);
     if (rc != 0) {
         char msg[128];
         regerror(rc, re, msg, sizeof(msg));
-        return kg_chaos_fail(err, errlen, "field \"%s\" is not a valid regular expression: %s", key,
-                             msg);
+        return kg_errf(err, errlen, "field \"%s\" is not a valid regular expression: %s", key, msg);
     }
     return 0;
 }
@@ -312,11 +300,10 @@ static int parse_api_entry(json_t *v, int16_t *key, char *err, size_t errlen)
             *key = (int16_t)k;
             return 0;
         }
-        return kg_chaos_fail(err, errlen, "field \"api\": unknown API key %lld", (long long)k);
+        return kg_errf(err, errlen, "field \"api\": unknown API key %lld", (long long)k);
     }
     const char *name = json_string_value(v);
-    if (!name)
-        return kg_chaos_fail(err, errlen, "field \"api\" must be a list of API names or keys");
+    if (!name) return kg_errf(err, errlen, "field \"api\" must be a list of API names or keys");
     for (int16_t k = 0; k < KP_API_MAX; k++) {
         const kp_api_info *info = kp_api_get(k);
         if (info && strcasecmp(info->name, name) == 0) {
@@ -324,7 +311,7 @@ static int parse_api_entry(json_t *v, int16_t *key, char *err, size_t errlen)
             return 0;
         }
     }
-    return kg_chaos_fail(err, errlen, "field \"api\": unknown API \"%s\"", name);
+    return kg_errf(err, errlen, "field \"api\": unknown API \"%s\"", name);
 }
 
 static int parse_api_field(json_t *in, kg_api_bits *out, bool *given, char *err, size_t errlen)
@@ -340,8 +327,7 @@ static int parse_api_field(json_t *in, kg_api_bits *out, bool *given, char *err,
         return 0;
     }
     if (!json_is_array(v) || json_array_size(v) == 0)
-        return kg_chaos_fail(err, errlen,
-                             "field \"api\" must be a non-empty list of API names or keys");
+        return kg_errf(err, errlen, "field \"api\" must be a non-empty list of API names or keys");
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e)
@@ -363,11 +349,10 @@ static int parse_scope(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
         get_string(in, "principal", &principal, err, errlen) ||
         get_string(in, "description", &s, err, errlen))
         return -1;
-    if (vcluster && !(r->vcluster = strdup(vcluster)))
-        return kg_chaos_fail(err, errlen, "out of memory");
-    if (group && !(r->group = strdup(group))) return kg_chaos_fail(err, errlen, "out of memory");
+    if (vcluster && !(r->vcluster = strdup(vcluster))) return kg_errf(err, errlen, "out of memory");
+    if (group && !(r->group = strdup(group))) return kg_errf(err, errlen, "out of memory");
     if (principal && !(r->principal = strdup(principal)))
-        return kg_chaos_fail(err, errlen, "out of memory");
+        return kg_errf(err, errlen, "out of memory");
     if (topic) {
         if (compile_regex(&r->topic_re, topic, "topic", err, errlen) != 0) return -1;
         r->has_topic = true;
@@ -384,8 +369,7 @@ static int parse_scope(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
     double pct = 100;
     if (rate) {
         if (!json_is_number(rate) || json_number_value(rate) < 0 || json_number_value(rate) > 100)
-            return kg_chaos_fail(err, errlen,
-                                 "field \"rate\" must be a number from 0 to 100 (percent)");
+            return kg_errf(err, errlen, "field \"rate\" must be a number from 0 to 100 (percent)");
         pct = json_number_value(rate);
     }
     r->rate_ppm = (uint32_t)llround(pct * (KG_CHAOS_RATE_ONE / 100));
@@ -400,25 +384,24 @@ static int parse_expiry(kg_chaos_rule *r, json_t *in, bool from_store, int64_t n
     json_t *dur = json_object_get(in, "for");
     json_t *at = json_object_get(in, "expires_at");
     if (dur && at)
-        return kg_chaos_fail(err, errlen, "field \"for\": give either \"for\" or \"expires_at\"");
+        return kg_errf(err, errlen, "field \"for\": give either \"for\" or \"expires_at\"");
     r->expires_ms = 0;
     if (dur) {
         int64_t ms;
         if (!json_is_string(dur) || kg_duration_parse(json_string_value(dur), &ms) != 0)
-            return kg_chaos_fail(
-                err, errlen,
-                "field \"for\" must be a duration such as \"250ms\", \"30s\", \"15m\", "
-                "\"1h30m\"");
+            return kg_errf(err, errlen,
+                           "field \"for\" must be a duration such as \"250ms\", \"30s\", \"15m\", "
+                           "\"1h30m\"");
         r->expires_ms = now_ms + ms;
     } else if (at && !json_is_null(at)) {
         int64_t ms;
         if (!json_is_string(at) || kg_chaos_parse_time(json_string_value(at), &ms) != 0)
-            return kg_chaos_fail(err, errlen,
-                                 "field \"expires_at\" must be an RFC 3339 time such as "
-                                 "\"2026-05-01T12:00:00Z\"");
+            return kg_errf(err, errlen,
+                           "field \"expires_at\" must be an RFC 3339 time such as "
+                           "\"2026-05-01T12:00:00Z\"");
         /* A stored rule that expired while kgate was down is dropped by the caller. */
         if (ms <= now_ms && !from_store)
-            return kg_chaos_fail(err, errlen, "field \"expires_at\" is in the past");
+            return kg_errf(err, errlen, "field \"expires_at\" is in the past");
         r->expires_ms = ms;
     }
     r->created_ms = now_ms;
@@ -440,17 +423,17 @@ static int parse_error_name(json_t *v, const char *field, int16_t *code, char *e
             *code = (int16_t)c;
             return 0;
         }
-        return kg_chaos_fail(err, errlen, "field \"%s\": unknown Kafka error code %lld", field,
-                             (long long)c);
+        return kg_errf(err, errlen, "field \"%s\": unknown Kafka error code %lld", field,
+                       (long long)c);
     }
     const char *name = json_string_value(v);
     if (!name)
-        return kg_chaos_fail(err, errlen,
-                             "field \"%s\" must be a Kafka error name such as "
-                             "\"NOT_LEADER_OR_FOLLOWER\"",
-                             field);
+        return kg_errf(err, errlen,
+                       "field \"%s\" must be a Kafka error name such as "
+                       "\"NOT_LEADER_OR_FOLLOWER\"",
+                       field);
     if (kg_chaos_error_code(name, code) != 0)
-        return kg_chaos_fail(err, errlen, "field \"%s\": unknown Kafka error \"%s\"", field, name);
+        return kg_errf(err, errlen, "field \"%s\": unknown Kafka error \"%s\"", field, name);
     return 0;
 }
 
@@ -459,8 +442,8 @@ static int check_api_error(int16_t api, int16_t code, const char *field, char *e
     if (kg_chaos_error_allowed(api, code, NULL)) return 0;
     char list[1024];
     kg_chaos_error_list(api, list, sizeof(list));
-    return kg_chaos_fail(err, errlen, "field \"%s\": %s cannot return %s; it can return: %s", field,
-                         kp_api_name(api), kg_chaos_error_name(code), list);
+    return kg_errf(err, errlen, "field \"%s\": %s cannot return %s; it can return: %s", field,
+                   kp_api_name(api), kg_chaos_error_name(code), list);
 }
 
 static int parse_broken_brokers(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
@@ -477,9 +460,9 @@ static int parse_broken_brokers(kg_chaos_rule *r, json_t *in, char *err, size_t 
         return 0;
     }
     if (!json_is_object(errors) || json_object_size(errors) == 0)
-        return kg_chaos_fail(err, errlen,
-                             "field \"errors\" must be an object such as {\"produce\": "
-                             "\"NOT_ENOUGH_REPLICAS\", \"fetch\": \"NOT_LEADER_OR_FOLLOWER\"}");
+        return kg_errf(err, errlen,
+                       "field \"errors\" must be an object such as {\"produce\": "
+                       "\"NOT_ENOUGH_REPLICAS\", \"fetch\": \"NOT_LEADER_OR_FOLLOWER\"}");
     const char *key;
     json_t *v;
     json_object_foreach(errors, key, v)
@@ -492,18 +475,17 @@ static int parse_broken_brokers(kg_chaos_rule *r, json_t *in, char *err, size_t 
         else if (strcasecmp(key, "fetch") == 0)
             api = KG_API_FETCH;
         else
-            return kg_chaos_fail(err, errlen,
-                                 "field \"%s\": broken-brokers answers \"produce\" and "
-                                 "\"fetch\" only",
-                                 field);
+            return kg_errf(err, errlen,
+                           "field \"%s\": broken-brokers answers \"produce\" and "
+                           "\"fetch\" only",
+                           field);
         if (parse_error_name(v, field, &code, err, errlen) != 0) return -1;
-        if (code == 0)
-            return kg_chaos_fail(err, errlen, "field \"%s\": NONE is not an error", field);
+        if (code == 0) return kg_errf(err, errlen, "field \"%s\": NONE is not an error", field);
         if (check_api_error(api, code, field, err, errlen) != 0) return -1;
         if (r->lost_ack && api == KG_API_FETCH)
-            return kg_chaos_fail(err, errlen,
-                                 "field \"mode\": lost-ack applies to produce only; remove "
-                                 "\"errors.fetch\" or use mode reject");
+            return kg_errf(err, errlen,
+                           "field \"mode\": lost-ack applies to produce only; remove "
+                           "\"errors.fetch\" or use mode reject");
         if (api == KG_API_PRODUCE)
             r->produce_error = code;
         else
@@ -524,9 +506,8 @@ static int parse_leader_election(kg_chaos_rule *r, json_t *in, char *err, size_t
     }
     if (!json_is_array(errors) || json_array_size(errors) == 0 ||
         json_array_size(errors) > KG_CHAOS_MAX_ERRORS)
-        return kg_chaos_fail(err, errlen,
-                             "field \"errors\" must be a list of 1 to %d Kafka error names",
-                             KG_CHAOS_MAX_ERRORS);
+        return kg_errf(err, errlen, "field \"errors\" must be a list of 1 to %d Kafka error names",
+                       KG_CHAOS_MAX_ERRORS);
     size_t i;
     json_t *v;
     json_array_foreach(errors, i, v)
@@ -536,12 +517,11 @@ static int parse_leader_election(kg_chaos_rule *r, json_t *in, char *err, size_t
         int16_t code;
         if (parse_error_name(v, field, &code, err, errlen) != 0) return -1;
         if (!kg_chaos_error_is_leadership(code))
-            return kg_chaos_fail(
-                err, errlen,
-                "field \"%s\": %s is not a leadership error; leader-election injects "
-                "LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER, BROKER_NOT_AVAILABLE, "
-                "REPLICA_NOT_AVAILABLE, FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH",
-                field, kg_chaos_error_name(code));
+            return kg_errf(err, errlen,
+                           "field \"%s\": %s is not a leadership error; leader-election injects "
+                           "LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER, BROKER_NOT_AVAILABLE, "
+                           "REPLICA_NOT_AVAILABLE, FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH",
+                           field, kg_chaos_error_name(code));
         r->errors[r->n_errors++] = code;
     }
     return 0;
@@ -564,10 +544,10 @@ static int parse_range(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
     if (get_int(in, "min_ms", 0, MAX_DELAY_MS, &lo, err, errlen) < 0 ||
         get_int(in, "max_ms", 0, MAX_DELAY_MS, &hi, err, errlen) < 0)
         return -1;
-    if (hi < 0) return kg_chaos_fail(err, errlen, "field \"max_ms\" is required");
+    if (hi < 0) return kg_errf(err, errlen, "field \"max_ms\" is required");
     if (lo < 0) lo = 0;
     if (lo > hi)
-        return kg_chaos_fail(err, errlen, "field \"min_ms\" must not be greater than \"max_ms\"");
+        return kg_errf(err, errlen, "field \"min_ms\" must not be greater than \"max_ms\"");
     r->min_us = (uint64_t)lo * 1000;
     r->max_us = (uint64_t)hi * 1000;
     return 0;
@@ -584,8 +564,8 @@ static int parse_slow_clients(kg_chaos_rule *r, json_t *in, char *err, size_t er
         return 0;
     }
     if (!json_is_array(apis) || json_array_size(apis) == 0)
-        return kg_chaos_fail(err, errlen,
-                             "field \"apis\" must be a list of \"produce\" and/or \"fetch\"");
+        return kg_errf(err, errlen,
+                       "field \"apis\" must be a list of \"produce\" and/or \"fetch\"");
     size_t i;
     json_t *v;
     json_array_foreach(apis, i, v)
@@ -596,8 +576,7 @@ static int parse_slow_clients(kg_chaos_rule *r, json_t *in, char *err, size_t er
         else if (s && strcasecmp(s, "fetch") == 0)
             kg_api_bits_set(&r->apis, KG_API_FETCH);
         else
-            return kg_chaos_fail(err, errlen,
-                                 "field \"apis[%zu]\" must be \"produce\" or \"fetch\"", i);
+            return kg_errf(err, errlen, "field \"apis[%zu]\" must be \"produce\" or \"fetch\"", i);
     }
     return 0;
 }
@@ -625,7 +604,7 @@ static int parse_schema_id(kg_chaos_rule *r, json_t *in, char *err, size_t errle
     long long id = -1;
     if (get_int(in, "schema_id", INT32_MIN, INT32_MAX, &id, err, errlen) < 0) return -1;
     if (!json_object_get(in, "schema_id"))
-        return kg_chaos_fail(err, errlen, "field \"schema_id\" is required");
+        return kg_errf(err, errlen, "field \"schema_id\" is required");
     r->schema_id = (int32_t)id;
     return 0;
 }
@@ -646,7 +625,7 @@ static int require_int(json_t *in, const char *key, long long lo, long long hi, 
 {
     int rc = get_int(in, key, lo, hi, out, err, errlen);
     if (rc < 0) return -1;
-    if (rc == 0) return kg_chaos_fail(err, errlen, "field \"%s\" is required", key);
+    if (rc == 0) return kg_errf(err, errlen, "field \"%s\" is required", key);
     return 0;
 }
 
@@ -654,9 +633,9 @@ static int parse_tcp(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
 {
     long long v;
     if (json_object_get(in, "topic") || json_object_get(in, "api"))
-        return kg_chaos_fail(
-            err, errlen, "field \"%s\": %s acts on whole connections, not on topics or APIs",
-            json_object_get(in, "topic") ? "topic" : "api", kg_chaos_type_name(r->type));
+        return kg_errf(err, errlen,
+                       "field \"%s\": %s acts on whole connections, not on topics or APIs",
+                       json_object_get(in, "topic") ? "topic" : "api", kg_chaos_type_name(r->type));
     if (parse_direction(r, in, err, errlen) != 0) return -1;
     switch (r->type) {
     case KG_CHAOS_DOWN:
@@ -691,7 +670,7 @@ static int parse_tcp(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
         r->tcp.limit_bytes = (uint64_t)v;
         return 0;
     default:
-        return kg_chaos_fail(err, errlen, "field \"type\": not a TCP fault");
+        return kg_errf(err, errlen, "field \"type\": not a TCP fault");
     }
 }
 
@@ -709,8 +688,7 @@ static int parse_params(kg_chaos_rule *r, json_t *in, char *err, size_t errlen)
         return parse_on(r, in, false, err, errlen);
     case KG_CHAOS_SLOW_BROKER:
         if (r->broker < 0)
-            return kg_chaos_fail(err, errlen,
-                                 "field \"broker\" is required: the broker id to slow down");
+            return kg_errf(err, errlen, "field \"broker\" is required: the broker id to slow down");
         return parse_range(r, in, err, errlen);
     case KG_CHAOS_SLOW_CLIENTS:
         return parse_slow_clients(r, in, err, errlen);
@@ -737,7 +715,7 @@ static int check_fields(json_t *in, const type_info *t, bool from_store, char *e
     {
         if (in_list(common_fields, key) || in_list(t->params, key)) continue;
         if (from_store && in_list(stored_fields, key)) continue;
-        return kg_chaos_fail(err, errlen, "unknown field \"%s\" for type %s", key, t->name);
+        return kg_errf(err, errlen, "unknown field \"%s\" for type %s", key, t->name);
     }
     return 0;
 }
@@ -750,9 +728,8 @@ static int check_id(const char *id, char *err, size_t errlen)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') goto bad;
     return 0;
 bad:
-    return kg_chaos_fail(err, errlen,
-                         "field \"id\" must be 1 to %d letters, digits, '-', '_' or '.'",
-                         KG_CHAOS_ID_MAX - 1);
+    return kg_errf(err, errlen, "field \"id\" must be 1 to %d letters, digits, '-', '_' or '.'",
+                   KG_CHAOS_ID_MAX - 1);
 }
 
 /* The narrowing "api" field must leave the type something to act on. */
@@ -766,8 +743,8 @@ static int apply_api_field(kg_chaos_rule *r, json_t *in, char *err, size_t errle
         own.w[0] &= wanted.w[0];
         own.w[1] &= wanted.w[1];
         if (!kg_api_bits_any(&own))
-            return kg_chaos_fail(err, errlen, "field \"api\": %s does not act on any of these APIs",
-                                 kg_chaos_type_name(r->type));
+            return kg_errf(err, errlen, "field \"api\": %s does not act on any of these APIs",
+                           kg_chaos_type_name(r->type));
     }
     r->apis = own;
     return 0;
@@ -777,27 +754,27 @@ kg_chaos_rule *kg_chaos_rule_parse(json_t *in, bool from_store, int64_t now_ms, 
                                    size_t errlen)
 {
     if (!json_is_object(in)) {
-        kg_chaos_fail(err, errlen, "a rule must be a JSON object");
+        kg_errf(err, errlen, "a rule must be a JSON object");
         return NULL;
     }
     const char *type_name = json_string_value(json_object_get(in, "type"));
     kg_chaos_type type;
     if (!json_object_get(in, "type")) {
-        kg_chaos_fail(err, errlen, "field \"type\" is required");
+        kg_errf(err, errlen, "field \"type\" is required");
         return NULL;
     }
     if (!type_name || kg_chaos_type_parse(type_name, &type) != 0) {
-        kg_chaos_fail(err, errlen,
-                      "field \"type\": unknown fault type \"%s\" (broken-brokers, leader-election, "
-                      "latency, slow-broker, slow-clients, corrupt-records, duplicate-records, "
-                      "invalid-schema-id, auth-failure, down, reset, timeout, bandwidth, slicer, "
-                      "limit-data)",
-                      type_name ? type_name : "(not a string)");
+        kg_errf(err, errlen,
+                "field \"type\": unknown fault type \"%s\" (broken-brokers, leader-election, "
+                "latency, slow-broker, slow-clients, corrupt-records, duplicate-records, "
+                "invalid-schema-id, auth-failure, down, reset, timeout, bandwidth, slicer, "
+                "limit-data)",
+                type_name ? type_name : "(not a string)");
         return NULL;
     }
     kg_chaos_rule *r = calloc(1, sizeof(*r));
     if (!r) {
-        kg_chaos_fail(err, errlen, "out of memory");
+        kg_errf(err, errlen, "out of memory");
         return NULL;
     }
     atomic_init(&r->refs, 1);
@@ -817,7 +794,7 @@ kg_chaos_rule *kg_chaos_rule_parse(json_t *in, bool from_store, int64_t now_ms, 
                      strcmp(json_string_value(json_object_get(in, "source")), "config") == 0;
     r->json = json_deep_copy(in);
     if (!r->json) {
-        kg_chaos_fail(err, errlen, "out of memory");
+        kg_errf(err, errlen, "out of memory");
         kg_chaos_rule_unref(r);
         return NULL;
     }

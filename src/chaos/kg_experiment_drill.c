@@ -7,6 +7,7 @@
 #include "util/kg_duration.h"
 #include "chaos/kg_chaos_internal.h"
 #include "chaos/kg_experiment_internal.h"
+#include "util/kg_json.h"
 
 #define MAX_NAME 128
 #define MAX_TEXT 8192
@@ -17,34 +18,16 @@
 static const char *const drill_fields[] = {
     "name", "hypothesis", "vcluster", "duration", "baseline", "rules", "expect", "abort", NULL};
 
-static bool is_listed(const char *key, const char *const *names)
-{
-    for (; *names; names++)
-        if (strcmp(key, *names) == 0) return true;
-    return false;
-}
-
-static int check_known_fields(json_t *in, const char *const *names, char *err, size_t errlen)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(in, key, v)
-    {
-        if (!is_listed(key, names)) return kg_chaos_fail(err, errlen, "unknown field \"%s\"", key);
-    }
-    return 0;
-}
-
 static int get_text(json_t *in, const char *field, size_t max, const char **out, char *err,
                     size_t errlen)
 {
     json_t *v = json_object_get(in, field);
-    if (!v) return kg_chaos_fail(err, errlen, "field \"%s\" is required", field);
+    if (!v) return kg_errf(err, errlen, "field \"%s\" is required", field);
     const char *s = json_string_value(v);
     if (!s || !*s || strlen(s) > max)
-        return kg_chaos_fail(err, errlen,
-                             "field \"%s\" must be a non-empty string of at most %zu characters",
-                             field, max);
+        return kg_errf(err, errlen,
+                       "field \"%s\" must be a non-empty string of at most %zu characters", field,
+                       max);
     *out = s;
     return 0;
 }
@@ -55,17 +38,17 @@ static int get_duration(json_t *v, const char *field, int64_t default_ms, int64_
                         int64_t max_ms, int64_t *out, char *err, size_t errlen)
 {
     if (!v) {
-        if (default_ms < 0) return kg_chaos_fail(err, errlen, "field \"%s\" is required", field);
+        if (default_ms < 0) return kg_errf(err, errlen, "field \"%s\" is required", field);
         *out = default_ms;
         return 0;
     }
     int64_t ms;
     if (!json_is_string(v) || kg_duration_parse(json_string_value(v), &ms) != 0)
-        return kg_chaos_fail(
-            err, errlen, "field \"%s\" must be a duration such as \"30s\", \"5m\", \"1h\"", field);
+        return kg_errf(err, errlen,
+                       "field \"%s\" must be a duration such as \"30s\", \"5m\", \"1h\"", field);
     if (ms < min_ms || ms > max_ms)
-        return kg_chaos_fail(err, errlen, "field \"%s\" must be from %llds to %llds", field,
-                             (long long)(min_ms / 1000), (long long)(max_ms / 1000));
+        return kg_errf(err, errlen, "field \"%s\" must be from %llds to %llds", field,
+                       (long long)(min_ms / 1000), (long long)(max_ms / 1000));
     *out = ms;
     return 0;
 }
@@ -78,29 +61,28 @@ static int get_duration(json_t *v, const char *field, int64_t default_ms, int64_
 static int check_rule(json_t *rule, int index, const kg_xp_drill *d, char *err, size_t errlen)
 {
     if (!json_is_object(rule))
-        return kg_chaos_fail(err, errlen, "field \"rules[%d]\" must be a chaos rule (an object)",
-                             index);
+        return kg_errf(err, errlen, "field \"rules[%d]\" must be a chaos rule (an object)", index);
     static const char *const managed[] = {"for", "expires_at", "id"};
     for (size_t i = 0; i < sizeof(managed) / sizeof(managed[0]); i++)
         if (json_object_get(rule, managed[i]))
-            return kg_chaos_fail(err, errlen,
-                                 "field \"rules[%d].%s\": the experiment sets its rules' ids and "
-                                 "lifetimes",
-                                 index, managed[i]);
+            return kg_errf(err, errlen,
+                           "field \"rules[%d].%s\": the experiment sets its rules' ids and "
+                           "lifetimes",
+                           index, managed[i]);
     json_t *vc = json_object_get(rule, "vcluster");
     if (vc && !(json_is_string(vc) && strcmp(json_string_value(vc), d->vcluster) == 0))
-        return kg_chaos_fail(err, errlen,
-                             "field \"rules[%d].vcluster\" must be the experiment's (\"%s\")",
-                             index, d->vcluster);
+        return kg_errf(err, errlen,
+                       "field \"rules[%d].vcluster\" must be the experiment's (\"%s\")", index,
+                       d->vcluster);
     json_object_set_new(rule, "vcluster", json_string(d->vcluster));
     json_t *probe = json_deep_copy(rule);
-    if (!probe) return kg_chaos_fail(err, errlen, "out of memory");
+    if (!probe) return kg_errf(err, errlen, "out of memory");
     char dur[32], why[400];
     snprintf(dur, sizeof(dur), "%lldms", (long long)d->duration_ms);
     json_object_set_new(probe, "for", json_string(dur));
     kg_chaos_rule *parsed = kg_chaos_rule_parse(probe, false, kg_chaos_now_ms(), why, sizeof(why));
     json_decref(probe);
-    if (!parsed) return kg_chaos_fail(err, errlen, "rules[%d]: %s", index, why);
+    if (!parsed) return kg_errf(err, errlen, "rules[%d]: %s", index, why);
     kg_chaos_rule_unref(parsed);
     return 0;
 }
@@ -108,11 +90,11 @@ static int check_rule(json_t *rule, int index, const kg_xp_drill *d, char *err, 
 static int parse_rules(kg_xp_drill *d, char *err, size_t errlen)
 {
     json_t *rules = json_object_get(d->json, "rules");
-    if (!rules) return kg_chaos_fail(err, errlen, "field \"rules\" is required");
+    if (!rules) return kg_errf(err, errlen, "field \"rules\" is required");
     if (!json_is_array(rules) || json_array_size(rules) == 0 ||
         json_array_size(rules) > KG_XP_MAX_RULES)
-        return kg_chaos_fail(err, errlen, "field \"rules\" must be a list of 1 to %d chaos rules",
-                             KG_XP_MAX_RULES);
+        return kg_errf(err, errlen, "field \"rules\" must be a list of 1 to %d chaos rules",
+                       KG_XP_MAX_RULES);
     size_t i;
     json_t *rule;
     json_array_foreach(rules, i, rule)
@@ -135,24 +117,22 @@ static int parse_check_value(const kg_xp_check *c, const char *section, json_t *
     case KG_XP_PERCENT:
     case KG_XP_PCT_BASE:
         if (!json_is_number(v) || x < 0 || x > 100)
-            return kg_chaos_fail(err, errlen, "field \"%s\" must be a percentage from 0 to 100",
-                                 field);
+            return kg_errf(err, errlen, "field \"%s\" must be a percentage from 0 to 100", field);
         break;
     case KG_XP_RATIO:
         if (!json_is_number(v) || x < 0 || x > 1)
-            return kg_chaos_fail(
+            return kg_errf(
                 err, errlen,
                 "field \"%s\" must be a fraction of the baseline from 0 to 1 (0.9 = 90%%)", field);
         break;
     case KG_XP_COUNT:
         if (!json_is_integer(v) || json_integer_value(v) < 0)
-            return kg_chaos_fail(err, errlen, "field \"%s\" must be an integer >= 0", field);
+            return kg_errf(err, errlen, "field \"%s\" must be an integer >= 0", field);
         x = (double)json_integer_value(v);
         break;
     case KG_XP_PER_MINUTE:
         if (!json_is_number(v) || x < 0)
-            return kg_chaos_fail(err, errlen, "field \"%s\" must be a number >= 0 (per minute)",
-                                 field);
+            return kg_errf(err, errlen, "field \"%s\" must be a number >= 0 (per minute)", field);
         break;
     case KG_XP_DURATION: {
         int64_t ms;
@@ -189,14 +169,13 @@ static int parse_other(json_t *other, char *err, size_t errlen)
     size_t i;
     json_t *text;
     if (!json_is_array(other))
-        return kg_chaos_fail(err, errlen,
-                             "field \"expect.other\" must be a list of statements (text)");
+        return kg_errf(err, errlen, "field \"expect.other\" must be a list of statements (text)");
     json_array_foreach(other, i, text)
     {
         if (!json_is_string(text) || !*json_string_value(text) ||
             strlen(json_string_value(text)) > MAX_TEXT)
-            return kg_chaos_fail(err, errlen,
-                                 "field \"expect.other[%zu]\" must be a non-empty string", i);
+            return kg_errf(err, errlen, "field \"expect.other[%zu]\" must be a non-empty string",
+                           i);
     }
     return 0;
 }
@@ -206,7 +185,7 @@ static int parse_expect(kg_xp_drill *d, char *err, size_t errlen)
     json_t *expect = json_object_get(d->json, "expect");
     if (!expect) return 0;
     if (!json_is_object(expect))
-        return kg_chaos_fail(err, errlen, "field \"expect\" must be a map of expectations");
+        return kg_errf(err, errlen, "field \"expect\" must be a map of expectations");
     const char *key;
     json_t *v;
     json_object_foreach(expect, key, v)
@@ -219,8 +198,7 @@ static int parse_expect(kg_xp_drill *d, char *err, size_t errlen)
         if (!find_check(kg_xp_expectations, kg_xp_n_expectations, key, &idx)) {
             char names[512];
             list_names(kg_xp_expectations, kg_xp_n_expectations, "other", names, sizeof(names));
-            return kg_chaos_fail(err, errlen, "unknown field \"expect.%s\" (known: %s)", key,
-                                 names);
+            return kg_errf(err, errlen, "unknown field \"expect.%s\" (known: %s)", key, names);
         }
         if (parse_check_value(&kg_xp_expectations[idx], "expect", v, &d->expect[idx], err,
                               errlen) != 0)
@@ -236,7 +214,7 @@ static int parse_abort(kg_xp_drill *d, char *err, size_t errlen)
     d->window_ms = KG_XP_DEFAULT_WINDOW_MS;
     if (!abort_map) return 0;
     if (!json_is_object(abort_map))
-        return kg_chaos_fail(err, errlen, "field \"abort\" must be a map of abort criteria");
+        return kg_errf(err, errlen, "field \"abort\" must be a map of abort criteria");
     const char *key;
     json_t *v;
     json_object_foreach(abort_map, key, v)
@@ -251,7 +229,7 @@ static int parse_abort(kg_xp_drill *d, char *err, size_t errlen)
         if (!find_check(kg_xp_aborts, kg_xp_n_aborts, key, &idx)) {
             char names[512];
             list_names(kg_xp_aborts, kg_xp_n_aborts, "window", names, sizeof(names));
-            return kg_chaos_fail(err, errlen, "unknown field \"abort.%s\" (known: %s)", key, names);
+            return kg_errf(err, errlen, "unknown field \"abort.%s\" (known: %s)", key, names);
         }
         if (parse_check_value(&kg_xp_aborts[idx], "abort", v, &d->abort_at[idx], err, errlen) != 0)
             return -1;
@@ -265,7 +243,7 @@ static int parse_abort(kg_xp_drill *d, char *err, size_t errlen)
 static int parse_fields(kg_xp_drill *d, char *err, size_t errlen)
 {
     json_t *j = d->json;
-    if (check_known_fields(j, drill_fields, err, errlen) != 0 ||
+    if (kg_json_check_keys(j, drill_fields, NULL, err, errlen) != 0 ||
         get_text(j, "name", MAX_NAME, &d->name, err, errlen) != 0 ||
         get_text(j, "hypothesis", MAX_TEXT, &d->hypothesis, err, errlen) != 0 ||
         get_text(j, "vcluster", MAX_NAME, &d->vcluster, err, errlen) != 0 ||
@@ -288,10 +266,9 @@ static int parse_fields(kg_xp_drill *d, char *err, size_t errlen)
 int kg_xp_drill_parse(json_t *in, kg_xp_drill *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    if (!json_is_object(in))
-        return kg_chaos_fail(err, errlen, "a drill must be a JSON/YAML object");
+    if (!json_is_object(in)) return kg_errf(err, errlen, "a drill must be a JSON/YAML object");
     out->json = json_deep_copy(in);
-    if (!out->json) return kg_chaos_fail(err, errlen, "out of memory");
+    if (!out->json) return kg_errf(err, errlen, "out of memory");
     if (parse_fields(out, err, errlen) != 0) {
         kg_xp_drill_free(out);
         return -1;

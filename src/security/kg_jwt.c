@@ -14,10 +14,10 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "util/kg_err.h"
 
 #define RSA_MIN_BITS 2048
 #define RSA_MAX_BITS 8192
@@ -39,17 +39,6 @@ struct kg_jwt_jwks {
     jwk *keys;
     int n;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* An excerpt of a string from outside, fit for a message: printable ASCII, at most SHOWN_MAX. */
 static const char *shown(const char *in, char out[SHOWN_MAX + 4])
@@ -131,12 +120,12 @@ static long jwk_bytes(json_t *key, const char *member, uint8_t *out, size_t cap,
 {
     const char *s = json_string_value(json_object_get(key, member));
     if (!s) {
-        set_err(err, errlen, "%s: \"%s\" missing or not a string", where, member);
+        kg_errf(err, errlen, "%s: \"%s\" missing or not a string", where, member);
         return -1;
     }
     long n = kg_jwt_b64url_decode(s, strlen(s), out, cap);
     if (n <= 0) {
-        set_err(err, errlen, "%s: \"%s\" is not base64url of at most %zu bytes", where, member,
+        kg_errf(err, errlen, "%s: \"%s\" is not base64url of at most %zu bytes", where, member,
                 cap);
         return -1;
     }
@@ -164,7 +153,7 @@ static EVP_PKEY *rsa_key(json_t *key, const char *where, char *err, size_t errle
     long el = jwk_bytes(key, "e", e, sizeof(e), where, err, errlen);
     if (el < 0) return NULL;
     if (!(e[el - 1] & 1) || (el == 1 && e[0] < 3)) {
-        set_err(err, errlen, "%s: RSA exponent \"e\" is not an odd number of at least 3", where);
+        kg_errf(err, errlen, "%s: RSA exponent \"e\" is not an odd number of at least 3", where);
         return NULL;
     }
     EVP_PKEY *pkey = NULL;
@@ -181,9 +170,9 @@ static EVP_PKEY *rsa_key(json_t *key, const char *where, char *err, size_t errle
     BN_free(bn_n);
     BN_free(bn_e);
     if (!pkey) {
-        set_err(err, errlen, "%s: OpenSSL does not accept it as an RSA public key", where);
+        kg_errf(err, errlen, "%s: OpenSSL does not accept it as an RSA public key", where);
     } else if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS) {
-        set_err(err, errlen, "%s: RSA key of %d bits (%d-%d accepted)", where, bits, RSA_MIN_BITS,
+        kg_errf(err, errlen, "%s: RSA key of %d bits (%d-%d accepted)", where, bits, RSA_MIN_BITS,
                 RSA_MAX_BITS);
         EVP_PKEY_free(pkey);
         pkey = NULL;
@@ -200,7 +189,7 @@ static EVP_PKEY *ec_key(json_t *key, const char *where, char *err, size_t errlen
     long yl = jwk_bytes(key, "y", point + 1 + P256_COORD, P256_COORD, where, err, errlen);
     if (yl < 0) return NULL;
     if (xl != P256_COORD || yl != P256_COORD) {
-        set_err(err, errlen, "%s: P-256 coordinates \"x\" and \"y\" must be 32 bytes each", where);
+        kg_errf(err, errlen, "%s: P-256 coordinates \"x\" and \"y\" must be 32 bytes each", where);
         return NULL;
     }
     char group[] = "P-256";
@@ -211,7 +200,7 @@ static EVP_PKEY *ec_key(json_t *key, const char *where, char *err, size_t errlen
     EVP_PKEY *pkey = pkey_from_params("EC", params);
     EVP_PKEY_CTX *check = pkey ? EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL) : NULL;
     if (!check || EVP_PKEY_public_check(check) != 1) {
-        set_err(err, errlen, "%s: not a point of the P-256 curve", where);
+        kg_errf(err, errlen, "%s: not a point of the P-256 curve", where);
         EVP_PKEY_free(pkey);
         pkey = NULL;
     }
@@ -238,7 +227,7 @@ static int add_key(kg_jwt_jwks *jwks, json_t *key, size_t index, char *err, size
 {
     char where[64 + KG_JWT_KID_MAX];
     if (!json_is_object(key)) {
-        set_err(err, errlen, "keys[%zu]: not an object", index);
+        kg_errf(err, errlen, "keys[%zu]: not an object", index);
         return -1;
     }
     json_t *kid = json_object_get(key, "kid");
@@ -247,11 +236,11 @@ static int add_key(kg_jwt_jwks *jwks, json_t *key, size_t index, char *err, size
     const char *alg = json_string_value(json_object_get(key, "alg"));
     char kid_shown[SHOWN_MAX + 4];
     if (kid && !json_is_string(kid)) {
-        set_err(err, errlen, "keys[%zu]: \"kid\" is not a string", index);
+        kg_errf(err, errlen, "keys[%zu]: \"kid\" is not a string", index);
         return -1;
     }
     if (kid && strlen(json_string_value(kid)) >= KG_JWT_KID_MAX) {
-        set_err(err, errlen, "keys[%zu]: \"kid\" longer than %d bytes", index, KG_JWT_KID_MAX - 1);
+        kg_errf(err, errlen, "keys[%zu]: \"kid\" longer than %d bytes", index, KG_JWT_KID_MAX - 1);
         return -1;
     }
     if (kid)
@@ -260,7 +249,7 @@ static int add_key(kg_jwt_jwks *jwks, json_t *key, size_t index, char *err, size
     else
         snprintf(where, sizeof(where), "keys[%zu]", index);
     if (!kty) {
-        set_err(err, errlen, "%s: \"kty\" missing or not a string", where);
+        kg_errf(err, errlen, "%s: \"kty\" missing or not a string", where);
         return -1;
     }
     if (use && strcmp(use, "sig") != 0) return 0;
@@ -273,7 +262,7 @@ static int add_key(kg_jwt_jwks *jwks, json_t *key, size_t index, char *err, size
     } else if (strcmp(kty, "EC") == 0) {
         const char *crv = json_string_value(json_object_get(key, "crv"));
         if (!crv) {
-            set_err(err, errlen, "%s: \"crv\" missing or not a string", where);
+            kg_errf(err, errlen, "%s: \"crv\" missing or not a string", where);
             return -1;
         }
         if (strcmp(crv, "P-256") != 0 || (alg && strcmp(alg, "ES256") != 0)) return 0;
@@ -292,7 +281,7 @@ static int add_key(kg_jwt_jwks *jwks, json_t *key, size_t index, char *err, size
         snprintf(k->kid, sizeof(k->kid), "%s", json_string_value(kid));
         for (int i = 0; i < jwks->n; i++)
             if (jwks->keys[i].has_kid && strcmp(jwks->keys[i].kid, k->kid) == 0) {
-                set_err(err, errlen, "%s: a second key with this kid", where);
+                kg_errf(err, errlen, "%s: a second key with this kid", where);
                 EVP_PKEY_free(pkey);
                 return -1;
             }
@@ -304,30 +293,30 @@ static int add_key(kg_jwt_jwks *jwks, json_t *key, size_t index, char *err, size
 kg_jwt_jwks *kg_jwt_jwks_parse(const char *json, size_t len, char *err, size_t errlen)
 {
     if (len > KG_JWT_JWKS_MAX) {
-        set_err(err, errlen, "JWKS of %zu bytes (at most %d)", len, KG_JWT_JWKS_MAX);
+        kg_errf(err, errlen, "JWKS of %zu bytes (at most %d)", len, KG_JWT_JWKS_MAX);
         return NULL;
     }
     json_error_t jerr;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        set_err(err, errlen, "not JSON (line %d: %s)", jerr.line, jerr.text);
+        kg_errf(err, errlen, "not JSON (line %d: %s)", jerr.line, jerr.text);
         return NULL;
     }
     json_t *keys = json_object_get(root, "keys");
     if (!json_is_array(keys)) {
-        set_err(err, errlen, "not a JWKS: no \"keys\" array");
+        kg_errf(err, errlen, "not a JWKS: no \"keys\" array");
         json_decref(root);
         return NULL;
     }
     if (json_array_size(keys) > KG_JWT_KEYS_MAX) {
-        set_err(err, errlen, "%zu keys (at most %d)", json_array_size(keys), KG_JWT_KEYS_MAX);
+        kg_errf(err, errlen, "%zu keys (at most %d)", json_array_size(keys), KG_JWT_KEYS_MAX);
         json_decref(root);
         return NULL;
     }
     kg_jwt_jwks *jwks = calloc(1, sizeof(*jwks));
     if (jwks) jwks->keys = calloc(json_array_size(keys) + 1, sizeof(*jwks->keys));
     if (!jwks || !jwks->keys) {
-        set_err(err, errlen, "out of memory");
+        kg_errf(err, errlen, "out of memory");
         kg_jwt_jwks_free(jwks);
         json_decref(root);
         return NULL;
@@ -338,7 +327,7 @@ kg_jwt_jwks *kg_jwt_jwks_parse(const char *json, size_t len, char *err, size_t e
     json_decref(root);
     ERR_clear_error();
     if (!failed && jwks->n == 0) {
-        set_err(err, errlen,
+        kg_errf(err, errlen,
                 "no usable key: kgate verifies with RSA keys (RS256) and EC P-256 keys (ES256)");
         failed = 1;
     }
@@ -353,7 +342,7 @@ kg_jwt_jwks *kg_jwt_jwks_load(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        set_err(err, errlen, "cannot open %s: %m", path);
+        kg_errf(err, errlen, "cannot open %s: %m", path);
         return NULL;
     }
     char *buf = malloc(KG_JWT_JWKS_MAX + 1);
@@ -362,9 +351,9 @@ kg_jwt_jwks *kg_jwt_jwks_load(const char *path, char *err, size_t errlen)
     fclose(f);
     kg_jwt_jwks *jwks = NULL;
     if (bad)
-        set_err(err, errlen, "cannot read %s", path);
+        kg_errf(err, errlen, "cannot read %s", path);
     else if (n > KG_JWT_JWKS_MAX)
-        set_err(err, errlen, "%s is larger than %d bytes", path, KG_JWT_JWKS_MAX);
+        kg_errf(err, errlen, "%s is larger than %d bytes", path, KG_JWT_JWKS_MAX);
     else
         jwks = kg_jwt_jwks_parse(buf, n, err, errlen);
     free(buf);
@@ -462,44 +451,44 @@ static int check_claims(json_t *claims, const kg_jwt_policy *policy, int64_t now
     int64_t exp_ms = 0, nbf_ms = 0, iat_ms = 0;
     int rc = numeric_date(claims, "exp", &exp_ms);
     if (rc <= 0) {
-        set_err(err, errlen, "%s",
+        kg_errf(err, errlen, "%s",
                 rc == 0 ? "token has no exp claim (an expiry is required)"
                         : "exp claim is not a NumericDate");
         return -1;
     }
     if (now_ms >= exp_ms + skew_ms) {
-        set_err(err, errlen, "token expired %lld s ago", (long long)((now_ms - exp_ms) / 1000));
+        kg_errf(err, errlen, "token expired %lld s ago", (long long)((now_ms - exp_ms) / 1000));
         return -1;
     }
     rc = numeric_date(claims, "nbf", &nbf_ms);
     if (rc < 0) {
-        set_err(err, errlen, "nbf claim is not a NumericDate");
+        kg_errf(err, errlen, "nbf claim is not a NumericDate");
         return -1;
     }
     if (rc > 0 && nbf_ms > now_ms + skew_ms) {
-        set_err(err, errlen, "token not valid yet (nbf is %lld s in the future)",
+        kg_errf(err, errlen, "token not valid yet (nbf is %lld s in the future)",
                 (long long)((nbf_ms - now_ms) / 1000));
         return -1;
     }
     rc = numeric_date(claims, "iat", &iat_ms);
     if (rc < 0) {
-        set_err(err, errlen, "iat claim is not a NumericDate");
+        kg_errf(err, errlen, "iat claim is not a NumericDate");
         return -1;
     }
     if (rc > 0 && iat_ms > now_ms + skew_ms) {
-        set_err(err, errlen, "token issued in the future (iat is %lld s ahead)",
+        kg_errf(err, errlen, "token issued in the future (iat is %lld s ahead)",
                 (long long)((iat_ms - now_ms) / 1000));
         return -1;
     }
     if (policy->issuer && policy->issuer[0]) {
         const char *iss = json_string_value(json_object_get(claims, "iss"));
         if (!iss) {
-            set_err(err, errlen, "token has no iss claim (issuer \"%s\" required)",
+            kg_errf(err, errlen, "token has no iss claim (issuer \"%s\" required)",
                     shown(policy->issuer, a));
             return -1;
         }
         if (strcmp(iss, policy->issuer) != 0) {
-            set_err(err, errlen, "issuer \"%s\" is not \"%s\"", shown(iss, a),
+            kg_errf(err, errlen, "issuer \"%s\" is not \"%s\"", shown(iss, a),
                     shown(policy->issuer, b));
             return -1;
         }
@@ -516,7 +505,7 @@ static int check_claims(json_t *claims, const kg_jwt_policy *policy, int64_t now
             }
         }
         if (!found) {
-            set_err(err, errlen,
+            kg_errf(err, errlen,
                     aud ? "audience \"%s\" is not among the token's aud"
                         : "token has no aud claim (audience \"%s\" required)",
                     shown(policy->audience, a));
@@ -527,19 +516,19 @@ static int check_claims(json_t *claims, const kg_jwt_policy *policy, int64_t now
         policy->principal_claim && policy->principal_claim[0] ? policy->principal_claim : "sub";
     const char *name = json_string_value(json_object_get(claims, claim));
     if (!name || !name[0]) {
-        set_err(err, errlen, "token has no \"%s\" claim (the principal) or it is not a string",
+        kg_errf(err, errlen, "token has no \"%s\" claim (the principal) or it is not a string",
                 shown(claim, a));
         return -1;
     }
     size_t len = strlen(name);
     if (len >= KG_JWT_PRINCIPAL_MAX) {
-        set_err(err, errlen, "principal (claim \"%s\") longer than %d bytes", shown(claim, a),
+        kg_errf(err, errlen, "principal (claim \"%s\") longer than %d bytes", shown(claim, a),
                 KG_JWT_PRINCIPAL_MAX - 1);
         return -1;
     }
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
-            set_err(err, errlen, "principal (claim \"%s\") contains control characters",
+            kg_errf(err, errlen, "principal (claim \"%s\") contains control characters",
                     shown(claim, a));
             return -1;
         }
@@ -554,19 +543,19 @@ static int header_alg(json_t *header, char *err, size_t errlen)
     char a[SHOWN_MAX + 4];
     const char *alg = json_string_value(json_object_get(header, "alg"));
     if (!alg) {
-        set_err(err, errlen, "JWS header has no alg");
+        kg_errf(err, errlen, "JWS header has no alg");
         return -1;
     }
     if (strcmp(alg, "RS256") == 0) return KEY_RSA;
     if (strcmp(alg, "ES256") == 0) return KEY_EC;
     if (strcmp(alg, "none") == 0 || strcmp(alg, "None") == 0 || strcmp(alg, "NONE") == 0)
-        set_err(err, errlen, "alg \"none\" (an unsigned token) is refused");
+        kg_errf(err, errlen, "alg \"none\" (an unsigned token) is refused");
     else if (strncmp(alg, "HS", 2) == 0)
-        set_err(err, errlen,
+        kg_errf(err, errlen,
                 "alg \"%s\" (HMAC with a shared secret) is refused: RS256 and ES256 only",
                 shown(alg, a));
     else
-        set_err(err, errlen, "alg \"%s\" is not supported: RS256 and ES256 only", shown(alg, a));
+        kg_errf(err, errlen, "alg \"%s\" is not supported: RS256 and ES256 only", shown(alg, a));
     return -1;
 }
 
@@ -576,33 +565,33 @@ int kg_jwt_verify(const kg_jwt_jwks *jwks, const kg_jwt_policy *policy, const ch
     char a[SHOWN_MAX + 4];
     memset(out, 0, sizeof(*out));
     if (!jwks || !policy) {
-        set_err(err, errlen, "no keys to verify tokens with");
+        kg_errf(err, errlen, "no keys to verify tokens with");
         return -1;
     }
     if (len == 0 || len > KG_JWT_TOKEN_MAX) {
-        set_err(err, errlen, "token of %zu bytes (1-%d accepted)", len, KG_JWT_TOKEN_MAX);
+        kg_errf(err, errlen, "token of %zu bytes (1-%d accepted)", len, KG_JWT_TOKEN_MAX);
         return -1;
     }
     const char *dot1 = NULL, *dot2 = NULL;
     for (size_t i = 0; i < len; i++) {
         if (token[i] == '.') {
             if (dot2) {
-                set_err(err, errlen, "not a compact JWS: more than three parts (a JWE?)");
+                kg_errf(err, errlen, "not a compact JWS: more than three parts (a JWE?)");
                 return -1;
             }
             *(dot1 ? &dot2 : &dot1) = token + i;
         } else if (b64url_value((unsigned char)token[i]) < 0) {
-            set_err(err, errlen, "not a compact JWS: a byte outside base64url");
+            kg_errf(err, errlen, "not a compact JWS: a byte outside base64url");
             return -1;
         }
     }
     if (!dot2 || dot1 == token || dot2 == dot1 + 1) {
-        set_err(err, errlen, "not a compact JWS: header.payload.signature expected");
+        kg_errf(err, errlen, "not a compact JWS: header.payload.signature expected");
         return -1;
     }
     json_t *header = decode_json_part(token, (size_t)(dot1 - token));
     if (!header) {
-        set_err(err, errlen, "JWS header is not base64url of a JSON object");
+        kg_errf(err, errlen, "JWS header is not base64url of a JSON object");
         return -1;
     }
     int alg = header_alg(header, err, errlen);
@@ -610,10 +599,10 @@ int kg_jwt_verify(const kg_jwt_jwks *jwks, const kg_jwt_policy *policy, const ch
     const char *kid = json_string_value(kid_v);
     int bad = alg < 0;
     if (!bad && json_object_get(header, "crit")) {
-        set_err(err, errlen, "JWS header has crit parameters, which kgate does not understand");
+        kg_errf(err, errlen, "JWS header has crit parameters, which kgate does not understand");
         bad = 1;
     } else if (!bad && kid_v && !kid) {
-        set_err(err, errlen, "JWS header kid is not a string");
+        kg_errf(err, errlen, "JWS header kid is not a string");
         bad = 1;
     }
     if (!bad) {
@@ -631,17 +620,17 @@ int kg_jwt_verify(const kg_jwt_jwks *jwks, const kg_jwt_policy *policy, const ch
     }
     if (!bad && candidates == 0) {
         if (kid && !matched_kid)
-            set_err(err, errlen, "unknown kid \"%s\": no such key in the JWKS", shown(kid, a));
+            kg_errf(err, errlen, "unknown kid \"%s\": no such key in the JWKS", shown(kid, a));
         else if (kid)
-            set_err(err, errlen, "alg %s does not fit key \"%s\" (an %s key)", out->alg,
+            kg_errf(err, errlen, "alg %s does not fit key \"%s\" (an %s key)", out->alg,
                     shown(kid, a), alg == KEY_RSA ? "EC" : "RSA");
         else
-            set_err(err, errlen, "no %s key in the JWKS for alg %s (the token names no kid)",
+            kg_errf(err, errlen, "no %s key in the JWKS for alg %s (the token names no kid)",
                     alg == KEY_RSA ? "RSA" : "EC", out->alg);
         bad = 1;
     } else if (!bad && candidates > NO_KID_TRIES) {
         /* Each try is a signature check an unauthenticated client makes kgate do. */
-        set_err(err, errlen,
+        kg_errf(err, errlen,
                 "the token names no kid and the JWKS has %d %s keys (at most %d are tried)",
                 candidates, alg == KEY_RSA ? "RSA" : "EC", NO_KID_TRIES);
         bad = 1;
@@ -653,13 +642,13 @@ int kg_jwt_verify(const kg_jwt_jwks *jwks, const kg_jwt_policy *policy, const ch
     const char *sig_b64 = dot2 + 1;
     size_t sig_b64_len = len - (size_t)(sig_b64 - token);
     if (sig_b64_len == 0) {
-        set_err(err, errlen, "token has no signature");
+        kg_errf(err, errlen, "token has no signature");
         return -1;
     }
     size_t sig_len;
     uint8_t *sig = decode_part(sig_b64, sig_b64_len, &sig_len);
     if (!sig) {
-        set_err(err, errlen, "signature is not canonical base64url");
+        kg_errf(err, errlen, "signature is not canonical base64url");
         return -1;
     }
     int verified = 0;
@@ -668,15 +657,15 @@ int kg_jwt_verify(const kg_jwt_jwks *jwks, const kg_jwt_policy *policy, const ch
     free(sig);
     if (!verified) {
         if (alg == KEY_EC && sig_len != 2 * P256_COORD)
-            set_err(err, errlen, "ES256 signature of %zu bytes (64 expected)", sig_len);
+            kg_errf(err, errlen, "ES256 signature of %zu bytes (64 expected)", sig_len);
         else
-            set_err(err, errlen, "signature does not verify (alg %s, %s%s%s)", out->alg,
+            kg_errf(err, errlen, "signature does not verify (alg %s, %s%s%s)", out->alg,
                     has_kid ? "kid \"" : "no kid", out->kid, has_kid ? "\"" : "");
         return -1;
     }
     json_t *claims = decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
     if (!claims) {
-        set_err(err, errlen, "JWT payload is not base64url of a JSON object");
+        kg_errf(err, errlen, "JWT payload is not base64url of a JSON object");
         return -1;
     }
     int rc = check_claims(claims, policy, now_ms, out, err, errlen);

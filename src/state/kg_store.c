@@ -17,6 +17,7 @@
 
 #include "state/kg_store_backend.h"
 #include "util/kg_log.h"
+#include "util/kg_err.h"
 
 #define ZERO_HASH KG_STORE_ZERO_HASH
 #define VERIFY_PAGE 512
@@ -30,15 +31,6 @@ struct kg_store {
     void *be;
     pthread_mutex_t lock;
 };
-
-void kg_store_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* UTC, millisecond precision: "2025-01-31T12:00:00.123Z". */
 static void now_iso8601(char out[32])
@@ -64,14 +56,14 @@ kg_store *kg_store_open_with(const char *location, const kg_store_options *opts,
                              size_t errlen)
 {
     if (!location || !*location) {
-        kg_store_set_err(err, errlen, "empty state location");
+        kg_errf(err, errlen, "empty state location");
         return NULL;
     }
     kg_store_options defaults = KG_STORE_OPTIONS_DEFAULT;
     if (!opts) opts = &defaults;
     kg_store *store = calloc(1, sizeof(*store));
     if (!store) {
-        kg_store_set_err(err, errlen, "out of memory");
+        kg_errf(err, errlen, "out of memory");
         return NULL;
     }
     if (is_postgres_url(location)) {
@@ -823,13 +815,13 @@ static int copy_check_target(kg_store *to, int force, char *err, size_t errlen)
 {
     int64_t rows = to->ops->count_rows(to->be);
     if (rows < 0) {
-        kg_store_set_err(err, errlen, "cannot read the target: %s", to->ops->errmsg(to->be));
+        kg_errf(err, errlen, "cannot read the target: %s", to->ops->errmsg(to->be));
         return -1;
     }
     if (rows > 0 && !force) {
-        kg_store_set_err(err, errlen,
-                         "the target already holds %lld rows of state: use --force to replace them",
-                         (long long)rows);
+        kg_errf(err, errlen,
+                "the target already holds %lld rows of state: use --force to replace them",
+                (long long)rows);
         return -1;
     }
     return 0;
@@ -843,12 +835,12 @@ static int copy_locked(kg_store *from, kg_store *to, int force, copy_ctx *c, jso
     lists[2] = from->ops->list_acls(from->be);
     lists[3] = from->ops->list_tokens(from->be);
     if (!lists[0] || !lists[1] || !lists[2] || !lists[3]) {
-        kg_store_set_err(err, errlen, "cannot read the source: %s", from->ops->errmsg(from->be));
+        kg_errf(err, errlen, "cannot read the source: %s", from->ops->errmsg(from->be));
         return -1;
     }
     /* The emptiness check inside the write transaction: no instance can write in between. */
     if (to->ops->begin(to->be) != 0) {
-        kg_store_set_err(err, errlen, "cannot write the target: %s", to->ops->errmsg(to->be));
+        kg_errf(err, errlen, "cannot write the target: %s", to->ops->errmsg(to->be));
         return -1;
     }
     if (copy_check_target(to, force, err, errlen) != 0) {
@@ -858,12 +850,12 @@ static int copy_locked(kg_store *from, kg_store *to, int force, copy_ctx *c, jso
     int rc = force ? to->ops->wipe(to->be) : 0;
     if (rc == 0) rc = copy_rows(from, to, c, lists);
     if (rc != 0) {
-        kg_store_set_err(err, errlen, "copy failed (nothing written): %s", to->ops->errmsg(to->be));
+        kg_errf(err, errlen, "copy failed (nothing written): %s", to->ops->errmsg(to->be));
         to->ops->rollback(to->be);
         return -1;
     }
     if (to->ops->commit(to->be) != 0) {
-        kg_store_set_err(err, errlen, "commit failed: %s", to->ops->errmsg(to->be));
+        kg_errf(err, errlen, "commit failed: %s", to->ops->errmsg(to->be));
         to->ops->rollback(to->be);
         return -1;
     }
@@ -878,8 +870,8 @@ static int copy_verify(kg_store *store, const char *side, int64_t *last_seq,
     int rc = kg_store_audit_verify(store, &report);
     if (rc != 0) {
         const char *why = sfield(report, rc < 0 ? "error" : "message");
-        kg_store_set_err(err, errlen, "the %s audit chain %s: %s", side,
-                         rc < 0 ? "cannot be read" : "is broken", why ? why : "?");
+        kg_errf(err, errlen, "the %s audit chain %s: %s", side,
+                rc < 0 ? "cannot be read" : "is broken", why ? why : "?");
     } else {
         *last_seq = json_integer_value(json_object_get(report, "last_seq"));
         snprintf(hash, KG_STORE_HASH_HEX + 1, "%s", sfield(report, "last_hash"));
@@ -893,7 +885,7 @@ int kg_store_copy(kg_store *from, kg_store *to, int force, json_t **summary, cha
 {
     if (summary) *summary = NULL;
     if (!from || !to || from == to) {
-        kg_store_set_err(err, errlen, "need two different stores");
+        kg_errf(err, errlen, "need two different stores");
         return -1;
     }
     int64_t from_seq, to_seq;
@@ -909,9 +901,9 @@ int kg_store_copy(kg_store *from, kg_store *to, int force, json_t **summary, cha
     store_unlock(from);
     if (rc == 0 && copy_verify(to, "copied", &to_seq, to_hash, err, errlen) != 0) rc = -1;
     if (rc == 0 && (to_seq != from_seq || strcmp(to_hash, from_hash) != 0)) {
-        kg_store_set_err(err, errlen,
-                         "the copy's audit head (%lld, %s) differs from the source's (%lld, %s)",
-                         (long long)to_seq, to_hash, (long long)from_seq, from_hash);
+        kg_errf(err, errlen,
+                "the copy's audit head (%lld, %s) differs from the source's (%lld, %s)",
+                (long long)to_seq, to_hash, (long long)from_seq, from_hash);
         rc = -1;
     }
     if (rc == 0 && summary)

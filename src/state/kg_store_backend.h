@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "state/kg_store.h"
+#include "util/kg_err.h"
 
 #define KG_STORE_ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
@@ -101,8 +102,5 @@ const char *kg_store_pg_be_conninfo(void *be);
 
 /* The seven key columns of an ACL row, in the order the backends bind them. */
 extern const char *const kg_store_acl_fields[7];
-
-void kg_store_set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -684,8 +684,8 @@ static int pg_build_params(pg_params *pp, const char *url, const kg_store_option
     pp->parsed = PQconninfoParse(url, &msg);
     if (!pp->parsed) {
         /* libpq may quote a piece of the URL (the password among them): do not repeat it. */
-        kg_store_set_err(err, errlen, "invalid PostgreSQL URL (see docs/fleet.md for its form)%s",
-                         msg ? "" : ": out of memory");
+        kg_errf(err, errlen, "invalid PostgreSQL URL (see docs/fleet.md for its form)%s",
+                msg ? "" : ": out of memory");
         PQfreemem(msg);
         return -1;
     }
@@ -752,8 +752,8 @@ static int pg_connect(pg_be *p, const kg_store_options *opts, char *err, size_t 
         p->conn = NULL;
         long long left = deadline - mono_ms();
         if (pg_permanent_failure(line) || left <= 0) {
-            kg_store_set_err(err, errlen, "cannot connect to PostgreSQL %s (attempt %d): %s",
-                             p->redacted, attempt, line);
+            kg_errf(err, errlen, "cannot connect to PostgreSQL %s (attempt %d): %s", p->redacted,
+                    attempt, line);
             break;
         }
         kg_warn("store: cannot connect to PostgreSQL %s (attempt %d, retrying for %lld ms): %s",
@@ -788,16 +788,16 @@ static int pg_migrate(pg_be *p, char *err, size_t errlen)
     int version = PQntuples(res) > 0 ? atoi(val(res, 0, 0)) : 0;
     PQclear(res);
     if (version > PG_SCHEMA_VERSION) {
-        kg_store_set_err(err, errlen,
-                         "state schema version %d in %s is newer than this kgate's (%d):"
-                         " upgrade kgate",
-                         version, p->redacted, PG_SCHEMA_VERSION);
+        kg_errf(err, errlen,
+                "state schema version %d in %s is newer than this kgate's (%d):"
+                " upgrade kgate",
+                version, p->redacted, PG_SCHEMA_VERSION);
         pg_rollback(p);
         return -1;
     }
     for (int v = version + 1; v <= PG_SCHEMA_VERSION; v++) {
         if (pg_cmd(p, 0, pg_migrations[v - 1], 0, NULL) != 0) {
-            kg_store_set_err(err, errlen, "schema migration %d failed: %s", v, p->err);
+            kg_errf(err, errlen, "schema migration %d failed: %s", v, p->err);
             pg_rollback(p);
             return -1;
         }
@@ -815,7 +815,7 @@ static int pg_migrate(pg_be *p, char *err, size_t errlen)
     p->schema_version = PG_SCHEMA_VERSION;
     return 0;
 fail:
-    kg_store_set_err(err, errlen, "cannot migrate the schema of %s: %s", p->redacted, p->err);
+    kg_errf(err, errlen, "cannot migrate the schema of %s: %s", p->redacted, p->err);
     pg_rollback(p);
     return -1;
 }
@@ -825,7 +825,7 @@ void *kg_store_pg_open(const char *url, const kg_store_options *opts, char *err,
     pg_be *p = calloc(1, sizeof(*p));
     if (!p || !(p->url = strdup(url))) {
         free(p);
-        kg_store_set_err(err, errlen, "out of memory");
+        kg_errf(err, errlen, "out of memory");
         return NULL;
     }
     kg_store_redact_location(url, p->redacted, sizeof(p->redacted));

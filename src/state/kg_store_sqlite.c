@@ -590,28 +590,27 @@ static int sq_migrate(sqlite_be *s, char *err, size_t errlen)
     if (sq_exec(s, "BEGIN IMMEDIATE") != 0 ||
         sq_exec(s, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)") !=
             0) {
-        kg_store_set_err(err, errlen, "cannot initialise the schema: %s", sqlite3_errmsg(s->db));
+        kg_errf(err, errlen, "cannot initialise the schema: %s", sqlite3_errmsg(s->db));
         sq_rollback(s);
         return -1;
     }
     int version = sq_read_version(s);
     if (version < 0) {
-        kg_store_set_err(err, errlen, "cannot read schema version: %s", sqlite3_errmsg(s->db));
+        kg_errf(err, errlen, "cannot read schema version: %s", sqlite3_errmsg(s->db));
         sq_rollback(s);
         return -1;
     }
     if (version > SQLITE_SCHEMA_VERSION) {
-        kg_store_set_err(err, errlen,
-                         "state schema version %d is newer than this kgate's (%d): upgrade kgate",
-                         version, SQLITE_SCHEMA_VERSION);
+        kg_errf(err, errlen,
+                "state schema version %d is newer than this kgate's (%d): upgrade kgate", version,
+                SQLITE_SCHEMA_VERSION);
         sq_rollback(s);
         return -1;
     }
     int from = version == 1 ? 1 : version + 1; /* see sqlite_migrations */
     for (int v = from; v <= SQLITE_SCHEMA_VERSION; v++) {
         if (sq_exec(s, sqlite_migrations[v - 1]) != 0) {
-            kg_store_set_err(err, errlen, "schema migration %d failed: %s", v,
-                             sqlite3_errmsg(s->db));
+            kg_errf(err, errlen, "schema migration %d failed: %s", v, sqlite3_errmsg(s->db));
             sq_rollback(s);
             return -1;
         }
@@ -622,7 +621,7 @@ static int sq_migrate(sqlite_be *s, char *err, size_t errlen)
              " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
              SQLITE_SCHEMA_VERSION);
     if (sq_exec(s, sql) != 0 || sq_exec(s, "COMMIT") != 0) {
-        kg_store_set_err(err, errlen, "cannot write schema version: %s", sqlite3_errmsg(s->db));
+        kg_errf(err, errlen, "cannot write schema version: %s", sqlite3_errmsg(s->db));
         sq_rollback(s);
         return -1;
     }
@@ -642,14 +641,14 @@ static int sq_configure(sqlite_be *s, char *err, size_t errlen)
     /* In-memory databases (tests) report "memory": that is fine, anything else is not. */
     int mode_ok = mode && (strcmp(mode, "wal") == 0 || strcmp(mode, "memory") == 0);
     if (!mode_ok) {
-        kg_store_set_err(err, errlen, "cannot enable WAL journal mode (got %s): %s",
-                         mode ? mode : "none", sqlite3_errmsg(s->db));
+        kg_errf(err, errlen, "cannot enable WAL journal mode (got %s): %s", mode ? mode : "none",
+                sqlite3_errmsg(s->db));
         free(mode);
         return -1;
     }
     free(mode);
     if (sq_exec(s, "PRAGMA synchronous=FULL") != 0) {
-        kg_store_set_err(err, errlen, "cannot set synchronous=FULL: %s", sqlite3_errmsg(s->db));
+        kg_errf(err, errlen, "cannot set synchronous=FULL: %s", sqlite3_errmsg(s->db));
         return -1;
     }
     return sq_migrate(s, err, errlen);
@@ -659,14 +658,14 @@ void *kg_store_sqlite_open(const char *path, char *err, size_t errlen)
 {
     sqlite_be *s = calloc(1, sizeof(*s));
     if (!s) {
-        kg_store_set_err(err, errlen, "out of memory");
+        kg_errf(err, errlen, "out of memory");
         return NULL;
     }
     /* NOMUTEX: kg_store's own mutex serializes every use of the connection. */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
-        kg_store_set_err(err, errlen, "cannot open %s: %s", path,
-                         s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        kg_errf(err, errlen, "cannot open %s: %s", path,
+                s->db ? sqlite3_errmsg(s->db) : "out of memory");
         sq_close(s);
         return NULL;
     }

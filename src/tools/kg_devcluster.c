@@ -7,11 +7,11 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include "util/kg_err.h"
 
 #define KG_DEVCLUSTER_MAX_BROKERS 32
 #define KG_DEVCLUSTER_MAX_TOPICS 64
@@ -26,18 +26,6 @@ struct kg_devcluster {
     rd_kafka_t *rk;
     rd_kafka_mock_cluster_t *mock;
 };
-
-static void devcluster_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void devcluster_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* librdkafka's syslog levels; notices (5) are routine chatter such as "no bootstrap.servers". */
 static void devcluster_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -59,12 +47,12 @@ static int devcluster_parse_topic(const char *spec, char *name, size_t namelen, 
 {
     const char *colon = strrchr(spec, ':');
     if (!colon || colon == spec) {
-        devcluster_errf(err, errlen, "topic '%s': expected name:partitions", spec);
+        kg_errf(err, errlen, "topic '%s': expected name:partitions", spec);
         return -1;
     }
     size_t n = (size_t)(colon - spec);
     if (n >= namelen) {
-        devcluster_errf(err, errlen, "topic '%s': name too long", spec);
+        kg_errf(err, errlen, "topic '%s': name too long", spec);
         return -1;
     }
     char *end = NULL;
@@ -72,8 +60,8 @@ static int devcluster_parse_topic(const char *spec, char *name, size_t namelen, 
     long parts = strtol(colon + 1, &end, 10);
     if (errno || end == colon + 1 || *end != '\0' || parts < 1 ||
         parts > KG_DEVCLUSTER_MAX_PARTITIONS) {
-        devcluster_errf(err, errlen, "topic '%s': partitions must be 1..%d", spec,
-                        KG_DEVCLUSTER_MAX_PARTITIONS);
+        kg_errf(err, errlen, "topic '%s': partitions must be 1..%d", spec,
+                KG_DEVCLUSTER_MAX_PARTITIONS);
         return -1;
     }
     memcpy(name, spec, n);
@@ -92,13 +80,13 @@ static rd_kafka_t *devcluster_new_handle(char *err, size_t errlen)
         (devcluster_debug_contexts &&
          rd_kafka_conf_set(conf, "debug", devcluster_debug_contexts, errstr, sizeof(errstr)) !=
              RD_KAFKA_CONF_OK)) {
-        devcluster_errf(err, errlen, "librdkafka config: %s", errstr);
+        kg_errf(err, errlen, "librdkafka config: %s", errstr);
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
     if (!rk) {
-        devcluster_errf(err, errlen, "librdkafka handle: %s", errstr);
+        kg_errf(err, errlen, "librdkafka handle: %s", errstr);
         rd_kafka_conf_destroy(conf); /* rd_kafka_new only takes ownership on success */
     }
     return rk;
@@ -115,7 +103,7 @@ static int devcluster_create_topics(kg_devcluster *dc, int brokers, const char *
         rd_kafka_resp_err_t rc =
             rd_kafka_mock_topic_create(dc->mock, name, partitions, replication);
         if (rc != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            devcluster_errf(err, errlen, "topic '%s': %s", name, rd_kafka_err2str(rc));
+            kg_errf(err, errlen, "topic '%s': %s", name, rd_kafka_err2str(rc));
             return -1;
         }
         kg_info("dev-cluster: topic %s with %d partitions, replication %d", name, partitions,
@@ -127,12 +115,12 @@ static int devcluster_create_topics(kg_devcluster *dc, int brokers, const char *
 kg_devcluster *kg_devcluster_start(int brokers, const char *const *topics, char *err, size_t errlen)
 {
     if (brokers < 1 || brokers > KG_DEVCLUSTER_MAX_BROKERS) {
-        devcluster_errf(err, errlen, "brokers must be 1..%d", KG_DEVCLUSTER_MAX_BROKERS);
+        kg_errf(err, errlen, "brokers must be 1..%d", KG_DEVCLUSTER_MAX_BROKERS);
         return NULL;
     }
     kg_devcluster *dc = calloc(1, sizeof(*dc));
     if (!dc) {
-        devcluster_errf(err, errlen, "out of memory");
+        kg_errf(err, errlen, "out of memory");
         return NULL;
     }
     dc->rk = devcluster_new_handle(err, errlen);
@@ -142,7 +130,7 @@ kg_devcluster *kg_devcluster_start(int brokers, const char *const *topics, char 
     }
     dc->mock = rd_kafka_mock_cluster_new(dc->rk, brokers);
     if (!dc->mock) {
-        devcluster_errf(err, errlen, "librdkafka could not create the mock cluster");
+        kg_errf(err, errlen, "librdkafka could not create the mock cluster");
         kg_devcluster_stop(dc);
         return NULL;
     }
