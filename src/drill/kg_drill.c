@@ -63,6 +63,7 @@ typedef struct drill {
     atomic_int steps_armed;
     int n_run;                  /* steps made (none when the workload never got through) */
     long duplicates, reordered; /* under mu */
+    long found_unseen; /* under mu: records on the active side the group has not received */
     long max_seq[KG_DRILL_MAX_PRODUCERS];
     drill_producer prod[KG_DRILL_MAX_PRODUCERS];
     drill_consumer cons[KG_DRILL_MAX_CONSUMERS];
@@ -226,6 +227,8 @@ static void note_received(drill_consumer *c, const rd_kafka_message_t *m)
     c->received++;
     if (s->seen++ > 0)
         d->duplicates++;
+    else if (s->found)
+        d->found_unseen--;
     else if (seq < d->max_seq[p])
         d->reordered++;
     if (seq > d->max_seq[p]) d->max_seq[p] = seq;
@@ -331,7 +334,10 @@ static long verify(drill *d, char *err, size_t errlen)
             open--;
         else if (!m->err && (s = slot_of(d, m, &p, &seq))) {
             pthread_mutex_lock(&d->mu);
-            found += !s->found;
+            if (!s->found) {
+                found++;
+                d->found_unseen += !s->seen;
+            }
             s->found = 1;
             pthread_mutex_unlock(&d->mu);
         }
@@ -432,11 +438,8 @@ static void wait_for_catch_up(drill *d, int64_t limit_ms)
 {
     uint64_t until = kg_now_us() + (uint64_t)limit_ms * 1000;
     for (;;) {
-        long missing = 0;
         pthread_mutex_lock(&d->mu);
-        for (int p = 0; p < d->spec->producers; p++)
-            for (long s = 0; s < atomic_load(&d->prod[p].sent); s++)
-                missing += d->prod[p].slots[s].found && !d->prod[p].slots[s].seen;
+        long missing = d->found_unseen;
         pthread_mutex_unlock(&d->mu);
         if (!missing || kg_now_us() >= until) return;
         usleep(100000);
