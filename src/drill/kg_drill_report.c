@@ -107,8 +107,8 @@ void kg_drill_print_table(FILE *out, const json_t *result)
 static void print_configuration(FILE *out, const json_t *cfg)
 {
     fprintf(out,
-            "Virtual cluster `%s` through `%s`, topic `%s`; %lld producers at %lld records/s "
-            "each, %lld consumers in group `%s`; clients: librdkafka %s; %lld ms before, between "
+            "Virtual cluster `%s` through `%s`, topic `%s`; producers: %lld at %lld records/s "
+            "each; consumers: %lld in group `%s`; clients: librdkafka %s; %lld ms before, between "
             "and after the switches.\n",
             text(cfg, "vcluster"), text(cfg, "bootstrap"), text(cfg, "topic"),
             (long long)json_integer_value(json_object_get(cfg, "producers")),

@@ -90,7 +90,7 @@ function applyRole() {
 // ---- tabs ----
 
 const loaders = { overview: loadOverview, charts: loadCharts, chaos: loadChaos,
-                  experiments: loadExperiments, audit: loadAudit, security: loadSecurity };
+                  experiments: loadExperiments, drills: loadDrills, audit: loadAudit, security: loadSecurity };
 
 function showTab(name) {
   if (!loaders[name]) name = 'overview';
@@ -411,6 +411,25 @@ async function runExperiment(ev) {
   try { drill = JSON.parse(ev.target.drill.value); } catch (e) { return banner('Drill: ' + e.message); }
   const r = await act('POST', '/v1/experiments', drill, loadExperiments);
   if (r.ok) showExperiment(r.data.id, '');
+}
+
+// ---- drills (recorded by `kgate drill run`) ----
+
+async function loadDrills() {
+  const r = await api('GET', '/v1/drills');
+  if (!r.ok) return banner(errorText(r));
+  fillTable($('#drill-table'), r.data.drills || [],
+            ['id', 'name', 'vcluster', 'outcome', 'lost', 'duplicates', 'recorded_at'], row => [
+    el('button', { text: 'Report', onclick: () => showDrill(row.id) })]);
+}
+
+// The six-field report as kgate renders it (Markdown, shown as text: nothing in it is markup
+// the page would interpret).
+async function showDrill(id) {
+  const r = await api('GET', '/v1/drills/' + encodeURIComponent(id) + '?format=md');
+  $('#drill-detail').hidden = false;
+  $('#drill-title').textContent = id + ' — report';
+  $('#drill-body').textContent = r.ok ? (r.data.text || JSON.stringify(r.data, null, 2)) : errorText(r);
 }
 
 // ---- audit ----

@@ -35,6 +35,26 @@ def add_token(kg, name, role):
     return r.json["token"]
 
 
+def record_drill(kg, tmp_path, operator):
+    """A short real drill (kgate's own producer through the vcluster, a 1 s chaos step), run
+    with `kgate drill run` as the operator and recorded by it: its name, as the console must
+    list it."""
+    name = "console drill check"
+    path = tmp_path / "drill.json"
+    path.write_text(json.dumps({
+        "name": name, "hypothesis": "a 1 s latency fault costs no producer error",
+        "vcluster": "default", "bootstrap": kg.bootstrap("default"), "topic": "fo-drill",
+        "workload": {"producers": 1, "rate": 20, "consumers": 0}, "between": "1s",
+        "steps": [{"action": "chaos", "for": "1s",
+                   "rule": {"type": "latency", "delay_ms": 5, "topic": "fo-drill"}}],
+        "expect": {"max_client_errors": 0}}))
+    run = kg.cli("drill", "run", str(path), "--json", timeout=120,
+                 env=dict(os.environ, KGATE_ADMIN_TOKEN=operator))
+    assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
+    assert json.loads(run.stdout)["name"] == name
+    return name
+
+
 def run_console(spec, run, timeout=420):
     """Runs the browser script while checking that the clients stay healthy; returns its events
     {step: event}."""
@@ -94,6 +114,7 @@ def test_console_operator_and_viewer(make_clusters, make_kgate, tmp_path):
     assert admin_http(kg.admin_port, "GET", "/ui/nothing.js").status == 404
     assert admin_http(kg.admin_port, "GET", "/v1/status").status == 401  # the data needs a token
 
+    drill = record_drill(kg, tmp_path, operator)
     run = ClientRun("confluent", kg.bootstrap("default"), "fo-confluent", tmp_path).start()
     try:
         wait_for(lambda: len(run.received()) >= 20, 120, interval=0.2,
@@ -101,7 +122,7 @@ def test_console_operator_and_viewer(make_clusters, make_kgate, tmp_path):
         events = run_console({"admin": kg.admin_url, "operator": operator, "viewer": viewer,
                               "adminToken": BOOTSTRAP_TOKEN,
                               "vcluster": "default", "primary": "east", "secondary": "west",
-                              "shots": SHOTS, "chromium": CHROMIUM}, run)
+                              "drill": drill, "shots": SHOTS, "chromium": CHROMIUM}, run)
         # The clients kept working: records sent after the failback are acked and received.
         t_back = events["failback"]["t"]
         wait_for(lambda: len(run.acked_sent_after(t_back)) >= 20, 120, interval=0.2,
@@ -146,6 +167,9 @@ def test_console_operator_and_viewer(make_clusters, make_kgate, tmp_path):
     assert exp.json["name"] == "console drill" and exp.json["stopped_by"].startswith(
         "token:ui-operator"), exp.json
     assert events["experiment"]["report"]["experiment"] == events["experiment"]["id"]
+    assert drill in events["drills"]["row"] and "passed" in events["drills"]["row"], events
+    assert "## 1. Hypothesis" in events["drills"]["report"], events["drills"]
+    assert "a 1 s latency fault costs no producer error" in events["drills"]["report"]
     # Users & ACLs: the operator has no admin forms; the admin added and removed both.
     assert events["operator-security"]["userForm"] is False
     assert any("ui-alice" in u and "SCRAM-SHA-256" in u for u in events["admin"]["users"]), events

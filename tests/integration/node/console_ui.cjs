@@ -188,6 +188,15 @@ async function main() {
                                /"hypothesis"/.test(document.querySelector('#exp-body').textContent),
                                null, { timeout: LONG });
     emit('experiment', { id: expId, report: JSON.parse(await page.textContent('#exp-body')) });
+    // Drills: the one the test recorded with `kgate drill run` is listed; its report opens.
+    await page.click('.tab[data-tab=drills]');
+    const drillRow = page.locator('#drill-table tbody tr', { hasText: spec.drill });
+    await drillRow.waitFor({ timeout: LONG });
+    await drillRow.locator('button', { hasText: 'Report' }).click();
+    await page.waitForFunction(() => /## 6\. Re-test result/.test(document.querySelector('#drill-body').textContent),
+                               null, { timeout: LONG });
+    emit('drills', { row: await drillRow.textContent(), report: await page.textContent('#drill-body') });
+    await shot(page, 'drills');
     await page.click('.tab[data-tab=security]');
     await page.locator('#users-table thead th').first().waitFor();
     // An operator sees the lists, not the admin forms.
