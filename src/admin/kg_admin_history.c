@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "util/kg_log.h"
+#include "util/kg_time.h"
 
 #define MAX_SECONDS (24 * 3600)
 
@@ -37,13 +38,6 @@ struct kg_admin_history {
     void *ctx;
     series *series;
 };
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A counter that went backwards (it cannot today, but a reset would) counts as 0, not as a
  * huge unsigned difference. */
@@ -94,7 +88,7 @@ static void *sampler(void *arg)
     pthread_mutex_lock(&h->lock);
     while (!h->stopping) {
         pthread_mutex_unlock(&h->lock);
-        kg_admin_history_tick(h, wall_ms());
+        kg_admin_history_tick(h, kg_time_now_ms());
         pthread_mutex_lock(&h->lock);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);

@@ -220,7 +220,7 @@ static void new_id(const kg_chaos *ch, char *id, size_t len)
     for (;;) {
         uint32_t v;
         if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
-            v = (uint32_t)kg_chaos_now_ms() ^ (uint32_t)(uintptr_t)id;
+            v = (uint32_t)kg_time_now_ms() ^ (uint32_t)(uintptr_t)id;
         snprintf(id, len, "r-%08x", v);
         if (find_rule(ch, id) < 0) return;
     }
@@ -248,7 +248,7 @@ static void load_stored(kg_chaos *ch)
         kg_error("chaos: cannot read the stored rules");
         return;
     }
-    int64_t now = kg_chaos_now_ms();
+    int64_t now = kg_time_now_ms();
     size_t i;
     json_t *doc;
     json_array_foreach(docs, i, doc)
@@ -320,7 +320,7 @@ int kg_chaos_add(kg_chaos *ch, json_t *rule, const char *actor, json_t **rule_ou
                  size_t errlen)
 {
     if (rule_out) *rule_out = NULL;
-    kg_chaos_rule *r = kg_chaos_rule_parse(rule, false, kg_chaos_now_ms(), err, errlen);
+    kg_chaos_rule *r = kg_chaos_rule_parse(rule, false, kg_time_now_ms(), err, errlen);
     if (!r) return -1;
     pthread_mutex_lock(&ch->lock);
     char id[KG_CHAOS_ID_MAX];
@@ -442,7 +442,7 @@ int kg_chaos_apply_config(kg_chaos *ch, json_t *rules, char *err, size_t errlen)
         return -1;
     }
     size_t n;
-    kg_chaos_rule **parsed = parse_config(rules, kg_chaos_now_ms(), &n, err, errlen);
+    kg_chaos_rule **parsed = parse_config(rules, kg_time_now_ms(), &n, err, errlen);
     if (!parsed) return -1;
     pthread_mutex_lock(&ch->lock);
     for (size_t i = 0; i < n; i++) {
@@ -485,7 +485,7 @@ int kg_chaos_apply_config(kg_chaos *ch, json_t *rules, char *err, size_t errlen)
 
 void kg_chaos_expire(kg_chaos *ch)
 {
-    int64_t now = kg_chaos_now_ms();
+    int64_t now = kg_time_now_ms();
     kg_chaos_rule *expired[64];
     int n = 0;
     pthread_mutex_lock(&ch->lock);

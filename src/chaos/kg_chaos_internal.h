@@ -16,6 +16,7 @@
 #include "metrics/kg_metrics.h"
 #include "proto/kp_prim.h"
 #include "util/kg_err.h"
+#include "util/kg_time.h"
 
 /* ---------------------------------------------------------------- fault types */
 
@@ -122,10 +123,6 @@ void kg_chaos_rule_unref(kg_chaos_rule *rule);
 void kg_chaos_rule_finish(kg_chaos_rule *rule, const char *id, bool from_config);
 /* The rule as listed: the stored JSON plus counters. New reference. */
 json_t *kg_chaos_rule_to_json(const kg_chaos_rule *rule);
-/* RFC 3339 UTC ("2026-01-02T03:04:05Z", optional fraction) <-> ms since the epoch. */
-int kg_chaos_parse_time(const char *text, int64_t *ms);
-void kg_chaos_format_time(int64_t ms, char *buf, size_t len);
-int64_t kg_chaos_now_ms(void);
 
 /* ---------------------------------------------------------------- Kafka errors */
 

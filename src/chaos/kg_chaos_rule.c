@@ -14,6 +14,7 @@
 #include "kp_msgs.h"
 #include "util/kg_regex.h"
 #include "util/kg_err.h"
+#include "util/kg_time.h"
 
 #define MAX_DELAY_MS (10 * 60 * 1000) /* longer holds would only look like a dead connection */
 #define MAX_CORRUPT_BYTES (1024 * 1024)
@@ -93,64 +94,6 @@ static bool in_list(const char *const *list, const char *name)
     for (; *list; list++)
         if (strcmp(*list, name) == 0) return true;
     return false;
-}
-
-/* ---------------------------------------------------------------- durations and times */
-
-int64_t kg_chaos_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int kg_chaos_parse_time(const char *text, int64_t *ms)
-{
-    struct tm tm = {0};
-    int consumed = 0;
-    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &consumed) != 6)
-        return -1;
-    const char *p = text + consumed;
-    int64_t frac_ms = 0;
-    if (*p == '.') {
-        int digits = 0;
-        for (p++; isdigit((unsigned char)*p); p++, digits++)
-            if (digits < 3) frac_ms = frac_ms * 10 + (*p - '0');
-        if (digits == 0) return -1;
-        for (; digits < 3; digits++)
-            frac_ms *= 10;
-    }
-    int64_t offset_s = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int hh, mm, n = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &n) != 2 || n != 5) return -1;
-        offset_s = (int64_t)(hh * 3600 + mm * 60) * (*p == '-' ? -1 : 1);
-        p += 1 + n;
-    } else {
-        return -1;
-    }
-    if (*p || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
-        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1) return -1;
-    *ms = ((int64_t)t - offset_s) * 1000 + frac_ms;
-    return 0;
-}
-
-void kg_chaos_format_time(int64_t ms, char *buf, size_t len)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char base[32];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%s.%03dZ", base, (int)(ms % 1000));
 }
 
 /* ---------------------------------------------------------------- field helpers */
@@ -395,7 +338,7 @@ static int parse_expiry(kg_chaos_rule *r, json_t *in, bool from_store, int64_t n
         r->expires_ms = now_ms + ms;
     } else if (at && !json_is_null(at)) {
         int64_t ms;
-        if (!json_is_string(at) || kg_chaos_parse_time(json_string_value(at), &ms) != 0)
+        if (!json_is_string(at) || kg_time_parse(json_string_value(at), &ms) != 0)
             return kg_errf(err, errlen,
                            "field \"expires_at\" must be an RFC 3339 time such as "
                            "\"2026-05-01T12:00:00Z\"");
@@ -408,7 +351,7 @@ static int parse_expiry(kg_chaos_rule *r, json_t *in, bool from_store, int64_t n
     json_t *created = json_object_get(in, "created_at");
     int64_t created_ms;
     if (from_store && json_is_string(created) &&
-        kg_chaos_parse_time(json_string_value(created), &created_ms) == 0)
+        kg_time_parse(json_string_value(created), &created_ms) == 0)
         r->created_ms = created_ms;
     return 0;
 }
@@ -809,10 +752,10 @@ void kg_chaos_rule_finish(kg_chaos_rule *r, const char *id, bool from_config)
     json_object_set_new(r->json, "id", json_string(r->id));
     json_object_del(r->json, "for");
     if (!json_object_get(r->json, "rate")) json_object_set_new(r->json, "rate", json_integer(100));
-    kg_chaos_format_time(r->created_ms, when, sizeof(when));
+    kg_time_format_ms(r->created_ms, when, sizeof(when));
     json_object_set_new(r->json, "created_at", json_string(when));
     if (r->expires_ms) {
-        kg_chaos_format_time(r->expires_ms, when, sizeof(when));
+        kg_time_format_ms(r->expires_ms, when, sizeof(when));
         json_object_set_new(r->json, "expires_at", json_string(when));
     } else {
         json_object_del(r->json, "expires_at");

@@ -58,17 +58,10 @@ struct kg_experiments {
 
 /* ---------------------------------------------------------------- small helpers */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void set_time(json_t *doc, const char *key, int64_t ms)
 {
     char text[40];
-    kg_xp_format_time(ms, text, sizeof(text));
+    kg_time_format_ms(ms, text, sizeof(text));
     json_object_set_new(doc, key, json_string(text));
 }
 
@@ -129,7 +122,7 @@ static void free_run(xp_run *r)
 static void new_id(kg_experiments *xs, char *out, size_t len)
 {
     for (;;) {
-        int64_t now = wall_ms();
+        int64_t now = kg_time_now_ms();
         time_t t = (time_t)(now / 1000);
         struct tm tm;
         gmtime_r(&t, &tm);
@@ -368,7 +361,7 @@ static json_t *finish_run(kg_experiments *xs, xp_run *r, const char *status, con
         json_object_set_new(r->doc, "longest_commit_stall_ms", json_integer(r->longest_stall_ms));
     }
     set_status(r, status);
-    set_time(r->doc, "ended_at", r->ring_len ? r->last.t_ms : wall_ms());
+    set_time(r->doc, "ended_at", r->ring_len ? r->last.t_ms : kg_time_now_ms());
     json_object_set_new(r->doc, "end_reason", json_string(reason));
     if (strcmp(status, "stopped") == 0)
         json_object_set_new(r->doc, "stopped_by", json_string(actor));
@@ -549,7 +542,7 @@ static void close_interrupted(kg_experiments *xs, json_t *doc)
     snprintf(actor, sizeof(actor), "experiment %s (interrupted)", id);
     remove_rules(xs, doc, actor);
     json_object_set_new(doc, "status", json_string("interrupted"));
-    set_time(doc, "ended_at", wall_ms());
+    set_time(doc, "ended_at", kg_time_now_ms());
     json_object_set_new(doc, "end_reason", json_string(reason));
     json_object_set_new(doc, "expectations", evaluate_record(doc));
     audit_end(xs, doc, "kgate");
@@ -639,7 +632,7 @@ int kg_experiments_create(kg_experiments *xs, json_t *drill, const char *actor, 
         return 409;
     }
     new_id(xs, r->id, sizeof(r->id));
-    r->doc = new_record(r, wall_ms());
+    r->doc = new_record(r, kg_time_now_ms());
     if (!r->doc || kg_store_put_doc(xs->store, DOC_KIND, r->id, r->doc) != 0) {
         snprintf(err, errlen, "cannot store the experiment in the state store");
         pthread_mutex_unlock(&xs->lock);
@@ -822,7 +815,7 @@ static void apply_patch(json_t *doc, json_t *patch, const char *actor)
     } else if (retest) {
         json_object_set(doc, "retest", retest);
     }
-    set_time(doc, "annotated_at", wall_ms());
+    set_time(doc, "annotated_at", kg_time_now_ms());
     json_object_set_new(doc, "annotated_by", json_string(actor));
 }
 

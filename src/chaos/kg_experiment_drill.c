@@ -80,7 +80,7 @@ static int check_rule(json_t *rule, int index, const kg_xp_drill *d, char *err, 
     char dur[32], why[400];
     snprintf(dur, sizeof(dur), "%lldms", (long long)d->duration_ms);
     json_object_set_new(probe, "for", json_string(dur));
-    kg_chaos_rule *parsed = kg_chaos_rule_parse(probe, false, kg_chaos_now_ms(), why, sizeof(why));
+    kg_chaos_rule *parsed = kg_chaos_rule_parse(probe, false, kg_time_now_ms(), why, sizeof(why));
     json_decref(probe);
     if (!parsed) return kg_errf(err, errlen, "rules[%d]: %s", index, why);
     kg_chaos_rule_unref(parsed);

@@ -111,16 +111,6 @@ int kg_xp_delta_from_json(const json_t *j, kg_xp_delta *d)
     return 0;
 }
 
-void kg_xp_format_time(int64_t ms, char *out, size_t len)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char base[32];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, len, "%s.%03dZ", base, (int)(ms % 1000));
-}
-
 /* ---------------------------------------------------------------- observations */
 
 static int no_span(const kg_xp_observed *o, char *detail, size_t len)

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "chaos/kg_experiment.h"
+#include "util/kg_time.h"
 
 #define KG_XP_MAX_RULES 16
 #define KG_XP_DEFAULT_BASELINE_MS 10000
@@ -126,8 +127,5 @@ json_int_t kg_xp_faults_injected(const json_t *doc);
 /* The six-field report of record DOC; RETEST_DOC is the record of the re-test experiment
  * (NULL when none is linked or it is unknown). */
 json_t *kg_xp_report_json(const json_t *doc, const json_t *retest_doc);
-
-/* RFC 3339 UTC with milliseconds. */
-void kg_xp_format_time(int64_t ms, char *out, size_t len);
 
 #endif

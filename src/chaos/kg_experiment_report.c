@@ -180,9 +180,7 @@ json_t *kg_xp_report_json(const json_t *doc, const json_t *retest_doc)
         kg_xp_drill_parse(json_object_get(doc, "drill"), &drill, err, sizeof(err)) == 0;
     const kg_xp_drill *d = have_drill ? &drill : NULL;
     char now[40];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    kg_xp_format_time((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, now, sizeof(now));
+    kg_time_format_ms(kg_time_now_ms(), now, sizeof(now));
     json_t *report = json_pack(
         "{s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "experiment",
         field_or_null(doc, "id"), "name", field_or_null(doc, "name"), "status",

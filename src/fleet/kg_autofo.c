@@ -16,6 +16,7 @@
 #include "route/kg_gateway.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
+#include "util/kg_time.h"
 
 /* pg_try_advisory_lock key of the controller: the store's migration key ("kgate") + 2 (+ 1 is
  * the writers' fallback lock, state/kg_store_pg.c). */
@@ -255,13 +256,6 @@ static void set_last(kg_autofo *af, kg_vcluster *vc, json_t *summary)
     pthread_mutex_unlock(&af->lock);
 }
 
-static int64_t unix_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 /* When the last automatic switch of VC was (unix ms, from the store: any controller's), 0 when
  * never, -1 when the store cannot say (then nothing is switched). */
 static int64_t last_auto_ms(kg_autofo *af, kg_vcluster *vc)
@@ -290,7 +284,7 @@ static void do_switch(kg_autofo *af, kg_vcluster *vc, json_t *summary, const cha
     int changed = status == 200 && json_is_true(json_object_get(result, "changed"));
     if (changed) {
         json_int_t epoch = json_integer_value(json_object_get(result, "epoch"));
-        json_t *doc = json_pack("{s:I, s:I, s:s, s:s}", "at_unix_ms", (json_int_t)unix_ms(),
+        json_t *doc = json_pack("{s:I, s:I, s:s, s:s}", "at_unix_ms", (json_int_t)kg_time_now_ms(),
                                 "epoch", epoch, "from", from, "to", to);
         if (kg_store_put_doc(gw->store, AUTOFO_DOC_KIND, vc->cfg->name, doc) != 0)
             kg_warn("auto-failover: vcluster %s: cannot record the switch time (min_interval "
@@ -331,7 +325,7 @@ static void evaluate(kg_autofo *af, kg_vcluster *vc, json_t *verdicts)
                               gw->cfg->clusters[vc->cfg->secondary].name, c->after_ms, &summary,
                               reason, sizeof(reason));
     if (go) {
-        int64_t last = last_auto_ms(af, vc), now = unix_ms();
+        int64_t last = last_auto_ms(af, vc), now = kg_time_now_ms();
         char verdict[200];
         if (last < 0) {
             snprintf(verdict, sizeof(verdict), "no failover: the state store cannot be read");

@@ -33,6 +33,7 @@
 #include "state/kg_store.h"
 #include "util/kg_log.h"
 #include "util/kg_sdnotify.h"
+#include "util/kg_time.h"
 
 /* A listening socket: one per virtual cluster port (bootstrap and each broker node). */
 typedef struct kg_listener {
@@ -210,13 +211,6 @@ static void *gateway_accept_main(void *arg)
     return NULL;
 }
 
-static uint64_t unix_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Failed client handshakes are audited in one entry per virtual cluster and minute at most
  * (a scanner or a misconfigured client fleet must not flood the audit log), and at stop. */
 #define TLS_FAILURE_AUDIT_MS 60000
@@ -225,7 +219,8 @@ static void gateway_audit_tls_failures(kg_gateway *gw, uint64_t interval_ms)
 {
     for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++) {
         kg_vcluster *vc = &gw->vclusters[i];
-        json_t *summary = kg_tls_failures_take(vc->tls_failures, unix_ms(), interval_ms);
+        json_t *summary =
+            kg_tls_failures_take(vc->tls_failures, (uint64_t)kg_time_now_ms(), interval_ms);
         if (!summary) continue;
         json_object_set_new(summary, "vcluster", json_string(vc->cfg->name));
         kg_store_audit_append(gw->store, "tls.handshake_failures", summary); /* borrows it */
@@ -261,7 +256,7 @@ static void gateway_housekeeping(kg_loop *loop, void *arg)
     gateway_feed_watchdog(gw);
     gateway_audit_tls_failures(gw, TLS_FAILURE_AUDIT_MS);
     kg_chaos_expire(gw->chaos);
-    kg_experiments_tick(gw->experiments, unix_ms());
+    kg_experiments_tick(gw->experiments, (uint64_t)kg_time_now_ms());
     kg_users_flush_audit(gw->users);
     kg_loop_timer_in(loop, &gw->housekeeping, 1000000);
 }
@@ -445,15 +440,6 @@ static void gateway_restore_route(kg_gateway *gw, kg_vcluster *vc)
 
 /* ---------------------------------------------------------------- the switch */
 
-/* Publishes NEW_WORD as VC's route and closes the connections opened under an older one; the
- * caller holds vc->switch_lock. Returns how many connections were closed. */
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void kg_gateway_note_request(kg_vcluster *vc, uint64_t route)
 {
     if (atomic_load_explicit(&vc->first_request_ms, memory_order_relaxed) ||
@@ -461,14 +447,16 @@ void kg_gateway_note_request(kg_vcluster *vc, uint64_t route)
         route != atomic_load_explicit(&vc->route, memory_order_acquire))
         return;
     uint_fast64_t none = 0;
-    atomic_compare_exchange_strong(&vc->first_request_ms, &none, wall_ms());
+    atomic_compare_exchange_strong(&vc->first_request_ms, &none, (uint64_t)kg_time_now_ms());
 }
 
+/* Publishes NEW_WORD as VC's route and closes the connections opened under an older one; the
+ * caller holds vc->switch_lock. Returns how many connections were closed. */
 static int route_publish(kg_gateway *gw, kg_vcluster *vc, uint64_t new_word)
 {
     /* Reset before publishing: a request on the new route must find "none yet". */
     atomic_store(&vc->first_request_ms, 0);
-    atomic_store(&vc->switched_at_ms, wall_ms());
+    atomic_store(&vc->switched_at_ms, (uint64_t)kg_time_now_ms());
     atomic_store_explicit(&vc->route, new_word, memory_order_release);
     int closed = kg_workers_close_stale(gw->workers, gw->n_workers, vc, new_word);
     atomic_fetch_add(&vc->failovers_total, 1);
@@ -1441,7 +1429,7 @@ int kg_gateway_drain(kg_gateway *gw, int within_ms, int grace_ms, const char *ac
     /* Not ready first: the load balancer's next health check moves new clients away while the
      * listeners close and the connections go. */
     pthread_mutex_lock(&gw->drain_lock);
-    gw->drain_started_ms = (int64_t)unix_ms();
+    gw->drain_started_ms = (int64_t)(uint64_t)kg_time_now_ms();
     gw->drain_within_ms = within_ms;
     pthread_mutex_unlock(&gw->drain_lock);
     gateway_listen_sync(gw);

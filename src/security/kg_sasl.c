@@ -13,6 +13,7 @@
 #include "proto/kp_prim.h"
 #include "security/kg_users.h"
 #include "util/kg_log.h"
+#include "util/kg_time.h"
 
 #define KG_KAFKA_UNSUPPORTED_SASL_MECHANISM 33
 #define KG_KAFKA_ILLEGAL_SASL_STATE 34
@@ -105,13 +106,6 @@ static void keys_release(kg_sasl_listener *l, kg_sasl_keys *k)
     pthread_mutex_unlock(&l->keys_lock);
 }
 
-static int64_t wall_clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 kg_sasl_listener *kg_sasl_listener_new(const kg_vcluster_cfg *vc, kg_users *users,
                                        kg_metrics *metrics)
 {
@@ -120,7 +114,7 @@ kg_sasl_listener *kg_sasl_listener_new(const kg_vcluster_cfg *vc, kg_users *user
     if (!l) return NULL;
     l->cfg = vc;
     l->users = users;
-    l->wall_ms = wall_clock_ms;
+    l->wall_ms = kg_time_now_ms;
     pthread_mutex_init(&l->keys_lock, NULL);
     if (vc->sasl_mechanisms & KG_SASL_BIT(KG_SASL_OAUTHBEARER)) {
         char err[300];

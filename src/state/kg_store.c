@@ -18,6 +18,7 @@
 #include "state/kg_store_backend.h"
 #include "util/kg_log.h"
 #include "util/kg_err.h"
+#include "util/kg_time.h"
 
 #define ZERO_HASH KG_STORE_ZERO_HASH
 #define VERIFY_PAGE 512
@@ -31,17 +32,6 @@ struct kg_store {
     void *be;
     pthread_mutex_t lock;
 };
-
-/* UTC, millisecond precision: "2025-01-31T12:00:00.123Z". */
-static void now_iso8601(char out[32])
-{
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03dZ", (int)(tv.tv_usec / 1000) % 1000);
-}
 
 /* ======================================================================================
  * Generic layer
@@ -188,7 +178,7 @@ static int append_in_tx(kg_store *store, const char *type, json_t *details)
         return -1;
     }
     char ts[32];
-    now_iso8601(ts);
+    kg_time_format_ms(kg_time_now_ms(), ts, sizeof(ts));
     audit_row row = {.seq = last_seq + 1,
                      .ts = ts,
                      .type = type,
@@ -276,7 +266,7 @@ int kg_store_commit_switch(kg_store *store, const char *vcluster, const char *ac
 {
     if (!store || !vcluster || !*vcluster || !active || !*active) return -1;
     char ts[32];
-    now_iso8601(ts);
+    kg_time_format_ms(kg_time_now_ms(), ts, sizeof(ts));
     store_lock(store);
     int rc = store->ops->begin(store->be);
     if (rc == 0) rc = check_epoch_advances(store, vcluster, epoch);
@@ -512,7 +502,7 @@ int kg_store_put_doc(kg_store *store, const char *kind, const char *id, json_t *
     char *body = kg_store_canonical_json(doc);
     if (!body) return -1;
     char ts[32];
-    now_iso8601(ts);
+    kg_time_format_ms(kg_time_now_ms(), ts, sizeof(ts));
     store_lock(store);
     int rc = store->ops->put_doc(store->be, kind, id, body, ts, ts);
     store_unlock(store);
@@ -598,7 +588,7 @@ int kg_store_put_user_cred(kg_store *store, const char *name, json_t *cred, cons
 {
     if (!store || !name || !*name || !json_is_object(cred)) return -1;
     char ts[32];
-    now_iso8601(ts);
+    kg_time_format_ms(kg_time_now_ms(), ts, sizeof(ts));
     store_lock(store);
     int rc = store->ops->begin(store->be);
     if (rc == 0) rc = store->ops->put_user_cred(store->be, name, cred, ts);
@@ -642,7 +632,7 @@ int kg_store_put_acl(kg_store *store, json_t *acl, const char *audit_type, json_
     for (int i = 0; i < 7; i++)
         if (!json_string_value(json_object_get(acl, kg_store_acl_fields[i]))) return -1;
     char ts[32];
-    now_iso8601(ts);
+    kg_time_format_ms(kg_time_now_ms(), ts, sizeof(ts));
     store_lock(store);
     int rc = store->ops->begin(store->be);
     if (rc == 0) rc = store->ops->put_acl(store->be, acl, ts);
@@ -693,7 +683,7 @@ int kg_store_put_token(kg_store *store, json_t *token, const char *audit_type,
     for (int i = 0; i < 3; i++)
         if (!json_string_value(json_object_get(token, required[i]))) return -1;
     char ts[32];
-    now_iso8601(ts);
+    kg_time_format_ms(kg_time_now_ms(), ts, sizeof(ts));
     store_lock(store);
     int rc = store->ops->begin(store->be);
     if (rc == 0) rc = store->ops->put_token(store->be, token, ts);
