@@ -17,16 +17,17 @@
 #include "admin/kg_admin_users.h"
 #include "config/kg_config.h"
 #include "fleet/kg_fleet.h"
+#include "route/kg_gateway_mirror.h"
 #include "route/kg_vcmetrics.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
 
-/* POST /v1/reload, GET parity, the drain routes, the chaos, experiment, drill, user and ACL
- * routes, the history and the console. */
+/* POST /v1/reload, GET parity, the mirror's two, the drain routes, the chaos, experiment, drill,
+ * user and ACL routes, the history and the console. */
 #define GATEWAY_N_ROUTES                                                                           \
-    (2 + DRAIN_N_ROUTES + KG_ADMIN_CHAOS_N_ROUTES + KG_ADMIN_EXPERIMENTS_N_ROUTES +                \
-     KG_ADMIN_DRILLS_N_ROUTES + KG_ADMIN_USERS_N_ROUTES + KG_ADMIN_ACLS_N_ROUTES +                 \
-     KG_ADMIN_HISTORY_N_ROUTES + KG_ADMIN_UI_N_ROUTES)
+    (2 + MIRROR_N_ROUTES + DRAIN_N_ROUTES + KG_ADMIN_CHAOS_N_ROUTES +                              \
+     KG_ADMIN_EXPERIMENTS_N_ROUTES + KG_ADMIN_DRILLS_N_ROUTES + KG_ADMIN_USERS_N_ROUTES +          \
+     KG_ADMIN_ACLS_N_ROUTES + KG_ADMIN_HISTORY_N_ROUTES + KG_ADMIN_UI_N_ROUTES)
 
 /* What kg_admin_gateway_start hands back: the API and the history its routes read. */
 typedef struct gateway_admin {
@@ -105,11 +106,9 @@ static int admin_reload(void *ctx, kg_admin_request *req)
     return status;
 }
 
-/* GET /v1/vclusters/NAME/parity[?to=CLUSTER]: the switch's pre-flight, run now. */
-static int admin_parity(void *ctx, kg_admin_request *req)
+/* STATUS with RESULT from the gateway: the result, or from 400 on its "error". */
+static int admin_result_reply(kg_admin_request *req, int status, json_t *result)
 {
-    json_t *result = NULL;
-    int status = kg_gateway_parity(ctx, req->params[0], kg_admin_query(req, "to"), &result);
     if (status >= 400) {
         int rc =
             kg_admin_error(req, status, "%s", json_string_value(json_object_get(result, "error")));
@@ -118,6 +117,36 @@ static int admin_parity(void *ctx, kg_admin_request *req)
     }
     return kg_admin_reply(req, status, result);
 }
+
+/* GET /v1/vclusters/NAME/parity[?to=CLUSTER]: the switch's pre-flight, run now. */
+static int admin_parity(void *ctx, kg_admin_request *req)
+{
+    json_t *result = NULL;
+    int status = kg_gateway_parity(ctx, req->params[0], kg_admin_query(req, "to"), &result);
+    return admin_result_reply(req, status, result);
+}
+
+/* GET /v1/vclusters/NAME/mirror: the embedded mirror's lag now; POST .../mirror/pass: a pass
+ * now, then the lag (kg_gateway_mirror). */
+static int admin_mirror(void *ctx, kg_admin_request *req)
+{
+    json_t *result = NULL;
+    int status = kg_gateway_mirror(ctx, req->params[0], 0, kg_admin_query(req, "topics"), &result);
+    return admin_result_reply(req, status, result);
+}
+
+static int admin_mirror_pass(void *ctx, kg_admin_request *req)
+{
+    json_t *result = NULL;
+    int status = kg_gateway_mirror(ctx, req->params[0], 1, NULL, &result);
+    return admin_result_reply(req, status, result);
+}
+
+static const kg_admin_route mirror_routes[] = {
+    {"GET", "/v1/vclusters/{}/mirror", admin_mirror, NULL, 0, KG_ROLE_VIEWER},
+    {"POST", "/v1/vclusters/{}/mirror/pass", admin_mirror_pass, NULL, 0, KG_ROLE_OPERATOR},
+};
+#define MIRROR_N_ROUTES 2
 
 /* ---- drain (kg_gateway_drain) ---- */
 
@@ -313,6 +342,7 @@ static int gateway_routes(kg_gateway *gw, kg_admin_history *history,
                                    .handler = admin_parity,
                                    .ctx = gw,
                                    .role = KG_ROLE_VIEWER};
+    n += kg_admin_bind_routes(&routes[n], mirror_routes, MIRROR_N_ROUTES, gw);
     n += kg_admin_bind_routes(&routes[n], drain_routes, DRAIN_N_ROUTES, gw);
     n += kg_admin_chaos_routes(gw->chaos, &routes[n]);
     n += kg_admin_experiments_routes(gw->experiments, &routes[n]);

@@ -21,6 +21,7 @@
 #include "fleet/kg_autofo.h"
 #include "fleet/kg_fleet.h"
 #include "metrics/kg_metrics.h"
+#include "route/kg_gateway_mirror.h"
 #include "route/kg_mirror.h"
 #include "route/kg_offsets.h"
 #include "route/kg_parity.h"
@@ -358,8 +359,7 @@ static void gateway_parity_tick(kg_gateway *gw, int timeout)
     }
 }
 
-/* Waits INTERVAL ms, or until stop() wakes the background threads. */
-static void gateway_background_sleep(kg_gateway *gw, int interval)
+void kg_gateway_background_sleep(kg_gateway *gw, int interval)
 {
     pthread_mutex_lock(&gw->probe_lock);
     if (!atomic_load(&gw->stopping)) {
@@ -385,32 +385,7 @@ static void *gateway_probe_main(void *arg)
         for (int i = 0; i < gw->cfg->n_clusters && !atomic_load(&gw->stopping); i++)
             gateway_probe_cluster(gw, &gw->clusters[i], timeout);
         gateway_parity_tick(gw, timeout);
-        gateway_background_sleep(gw, interval);
-    }
-    return NULL;
-}
-
-/* The embedded mirror (kg_mirror): a pass per virtual cluster with a mirror, from its active
- * cluster to the other one, when the active one is up (with the other down it only updates
- * the lag). The direction follows the switches. */
-static void *gateway_mirror_main(void *arg)
-{
-    kg_gateway *gw = arg;
-    while (!atomic_load(&gw->stopping)) {
-        int interval = 60000;
-        for (int i = 0; i < gw->cfg->n_vclusters && !atomic_load(&gw->stopping); i++) {
-            kg_vcluster *vc = &gw->vclusters[i];
-            if (!vc->mirror) continue;
-            if (vc->cfg->mirror_interval_ms < interval) interval = vc->cfg->mirror_interval_ms;
-            kg_cluster *from = &gw->clusters[KG_ROUTE_ACTIVE(atomic_load(&vc->route))];
-            kg_cluster *to = &gw->clusters[parity_other_side(vc)];
-            if (!atomic_load(&from->up)) continue; /* a target that is down: lag only */
-            json_t *groups = vc->offsets ? kg_offsets_seen(vc->offsets, from->index) : NULL;
-            kg_mirror_pass(vc->mirror, from, to, 10000, groups,
-                           vc->cfg->offsets_alias[from->index == vc->cfg->primary ? 0 : 1]);
-            json_decref(groups);
-        }
-        gateway_background_sleep(gw, interval);
+        kg_gateway_background_sleep(gw, interval);
     }
     return NULL;
 }
@@ -1269,7 +1244,7 @@ static int gateway_start_threads(kg_gateway *gw)
                 "record); run it on one kgate with a SQLite state, or use MirrorMaker 2");
         mirrors = 0;
     }
-    if (mirrors && pthread_create(&gw->mirror_thread, NULL, gateway_mirror_main, gw) != 0)
+    if (mirrors && pthread_create(&gw->mirror_thread, NULL, kg_gateway_mirror_main, gw) != 0)
         return -1;
     gw->mirror_started = mirrors > 0;
     kg_loop_on_wake(gw->accept_loop, gateway_accept_stop, gw);

@@ -254,6 +254,9 @@ void kg_gateway_collect_metrics(kg_gateway *gw);
  * cluster, 409 no other side) and the report or an error in *RESULT. */
 int kg_gateway_parity(kg_gateway *gw, const char *vcluster, const char *to, json_t **result);
 
+/* Waits INTERVAL ms, or until stop() wakes the background threads (their sleep). */
+void kg_gateway_background_sleep(kg_gateway *gw, int interval);
+
 /* For experiments: cumulative counters of VCLUSTER (-1 when unknown), and turning response
  * inspection on/off (counted: every "on" needs an "off"). */
 typedef struct kg_vc_sample kg_vc_sample;

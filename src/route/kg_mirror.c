@@ -1,5 +1,7 @@
 #include "route/kg_mirror.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +10,7 @@
 #include "engine/kg_loop.h"
 #include "kp_msgs.h"
 #include <sys/time.h>
+#include <time.h>
 
 #include "route/kg_kafka.h"
 #include "route/kg_offsets.h"
@@ -20,6 +23,7 @@
 #define TIMESTAMP_LOG_APPEND 0x08
 
 struct kg_mirror {
+    pthread_mutex_t lock; /* one call at a time: the positions and syncs below are shared */
     const kg_vcluster_cfg *cfg;
     regex_t topics;
     kg_metrics *metrics;
@@ -28,6 +32,7 @@ struct kg_mirror {
     json_t *positions;                /* {topic: {"<partition>": next source offset}} */
     json_t *written; /* {"group topic partition": up}: the checkpoints written, not repeated */
     kg_counter *copied, *errors;
+    char last_error[512]; /* why the last pass stopped; "" when it ended well */
 };
 
 kg_mirror *kg_mirror_new(const kg_vcluster_cfg *cfg, kg_metrics *metrics, kg_store *store)
@@ -39,6 +44,7 @@ kg_mirror *kg_mirror_new(const kg_vcluster_cfg *cfg, kg_metrics *metrics, kg_sto
         free(m); /* the config check compiled it already */
         return NULL;
     }
+    pthread_mutex_init(&m->lock, NULL);
     m->cfg = cfg;
     m->written = json_object();
     m->metrics = metrics;
@@ -58,6 +64,7 @@ void kg_mirror_free(kg_mirror *m)
 {
     if (!m) return;
     regfree(&m->topics);
+    pthread_mutex_destroy(&m->lock);
     json_decref(m->positions);
     json_decref(m->written);
     free(m);
@@ -453,30 +460,56 @@ static int wanted(kg_mirror *m, const char *topic)
     return regexec(&m->topics, topic, 0, NULL, 0) == 0;
 }
 
-int kg_mirror_pass(kg_mirror *m, kg_cluster *source, kg_cluster *target, int timeout_ms,
-                   json_t *groups, const char *alias)
+/* Is TOPIC among ONLY (NULL or ->n < 0: every topic)? */
+static int listed(const kg_cluster_topics *only, const char *topic)
 {
-    uint64_t deadline = kg_now_us() + (uint64_t)timeout_ms * 1000u;
-    pass x = {.m = m,
-              .src = {.cluster = source, .deadline_us = deadline},
-              .dst = {.cluster = target, .deadline_us = deadline}};
+    if (!only || only->n < 0) return 1;
+    for (int i = 0; i < only->n; i++)
+        if (strcmp(only->names[i], topic) == 0) return 1;
+    return 0;
+}
+
+/* Takes M's lock, waiting until DEADLINE (kg_now_us) at most. 0, or -1 when busy. */
+static int lock_until(kg_mirror *m, uint64_t deadline)
+{
+    uint64_t now = kg_now_us();
+    uint64_t wait_us = deadline > now ? deadline - now : 0;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(wait_us / 1000000u);
+    until.tv_nsec += (long)(wait_us % 1000000u) * 1000;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    int rc;
+    while ((rc = pthread_mutex_timedlock(&m->lock, &until)) == EINTR) {
+    }
+    return rc == 0 ? 0 : -1;
+}
+
+static int pass_locked(pass *x, const kg_cluster_topics *only, json_t *groups, const char *alias)
+{
+    kg_mirror *m = x->m;
+    kg_cluster *source = x->src.cluster, *target = x->dst.cluster;
     load_positions(m, source->cfg->name, target->cfg->name);
     kg_cluster_topics all = {-1, NULL};
-    json_t *from = kg_kafka_leaders(&x.src, &all), *to = NULL;
-    const char *err = from ? NULL : x.src.err;
+    json_t *from = kg_kafka_leaders(&x->src, &all), *to = NULL;
+    const char *err = from ? NULL : x->src.err;
     const char **names = from ? calloc(json_object_size(from) + 1, sizeof(*names)) : NULL;
     const char *topic;
     json_t *parts;
     int n = 0;
-    json_object_foreach(from, topic, parts) if (names && wanted(m, topic)) names[n++] = topic;
+    json_object_foreach(from, topic, parts) if (names && wanted(m, topic) && listed(only, topic))
+        names[n++] = topic;
     kg_cluster_topics some = {n, names};
     if (n > 0 && !atomic_load(&target->up)) {
-        snprintf(x.err, sizeof(x.err), "%s is down", target->cfg->name);
-        err = x.err;
-    } else if (n > 0 && !(to = kg_kafka_leaders(&x.dst, &some))) {
-        err = x.dst.err;
+        snprintf(x->err, sizeof(x->err), "%s is down", target->cfg->name);
+        err = x->err;
+    } else if (n > 0 && !(to = kg_kafka_leaders(&x->dst, &some))) {
+        err = x->dst.err;
     }
-    if (!to && n > 0) lag_only(&x, from, names, n);
+    if (!to && n > 0) lag_only(x, from, names, n);
     for (int i = 0; to && i < n && !err; i++) {
         json_t *there = json_object_get(to, names[i]);
         const char *part;
@@ -489,21 +522,161 @@ int kg_mirror_pass(kg_mirror *m, kg_cluster *source, kg_cluster *target, int tim
                         part, target->cfg->name);
                 continue;
             }
-            if (copy_partition(&x, names[i], part, (int32_t)json_integer_value(leader),
+            if (copy_partition(x, names[i], part, (int32_t)json_integer_value(leader),
                                (int32_t)json_integer_value(dst_leader)) < 0) {
-                err = x.err;
+                err = x->err;
                 break;
             }
         }
     }
-    if (!err && groups) write_checkpoints(&x, groups, alias);
+    if (!err && groups) write_checkpoints(x, groups, alias);
+    snprintf(m->last_error, sizeof(m->last_error), "%s", err ? err : "");
     if (err) {
+        if (err != x->err) snprintf(x->err, sizeof(x->err), "%s", err);
         kg_counter_inc(m->errors);
         kg_warn("mirror %s -> %s of vcluster %s: %s", source->cfg->name, target->cfg->name,
-                m->cfg->name, err);
+                m->cfg->name, x->err);
     }
     free(names);
     json_decref(from);
     json_decref(to);
-    return err ? -1 : x.copied;
+    return err ? -1 : x->copied;
+}
+
+int kg_mirror_pass_topics(kg_mirror *m, kg_cluster *source, kg_cluster *target,
+                          const kg_cluster_topics *only, int timeout_ms, json_t *groups,
+                          const char *alias)
+{
+    uint64_t deadline = kg_now_us() + (uint64_t)timeout_ms * 1000u;
+    pass x = {.m = m,
+              .src = {.cluster = source, .deadline_us = deadline},
+              .dst = {.cluster = target, .deadline_us = deadline}};
+    if (lock_until(m, deadline) < 0) {
+        kg_counter_inc(m->errors);
+        kg_warn("mirror of vcluster %s: busy (another pass did not end within %d ms)", m->cfg->name,
+                timeout_ms);
+        return -1;
+    }
+    int rc = pass_locked(&x, only, groups, alias);
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
+int kg_mirror_pass(kg_mirror *m, kg_cluster *source, kg_cluster *target, int timeout_ms,
+                   json_t *groups, const char *alias)
+{
+    return kg_mirror_pass_topics(m, source, target, NULL, timeout_ms, groups, alias);
+}
+
+/* ---------------------------------------------------------------- lag now */
+
+/* Lag of TOPIC's partitions PARTS ({"<partition>": source leader}) into OUT; the sum. -1 with
+ * X->err when the source does not answer. */
+static int64_t lag_of_topic(pass *x, const char *topic, json_t *parts, json_t *out)
+{
+    json_t *lags = json_object();
+    json_object_set_new(out, topic, lags);
+    int64_t total = 0;
+    const char *part;
+    json_t *leader;
+    json_object_foreach(parts, part, leader)
+    {
+        int32_t node = (int32_t)json_integer_value(leader), partition = atoi(part);
+        json_t *stored = json_object_get(json_object_get(x->m->positions, topic), part);
+        int64_t end = kg_kafka_list_offset(&x->src, node, topic, partition, KG_KAFKA_LATEST);
+        int64_t pos = -1; /* never copied: the mirror starts at the log start */
+        if (stored)
+            pos = json_integer_value(stored);
+        else if (end >= 0)
+            pos = kg_kafka_list_offset(&x->src, node, topic, partition, KG_KAFKA_EARLIEST);
+        if (end < 0 || pos < 0) {
+            snprintf(x->err, sizeof(x->err), "%s", x->src.err);
+            return -1;
+        }
+        int64_t lag = end > pos ? end - pos : 0;
+        json_object_set_new(lags, part, json_integer((json_int_t)lag));
+        set_lag(x->m, topic, part, lag);
+        total += lag;
+    }
+    return total;
+}
+
+/* Why the mirror does not copy TOPIC (FROM/TO: the leaders on each side), or NULL. */
+static const char *not_mirrored(kg_mirror *m, const char *topic, json_t *from, json_t *to)
+{
+    if (!wanted(m, topic))
+        return "not copied: outside mirror.topics, or Kafka's or a "
+               "replicator's own topic";
+    if (!json_object_get(from, topic)) return "absent on the source";
+    if (!json_object_get(to, topic)) return "absent on the target: not copied";
+    return NULL;
+}
+
+static json_t *lag_locked(pass *x, const kg_cluster_topics *topics)
+{
+    kg_cluster_topics all = {-1, NULL};
+    json_t *from = kg_kafka_leaders(&x->src, &all);
+    if (!from) {
+        snprintf(x->err, sizeof(x->err), "%s", x->src.err);
+        return NULL;
+    }
+    /* The topics asked for, or every mirrored topic of the source. */
+    size_t cap = (topics && topics->n >= 0 ? (size_t)topics->n : json_object_size(from)) + 1;
+    const char **names = calloc(cap, sizeof(*names));
+    int n = 0;
+    const char *topic;
+    json_t *parts;
+    if (names && topics && topics->n >= 0)
+        for (int i = 0; i < topics->n; i++)
+            names[n++] = topics->names[i];
+    else if (names)
+        json_object_foreach(from, topic, parts) if (wanted(x->m, topic)) names[n++] = topic;
+    kg_cluster_topics some = {n, names};
+    json_t *to = names ? kg_kafka_leaders(&x->dst, &some) : NULL;
+    json_t *out = NULL;
+    if (!to) {
+        snprintf(x->err, sizeof(x->err), "%s", names ? x->dst.err : "out of memory");
+    } else {
+        json_t *lags = json_object(), *skipped = json_object();
+        out = json_pack("{s:s, s:s, s:o, s:o, s:o}", "source", x->src.cluster->cfg->name, "target",
+                        x->dst.cluster->cfg->name, "partitions", lags, "not_mirrored", skipped,
+                        "stopped", json_object());
+        int64_t total = 0;
+        for (int i = 0; out && i < n; i++) {
+            const char *why = not_mirrored(x->m, names[i], from, to);
+            int64_t t = why ? 0 : lag_of_topic(x, names[i], json_object_get(from, names[i]), lags);
+            if (why) json_object_set_new(skipped, names[i], json_string(why));
+            if (t < 0) {
+                json_decref(out);
+                out = NULL;
+            }
+            total += t;
+        }
+        if (out) json_object_set_new(out, "total", json_integer((json_int_t)total));
+        if (out)
+            json_object_set_new(out, "last_error",
+                                x->m->last_error[0] ? json_string(x->m->last_error) : json_null());
+    }
+    free(names);
+    json_decref(from);
+    json_decref(to);
+    return out;
+}
+
+json_t *kg_mirror_lag(kg_mirror *m, kg_cluster *source, kg_cluster *target,
+                      const kg_cluster_topics *topics, int timeout_ms, char *err, size_t errlen)
+{
+    uint64_t deadline = kg_now_us() + (uint64_t)timeout_ms * 1000u;
+    pass x = {.m = m,
+              .src = {.cluster = source, .deadline_us = deadline},
+              .dst = {.cluster = target, .deadline_us = deadline}};
+    if (lock_until(m, deadline) < 0) {
+        snprintf(err, errlen, "busy: a mirror pass did not end within %d ms", timeout_ms);
+        return NULL;
+    }
+    load_positions(m, source->cfg->name, target->cfg->name);
+    json_t *out = lag_locked(&x, topics);
+    pthread_mutex_unlock(&m->lock);
+    if (!out) snprintf(err, errlen, "%s", x.err);
+    return out;
 }

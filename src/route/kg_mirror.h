@@ -38,6 +38,11 @@ typedef struct kg_mirror kg_mirror;
 kg_mirror *kg_mirror_new(const kg_vcluster_cfg *cfg, kg_metrics *metrics, kg_store *store);
 void kg_mirror_free(kg_mirror *m);
 
+/* Thread safety: the calls below may come from any thread (the gateway's mirror thread, a
+ * planned switchover, the admin API); the mirror's lock serializes them, and a call waits for
+ * the one in progress at most its own TIMEOUT_MS (then fails with "busy": a caller's budget
+ * always holds). */
+
 /* One pass from SOURCE to TARGET, bounded by TIMEOUT_MS. Then, for GROUPS (kg_offsets_seen on
  * SOURCE; NULL: none), MirrorMaker 2 checkpoints of their committed offsets on the source,
  * translated with the mirror's offset syncs, into "<ALIAS>.checkpoints.internal" on the target
@@ -46,5 +51,31 @@ void kg_mirror_free(kg_mirror *m);
  * kgate_mirror_errors_total; the next pass tries again from the stored position). */
 int kg_mirror_pass(kg_mirror *m, kg_cluster *source, kg_cluster *target, int timeout_ms,
                    json_t *groups, const char *alias);
+
+/* "Run a pass now" (a planned switchover, POST /v1/vclusters/VC/mirror/pass): kg_mirror_pass
+ * for the mirrored topics among ONLY (NULL or ->n < 0: every mirrored topic), so a caller that
+ * holds new produce requests copies what is left of the partitions it waits for, and, with
+ * GROUPS, writes the final checkpoints. Same return as kg_mirror_pass. */
+int kg_mirror_pass_topics(kg_mirror *m, kg_cluster *source, kg_cluster *target,
+                          const kg_cluster_topics *only, int timeout_ms, json_t *groups,
+                          const char *alias);
+
+/* "Lag of these partitions", measured now: the source's end offsets (ListOffsets) against the
+ * mirror's stored positions for SOURCE -> TARGET, for TOPICS (NULL or ->n < 0: every mirrored
+ * topic of the source). Copies nothing. Returns
+ *   {"source": S, "target": T,
+ *    "total": records of those partitions not copied yet (sum of "partitions"),
+ *    "partitions": {topic: {"<partition>": records not copied yet}},
+ *    "not_mirrored": {topic: why}   the mirror does not copy it: outside mirror.topics, a
+ *                                   kgate/replicator topic, absent on the source or on the
+ *                                   target; its lag never reaches 0,
+ *    "stopped": {topic: {"<partition>": why}}  partitions the mirror stopped (a record the
+ *                                   target refuses and no DLQ): their lag grows until an
+ *                                   operator acts,
+ *    "last_error": why the last pass stopped, or null when it ended well}
+ * The lag is 0 for every partition when "total" is 0 and "not_mirrored" and "stopped" are
+ * empty. NULL with ERR set when a cluster does not answer within TIMEOUT_MS. */
+json_t *kg_mirror_lag(kg_mirror *m, kg_cluster *source, kg_cluster *target,
+                      const kg_cluster_topics *topics, int timeout_ms, char *err, size_t errlen);
 
 #endif

@@ -198,3 +198,48 @@ def test_a_target_that_is_down_shows_as_lag_and_is_caught_up_after(clusters, mak
     wait_for(lambda: lag(0) == 0 and lag(1) == 0, WAIT, what="the mirror to catch up")
     assert sorted(values(read_full(west, "fo-mir"))) == sorted({**sent, **more}), \
         "a record lost or copied twice across the outage"
+
+
+@pytest.mark.guard(300)
+def test_mirror_api_reports_the_lag_now_and_runs_a_pass_on_demand(clusters, make_kgate):
+    """The calls a planned switchover makes (kg_mirror_lag, kg_mirror_pass_topics), through the
+    admin API: GET .../mirror measures the lag now, POST .../mirror/pass copies what is left."""
+    east, west = clusters["east"], clusters["west"]
+    kg = make_kgate(clusters, vclusters=(("default", "east", "west"), ("plain", "east", "west")),
+                    start=False)
+    # One pass at start, the next an hour later: only the API moves records in this test.
+    kg.add_vcluster_keys('mirror: { topics: "^fo-mir$", interval_ms: 3600000 }')
+    kg.start()
+
+    def first_pass_done():
+        return [v for n, labels, v in kg.metrics() if n == "kgate_mirror_lag_records" and
+                labels.get("topic") == "fo-mir"] == [0, 0]
+    wait_for(first_pass_done, WAIT, what="the mirror's first pass")
+    sent = produce(east, "fo-mir", 2, 12, "a")
+
+    r = kg.http("GET", "/v1/vclusters/default/mirror")
+    assert r.status == 200, r
+    assert r.json.get("source") == "east" and r.json.get("target") == "west", (r.text, r.headers)
+    assert r.json["partitions"] == {"fo-mir": {"0": 12, "1": 12}}, r.json
+    assert r.json["total"] == 24 and r.json["not_mirrored"] == {} and r.json["stopped"] == {}
+    assert west.read_all("fo-mir") == [], "the lag call copied records"
+
+    r = kg.http("GET", "/v1/vclusters/default/mirror?topics=fo-mir,fo-other,nope")
+    assert r.status == 200, r
+    assert r.json["partitions"] == {"fo-mir": {"0": 12, "1": 12}}, r.json
+    assert set(r.json["not_mirrored"]) == {"fo-other", "nope"}, r.json
+    assert "mirror.topics" in r.json["not_mirrored"]["fo-other"], r.json
+
+    r = kg.http("POST", "/v1/vclusters/default/mirror/pass")
+    assert r.status == 200, r
+    assert r.json["copied"] == 24 and r.json["total"] == 0, r.json
+    assert r.json["partitions"] == {"fo-mir": {"0": 0, "1": 0}} and r.json["last_error"] is None
+    copied = read_full(west, "fo-mir")
+    assert sorted(values(copied)) == sorted(sent)
+    check_copies(copied, sent, "east")
+
+    r = kg.http("POST", "/v1/vclusters/default/mirror/pass")
+    assert r.status == 200 and r.json["copied"] == 0, r
+    assert kg.http("GET", "/v1/vclusters/plain/mirror").status == 409
+    assert kg.http("GET", "/v1/vclusters/nope/mirror").status == 404
+    assert sorted(values(read_full(west, "fo-mir"))) == sorted(sent), "copied twice"
