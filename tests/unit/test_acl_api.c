@@ -2,6 +2,7 @@
  * `kgate acl` CLI against it: status codes, filters, audit with the caller's identity, output
  * and exit codes. */
 #include "kt.h"
+#include "kt_admin.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -34,11 +35,8 @@ typedef struct fixture {
 static fixture *start(void)
 {
     fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/kg_test_acl_api.XXXXXX");
-    if (!mkdtemp(f->dir)) abort();
-    char path[128], err[256];
-    snprintf(path, sizeof(path), "%s/state.db", f->dir);
-    f->store = kg_store_open(path, err, sizeof(err));
+    char err[256];
+    f->store = kt_temp_store(f->dir, "acl_api");
     f->acls = kg_acl_registry_new(f->store);
     kg_admin_route routes[KG_ADMIN_ACLS_N_ROUTES];
     kg_admin_ops ops = {.extra_routes = routes};
@@ -56,30 +54,8 @@ static void stop(fixture *f)
 {
     kg_admin_stop(f->admin);
     kg_acl_registry_free(f->acls);
-    kg_store_close(f->store);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", f->dir);
+    kt_remove_store(f->store, f->dir);
     free(f);
-}
-
-static long call(fixture *f, const char *token, const char *method, const char *path,
-                 const char *body, json_t **reply)
-{
-    json_t *j = body ? json_loads(body, 0, NULL) : NULL;
-    long status = 0;
-    char err[256];
-    *reply = NULL;
-    if (kg_cli_request(f->base, token, method, path, j, &status, reply, err, sizeof(err)) != 0)
-        status = -1;
-    json_decref(j);
-    return status;
-}
-
-static const char *error_of(json_t *reply)
-{
-    const char *e = json_string_value(json_object_get(reply, "error"));
-    return e ? e : "";
 }
 
 static int allowed(fixture *f, const char *principal, kg_acl_resource type, const char *name,
@@ -95,66 +71,70 @@ KT_TEST(routes_add_list_delete)
 {
     fixture *f = start();
     json_t *r;
-    KT_CHECK_EQ_INT(call(f, TOKEN, "POST", "/v1/acls",
-                         "{\"principal\": \"User:alice\", \"permission\": \"allow\","
-                         " \"resource_type\": \"topic\", \"resource_name\": \"orders\","
-                         " \"pattern_type\": \"prefixed\", \"operations\": [\"Write\", \"Read\"]}",
-                         &r),
-                    201);
+    KT_CHECK_EQ_INT(
+        kt_call(f->base, TOKEN, "POST", "/v1/acls",
+                "{\"principal\": \"User:alice\", \"permission\": \"allow\","
+                " \"resource_type\": \"topic\", \"resource_name\": \"orders\","
+                " \"pattern_type\": \"prefixed\", \"operations\": [\"Write\", \"Read\"]}",
+                &r),
+        201);
     KT_CHECK_EQ_INT(json_integer_value(json_object_get(r, "created")), 2);
     KT_CHECK_EQ_INT(json_array_size(json_object_get(r, "acls")), 2);
     json_decref(r);
     /* The same again: nothing new, 200. */
-    KT_CHECK_EQ_INT(call(f, TOKEN, "POST", "/v1/acls",
-                         "{\"principal\": \"User:alice\", \"permission\": \"allow\","
-                         " \"resource_type\": \"topic\", \"resource_name\": \"orders\","
-                         " \"pattern_type\": \"prefixed\", \"operation\": \"Write\"}",
-                         &r),
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "POST", "/v1/acls",
+                            "{\"principal\": \"User:alice\", \"permission\": \"allow\","
+                            " \"resource_type\": \"topic\", \"resource_name\": \"orders\","
+                            " \"pattern_type\": \"prefixed\", \"operation\": \"Write\"}",
+                            &r),
                     200);
     json_decref(r);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "POST", "/v1/acls",
-                         "{\"principal\": \"User:bob\", \"permission\": \"deny\","
-                         " \"resource_type\": \"group\", \"resource_name\": \"*\","
-                         " \"operation\": \"All\"}",
-                         &r),
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "POST", "/v1/acls",
+                            "{\"principal\": \"User:bob\", \"permission\": \"deny\","
+                            " \"resource_type\": \"group\", \"resource_name\": \"*\","
+                            " \"operation\": \"All\"}",
+                            &r),
                     201);
     json_decref(r);
     KT_CHECK(allowed(f, "User:alice", KG_ACL_TOPIC, "orders.eu", KG_ACL_DESCRIBE));
     KT_CHECK(!allowed(f, "User:alice", KG_ACL_TOPIC, "payments", KG_ACL_DESCRIBE));
 
-    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", "/v1/acls", NULL, &r), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "GET", "/v1/acls", NULL, &r), 200);
     KT_CHECK_EQ_INT(json_array_size(json_object_get(r, "acls")), 3);
     json_decref(r);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", "/v1/acls?principal=User%3Aalice", NULL, &r), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "GET", "/v1/acls?principal=User%3Aalice", NULL, &r),
+                    200);
     KT_CHECK_EQ_INT(json_array_size(json_object_get(r, "acls")), 2);
     json_t *first = json_array_get(json_object_get(r, "acls"), 0);
     KT_CHECK_EQ_STR(json_string_value(json_object_get(first, "source")), "api");
     KT_CHECK(json_string_value(json_object_get(first, "created_ts")) != NULL);
     json_decref(r);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", "/v1/acls?host=0:0::0:0", NULL, &r), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "GET", "/v1/acls?host=0:0::0:0", NULL, &r), 200);
     KT_CHECK_EQ_INT(json_array_size(json_object_get(r, "acls")), 0);
     json_decref(r);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", "/v1/acls?host=localhost", NULL, &r), 400);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "GET", "/v1/acls?host=localhost", NULL, &r), 400);
     json_decref(r);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", "/v1/acls?resource_type=group", NULL, &r), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "GET", "/v1/acls?resource_type=group", NULL, &r), 200);
     KT_CHECK_EQ_INT(json_array_size(json_object_get(r, "acls")), 1);
     json_decref(r);
-    KT_CHECK_EQ_INT(
-        call(f, TOKEN, "GET", "/v1/acls?operation=read,WRITE&pattern_type=prefixed", NULL, &r),
-        200);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "GET",
+                            "/v1/acls?operation=read,WRITE&pattern_type=prefixed", NULL, &r),
+                    200);
     KT_CHECK_EQ_INT(json_array_size(json_object_get(r, "acls")), 2);
     json_decref(r);
 
     /* DELETE: filters select, nothing matched is 404, no filter is refused. */
-    KT_CHECK_EQ_INT(call(f, TOKEN, "DELETE", "/v1/acls", NULL, &r), 400);
-    KT_CHECK(strstr(error_of(r), "filter") != NULL);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "DELETE", "/v1/acls", NULL, &r), 400);
+    KT_CHECK(strstr(kt_error_of(r), "filter") != NULL);
     json_decref(r);
-    KT_CHECK_EQ_INT(
-        call(f, TOKEN, "DELETE", "/v1/acls?principal=User:alice&operation=Write", NULL, &r), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "DELETE",
+                            "/v1/acls?principal=User:alice&operation=Write", NULL, &r),
+                    200);
     KT_CHECK_EQ_INT(json_array_size(json_object_get(r, "removed")), 1);
     json_decref(r);
-    KT_CHECK_EQ_INT(
-        call(f, TOKEN, "DELETE", "/v1/acls?principal=User:alice&operation=Write", NULL, &r), 404);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "DELETE",
+                            "/v1/acls?principal=User:alice&operation=Write", NULL, &r),
+                    404);
     json_decref(r);
     KT_CHECK(!allowed(f, "User:alice", KG_ACL_TOPIC, "orders.eu", KG_ACL_WRITE));
     KT_CHECK(allowed(f, "User:alice", KG_ACL_TOPIC, "orders.eu", KG_ACL_READ));
@@ -183,31 +163,31 @@ KT_TEST(bad_requests_are_400_and_token_is_required)
 {
     fixture *f = start();
     json_t *r;
-    KT_CHECK_EQ_INT(call(f, NULL, "GET", "/v1/acls", NULL, &r), 401);
+    KT_CHECK_EQ_INT(kt_call(f->base, NULL, "GET", "/v1/acls", NULL, &r), 401);
     json_decref(r);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "POST", "/v1/acls", NULL, &r), 400);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "POST", "/v1/acls", NULL, &r), 400);
     json_decref(r);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "POST", "/v1/acls",
-                         "{\"principal\": \"User:alice\", \"permission\": \"allow\","
-                         " \"resource_type\": \"group\", \"resource_name\": \"g\","
-                         " \"operation\": \"Write\"}",
-                         &r),
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "POST", "/v1/acls",
+                            "{\"principal\": \"User:alice\", \"permission\": \"allow\","
+                            " \"resource_type\": \"group\", \"resource_name\": \"g\","
+                            " \"operation\": \"Write\"}",
+                            &r),
                     400);
-    KT_CHECK(strstr(error_of(r), "does not apply") != NULL);
+    KT_CHECK(strstr(kt_error_of(r), "does not apply") != NULL);
     json_decref(r);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "POST", "/v1/acls",
-                         "{\"principal\": \"alice\", \"permission\": \"allow\","
-                         " \"resource_type\": \"topic\", \"resource_name\": \"t\","
-                         " \"operation\": \"Read\"}",
-                         &r),
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "POST", "/v1/acls",
+                            "{\"principal\": \"alice\", \"permission\": \"allow\","
+                            " \"resource_type\": \"topic\", \"resource_name\": \"t\","
+                            " \"operation\": \"Read\"}",
+                            &r),
                     400);
-    KT_CHECK(strstr(error_of(r), "principal") != NULL);
+    KT_CHECK(strstr(kt_error_of(r), "principal") != NULL);
     json_decref(r);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", "/v1/acls?resource_type=broker", NULL, &r), 400);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "GET", "/v1/acls?resource_type=broker", NULL, &r), 400);
     json_decref(r);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", "/v1/acls?operation=Fly", NULL, &r), 400);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "GET", "/v1/acls?operation=Fly", NULL, &r), 400);
     json_decref(r);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "DELETE", "/v1/acls?permission=maybe", NULL, &r), 400);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "DELETE", "/v1/acls?permission=maybe", NULL, &r), 400);
     json_decref(r);
     json_t *list = kg_acl_list(f->acls, NULL);
     KT_CHECK_EQ_INT(json_array_size(list), 0);
@@ -217,51 +197,27 @@ KT_TEST(bad_requests_are_400_and_token_is_required)
 
 /* ---- the CLI ---- */
 
-typedef struct cli_result {
-    int rc;
-    char *out, *err;
-} cli_result;
-
-/* ARGS split on spaces. */
-static cli_result run(const fixture *f, const char *token, const char *args)
+/* `kgate ...` as TOKEN against F's admin API (NULL: against nothing listening); see kt_cli_run. */
+static kt_cli run(const fixture *f, const char *token, const char *args)
 {
-    char *copy = strdup(args);
-    char *argv[48];
-    int argc = 0;
-    for (char *tok = strtok(copy, " "); tok && argc < 48; tok = strtok(NULL, " "))
-        argv[argc++] = tok;
-    cli_result r = {0};
-    size_t n1, n2;
-    FILE *out = open_memstream(&r.out, &n1);
-    FILE *err = open_memstream(&r.err, &n2);
-    r.rc = kg_acl_cli_run(argc, argv, f ? f->base : "127.0.0.1:1", token, out, err);
-    fclose(out);
-    fclose(err);
-    free(copy);
-    return r;
-}
-
-static void done(cli_result *r)
-{
-    free(r->out);
-    free(r->err);
+    return kt_cli_run(kg_acl_cli_run, f ? f->base : "127.0.0.1:1", token, args);
 }
 
 KT_TEST(cli_add_list_rm)
 {
     fixture *f = start();
-    cli_result r = run(f, TOKEN,
-                       "acl add --allow User:alice --operation Write,Describe --topic orders "
-                       "--pattern prefixed");
+    kt_cli r = run(f, TOKEN,
+                   "acl add --allow User:alice --operation Write,Describe --topic orders "
+                   "--pattern prefixed");
     KT_CHECK_EQ_INT(r.rc, 0);
     KT_CHECK(strstr(r.out, "added 2 binding(s)") != NULL);
     KT_CHECK(strstr(r.out, "allow User:alice Write on topic orders (prefixed) from *") != NULL);
-    done(&r);
+    kt_cli_done(&r);
     KT_CHECK(allowed(f, "User:alice", KG_ACL_TOPIC, "orders-1", KG_ACL_WRITE));
 
     r = run(f, TOKEN, "add --deny User:* --operation ALL --group g1 --host 10.0.0.1");
     KT_CHECK_EQ_INT(r.rc, 0);
-    done(&r);
+    kt_cli_done(&r);
     r = run(f, TOKEN, "add --allow User:svc --operation IdempotentWrite --cluster --json");
     KT_CHECK_EQ_INT(r.rc, 0);
     json_t *j = json_loads(r.out, 0, NULL);
@@ -269,41 +225,41 @@ KT_TEST(cli_add_list_rm)
                                                       "resource_name")),
                     "kafka-cluster");
     json_decref(j);
-    done(&r);
+    kt_cli_done(&r);
     r = run(f, TOKEN, "add --allow User:svc --operation Write --transactional-id tx-1");
     KT_CHECK_EQ_INT(r.rc, 0);
-    done(&r);
+    kt_cli_done(&r);
 
     r = run(f, TOKEN, "acl list --principal User:alice");
     KT_CHECK_EQ_INT(r.rc, 0);
     KT_CHECK(strstr(r.out, "Write on topic orders") && strstr(r.out, "Describe on topic orders"));
     KT_CHECK(strstr(r.out, "[api]") != NULL);
     KT_CHECK(strstr(r.out, "group") == NULL);
-    done(&r);
+    kt_cli_done(&r);
     r = run(f, TOKEN, "list --json");
     KT_CHECK_EQ_INT(r.rc, 0);
     j = json_loads(r.out, 0, NULL);
     KT_CHECK_EQ_INT(json_array_size(j), 5);
     json_decref(j);
-    done(&r);
+    kt_cli_done(&r);
     r = run(f, TOKEN, "list --group g1");
     KT_CHECK(strstr(r.out, "deny  User:* All on group g1 (literal) from 10.0.0.1") != NULL);
-    done(&r);
+    kt_cli_done(&r);
 
     /* rm: a resource without --pattern means literal (as kafka-acls): the prefixed ones stay. */
     r = run(f, TOKEN, "rm --allow User:alice --operation Write --topic orders");
     KT_CHECK_EQ_INT(r.rc, 1);
-    done(&r);
+    kt_cli_done(&r);
     r = run(f, TOKEN, "rm --allow User:alice --operation Write --topic orders --pattern prefixed");
     KT_CHECK_EQ_INT(r.rc, 0);
     KT_CHECK(strstr(r.out, "removed 1 binding(s)") != NULL);
-    done(&r);
+    kt_cli_done(&r);
     KT_CHECK(!allowed(f, "User:alice", KG_ACL_TOPIC, "orders-1", KG_ACL_WRITE));
     KT_CHECK(allowed(f, "User:alice", KG_ACL_TOPIC, "orders-1", KG_ACL_DESCRIBE));
     r = run(f, TOKEN, "rm --principal User:svc");
     KT_CHECK_EQ_INT(r.rc, 0);
     KT_CHECK(strstr(r.out, "removed 2 binding(s)") != NULL);
-    done(&r);
+    kt_cli_done(&r);
     stop(f);
 }
 
@@ -324,19 +280,19 @@ KT_TEST(cli_usage_errors_exit_2)
         "acl",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        cli_result r = run(NULL, TOKEN, bad[i]);
+        kt_cli r = run(NULL, TOKEN, bad[i]);
         if (!kt_count(r.rc == 2)) kt_fail(__FILE__, __LINE__, "%s: exit %d", bad[i], r.rc);
-        done(&r);
+        kt_cli_done(&r);
     }
     /* API errors exit 1 with the message. */
     fixture *f = start();
-    cli_result r = run(f, TOKEN, "acl add --allow alice --operation Write --topic t");
+    kt_cli r = run(f, TOKEN, "acl add --allow alice --operation Write --topic t");
     KT_CHECK_EQ_INT(r.rc, 1);
     KT_CHECK(strstr(r.err, "principal") != NULL);
-    done(&r);
+    kt_cli_done(&r);
     r = run(f, "wrong", "acl list");
     KT_CHECK_EQ_INT(r.rc, 1);
-    done(&r);
+    kt_cli_done(&r);
     stop(f);
 }
 

@@ -3,6 +3,7 @@
  * and CLI against a real server: 401 / 403 naming the role, no secret listed, removal, the
  * audit naming the token, the lock-out safety nets, and HTTPS start-up errors. */
 #include "kt.h"
+#include "kt_admin.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -154,28 +155,6 @@ KT_TEST(token_names)
 
 /* ---- store ---- */
 
-static kg_store *temp_store(char dir[64])
-{
-    snprintf(dir, 64, "/tmp/kg_test_tokens.XXXXXX");
-    if (!mkdtemp(dir)) abort();
-    char path[128], err[256];
-    snprintf(path, sizeof(path), "%s/state.db", dir);
-    kg_store *s = kg_store_open(path, err, sizeof(err));
-    if (!s) {
-        fprintf(stderr, "store: %s\n", err);
-        abort();
-    }
-    return s;
-}
-
-static void remove_store(kg_store *s, const char *dir)
-{
-    kg_store_close(s);
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
-}
-
 static json_t *token_row(const char *name, const char *role, const char *secret)
 {
     char hex[KG_STORE_HASH_HEX + 1];
@@ -187,7 +166,7 @@ static json_t *token_row(const char *name, const char *role, const char *secret)
 KT_TEST(store_round_trip_audited_in_the_same_transaction)
 {
     char dir[64];
-    kg_store *s = temp_store(dir);
+    kg_store *s = kt_temp_store(dir, "tokens");
     json_t *list = kg_store_list_tokens(s);
     KT_CHECK(list && json_array_size(list) == 0);
     json_decref(list);
@@ -232,13 +211,13 @@ KT_TEST(store_round_trip_audited_in_the_same_transaction)
     json_t *report = NULL;
     KT_CHECK_EQ_INT(kg_store_audit_verify(s, &report), 0);
     json_decref(report);
-    remove_store(s, dir);
+    kt_remove_store(s, dir);
 }
 
 KT_TEST(identify_bootstrap_and_stored_tokens)
 {
     char dir[64];
-    kg_store *s = temp_store(dir);
+    kg_store *s = kt_temp_store(dir, "tokens");
     kg_admin_identity who;
     int any = -1;
     /* No token anywhere: nothing needed. */
@@ -275,7 +254,7 @@ KT_TEST(identify_bootstrap_and_stored_tokens)
     KT_CHECK_EQ_INT(who.role, KG_ROLE_VIEWER);
     KT_CHECK_EQ_INT(kg_admin_token_identify(s, boot, "kgt_opsx", &who, &any), 0);
     KT_CHECK_EQ_INT(kg_admin_token_identify(s, boot, "", &who, &any), 0);
-    remove_store(s, dir);
+    kt_remove_store(s, dir);
 }
 
 /* ---- the API against a real server ---- */
@@ -313,7 +292,7 @@ static int fake_switch(void *ctx, const char *vcluster, const char *to, const ch
 static fixture *fixture_start(const char *bootstrap)
 {
     fixture *f = calloc(1, sizeof(*f));
-    f->store = temp_store(f->dir);
+    f->store = kt_temp_store(f->dir, "tokens");
     pthread_mutex_init(&f->lock, NULL);
     kg_admin_ops ops = {.ctx = f, .status = fake_status, .switch_vcluster = fake_switch};
     char err[256];
@@ -329,48 +308,23 @@ static fixture *fixture_start(const char *bootstrap)
 static void fixture_stop(fixture *f)
 {
     kg_admin_stop(f->admin);
-    remove_store(f->store, f->dir);
+    kt_remove_store(f->store, f->dir);
     pthread_mutex_destroy(&f->lock);
     free(f);
 }
 
 /* One call; returns the status, *REPLY the JSON (NULL: not wanted). */
-static long call(fixture *f, const char *token, const char *method, const char *path,
-                 const char *body, json_t **reply)
-{
-    json_t *j = body ? json_loads(body, 0, NULL) : NULL;
-    json_t *doc = NULL;
-    long status = 0;
-    char err[256];
-    if (kg_cli_request(f->base, token, method, path, j, &status, &doc, err, sizeof(err)) != 0) {
-        fprintf(stderr, "request: %s\n", err);
-        status = -1;
-    }
-    json_decref(j);
-    if (reply)
-        *reply = doc;
-    else
-        json_decref(doc);
-    return status;
-}
-
 /* POST /v1/tokens as CALLER; the new secret (malloc'd) or NULL. */
 static char *add_token(fixture *f, const char *caller, const char *name, const char *role)
 {
     char body[160];
     snprintf(body, sizeof(body), "{\"name\": \"%s\", \"role\": \"%s\"}", name, role);
     json_t *reply = NULL;
-    long status = call(f, caller, "POST", "/v1/tokens", body, &reply);
+    long status = kt_call(f->base, caller, "POST", "/v1/tokens", body, &reply);
     char *secret = NULL;
     if (status == 201) secret = strdup(json_string_value(json_object_get(reply, "token")));
     json_decref(reply);
     return secret;
-}
-
-static const char *error_of(json_t *reply)
-{
-    const char *e = json_string_value(json_object_get(reply, "error"));
-    return e ? e : "";
 }
 
 KT_TEST(roles_401_403_and_the_audit_names_the_token)
@@ -383,37 +337,41 @@ KT_TEST(roles_401_403_and_the_audit_names_the_token)
     if (!viewer || !oper || !admin) goto out;
 
     /* Viewer: reads, nothing else. */
-    KT_CHECK_EQ_INT(call(f, viewer, "GET", "/v1/status", NULL, NULL), 200);
-    KT_CHECK_EQ_INT(call(f, viewer, "GET", "/v1/audit", NULL, NULL), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, viewer, "GET", "/v1/status", NULL, NULL), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, viewer, "GET", "/v1/audit", NULL, NULL), 200);
     json_t *reply = NULL;
-    KT_CHECK_EQ_INT(call(f, viewer, "POST", "/v1/vclusters/payments/failover", "{}", &reply), 403);
-    KT_CHECK(strstr(error_of(reply), "needs the operator role") != NULL);
-    KT_CHECK(strstr(error_of(reply), "\"dash\" has the viewer role") != NULL);
+    KT_CHECK_EQ_INT(
+        kt_call(f->base, viewer, "POST", "/v1/vclusters/payments/failover", "{}", &reply), 403);
+    KT_CHECK(strstr(kt_error_of(reply), "needs the operator role") != NULL);
+    KT_CHECK(strstr(kt_error_of(reply), "\"dash\" has the viewer role") != NULL);
     KT_CHECK_EQ_STR(json_string_value(json_object_get(reply, "required_role")), "operator");
     KT_CHECK_EQ_STR(json_string_value(json_object_get(reply, "role")), "viewer");
     json_decref(reply);
-    KT_CHECK_EQ_INT(call(f, viewer, "GET", "/v1/tokens", NULL, NULL), 403);
+    KT_CHECK_EQ_INT(kt_call(f->base, viewer, "GET", "/v1/tokens", NULL, NULL), 403);
     KT_CHECK_EQ_INT(f->switches, 0);
 
     /* Operator: switches, but no tokens. */
-    KT_CHECK_EQ_INT(call(f, oper, "POST", "/v1/vclusters/payments/failover", "{}", NULL), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, oper, "POST", "/v1/vclusters/payments/failover", "{}", NULL),
+                    200);
     KT_CHECK_EQ_INT(f->switches, 1);
     KT_CHECK_EQ_STR(f->last_actor, "token:oncall from 127.0.0.1");
-    KT_CHECK_EQ_INT(
-        call(f, oper, "POST", "/v1/tokens", "{\"name\":\"x\",\"role\":\"viewer\"}", &reply), 403);
-    KT_CHECK(strstr(error_of(reply), "needs the admin role") != NULL);
+    KT_CHECK_EQ_INT(kt_call(f->base, oper, "POST", "/v1/tokens",
+                            "{\"name\":\"x\",\"role\":\"viewer\"}", &reply),
+                    403);
+    KT_CHECK(strstr(kt_error_of(reply), "needs the admin role") != NULL);
     json_decref(reply);
 
     /* Admin: everything; unknown routes are 404 for a known token, 401 for an unknown one. */
-    KT_CHECK_EQ_INT(call(f, admin, "POST", "/v1/vclusters/payments/failback", "{}", NULL), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "POST", "/v1/vclusters/payments/failback", "{}", NULL),
+                    200);
     KT_CHECK_EQ_STR(f->last_actor, "token:sec from 127.0.0.1");
-    KT_CHECK_EQ_INT(call(f, admin, "GET", "/v1/nothing", NULL, NULL), 404);
-    KT_CHECK_EQ_INT(call(f, "kgt_unknown", "GET", "/v1/nothing", NULL, NULL), 401);
-    KT_CHECK_EQ_INT(call(f, NULL, "GET", "/v1/status", NULL, NULL), 401);
-    KT_CHECK_EQ_INT(call(f, NULL, "GET", "/healthz", NULL, NULL), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "GET", "/v1/nothing", NULL, NULL), 404);
+    KT_CHECK_EQ_INT(kt_call(f->base, "kgt_unknown", "GET", "/v1/nothing", NULL, NULL), 401);
+    KT_CHECK_EQ_INT(kt_call(f->base, NULL, "GET", "/v1/status", NULL, NULL), 401);
+    KT_CHECK_EQ_INT(kt_call(f->base, NULL, "GET", "/healthz", NULL, NULL), 200);
 
     /* The list shows names and roles, never a secret nor its hash. */
-    KT_CHECK_EQ_INT(call(f, admin, "GET", "/v1/tokens", NULL, &reply), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "GET", "/v1/tokens", NULL, &reply), 200);
     json_t *tokens = json_object_get(reply, "tokens");
     KT_CHECK_EQ_INT(json_array_size(tokens), 4);
     KT_CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(tokens, 0), "name")),
@@ -427,29 +385,31 @@ KT_TEST(roles_401_403_and_the_audit_names_the_token)
     KT_CHECK(text && !strstr(text, hex));
     free(text);
     json_decref(reply);
-    KT_CHECK_EQ_INT(call(f, admin, "GET", "/v1/tokens/oncall", NULL, &reply), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "GET", "/v1/tokens/oncall", NULL, &reply), 200);
     KT_CHECK_EQ_STR(json_string_value(json_object_get(reply, "role")), "operator");
     json_decref(reply);
-    KT_CHECK_EQ_INT(call(f, admin, "GET", "/v1/tokens/nobody", NULL, NULL), 404);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "GET", "/v1/tokens/nobody", NULL, NULL), 404);
 
     /* Bad requests. */
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "POST", "/v1/tokens",
+                            "{\"name\":\"dash\",\"role\":\"viewer\"}", NULL),
+                    409);
     KT_CHECK_EQ_INT(
-        call(f, admin, "POST", "/v1/tokens", "{\"name\":\"dash\",\"role\":\"viewer\"}", NULL), 409);
-    KT_CHECK_EQ_INT(
-        call(f, admin, "POST", "/v1/tokens", "{\"name\":\"n\",\"role\":\"root\"}", NULL), 400);
-    KT_CHECK_EQ_INT(
-        call(f, admin, "POST", "/v1/tokens", "{\"name\":\"bootstrap\",\"role\":\"admin\"}", NULL),
+        kt_call(f->base, admin, "POST", "/v1/tokens", "{\"name\":\"n\",\"role\":\"root\"}", NULL),
         400);
-    KT_CHECK_EQ_INT(call(f, admin, "POST", "/v1/tokens", "{\"name\":\"n\"}", NULL), 400);
-    KT_CHECK_EQ_INT(call(f, admin, "DELETE", "/v1/tokens/bootstrap", NULL, NULL), 409);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "POST", "/v1/tokens",
+                            "{\"name\":\"bootstrap\",\"role\":\"admin\"}", NULL),
+                    400);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "POST", "/v1/tokens", "{\"name\":\"n\"}", NULL), 400);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "DELETE", "/v1/tokens/bootstrap", NULL, NULL), 409);
 
     /* A removed token is unknown from then on. */
-    KT_CHECK_EQ_INT(call(f, admin, "DELETE", "/v1/tokens/dash", NULL, NULL), 204);
-    KT_CHECK_EQ_INT(call(f, viewer, "GET", "/v1/status", NULL, NULL), 401);
-    KT_CHECK_EQ_INT(call(f, admin, "DELETE", "/v1/tokens/dash", NULL, NULL), 404);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "DELETE", "/v1/tokens/dash", NULL, NULL), 204);
+    KT_CHECK_EQ_INT(kt_call(f->base, viewer, "GET", "/v1/status", NULL, NULL), 401);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "DELETE", "/v1/tokens/dash", NULL, NULL), 404);
 
     /* The audit: every change and every refusal, with the token's name, never a secret. */
-    KT_CHECK_EQ_INT(call(f, admin, "GET", "/v1/audit?limit=100", NULL, &reply), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "GET", "/v1/audit?limit=100", NULL, &reply), 200);
     text = json_dumps(reply, 0);
     KT_CHECK(text && strstr(text, "\"token.add\"") && strstr(text, "\"token.remove\""));
     KT_CHECK(text && strstr(text, "\"admin.forbidden\"") &&
@@ -469,25 +429,26 @@ KT_TEST(without_bootstrap_the_first_token_is_admin_and_the_last_admin_stays)
 {
     fixture *f = fixture_start(NULL);
     /* Open API: the anonymous caller is an admin, until a token exists. */
-    KT_CHECK_EQ_INT(call(f, NULL, "GET", "/v1/tokens", NULL, NULL), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, NULL, "GET", "/v1/tokens", NULL, NULL), 200);
     json_t *reply = NULL;
-    KT_CHECK_EQ_INT(
-        call(f, NULL, "POST", "/v1/tokens", "{\"name\":\"v\",\"role\":\"viewer\"}", &reply), 409);
-    KT_CHECK(strstr(error_of(reply), "first token must have the admin role") != NULL);
+    KT_CHECK_EQ_INT(kt_call(f->base, NULL, "POST", "/v1/tokens",
+                            "{\"name\":\"v\",\"role\":\"viewer\"}", &reply),
+                    409);
+    KT_CHECK(strstr(kt_error_of(reply), "first token must have the admin role") != NULL);
     json_decref(reply);
     char *admin = add_token(f, NULL, "root", "admin");
     KT_CHECK(admin != NULL);
     if (!admin) goto out;
-    KT_CHECK_EQ_INT(call(f, NULL, "GET", "/v1/status", NULL, NULL), 401);
+    KT_CHECK_EQ_INT(kt_call(f->base, NULL, "GET", "/v1/status", NULL, NULL), 401);
     char *viewer = add_token(f, admin, "v", "viewer");
     KT_CHECK(viewer != NULL);
-    KT_CHECK_EQ_INT(call(f, admin, "DELETE", "/v1/tokens/root", NULL, &reply), 409);
-    KT_CHECK(strstr(error_of(reply), "last admin token") != NULL);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "DELETE", "/v1/tokens/root", NULL, &reply), 409);
+    KT_CHECK(strstr(kt_error_of(reply), "last admin token") != NULL);
     json_decref(reply);
-    KT_CHECK_EQ_INT(call(f, admin, "DELETE", "/v1/tokens/v", NULL, NULL), 204);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "DELETE", "/v1/tokens/v", NULL, NULL), 204);
     /* Alone, the last token may go: the API is open again. */
-    KT_CHECK_EQ_INT(call(f, admin, "DELETE", "/v1/tokens/root", NULL, NULL), 204);
-    KT_CHECK_EQ_INT(call(f, NULL, "GET", "/v1/status", NULL, NULL), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, admin, "DELETE", "/v1/tokens/root", NULL, NULL), 204);
+    KT_CHECK_EQ_INT(kt_call(f->base, NULL, "GET", "/v1/status", NULL, NULL), 200);
     free(viewer);
 out:
     free(admin);
@@ -496,32 +457,16 @@ out:
 
 /* ---- the CLI ---- */
 
-typedef struct cli_result {
-    int rc;
-    char out[8192], err[4096];
-} cli_result;
-
-static void run_cli(const fixture *f, const char *token, const char *args, cli_result *r)
+static void run_cli(const fixture *f, const char *token, const char *args, kt_cli *r)
 {
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", args);
-    char *argv[16];
-    int argc = 0;
-    for (char *tok = strtok(buf, " "); tok && argc < 16; tok = strtok(NULL, " "))
-        argv[argc++] = tok;
-    FILE *out = fmemopen(r->out, sizeof(r->out) - 1, "w");
-    FILE *err = fmemopen(r->err, sizeof(r->err) - 1, "w");
-    memset(r->out, 0, sizeof(r->out));
-    memset(r->err, 0, sizeof(r->err));
-    r->rc = kg_token_cli_run(argc, argv, f->base, token, out, err);
-    fclose(out);
-    fclose(err);
+    kt_cli_done(r);
+    *r = kt_cli_run(kg_token_cli_run, f->base, token, args);
 }
 
 KT_TEST(cli_add_list_rm)
 {
     fixture *f = fixture_start(BOOT);
-    cli_result *r = calloc(1, sizeof(*r));
+    kt_cli *r = calloc(1, sizeof(*r));
     run_cli(f, BOOT, "token add ci --role operator", r);
     KT_CHECK_EQ_INT(r->rc, 0);
     KT_CHECK(strstr(r->out, "added token ci (role operator)\nkgt_") != NULL);
@@ -529,7 +474,7 @@ KT_TEST(cli_add_list_rm)
     const char *p = strstr(r->out, "kgt_");
     if (p) snprintf(secret, sizeof(secret), "%.*s", KG_ADMIN_TOKEN_LEN, p);
     KT_CHECK_EQ_INT(strlen(secret), KG_ADMIN_TOKEN_LEN);
-    KT_CHECK_EQ_INT(call(f, secret, "POST", "/v1/vclusters/v/failover", "{}", NULL), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, secret, "POST", "/v1/vclusters/v/failover", "{}", NULL), 200);
 
     run_cli(f, BOOT, "token list", r);
     KT_CHECK_EQ_INT(r->rc, 0);
@@ -546,7 +491,7 @@ KT_TEST(cli_add_list_rm)
     run_cli(f, BOOT, "token rm ci", r);
     KT_CHECK_EQ_INT(r->rc, 0);
     KT_CHECK(strstr(r->out, "removed token ci") != NULL);
-    KT_CHECK_EQ_INT(call(f, secret, "GET", "/v1/status", NULL, NULL), 401);
+    KT_CHECK_EQ_INT(kt_call(f->base, secret, "GET", "/v1/status", NULL, NULL), 401);
 
     run_cli(f, BOOT, "token add x", r);
     KT_CHECK_EQ_INT(r->rc, 2);
@@ -558,6 +503,7 @@ KT_TEST(cli_add_list_rm)
     run_cli(f, BOOT, "token add y --role superuser", r);
     KT_CHECK_EQ_INT(r->rc, 1);
     KT_CHECK(strstr(r->err, "viewer, operator or admin") != NULL);
+    kt_cli_done(r);
     free(r);
     fixture_stop(f);
 }

@@ -2,6 +2,7 @@
  * `kgate chaos` CLI against it: status codes, field errors, audit with the caller's identity,
  * output and exit codes. */
 #include "kt.h"
+#include "kt_admin.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -34,11 +35,8 @@ typedef struct fixture {
 static fixture *start(void)
 {
     fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/kg_test_chaos_api.XXXXXX");
-    if (!mkdtemp(f->dir)) abort();
-    char path[128], err[256];
-    snprintf(path, sizeof(path), "%s/state.db", f->dir);
-    f->store = kg_store_open(path, err, sizeof(err));
+    char err[256];
+    f->store = kt_temp_store(f->dir, "chaos_api");
     f->chaos = kg_chaos_new(f->store, NULL);
     kg_admin_route routes[KG_ADMIN_CHAOS_N_ROUTES];
     kg_admin_ops ops = {.extra_routes = routes};
@@ -56,46 +54,25 @@ static void stop(fixture *f)
 {
     kg_admin_stop(f->admin);
     kg_chaos_free(f->chaos);
-    kg_store_close(f->store);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", f->dir);
+    kt_remove_store(f->store, f->dir);
     free(f);
-}
-
-static long call(fixture *f, const char *token, const char *method, const char *path,
-                 const char *body, json_t **reply)
-{
-    json_t *j = body ? json_loads(body, 0, NULL) : NULL;
-    long status = 0;
-    char err[256];
-    *reply = NULL;
-    if (kg_cli_request(f->base, token, method, path, j, &status, reply, err, sizeof(err)) != 0)
-        status = -1;
-    json_decref(j);
-    return status;
-}
-
-static const char *error_of(json_t *reply)
-{
-    const char *s = json_string_value(json_object_get(reply, "error"));
-    return s ? s : "";
 }
 
 KT_TEST(routes_add_list_get_delete)
 {
     fixture *f = start();
     json_t *reply;
-    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", "/v1/chaos/rules", NULL, &reply), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "GET", "/v1/chaos/rules", NULL, &reply), 200);
     KT_CHECK_EQ_INT(json_array_size(json_object_get(reply, "rules")), 0);
     json_decref(reply);
 
-    KT_CHECK_EQ_INT(call(f, TOKEN, "POST", "/v1/chaos/rules",
-                         "{\"type\": \"broken-brokers\", \"vcluster\": \"payments\", \"topic\": "
-                         "\"orders.*\", \"rate\": 10, \"for\": \"15m\", \"errors\": {\"produce\": "
-                         "\"NOT_ENOUGH_REPLICAS\", \"fetch\": \"NOT_LEADER_OR_FOLLOWER\"}}",
-                         &reply),
-                    201);
+    KT_CHECK_EQ_INT(
+        kt_call(f->base, TOKEN, "POST", "/v1/chaos/rules",
+                "{\"type\": \"broken-brokers\", \"vcluster\": \"payments\", \"topic\": "
+                "\"orders.*\", \"rate\": 10, \"for\": \"15m\", \"errors\": {\"produce\": "
+                "\"NOT_ENOUGH_REPLICAS\", \"fetch\": \"NOT_LEADER_OR_FOLLOWER\"}}",
+                &reply),
+        201);
     char id[64];
     snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(reply, "id")));
     KT_CHECK(strncmp(id, "r-", 2) == 0);
@@ -105,19 +82,19 @@ KT_TEST(routes_add_list_get_delete)
 
     char path[128];
     snprintf(path, sizeof(path), "/v1/chaos/rules/%s", id);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", path, NULL, &reply), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "GET", path, NULL, &reply), 200);
     KT_CHECK_EQ_STR(json_string_value(json_object_get(reply, "topic")), "orders.*");
     json_decref(reply);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", "/v1/chaos/rules", NULL, &reply), 200);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "GET", "/v1/chaos/rules", NULL, &reply), 200);
     KT_CHECK_EQ_INT(json_array_size(json_object_get(reply, "rules")), 1);
     json_decref(reply);
 
-    KT_CHECK_EQ_INT(call(f, TOKEN, "DELETE", path, NULL, &reply), 204);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "DELETE", path, NULL, &reply), 204);
     KT_CHECK(reply == NULL); /* no body */
-    KT_CHECK_EQ_INT(call(f, TOKEN, "DELETE", path, NULL, &reply), 404);
-    KT_CHECK(strstr(error_of(reply), id) != NULL);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "DELETE", path, NULL, &reply), 404);
+    KT_CHECK(strstr(kt_error_of(reply), id) != NULL);
     json_decref(reply);
-    KT_CHECK_EQ_INT(call(f, TOKEN, "GET", path, NULL, &reply), 404);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "GET", path, NULL, &reply), 404);
     json_decref(reply);
 
     /* The audit names the caller the way kg_admin identified it. */
@@ -149,18 +126,19 @@ KT_TEST(bad_rules_are_400_naming_the_field_and_token_is_required)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_t *reply;
-        KT_CHECK_EQ_INT(call(f, TOKEN, "POST", "/v1/chaos/rules", bad[i].body, &reply), 400);
-        if (!kt_count(strstr(error_of(reply), bad[i].want) != NULL))
-            kt_fail(__FILE__, __LINE__, "%s: got \"%s\"", bad[i].body, error_of(reply));
+        KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "POST", "/v1/chaos/rules", bad[i].body, &reply),
+                        400);
+        if (!kt_count(strstr(kt_error_of(reply), bad[i].want) != NULL))
+            kt_fail(__FILE__, __LINE__, "%s: got \"%s\"", bad[i].body, kt_error_of(reply));
         json_decref(reply);
     }
     json_t *reply;
-    KT_CHECK_EQ_INT(call(f, TOKEN, "POST", "/v1/chaos/rules", NULL, &reply), 400);
+    KT_CHECK_EQ_INT(kt_call(f->base, TOKEN, "POST", "/v1/chaos/rules", NULL, &reply), 400);
     json_decref(reply);
-    KT_CHECK_EQ_INT(call(f, NULL, "GET", "/v1/chaos/rules", NULL, &reply), 401);
+    KT_CHECK_EQ_INT(kt_call(f->base, NULL, "GET", "/v1/chaos/rules", NULL, &reply), 401);
     json_decref(reply);
-    KT_CHECK_EQ_INT(call(f, "wrong", "POST", "/v1/chaos/rules", "{\"type\": \"down\"}", &reply),
-                    401);
+    KT_CHECK_EQ_INT(
+        kt_call(f->base, "wrong", "POST", "/v1/chaos/rules", "{\"type\": \"down\"}", &reply), 401);
     json_decref(reply);
     json_t *list = kg_chaos_list(f->chaos);
     KT_CHECK_EQ_INT(json_array_size(list), 0);
@@ -170,51 +148,23 @@ KT_TEST(bad_rules_are_400_naming_the_field_and_token_is_required)
 
 /* ---- the CLI ---- */
 
-typedef struct cli_result {
-    int rc;
-    char *out, *err;
-} cli_result;
-
-/* ARGS split on spaces; '+' stands for a space inside one argument. */
-static cli_result run(const fixture *f, const char *token, const char *args)
+/* `kgate ...` as TOKEN against F's admin API (NULL: against nothing listening); see kt_cli_run. */
+static kt_cli run(const fixture *f, const char *token, const char *args)
 {
-    char *copy = strdup(args);
-    char *argv[48];
-    int argc = 0;
-    for (char *tok = strtok(copy, " "); tok && argc < 48; tok = strtok(NULL, " "))
-        argv[argc++] = tok;
-    for (int i = 0; i < argc; i++)
-        for (char *p = argv[i]; *p; p++)
-            if (*p == '+') *p = ' ';
-    cli_result r = {0};
-    size_t n1, n2;
-    FILE *out = open_memstream(&r.out, &n1);
-    FILE *err = open_memstream(&r.err, &n2);
-    r.rc = kg_chaos_cli_run(argc, argv, f ? f->base : "127.0.0.1:1", token, out, err);
-    fclose(out);
-    fclose(err);
-    free(copy);
-    return r;
-}
-
-static void done(cli_result *r)
-{
-    free(r->out);
-    free(r->err);
+    return kt_cli_run(kg_chaos_cli_run, f ? f->base : "127.0.0.1:1", token, args);
 }
 
 KT_TEST(cli_add_list_rm)
 {
     fixture *f = start();
-    cli_result r =
-        run(f, TOKEN,
-            "chaos add broken-brokers --vcluster payments --topic orders.* --rate 10 "
-            "--errors produce=NOT_ENOUGH_REPLICAS,fetch=NOT_LEADER_OR_FOLLOWER --for 15m");
+    kt_cli r = run(f, TOKEN,
+                   "chaos add broken-brokers --vcluster payments --topic orders.* --rate 10 "
+                   "--errors produce=NOT_ENOUGH_REPLICAS,fetch=NOT_LEADER_OR_FOLLOWER --for 15m");
     KT_CHECK_EQ_INT(r.rc, 0);
     KT_CHECK(strncmp(r.out, "added rule r-", 13) == 0);
     KT_CHECK(strstr(r.out, "(broken-brokers): scope vcluster=payments topic=orders.*, rate 10%, "
                            "expires in 1") != NULL);
-    done(&r);
+    kt_cli_done(&r);
     json_t *list = kg_chaos_list(f->chaos);
     json_t *rule = json_array_get(list, 0);
     KT_CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(rule, "errors"), "produce")),
@@ -228,13 +178,13 @@ KT_TEST(cli_add_list_rm)
             "add leader-election --errors LEADER_NOT_AVAILABLE --api Fetch,ListOffsets --broker 2 "
             "--rate 2.5 --id le-1");
     KT_CHECK_EQ_INT(r.rc, 0);
-    done(&r);
+    kt_cli_done(&r);
     r = run(f, TOKEN, "chaos add slow-broker --broker 1 --min-ms 5 --max-ms 10 --json");
     KT_CHECK_EQ_INT(r.rc, 0);
     json_t *j = json_loads(r.out, 0, NULL);
     KT_CHECK_EQ_INT(json_integer_value(json_object_get(j, "max_ms")), 10);
     json_decref(j);
-    done(&r);
+    kt_cli_done(&r);
 
     r = run(f, TOKEN, "chaos list");
     KT_CHECK_EQ_INT(r.rc, 0);
@@ -246,7 +196,7 @@ KT_TEST(cli_add_list_rm)
     KT_CHECK(strstr(r.out, "api=[\"Fetch\",\"ListOffsets\"] broker=2") != NULL);
     KT_CHECK(strstr(r.out, "2.5%") != NULL);
     KT_CHECK(strstr(r.out, "never") != NULL);
-    done(&r);
+    kt_cli_done(&r);
 
     r = run(f, TOKEN, "chaos list --json");
     KT_CHECK_EQ_INT(r.rc, 0);
@@ -254,49 +204,49 @@ KT_TEST(cli_add_list_rm)
     KT_CHECK_EQ_INT(json_array_size(j), 3);
     KT_CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(j, 1), "id")), "le-1");
     json_decref(j);
-    done(&r);
+    kt_cli_done(&r);
 
     char args[128];
     snprintf(args, sizeof(args), "chaos rm %s", id);
     r = run(f, TOKEN, args);
     KT_CHECK_EQ_INT(r.rc, 0);
     KT_CHECK(strstr(r.out, "removed rule") != NULL);
-    done(&r);
+    kt_cli_done(&r);
     r = run(f, TOKEN, args);
     KT_CHECK_EQ_INT(r.rc, 1);
     KT_CHECK(strstr(r.err, "no chaos rule") != NULL && strstr(r.err, "(HTTP 404)") != NULL);
-    done(&r);
+    kt_cli_done(&r);
     r = run(f, TOKEN, "rm le-1");
     KT_CHECK_EQ_INT(r.rc, 0);
-    done(&r);
+    kt_cli_done(&r);
     stop(f);
 }
 
 KT_TEST(cli_prints_api_errors_and_usage_errors)
 {
     fixture *f = start();
-    cli_result r = run(f, TOKEN, "chaos add broken-brokers --errors produce=OFFSET_OUT_OF_RANGE");
+    kt_cli r = run(f, TOKEN, "chaos add broken-brokers --errors produce=OFFSET_OUT_OF_RANGE");
     KT_CHECK_EQ_INT(r.rc, 1);
     KT_CHECK(strstr(r.err, "error: field \"errors.produce\": Produce cannot return "
                            "OFFSET_OUT_OF_RANGE") != NULL);
-    done(&r);
+    kt_cli_done(&r);
     /* Unknown options become fields; the API names them. */
     r = run(f, TOKEN, "chaos add latency --delay-ms 5 --colour red");
     KT_CHECK_EQ_INT(r.rc, 1);
     KT_CHECK(strstr(r.err, "unknown field \"colour\" for type latency") != NULL);
-    done(&r);
+    kt_cli_done(&r);
     r = run(f, TOKEN, "chaos add meteor");
     KT_CHECK_EQ_INT(r.rc, 1);
     KT_CHECK(strstr(r.err, "unknown fault type \"meteor\"") != NULL);
-    done(&r);
+    kt_cli_done(&r);
     r = run(f, "bad", "chaos list");
     KT_CHECK_EQ_INT(r.rc, 1);
     KT_CHECK(strstr(r.err, "(HTTP 401)") != NULL);
-    done(&r);
+    kt_cli_done(&r);
     r = run(NULL, NULL, "chaos list");
     KT_CHECK_EQ_INT(r.rc, 1);
     KT_CHECK(strstr(r.err, "cannot reach the admin API") != NULL);
-    done(&r);
+    kt_cli_done(&r);
 
     const char *usage[] = {"chaos",
                            "chaos frobnicate",
@@ -312,7 +262,7 @@ KT_TEST(cli_prints_api_errors_and_usage_errors)
         r = run(f, TOKEN, usage[i]);
         if (!kt_count(r.rc == 2 && strstr(r.err, "usage: kgate chaos") != NULL))
             kt_fail(__FILE__, __LINE__, "\"%s\": rc %d, err %s", usage[i], r.rc, r.err);
-        done(&r);
+        kt_cli_done(&r);
     }
     json_t *list = kg_chaos_list(f->chaos);
     KT_CHECK_EQ_INT(json_array_size(list), 0);
@@ -320,7 +270,7 @@ KT_TEST(cli_prints_api_errors_and_usage_errors)
     r = run(f, TOKEN, "chaos --help");
     KT_CHECK_EQ_INT(r.rc, 0);
     KT_CHECK(strstr(r.out, "add TYPE") != NULL);
-    done(&r);
+    kt_cli_done(&r);
     stop(f);
 }
 
