@@ -222,8 +222,8 @@ enum {
 static const char *const limit_keys[LIMIT_N] = {
     "max_frame_bytes", "buffer_bytes", "max_connections", "connect_timeout_ms", "drain_timeout_ms"};
 
-enum { SWITCH_GRACE_MS, SWITCH_N };
-static const char *const switch_keys[SWITCH_N] = {"grace_ms"};
+enum { SWITCH_GRACE_MS, SWITCH_LEAVE_GROUPS, SWITCH_N };
+static const char *const switch_keys[SWITCH_N] = {"grace_ms", "leave_groups"};
 
 enum { HEALTH_PROBE_INTERVAL_MS, HEALTH_N };
 static const char *const health_keys[HEALTH_N] = {"probe_interval_ms"};
@@ -1969,9 +1969,10 @@ static void parse_switch(cfg_parser *p, const cfg_val *v)
 {
     cfg_val f[SWITCH_N];
     long long n;
-    if (collect_section(p, v, "switch", &switch_section, f) &&
-        get_int(p, &f[SWITCH_GRACE_MS], "switch.grace_ms", 0, 60000, &n) > 0)
+    if (!collect_section(p, v, "switch", &switch_section, f)) return;
+    if (get_int(p, &f[SWITCH_GRACE_MS], "switch.grace_ms", 0, 60000, &n) > 0)
         p->cfg->switch_grace_ms = (int)n;
+    get_bool(p, &f[SWITCH_LEAVE_GROUPS], "switch.leave_groups", &p->cfg->switch_leave);
 }
 
 static void parse_health(cfg_parser *p, const cfg_val *v)
@@ -2447,6 +2448,7 @@ static void set_defaults(kg_config *cfg, const char *name)
     cfg->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     cfg->drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
     cfg->switch_grace_ms = DEFAULT_SWITCH_GRACE_MS;
+    cfg->switch_leave = 1;
     cfg->probe_interval_ms = DEFAULT_PROBE_INTERVAL_MS;
     default_instance_name(cfg);
     cfg->lease_ms = 3000;

@@ -23,6 +23,7 @@
 #include "route/kg_inspect.h"
 #include "route/kg_offsets.h"
 #include "route/kg_parity.h"
+#include "route/kg_leave.h"
 #include "route/kg_rejoin.h"
 #include "route/kg_rewrite.h"
 #include "route/kg_versions.h"
@@ -1308,6 +1309,10 @@ static int stage_forward(kg_conn *c, conn_request *r)
     if (r->rq.api_key == KG_API_OFFSET_COMMIT && r->complete && c->vc->offsets)
         kg_offsets_note_commit(c->vc->offsets, c->cluster->index, r->rq.api_version,
                                request_body(r), request_body_len(r));
+    /* The group members kgate's clients have on this side: a switch leaves them (kg_leave). */
+    if (r->complete && c->vc->leave)
+        kg_leave_note(c->vc->leave, c->cluster->index, r->rq.api_key, r->rq.api_version,
+                      request_body(r), request_body_len(r));
     if (!r->rq.no_response && !conn_track_request(c, &r->rq, r->complete ? request_body(r) : NULL,
                                                   r->complete ? request_body_len(r) : 0))
         return STAGE_CLOSED;

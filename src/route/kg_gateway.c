@@ -25,6 +25,7 @@
 #include "route/kg_mirror.h"
 #include "route/kg_offsets.h"
 #include "route/kg_parity.h"
+#include "route/kg_leave.h"
 #include "route/kg_rejoin.h"
 #include "route/kg_vcmetrics.h"
 #include "security/kg_sasl.h"
@@ -446,6 +447,7 @@ static int route_apply_locked(kg_gateway *gw, kg_vcluster *vc, int active, uint6
     uint64_t start = kg_now_us();
     int closed = route_publish(gw, vc, KG_ROUTE_WORD(epoch, active));
     uint64_t took = kg_now_us() - start;
+    kg_leave_switch(vc->leave, &gw->clusters[KG_ROUTE_ACTIVE(word)]); /* in the background */
     atomic_store(&vc->last_switch_us, took);
     kg_info("vcluster %s switched %s -> %s (epoch %llu, through another instance): %d "
             "connections closed in %.2f ms",
@@ -678,6 +680,11 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
     uint64_t took = kg_now_us() - start;
     atomic_store(&vc->last_switch_us, took);
     json_object_set_new(details, "connections_closed", json_integer(closed));
+    /* The old side's groups are left in the background (kg_leave): how many members. */
+    if (vc->leave)
+        json_object_set_new(
+            details, "leave_groups",
+            json_pack("{s:i}", "members", kg_leave_switch(vc->leave, &gw->clusters[from])));
     /* Integers only in audit entries: anyone can re-hash them with any JSON library. */
     json_object_set_new(details, "duration_us", json_integer((json_int_t)took));
     kg_store_audit_append(gw->store, "switch.completed", details);
@@ -1200,6 +1207,9 @@ static int gateway_init_state(kg_gateway *gw)
             vc->mirror = kg_mirror_new(vc->cfg, gw->metrics, gw->store);
             if (vc->cfg->mirror_topics[0] && !vc->mirror) return -1;
             if (!(vc->rejoin = kg_rejoin_new())) return -1;
+            if (gw->cfg->switch_leave &&
+                !(vc->leave = kg_leave_new(gw->metrics, vc->cfg->name)))
+                return -1;
             vc->parity_diffs = kg_metrics_gauge(
                 gw->metrics, "kgate_parity_differences",
                 "Differences the last parity check found between the virtual cluster's other "
@@ -1338,6 +1348,7 @@ void kg_gateway_stop(kg_gateway *gw)
         kg_offsets_free(gw->vclusters[i].offsets);
         kg_mirror_free(gw->vclusters[i].mirror);
         kg_rejoin_free(gw->vclusters[i].rejoin);
+        kg_leave_free(gw->vclusters[i].leave);
         kg_sasl_listener_free(gw->vclusters[i].sasl); /* after the workers, like the rules */
         kg_tls_server_free(gw->vclusters[i].tls);
         kg_tls_failures_free(gw->vclusters[i].tls_failures);

@@ -109,6 +109,7 @@ typedef struct kg_vcluster {
     kg_offsets *offsets;    /* with a secondary: consumer offsets at a switch (kg_offsets) */
     kg_mirror *mirror;      /* mirror: topics copied to the other side (kg_mirror) */
     kg_rejoin *rejoin;      /* with a secondary: members not rejoined since a switch */
+    struct kg_leave *leave; /* with a secondary and switch.leave_groups: members to leave */
 } kg_vcluster;
 
 struct kg_gateway {

@@ -553,6 +553,19 @@ KT_TEST(switch_grace)
     done(&r);
 }
 
+KT_TEST(switch_leave_groups)
+{
+    parsed r = parse(TWO_CLUSTERS_YAML(""));
+    KT_CHECK(r.cfg && r.cfg->switch_leave == 1);
+    done(&r);
+    r = parse("switch: { leave_groups: false }\n" TWO_CLUSTERS_YAML(""));
+    KT_CHECK(r.cfg && r.cfg->switch_leave == 0 && r.cfg->switch_grace_ms == 200);
+    done(&r);
+    r = parse("switch: { leave_groups: sometimes }\n" TWO_CLUSTERS_YAML(""));
+    KT_CHECK(!r.cfg && strstr(r.errs, "switch.leave_groups: expected true or false"));
+    done(&r);
+}
+
 KT_TEST(auth_gateway_and_listener_sasl)
 {
     parsed r = parse(MINIMAL_YAML);
