@@ -90,14 +90,7 @@ static void *sampler(void *arg)
         pthread_mutex_unlock(&h->lock);
         kg_admin_history_tick(h, kg_time_now_ms());
         pthread_mutex_lock(&h->lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += h->interval_ms / 1000;
-        until.tv_nsec += (long)(h->interval_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = kg_time_after_ms(h->interval_ms);
         while (!h->stopping && pthread_cond_timedwait(&h->wake, &h->lock, &until) != ETIMEDOUT) {
         }
     }

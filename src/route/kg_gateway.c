@@ -364,14 +364,7 @@ void kg_gateway_background_sleep(kg_gateway *gw, int interval)
 {
     pthread_mutex_lock(&gw->probe_lock);
     if (!atomic_load(&gw->stopping)) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += interval / 1000;
-        until.tv_nsec += (long)(interval % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = kg_time_after_ms(interval);
         pthread_cond_timedwait(&gw->probe_cond, &gw->probe_lock, &until);
     }
     pthread_mutex_unlock(&gw->probe_lock);
@@ -1207,8 +1200,7 @@ static int gateway_init_state(kg_gateway *gw)
             vc->mirror = kg_mirror_new(vc->cfg, gw->metrics, gw->store);
             if (vc->cfg->mirror_topics[0] && !vc->mirror) return -1;
             if (!(vc->rejoin = kg_rejoin_new())) return -1;
-            if (gw->cfg->switch_leave &&
-                !(vc->leave = kg_leave_new(gw->metrics, vc->cfg->name)))
+            if (gw->cfg->switch_leave && !(vc->leave = kg_leave_new(gw->metrics, vc->cfg->name)))
                 return -1;
             vc->parity_diffs = kg_metrics_gauge(
                 gw->metrics, "kgate_parity_differences",

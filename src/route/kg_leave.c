@@ -6,13 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine/kg_loop.h"
 #include "kp_msgs.h"
 #include "route/kg_kafka.h"
 #include "route/kg_offsets.h"
 #include "util/kg_log.h"
+#include "util/kg_time.h"
 
 #define LEAVE_PROBES 16          /* a member lives in one of the 16 slots after its key's hash */
 #define LEAVE_ATTEMPT_US 3000000 /* one try at one group (FindCoordinator, LeaveGroup) */
@@ -412,14 +412,7 @@ static void job_free(leave_job *job)
 /* Waits up to MS for a stop; 1 when stopping. Called with the lock held. */
 static int leave_pause(kg_leave *l, int ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = kg_time_after_ms(ms);
     while (!l->stopping && pthread_cond_timedwait(&l->wake, &l->lock, &until) != ETIMEDOUT) {
     }
     return l->stopping;

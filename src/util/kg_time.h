@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define KG_TIME_TEXT_MAX 32 /* a buffer that always holds one */
 
@@ -15,5 +16,7 @@ void kg_time_format_ms(int64_t unix_ms, char *buf, size_t len);
 int kg_time_parse(const char *text, int64_t *ms);
 /* Now, on the wall clock, in milliseconds since the epoch. */
 int64_t kg_time_now_ms(void);
+/* The wall-clock time MS milliseconds from now: a pthread_cond_timedwait deadline. */
+struct timespec kg_time_after_ms(int ms);
 
 #endif
