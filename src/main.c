@@ -263,7 +263,8 @@ static int cmd_serve(int argc, char **argv)
     kg_log_set_format(format);
     /* The admin API is the gateway's front end: wired here, so route/ never includes admin/. */
     static const kg_gateway_frontend admin = {kg_admin_gateway_start, kg_admin_gateway_stop,
-                                              kg_admin_gateway_reload};
+                                              kg_admin_gateway_reload,
+                                              kg_admin_gateway_vclusters_changed};
     int rc = kg_gateway_serve(cfg, &admin);
     kg_config_free(cfg);
     return rc;

@@ -31,6 +31,7 @@
 
 /* What kg_admin_gateway_start hands back: the API and the history its routes read. */
 typedef struct gateway_admin {
+    kg_gateway *gw;
     kg_admin *admin;
     kg_admin_history *history;
 } gateway_admin;
@@ -312,11 +313,12 @@ static int history_read(void *ctx, const char *name, kg_admin_counters *out)
 
 static kg_admin_history *start_history(kg_gateway *gw)
 {
-    int n = gw->cfg->n_vclusters;
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    int n = t->n;
     const char **names = calloc(n > 0 ? (size_t)n : 1, sizeof(*names));
     if (!names) return NULL;
     for (int i = 0; i < n; i++)
-        names[i] = gw->cfg->vclusters[i].name;
+        names[i] = t->v[i]->cfg->name;
     kg_admin_history *h = kg_admin_history_new(names, n, KG_ADMIN_HISTORY_INTERVAL_MS,
                                                KG_ADMIN_HISTORY_POINTS, history_read, gw);
     free(names);
@@ -367,6 +369,7 @@ int kg_admin_gateway_start(kg_gateway *gw, void **handle)
                                               .state_lost = admin_state_lost,
                                               .collect_metrics = admin_collect};
     gateway_admin *ga = calloc(1, sizeof(*ga));
+    if (ga) ga->gw = gw;
     if (!ga || !(ga->history = start_history(gw))) {
         kg_error("admin API on %s: cannot start the history sampler", gw->cfg->admin_listen);
         free(ga);
@@ -410,4 +413,15 @@ int kg_admin_gateway_reload(void *handle, char *err, size_t errlen)
 {
     gateway_admin *ga = handle;
     return ga ? kg_admin_reload_tls(ga->admin, err, errlen) : 0;
+}
+
+void kg_admin_gateway_vclusters_changed(void *handle)
+{
+    gateway_admin *ga = handle;
+    if (!ga) return;
+    const kg_vc_table *t = kg_gateway_vclusters(ga->gw);
+    for (int i = 0; i < t->n; i++)
+        if (kg_admin_history_add(ga->history, t->v[i]->cfg->name) < 0)
+            kg_warn("admin: no history for vcluster %s (out of memory or series)",
+                    t->v[i]->cfg->name);
 }

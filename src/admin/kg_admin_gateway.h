@@ -14,5 +14,7 @@ int kg_admin_gateway_start(kg_gateway *gw, void **handle);
 void kg_admin_gateway_stop(void *handle);
 /* Reloads the admin API's HTTPS certificate (kg_admin_reload_tls); 0 without TLS. */
 int kg_admin_gateway_reload(void *handle, char *err, size_t errlen);
+/* A reload added vclusters: the history starts a series for each. */
+void kg_admin_gateway_vclusters_changed(void *handle);
 
 #endif

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,10 +34,14 @@ struct kg_admin_history {
     pthread_cond_t wake;
     pthread_t thread;
     int stopping, started;
-    int interval_ms, capacity, n;
+    int interval_ms, capacity;
     kg_admin_history_read read;
     void *ctx;
-    series *series;
+    /* KG_ADMIN_HISTORY_MAX_SERIES slots, filled in order and never emptied: readers take n
+     * (acquire) and use the slots below it without a lock. */
+    series **series;
+    atomic_int n;
+    pthread_mutex_t add_lock; /* one kg_admin_history_add at a time */
 };
 
 /* A counter that went backwards (it cannot today, but a reset would) counts as 0, not as a
@@ -72,12 +77,14 @@ static void record(series *s, const kg_admin_counters *c, int64_t now_ms, int ca
 
 void kg_admin_history_tick(kg_admin_history *h, int64_t now_ms)
 {
-    for (int i = 0; i < h->n; i++) {
+    int n = atomic_load_explicit(&h->n, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
         kg_admin_counters c;
-        /* Read outside the lock: the callback may take the gateway's own locks. */
-        if (h->read(h->ctx, h->series[i].name, &c) != 0) continue;
+        /* Read outside the lock: the callback may take the gateway's own locks. A series whose
+         * vcluster a reload removed reads nothing: its hour stays until it ages out. */
+        if (h->read(h->ctx, h->series[i]->name, &c) != 0) continue;
         pthread_mutex_lock(&h->lock);
-        record(&h->series[i], &c, now_ms, h->capacity);
+        record(h->series[i], &c, now_ms, h->capacity);
         pthread_mutex_unlock(&h->lock);
     }
 }
@@ -98,13 +105,21 @@ static void *sampler(void *arg)
     return NULL;
 }
 
+static void series_free(series *s)
+{
+    if (!s) return;
+    free(s->name);
+    free(s->ring);
+    free(s);
+}
+
 static void history_free(kg_admin_history *h)
 {
-    for (int i = 0; i < h->n; i++) {
-        free(h->series[i].name);
-        free(h->series[i].ring);
-    }
+    int n = atomic_load(&h->n);
+    for (int i = 0; h->series && i < n; i++)
+        series_free(h->series[i]);
     free(h->series);
+    pthread_mutex_destroy(&h->add_lock);
     pthread_cond_destroy(&h->wake);
     pthread_mutex_destroy(&h->lock);
     free(h);
@@ -121,21 +136,47 @@ kg_admin_history *kg_admin_history_new(const char *const *names, int n, int inte
     h->capacity = capacity > 0 ? capacity : KG_ADMIN_HISTORY_POINTS;
     h->read = read;
     h->ctx = ctx;
-    h->series = calloc(n > 0 ? (size_t)n : 1, sizeof(series));
+    pthread_mutex_init(&h->add_lock, NULL);
+    h->series = calloc(KG_ADMIN_HISTORY_MAX_SERIES, sizeof(*h->series));
     if (!h->series) {
         history_free(h);
         return NULL;
     }
-    for (int i = 0; i < n; i++, h->n++) {
-        h->series[i].name = strdup(names[i]);
-        h->series[i].ring = calloc((size_t)h->capacity, sizeof(point));
-        if (!h->series[i].name || !h->series[i].ring) {
-            h->n++;
+    for (int i = 0; i < n; i++) {
+        if (kg_admin_history_add(h, names[i]) < 0) {
             history_free(h);
             return NULL;
         }
     }
     return h;
+}
+
+static series *history_find(kg_admin_history *h, const char *name)
+{
+    int n = atomic_load_explicit(&h->n, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (strcmp(h->series[i]->name, name) == 0) return h->series[i];
+    return NULL;
+}
+
+int kg_admin_history_add(kg_admin_history *h, const char *name)
+{
+    pthread_mutex_lock(&h->add_lock);
+    int rc = 0, n = atomic_load(&h->n);
+    if (!history_find(h, name)) {
+        series *s = calloc(1, sizeof(*s));
+        if (s) s->name = strdup(name);
+        if (s) s->ring = calloc((size_t)h->capacity, sizeof(point));
+        if (n < KG_ADMIN_HISTORY_MAX_SERIES && s && s->name && s->ring) {
+            h->series[n] = s;
+            atomic_store_explicit(&h->n, n + 1, memory_order_release);
+        } else {
+            series_free(s);
+            rc = -1;
+        }
+    }
+    pthread_mutex_unlock(&h->add_lock);
+    return rc;
 }
 
 int kg_admin_history_run(kg_admin_history *h)
@@ -171,9 +212,7 @@ static json_t *point_json(const point *p)
 
 json_t *kg_admin_history_json(kg_admin_history *h, const char *name, int seconds)
 {
-    series *s = NULL;
-    for (int i = 0; i < h->n && !s; i++)
-        if (strcmp(h->series[i].name, name) == 0) s = &h->series[i];
+    series *s = history_find(h, name);
     if (!s) return NULL;
     json_t *points = json_array();
     pthread_mutex_lock(&h->lock);
@@ -211,8 +250,9 @@ static int handle_all(void *ctx, kg_admin_request *req)
     int seconds = seconds_arg(req);
     if (seconds < 0) return req->status;
     json_t *all = json_array();
-    for (int i = 0; i < h->n; i++)
-        json_array_append_new(all, kg_admin_history_json(h, h->series[i].name, seconds));
+    int n = atomic_load_explicit(&h->n, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        json_array_append_new(all, kg_admin_history_json(h, h->series[i]->name, seconds));
     return kg_admin_reply(
         req, 200, json_pack("{s:f, s:o}", "interval_s", h->interval_ms / 1000.0, "vclusters", all));
 }

@@ -37,6 +37,10 @@ typedef struct kg_admin_history kg_admin_history;
  * kg_admin_history_run. NULL when out of memory. */
 kg_admin_history *kg_admin_history_new(const char *const *names, int n, int interval_ms,
                                        int capacity, kg_admin_history_read read, void *ctx);
+/* Adds series NAME (copied) when H has none of that name; 0, or -1 when out of memory or
+ * KG_ADMIN_HISTORY_MAX_SERIES are there. Any thread, while the sampler and the routes run. */
+#define KG_ADMIN_HISTORY_MAX_SERIES 1024
+int kg_admin_history_add(kg_admin_history *h, const char *name);
 /* Starts the thread that samples H every interval, the first time at once. -1 when it cannot
  * start. */
 int kg_admin_history_run(kg_admin_history *h);

@@ -110,7 +110,8 @@ static void worker_free_dead(kg_loop *loop, void *arg)
 
 static void worker_adopt_now(kg_worker *w, worker_cmd *cmd)
 {
-    if (w->draining || w->soft) {
+    /* A vcluster a reload removed: accepted before its listener closed, never served. */
+    if (w->draining || w->soft || atomic_load(&cmd->vc->retired)) {
         close(cmd->fd);
         return;
     }

@@ -40,12 +40,10 @@ struct kg_autofo {
     pthread_mutex_t lock; /* guards stopping's wakeup and `last` */
     pthread_cond_t cond;
     int stopping;
-    json_t *last;         /* {"<vc>": summary of its last evaluation} */
-    char logged[64][160]; /* the verdict last logged, per vcluster (the first 64) */
+    json_t *last; /* {"<vc>": summary of its last evaluation} */
     int logged_error;
 
     kg_gauge *controller_gauge;
-    kg_counter **switches; /* kgate_auto_failovers_total{vcluster} */
 };
 
 /* ---------------------------------------------------------------- the decision */
@@ -133,8 +131,10 @@ static json_t *local_clusters(kg_gateway *gw)
 {
     json_t *clusters = json_object();
     uint64_t now = kg_now_us();
-    for (int i = 0; i < gw->cfg->n_clusters; i++) {
+    int n = kg_gateway_n_clusters(gw);
+    for (int i = 0; i < n; i++) {
         kg_cluster *c = &gw->clusters[i];
+        if (atomic_load(&c->retired)) continue;
         uint64_t since = atomic_load(&c->state_since_us);
         if (since == 0) continue; /* not probed yet: no verdict */
         json_object_set_new(clusters, c->cfg->name,
@@ -246,12 +246,12 @@ static int take_lock(kg_autofo *af, uint64_t deadline_us)
 static void set_last(kg_autofo *af, kg_vcluster *vc, json_t *summary)
 {
     const char *verdict = json_string_value(json_object_get(summary, "verdict"));
-    if (vc->index < 64 && verdict && strncmp(af->logged[vc->index], verdict, 159) != 0) {
-        kg_info("auto-failover: vcluster %s: %s", vc->cfg->name, verdict);
-        snprintf(af->logged[vc->index], sizeof(af->logged[vc->index]), "%s", verdict);
-    }
     json_object_set_new(summary, "checked_unix_ms", json_integer((json_int_t)time(NULL) * 1000));
     pthread_mutex_lock(&af->lock);
+    /* Logged when it changes, not every round. */
+    json_t *before = json_object_get(json_object_get(af->last, vc->cfg->name), "verdict");
+    if (verdict && (!before || strcmp(json_string_value(before), verdict) != 0))
+        kg_info("auto-failover: vcluster %s: %s", vc->cfg->name, verdict);
     json_object_set_new(af->last, vc->cfg->name, summary);
     pthread_mutex_unlock(&af->lock);
 }
@@ -268,11 +268,22 @@ static int64_t last_auto_ms(kg_autofo *af, kg_vcluster *vc)
     return at;
 }
 
+/* kgate_auto_failovers_total{vcluster}: registered on first use (the registry returns the same
+ * counter for the same labels), so a vcluster a reload added has one too. */
+static kg_counter *switches_counter(kg_gateway *gw, kg_vcluster *vc)
+{
+    char labels[256];
+    if (kg_metrics_format_labels(labels, sizeof(labels), "vcluster", vc->cfg->name, NULL) < 0)
+        return NULL;
+    return kg_metrics_counter(gw->metrics, "kgate_auto_failovers_total",
+                              "Automatic failovers this instance made as the controller.", labels);
+}
+
 static void do_switch(kg_autofo *af, kg_vcluster *vc, json_t *summary, const char *reason)
 {
     kg_gateway *gw = af->gw;
-    const char *from = gw->cfg->clusters[vc->cfg->primary].name;
-    const char *to = gw->cfg->clusters[vc->cfg->secondary].name;
+    const char *from = gw->clusters[vc->cfg->primary].cfg->name;
+    const char *to = gw->clusters[vc->cfg->secondary].cfg->name;
     kg_switch_request req = {.vcluster = vc->cfg->name,
                              .to = to,
                              .reason = reason,
@@ -291,7 +302,7 @@ static void do_switch(kg_autofo *af, kg_vcluster *vc, json_t *summary, const cha
                     "is not enforced for it)",
                     vc->cfg->name);
         json_decref(doc);
-        kg_counter_inc(af->switches[vc->index]);
+        kg_counter_inc(switches_counter(gw, vc));
         kg_warn("auto-failover: vcluster %s switched %s -> %s (epoch %lld): %s", vc->cfg->name,
                 from, to, (long long)epoch, reason);
         char verdict[128];
@@ -321,8 +332,8 @@ static void evaluate(kg_autofo *af, kg_vcluster *vc, json_t *verdicts)
     }
     json_t *summary = NULL;
     char reason[1536];
-    int go = kg_autofo_decide(verdicts, gw->cfg->clusters[vc->cfg->primary].name,
-                              gw->cfg->clusters[vc->cfg->secondary].name, c->after_ms, &summary,
+    int go = kg_autofo_decide(verdicts, gw->clusters[vc->cfg->primary].cfg->name,
+                              gw->clusters[vc->cfg->secondary].cfg->name, c->after_ms, &summary,
                               reason, sizeof(reason));
     if (go) {
         int64_t last = last_auto_ms(af, vc), now = kg_time_now_ms();
@@ -369,8 +380,9 @@ static void autofo_round(kg_autofo *af)
             return;
         }
     }
-    for (int i = 0; i < gw->cfg->n_vclusters; i++)
-        if (gw->vclusters[i].cfg->auto_failover.enabled) evaluate(af, &gw->vclusters[i], verdicts);
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    for (int i = 0; i < t->n; i++)
+        if (t->v[i]->cfg->auto_failover.enabled) evaluate(af, t->v[i], verdicts);
     json_decref(verdicts);
 }
 
@@ -402,22 +414,17 @@ static void autofo_metrics(kg_autofo *af)
     af->controller_gauge = kg_metrics_gauge(
         gw->metrics, "kgate_auto_failover_controller",
         "1 while this instance is the fleet's automatic failover controller, else 0.", "");
-    af->switches = calloc((size_t)gw->cfg->n_vclusters, sizeof(*af->switches));
-    for (int i = 0; af->switches && i < gw->cfg->n_vclusters; i++) {
-        char labels[256];
-        kg_metrics_format_labels(labels, sizeof(labels), "vcluster", gw->cfg->vclusters[i].name,
-                                 NULL);
-        af->switches[i] =
-            kg_metrics_counter(gw->metrics, "kgate_auto_failovers_total",
-                               "Automatic failovers this instance made as the controller.", labels);
-    }
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    for (int i = 0; i < t->n; i++)
+        if (t->v[i]->cfg->auto_failover.enabled) switches_counter(gw, t->v[i]); /* shown as 0 */
 }
 
 kg_autofo *kg_autofo_start(kg_gateway *gw, const char *conninfo)
 {
     int any = 0;
-    for (int i = 0; i < gw->cfg->n_vclusters; i++)
-        any |= gw->cfg->vclusters[i].auto_failover.enabled;
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    for (int i = 0; i < t->n; i++)
+        any |= t->v[i]->cfg->auto_failover.enabled;
     if (!any) return NULL;
     kg_autofo *af = calloc(1, sizeof(*af));
     if (!af) return NULL;
@@ -455,7 +462,6 @@ void kg_autofo_stop(kg_autofo *af)
     pthread_cond_destroy(&af->cond);
     if (af->conninfo) explicit_bzero(af->conninfo, strlen(af->conninfo));
     free(af->conninfo);
-    free(af->switches);
     free(af);
 }
 
@@ -464,8 +470,9 @@ json_t *kg_autofo_status(kg_autofo *af)
     kg_gateway *gw = af->gw;
     json_t *vcs = json_object();
     pthread_mutex_lock(&af->lock);
-    for (int i = 0; i < gw->cfg->n_vclusters; i++) {
-        const kg_vcluster_cfg *vc = &gw->cfg->vclusters[i];
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    for (int i = 0; i < t->n; i++) {
+        const kg_vcluster_cfg *vc = t->v[i]->cfg;
         json_t *last = json_object_get(af->last, vc->name);
         json_object_set_new(vcs, vc->name,
                             json_pack("{s:b, s:I, s:I, s:O?}", "enabled", vc->auto_failover.enabled,

@@ -105,7 +105,6 @@ struct kg_fleet {
     PGconn *api;
 
     kg_gauge *lease_gauge;
-    kg_gauge **epoch_gauges; /* one per vcluster */
     kg_gauge *state_gauges[FLEET_MAX_STATES];
     char state_names[FLEET_MAX_STATES][32];
     int n_states;
@@ -119,10 +118,10 @@ static int api_connect(kg_fleet *f, uint64_t deadline_us, char *err, size_t errl
 static void local_epochs(kg_fleet *f, char *out, size_t len)
 {
     json_t *o = json_object();
-    for (int i = 0; i < f->cfg->n_vclusters; i++) {
-        uint64_t word = atomic_load(&f->gw->vclusters[i].route);
-        json_object_set_new(o, f->cfg->vclusters[i].name,
-                            json_integer((json_int_t)KG_ROUTE_EPOCH(word)));
+    const kg_vc_table *t = kg_gateway_vclusters(f->gw);
+    for (int i = 0; i < t->n; i++) {
+        uint64_t word = atomic_load(&t->v[i]->route);
+        json_object_set_new(o, t->v[i]->cfg->name, json_integer((json_int_t)KG_ROUTE_EPOCH(word)));
     }
     char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     snprintf(out, len, "%s", text ? text : "{}");
@@ -172,10 +171,9 @@ static void note_error(kg_fleet *f, const char *what, const char *err)
 
 static void apply_row(kg_fleet *f, const char *vcluster, const char *active, const char *epoch_text)
 {
-    int vi = kg_config_vcluster_index(f->cfg, vcluster);
-    if (vi < 0) return; /* a vcluster of another configuration */
-    kg_vcluster *vc = &f->gw->vclusters[vi];
-    int ci = kg_config_cluster_index(f->cfg, active);
+    kg_vcluster *vc = kg_gateway_vcluster(f->gw, vcluster);
+    if (!vc) return; /* a vcluster of another configuration (or not reloaded here yet) */
+    int ci = kg_gateway_cluster_index(f->gw, active);
     if (ci < 0 || (ci != vc->cfg->primary && ci != vc->cfg->secondary)) {
         kg_warn("fleet: vcluster %s: the store names cluster '%s', not one of its clusters here; "
                 "not applied",
@@ -494,15 +492,6 @@ static void fleet_metrics_init(kg_fleet *f)
     kg_metrics *m = f->gw->metrics;
     f->lease_gauge = kg_metrics_gauge(m, "kgate_instance_lease_ok",
                                       "1 while this instance holds its fleet lease, else 0.", "");
-    f->epoch_gauges = calloc((size_t)f->cfg->n_vclusters, sizeof(*f->epoch_gauges));
-    for (int i = 0; f->epoch_gauges && i < f->cfg->n_vclusters; i++) {
-        char labels[256];
-        kg_metrics_format_labels(labels, sizeof(labels), "vcluster", f->cfg->vclusters[i].name,
-                                 NULL);
-        f->epoch_gauges[i] =
-            kg_metrics_gauge(m, "kgate_instance_epoch",
-                             "The switch epoch this instance routes a vcluster on.", labels);
-    }
 }
 
 static void fleet_free(kg_fleet *f)
@@ -515,7 +504,6 @@ static void fleet_free(kg_fleet *f)
     pthread_mutex_destroy(&f->api_lock);
     if (f->conninfo) explicit_bzero(f->conninfo, strlen(f->conninfo));
     free(f->conninfo);
-    free(f->epoch_gauges);
     free(f);
 }
 
@@ -754,9 +742,7 @@ static kg_gauge *state_gauge(kg_fleet *f, const char *state)
 void kg_fleet_collect_metrics(kg_fleet *f)
 {
     kg_gauge_set(f->lease_gauge, kg_fleet_state_lost(f) ? 0 : 1);
-    for (int i = 0; f->epoch_gauges && i < f->cfg->n_vclusters; i++)
-        kg_gauge_set(f->epoch_gauges[i],
-                     (double)KG_ROUTE_EPOCH(atomic_load(&f->gw->vclusters[i].route)));
+    /* kgate_instance_epoch: kg_gateway_collect_metrics, with the vclusters. */
     /* Under the lock: two scrapes at once may both register a state's gauge. */
     pthread_mutex_lock(&f->lock);
     for (int i = 0; i < f->n_states; i++)

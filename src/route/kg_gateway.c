@@ -1,4 +1,5 @@
 #include "route/kg_gateway.h"
+#include "route/kg_gateway_int.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -46,6 +47,46 @@ typedef struct kg_listener {
     int tls;         /* a port of the vcluster's TLS range */
 } kg_listener;
 
+/* ---------------------------------------------------------------- the vcluster table */
+
+static kg_vc_table kg_no_vclusters; /* before the first table is published, and after a failed
+                                       start */
+
+const kg_vc_table *kg_gateway_vclusters(kg_gateway *gw)
+{
+    kg_vc_table *t = atomic_load_explicit(&gw->vcs, memory_order_acquire);
+    return t ? t : &kg_no_vclusters;
+}
+
+kg_vcluster *kg_gateway_vcluster(kg_gateway *gw, const char *name)
+{
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    for (int i = 0; name && i < t->n; i++)
+        if (strcmp(t->v[i]->cfg->name, name) == 0) return t->v[i];
+    return NULL;
+}
+
+int kg_gateway_n_clusters(kg_gateway *gw)
+{
+    return atomic_load_explicit(&gw->n_clusters, memory_order_acquire);
+}
+
+int kg_gateway_cluster_index(kg_gateway *gw, const char *name)
+{
+    int n = kg_gateway_n_clusters(gw);
+    for (int i = 0; name && i < n; i++)
+        if (!atomic_load(&gw->clusters[i].retired) && strcmp(gw->clusters[i].cfg->name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* Publishes T (the caller built it); the one it replaces stays allocated until stop. */
+void kg_gw_publish_vclusters(kg_gateway *gw, kg_vc_table *t)
+{
+    t->older = atomic_load(&gw->vcs);
+    atomic_store_explicit(&gw->vcs, t, memory_order_release);
+}
+
 int kg_vcluster_node_port(const kg_vcluster *vc, int32_t node_id)
 {
     if (node_id < vc->cfg->node_id_min || node_id > vc->cfg->node_id_max) return -1;
@@ -90,11 +131,12 @@ int kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_
 
 /* ---------------------------------------------------------------- accepting */
 
+/* Every vcluster's connections, a removed one's still closing included. */
 int kg_gateway_connections(kg_gateway *gw)
 {
     int n = 0;
-    for (int i = 0; i < gw->cfg->n_vclusters; i++)
-        n += atomic_load(&gw->vclusters[i].client_conns);
+    for (kg_vcluster *vc = atomic_load(&gw->all_vclusters); vc; vc = vc->all_next)
+        n += atomic_load(&vc->client_conns);
     return n;
 }
 
@@ -128,7 +170,7 @@ static void gateway_accept(kg_loop *loop, int fd, unsigned mask, void *arg)
     }
 }
 
-static int gateway_listen_on(kg_gateway *gw, kg_listener *l, uint16_t port)
+static int gateway_listen_on(kg_gateway *gw, kg_listener *l, uint16_t port, char *why, size_t len)
 {
     struct addrinfo hints = {0}, *res = NULL;
     char portstr[8];
@@ -137,73 +179,140 @@ static int gateway_listen_on(kg_gateway *gw, kg_listener *l, uint16_t port)
     snprintf(portstr, sizeof(portstr), "%u", port);
     int rc = getaddrinfo(gw->cfg->listen, portstr, &hints, &res);
     if (rc != 0) {
-        kg_error("listen address %s: %s", gw->cfg->listen, gai_strerror(rc));
+        snprintf(why, len, "listen address %s: %s", gw->cfg->listen, gai_strerror(rc));
+        kg_error("%s", why);
         return -1;
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
-        kg_error("cannot listen on %s:%u for vcluster %s: %s", gw->cfg->listen, port,
+        snprintf(why, len, "cannot listen on %s:%u for vcluster %s: %s", gw->cfg->listen, port,
                  l->vc->cfg->name, strerror(errno));
+        kg_error("%s", why);
         if (fd >= 0) close(fd);
         freeaddrinfo(res);
         return -1;
     }
     freeaddrinfo(res);
     l->io = (kg_io){.fd = fd, .fn = gateway_accept, .arg = l};
-    return kg_loop_io_set(gw->accept_loop, &l->io, KG_EV_READ);
+    if (kg_loop_io_set(gw->accept_loop, &l->io, KG_EV_READ) == 0) return 0;
+    snprintf(why, len, "vcluster %s: cannot watch port %u", l->vc->cfg->name, port);
+    close(fd);
+    return -1;
+}
+
+/* Accept thread (or the start, before it runs): stops listening on L and frees it. */
+static void listener_close(kg_gateway *gw, kg_listener *l)
+{
+    kg_loop_io_del(gw->accept_loop, &l->io);
+    close(l->io.fd);
+    free(l);
+}
+
+static int listeners_push(kg_gateway *gw, kg_listener *l)
+{
+    if (gw->n_listen == gw->cap_listen) {
+        int cap = gw->cap_listen ? 2 * gw->cap_listen : 64;
+        kg_listener **grown = realloc(gw->listeners, (size_t)cap * sizeof(*grown));
+        if (!grown) return -1;
+        gw->listeners = grown;
+        gw->cap_listen = cap;
+    }
+    gw->listeners[gw->n_listen++] = l;
+    return 0;
 }
 
 /* A vcluster listens on one port range (bootstrap, then a port per broker node), plaintext or
  * TLS, or on two: plaintext on `port` and TLS on `listener.tls.port`. */
-static int gateway_open_range(kg_gateway *gw, kg_vcluster *vc, uint16_t base, int tls)
+static int gateway_open_range(kg_gateway *gw, kg_vcluster *vc, uint16_t base, int tls, char *why,
+                              size_t len)
 {
     for (int32_t node = -1; node <= vc->cfg->node_id_max; node++) {
         if (node >= 0 && node < vc->cfg->node_id_min) node = vc->cfg->node_id_min;
-        kg_listener *l = &gw->listeners[gw->n_listen];
+        kg_listener *l = calloc(1, sizeof(*l));
+        if (!l) {
+            snprintf(why, len, "vcluster %s: out of memory for its listeners", vc->cfg->name);
+            return -1;
+        }
         *l = (kg_listener){.gw = gw, .vc = vc, .node_id = node, .tls = tls};
-        l->io.fd = -1;
         int offset = node < 0 ? 0 : 1 + node - vc->cfg->node_id_min;
-        if (gateway_listen_on(gw, l, (uint16_t)(base + offset)) < 0) return -1;
-        gw->n_listen++;
+        if (gateway_listen_on(gw, l, (uint16_t)(base + offset), why, len) < 0) {
+            free(l);
+            return -1;
+        }
+        if (listeners_push(gw, l) < 0) {
+            snprintf(why, len, "vcluster %s: out of memory for its listeners", vc->cfg->name);
+            listener_close(gw, l);
+            return -1;
+        }
     }
     kg_info("vcluster %s: %s bootstrap %s:%u, brokers %d-%d on ports %u-%u, active %s",
             vc->cfg->name, tls ? "TLS" : "plaintext", gw->cfg->advertised_host, base,
             vc->cfg->node_id_min, vc->cfg->node_id_max, base + 1,
             base + 1 + vc->cfg->node_id_max - vc->cfg->node_id_min,
-            gw->cfg->clusters[KG_ROUTE_ACTIVE(atomic_load(&vc->route))].name);
+            gw->clusters[KG_ROUTE_ACTIVE(atomic_load(&vc->route))].cfg->name);
     return 0;
 }
 
-static int gateway_open_listeners(kg_gateway *gw)
+/* Closes the listeners of VC, or of every vcluster when VC is NULL. */
+static void gateway_unlisten(kg_gateway *gw, kg_vcluster *vc)
 {
-    int total = 0;
-    for (int i = 0; i < gw->cfg->n_vclusters; i++) {
-        const kg_vcluster_cfg *v = &gw->cfg->vclusters[i];
-        total += 2 * (1 + (v->node_id_max - v->node_id_min + 1));
-    }
-    gw->listeners = calloc((size_t)total, sizeof(*gw->listeners));
-    if (!gw->listeners) return -1;
-    for (int i = 0; i < gw->cfg->n_vclusters; i++) {
-        kg_vcluster *vc = &gw->vclusters[i];
-        const kg_listener_tls_cfg *tls = &vc->cfg->tls;
-        if ((!tls->enabled || tls->port) && gateway_open_range(gw, vc, vc->cfg->port, 0) < 0)
-            return -1;
-        if (tls->enabled &&
-            gateway_open_range(gw, vc, tls->port ? tls->port : vc->cfg->port, 1) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-static void gateway_close_listeners(kg_gateway *gw)
-{
+    int kept = 0;
     for (int i = 0; i < gw->n_listen; i++) {
-        kg_loop_io_del(gw->accept_loop, &gw->listeners[i].io);
-        close(gw->listeners[i].io.fd);
+        kg_listener *l = gw->listeners[i];
+        if (vc && l->vc != vc) {
+            gw->listeners[kept++] = l;
+            continue;
+        }
+        l->vc->listening = 0;
+        listener_close(gw, l);
     }
-    gw->n_listen = 0;
+    gw->n_listen = kept;
+}
+
+/* Opens every port of VC; on a failure (WHY says which) none stays open. */
+static int gateway_listen_vcluster(kg_gateway *gw, kg_vcluster *vc, char *why, size_t len)
+{
+    const kg_listener_tls_cfg *tls = &vc->cfg->tls;
+    if (((!tls->enabled || tls->port) &&
+         gateway_open_range(gw, vc, vc->cfg->port, 0, why, len) < 0) ||
+        (tls->enabled &&
+         gateway_open_range(gw, vc, tls->port ? tls->port : vc->cfg->port, 1, why, len) < 0)) {
+        gateway_unlisten(gw, vc);
+        return -1;
+    }
+    vc->listening = 1;
+    return 0;
+}
+
+/* Accept thread (or the start, before it runs): the listeners follow the vclusters. None while
+ * draining; else every vcluster served or being added by a reload (listen_adding) listens, and a
+ * retired one does not. Returns -1 when a port could not be listened on (listen_why says which;
+ * the other vclusters listen). */
+static int gateway_listen_reconcile(kg_gateway *gw)
+{
+    if (atomic_load(&gw->draining)) {
+        gateway_unlisten(gw, NULL);
+        gw->listen_paused = 1;
+        return 0;
+    }
+    gw->listen_paused = 0;
+    for (kg_vcluster *vc = atomic_load(&gw->all_vclusters); vc; vc = vc->all_next)
+        if (vc->listening && atomic_load(&vc->retired)) gateway_unlisten(gw, vc);
+    char why[320] = "", later[320];
+    int rc = 0;
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    pthread_mutex_lock(&gw->drain_lock);
+    int n = t->n + gw->n_adding;
+    for (int i = 0; i < n; i++) {
+        kg_vcluster *vc = i < t->n ? t->v[i] : gw->listen_adding[i - t->n];
+        if (vc->listening || atomic_load(&vc->retired)) continue;
+        if (gateway_listen_vcluster(gw, vc, rc ? later : why, sizeof(why)) < 0) rc = -1;
+    }
+    if (rc < 0) snprintf(gw->listen_why, sizeof(gw->listen_why), "%s", why);
+    pthread_mutex_unlock(&gw->drain_lock);
+    return rc;
 }
 
 static void *gateway_accept_main(void *arg)
@@ -219,8 +328,8 @@ static void *gateway_accept_main(void *arg)
 
 static void gateway_audit_tls_failures(kg_gateway *gw, uint64_t interval_ms)
 {
-    for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++) {
-        kg_vcluster *vc = &gw->vclusters[i];
+    /* Removed vclusters too: their last failures are not lost. */
+    for (kg_vcluster *vc = atomic_load(&gw->all_vclusters); vc; vc = vc->all_next) {
         json_t *summary =
             kg_tls_failures_take(vc->tls_failures, (uint64_t)kg_time_now_ms(), interval_ms);
         if (!summary) continue;
@@ -263,27 +372,6 @@ static void gateway_housekeeping(kg_loop *loop, void *arg)
     kg_loop_timer_in(loop, &gw->housekeeping, 1000000);
 }
 
-static int gateway_open_listeners(kg_gateway *gw);
-
-/* Accept thread: the listeners follow `draining` (closed while it is set). Listening sockets
- * belong to this thread, as an accept may be running on them. */
-static void gateway_listen_follow_drain(kg_gateway *gw)
-{
-    int want_paused = atomic_load(&gw->draining);
-    if (want_paused && !gw->listen_paused) {
-        gateway_close_listeners(gw);
-        gw->listen_paused = 1;
-    } else if (!want_paused && gw->listen_paused) {
-        free(gw->listeners);
-        gw->listeners = NULL;
-        gw->listen_error = gateway_open_listeners(gw) < 0;
-        if (gw->listen_error)
-            gateway_close_listeners(gw);
-        else
-            gw->listen_paused = 0;
-    }
-}
-
 static void gateway_accept_stop(kg_loop *loop, void *arg)
 {
     kg_gateway *gw = arg;
@@ -294,8 +382,9 @@ static void gateway_accept_stop(kg_loop *loop, void *arg)
     pthread_mutex_lock(&gw->drain_lock);
     uint64_t asked = gw->listen_asked;
     pthread_mutex_unlock(&gw->drain_lock);
-    gateway_listen_follow_drain(gw);
+    int failed = gateway_listen_reconcile(gw) < 0;
     pthread_mutex_lock(&gw->drain_lock);
+    gw->listen_error = failed;
     gw->listen_done = asked;
     pthread_cond_broadcast(&gw->drain_cond);
     pthread_mutex_unlock(&gw->drain_lock);
@@ -351,8 +440,9 @@ static json_t *parity_run(kg_gateway *gw, kg_vcluster *vc, int to, int read_acti
 static void gateway_parity_tick(kg_gateway *gw, int timeout)
 {
     uint64_t now = kg_now_us();
-    for (int i = 0; i < gw->cfg->n_vclusters && !atomic_load(&gw->stopping); i++) {
-        kg_vcluster *vc = &gw->vclusters[i];
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    for (int i = 0; i < t->n && !atomic_load(&gw->stopping); i++) {
+        kg_vcluster *vc = t->v[i];
         if (!vc->parity || vc->cfg->parity_interval_s <= 0 || now < vc->parity_due_us) continue;
         vc->parity_due_us = now + (uint64_t)vc->cfg->parity_interval_s * 1000000u;
         int to = parity_other_side(vc);
@@ -376,8 +466,10 @@ static void *gateway_probe_main(void *arg)
     int interval = gw->cfg->probe_interval_ms;
     int timeout = interval < 3000 ? (interval > 500 ? interval : 500) : 3000;
     while (!atomic_load(&gw->stopping)) {
-        for (int i = 0; i < gw->cfg->n_clusters && !atomic_load(&gw->stopping); i++)
-            gateway_probe_cluster(gw, &gw->clusters[i], timeout);
+        int n = kg_gateway_n_clusters(gw);
+        for (int i = 0; i < n && !atomic_load(&gw->stopping); i++)
+            if (!atomic_load(&gw->clusters[i].retired))
+                gateway_probe_cluster(gw, &gw->clusters[i], timeout);
         gateway_parity_tick(gw, timeout);
         kg_gateway_background_sleep(gw, interval);
     }
@@ -393,18 +485,18 @@ static void gateway_restore_route(kg_gateway *gw, kg_vcluster *vc)
     int active_idx = vc->cfg->primary;
     int rc = kg_store_get_vcluster(gw->store, vc->cfg->name, active, sizeof(active), &epoch);
     if (rc == 0) {
-        int idx = kg_config_cluster_index(gw->cfg, active);
+        int idx = kg_gateway_cluster_index(gw, active);
         if (idx == vc->cfg->primary || (idx >= 0 && idx == vc->cfg->secondary))
             active_idx = idx;
         else
             kg_warn("vcluster %s: stored active cluster %s is no longer one of its clusters; "
                     "using the primary %s",
-                    vc->cfg->name, active, gw->cfg->clusters[vc->cfg->primary].name);
+                    vc->cfg->name, active, gw->clusters[vc->cfg->primary].cfg->name);
     }
     atomic_store(&vc->route, KG_ROUTE_WORD(epoch, active_idx));
     if (rc == 0)
         kg_info("vcluster %s: active cluster %s (epoch %llu, from the state store)", vc->cfg->name,
-                gw->cfg->clusters[active_idx].name, (unsigned long long)epoch);
+                gw->clusters[active_idx].cfg->name, (unsigned long long)epoch);
 }
 
 /* ---------------------------------------------------------------- the switch */
@@ -444,8 +536,8 @@ static int route_apply_locked(kg_gateway *gw, kg_vcluster *vc, int active, uint6
     atomic_store(&vc->last_switch_us, took);
     kg_info("vcluster %s switched %s -> %s (epoch %llu, through another instance): %d "
             "connections closed in %.2f ms",
-            vc->cfg->name, gw->cfg->clusters[KG_ROUTE_ACTIVE(word)].name,
-            gw->cfg->clusters[active].name, (unsigned long long)epoch, closed,
+            vc->cfg->name, gw->clusters[KG_ROUTE_ACTIVE(word)].cfg->name,
+            gw->clusters[active].cfg->name, (unsigned long long)epoch, closed,
             (double)took / 1000.0);
     return closed;
 }
@@ -465,7 +557,7 @@ static int switch_target(kg_gateway *gw, const kg_vcluster *vc, const kg_switch_
                          char *err, size_t errlen)
 {
     if (req->to && *req->to) {
-        int idx = kg_config_cluster_index(gw->cfg, req->to);
+        int idx = kg_gateway_cluster_index(gw, req->to);
         if (idx < 0) {
             snprintf(err, errlen, "unknown cluster '%s'", req->to);
             return -404;
@@ -489,7 +581,7 @@ static json_t *switch_describe(kg_gateway *gw, const kg_vcluster *vc, int from, 
                                uint64_t epoch, const kg_switch_request *req)
 {
     json_t *d = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:b}", "vcluster", vc->cfg->name, "from",
-                          gw->cfg->clusters[from].name, "to", gw->cfg->clusters[to].name, "epoch",
+                          gw->clusters[from].cfg->name, "to", gw->clusters[to].cfg->name, "epoch",
                           (json_int_t)epoch, "reason", req->reason ? req->reason : "", "actor",
                           req->actor ? req->actor : "unknown", "forced", req->force);
     if (d && req->automatic) {
@@ -544,31 +636,30 @@ static int switch_parity(kg_gateway *gw, kg_vcluster *vc, int to, const kg_switc
         json_object_set_new(summary, "refusal_overridden", json_true());
         kg_warn("vcluster %s: parity check found %lld difference(s) with cluster '%s'; an "
                 "automatic failover goes ahead (recorded in the audit entry)",
-                vc->cfg->name, (long long)count, gw->cfg->clusters[to].name);
+                vc->cfg->name, (long long)count, gw->clusters[to].cfg->name);
         return 0;
     }
     snprintf(err, errlen,
              "parity check: %lld difference(s) between what clients use and cluster '%s' "
              "(see \"parity\"; `kgate parity %s`); use force to switch anyway",
-             (long long)count, gw->cfg->clusters[to].name, vc->cfg->name);
+             (long long)count, gw->clusters[to].cfg->name, vc->cfg->name);
     return -1;
 }
 
 int kg_gateway_parity(kg_gateway *gw, const char *vcluster, const char *to, json_t **result)
 {
-    int idx = kg_config_vcluster_index(gw->cfg, vcluster);
-    if (idx < 0) {
+    kg_vcluster *vc = kg_gateway_vcluster(gw, vcluster);
+    if (!vc) {
         *result = json_pack("{s:s}", "error", "unknown vcluster");
         return 404;
     }
-    kg_vcluster *vc = &gw->vclusters[idx];
     if (!vc->parity) {
         *result = json_pack("{s:s}", "error", "the vcluster has no secondary cluster");
         return 409;
     }
     int target = parity_other_side(vc);
     if (to && *to) {
-        target = kg_config_cluster_index(gw->cfg, to);
+        target = kg_gateway_cluster_index(gw, to);
         if (target != vc->cfg->primary && target != vc->cfg->secondary) {
             *result = json_pack("{s:s}", "error", "not a cluster of this vcluster");
             return 404;
@@ -612,7 +703,7 @@ static int switch_lost_race(kg_gateway *gw, kg_vcluster *vc, json_t *details, js
     char active[KG_NAME_MAX] = "";
     uint64_t epoch = 0;
     if (kg_store_get_vcluster(gw->store, vc->cfg->name, active, sizeof(active), &epoch) == 0) {
-        int idx = kg_config_cluster_index(gw->cfg, active);
+        int idx = kg_gateway_cluster_index(gw, active);
         if (idx == vc->cfg->primary || (idx >= 0 && idx == vc->cfg->secondary))
             route_apply_locked(gw, vc, idx, epoch);
     } else {
@@ -641,7 +732,7 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
     if (to < 0) return switch_refuse(gw, switch_request_json(req), -to, err, result);
     if (to == from) {
         *result = json_pack("{s:s, s:s, s:I, s:b, s:s}", "vcluster", vc->cfg->name, "active",
-                            gw->cfg->clusters[to].name, "epoch", (json_int_t)epoch, "changed", 0,
+                            gw->clusters[to].cfg->name, "epoch", (json_int_t)epoch, "changed", 0,
                             "message", "already active: nothing to do");
         return 200;
     }
@@ -683,7 +774,7 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
     kg_store_audit_append(gw->store, "switch.completed", details);
     json_object_set_new(details, "duration_ms", json_real((double)took / 1000.0));
     kg_info("vcluster %s switched %s -> %s (epoch %llu): %d connections closed in %.2f ms (%s)",
-            vc->cfg->name, gw->cfg->clusters[from].name, target->cfg->name,
+            vc->cfg->name, gw->clusters[from].cfg->name, target->cfg->name,
             (unsigned long long)(epoch + 1), closed, (double)took / 1000.0,
             req->reason ? req->reason : "no reason given");
     json_object_set_new(details, "changed", json_true());
@@ -693,13 +784,12 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
 
 int kg_gateway_switch(kg_gateway *gw, const kg_switch_request *req, json_t **result)
 {
-    int idx = kg_config_vcluster_index(gw->cfg, req->vcluster);
-    if (idx < 0) {
+    kg_vcluster *vc = kg_gateway_vcluster(gw, req->vcluster);
+    if (!vc) {
         char why[KG_NAME_MAX + 32];
         snprintf(why, sizeof(why), "unknown vcluster '%s'", req->vcluster);
         return switch_refuse(gw, switch_request_json(req), 404, why, result);
     }
-    kg_vcluster *vc = &gw->vclusters[idx];
     const char *lost = kg_gateway_state_lost(gw);
     if (lost) {
         *result = json_pack("{s:s}", "error", lost);
@@ -731,9 +821,9 @@ void kg_gateway_fence(kg_gateway *gw, enum kg_fence fence)
     atomic_store(&gw->fence, fence);
     if (fence != KG_FENCE_CLOSED) return;
     /* No connection's route word is all ones: every connection of the vcluster closes. */
-    for (int i = 0; i < gw->cfg->n_vclusters; i++)
-        if (atomic_load(&gw->vclusters[i].client_conns) > 0)
-            kg_workers_close_stale(gw->workers, gw->n_workers, &gw->vclusters[i], UINT64_MAX);
+    for (kg_vcluster *vc = atomic_load(&gw->all_vclusters); vc; vc = vc->all_next)
+        if (atomic_load(&vc->client_conns) > 0)
+            kg_workers_close_stale(gw->workers, gw->n_workers, vc, UINT64_MAX);
 }
 
 const char *kg_gateway_state_lost(kg_gateway *gw)
@@ -778,14 +868,14 @@ static json_t *parity_summary(kg_vcluster *vc)
 static json_t *vcluster_status(kg_gateway *gw, kg_vcluster *vc)
 {
     uint64_t word = atomic_load(&vc->route);
-    const kg_config *cfg = gw->cfg;
+    const kg_cluster *cl = gw->clusters;
     json_t *status = json_pack(
         "{s:s, s:s, s:i, s:s, s:s?, s:s, s:I, s:i, s:I, s:f}", "name", vc->cfg->name, "cluster_id",
-        vc->cfg->cluster_id, "port", vc->cfg->port, "primary", cfg->clusters[vc->cfg->primary].name,
-        "secondary", vc->cfg->secondary >= 0 ? cfg->clusters[vc->cfg->secondary].name : NULL,
-        "active", cfg->clusters[KG_ROUTE_ACTIVE(word)].name, "epoch",
-        (json_int_t)KG_ROUTE_EPOCH(word), "client_connections", atomic_load(&vc->client_conns),
-        "failovers_total", (json_int_t)atomic_load(&vc->failovers_total), "last_switch_ms",
+        vc->cfg->cluster_id, "port", vc->cfg->port, "primary", cl[vc->cfg->primary].cfg->name,
+        "secondary", vc->cfg->secondary >= 0 ? cl[vc->cfg->secondary].cfg->name : NULL, "active",
+        cl[KG_ROUTE_ACTIVE(word)].cfg->name, "epoch", (json_int_t)KG_ROUTE_EPOCH(word),
+        "client_connections", atomic_load(&vc->client_conns), "failovers_total",
+        (json_int_t)atomic_load(&vc->failovers_total), "last_switch_ms",
         (double)atomic_load(&vc->last_switch_us) / 1000.0);
     uint64_t switched = atomic_load(&vc->switched_at_ms);
     uint64_t first = atomic_load(&vc->first_request_ms);
@@ -804,10 +894,13 @@ static json_t *vcluster_status(kg_gateway *gw, kg_vcluster *vc)
 json_t *kg_gateway_status(kg_gateway *gw)
 {
     json_t *vcs = json_array(), *cls = json_array();
-    for (int i = 0; i < gw->cfg->n_vclusters; i++)
-        json_array_append_new(vcs, vcluster_status(gw, &gw->vclusters[i]));
-    for (int i = 0; i < gw->cfg->n_clusters; i++)
-        json_array_append_new(cls, cluster_status(&gw->clusters[i]));
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    for (int i = 0; i < t->n; i++)
+        json_array_append_new(vcs, vcluster_status(gw, t->v[i]));
+    int n = kg_gateway_n_clusters(gw);
+    for (int i = 0; i < n; i++)
+        if (!atomic_load(&gw->clusters[i].retired))
+            json_array_append_new(cls, cluster_status(&gw->clusters[i]));
     json_t *j =
         json_pack("{s:o, s:o, s:i}", "vclusters", vcs, "clusters", cls, "workers", gw->n_workers);
     if (gw->fleet) json_object_set_new(j, "fleet", kg_fleet_status(gw->fleet));
@@ -817,17 +910,17 @@ json_t *kg_gateway_status(kg_gateway *gw)
 
 int kg_gateway_sample(kg_gateway *gw, const char *vcluster, kg_vc_sample *out)
 {
-    int idx = kg_config_vcluster_index(gw->cfg, vcluster);
-    if (idx < 0) return -1;
-    kg_vcm_sample(gw->vclusters[idx].metrics, out);
+    kg_vcluster *vc = kg_gateway_vcluster(gw, vcluster);
+    if (!vc) return -1;
+    kg_vcm_sample(vc->metrics, out);
     return 0;
 }
 
 int kg_gateway_inspect(kg_gateway *gw, const char *vcluster, int on)
 {
-    int idx = kg_config_vcluster_index(gw->cfg, vcluster);
-    if (idx < 0) return -1;
-    atomic_fetch_add(&gw->vclusters[idx].inspect, on ? 1 : -1);
+    kg_vcluster *vc = kg_gateway_vcluster(gw, vcluster);
+    if (!vc) return -1;
+    atomic_fetch_add(&vc->inspect, on ? 1 : -1);
     return 0;
 }
 
@@ -842,11 +935,12 @@ const char *kg_gateway_unready_reason(kg_gateway *gw, char *buf, size_t len)
     if (atomic_load(&gw->draining)) return "draining";
     if (atomic_load(&gw->fence) == KG_FENCE_CLOSED)
         return "state store unreachable: fenced (on_state_loss fail-closed)";
-    for (int i = 0; i < gw->cfg->n_vclusters; i++) {
-        int active = KG_ROUTE_ACTIVE(atomic_load(&gw->vclusters[i].route));
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    for (int i = 0; i < t->n; i++) {
+        int active = KG_ROUTE_ACTIVE(atomic_load(&t->v[i]->route));
         if (!atomic_load(&gw->clusters[active].up)) {
-            snprintf(buf, len, "vcluster %s: active cluster %s is down", gw->vclusters[i].cfg->name,
-                     gw->cfg->clusters[active].name);
+            snprintf(buf, len, "vcluster %s: active cluster %s is down", t->v[i]->cfg->name,
+                     gw->clusters[active].cfg->name);
             return buf;
         }
     }
@@ -877,10 +971,15 @@ json_t *kg_gateway_readiness(kg_gateway *gw)
 void kg_gateway_collect_metrics(kg_gateway *gw)
 {
     if (gw->fleet) kg_fleet_collect_metrics(gw->fleet);
-    for (int i = 0; i < gw->cfg->n_vclusters; i++)
-        kg_vcm_collect(gw->vclusters[i].metrics, gw, &gw->vclusters[i]);
-    for (int i = 0; i < gw->cfg->n_clusters; i++)
-        kg_vcm_collect_cluster(gw->metrics, &gw->clusters[i]);
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    for (int i = 0; i < t->n; i++) {
+        kg_vcm_collect(t->v[i]->metrics, gw, t->v[i]);
+        kg_gauge_set(t->v[i]->epoch_gauge, (double)KG_ROUTE_EPOCH(atomic_load(&t->v[i]->route)));
+    }
+    int n = kg_gateway_n_clusters(gw);
+    for (int i = 0; i < n; i++)
+        if (!atomic_load(&gw->clusters[i].retired))
+            kg_vcm_collect_cluster(gw->metrics, &gw->clusters[i]);
 }
 
 /* Last of the start: the front end (the admin API) may use everything built before it. */
@@ -894,8 +993,7 @@ static int gateway_start_frontend(kg_gateway *gw)
 
 /* ---------------------------------------------------------------- start / stop */
 
-static int gateway_apply_chaos_config(kg_gateway *gw, const kg_config *cfg, char *err,
-                                      size_t errlen)
+int kg_gw_apply_chaos_config(kg_gateway *gw, const kg_config *cfg, char *err, size_t errlen)
 {
     char why[512];
     json_t *rules = cfg->chaos_rules ? json_incref(cfg->chaos_rules) : json_array();
@@ -910,10 +1008,11 @@ static int gateway_apply_chaos_config(kg_gateway *gw, const kg_config *cfg, char
 
 /* Re-reads every listener's certificate files; all or nothing is not possible (each swap is
  * its own), so a failure names the vcluster and leaves the ones before it reloaded. */
-static int gateway_reload_certificates(kg_gateway *gw, char *err, size_t errlen)
+int kg_gw_reload_certificates(kg_gateway *gw, char *err, size_t errlen)
 {
-    for (int i = 0; i < gw->cfg->n_vclusters; i++) {
-        kg_vcluster *vc = &gw->vclusters[i];
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    for (int i = 0; i < t->n; i++) {
+        kg_vcluster *vc = t->v[i];
         char why[256];
         if (vc->tls && kg_tls_server_reload(vc->tls, why, sizeof(why)) < 0) {
             snprintf(err, errlen, "vcluster %s: listener TLS: %s", vc->cfg->name, why);
@@ -924,9 +1023,7 @@ static int gateway_reload_certificates(kg_gateway *gw, char *err, size_t errlen)
     return 0;
 }
 
-static int gateway_apply_acl_config(kg_gateway *gw, const kg_config *cfg, char *err, size_t errlen);
-
-static int gateway_reload_frontend(kg_gateway *gw, char *err, size_t errlen)
+int kg_gw_reload_frontend(kg_gateway *gw, char *err, size_t errlen)
 {
     if (!gw->frontend_started || !gw->frontend.reload) return 0;
     char why[400];
@@ -936,7 +1033,7 @@ static int gateway_reload_frontend(kg_gateway *gw, char *err, size_t errlen)
     return -1;
 }
 
-static kg_limits *limits_from(const kg_config *cfg)
+kg_limits *kg_gw_limits_from(const kg_config *cfg)
 {
     kg_limits *l = calloc(1, sizeof(*l));
     if (!l) return NULL;
@@ -962,141 +1059,6 @@ static void limits_free(kg_gateway *gw)
         free(l);
         l = older;
     }
-}
-
-/* Adds "WHAT" to REPORT's array KEY (REPORT NULL: logged only). */
-static void reload_note(json_t *report, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void reload_note(json_t *report, const char *key, const char *fmt, ...)
-{
-    char line[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (strcmp(key, "applied") == 0)
-        kg_info("reload: %s", line);
-    else
-        kg_warn("reload: %s: not applied, takes a restart", line);
-    if (!report) return;
-    json_t *arr = json_object_get(report, key);
-    if (!arr) json_object_set_new(report, key, arr = json_array());
-    json_array_append_new(arr, json_string(line));
-}
-
-/* The clusters and vclusters of FRESH against the running ones: a changed bootstrap list is
- * applied (kg_cluster_set_bootstrap: new connections use it, open ones stay); everything else
- * that differs (clusters or vclusters added, removed or changed, cluster TLS or SASL) is
- * named as taking a restart. Validates before it changes anything: -1 with ERR, nothing
- * applied. */
-static int gateway_reload_clusters(kg_gateway *gw, const kg_config *fresh, json_t *report,
-                                   char *err, size_t errlen)
-{
-    const kg_config *cfg = gw->cfg;
-    for (int i = 0; i < fresh->n_clusters; i++)
-        if (kg_config_cluster_index(cfg, fresh->clusters[i].name) < 0)
-            reload_note(report, "needs_restart", "cluster %s added", fresh->clusters[i].name);
-    for (int i = 0; i < cfg->n_clusters; i++) {
-        int fi = kg_config_cluster_index(fresh, cfg->clusters[i].name);
-        if (fi < 0)
-            reload_note(report, "needs_restart", "cluster %s removed", cfg->clusters[i].name);
-        if (fi >= 0 && (memcmp(&fresh->clusters[fi].tls, &cfg->clusters[i].tls,
-                               sizeof(cfg->clusters[i].tls)) != 0 ||
-                        fresh->clusters[fi].sasl.mechanism != cfg->clusters[i].sasl.mechanism))
-            reload_note(report, "needs_restart", "cluster %s: tls or sasl changed",
-                        cfg->clusters[i].name);
-    }
-    for (int i = 0; i < fresh->n_vclusters; i++) {
-        const kg_vcluster_cfg *nv = &fresh->vclusters[i];
-        int vi = kg_config_vcluster_index(cfg, nv->name);
-        if (vi < 0) {
-            reload_note(report, "needs_restart", "vcluster %s added", nv->name);
-            continue;
-        }
-        const kg_vcluster_cfg *ov = &cfg->vclusters[vi];
-        const char *osec = ov->secondary >= 0 ? cfg->clusters[ov->secondary].name : "";
-        const char *nsec = nv->secondary >= 0 ? fresh->clusters[nv->secondary].name : "";
-        if (nv->port != ov->port || strcmp(osec, nsec) != 0 ||
-            strcmp(cfg->clusters[ov->primary].name, fresh->clusters[nv->primary].name) != 0)
-            reload_note(report, "needs_restart", "vcluster %s: port, primary or secondary changed",
-                        nv->name);
-    }
-    for (int i = 0; i < cfg->n_vclusters; i++)
-        if (kg_config_vcluster_index(fresh, cfg->vclusters[i].name) < 0)
-            reload_note(report, "needs_restart", "vcluster %s removed", cfg->vclusters[i].name);
-    for (int i = 0; i < cfg->n_clusters; i++) {
-        int fi = kg_config_cluster_index(fresh, cfg->clusters[i].name);
-        if (fi < 0) continue;
-        const kg_cluster_cfg *nc = &fresh->clusters[fi];
-        kg_cluster *c = &gw->clusters[i];
-        if (kg_cluster_bootstrap_is(c, nc->bootstrap, nc->n_bootstrap)) continue;
-        if (kg_cluster_set_bootstrap(c, nc->bootstrap, nc->n_bootstrap) < 0) {
-            snprintf(err, errlen, "cluster %s: out of memory for its new bootstrap", nc->name);
-            return -1;
-        }
-        char list[512] = "";
-        for (int b = 0; b < nc->n_bootstrap; b++) {
-            size_t used = strlen(list);
-            snprintf(list + used, sizeof(list) - used, "%s%s:%u", b ? "," : "",
-                     nc->bootstrap[b].host, nc->bootstrap[b].port);
-        }
-        reload_note(report, "applied",
-                    "cluster %s: bootstrap %s (new connections; open ones keep theirs)", nc->name,
-                    list);
-    }
-    return 0;
-}
-
-/* FRESH's limits and switch.grace_ms, published as a new snapshot when they differ. */
-static int gateway_reload_limits(kg_gateway *gw, const kg_config *fresh, json_t *report, char *err,
-                                 size_t errlen)
-{
-    kg_limits *cur = atomic_load(&gw->limits);
-    kg_limits *next = limits_from(fresh);
-    if (!next) {
-        snprintf(err, errlen, "out of memory for the new limits");
-        return -1;
-    }
-    next->older = cur;
-    if (memcmp(next, cur, offsetof(kg_limits, older)) == 0) {
-        free(next);
-        return 0;
-    }
-    atomic_store(&gw->limits, next);
-    reload_note(report, "applied",
-                "limits: max_connections %d, max_frame_bytes %u, buffer_bytes %u, "
-                "connect_timeout_ms %d, drain_timeout_ms %d, switch.grace_ms %d (new connections; "
-                "open ones keep theirs)",
-                next->max_connections, next->max_frame_bytes, next->buffer_bytes,
-                next->connect_timeout_ms, next->drain_timeout_ms, next->switch_grace_ms);
-    return 0;
-}
-
-int kg_gateway_reload(kg_gateway *gw, const kg_config *fresh, char *err, size_t errlen)
-{
-    return kg_gateway_reload_report(gw, fresh, NULL, err, errlen);
-}
-
-int kg_gateway_reload_report(kg_gateway *gw, const kg_config *fresh, json_t *report, char *err,
-                             size_t errlen)
-{
-    char why[512];
-    if (kg_acl_check_config(fresh->acl_bindings, why, sizeof(why)) < 0) {
-        snprintf(err, errlen, "%s: %s", fresh->path, why);
-        kg_error("%s", err);
-        return -1;
-    }
-    if (gateway_reload_certificates(gw, err, errlen) < 0 ||
-        gateway_reload_frontend(gw, err, errlen) < 0 ||
-        gateway_apply_chaos_config(gw, fresh, err, errlen) < 0 ||
-        gateway_apply_acl_config(gw, fresh, err, errlen) < 0 ||
-        gateway_reload_clusters(gw, fresh, report, err, errlen) < 0 ||
-        gateway_reload_limits(gw, fresh, report, err, errlen) < 0)
-        return -1;
-    kg_info("reloaded %s: %zu chaos rule(s) from the file, TLS certificates (listeners, admin "
-            "API) from their files, clusters' bootstrap lists; other changes take a restart",
-            fresh->path, fresh->chaos_rules ? json_array_size(fresh->chaos_rules) : 0);
-    return 0;
 }
 
 static int gateway_sample_env(void *ctx, const char *vcluster, kg_vc_sample *out)
@@ -1134,7 +1096,7 @@ static int gateway_init_tls(kg_gateway *gw, kg_vcluster *vc)
 }
 
 /* The config file's top-level acls: list into the store (kg_acl_apply_config). */
-static int gateway_apply_acl_config(kg_gateway *gw, const kg_config *cfg, char *err, size_t errlen)
+int kg_gw_apply_acl_config(kg_gateway *gw, const kg_config *cfg, char *err, size_t errlen)
 {
     char why[512];
     if (kg_acl_apply_config(gw->acls, cfg->acl_bindings, why, sizeof(why)) < 0) {
@@ -1145,22 +1107,135 @@ static int gateway_apply_acl_config(kg_gateway *gw, const kg_config *cfg, char *
     return 0;
 }
 
+int kg_gw_cluster_init(kg_gateway *gw, int index, const kg_cluster_cfg *cfg)
+{
+    kg_cluster *c = &gw->clusters[index];
+    char err[256];
+    if (kg_cluster_init(c, cfg, index) < 0) {
+        kg_error("cluster %s: out of memory", cfg->name);
+        return -1;
+    }
+    if (cfg->tls.enabled && !(c->tls = kg_tls_client_new(&cfg->tls, err, sizeof(err)))) {
+        kg_error("cluster %s: TLS: %s", cfg->name, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* What a vcluster with a secondary has: the parity pre-flight, offsets at a switch, the
+ * mirror, the rejoin watch. */
+static int vcluster_init_secondary(kg_gateway *gw, kg_vcluster *vc, const char *labels)
+{
+    if (!(vc->parity = kg_parity_new())) return -1;
+    if (!(vc->offsets = kg_offsets_new(gw->metrics, vc->cfg->name))) return -1;
+    vc->mirror = kg_mirror_new(vc->cfg, gw->metrics, gw->store);
+    if (vc->cfg->mirror_topics[0] && !vc->mirror) return -1;
+    if (!(vc->rejoin = kg_rejoin_new())) return -1;
+    if (gw->cfg->switch_leave && !(vc->leave = kg_leave_new(gw->metrics, vc->cfg->name))) return -1;
+    vc->parity_diffs = kg_metrics_gauge(
+        gw->metrics, "kgate_parity_differences",
+        "Differences the last parity check found between the virtual cluster's other "
+        "side and what its clients use on the active one (missing topics, partition "
+        "counts, topic configs); -1 when the check could not run",
+        labels);
+    return 0;
+}
+
+static int vcluster_init(kg_gateway *gw, kg_vcluster *vc)
+{
+    pthread_mutex_init(&vc->switch_lock, NULL);
+    gateway_restore_route(gw, vc);
+    vc->metrics = kg_vcm_new(gw->metrics, vc->cfg->name);
+    if (!vc->metrics) return -1;
+    vc->sasl = kg_sasl_listener_new(vc->cfg, gw->users, gw->metrics);
+    if (vc->cfg->auth_gateway && !vc->sasl) return -1;
+    if (vc->cfg->tls.enabled && gateway_init_tls(gw, vc) < 0) return -1;
+    char labels[256];
+    kg_metrics_format_labels(labels, sizeof(labels), "vcluster", vc->cfg->name, NULL);
+    vc->acl_denials = kg_metrics_counter(
+        gw->metrics, "kgate_acl_denials_total",
+        "Requests (or topics of a request) the ACLs denied, acls: enabled.", labels);
+    const char *backend = kg_store_backend_name(gw->store);
+    if (backend && strcmp(backend, "postgres") == 0)
+        vc->epoch_gauge =
+            kg_metrics_gauge(gw->metrics, "kgate_instance_epoch",
+                             "The switch epoch this instance routes a vcluster on.", labels);
+    if (vc->cfg->secondary >= 0 && vcluster_init_secondary(gw, vc, labels) < 0) return -1;
+    int sides[2] = {vc->cfg->primary, vc->cfg->secondary};
+    for (int s = 0; s < 2 && vc->cfg->auth_passthrough; s++)
+        if (sides[s] >= 0) gw->clusters[sides[s]].versions_only = 1;
+    return 0;
+}
+
+kg_vcluster *kg_gw_vcluster_new(kg_gateway *gw, const kg_vcluster_cfg *cfg, kg_vcluster_cfg *own,
+                                int index)
+{
+    kg_vcluster *vc = calloc(1, sizeof(*vc));
+    if (!vc) {
+        kg_error("vcluster %s: out of memory", cfg->name);
+        free(own);
+        return NULL;
+    }
+    vc->cfg = cfg;
+    vc->own_cfg = own;
+    vc->index = index;
+    /* Listed first, so that a half-built one is freed at stop like the others. */
+    vc->all_next = atomic_load(&gw->all_vclusters);
+    atomic_store(&gw->all_vclusters, vc);
+    if (vcluster_init(gw, vc) < 0) {
+        atomic_store(&vc->retired, 1);
+        return NULL;
+    }
+    return vc;
+}
+
+static void vcluster_free(kg_vcluster *vc)
+{
+    kg_vcm_free(vc->metrics);
+    kg_parity_free(vc->parity);
+    kg_offsets_free(vc->offsets);
+    kg_mirror_free(vc->mirror);
+    kg_rejoin_free(vc->rejoin);
+    kg_leave_free(vc->leave);
+    kg_sasl_listener_free(vc->sasl); /* after the workers, like the rules */
+    kg_tls_server_free(vc->tls);
+    kg_tls_failures_free(vc->tls_failures);
+    kg_principal_map_free(&vc->principals);
+    pthread_mutex_destroy(&vc->switch_lock);
+    free(vc->own_cfg);
+    free(vc);
+}
+
+static int gateway_init_vclusters(kg_gateway *gw)
+{
+    const kg_config *cfg = gw->cfg;
+    kg_vc_table *t = calloc(1, sizeof(*t));
+    if (!t) return -1;
+    t->v = calloc(cfg->n_vclusters > 0 ? (size_t)cfg->n_vclusters : 1, sizeof(*t->v));
+    if (!t->v) {
+        free(t);
+        return -1;
+    }
+    kg_gw_publish_vclusters(gw, t); /* first: freed at stop whatever happens below */
+    for (int i = 0; i < cfg->n_vclusters; i++) {
+        kg_vcluster *vc = kg_gw_vcluster_new(gw, &cfg->vclusters[i], NULL, i);
+        if (!vc) return -1;
+        t->v[t->n++] = vc;
+    }
+    atomic_store(&gw->next_vc_index, cfg->n_vclusters);
+    return 0;
+}
+
 static int gateway_init_state(kg_gateway *gw)
 {
     const kg_config *cfg = gw->cfg;
-    gw->clusters = calloc((size_t)cfg->n_clusters, sizeof(*gw->clusters));
-    gw->vclusters = calloc((size_t)cfg->n_vclusters, sizeof(*gw->vclusters));
+    gw->clusters = calloc(KG_CLUSTERS_MAX, sizeof(*gw->clusters));
     gw->metrics = kg_metrics_new();
-    if (!gw->clusters || !gw->vclusters || !gw->metrics) return -1;
+    if (!gw->clusters || !gw->metrics) return -1;
     char err[256];
     for (int i = 0; i < cfg->n_clusters; i++) {
-        kg_cluster *c = &gw->clusters[i];
-        if (kg_cluster_init(c, &cfg->clusters[i], i) < 0) return -1;
-        if (cfg->clusters[i].tls.enabled &&
-            !(c->tls = kg_tls_client_new(&cfg->clusters[i].tls, err, sizeof(err)))) {
-            kg_error("cluster %s: TLS: %s", cfg->clusters[i].name, err);
-            return -1;
-        }
+        atomic_store(&gw->n_clusters, i + 1); /* destroyed at stop even when it fails */
+        if (kg_gw_cluster_init(gw, i, &cfg->clusters[i]) < 0) return -1;
     }
     kg_store_options store_opts = {.connect_timeout_ms = cfg->state_connect_timeout_ms,
                                    .statement_timeout_ms = cfg->state_statement_timeout_ms};
@@ -1173,50 +1248,43 @@ static int gateway_init_state(kg_gateway *gw)
     }
     gw->chaos = kg_chaos_new(gw->store, gw->metrics);
     char why[600];
-    if (!gw->chaos || gateway_apply_chaos_config(gw, cfg, why, sizeof(why)) < 0) return -1;
+    if (!gw->chaos || kg_gw_apply_chaos_config(gw, cfg, why, sizeof(why)) < 0) return -1;
     gw->users = kg_users_new(gw->store);
     if (!gw->users) return -1;
     gw->acls = kg_acl_registry_new(gw->store);
-    if (!gw->acls || gateway_apply_acl_config(gw, cfg, why, sizeof(why)) < 0) return -1;
-    for (int i = 0; i < cfg->n_vclusters; i++) {
-        kg_vcluster *vc = &gw->vclusters[i];
-        vc->cfg = &cfg->vclusters[i];
-        vc->index = i;
-        pthread_mutex_init(&vc->switch_lock, NULL);
-        gateway_restore_route(gw, vc);
-        vc->metrics = kg_vcm_new(gw->metrics, vc->cfg->name);
-        if (!vc->metrics) return -1;
-        vc->sasl = kg_sasl_listener_new(vc->cfg, gw->users, gw->metrics);
-        if (vc->cfg->auth_gateway && !vc->sasl) return -1;
-        if (vc->cfg->tls.enabled && gateway_init_tls(gw, vc) < 0) return -1;
-        char labels[256];
-        kg_metrics_format_labels(labels, sizeof(labels), "vcluster", vc->cfg->name, NULL);
-        vc->acl_denials = kg_metrics_counter(
-            gw->metrics, "kgate_acl_denials_total",
-            "Requests (or topics of a request) the ACLs denied, acls: enabled.", labels);
-        if (vc->cfg->secondary >= 0) {
-            if (!(vc->parity = kg_parity_new())) return -1;
-            if (!(vc->offsets = kg_offsets_new(gw->metrics, vc->cfg->name))) return -1;
-            vc->mirror = kg_mirror_new(vc->cfg, gw->metrics, gw->store);
-            if (vc->cfg->mirror_topics[0] && !vc->mirror) return -1;
-            if (!(vc->rejoin = kg_rejoin_new())) return -1;
-            if (gw->cfg->switch_leave && !(vc->leave = kg_leave_new(gw->metrics, vc->cfg->name)))
-                return -1;
-            vc->parity_diffs = kg_metrics_gauge(
-                gw->metrics, "kgate_parity_differences",
-                "Differences the last parity check found between the virtual cluster's other "
-                "side and what its clients use on the active one (missing topics, partition "
-                "counts, topic configs); -1 when the check could not run",
-                labels);
-        }
-        int sides[2] = {vc->cfg->primary, vc->cfg->secondary};
-        for (int s = 0; s < 2 && vc->cfg->auth_passthrough; s++)
-            if (sides[s] >= 0) gw->clusters[sides[s]].versions_only = 1;
-    }
+    if (!gw->acls || kg_gw_apply_acl_config(gw, cfg, why, sizeof(why)) < 0) return -1;
+    if (gateway_init_vclusters(gw) < 0) return -1;
     kg_experiment_env env = {
         .ctx = gw, .sample = gateway_sample_env, .inspect = gateway_inspect_env};
     gw->experiments = kg_experiments_new(gw->chaos, gw->store, &env);
     return gw->experiments ? 0 : -1;
+}
+
+int kg_gw_start_mirror(kg_gateway *gw)
+{
+    if (gw->mirror_started) return 0;
+    int mirrors = 0;
+    const kg_vc_table *t = kg_gateway_vclusters(gw);
+    for (int i = 0; i < t->n; i++)
+        mirrors += t->v[i]->mirror != NULL;
+    if (!mirrors) return 0;
+    const char *backend = kg_store_backend_name(gw->store);
+    if (backend && strcmp(backend, "postgres") == 0) {
+        /* Every instance of a fleet would copy the same records. */
+        kg_warn("mirror: not run with a shared PostgreSQL state (each instance would copy every "
+                "record); run it on one kgate with a SQLite state, or use MirrorMaker 2");
+        return 0;
+    }
+    if (pthread_create(&gw->mirror_thread, NULL, kg_gateway_mirror_main, gw) != 0) return -1;
+    gw->mirror_started = 1;
+    return 0;
+}
+
+void kg_gw_wake_background(kg_gateway *gw)
+{
+    pthread_mutex_lock(&gw->probe_lock);
+    pthread_cond_broadcast(&gw->probe_cond);
+    pthread_mutex_unlock(&gw->probe_lock);
 }
 
 static int gateway_start_threads(kg_gateway *gw)
@@ -1232,23 +1300,9 @@ static int gateway_start_threads(kg_gateway *gw)
     }
     pthread_mutex_init(&gw->probe_lock, NULL);
     pthread_cond_init(&gw->probe_cond, NULL);
-    pthread_mutex_init(&gw->drain_lock, NULL);
-    pthread_cond_init(&gw->drain_cond, NULL);
     if (pthread_create(&gw->probe_thread, NULL, gateway_probe_main, gw) != 0) return -1;
     gw->probe_started = 1;
-    int mirrors = 0;
-    for (int i = 0; i < gw->cfg->n_vclusters; i++)
-        mirrors += gw->vclusters[i].mirror != NULL;
-    const char *backend = kg_store_backend_name(gw->store);
-    if (mirrors && backend && strcmp(backend, "postgres") == 0) {
-        /* Every instance of a fleet would copy the same records. */
-        kg_warn("mirror: not run with a shared PostgreSQL state (each instance would copy every "
-                "record); run it on one kgate with a SQLite state, or use MirrorMaker 2");
-        mirrors = 0;
-    }
-    if (mirrors && pthread_create(&gw->mirror_thread, NULL, kg_gateway_mirror_main, gw) != 0)
-        return -1;
-    gw->mirror_started = mirrors > 0;
+    if (kg_gw_start_mirror(gw) < 0) return -1;
     kg_loop_on_wake(gw->accept_loop, gateway_accept_stop, gw);
     kg_timer_init(&gw->housekeeping, gateway_housekeeping, gw);
     kg_loop_timer_in(gw->accept_loop, &gw->housekeeping, 1000000);
@@ -1281,20 +1335,23 @@ kg_gateway *kg_gateway_start(kg_config *cfg, const kg_gateway_frontend *frontend
     kg_gateway *gw = calloc(1, sizeof(*gw));
     if (!gw) return NULL;
     gw->cfg = cfg;
-    atomic_store(&gw->limits, limits_from(cfg));
+    atomic_store(&gw->limits, kg_gw_limits_from(cfg));
     if (!atomic_load(&gw->limits)) {
         free(gw);
         return NULL;
     }
     if (frontend) gw->frontend = *frontend;
     gw->accept_loop = kg_loop_new();
-    if (!gw->accept_loop || gateway_init_state(gw) < 0 || gateway_open_listeners(gw) < 0 ||
+    pthread_mutex_init(&gw->reload_lock, NULL);
+    pthread_mutex_init(&gw->drain_lock, NULL);
+    pthread_cond_init(&gw->drain_cond, NULL);
+    if (!gw->accept_loop || gateway_init_state(gw) < 0 || gateway_listen_reconcile(gw) < 0 ||
         gateway_start_threads(gw) < 0 || gateway_start_fleet(gw) < 0 ||
         gateway_start_frontend(gw) < 0) {
         kg_gateway_stop(gw);
         return NULL;
     }
-    kg_info("kgate serving %d virtual cluster(s) with %d worker(s)", cfg->n_vclusters,
+    kg_info("kgate serving %d virtual cluster(s) with %d worker(s)", kg_gateway_vclusters(gw)->n,
             gw->n_workers);
     return gw;
 }
@@ -1309,7 +1366,7 @@ void kg_gateway_stop(kg_gateway *gw)
         pthread_join(gw->accept_thread, NULL);
     }
     if (gw->accept_loop) {
-        gateway_close_listeners(gw);
+        gateway_unlisten(gw, NULL);
         kg_loop_free(gw->accept_loop);
     }
     /* Before the fleet: it switches through it. */
@@ -1334,30 +1391,32 @@ void kg_gateway_stop(kg_gateway *gw)
      * chaos rules, the store and the vclusters it still uses. */
     if (gw->experiments) kg_experiments_free(gw->experiments);
     kg_chaos_free(gw->chaos); /* after the workers: connections hold rule snapshots */
-    for (int i = 0; gw->vclusters && i < gw->cfg->n_vclusters; i++) {
-        kg_vcm_free(gw->vclusters[i].metrics);
-        kg_parity_free(gw->vclusters[i].parity);
-        kg_offsets_free(gw->vclusters[i].offsets);
-        kg_mirror_free(gw->vclusters[i].mirror);
-        kg_rejoin_free(gw->vclusters[i].rejoin);
-        kg_leave_free(gw->vclusters[i].leave);
-        kg_sasl_listener_free(gw->vclusters[i].sasl); /* after the workers, like the rules */
-        kg_tls_server_free(gw->vclusters[i].tls);
-        kg_tls_failures_free(gw->vclusters[i].tls_failures);
-        kg_principal_map_free(&gw->vclusters[i].principals);
+    kg_vcluster *vc = atomic_exchange(&gw->all_vclusters, NULL);
+    while (vc) {
+        kg_vcluster *next = vc->all_next;
+        vcluster_free(vc);
+        vc = next;
+    }
+    kg_vc_table *t = atomic_exchange(&gw->vcs, NULL);
+    while (t) {
+        kg_vc_table *older = t->older;
+        free(t->v);
+        free(t);
+        t = older;
     }
     kg_users_free(gw->users); /* writes the queued failure audit entries: before the store */
     /* ACL snapshots: after the workers, which hold them. */
     kg_acl_registry_free(gw->acls);
-    for (int i = 0; gw->clusters && i < gw->cfg->n_clusters; i++) {
+    for (int i = 0; gw->clusters && i < kg_gateway_n_clusters(gw); i++) {
         kg_tls_client_free(gw->clusters[i].tls);
+        kg_cluster_cfg *own = gw->clusters[i].own_cfg;
         kg_cluster_destroy(&gw->clusters[i]);
+        kg_gw_cluster_cfg_free(own);
     }
     if (gw->store) kg_store_close(gw->store);
     kg_metrics_free(gw->metrics);
     free(gw->listeners);
     free(gw->workers);
-    free(gw->vclusters);
     free(gw->clusters);
     limits_free(gw);
     free(gw);
@@ -1367,7 +1426,7 @@ void kg_gateway_stop(kg_gateway *gw)
 
 /* Has the accept thread open or close the listeners as `draining` says, and waits for it.
  * Returns 0, or -1 when listening again failed (the log says why). */
-static int gateway_listen_sync(kg_gateway *gw)
+int kg_gw_listen_sync(kg_gateway *gw, char *why, size_t len)
 {
     pthread_mutex_lock(&gw->drain_lock);
     uint64_t ticket = ++gw->listen_asked;
@@ -1377,6 +1436,7 @@ static int gateway_listen_sync(kg_gateway *gw)
     while (gw->listen_done < ticket && !atomic_load(&gw->stopping))
         pthread_cond_wait(&gw->drain_cond, &gw->drain_lock);
     int failed = gw->listen_error;
+    if (failed && why) snprintf(why, len, "%s", gw->listen_why);
     pthread_mutex_unlock(&gw->drain_lock);
     return failed ? -1 : 0;
 }
@@ -1410,7 +1470,7 @@ int kg_gateway_drain(kg_gateway *gw, int within_ms, int grace_ms, const char *ac
     gw->drain_started_ms = (int64_t)(uint64_t)kg_time_now_ms();
     gw->drain_within_ms = within_ms;
     pthread_mutex_unlock(&gw->drain_lock);
-    gateway_listen_sync(gw);
+    kg_gw_listen_sync(gw, NULL, 0);
     uint64_t now = kg_now_us();
     kg_workers_drain(gw->workers, gw->n_workers, (uint64_t)within_ms * 1000u,
                      now + ((uint64_t)within_ms + (uint64_t)grace_ms) * 1000u);
@@ -1431,8 +1491,10 @@ int kg_gateway_drain_cancel(kg_gateway *gw, const char *actor, json_t **result)
         return 409;
     }
     kg_workers_drain_cancel(gw->workers, gw->n_workers);
-    if (gateway_listen_sync(gw) < 0) {
+    char why[320];
+    if (kg_gw_listen_sync(gw, why, sizeof(why)) < 0) {
         atomic_store(&gw->draining, 1); /* still not serving: say so in /readyz */
+        kg_gw_listen_sync(gw, NULL, 0); /* and what did open closes again */
         *result = json_pack("{s:s}", "error",
                             "cannot listen on the configured ports again (see the log); the "
                             "instance stays drained");
@@ -1474,7 +1536,7 @@ static void gateway_notify_ready(kg_gateway *gw)
 {
     char status[128];
     snprintf(status, sizeof(status), "READY=1\nSTATUS=serving %d virtual cluster(s)",
-             gw->cfg->n_vclusters);
+             kg_gateway_vclusters(gw)->n);
     kg_sd_notify(status);
     uint64_t usec = kg_sd_watchdog_usec();
     if (usec && usec < 2000000u)

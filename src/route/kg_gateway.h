@@ -74,6 +74,9 @@ typedef struct kg_gateway_frontend {
     /* kg_gateway_reload: re-read what the front end loaded from files (its TLS certificate).
      * 0, or -1 with the reason in ERR and the old state kept. May be NULL. */
     int (*reload)(void *handle, char *err, size_t errlen);
+    /* A reload added or removed virtual clusters (kg_gateway_vclusters has the new set). May
+     * be NULL. */
+    void (*vclusters_changed)(void *handle);
 } kg_gateway_frontend;
 
 #define KG_ROUTE_ACTIVE(word) ((int)((word)&0xff))
@@ -110,12 +113,40 @@ typedef struct kg_vcluster {
     kg_mirror *mirror;      /* mirror: topics copied to the other side (kg_mirror) */
     kg_rejoin *rejoin;      /* with a secondary: members not rejoined since a switch */
     struct kg_leave *leave; /* with a secondary and switch.leave_groups: members to leave */
+    kg_gauge *epoch_gauge;  /* kgate_instance_epoch{vcluster}, with a fleet */
+
+    /* A reload removed it (or could not finish adding it): its listeners close, its connections
+     * close at their request boundaries, new ones are refused. A retired vcluster stays
+     * allocated until the gateway stops: connections, the admin API and the background threads
+     * may still hold a pointer to it. */
+    atomic_int retired;
+    int listening;                /* accept thread only: its ports are listened on */
+    kg_vcluster_cfg *own_cfg;     /* a reload's vcluster: its config, owned (cfg points to it) */
+    struct kg_vcluster *all_next; /* every vcluster built, newest first (gw->all_vclusters) */
 } kg_vcluster;
 
+/* The virtual clusters served now. A reload that adds or removes one publishes a new table
+ * whole; readers take the current one (kg_gateway_vclusters) lock-free and may keep using it
+ * however long: tables, like vclusters, are freed only when the gateway stops. */
+typedef struct kg_vc_table {
+    int n;
+    kg_vcluster **v;
+    struct kg_vc_table *older; /* the table this one replaced */
+} kg_vc_table;
+
+/* Physical clusters: slots in gw->clusters, indexes in route words (8 bits). A reload appends
+ * new ones; a removed one is retired in its slot (never probed again), so an index never
+ * changes meaning. */
+#define KG_CLUSTERS_MAX 255
+
 struct kg_gateway {
-    kg_config *cfg;
-    kg_cluster *clusters;
-    kg_vcluster *vclusters;
+    kg_config *cfg;             /* as started: global settings; vclusters: kg_gateway_vclusters */
+    kg_cluster *clusters;       /* KG_CLUSTERS_MAX slots */
+    atomic_int n_clusters;      /* slots in use (retired ones included) */
+    _Atomic(kg_vc_table *) vcs; /* the vclusters served now */
+    _Atomic(kg_vcluster *) all_vclusters; /* every one ever built (all_next), freed at stop */
+    pthread_mutex_t reload_lock;          /* one reload at a time (SIGHUP, the API) */
+    atomic_int next_vc_index;             /* kg_vcluster.index of the next one built */
     kg_worker **workers;
     int n_workers;
     kg_reaper *reaper; /* closes the backend sockets of closed connections */
@@ -135,8 +166,8 @@ struct kg_gateway {
     kg_timer housekeeping;
     pthread_t accept_thread;
     int accept_started;
-    struct kg_listener *listeners;
-    int n_listen;
+    struct kg_listener **listeners; /* accept thread only */
+    int n_listen, cap_listen;
     atomic_uint next_worker;
 
     pthread_t probe_thread;
@@ -152,8 +183,11 @@ struct kg_gateway {
     atomic_int draining;
     pthread_mutex_t drain_lock; /* with drain_cond: the accept thread did what `draining` asks */
     pthread_cond_t drain_cond;
-    int listen_paused;        /* accept thread: the listeners are closed for a drain */
-    int listen_error;         /* accept thread: listening again failed */
+    int listen_paused;           /* accept thread: the listeners are closed for a drain */
+    int listen_error;            /* accept thread: listening again failed */
+    char listen_why[320];        /* drain_lock: the first port that failed, and why */
+    kg_vcluster **listen_adding; /* drain_lock: a reload's new vclusters, listened on first */
+    int n_adding;
     uint64_t listen_asked;    /* drain_lock: how many listener changes were asked ... */
     uint64_t listen_done;     /* ... and done */
     int64_t drain_started_ms; /* unix time */
@@ -273,6 +307,15 @@ int kg_gateway_version_ranges(kg_gateway *gw, const kg_vcluster *vc, kg_version_
  * one on the route a switch published is noted (switched_at_ms / first_request_ms). Cheap: one
  * atomic load once noted. */
 void kg_gateway_note_request(kg_vcluster *vc, uint64_t route);
+
+/* The vclusters served now (never NULL; see kg_vc_table). */
+const kg_vc_table *kg_gateway_vclusters(kg_gateway *gw);
+/* The vcluster served under NAME, or NULL. */
+kg_vcluster *kg_gateway_vcluster(kg_gateway *gw, const char *name);
+/* Slots of gw->clusters in use (retired ones included: check kg_cluster.retired). */
+int kg_gateway_n_clusters(kg_gateway *gw);
+/* The index of the cluster NAME (not retired), or -1. */
+int kg_gateway_cluster_index(kg_gateway *gw, const char *name);
 
 /* Port of a virtual cluster's broker NODE_ID, or -1 when outside the configured node range. */
 int kg_vcluster_node_port(const kg_vcluster *vc, int32_t node_id);

@@ -37,8 +37,9 @@ void *kg_gateway_mirror_main(void *arg)
     kg_gateway *gw = arg;
     while (!atomic_load(&gw->stopping)) {
         int interval = 60000;
-        for (int i = 0; i < gw->cfg->n_vclusters && !atomic_load(&gw->stopping); i++) {
-            kg_vcluster *vc = &gw->vclusters[i];
+        const kg_vc_table *t = kg_gateway_vclusters(gw);
+        for (int i = 0; i < t->n && !atomic_load(&gw->stopping); i++) {
+            kg_vcluster *vc = t->v[i];
             if (!vc->mirror) continue;
             if (vc->cfg->mirror_interval_ms < interval) interval = vc->cfg->mirror_interval_ms;
             int active = KG_ROUTE_ACTIVE(atomic_load(&vc->route));
@@ -71,8 +72,7 @@ static int split_topics(const char *csv, char **copy, const char ***names, kg_cl
 int kg_gateway_mirror(kg_gateway *gw, const char *vcluster, int pass, const char *topics,
                       json_t **result)
 {
-    int idx = kg_config_vcluster_index(gw->cfg, vcluster);
-    kg_vcluster *vc = idx >= 0 ? &gw->vclusters[idx] : NULL;
+    kg_vcluster *vc = kg_gateway_vcluster(gw, vcluster);
     const char *why = !vc           ? "unknown vcluster"
                       : !vc->mirror ? "the vcluster has no mirror (mirror.topics)"
                       : !gw->mirror_started

@@ -226,7 +226,7 @@ void kg_vcm_collect(kg_vc_metrics *m, kg_gateway *gw, kg_vcluster *vc)
         if (sides[i] < 0) continue;
         char labels[256];
         kg_metrics_format_labels(labels, sizeof(labels), "vcluster", m->vcluster, "cluster",
-                                 gw->cfg->clusters[sides[i]].name, "role",
+                                 gw->clusters[sides[i]].cfg->name, "role",
                                  i == 0 ? "primary" : "secondary", NULL);
         kg_gauge_set(kg_metrics_gauge(m->registry, "kgate_vcluster_active",
                                       "1 for the cluster a virtual cluster routes to", labels),

@@ -73,7 +73,7 @@ def test_new_bootstrap_moves_new_connections_only(sides, make_kgate, tmp_path):
         reply = kg.http("POST", "/v1/reload")
         assert reply.status == 400 and "not reloaded" in reply.json["error"], reply
         assert "secondary must be a different cluster" in reply.json["error"], reply
-        # A cluster added: reloaded, but named as taking a restart (nothing uses it yet).
+        # A cluster added: probed from now on (nothing routes to it yet).
         lines = text.splitlines(keepends=True)
         at = next(i for i, line in enumerate(lines) if line.startswith("  west:"))
         lines.insert(at + 1, f'  extra: {{ bootstrap: "{sides["west"].bootstrap}" }}\n')
@@ -81,14 +81,17 @@ def test_new_bootstrap_moves_new_connections_only(sides, make_kgate, tmp_path):
             f.write("".join(lines))
         reply = kg.http("POST", "/v1/reload")
         assert reply.status == 200, reply
-        assert reply.json["needs_restart"] == ["cluster extra added"], reply.json
-        assert "applied" not in reply.json, reply.json
+        assert reply.json["applied"] == ["cluster extra added"], reply.json
+        assert "needs_restart" not in reply.json, reply.json
+        kg.wait_cluster_up("extra", True)
         # The good file again, by SIGHUP: nothing left to change, nothing moves.
         with open(kg.config_path, "w") as f:
             f.write(text)
         reloads = kg.log().count("reloaded ")
         os.kill(kg.proc.pid, signal.SIGHUP)
         wait_for(lambda: kg.log().count("reloaded ") > reloads, 30, what="the SIGHUP reload")
+        assert "reload: cluster extra removed" in kg.log()
+        assert "extra" not in [c["name"] for c in kg.status()["clusters"]]
         assert "only-b" in topics_of(kg.bootstrap("default"))
         run.check_healthy()
         assert run.error_count() == 0, run.diagnostics()
