@@ -118,10 +118,11 @@ class FleetKgate(Kgate):
     """A kgate on the PostgreSQL state STATE_URL as instance NAME."""
 
     def __init__(self, clusters, work_dir, state_url, name, lease_ms=LEASE_MS,
-                 on_state_loss="fail-closed", ack_timeout_ms=5000):
+                 on_state_loss="fail-closed", ack_timeout_ms=5000,
+                 vclusters=(("default", "east", "west"),)):
         # The configuration's token: it opens the admin API even when the state store (which
         # holds the other tokens) is out of reach.
-        super().__init__(clusters, [("default", "east", "west")], work_dir, state_path=state_url,
+        super().__init__(clusters, list(vclusters), work_dir, state_path=state_url,
                          token=ADMIN_TOKEN)
         self.name = name
         with open(self.config_path, "a") as f:

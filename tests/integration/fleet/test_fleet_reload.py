@@ -8,30 +8,19 @@ default until its reload adds bee."""
 
 import pytest
 
-from fohelpers import ClientRun, Kgate, tail
+from fohelpers import ClientRun
 from kghelpers import wait_for
+from test_fleet_instances import FleetKgate, wait_fleet_sees
 
 pytestmark = pytest.mark.kgate_only
 
 TOPICS = {"fr-a": 3}
-ADMIN_TOKEN = "fleet-reload-admin-token"
 
 
-class Instance(Kgate):
-    def __init__(self, clusters, work_dir, state_url, name):
-        super().__init__(clusters, [("default", "east", "west"), ("bee", "east", "west")],
-                         work_dir, state_path=state_url, token=ADMIN_TOKEN)
-        self.name = name
-        with open(self.config_path, "a") as f:
-            # A short ack wait: gw-1 does not acknowledge bee's epochs before it has bee.
-            f.write(f"instance: {{ name: {name}, lease_ms: 1500, ack_timeout_ms: 1500 }}\n")
-
-    def stop(self):
-        if not self.alive():
-            return 0
-        rc = super().stop()
-        assert rc == 0, f"{self.name} exited {rc} after SIGTERM; log:\n{tail(self.log())}"
-        return rc
+def instance(clusters, work_dir, state_url, name):
+    # A short ack wait: gw-1 does not acknowledge bee's epochs before it has bee.
+    return FleetKgate(clusters, work_dir, state_url, name, ack_timeout_ms=1500,
+                      vclusters=(("default", "east", "west"), ("bee", "east", "west")))
 
 
 def bee_line(text):
@@ -43,8 +32,8 @@ def test_a_vcluster_added_by_reload_follows_the_fleet(make_clusters, pg_url, tmp
     clusters = make_clusters(topics=TOPICS)
     for d in ("gw-1", "gw-2"):
         (tmp_path / d).mkdir()
-    gw1 = Instance(clusters, tmp_path / "gw-1", pg_url, "gw-1")
-    gw2 = Instance(clusters, tmp_path / "gw-2", pg_url, "gw-2")
+    gw1 = instance(clusters, tmp_path / "gw-1", pg_url, "gw-1")
+    gw2 = instance(clusters, tmp_path / "gw-2", pg_url, "gw-2")
     run = None
     try:
         with open(gw1.config_path) as f:
@@ -55,8 +44,7 @@ def test_a_vcluster_added_by_reload_follows_the_fleet(make_clusters, pg_url, tmp
         gw1.start()
         gw1.ports["bee"] = bee_port
         gw2.start()
-        wait_for(lambda: sorted(i["name"] for i in gw1.status()["fleet"]["instances"]
-                                if i["live"]) == ["gw-1", "gw-2"], 30, what="both instances live")
+        wait_fleet_sees(gw1, ["gw-1", "gw-2"])
 
         # Switched through gw-2 while gw-1 does not serve bee: gw-1 cannot acknowledge it.
         reply, _, _ = gw2.switch("bee", to="west")
