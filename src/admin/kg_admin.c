@@ -240,10 +240,24 @@ static int run_switch(kg_admin_request *req, int failback, const char *to)
     if (strlen(reason) > MAX_REASON)
         return kg_admin_error(req, 400, "field \"reason\" is longer than %d bytes", MAX_REASON);
     if (!a->ops.switch_vcluster) return kg_admin_error(req, 503, "switching is not available");
+    int planned = json_is_true(json_object_get(req->body, "planned"));
+    json_t *hold = json_object_get(req->body, "hold_max_ms");
+    if (hold && !planned)
+        return kg_admin_error(req, 400, "field \"hold_max_ms\" applies to a planned switch only");
+    if (hold && (json_integer_value(hold) < 1 || json_integer_value(hold) > 600000))
+        return kg_admin_error(req, 400, "field \"hold_max_ms\" must be 1..600000");
+    if (planned && force)
+        return kg_admin_error(req, 400,
+                              "\"planned\" and \"force\" do not go together: a planned switch "
+                              "needs both sides up and in sync");
+    if (planned && !a->ops.switch_planned)
+        return kg_admin_error(req, 503, "planned switching is not available");
 
     json_t *result = NULL;
-    int status = a->ops.switch_vcluster(a->ops.ctx, req->params[0], to, reason, req->actor, force,
-                                        failback, &result);
+    int status = planned ? a->ops.switch_planned(a->ops.ctx, req->params[0], to, reason, req->actor,
+                                                 failback, (int)json_integer_value(hold), &result)
+                         : a->ops.switch_vcluster(a->ops.ctx, req->params[0], to, reason,
+                                                  req->actor, force, failback, &result);
     if (status < 100 || status > 599) {
         kg_error("admin: switch callback returned invalid status %d", status);
         json_decref(result);
@@ -259,10 +273,10 @@ static int run_switch(kg_admin_request *req, int failback, const char *to)
 
 static int handle_failover(void *ctx, kg_admin_request *req)
 {
-    static const kg_admin_field fields[] = {{"to", KG_FIELD_STRING, 0},
-                                            {"reason", KG_FIELD_STRING, 0},
-                                            {"force", KG_FIELD_BOOL, 0},
-                                            {NULL}};
+    static const kg_admin_field fields[] = {
+        {"to", KG_FIELD_STRING, 0},       {"reason", KG_FIELD_STRING, 0},
+        {"force", KG_FIELD_BOOL, 0},      {"planned", KG_FIELD_BOOL, 0},
+        {"hold_max_ms", KG_FIELD_INT, 0}, {NULL}};
     int bad = kg_admin_check_fields(req, fields);
     if (bad) return bad;
     const char *to = body_string(req, "to");
@@ -272,8 +286,11 @@ static int handle_failover(void *ctx, kg_admin_request *req)
 
 static int handle_failback(void *ctx, kg_admin_request *req)
 {
-    static const kg_admin_field fields[] = {
-        {"reason", KG_FIELD_STRING, 0}, {"force", KG_FIELD_BOOL, 0}, {NULL}};
+    static const kg_admin_field fields[] = {{"reason", KG_FIELD_STRING, 0},
+                                            {"force", KG_FIELD_BOOL, 0},
+                                            {"planned", KG_FIELD_BOOL, 0},
+                                            {"hold_max_ms", KG_FIELD_INT, 0},
+                                            {NULL}};
     int bad = kg_admin_check_fields(req, fields);
     if (bad) return bad;
     return run_switch(req, 1, NULL);

@@ -116,6 +116,10 @@ typedef struct kg_admin_ops {
      * "admin.forbidden", and the tokens, "token.add" / "token.remove"). */
     int (*switch_vcluster)(void *ctx, const char *vcluster, const char *to, const char *reason,
                            const char *actor, int force, int failback, json_t **result);
+    /* The same as a planned switchover ("planned": true; route/kg_planned.h), holding Produce
+     * requests at most HOLD_MAX_MS (0: the config's). NULL: planned switches are refused. */
+    int (*switch_planned)(void *ctx, const char *vcluster, const char *to, const char *reason,
+                          const char *actor, int failback, int hold_max_ms, json_t **result);
     int (*ready)(void *ctx); /* /readyz: 1 ready; NULL = always ready */
     /* /readyz when not ready: why ("draining", ...), written to BUF or static; may be NULL */
     const char *(*unready_reason)(void *ctx, char *buf, size_t len);

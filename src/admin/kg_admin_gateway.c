@@ -53,6 +53,19 @@ static int admin_switch(void *ctx, const char *vcluster, const char *to, const c
     return kg_gateway_switch(ctx, &req, result);
 }
 
+static int admin_switch_planned(void *ctx, const char *vcluster, const char *to, const char *reason,
+                                const char *actor, int failback, int hold_max_ms, json_t **result)
+{
+    kg_switch_request req = {.vcluster = vcluster,
+                             .to = to,
+                             .failback = failback,
+                             .reason = reason,
+                             .actor = actor,
+                             .planned = 1,
+                             .hold_max_ms = hold_max_ms};
+    return kg_gateway_switch(ctx, &req, result);
+}
+
 static int admin_ready(void *ctx)
 {
     return kg_gateway_ready(ctx);
@@ -363,6 +376,7 @@ int kg_admin_gateway_start(kg_gateway *gw, void **handle)
     /* kg_admin_start copies OPS and the routes: both may live on this stack. */
     static const kg_admin_ops ops_template = {.status = admin_status,
                                               .switch_vcluster = admin_switch,
+                                              .switch_planned = admin_switch_planned,
                                               .ready = admin_ready,
                                               .unready_reason = admin_unready_reason,
                                               .readiness = admin_readiness,

@@ -13,11 +13,13 @@ static const char usage_text[] =
     "commands:\n"
     "  status                                   virtual clusters, active sides, cluster health,\n"
     "                                           the fleet's instances (PostgreSQL state)\n"
-    "  failover VCLUSTER [--to CLUSTER] [--reason TEXT] [--force]\n"
+    "  failover VCLUSTER [--to CLUSTER] [--reason TEXT] [--force] [--planned [--hold-max 10s]]\n"
     "                                           switch VCLUSTER to CLUSTER (default: its\n"
     "                                           secondary); --force even if CLUSTER is down\n"
-    "  failback VCLUSTER [--reason TEXT] [--force]\n"
+    "  failback VCLUSTER [--reason TEXT] [--force] [--planned [--hold-max 10s]]\n"
     "                                           switch VCLUSTER back to its primary\n"
+    "                                           --planned: hold producers, wait for the\n"
+    "                                           mirror, switch, nothing lost (docs/runbook.md)\n"
     "  parity VCLUSTER [--to CLUSTER]           what a switch would find on CLUSTER (default:\n"
     "                                           the other side): missing topics, partition\n"
     "                                           counts, topic configs; exit 3 on differences\n"
@@ -35,7 +37,7 @@ static const char usage_text[] =
 /* Everything a command needs: the session and the options of kgate's own commands. */
 typedef struct cli {
     kg_cli_session s;
-    const char *to, *reason, *limit, *after, *within;
+    const char *to, *reason, *limit, *after, *within, *hold_max;
 } cli;
 
 /* Flags in s.given, to refuse options a command does not take. */
@@ -46,7 +48,9 @@ enum {
     OPT_LIMIT = 8,
     OPT_AFTER = 16,
     OPT_WITHIN = 32,
-    OPT_NO_WAIT = 64
+    OPT_NO_WAIT = 64,
+    OPT_PLANNED = 128,
+    OPT_HOLD_MAX = 256
 };
 
 static const kg_cli_syntax kgate_syntax = {
@@ -280,10 +284,13 @@ static void print_switch_result(cli *c, const char *vcluster, json_t *r)
     fputc('\n', c->s.out);
 }
 
+static long long parse_duration_ms(const char *text);
+
 static int cmd_switch(cli *c, int failover)
 {
     const char *cmd = failover ? "failover" : "failback";
-    unsigned allowed = OPT_REASON | OPT_FORCE | (failover ? OPT_TO : 0);
+    unsigned allowed =
+        OPT_REASON | OPT_FORCE | OPT_PLANNED | OPT_HOLD_MAX | (failover ? OPT_TO : 0);
     if (c->s.given & ~allowed) return kg_cli_usage_error(&c->s, "%s: unexpected option", cmd);
     if (c->s.n_args != 2)
         return kg_cli_usage_error(&c->s, "%s: expected exactly one VCLUSTER", cmd);
@@ -294,6 +301,18 @@ static int cmd_switch(cli *c, int failover)
     if (c->to) json_object_set_new(body, "to", json_string(c->to));
     if (c->reason) json_object_set_new(body, "reason", json_string(c->reason));
     if (c->s.given & OPT_FORCE) json_object_set_new(body, "force", json_true());
+    if (c->s.given & OPT_PLANNED) json_object_set_new(body, "planned", json_true());
+    if (c->hold_max) {
+        long long ms = parse_duration_ms(c->hold_max);
+        if (ms <= 0 || !(c->s.given & OPT_PLANNED)) {
+            json_decref(body);
+            return kg_cli_usage_error(&c->s,
+                                      "%s: --hold-max takes a duration (10s, 500ms) and "
+                                      "goes with --planned",
+                                      cmd);
+        }
+        json_object_set_new(body, "hold_max_ms", json_integer(ms));
+    }
     char path[256];
     snprintf(path, sizeof(path), "/v1/vclusters/%s/%s", vc, cmd);
     json_t *reply = NULL;
@@ -691,10 +710,16 @@ int kg_cli_run(int argc, char **argv, const char *default_admin_url, const char 
     cli c = {0};
     kg_cli_session_init(&c.s, &kgate_syntax, default_admin_url, default_token, out, err);
     const kg_cli_option options[] = {
-        {"--to", OPT_TO, &c.to},          {"--reason", OPT_REASON, &c.reason},
-        {"--limit", OPT_LIMIT, &c.limit}, {"--after", OPT_AFTER, &c.after},
-        {"--force", OPT_FORCE, NULL},     {"--within", OPT_WITHIN, &c.within},
-        {"--no-wait", OPT_NO_WAIT, NULL}, {NULL, 0, NULL},
+        {"--to", OPT_TO, &c.to},
+        {"--reason", OPT_REASON, &c.reason},
+        {"--limit", OPT_LIMIT, &c.limit},
+        {"--after", OPT_AFTER, &c.after},
+        {"--force", OPT_FORCE, NULL},
+        {"--within", OPT_WITHIN, &c.within},
+        {"--no-wait", OPT_NO_WAIT, NULL},
+        {"--planned", OPT_PLANNED, NULL},
+        {"--hold-max", OPT_HOLD_MAX, &c.hold_max},
+        {NULL, 0, NULL},
     };
     int rc = kg_cli_session_parse(&c.s, argc, argv, options, NULL, NULL);
     if (rc != KG_CLI_GO_ON) return rc;

@@ -37,6 +37,7 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_DRAIN_TIMEOUT_MS 5000
 #define DEFAULT_SWITCH_GRACE_MS 200
+#define DEFAULT_SWITCH_PLANNED_HOLD_MS 10000
 #define DEFAULT_PROBE_INTERVAL_MS 1000
 #define DEFAULT_NODE_ID_MIN 0
 #define DEFAULT_NODE_ID_MAX 31
@@ -222,8 +223,8 @@ enum {
 static const char *const limit_keys[LIMIT_N] = {
     "max_frame_bytes", "buffer_bytes", "max_connections", "connect_timeout_ms", "drain_timeout_ms"};
 
-enum { SWITCH_GRACE_MS, SWITCH_LEAVE_GROUPS, SWITCH_N };
-static const char *const switch_keys[SWITCH_N] = {"grace_ms", "leave_groups"};
+enum { SWITCH_GRACE_MS, SWITCH_LEAVE_GROUPS, SWITCH_PLANNED_HOLD_MS, SWITCH_N };
+static const char *const switch_keys[SWITCH_N] = {"grace_ms", "leave_groups", "planned_hold_ms"};
 
 enum { HEALTH_PROBE_INTERVAL_MS, HEALTH_N };
 static const char *const health_keys[HEALTH_N] = {"probe_interval_ms"};
@@ -1973,6 +1974,8 @@ static void parse_switch(cfg_parser *p, const cfg_val *v)
     if (get_int(p, &f[SWITCH_GRACE_MS], "switch.grace_ms", 0, 60000, &n) > 0)
         p->cfg->switch_grace_ms = (int)n;
     get_bool(p, &f[SWITCH_LEAVE_GROUPS], "switch.leave_groups", &p->cfg->switch_leave);
+    if (get_int(p, &f[SWITCH_PLANNED_HOLD_MS], "switch.planned_hold_ms", 1, 600000, &n) > 0)
+        p->cfg->switch_planned_hold_ms = (int)n;
 }
 
 static void parse_health(cfg_parser *p, const cfg_val *v)
@@ -2449,6 +2452,7 @@ static void set_defaults(kg_config *cfg, const char *name)
     cfg->drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
     cfg->switch_grace_ms = DEFAULT_SWITCH_GRACE_MS;
     cfg->switch_leave = 1;
+    cfg->switch_planned_hold_ms = DEFAULT_SWITCH_PLANNED_HOLD_MS;
     cfg->probe_interval_ms = DEFAULT_PROBE_INTERVAL_MS;
     default_instance_name(cfg);
     cfg->lease_ms = 3000;

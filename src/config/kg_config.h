@@ -192,9 +192,10 @@ typedef struct kg_config {
     int drain_timeout_ms;   /* limits.drain_timeout_ms: shutdown grace, default 5000 */
     int switch_grace_ms;    /* switch.grace_ms: in-flight requests' answers, default 200 */
     int switch_leave;       /* switch.leave_groups: leave the old side's groups, default 1 */
-    int probe_interval_ms;  /* health.probe_interval_ms, default 1000 */
-    char log_level[16];     /* log.level: debug|info|warn|error, default info */
-    char log_format[8];     /* log.format: text|json, default text */
+    int switch_planned_hold_ms; /* switch.planned_hold_ms: a planned switch's hold bound */
+    int probe_interval_ms;      /* health.probe_interval_ms, default 1000 */
+    char log_level[16];         /* log.level: debug|info|warn|error, default info */
+    char log_format[8];         /* log.format: text|json, default text */
 
     /* chaos: the declarative fault rules, as JSON objects (the admin API's form), validated
      * by the chaos module when applied; chaos_rule_lines[i] is the line rule i starts on. */

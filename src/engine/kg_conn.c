@@ -20,6 +20,7 @@
 #include "proto/kp_prim.h"
 #include "route/kg_gateway.h"
 #include "route/kg_handover.h"
+#include "route/kg_planned.h"
 #include "route/kg_inspect.h"
 #include "route/kg_offsets.h"
 #include "route/kg_parity.h"
@@ -78,10 +79,10 @@ static void conn_update_interest(kg_conn *c)
     if (c->state == KG_CONN_CLOSED) return;
     unsigned cmask = 0, bmask = 0;
     /* A held request keeps later ones in req_in: stop reading once that is full. */
-    int can_read_requests =
-        conn_read_allowance(c) > 0 && kg_buf_len(&c->req_out) < high_water(c) &&
-        !((c->held.active || c->upstream_wait) && kg_buf_len(&c->req_in) >= high_water(c)) &&
-        !side_frozen(c, TO_BACKEND);
+    int can_read_requests = conn_read_allowance(c) > 0 && kg_buf_len(&c->req_out) < high_water(c) &&
+                            !((c->held.active || c->upstream_wait || c->planned_wait) &&
+                              kg_buf_len(&c->req_in) >= high_water(c)) &&
+                            !side_frozen(c, TO_BACKEND);
     if (can_read_requests) cmask |= KG_EV_READ;
     if (kg_buf_len(&c->resp_out) > 0 && !side_shaped(c, TO_CLIENT)) cmask |= KG_EV_WRITE;
     if (c->handshaking[TO_CLIENT]) cmask = c->hs_want_write[TO_CLIENT] ? KG_EV_WRITE : KG_EV_READ;
@@ -271,7 +272,7 @@ static kg_inflight *queue_first_waiting(kg_conn *c)
 {
     for (uint32_t i = 0; i < c->q_len; i++) {
         kg_inflight *e = queue_at(c, i);
-        if (!(e->flags & KG_INFLIGHT_READY)) return e;
+        if (!(e->flags & (KG_INFLIGHT_READY | KG_INFLIGHT_PLANNED))) return e;
     }
     return NULL;
 }
@@ -424,9 +425,12 @@ void kg_conn_drain(kg_conn *c)
     conn_update_interest(c);
 }
 
+static int conn_planned_rehome(kg_conn *c);
+
 int kg_conn_retire(kg_conn *c, uint64_t deadline_us)
 {
     if (c->state == KG_CONN_CLOSED) return 0;
+    if (conn_planned_rehome(c)) return 1; /* a planned switch: C goes on, on the new side */
     if (c->state == KG_CONN_CONNECTING || deadline_us <= kg_now_us() || kg_conn_at_boundary(c)) {
         kg_conn_close(c, KG_LOG_DEBUG, "virtual cluster %s switched", c->vc->cfg->name);
         return 0;
@@ -441,7 +445,8 @@ int kg_conn_retire(kg_conn *c, uint64_t deadline_us)
 static int conn_expire_entry(kg_conn *c, kg_inflight *e, uint64_t now)
 {
     int delivered = (e->flags & KG_INFLIGHT_READY) && e->release_us <= now;
-    if (delivered) return 0; /* waits behind an earlier response only */
+    if (delivered) return 0;                      /* waits behind an earlier response only */
+    if (e->flags & KG_INFLIGHT_PLANNED) return 0; /* the new side's answer is on its way */
     if (e->flags & KG_INFLIGHT_SWALLOW) {
         inflight_ready(c, e, NULL, 0); /* the client never sent it: nothing to answer */
     } else if (e->handover) {
@@ -474,9 +479,21 @@ static void conn_unhold(kg_conn *c)
 
 static void conn_process_requests(kg_conn *c);
 
+/* A request released to the new side (kg_planned) still waits for its answer. */
+static int conn_planned_pending(kg_conn *c)
+{
+    return c->planned_pending > 0;
+}
+
 int kg_conn_expire(kg_conn *c, uint64_t close_by_us)
 {
     if (c->state == KG_CONN_CLOSED) return 0;
+    /* The release thread answers within its own bound (10 s a request): the grace waits for
+     * it (closing would cut the client's requests), the old side's answers are still taken. */
+    if (conn_planned_pending(c)) {
+        c->retire_at_us = close_by_us;
+        return 1;
+    }
     if (c->expired || c->upstream) {
         kg_conn_close(c, KG_LOG_INFO,
                       "virtual cluster %s switched: requests still unanswered after "
@@ -1150,6 +1167,59 @@ static void conn_count_request(kg_conn *c, const conn_request *r)
     kg_gateway_note_request(c->vc, c->route);
 }
 
+static int conn_planned_pending(kg_conn *c);
+
+/* planned: a planned switch (kg_planned) holds new Produce requests at the head of req_in
+ * (every later request waits behind, the client is back-pressured); after it switched, a
+ * retiring connection's Produce requests go to the new side through kgate instead of getting
+ * the retriable answer, so that a client that does not retry sees no error. */
+static int stage_planned(kg_conn *c, conn_request *r)
+{
+    const kg_wire_request *rq = &r->rq;
+    if (rq->api_key != KG_API_PRODUCE || !c->vc->planned) return STAGE_NEXT;
+    int mode = kg_planned_mode(c->vc->planned, c->route,
+                               atomic_load_explicit(&c->vc->route, memory_order_acquire));
+    if (mode == KG_PLANNED_HOLD) {
+        if (!c->planned_wait) kg_planned_note_held(c->vc->planned, 4 + r->size);
+        c->planned_wait = 1;
+        return STAGE_WAIT;
+    }
+    /* Released: held when the switch came (and read before it), or read by a connection that
+     * could not move to the new side; else it goes to the new side as any request does. */
+    if (c->held.active) return STAGE_NEXT;
+    if (mode != KG_PLANNED_RELEASE && c->planned_release == 0 && !c->planned_relay) {
+        /* Straight to the broker again: after the relayed ones only, so that no record
+         * overtakes one relayed before it. */
+        return conn_planned_pending(c) ? STAGE_WAIT : STAGE_NEXT;
+    }
+    c->planned_wait = 0;
+    if (!r->complete) return STAGE_WAIT;
+    uint32_t frame = 4 + r->size;
+    c->planned_release = c->planned_release > frame ? c->planned_release - frame : 0;
+    kg_inflight *e = NULL;
+    if (!rq->no_response) {
+        if (c->q_len >= KG_MAX_INFLIGHT || !(e = queue_push(c))) return STAGE_NEXT;
+        e->correlation_id = rq->correlation_id;
+        e->api_key = rq->api_key;
+        e->api_version = rq->api_version;
+        e->sent_us = kg_loop_now(c->loop);
+        e->flags = KG_INFLIGHT_PLANNED;
+        c->planned_pending++;
+    }
+    if (kg_planned_release(c->vc->planned, c->worker, c->serial, c->node_id, rq->api_version,
+                           rq->correlation_id, !rq->no_response, request_body(r),
+                           request_body_len(r)) < 0) {
+        if (e) { /* the last one pushed: stage_retired answers it */
+            c->q_len--;
+            c->planned_pending--;
+        }
+        return STAGE_NEXT;
+    }
+    conn_count_request(c, r);
+    kg_buf_consume(&c->req_in, 4 + (size_t)r->size);
+    return STAGE_TAKEN;
+}
+
 /* whole: on a virtual cluster that can switch, Produce and Fetch are read whole before they go
  * on (not streamed), so that kgate knows their partitions and can answer them in the old side's
  * place should a switch's grace end first (kg_conn_expire). Other APIs are whole already.
@@ -1322,9 +1392,9 @@ static int stage_forward(kg_conn *c, conn_request *r)
 }
 
 static const conn_stage request_stages[] = {
-    stage_validate, stage_whole,   stage_held,           stage_client_id, stage_api_versions,
-    stage_retired,  stage_rejoin,  stage_upstream_ready, stage_authorize, stage_passthrough_login,
-    stage_chaos,    stage_forward,
+    stage_validate,          stage_planned, stage_whole,   stage_held,           stage_client_id,
+    stage_api_versions,      stage_retired, stage_rejoin,  stage_upstream_ready, stage_authorize,
+    stage_passthrough_login, stage_chaos,   stage_forward,
 };
 
 /* Looks at the frame at the start of req_in. Returns 1 when it was handled (consumed or made a
@@ -1831,6 +1901,11 @@ static int conn_flush(kg_conn *c, int side)
 static void conn_after_io(kg_conn *c)
 {
     if (c->state == KG_CONN_CLOSED) return;
+    /* Retiring after a planned switch, its last old-side answer out: it moves after all. */
+    if (c->retire_at_us && !c->expired && conn_planned_rehome(c)) {
+        conn_process_requests(c);
+        if (c->state == KG_CONN_CLOSED) return;
+    }
     if (kg_buf_settle(&c->req_in) < 0 || kg_buf_settle(&c->resp_in) < 0) {
         kg_conn_close(c, KG_LOG_ERROR, "out of memory keeping a partial frame");
         return;
@@ -2216,6 +2291,8 @@ kg_conn *kg_conn_open(kg_worker *w, kg_loop *loop, kg_gateway *gw, int client_fd
     c->client_io = (kg_io){.fd = client_fd, .fn = conn_client_event, .arg = c};
     c->backend_io.fd = -1;
     c->client_id_len = -1;
+    static atomic_uint_fast64_t serials;
+    c->serial = atomic_fetch_add(&serials, 1) + 1;
     kg_timer_init(&c->connect_timer, conn_connect_timeout, c);
     kg_timer_init(&c->request_timer, conn_release_held, c);
     kg_timer_init(&c->response_timer, conn_release_response, c);
@@ -2253,4 +2330,85 @@ void kg_conn_start(kg_conn *c)
 {
     if (conn_chaos_sync(c) < 0) return;
     conn_connect_next(c);
+}
+
+/* ---------------------------------------------------------------- planned switchover */
+
+int kg_conn_planned_inflight(kg_conn *c)
+{
+    int n = c->req_pass > 0 || kg_buf_len(&c->req_out) > 0;
+    for (uint32_t i = 0; i < c->q_len; i++) {
+        const kg_inflight *e = queue_at(c, i);
+        if (e->api_key == KG_API_PRODUCE && !(e->flags & (KG_INFLIGHT_READY | KG_INFLIGHT_PLANNED)))
+            n++;
+    }
+    return n;
+}
+
+/* A planned switch (kg_planned) published the route C's virtual cluster now has: C moves to
+ * the new side instead of retiring, when nothing of it waits for the old side (no answer, no
+ * byte half sent either way) and it logged in to nothing there (auth: passthrough). The
+ * requests it read and holds go to the new side through kgate's release step (their leaders
+ * may be other brokers there); what the client sends from now on goes to the same broker id on
+ * the new side, as on a new connection. So the client sees no disconnect: no connection
+ * closes with requests outstanding, and no client refreshes its metadata on one that would.
+ * Returns 1 when C moved. */
+static int conn_planned_rehome(kg_conn *c)
+{
+    uint64_t route = atomic_load_explicit(&c->vc->route, memory_order_acquire);
+    if (!c->vc->planned || route == c->route ||
+        kg_planned_mode(c->vc->planned, c->route, route) != KG_PLANNED_RELEASE)
+        return 0;
+    int retiring = c->state == KG_CONN_DRAINING && c->retire_at_us && !c->expired;
+    if ((c->state != KG_CONN_PROXYING && !retiring) || c->pass || c->upstream || c->upstream_wait ||
+        c->walking || c->held.active || c->req_pass || c->resp_pass || kg_buf_len(&c->req_out) ||
+        kg_buf_len(&c->resp_in) || kg_buf_len(&c->resp_out))
+        return 0;
+    for (uint32_t i = 0; i < c->q_len; i++)
+        if (!(queue_at(c, i)->flags & (KG_INFLIGHT_READY | KG_INFLIGHT_PLANNED))) return 0;
+    c->route = route;
+    c->cluster = &c->gw->clusters[KG_ROUTE_ACTIVE(route)];
+    c->planned_release = (uint32_t)kg_buf_len(&c->req_in);
+    c->planned_relay = 1;
+    c->retire_at_us = 0;
+    c->drain_boundary = 0;
+    c->retire_stuck = 0;
+    kg_loop_timer_cancel(c->loop, &c->quiet_timer);
+    c->upstream_wait = c->cluster->cfg->sasl.mechanism != KG_SASL_NONE;
+    kg_loop_timer_cancel(c->loop, &c->reauth_timer);
+    c->state = KG_CONN_CONNECTING;
+    c->connect_attempt = 0;
+    kg_debug("connection from %s (vcluster %s) moves to cluster %s (planned switch)", c->peer,
+             c->vc->cfg->name, c->cluster->cfg->name);
+    conn_connect_next(c); /* closes the old side's socket first */
+    return c->state != KG_CONN_CLOSED;
+}
+
+void kg_conn_planned_kick(kg_conn *c)
+{
+    if (c->state == KG_CONN_CLOSED) return;
+    if (!c->planned_wait && kg_buf_len(&c->req_in) == 0) return;
+    c->planned_wait = 0;
+    conn_process_requests(c);
+    conn_after_io(c);
+}
+
+int kg_conn_planned_answer(kg_conn *c, uint64_t serial, int32_t correlation_id, uint8_t *frame,
+                           uint32_t len, int direct)
+{
+    if (c->serial != serial) return 0;
+    if (direct) c->planned_relay = 0;
+    for (uint32_t i = 0; i < c->q_len; i++) {
+        kg_inflight *e = queue_at(c, i);
+        if (!(e->flags & KG_INFLIGHT_PLANNED) || (e->flags & KG_INFLIGHT_READY) ||
+            e->correlation_id != correlation_id)
+            continue;
+        inflight_ready(c, e, frame, len);
+        c->planned_pending--;
+        if (queue_deliver_ready(c) < 0) return 1;
+        conn_process_requests(c); /* a Produce may have waited for the relayed ones */
+        conn_after_io(c);
+        return 1;
+    }
+    return 0;
 }

@@ -42,13 +42,14 @@ typedef enum kg_conn_state {
 #define KG_INFLIGHT_REWRITE 1u     /* response carries broker addresses */
 #define KG_INFLIGHT_APIVERSIONS 2u /* response is replaced by kgate's version intersection */
 #define KG_INFLIGHT_READY 4u       /* `frame` is the response to deliver, not before release_us */
-#define KG_INFLIGHT_SWALLOW 8u  /* the broker's response is dropped (chaos: request sent twice) */
-#define KG_INFLIGHT_REPLACE 16u /* `frame` replaces the broker's response (chaos: lost ack) */
-#define KG_INFLIGHT_MUTATE 32u  /* the broker's response goes through chaos (records) */
-#define KG_INFLIGHT_INSPECT 64u /* count the errors of the delivered response (experiments) */
-#define KG_INFLIGHT_GROUP 128u  /* group response: translate errors to Kafka's (kg_rewrite) */
-#define KG_INFLIGHT_SASL 256u   /* auth: passthrough — read the cluster's SASL verdict */
-#define KG_INFLIGHT_AUTHZ 512u  /* acls: enabled — `authz` fixes the answer (kg_authz) */
+#define KG_INFLIGHT_SWALLOW 8u    /* the broker's response is dropped (chaos: request sent twice) */
+#define KG_INFLIGHT_REPLACE 16u   /* `frame` replaces the broker's response (chaos: lost ack) */
+#define KG_INFLIGHT_MUTATE 32u    /* the broker's response goes through chaos (records) */
+#define KG_INFLIGHT_INSPECT 64u   /* count the errors of the delivered response (experiments) */
+#define KG_INFLIGHT_GROUP 128u    /* group response: translate errors to Kafka's (kg_rewrite) */
+#define KG_INFLIGHT_SASL 256u     /* auth: passthrough — read the cluster's SASL verdict */
+#define KG_INFLIGHT_AUTHZ 512u    /* acls: enabled — `authz` fixes the answer (kg_authz) */
+#define KG_INFLIGHT_PLANNED 1024u /* the new side answers, through kgate (kg_planned) */
 
 typedef struct kg_inflight {
     int32_t correlation_id;
@@ -155,6 +156,14 @@ typedef struct kg_conn {
     uint8_t expired;      /* kg_conn_expire: the old side's answers are no longer taken */
     kg_timer quiet_timer; /* retiring: closes once nothing came for a moment (conn_after_io) */
     uint8_t retire_stuck; /* retiring: a request kgate cannot answer waits in req_in */
+
+    /* kg_planned: a planned switch holds the Produce request at the head of req_in */
+    uint8_t planned_wait;
+    uint32_t planned_release; /* bytes of req_in held at the switch: released to the new side */
+    uint32_t planned_pending; /* released requests whose answer has not come yet */
+    uint8_t planned_relay;    /* moved by a planned switch: Produce is relayed by kgate until
+                               * the new side's leaders are this broker id's (kg_planned) */
+    uint64_t serial;          /* unique in the process: the release thread's answers find C by it */
 } kg_conn;
 
 /* TLS: the client came in on the vcluster's TLS port (its listener's TLS context applies). */
@@ -186,5 +195,17 @@ int kg_conn_expire(kg_conn *c, uint64_t close_by_us);
 /* 1 when C has nothing in flight either way: no request partly read, queued or unanswered, no
  * response partly sent. Closing it then cuts nothing. */
 int kg_conn_at_boundary(const kg_conn *c);
+
+/* Planned switchover (route/kg_planned.h), worker thread. Requests of C in flight that a
+ * planned switch waits for (Produce to the old side, or bytes not written to it yet). */
+int kg_conn_planned_inflight(kg_conn *c);
+/* The hold was lifted (or the switch published): C takes its requests again. */
+void kg_conn_planned_kick(kg_conn *c);
+/* The new side's answer FRAME (LEN bytes; ownership moves on 1) to the released request
+ * CORRELATION_ID of connection SERIAL: 1 when C is that connection and took it, else 0.
+ * DIRECT: the request's partitions are led by C's broker id on the new side, so C's Produce
+ * requests go straight there from now on. */
+int kg_conn_planned_answer(kg_conn *c, uint64_t serial, int32_t correlation_id, uint8_t *frame,
+                           uint32_t len, int direct);
 
 #endif

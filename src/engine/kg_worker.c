@@ -11,7 +11,14 @@
 #include "route/kg_gateway.h"
 #include "util/kg_log.h"
 
-typedef enum { CMD_ADOPT, CMD_CLOSE_STALE, CMD_DRAIN, CMD_SOFT_DRAIN, CMD_SOFT_CANCEL } cmd_kind;
+typedef enum {
+    CMD_ADOPT,
+    CMD_CLOSE_STALE,
+    CMD_DRAIN,
+    CMD_SOFT_DRAIN,
+    CMD_SOFT_CANCEL,
+    CMD_VISIT
+} cmd_kind;
 
 /* A request from another thread. Synchronous commands carry a done flag the sender waits on. */
 typedef struct worker_cmd {
@@ -23,7 +30,9 @@ typedef struct worker_cmd {
     int tls; /* accepted on the vcluster's TLS port */
     uint64_t route_word;
     uint64_t deadline_us;
-    uint64_t spread_us; /* CMD_SOFT_DRAIN */
+    uint64_t spread_us;     /* CMD_SOFT_DRAIN */
+    kg_conn_visit_fn visit; /* CMD_VISIT */
+    void *visit_arg;
     int result;
     int done;
     int synchronous;
@@ -164,6 +173,19 @@ static int worker_close_stale_now(kg_worker *w, kg_vcluster *vc, uint64_t route_
     return closed;
 }
 
+/* CMD_VISIT: FN on each open connection of VC; the sum of what it returned. */
+static int worker_visit_now(kg_worker *w, worker_cmd *cmd)
+{
+    int sum = 0;
+    kg_conn *c = w->conns;
+    while (c) {
+        kg_conn *next = c->next; /* FN may close C */
+        if (c->vc == cmd->vc && c->state != KG_CONN_CLOSED) sum += cmd->visit(c, cmd->visit_arg);
+        c = next;
+    }
+    return sum;
+}
+
 static void worker_drain_timeout(kg_loop *loop, void *arg)
 {
     kg_worker *w = arg;
@@ -292,6 +314,9 @@ static void worker_on_wake(kg_loop *loop, void *arg)
         case CMD_SOFT_CANCEL:
             worker_soft_cancel_now(w);
             break;
+        case CMD_VISIT:
+            result = worker_visit_now(w, cmd);
+            break;
         }
         worker_finish(w, cmd, result);
         cmd = next;
@@ -352,6 +377,21 @@ int kg_workers_close_stale(kg_worker **workers, int n, kg_vcluster *vc, uint64_t
     for (int i = 0; i < n; i++)
         closed += worker_wait(workers[i], &cmds[i]);
     return closed;
+}
+
+int kg_workers_visit(kg_worker **workers, int n, kg_vcluster *vc, kg_conn_visit_fn fn, void *arg)
+{
+    worker_cmd cmds[KG_WORKERS_MAX];
+    if (n > KG_WORKERS_MAX) n = KG_WORKERS_MAX;
+    for (int i = 0; i < n; i++) {
+        cmds[i] = (worker_cmd){
+            .kind = CMD_VISIT, .vc = vc, .visit = fn, .visit_arg = arg, .synchronous = 1};
+        worker_post(workers[i], &cmds[i]);
+    }
+    int sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += worker_wait(workers[i], &cmds[i]);
+    return sum;
 }
 
 static void workers_post_all(kg_worker **workers, int n, cmd_kind kind, uint64_t spread_us,

@@ -26,6 +26,12 @@ void kg_worker_adopt(kg_worker *w, int fd, kg_vcluster *vc, int32_t node_id, int
  * connections were closed. */
 int kg_workers_close_stale(kg_worker **workers, int n, kg_vcluster *vc, uint64_t route_word);
 
+/* Runs FN(connection, ARG) on every open connection of VC, on all N workers in parallel (each
+ * on its own thread), and waits: the sum of what FN returned. Not from a worker thread. */
+typedef struct kg_conn kg_conn;
+typedef int (*kg_conn_visit_fn)(kg_conn *c, void *arg);
+int kg_workers_visit(kg_worker **workers, int n, kg_vcluster *vc, kg_conn_visit_fn fn, void *arg);
+
 /* Stops reading new requests, waits for in-flight ones until DEADLINE_US, closes the rest, and
  * joins the thread. */
 void kg_worker_drain_and_join(kg_worker *w, uint64_t deadline_us);
@@ -51,7 +57,6 @@ uint8_t *kg_worker_scratch(kg_worker *w);
 uint64_t *kg_worker_rng(kg_worker *w);
 
 /* Called by a connection of this worker when it closes (worker thread only). */
-typedef struct kg_conn kg_conn;
 void kg_worker_conn_closed(kg_worker *w, kg_conn *c);
 
 #endif

@@ -27,6 +27,7 @@
 #include "route/kg_offsets.h"
 #include "route/kg_parity.h"
 #include "route/kg_leave.h"
+#include "route/kg_planned.h"
 #include "route/kg_rejoin.h"
 #include "route/kg_vcmetrics.h"
 #include "security/kg_sasl.h"
@@ -584,6 +585,7 @@ static json_t *switch_describe(kg_gateway *gw, const kg_vcluster *vc, int from, 
                           gw->clusters[from].cfg->name, "to", gw->clusters[to].cfg->name, "epoch",
                           (json_int_t)epoch, "reason", req->reason ? req->reason : "", "actor",
                           req->actor ? req->actor : "unknown", "forced", req->force);
+    if (d && req->planned_report) json_object_set(d, "planned", req->planned_report);
     if (d && req->automatic) {
         json_object_set_new(d, "automatic", json_true());
         if (req->evidence) json_object_set_new(d, "evidence", json_deep_copy(req->evidence));
@@ -795,6 +797,13 @@ int kg_gateway_switch(kg_gateway *gw, const kg_switch_request *req, json_t **res
         *result = json_pack("{s:s}", "error", lost);
         return 503;
     }
+    char busy[300];
+    if (!req->inner && kg_planned_busy(vc->planned, busy, sizeof(busy))) {
+        char why[340];
+        snprintf(why, sizeof(why), "another switch is in progress: %s", busy);
+        return switch_refuse(gw, switch_request_json(req), 409, why, result);
+    }
+    if (req->planned) return kg_planned_switch(gw, vc, req, result);
     pthread_mutex_lock(&vc->switch_lock);
     int status;
     if (atomic_load(&gw->stopping)) {
@@ -1132,6 +1141,7 @@ static int vcluster_init_secondary(kg_gateway *gw, kg_vcluster *vc, const char *
     if (vc->cfg->mirror_topics[0] && !vc->mirror) return -1;
     if (!(vc->rejoin = kg_rejoin_new())) return -1;
     if (gw->cfg->switch_leave && !(vc->leave = kg_leave_new(gw->metrics, vc->cfg->name))) return -1;
+    if (!(vc->planned = kg_planned_new(gw->metrics, vc->cfg->name))) return -1;
     vc->parity_diffs = kg_metrics_gauge(
         gw->metrics, "kgate_parity_differences",
         "Differences the last parity check found between the virtual cluster's other "
@@ -1197,6 +1207,7 @@ static void vcluster_free(kg_vcluster *vc)
     kg_mirror_free(vc->mirror);
     kg_rejoin_free(vc->rejoin);
     kg_leave_free(vc->leave);
+    kg_planned_free(vc->planned);
     kg_sasl_listener_free(vc->sasl); /* after the workers, like the rules */
     kg_tls_server_free(vc->tls);
     kg_tls_failures_free(vc->tls_failures);
@@ -1375,6 +1386,8 @@ void kg_gateway_stop(kg_gateway *gw)
     /* Before the workers go: the fleet thread closes connections through them. */
     kg_fleet_stop(gw->fleet);
     gw->fleet = NULL;
+    for (kg_vcluster *vc = atomic_load(&gw->all_vclusters); vc; vc = vc->all_next)
+        kg_planned_stop(vc->planned); /* it answers through the workers */
     uint64_t deadline = kg_now_us() + (uint64_t)kg_gateway_limits(gw)->drain_timeout_ms * 1000u;
     for (int i = 0; i < gw->n_workers; i++)
         kg_worker_drain_and_join(gw->workers[i], deadline);

@@ -37,6 +37,7 @@ typedef struct kg_parity kg_parity;
 typedef struct kg_offsets kg_offsets;
 typedef struct kg_mirror kg_mirror;
 typedef struct kg_rejoin kg_rejoin;
+typedef struct kg_planned kg_planned;
 
 typedef struct kg_gateway kg_gateway;
 typedef struct kg_fleet kg_fleet;
@@ -113,6 +114,7 @@ typedef struct kg_vcluster {
     kg_mirror *mirror;      /* mirror: topics copied to the other side (kg_mirror) */
     kg_rejoin *rejoin;      /* with a secondary: members not rejoined since a switch */
     struct kg_leave *leave; /* with a secondary and switch.leave_groups: members to leave */
+    kg_planned *planned;    /* with a secondary: the planned switchover's hold and release */
     kg_gauge *epoch_gauge;  /* kgate_instance_epoch{vcluster}, with a fleet */
 
     /* A reload removed it (or could not finish adding it): its listeners close, its connections
@@ -234,6 +236,12 @@ typedef struct kg_switch_request {
      * EVIDENCE (borrowed, may be NULL) goes into the audit entry. */
     int automatic;
     json_t *evidence;
+    /* Planned switchover (route/kg_planned.h): hold Produce requests, wait for the mirror's lag
+     * to reach 0 (at most HOLD_MAX_MS; 0: switch.planned_hold_ms), switch, release them. */
+    int planned;
+    int hold_max_ms;
+    json_t *planned_report; /* borrowed: what the hold did, for the audit entry */
+    int inner;              /* the planned switch's own switch: not refused as "in progress" */
 } kg_switch_request;
 
 /* Switches a virtual cluster's active side. Returns an HTTP-style status (200 switched or

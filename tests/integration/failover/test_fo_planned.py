@@ -1,0 +1,179 @@
+"""Zero-loss planned switchover (issue 10, item 6): `failover --planned` holds new Produce
+requests at kgate, waits until the embedded mirror has copied everything to the target, switches,
+and sends the held requests to the new side itself; producers see no error, and every record
+they were told was written is on the final active side exactly once. When the mirror cannot catch
+up within the hold bound the switch is aborted and the held requests go to the old side."""
+
+import threading
+
+import pytest
+
+from fohelpers import ClientRun, DevCluster, metric, wait_for
+
+TOPIC = "fo-plan"
+TOPICS = {TOPIC: 3}
+WAIT = 90
+
+
+@pytest.fixture
+def clusters(make_clusters):
+    return make_clusters(topics=TOPICS)
+
+
+def start_planned(clusters, make_kgate, topics="^fo-plan$"):
+    kg = make_kgate(clusters, start=False)
+    kg.add_vcluster_keys(f'mirror: {{ topics: "{topics}", interval_ms: 200 }}')
+    return kg.start()
+
+
+def planned(kg, action="failover", **body):
+    reply = kg.http("POST", f"/v1/vclusters/default/{action}",
+                    {"planned": True, "reason": "planned switch test", **body}, timeout=120)
+    return reply
+
+
+def producers(kg, tmp_path):
+    """4 producers, ~1,000 records/s together: librdkafka with and without retries, and
+    kafka-python (its defaults: retries=0, acks=1). librdkafka batches for 100 ms: the embedded
+    mirror copies one batch per round trip from a mock cluster (which returns one batch per
+    Fetch), so a record per batch would outrun it (docs/runbook.md)."""
+    bs = kg.bootstrap("default")
+    batched = {"linger.ms": 100}
+    no_retry = {**batched, "message.send.max.retries": 0, "enable.idempotence": False}
+    runs = [ClientRun("confluent", bs, TOPIC, tmp_path, interval_ms=3, producer_config=no_retry,
+                      label="confluent-noretry", consume=False),
+            ClientRun("confluent", bs, TOPIC, tmp_path, interval_ms=3, producer_config=batched,
+                      label="confluent", consume=False),
+            ClientRun("confluent", bs, TOPIC, tmp_path, interval_ms=3, producer_config=no_retry,
+                      label="confluent-noretry-2", consume=False),
+            ClientRun("kafka-python", bs, TOPIC, tmp_path, interval_ms=20, consume=False)]
+    for r in runs:
+        r.start()
+    return runs
+
+
+def wait_acks(runs, more):
+    """Each run gets MORE acknowledgements than it has now."""
+    base = {r.kind: len(r.ack_times()) for r in runs}
+    for r in runs:
+        wait_for(lambda r=r: len(r.ack_times()) >= base[r.kind] + more, WAIT,
+                 what=f"{r.kind} to get {more} more acks\n{r.diagnostics()}")
+
+
+def check_exactly_once(runs, cluster):
+    """Every acknowledged record of every run is on CLUSTER exactly once, and none twice."""
+    for r in runs:
+        stored = cluster.seqs(TOPIC, r.run_id)
+        acked = set(r.ack_times())
+        missing = sorted(acked - set(stored))
+        twice = sorted(s for s, where in stored.items() if len(where) > 1)
+        assert not missing, f"{r.kind}: {len(missing)} acked records missing: {missing[:10]}"
+        assert not twice, f"{r.kind}: records stored twice: {twice[:10]}"
+
+
+@pytest.mark.guard(600)
+def test_planned_failover_and_failback_lose_nothing_and_give_no_error(clusters, make_kgate,
+                                                                     tmp_path):
+    east, west = clusters["east"], clusters["west"]
+    kg = start_planned(clusters, make_kgate)
+    runs = producers(kg, tmp_path)
+    try:
+        wait_acks(runs, 200)
+        reply = planned(kg, "failover")
+        assert reply.status == 200 and reply.json["changed"], reply
+        report = reply.json["planned"]
+        assert report["outcome"] == "switched" and report["held_requests_went_to"] == "new side"
+        assert report["held_requests"] > 0, report
+        assert report["released_to_new_side"] > 0 and report["release_failed"] == 0, report
+        assert reply.json["to"] == "west"
+        wait_acks(runs, 200)
+
+        back = planned(kg, "failback", hold_max_ms=20000)
+        assert back.status == 200 and back.json["changed"], back
+        assert back.json["planned"]["held_requests"] > 0, back.json["planned"]
+        assert back.json["to"] == "east"
+        wait_acks(runs, 200)
+        for r in runs:
+            r.check_healthy()
+    finally:
+        for r in runs:
+            r.stop()
+    for r in runs:
+        assert not r.nacked, f"{r.kind}: delivery errors {len(r.nacked)}: {r.nacked[:5]}"
+    # east is active again: what was written on west came over with the mirror's last pass
+    check_exactly_once(runs, east)
+
+    entries = [e for e in kg.audit_entries() if e["type"] == "switch.completed"]
+    assert [e["details"]["planned"]["outcome"] for e in entries[-2:]] == ["switched"] * 2
+    samples = kg.metrics()
+    assert metric(samples, "kgate_planned_switches_total", vcluster="default",
+                  result="completed") == 2
+    assert metric(samples, "kgate_planned_held_requests_total", vcluster="default") > 0
+
+
+@pytest.mark.guard(600)
+def test_planned_switch_aborts_when_the_mirror_cannot_catch_up(tmp_path, make_kgate):
+    # east has a mirrored topic west lacks: the mirror cannot copy it, its lag never reaches 0
+    east = DevCluster("east", "2.12", {**TOPICS, "fo-plan-east-only": 1}, tmp_path)
+    west = DevCluster("west", "2.12", TOPICS, tmp_path)
+    try:
+        clusters = {"east": east, "west": west}
+        east.fill("fo-plan-east-only", 5)
+        kg = start_planned(clusters, make_kgate, topics="^fo-plan")
+        runs = producers(kg, tmp_path)
+        try:
+            wait_acks(runs, 100)
+            result = {}
+            t = threading.Thread(target=lambda: result.update(
+                reply=planned(kg, "failover", hold_max_ms=3000)))
+            t.start()
+            # A second switch while the first holds is refused, naming the one in progress.
+            wait_for(lambda: metric(kg.metrics(), "kgate_planned_held_requests_total",
+                                    vcluster="default") > 0 or not t.is_alive(), WAIT,
+                     what="the planned switch to hold")
+            second = kg.http("POST", "/v1/vclusters/default/failover", {"reason": "second"})
+            t.join(120)
+            assert second.status == 409, second
+            assert "in progress" in second.json["error"] and "planned" in second.json["error"]
+
+            reply = result["reply"]
+            assert reply.status == 409, reply
+            assert "replication lag" in reply.json["error"], reply.json
+            report = reply.json["planned"]
+            assert report["outcome"] == "aborted" and report["held_requests"] > 0, report
+            assert report["held_requests_went_to"] == "old side"
+            assert kg.vcluster_status()["active"] == "east"
+            wait_acks(runs, 100)
+        finally:
+            for r in runs:
+                r.stop()
+        for r in runs:
+            assert not r.nacked, f"{r.kind}: delivery errors {len(r.nacked)}: {r.nacked[:5]}"
+        check_exactly_once(runs, east)
+        aborted = [e for e in kg.audit_entries() if e["type"] == "switch.planned_aborted"]
+        assert aborted and aborted[-1]["details"]["planned"]["reason"].startswith(
+            "replication lag"), aborted
+        assert metric(kg.metrics(), "kgate_planned_switches_total", vcluster="default",
+                      result="aborted") == 1
+    finally:
+        east.stop()
+        west.stop()
+
+
+@pytest.mark.guard(300)
+def test_planned_switch_bad_input(clusters, make_kgate):
+    kg = make_kgate(clusters, vclusters=(("default", "east", "west"), ("solo", "east", None)))
+    cases = [
+        ("default", {"planned": True}, 400, "embedded mirror"),
+        ("solo", {"planned": True}, 400, "secondary"),
+        ("default", {"hold_max_ms": 1000}, 400, "planned switch only"),
+        ("default", {"planned": True, "hold_max_ms": 0}, 400, "1..600000"),
+        ("default", {"planned": True, "force": True}, 400, "do not go together"),
+        ("default", {"planned": "yes"}, 400, "planned"),
+    ]
+    for vc, body, status, text in cases:
+        r = kg.http("POST", f"/v1/vclusters/{vc}/failover", body)
+        assert r.status == status and text in r.json["error"], (body, r.status, r.json)
+    assert kg.vcluster_status()["active"] == "east"
+    done = kg.cli("failover", "default", "--hold-max", "5s")
+    assert done.returncode != 0 and "--planned" in done.stderr, done
