@@ -53,16 +53,13 @@ static int admin_switch(void *ctx, const char *vcluster, const char *to, const c
     return kg_gateway_switch(ctx, &req, result);
 }
 
+/* The same request, planned (route/kg_planned.h); a planned switch is never forced. */
 static int admin_switch_planned(void *ctx, const char *vcluster, const char *to, const char *reason,
                                 const char *actor, int failback, int hold_max_ms, json_t **result)
 {
-    kg_switch_request req = {.vcluster = vcluster,
-                             .to = to,
-                             .failback = failback,
-                             .reason = reason,
-                             .actor = actor,
-                             .planned = 1,
-                             .hold_max_ms = hold_max_ms};
+    kg_switch_request req = {vcluster, to, failback, 0, reason, actor};
+    req.planned = 1;
+    req.hold_max_ms = hold_max_ms;
     return kg_gateway_switch(ctx, &req, result);
 }
 
