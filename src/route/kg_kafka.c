@@ -30,10 +30,36 @@ int kg_kafka_decoded(kg_kafka *k, kg_kafka_answer *ans, int rc, const char *api)
 
 /* ---------------------------------------------------------------- Metadata */
 
+/* Before v4 a Metadata request naming a topic creates it on a broker with
+ * auto.create.topics.enable (there is no allow_auto_topic_creation to say no): below v4 the
+ * request asks for every topic (a null list, which never creates one) and the answer is
+ * filtered. */
+static void encode_metadata(kp_writer *w, int16_t version, void *ctx)
+{
+    if (version >= 4) {
+        kg_cluster_encode_metadata(w, version, ctx);
+        return;
+    }
+    kp_metadata_request m;
+    kp_metadata_request_init(&m); /* allow_auto_topic_creation: its default, not sent */
+    m.topics.count = -1;
+    m.topics.items = NULL;
+    kp_metadata_request_encode(w, version, &m);
+}
+
+/* Is the topic NAME (LEN bytes) one T asks for (T->n < 0: all)? */
+static int asked(const kg_cluster_topics *t, const char *name, size_t len)
+{
+    for (int i = 0; i < t->n; i++)
+        if (strlen(t->names[i]) == len && memcmp(t->names[i], name, len) == 0) return 1;
+    return t->n < 0;
+}
+
 json_t *kg_kafka_leaders(kg_kafka *k, const kg_cluster_topics *t)
 {
     kg_kafka_answer ans;
-    kg_cluster_request_spec rq = {KP_KEY_METADATA, 4, 12, kg_cluster_encode_metadata, (void *)t};
+    /* v1+: a null topic list means all topics (v0 has none) */
+    kg_cluster_request_spec rq = {KP_KEY_METADATA, 1, 12, encode_metadata, (void *)t};
     if (kg_kafka_ask(k, -1, &rq, &ans) < 0) return NULL;
     kp_metadata_response m;
     json_t *out = NULL;
@@ -46,7 +72,9 @@ json_t *kg_kafka_leaders(kg_kafka *k, const kg_cluster_topics *t)
                                     (size_t)m.brokers.items[i].host.len, m.brokers.items[i].port);
         for (int32_t i = 0; out && i < m.topics.count; i++) {
             const kp_metadata_response_metadata_response_topic *topic = &m.topics.items[i];
-            if (topic->error_code != 0 || topic->name.len <= 0) continue;
+            if (topic->error_code != 0 || topic->name.len <= 0 ||
+                !asked(t, topic->name.ptr, (size_t)topic->name.len))
+                continue;
             json_t *parts = json_object();
             for (int32_t j = 0; parts && j < topic->partitions.count; j++) {
                 char key[16];

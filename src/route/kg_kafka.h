@@ -40,7 +40,9 @@ void kg_kafka_answer_free(kg_kafka_answer *ans);
 int kg_kafka_decoded(kg_kafka *k, kg_kafka_answer *ans, int rc, const char *api);
 
 /* {topic: {"<partition>": leader node}} of the topics T names that exist (T->n < 0: all
- * topics), learning the brokers on the way; NULL with K->err. Never creates a topic. */
+ * topics), learning the brokers on the way; NULL with K->err. Never creates a topic: from
+ * Metadata v4 on it says so, and before (a cluster of Kafka < 0.11, librdkafka's older mocks)
+ * it asks for every topic and keeps those of T. */
 json_t *kg_kafka_leaders(kg_kafka *k, const kg_cluster_topics *t);
 
 /* The offset of TIMESTAMP (or KG_KAFKA_EARLIEST / _LATEST) in TOPIC[PARTITION] at its LEADER,

@@ -16,8 +16,12 @@
 #include "route/kg_offsets.h"
 #include "util/kg_log.h"
 
-#define FETCH_BYTES (1 << 20)
-#define FETCHES_PER_PARTITION 16 /* a pass moves on to the other partitions after this many */
+/* A copy is one Produce of at most about BATCH_BYTES + FETCH_BYTES: below the 1 MB
+ * max.message.bytes brokers default to. */
+#define FETCH_BYTES (256 * 1024)
+#define BATCH_BYTES (512 * 1024)
+#define FETCHES_PER_BATCH 64
+#define BATCHES_PER_PARTITION 16 /* a pass moves on to the other partitions after this many */
 #define PRODUCE_TIMEOUT_MS 15000
 #define SOURCE_HEADER "kgate.mirror.source"
 #define TIMESTAMP_LOG_APPEND 0x08
@@ -315,6 +319,24 @@ typedef struct pass {
     char err[512];
 } pass;
 
+/* Fetches TOPIC[PARTITION] from *NEXT into B until B holds BATCH_BYTES, the source has no
+ * more (*HWM) or FETCHES_PER_BATCH answers came: a source that answers one small batch per
+ * Fetch (librdkafka's older mocks) still makes large copies. 0, or -1 with x->err. */
+static int fill_batch(pass *x, const char *topic, int32_t partition, int32_t src_leader,
+                      batch_builder *b, int64_t *next, int64_t *hwm)
+{
+    for (int f = 0; f < FETCHES_PER_BATCH; f++) {
+        int64_t at = *next;
+        if (kg_kafka_fetch(&x->src, src_leader, topic, partition, at, FETCH_BYTES, collect_record,
+                           b, next, hwm) < 0) {
+            snprintf(x->err, sizeof(x->err), "%s", x->src.err);
+            return -1;
+        }
+        if (*next == at || *next >= *hwm || b->records.len >= BATCH_BYTES) break;
+    }
+    return 0;
+}
+
 /* Copies TOPIC[PART] from the stored position on. 0, or -1 with x->err. */
 static int copy_partition(pass *x, const char *topic, const char *part, int32_t src_leader,
                           int32_t dst_leader)
@@ -329,15 +351,13 @@ static int copy_partition(pass *x, const char *topic, const char *part, int32_t 
         return -1;
     }
     int rc = 0;
-    for (int i = 0; i < FETCHES_PER_PARTITION && rc == 0; i++) {
+    for (int i = 0; i < BATCHES_PER_PARTITION && rc == 0; i++) {
         batch_builder b = {.source = x->src.cluster->cfg->name,
                            .target = x->dst.cluster->cfg->name};
         kp_writer_init(&b.records, 4096);
         kp_writer_init(&b.scratch, 256);
         int64_t next = pos, hwm = -1;
-        rc = kg_kafka_fetch(&x->src, src_leader, topic, partition, pos, FETCH_BYTES, collect_record,
-                            &b, &next, &hwm);
-        if (rc < 0) snprintf(x->err, sizeof(x->err), "%s", x->src.err);
+        rc = fill_batch(x, topic, partition, src_leader, &b, &next, &hwm);
         kp_writer batch;
         kp_writer_init(&batch, 4096);
         if (rc == 0 && b.count > 0) {
@@ -537,6 +557,9 @@ static int pass_locked(pass *x, const kg_cluster_topics *only, json_t *groups, c
         kg_warn("mirror %s -> %s of vcluster %s: %s", source->cfg->name, target->cfg->name,
                 m->cfg->name, x->err);
     }
+    if (x->copied > 0)
+        kg_debug("mirror %s: %d record(s) copied from %s to %s", m->doc_id, x->copied,
+                 source->cfg->name, target->cfg->name);
     free(names);
     json_decref(from);
     json_decref(to);

@@ -243,3 +243,48 @@ def test_mirror_api_reports_the_lag_now_and_runs_a_pass_on_demand(clusters, make
     assert kg.http("GET", "/v1/vclusters/plain/mirror").status == 409
     assert kg.http("GET", "/v1/vclusters/nope/mirror").status == 404
     assert sorted(values(read_full(west, "fo-mir"))) == sorted(sent), "copied twice"
+
+
+def topic_names(cluster):
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap, "broker.address.family": "v4",
+                         "log_level": 3})
+    return set(admin.list_topics(timeout=15).topics)
+
+
+@pytest.mark.guard(300)
+@pytest.mark.parametrize("east_version,west_version", [("2.0.2", "2.0.2"), ("2.0.2", "2.12")])
+def test_mirror_works_with_older_brokers_and_creates_no_topic(make_clusters, make_kgate,
+                                                              east_version, west_version):
+    """librdkafka 2.0.2's mock answers Metadata up to v2 only (no allow_auto_topic_creation):
+    the mirror asks it for every topic, never for one by name, which would create it."""
+    clusters = make_clusters(east=east_version, west=west_version, topics=TOPICS)
+    east, west = clusters["east"], clusters["west"]
+    kg = make_kgate(clusters, start=False)
+    kg.add_vcluster_keys('mirror: { topics: "^fo-mir", interval_ms: 200 }')
+    kg.start()
+    sent = produce(east, "fo-mir", 2, PER_PARTITION, "a")
+    wait_for(lambda: len(west.read_all("fo-mir")) >= 2 * PER_PARTITION, WAIT,
+             what="the mirror to copy east's records to west")
+    copied = read_full(west, "fo-mir")
+    assert sorted(values(copied)) == sorted(sent), "copied twice or something else copied"
+    check_copies(copied, sent, "east")
+
+    # Lag asked for a topic that exists nowhere: Metadata on both sides, and no topic created.
+    before = {c: topic_names(clusters[c]) for c in clusters}
+    assert "fo-mir-ghost" not in before["east"] | before["west"], before
+    r = kg.http("GET", "/v1/vclusters/default/mirror?topics=fo-mir,fo-mir-ghost")
+    assert r.status == 200, r
+    assert r.json["partitions"] == {"fo-mir": {"0": 0, "1": 0}}, r.json
+    assert "absent on the source" in r.json["not_mirrored"]["fo-mir-ghost"], r.json
+    assert {c: topic_names(clusters[c]) for c in clusters} == before, "a topic was created"
+
+    # After a failover west is the source: only its own records come back to east.
+    reply, _, _ = kg.switch("default", to="west", reason="mirror on older brokers")
+    assert reply.status == 200 and reply.json["changed"], reply
+    back = produce(west, "fo-mir", 2, 5, "c")
+    wait_for(lambda: len(east.read_all("fo-mir")) >= 2 * (PER_PARTITION + 5), WAIT,
+             what="the mirror to copy west's new records to east")
+    on_east = read_full(east, "fo-mir")
+    assert sorted(values(on_east)) == sorted({**sent, **back}), "copied twice or copied back"
+    check_copies([r for r in on_east if r[2].startswith("c-")], back, "west")
