@@ -282,6 +282,16 @@ static void print_switch_result(cli *c, const char *vcluster, json_t *r)
             kg_cli_str(r, "from", "?"), kg_cli_str(r, "to", "?"), epoch, conns);
     if (json_is_number(ms)) fprintf(c->s.out, " in %.1f ms", json_number_value(ms));
     fputc('\n', c->s.out);
+    json_t *planned = json_object_get(r, "planned");
+    if (!planned) return;
+    char hold[32], held[32], lag[32];
+    int_field(planned, "hold_ms", hold, sizeof(hold));
+    int_field(planned, "held_requests", held, sizeof(held));
+    int_field(planned, "lag_records_waited", lag, sizeof(lag));
+    fprintf(c->s.out,
+            "planned: producers held %s ms (%s request(s), sent on to the new side), waited for "
+            "a replication lag of %s record(s)\n",
+            hold, held, lag);
 }
 
 static long long parse_duration_ms(const char *text);

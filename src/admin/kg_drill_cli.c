@@ -74,6 +74,7 @@ static int switch_via_api(dcli *c, const kg_drill_spec *spec, const kg_drill_ste
              kg_drill_action_name(step->action));
     json_t *body = json_pack("{s:s, s:b}", "reason", step->reason[0] ? step->reason : spec->name,
                              "force", step->force);
+    if (step->planned) json_object_set_new(body, "planned", json_true());
     if (step->to[0]) json_object_set_new(body, "to", json_string(step->to));
     int status = call(c, "POST", path, body, reply);
     json_decref(body);

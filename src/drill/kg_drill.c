@@ -402,6 +402,7 @@ static json_t *step_json(drill *d, int k, int status, json_t *reply)
         json_object_set_new(out, "fault_ms", json_real(took_ms));
     } else {
         json_object_set_new(out, "switch_ms", json_real(took_ms));
+        if (st->planned) json_object_set_new(out, "planned", json_true());
         if (st->to[0]) json_object_set_new(out, "to", json_string(st->to));
         json_t *to = json_object_get(reply, "to");
         if (json_is_string(to) && !st->to[0]) json_object_set(out, "to", to);
@@ -420,8 +421,8 @@ static json_t *run_step(drill *d, int k, kg_drill_step_fn do_step, void *opaque)
     d->returned_us[k] = kg_now_us();
     if (st->action == KG_DRILL_CHAOS) arm(d, k, d->returned_us[k]);
     json_t *out = step_json(d, k, status, reply);
-    say(d, "%s %s: answered %d after %.1f ms", kg_drill_action_name(st->action),
-        text_or(json_object_get(out, "to"), ""), status,
+    say(d, "%s%s %s: answered %d after %.1f ms", st->planned ? "planned " : "",
+        kg_drill_action_name(st->action), text_or(json_object_get(out, "to"), ""), status,
         (double)(d->returned_us[k] - d->call_us[k]) / 1000.0);
     return out;
 }

@@ -33,6 +33,7 @@ typedef struct kg_drill_step {
     char to[64];      /* failover target; "" = the other side */
     char reason[256]; /* "" = the drill's name */
     int force;        /* switch even when the parity pre-flight finds differences */
+    int planned;      /* a planned switchover (route/kg_planned.h): producers held, no loss */
     /* KG_DRILL_CHAOS: a chaos rule (JSON text, as POST /v1/chaos/rules takes it) injected for
      * FAULT_MS, then removed. Its RTO counts from the end of the fault: how long clients take
      * to recover once the fault is gone. */

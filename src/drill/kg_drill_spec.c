@@ -15,7 +15,8 @@ static const char *const top_fields[] = {"name",          "hypothesis", "vcluste
                                          "consumer_wait", "expect",     NULL};
 static const char *const workload_fields[] = {
     "producers", "rate", "consumers", "group", "producer_config", "consumer_config", NULL};
-static const char *const step_fields[] = {"action", "to", "reason", "force", "rule", "for", NULL};
+static const char *const step_fields[] = {"action",  "to",   "reason", "force",
+                                          "planned", "rule", "for",    NULL};
 static const char *const action_names[] = {"failover", "failback", "chaos"};
 
 const char *kg_drill_action_name(kg_drill_action action)
@@ -176,9 +177,11 @@ static int parse_step(const json_t *s, int i, kg_drill_step *out, char *err, siz
     out->action = (kg_drill_action)a;
     strcat(where, ".");
     if (out->action == KG_DRILL_CHAOS) {
-        if (json_object_get(s, "to") || json_object_get(s, "force"))
-            return kg_errf(err, errlen, "fields \"%sto\" and \"%sforce\" are for switches", where,
-                           where);
+        if (json_object_get(s, "to") || json_object_get(s, "force") ||
+            json_object_get(s, "planned"))
+            return kg_errf(err, errlen,
+                           "fields \"%sto\", \"%sforce\" and \"%splanned\" are for switches", where,
+                           where, where);
         return parse_chaos_step(s, where, out, err, errlen);
     }
     if (json_object_get(s, "rule") || json_object_get(s, "for"))
@@ -193,6 +196,13 @@ static int parse_step(const json_t *s, int i, kg_drill_step *out, char *err, siz
     if (force && !json_is_boolean(force))
         return kg_errf(err, errlen, "field \"%sforce\" must be true or false", where);
     out->force = json_is_true(force);
+    json_t *planned = json_object_get(s, "planned");
+    if (planned && !json_is_boolean(planned))
+        return kg_errf(err, errlen, "field \"%splanned\" must be true or false", where);
+    out->planned = json_is_true(planned);
+    if (out->planned && out->force)
+        return kg_errf(err, errlen, "fields \"%splanned\" and \"%sforce\" do not go together",
+                       where, where);
     return 0;
 }
 

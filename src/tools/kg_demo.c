@@ -23,6 +23,9 @@
 
 #define DEMO_TOPIC "orders"
 
+/* The planned step could not be planned (demo_switch): why, for the closing note. */
+static char demo_unplanned_why[512];
+
 /* The demo's switches, made in process: the same call the admin API makes. */
 static int demo_switch(void *opaque, const kg_drill_spec *spec, const kg_drill_step *step,
                        json_t **reply)
@@ -31,27 +34,41 @@ static int demo_switch(void *opaque, const kg_drill_spec *spec, const kg_drill_s
     kg_switch_request req = {.vcluster = spec->vcluster,
                              .failback = step->action == KG_DRILL_FAILBACK,
                              .reason = "kgate demo",
-                             .actor = "demo"};
+                             .actor = "demo",
+                             .planned = step->planned};
+    int status = kg_gateway_switch(opaque, &req, reply);
+    if (status == 200 || !step->planned) return status;
+    /* A planned switch needs the embedded mirror to measure its lag; where it cannot (an
+     * older embedded cluster), the demo says why and switches unplanned. */
+    const char *why = json_string_value(json_object_get(*reply, "error"));
+    snprintf(demo_unplanned_why, sizeof(demo_unplanned_why), "%s", why ? why : "refused");
+    printf("planned switch refused: %s\nswitching unplanned instead\n", demo_unplanned_why);
+    json_decref(*reply);
+    *reply = NULL;
+    req.planned = 0;
     return kg_gateway_switch(opaque, &req, reply);
 }
 
-/* A failover to west and a failback to east under a steady producer and a consumer group,
- * measured as `kgate drill run` measures. */
+/* A planned failover to west (producers held until the embedded mirror has copied everything,
+ * nothing lost) and an unplanned failback to east (what the mirror had not copied yet is lost)
+ * under a steady producer and a consumer group, measured as `kgate drill run` measures. */
 static void demo_spec(kg_drill_spec *spec, int port, int phase_ms)
 {
-    *spec = (kg_drill_spec){.producers = 1,
-                            .rate = 100,
-                            .consumers = 1,
-                            .between_ms = phase_ms,
-                            .consumer_wait_ms = 15000,
-                            .n_steps = 2,
-                            .steps = {{.action = KG_DRILL_FAILOVER}, {.action = KG_DRILL_FAILBACK}},
-                            .max_producer_rto_ms = -1,
-                            .max_consumer_rto_ms = -1,
-                            .max_lost = -1,
-                            .max_duplicates = -1,
-                            .max_errors = -1};
-    snprintf(spec->name, sizeof(spec->name), "kgate demo: failover to west and back");
+    *spec = (kg_drill_spec){
+        .producers = 1,
+        .rate = 100,
+        .consumers = 1,
+        .between_ms = phase_ms,
+        .consumer_wait_ms = 15000,
+        .n_steps = 2,
+        .steps = {{.action = KG_DRILL_FAILOVER, .planned = 1}, {.action = KG_DRILL_FAILBACK}},
+        .max_producer_rto_ms = -1,
+        .max_consumer_rto_ms = -1,
+        .max_lost = -1,
+        .max_duplicates = -1,
+        .max_errors = -1};
+    snprintf(spec->name, sizeof(spec->name),
+             "kgate demo: planned failover to west, unplanned failback");
     snprintf(spec->vcluster, sizeof(spec->vcluster), "default");
     snprintf(spec->bootstrap, sizeof(spec->bootstrap), "127.0.0.1:%d", port);
     snprintf(spec->topic, sizeof(spec->topic), DEMO_TOPIC);
@@ -66,10 +83,15 @@ static int demo_drill(kg_gateway *gw, int port, int phase_ms)
     printf("\n");
     kg_drill_print_table(stdout, result);
     printf(
-        "\nkgate's embedded mirror copies the demo topic to the other side every 100 ms: what a\n"
-        "switch loses (RPO) is what it had not copied yet. With your own replication\n"
-        "(MirrorMaker 2) between real clusters, `kgate drill run` measures the same table for\n"
-        "your setup (docs/drills.md).\n");
+        "\nkgate's embedded mirror copies the demo topic to the other side every 100 ms. The\n"
+        "planned failover held the producer until the mirror had copied everything: nothing\n"
+        "acknowledged is lost. The unplanned failback switched at once: what the mirror had\n"
+        "not copied yet is lost (RPO). With your own replication (MirrorMaker 2) between real\n"
+        "clusters, `kgate drill run` measures the same table for your setup (docs/drills.md).\n");
+    if (demo_unplanned_why[0])
+        printf("\nHere the planned failover could not be planned (%s), so the demo switched\n"
+               "unplanned: both switches lose what the mirror had not copied.\n",
+               demo_unplanned_why);
     const json_t *clients = json_object_get(result, "clients");
     int ok = json_integer_value(json_object_get(json_array_get(clients, 0), "acked")) > 0 &&
              json_integer_value(json_object_get(json_array_get(clients, 1), "received")) > 0;

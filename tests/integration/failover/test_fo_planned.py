@@ -4,6 +4,7 @@ and sends the held requests to the new side itself; producers see no error, and 
 they were told was written is on the final active side exactly once. When the mirror cannot catch
 up within the hold bound the switch is aborted and the held requests go to the old side."""
 
+import json
 import threading
 
 import pytest
@@ -34,9 +35,9 @@ def planned(kg, action="failover", **body):
 
 def producers(kg, tmp_path):
     """4 producers, ~1,000 records/s together: librdkafka with and without retries, and
-    kafka-python (its defaults: retries=0, acks=1). librdkafka batches for 100 ms: the embedded
-    mirror copies one batch per round trip from a mock cluster (which returns one batch per
-    Fetch), so a record per batch would outrun it (docs/runbook.md)."""
+    kafka-python (its defaults: retries=0, acks=1). librdkafka batches for 100 ms: a mock
+    cluster answers one batch per Fetch, so the embedded mirror reads one batch per round trip,
+    and a record per batch at this rate would outrun it (docs/runbook.md)."""
     bs = kg.bootstrap("default")
     batched = {"linger.ms": 100}
     no_retry = {**batched, "message.send.max.retries": 0, "enable.idempotence": False}
@@ -101,10 +102,13 @@ def test_planned_failover_and_failback_lose_nothing_and_give_no_error(clusters, 
         assert reply.json["to"] == "west"
         wait_acks(runs, 200)
 
-        back = planned(kg, "failback", hold_max_ms=20000)
-        assert back.status == 200 and back.json["changed"], back
-        assert back.json["planned"]["held_requests"] > 0, back.json["planned"]
-        assert back.json["to"] == "east"
+        # the CLI, as an operator types it
+        back = kg.cli("failback", "default", "--planned", "--hold-max", "30s", "--json",
+                      timeout=120)
+        assert back.returncode == 0, back
+        result = json.loads(back.stdout)
+        assert result["changed"] and result["to"] == "east", result
+        assert result["planned"]["held_requests"] > 0, result["planned"]
         # east is active again: what was written on west came over with the mirror's last pass
         finish(runs, east)
     finally:
@@ -191,3 +195,25 @@ def test_planned_switch_bad_input(clusters, make_kgate):
     assert kg.vcluster_status()["active"] == "east"
     done = kg.cli("failover", "default", "--hold-max", "5s")
     assert done.returncode != 0 and "--planned" in done.stderr, done
+
+
+@pytest.mark.guard(300)
+def test_a_drill_with_a_planned_failover_loses_nothing(make_clusters, make_kgate, tmp_path):
+    from test_drill import TOPIC as DRILL_TOPIC, drill_records, write_drill
+    clusters = make_clusters()
+    kg = make_kgate(clusters, start=False)
+    kg.add_vcluster_keys(f'mirror: {{ topics: "^{DRILL_TOPIC}$", interval_ms: 200 }}')
+    kg.start()
+    steps = [{"action": "failover", "to": "west", "planned": True, "reason": "planned drill"}]
+    run = kg.cli("drill", "run", write_drill(tmp_path, kg, steps=steps), "--json", timeout=200)
+    assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
+    result = json.loads(run.stdout)
+    step = result["steps"][0]
+    assert step["status"] == 200 and step["planned"] is True, step
+    assert step["result"]["planned"]["outcome"] == "switched", step["result"]
+    data = result["data"]
+    assert data["lost"] == 0 and result["outcome"] == "passed", (data, result["outcome"])
+    # checked against what the test reads itself: every acknowledged record is on west
+    west = drill_records(clusters["west"], result["run"])
+    assert data["acked"] > 0 and data["found_on_active_side"] == data["acked"] == len(west)
+    assert all(c["errors"] == 0 for c in result["clients"]), result["clients"]
