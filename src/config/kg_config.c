@@ -200,8 +200,8 @@ enum { OFFSETS_CHECKPOINTS, OFFSETS_ALIASES, OFFSETS_POLICY, OFFSETS_TIMEOUT_MS,
 static const char *const offsets_keys[OFFSETS_N] = {"checkpoints", "aliases", "policy",
                                                     "timeout_ms"};
 
-enum { MIRROR_TOPICS, MIRROR_INTERVAL_MS, MIRROR_N };
-static const char *const mirror_keys[MIRROR_N] = {"topics", "interval_ms"};
+enum { MIRROR_TOPICS, MIRROR_INTERVAL_MS, MIRROR_DLQ, MIRROR_N };
+static const char *const mirror_keys[MIRROR_N] = {"topics", "interval_ms", "dlq"};
 
 enum { NODE_IDS_MIN, NODE_IDS_MAX, NODE_IDS_N };
 static const char *const node_ids_keys[NODE_IDS_N] = {"min", "max"};
@@ -1531,6 +1531,14 @@ static void parse_mirror(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v, c
         vc->mirror_interval_ms = (int)n;
     if (vc->secondary < 0)
         cfg_err(p, v->loc, "%s: a mirror needs a secondary cluster to copy to", path);
+    if (get_string(p, &f[MIRROR_DLQ], join_path(fp, path, "dlq"), vc->mirror_dlq,
+                   sizeof(vc->mirror_dlq)) > 0 &&
+        strspn(vc->mirror_dlq,
+               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+            strlen(vc->mirror_dlq))
+        cfg_err(p, f[MIRROR_DLQ].loc,
+                "%s: '%s' is not a Kafka topic name (letters, digits, '.', '_', '-')", fp,
+                vc->mirror_dlq);
     if (get_string(p, &f[MIRROR_TOPICS], join_path(fp, path, "topics"), vc->mirror_topics,
                    sizeof(vc->mirror_topics)) == 0) {
         report_missing(p, v, &f[MIRROR_TOPICS], path, "topics",

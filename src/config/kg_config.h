@@ -149,6 +149,7 @@ typedef struct kg_vcluster_cfg {
     /* mirror: kgate copies topics from the active cluster to the other (route/kg_mirror.h) */
     char mirror_topics[256]; /* POSIX extended regex of topic names; "" = no mirror */
     int mirror_interval_ms;  /* a pass this often (default 1000) */
+    char mirror_dlq[250];    /* a topic of the target for records it refuses; "" = none */
     /* auth: gateway — clients authenticate to kgate (SASL) with users kgate manages. */
     int auth_gateway;
     /* auth: passthrough — clients log in to the active cluster; kgate reads the name along. */

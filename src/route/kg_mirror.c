@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "chaos/kg_chaos_internal.h" /* kg_chaos_error_name */
 #include "route/kg_kafka.h"
 #include "route/kg_offsets.h"
 #include "util/kg_log.h"
@@ -21,7 +22,8 @@
 #define FETCH_BYTES (256 * 1024)
 #define BATCH_BYTES (512 * 1024)
 #define FETCHES_PER_BATCH 64
-#define BATCHES_PER_PARTITION 16 /* a pass moves on to the other partitions after this many */
+#define BATCHES_PER_PARTITION 16   /* a pass moves on to the other partitions after this many */
+#define SINGLES_PER_PARTITION 4096 /* records sent one by one after a refused batch */
 #define PRODUCE_TIMEOUT_MS 15000
 #define SOURCE_HEADER "kgate.mirror.source"
 #define TIMESTAMP_LOG_APPEND 0x08
@@ -35,7 +37,9 @@ struct kg_mirror {
     char doc_id[3 * KG_NAME_MAX + 4]; /* the direction whose positions are loaded */
     json_t *positions;                /* {topic: {"<partition>": next source offset}} */
     json_t *written; /* {"group topic partition": up}: the checkpoints written, not repeated */
-    kg_counter *copied, *errors;
+    kg_counter *copied, *errors, *dead; /* dead: records written to the DLQ */
+    kg_gauge *stopped_gauge;            /* partitions in STOPPED */
+    json_t *stopped;      /* {topic: {"<partition>": why}}: refused records, no DLQ (retried) */
     char last_error[512]; /* why the last pass stopped; "" when it ended well */
 };
 
@@ -61,6 +65,16 @@ kg_mirror *kg_mirror_new(const kg_vcluster_cfg *cfg, kg_metrics *metrics, kg_sto
     m->errors =
         kg_metrics_counter(metrics, "kgate_mirror_errors_total",
                            "Mirror passes that stopped on an error (retried next pass)", labels);
+    m->dead = kg_metrics_counter(metrics, "kgate_mirror_dlq_records_total",
+                                 "Records the other cluster refused (a non-retriable error) that "
+                                 "the embedded mirror wrote to its dead-letter topic (mirror.dlq)",
+                                 labels);
+    m->stopped_gauge = kg_metrics_gauge(
+        metrics, "kgate_mirror_stopped_partitions",
+        "Partitions the embedded mirror stopped at a record the other cluster refuses (no "
+        "mirror.dlq): their lag grows until the record is accepted or a DLQ is configured",
+        labels);
+    m->stopped = json_object();
     return m;
 }
 
@@ -71,10 +85,19 @@ void kg_mirror_free(kg_mirror *m)
     pthread_mutex_destroy(&m->lock);
     json_decref(m->positions);
     json_decref(m->written);
+    json_decref(m->stopped);
     free(m);
 }
 
 /* ---------------------------------------------------------------- records to copy */
+
+/* One record as read from the source, kept for the DLQ (copies: the Fetch answer is gone). */
+typedef struct kept_record {
+    int64_t ts, offset;
+    int32_t header_count;
+    int32_t key_len, value_len; /* -1: null */
+    kp_writer data;             /* key, value, encoded headers, back to back */
+} kept_record;
 
 /* The records of one Fetch answer, re-encoded as one batch for the target. */
 typedef struct batch_builder {
@@ -84,6 +107,9 @@ typedef struct batch_builder {
     int32_t count;
     int64_t base_ts, max_ts;
     int64_t first_source; /* the source offset of the first record copied */
+    int64_t next_source;  /* the source offset after the last record taken or skipped */
+    int single;           /* one record only, kept in KEPT (after a refused batch) */
+    kept_record kept;
 } batch_builder;
 
 /* Does the record carry kgate.mirror.source = TARGET (it came from there)? */
@@ -110,9 +136,11 @@ static void write_varbytes(kp_writer *w, kp_bytes b)
     if (b.len > 0) kp_write_raw(w, b.ptr, (size_t)b.len);
 }
 
-/* Appends a record (HEADERS: HEADER_COUNT of them, encoded) and kgate.mirror.source. */
-static void append_record(batch_builder *b, int64_t ts, kp_bytes key, kp_bytes value,
-                          int32_t header_count, kp_bytes headers)
+/* Appends a record (HEADERS: HEADER_COUNT of them, encoded, then EXTRA_COUNT more in EXTRA)
+ * and kgate.mirror.source. */
+static void append_record_with(batch_builder *b, int64_t ts, kp_bytes key, kp_bytes value,
+                               int32_t header_count, kp_bytes headers, int32_t extra_count,
+                               const kp_writer *extra)
 {
     if (b->count == 0) b->base_ts = b->max_ts = ts;
     if (ts > b->max_ts) b->max_ts = ts;
@@ -123,8 +151,9 @@ static void append_record(batch_builder *b, int64_t ts, kp_bytes key, kp_bytes v
     kp_write_varint(w, b->count); /* offset delta */
     write_varbytes(w, key);
     write_varbytes(w, value);
-    kp_write_varint(w, header_count + 1);
+    kp_write_varint(w, header_count + extra_count + 1);
     if (headers.len > 0) kp_write_raw(w, headers.ptr, (size_t)headers.len);
+    if (extra && extra->len > 0) kp_write_raw(w, extra->buf, extra->len);
     write_varbytes(w, (kp_bytes){(const uint8_t *)SOURCE_HEADER, (int32_t)strlen(SOURCE_HEADER)});
     write_varbytes(w, (kp_bytes){(const uint8_t *)b->source, (int32_t)strlen(b->source)});
     kp_write_varint(&b->records, (int32_t)w->len);
@@ -132,14 +161,37 @@ static void append_record(batch_builder *b, int64_t ts, kp_bytes key, kp_bytes v
     b->count++;
 }
 
+static void append_record(batch_builder *b, int64_t ts, kp_bytes key, kp_bytes value,
+                          int32_t header_count, kp_bytes headers)
+{
+    append_record_with(b, ts, key, value, header_count, headers, 0, NULL);
+}
+
+static void keep_record(kept_record *k, int64_t ts, int64_t offset, const kp_record *rec)
+{
+    k->ts = ts;
+    k->offset = offset;
+    k->header_count = rec->header_count;
+    k->key_len = rec->key.len < 0 ? -1 : rec->key.len;
+    k->value_len = rec->value.len < 0 ? -1 : rec->value.len;
+    kp_writer_reset(&k->data);
+    if (rec->key.len > 0) kp_write_raw(&k->data, rec->key.ptr, (size_t)rec->key.len);
+    if (rec->value.len > 0) kp_write_raw(&k->data, rec->value.ptr, (size_t)rec->value.len);
+    if (rec->headers.len > 0) kp_write_raw(&k->data, rec->headers.ptr, (size_t)rec->headers.len);
+}
+
 static bool collect_record(void *ctx, const kp_batch_info *batch, kp_record *rec, int *copies)
 {
     batch_builder *b = ctx;
+    int64_t offset = batch->base_offset + rec->offset_delta;
+    if (b->single && b->count > 0) return false; /* the rest waits for the next batch */
+    if (offset + 1 > b->next_source) b->next_source = offset + 1;
     if (came_from(rec, b->target)) return false;
-    if (b->count == 0) b->first_source = batch->base_offset + rec->offset_delta;
+    if (b->count == 0) b->first_source = offset;
     int64_t ts = (batch->attributes & TIMESTAMP_LOG_APPEND)
                      ? batch->max_timestamp
                      : batch->base_timestamp + rec->timestamp_delta;
+    if (b->single) keep_record(&b->kept, ts, offset, rec);
     append_record(b, ts, rec->key, rec->value, rec->header_count, rec->headers);
     return false;
 }
@@ -194,10 +246,11 @@ static void encode_produce(kp_writer *w, int16_t version, void *ctx)
 }
 
 /* 0 when the target acknowledged the batch (*BASE: the offset it gave the first record), -1
- * with K->err. */
+ * with K->err and *CODE: the target's error code, or -1 when it did not answer. */
 static int produce(kg_kafka *k, int32_t leader, const char *topic, int32_t partition,
-                   const kp_writer *batch, int64_t *base)
+                   const kp_writer *batch, int64_t *base, int16_t *code)
 {
+    *code = -1;
     produce_ctx ctx = {topic, partition, {batch->buf, (int32_t)batch->len}};
     kg_kafka_answer ans;
     /* v3+: record batches (magic 2); up to 9: what librdkafka's mock offers, topics by name */
@@ -209,11 +262,12 @@ static int produce(kg_kafka *k, int32_t leader, const char *topic, int32_t parti
              ? 0
              : -1;
     if (kg_kafka_decoded(k, &ans, rc, "Produce") == 0) {
-        int16_t code = m.responses.items[0].partition_responses.items[0].error_code;
+        *code = m.responses.items[0].partition_responses.items[0].error_code;
         *base = m.responses.items[0].partition_responses.items[0].base_offset;
-        if (code != 0) {
-            snprintf(k->err, sizeof(k->err), "%s: Produce %s[%d]: error %d", k->cluster->cfg->name,
-                     topic, partition, code);
+        if (*code != 0) {
+            const char *name = kg_chaos_error_name(*code);
+            snprintf(k->err, sizeof(k->err), "%s: Produce %s[%d]: %s (error %d)",
+                     k->cluster->cfg->name, topic, partition, name ? name : "an error", *code);
             rc = -1;
         }
     }
@@ -316,28 +370,164 @@ typedef struct pass {
     kg_mirror *m;
     kg_kafka src, dst;
     int copied;
+    int32_t dlq_leader; /* of mirror.dlq's partition 0 on the target; -1: not looked up yet */
     char err[512];
 } pass;
 
-/* Fetches TOPIC[PARTITION] from *NEXT into B until B holds BATCH_BYTES, the source has no
- * more (*HWM) or FETCHES_PER_BATCH answers came: a source that answers one small batch per
- * Fetch (librdkafka's older mocks) still makes large copies. 0, or -1 with x->err. */
+/* Fetches TOPIC[PARTITION] from *NEXT into B until B holds BATCH_BYTES (or one record, in
+ * single mode), the source has no more (*HWM) or FETCHES_PER_BATCH answers came: a source that
+ * answers one small batch per Fetch (librdkafka's older mocks) still makes large copies. *NEXT
+ * ends after the last record taken. 0, or -1 with x->err. */
 static int fill_batch(pass *x, const char *topic, int32_t partition, int32_t src_leader,
                       batch_builder *b, int64_t *next, int64_t *hwm)
 {
+    b->next_source = *next;
     for (int f = 0; f < FETCHES_PER_BATCH; f++) {
-        int64_t at = *next;
+        int64_t at = *next, ignored;
         if (kg_kafka_fetch(&x->src, src_leader, topic, partition, at, FETCH_BYTES, collect_record,
-                           b, next, hwm) < 0) {
+                           b, &ignored, hwm) < 0) {
             snprintf(x->err, sizeof(x->err), "%s", x->src.err);
             return -1;
         }
-        if (*next == at || *next >= *hwm || b->records.len >= BATCH_BYTES) break;
+        *next = b->next_source;
+        if (*next == at || *next >= *hwm || b->records.len >= BATCH_BYTES ||
+            (b->single && b->count > 0))
+            break;
     }
     return 0;
 }
 
-/* Copies TOPIC[PART] from the stored position on. 0, or -1 with x->err. */
+/* Errors a retry does not cure: the target refuses this record (or batch) for good. */
+static int refused_for_good(int16_t code)
+{
+    static const int16_t codes[] = {
+        2,  /* CORRUPT_MESSAGE */
+        10, /* MESSAGE_TOO_LARGE */
+        17, /* INVALID_TOPIC_EXCEPTION */
+        18, /* RECORD_LIST_TOO_LARGE */
+        29, /* TOPIC_AUTHORIZATION_FAILED */
+        32, /* INVALID_TIMESTAMP */
+        43, /* UNSUPPORTED_FOR_MESSAGE_FORMAT */
+        44, /* POLICY_VIOLATION */
+        87, /* INVALID_RECORD */
+    };
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        if (codes[i] == code) return 1;
+    return 0;
+}
+
+static void write_header(kp_writer *w, const char *key, const char *value)
+{
+    write_varbytes(w, (kp_bytes){(const uint8_t *)key, (int32_t)strlen(key)});
+    write_varbytes(w, (kp_bytes){(const uint8_t *)value, (int32_t)strlen(value)});
+}
+
+/* Writes K (refused by the target with CODE) to mirror.dlq on the target, partition 0, with
+ * its key, value and headers and five headers saying why and where from. 0, or -1 with
+ * x->err. */
+static int write_dlq(pass *x, const char *topic, int32_t partition, const kept_record *k,
+                     int16_t code)
+{
+    const char *dlq = x->m->cfg->mirror_dlq;
+    if (x->dlq_leader < 0) {
+        const char *names[1] = {dlq};
+        kg_cluster_topics t = {1, names};
+        json_t *leaders = kg_kafka_leaders(&x->dst, &t);
+        json_t *leader = json_object_get(json_object_get(leaders, dlq), "0");
+        if (leader) x->dlq_leader = (int32_t)json_integer_value(leader);
+        json_decref(leaders);
+        if (!leader) {
+            snprintf(x->err, sizeof(x->err), "the DLQ topic %s does not exist on %s", dlq,
+                     x->dst.cluster->cfg->name);
+            return -1;
+        }
+    }
+    const char *name = kg_chaos_error_name(code);
+    char reason[64], part[16], offset[32];
+    snprintf(reason, sizeof(reason), "%s", name ? name : "UNKNOWN");
+    if (!name) snprintf(reason, sizeof(reason), "error %d", code);
+    snprintf(part, sizeof(part), "%d", partition);
+    snprintf(offset, sizeof(offset), "%lld", (long long)k->offset);
+    kp_writer extra;
+    kp_writer_init(&extra, 256);
+    write_header(&extra, "kgate.dlq.reason", reason);
+    write_header(&extra, "kgate.dlq.source.cluster", x->src.cluster->cfg->name);
+    write_header(&extra, "kgate.dlq.source.topic", topic);
+    write_header(&extra, "kgate.dlq.source.partition", part);
+    write_header(&extra, "kgate.dlq.source.offset", offset);
+    batch_builder b = {.source = x->src.cluster->cfg->name, .target = x->dst.cluster->cfg->name};
+    kp_writer_init(&b.records, 1024);
+    kp_writer_init(&b.scratch, 256);
+    const uint8_t *p = k->data.buf;
+    kp_bytes key = {k->key_len < 0 ? NULL : p, k->key_len};
+    p += k->key_len > 0 ? k->key_len : 0;
+    kp_bytes value = {k->value_len < 0 ? NULL : p, k->value_len};
+    p += k->value_len > 0 ? k->value_len : 0;
+    kp_bytes headers = {p, (int32_t)(k->data.len - (size_t)(p - k->data.buf))};
+    append_record_with(&b, k->ts, key, value, k->header_count, headers, 5, &extra);
+    kp_writer batch;
+    kp_writer_init(&batch, 1024);
+    batch_encode(&b, &batch);
+    int64_t base;
+    int16_t dlq_code;
+    int rc = batch.err || extra.err
+                 ? -1
+                 : produce(&x->dst, x->dlq_leader, dlq, 0, &batch, &base, &dlq_code);
+    if (rc < 0)
+        snprintf(x->err, sizeof(x->err), "the DLQ refused it too: %s",
+                 batch.err || extra.err ? "out of memory" : x->dst.err);
+    kp_writer_free(&batch);
+    kp_writer_free(&b.records);
+    kp_writer_free(&b.scratch);
+    kp_writer_free(&extra);
+    return rc;
+}
+
+static void set_stopped(kg_mirror *m, const char *topic, const char *part, const char *why)
+{
+    json_t *parts = json_object_get(m->stopped, topic);
+    json_t *was = parts ? json_object_get(parts, part) : NULL;
+    if (why && !(was && strcmp(json_string_value(was), why) == 0)) {
+        kg_error("mirror %s: %s[%s] stopped: %s; it is retried every pass, its lag grows until "
+                 "the target takes the record or mirror.dlq is set",
+                 m->doc_id, topic, part, why);
+        if (!parts) json_object_set_new(m->stopped, topic, parts = json_object());
+        json_object_set_new(parts, part, json_string(why));
+    } else if (!why && was) {
+        kg_info("mirror %s: %s[%s] copies again", m->doc_id, topic, part);
+        json_object_del(parts, part);
+        if (json_object_size(parts) == 0) json_object_del(m->stopped, topic);
+    }
+    size_t n = 0;
+    const char *t;
+    json_t *ps;
+    json_object_foreach(m->stopped, t, ps) n += json_object_size(ps);
+    kg_gauge_set(m->stopped_gauge, (double)n);
+}
+
+/* A record the target refused for good (CODE, x->err): into the DLQ, or the partition stops
+ * there. 0 when it went to the DLQ, else -2. */
+static int refused(pass *x, const char *topic, const char *part, const batch_builder *b,
+                   int16_t code)
+{
+    char why[600];
+    snprintf(why, sizeof(why), "%s: record at offset %lld refused: %s", x->src.cluster->cfg->name,
+             (long long)b->kept.offset, x->dst.err);
+    if (x->m->cfg->mirror_dlq[0] && write_dlq(x, topic, atoi(part), &b->kept, code) == 0) {
+        kg_counter_inc(x->m->dead);
+        kg_warn("mirror %s: %s; written to the DLQ %s", x->m->doc_id, why, x->m->cfg->mirror_dlq);
+        return 0;
+    }
+    if (x->m->cfg->mirror_dlq[0])
+        snprintf(why + strlen(why), sizeof(why) - strlen(why), "; %s", x->err);
+    set_stopped(x->m, topic, part, why);
+    return -2;
+}
+
+/* Copies TOPIC[PART] from the stored position on. 0; -1 with x->err (the pass stops: the next
+ * one retries); -2 when the partition stopped at a record the target refuses (the others go
+ * on). A batch the target refuses for good is sent again one record at a time, so only the
+ * refused record goes to the DLQ (or stops the partition). */
 static int copy_partition(pass *x, const char *topic, const char *part, int32_t src_leader,
                           int32_t dst_leader)
 {
@@ -351,19 +541,26 @@ static int copy_partition(pass *x, const char *topic, const char *part, int32_t 
         return -1;
     }
     int rc = 0;
-    for (int i = 0; i < BATCHES_PER_PARTITION && rc == 0; i++) {
+    int single = json_object_get(json_object_get(x->m->stopped, topic), part) != NULL;
+    for (int i = 0, singles = 0;
+         i < BATCHES_PER_PARTITION && singles < SINGLES_PER_PARTITION && rc == 0;
+         single ? singles++ : i++) {
         batch_builder b = {.source = x->src.cluster->cfg->name,
-                           .target = x->dst.cluster->cfg->name};
+                           .target = x->dst.cluster->cfg->name,
+                           .single = single};
         kp_writer_init(&b.records, 4096);
         kp_writer_init(&b.scratch, 256);
+        kp_writer_init(&b.kept.data, 0);
         int64_t next = pos, hwm = -1;
+        int16_t code = -1;
         rc = fill_batch(x, topic, partition, src_leader, &b, &next, &hwm);
         kp_writer batch;
         kp_writer_init(&batch, 4096);
         if (rc == 0 && b.count > 0) {
             batch_encode(&b, &batch);
             int64_t base = -1;
-            rc = batch.err ? -1 : produce(&x->dst, dst_leader, topic, partition, &batch, &base);
+            rc = batch.err ? -1
+                           : produce(&x->dst, dst_leader, topic, partition, &batch, &base, &code);
             if (rc == 0) { /* both ends of the batch: offsets inside it translate exactly */
                 add_sync(x->m, topic, part, b.first_source, base);
                 add_sync(x->m, topic, part, next, base + b.count);
@@ -371,15 +568,26 @@ static int copy_partition(pass *x, const char *topic, const char *part, int32_t 
             if (rc < 0)
                 snprintf(x->err, sizeof(x->err), "%s", batch.err ? "out of memory" : x->dst.err);
         }
+        int redo = rc < 0 && refused_for_good(code) && !single; /* again, one by one */
+        int dead = rc < 0 && refused_for_good(code) && single;
+        if (dead) rc = refused(x, topic, part, &b, code);
+        if (rc == 0 && single) set_stopped(x->m, topic, part, NULL);
         if (rc == 0 && next > pos) {
-            x->copied += b.count;
-            kg_counter_add(x->m->copied, (uint64_t)b.count);
+            x->copied += dead ? 0 : b.count;
+            if (!dead) kg_counter_add(x->m->copied, (uint64_t)b.count);
             save_position(x->m, topic, part, pos = next);
         }
-        if (rc == 0) set_lag(x->m, topic, part, hwm - pos);
+        if (rc == 0 || rc == -2 || redo) set_lag(x->m, topic, part, hwm - pos);
         kp_writer_free(&batch);
         kp_writer_free(&b.records);
         kp_writer_free(&b.scratch);
+        kp_writer_free(&b.kept.data);
+        if (redo) { /* the refused batch again, a record at a time */
+            single = 1;
+            rc = 0;
+            continue;
+        }
+        if (dead && rc == 0) single = 0;   /* past the refused record: batches again */
         if (rc == 0 && next >= hwm) break; /* caught up */
     }
     return rc;
@@ -437,9 +645,10 @@ static void write_checkpoints(pass *x, json_t *groups, const char *alias)
     kp_writer batch;
     kp_writer_init(&batch, 1024);
     int64_t base;
+    int16_t code;
     if (b.count > 0) batch_encode(&b, &batch);
     if (b.count > 0 && !batch.err &&
-        produce(&x->dst, (int32_t)json_integer_value(leader), topic, 0, &batch, &base) == 0)
+        produce(&x->dst, (int32_t)json_integer_value(leader), topic, 0, &batch, &base, &code) == 0)
         json_object_update(x->m->written, pending);
     else if (b.count > 0)
         kg_warn("mirror %s: checkpoints not written: %s", x->m->doc_id,
@@ -475,6 +684,7 @@ static void lag_only(pass *x, json_t *from, const char **names, int n)
 static int wanted(kg_mirror *m, const char *topic)
 {
     size_t len = strlen(topic);
+    if (strcmp(topic, m->cfg->mirror_dlq) == 0) return 0; /* the DLQ stays where it is */
     if (strncmp(topic, "__", 2) == 0 || (len > 9 && strcmp(topic + len - 9, ".internal") == 0))
         return 0;
     return regexec(&m->topics, topic, 0, NULL, 0) == 0;
@@ -542,8 +752,9 @@ static int pass_locked(pass *x, const kg_cluster_topics *only, json_t *groups, c
                         part, target->cfg->name);
                 continue;
             }
+            /* -2: that partition stopped (logged, in "stopped"); the others go on */
             if (copy_partition(x, names[i], part, (int32_t)json_integer_value(leader),
-                               (int32_t)json_integer_value(dst_leader)) < 0) {
+                               (int32_t)json_integer_value(dst_leader)) == -1) {
                 err = x->err;
                 break;
             }
@@ -573,7 +784,8 @@ int kg_mirror_pass_topics(kg_mirror *m, kg_cluster *source, kg_cluster *target,
     uint64_t deadline = kg_now_us() + (uint64_t)timeout_ms * 1000u;
     pass x = {.m = m,
               .src = {.cluster = source, .deadline_us = deadline},
-              .dst = {.cluster = target, .deadline_us = deadline}};
+              .dst = {.cluster = target, .deadline_us = deadline},
+              .dlq_leader = -1};
     if (lock_until(m, deadline) < 0) {
         kg_counter_inc(m->errors);
         kg_warn("mirror of vcluster %s: busy (another pass did not end within %d ms)", m->cfg->name,
@@ -663,7 +875,7 @@ static json_t *lag_locked(pass *x, const kg_cluster_topics *topics)
         json_t *lags = json_object(), *skipped = json_object();
         out = json_pack("{s:s, s:s, s:o, s:o, s:o}", "source", x->src.cluster->cfg->name, "target",
                         x->dst.cluster->cfg->name, "partitions", lags, "not_mirrored", skipped,
-                        "stopped", json_object());
+                        "stopped", json_deep_copy(x->m->stopped));
         int64_t total = 0;
         for (int i = 0; out && i < n; i++) {
             const char *why = not_mirrored(x->m, names[i], from, to);
@@ -692,7 +904,8 @@ json_t *kg_mirror_lag(kg_mirror *m, kg_cluster *source, kg_cluster *target,
     uint64_t deadline = kg_now_us() + (uint64_t)timeout_ms * 1000u;
     pass x = {.m = m,
               .src = {.cluster = source, .deadline_us = deadline},
-              .dst = {.cluster = target, .deadline_us = deadline}};
+              .dst = {.cluster = target, .deadline_us = deadline},
+              .dlq_leader = -1};
     if (lock_until(m, deadline) < 0) {
         snprintf(err, errlen, "busy: a mirror pass did not end within %d ms", timeout_ms);
         return NULL;

@@ -288,3 +288,101 @@ def test_mirror_works_with_older_brokers_and_creates_no_topic(make_clusters, mak
     on_east = read_full(east, "fo-mir")
     assert sorted(values(on_east)) == sorted({**sent, **back}), "copied twice or copied back"
     check_copies([r for r in on_east if r[2].startswith("c-")], back, "west")
+
+
+# ---------------------------------------------------------------------------------------------
+# Records the target refuses (item 5: the DLQ). The target is a second kgate in front of west
+# whose chaos rule answers Produce of fo-bad with MESSAGE_TOO_LARGE, as a broker would answer a
+# record above its max.message.bytes: kgate's chaos is a real Kafka peer for the mirror.
+
+BAD_TOPICS = {**TOPICS, "fo-bad": 2, "fo-dlq": 1}
+
+
+def refusing_west(clusters, make_kgate):
+    """(kgate in front of west with the refusing rule, that rule's id)."""
+    front = make_kgate({"west": clusters["west"]}, vclusters=(("front", "west", None),))
+    r = front.http("POST", "/v1/chaos/rules",
+                   {"type": "broken-brokers", "id": "refuse-bad", "topic": "fo-bad",
+                    "errors": {"produce": "MESSAGE_TOO_LARGE"}})
+    assert r.status == 201, r
+    return front, "refuse-bad"
+
+
+def start_mirror_to(clusters, front, make_kgate, keys):
+    kg = make_kgate({"east": clusters["east"], "west": front.bootstrap("front")}, start=False)
+    kg.add_vcluster_keys(keys)
+    return kg.start()
+
+
+def header(headers, name):
+    return dict(headers)[name].decode()
+
+
+@pytest.mark.guard(300)
+def test_records_the_target_refuses_go_to_the_dlq_with_the_reason(make_clusters, make_kgate):
+    clusters = make_clusters(topics=BAD_TOPICS)
+    east, west = clusters["east"], clusters["west"]
+    front, _ = refusing_west(clusters, make_kgate)
+    kg = start_mirror_to(clusters, front, make_kgate,
+                         'mirror: { topics: "^fo-(mir|bad)$", interval_ms: 200, dlq: fo-dlq }')
+    good = produce(east, "fo-mir", 2, 10, "good")
+    bad = produce(east, "fo-bad", 2, 5, "bad")
+    wait_for(lambda: len(west.read_all("fo-dlq")) >= 10, WAIT, what="the refused records in fo-dlq")
+    wait_for(lambda: len(west.read_all("fo-mir")) >= 20, WAIT, what="fo-mir's copies")
+    assert sorted(values(read_full(west, "fo-mir"))) == sorted(good)
+    assert west.read_all("fo-bad") == []
+    dead = read_full(west, "fo-dlq")
+    assert sorted(values(dead)) == sorted(bad), "a refused record missing or twice in the DLQ"
+    offsets = {p: 0 for p in range(2)}
+    for _, key, value, headers, ts in sorted(dead, key=lambda r: r[2]):
+        part, k, hdrs, t = bad[value]
+        assert (key, ts) == (k, t) and headers[:len(hdrs)] == hdrs, (value, key, headers)
+        assert header(headers, "kgate.dlq.reason") == "MESSAGE_TOO_LARGE", headers
+        assert header(headers, "kgate.dlq.source.cluster") == "east"
+        assert header(headers, "kgate.dlq.source.topic") == "fo-bad"
+        assert header(headers, "kgate.dlq.source.partition") == str(part)
+        # produced in order, one partition at a time: the offset is the record's index
+        assert header(headers, "kgate.dlq.source.offset") == value.rsplit("-", 1)[1], headers
+        offsets[part] += 1
+    assert offsets == {0: 5, 1: 5}
+    samples = kg.metrics()
+    assert metric(samples, "kgate_mirror_dlq_records_total", vcluster="default") == 10
+    assert metric(samples, "kgate_mirror_stopped_partitions", vcluster="default") == 0
+    r = kg.http("GET", "/v1/vclusters/default/mirror")
+    assert r.status == 200 and r.json["total"] == 0 and r.json["stopped"] == {}, r.json
+
+
+@pytest.mark.guard(300)
+def test_without_a_dlq_a_refused_record_stops_its_partition_until_it_is_taken(make_clusters,
+                                                                              make_kgate):
+    clusters = make_clusters(topics=BAD_TOPICS)
+    east, west = clusters["east"], clusters["west"]
+    front, rule = refusing_west(clusters, make_kgate)
+    kg = start_mirror_to(clusters, front, make_kgate,
+                         'mirror: { topics: "^fo-(mir|bad)$", interval_ms: 200 }')
+    good = produce(east, "fo-mir", 2, 10, "good")
+    bad = produce(east, "fo-bad", 2, 5, "bad")
+    wait_for(lambda: len(west.read_all("fo-mir")) >= 20, WAIT,
+             what="fo-mir's copies (a stopped partition stops no other)")
+
+    def stopped():
+        r = kg.http("GET", "/v1/vclusters/default/mirror")
+        assert r.status == 200, r
+        return r.json
+    wait_for(lambda: set(stopped()["stopped"].get("fo-bad", {})) == {"0", "1"}, WAIT,
+             what="both partitions of fo-bad reported stopped")
+    status = stopped()
+    assert "MESSAGE_TOO_LARGE" in status["stopped"]["fo-bad"]["0"], status
+    assert status["partitions"]["fo-bad"] == {"0": 5, "1": 5}, status
+    assert metric(kg.metrics(), "kgate_mirror_stopped_partitions", vcluster="default") == 2
+    assert "stopped" in kg.log() and "MESSAGE_TOO_LARGE" in kg.log()
+    assert west.read_all("fo-bad") == [] and west.read_all("fo-dlq") == []
+
+    # The target takes the records again: the partitions resume where they stopped, once.
+    assert front.http("DELETE", f"/v1/chaos/rules/{rule}").status == 204
+    wait_for(lambda: len(west.read_all("fo-bad")) >= 10, WAIT, what="fo-bad copied after all")
+    assert sorted(values(read_full(west, "fo-bad"))) == sorted(bad), "lost or copied twice"
+    wait_for(lambda: stopped()["stopped"] == {} and stopped()["total"] == 0, WAIT,
+             what="no partition stopped any more")
+    assert metric(kg.metrics(), "kgate_mirror_stopped_partitions", vcluster="default") == 0
+    assert sorted(values(read_full(west, "fo-mir"))) == sorted(good)
