@@ -59,16 +59,18 @@ kg_mirror *kg_mirror_new(const kg_vcluster_cfg *cfg, kg_metrics *metrics, kg_sto
     m->store = store;
     char labels[256];
     kg_metrics_format_labels(labels, sizeof(labels), "vcluster", cfg->name, NULL);
-    m->copied =
-        kg_metrics_counter(metrics, "kgate_mirror_records_total",
-                           "Records the embedded mirror copied to the other cluster", labels);
-    m->errors =
-        kg_metrics_counter(metrics, "kgate_mirror_errors_total",
-                           "Mirror passes that stopped on an error (retried next pass)", labels);
-    m->dead = kg_metrics_counter(metrics, "kgate_mirror_dlq_records_total",
-                                 "Records the other cluster refused (a non-retriable error) that "
-                                 "the embedded mirror wrote to its dead-letter topic (mirror.dlq)",
-                                 labels);
+    static const struct {
+        const char *name, *help;
+    } counters[] = {
+        {"kgate_mirror_records_total", "Records the embedded mirror copied to the other cluster"},
+        {"kgate_mirror_errors_total", "Mirror passes that stopped on an error (retried next pass)"},
+        {"kgate_mirror_dlq_records_total",
+         "Records the other cluster refused (a non-retriable error) that the embedded mirror "
+         "wrote to its dead-letter topic (mirror.dlq)"},
+    };
+    kg_counter **slots[] = {&m->copied, &m->errors, &m->dead};
+    for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++)
+        *slots[i] = kg_metrics_counter(metrics, counters[i].name, counters[i].help, labels);
     m->stopped_gauge = kg_metrics_gauge(
         metrics, "kgate_mirror_stopped_partitions",
         "Partitions the embedded mirror stopped at a record the other cluster refuses (no "

@@ -308,10 +308,19 @@ def refusing_west(clusters, make_kgate):
     return front, "refuse-bad"
 
 
-def start_mirror_to(clusters, front, make_kgate, keys):
+def mirror_to_refusing_west(make_clusters, make_kgate, dlq):
+    """Clusters, the refusing kgate in front of west, its rule, a kgate mirroring fo-mir and
+    fo-bad from east through it (with mirror.dlq = DLQ unless None), and what east got:
+    (clusters, front, rule, kg, good records of fo-mir, bad records of fo-bad)."""
+    clusters = make_clusters(topics=BAD_TOPICS)
+    front, rule = refusing_west(clusters, make_kgate)
     kg = make_kgate({"east": clusters["east"], "west": front.bootstrap("front")}, start=False)
-    kg.add_vcluster_keys(keys)
-    return kg.start()
+    dlq_key = f", dlq: {dlq}" if dlq else ""
+    kg.add_vcluster_keys(f'mirror: {{ topics: "^fo-(mir|bad)$", interval_ms: 200{dlq_key} }}')
+    kg.start()
+    good = produce(clusters["east"], "fo-mir", 2, 10, "good")
+    bad = produce(clusters["east"], "fo-bad", 2, 5, "bad")
+    return clusters, front, rule, kg, good, bad
 
 
 def header(headers, name):
@@ -320,13 +329,8 @@ def header(headers, name):
 
 @pytest.mark.guard(300)
 def test_records_the_target_refuses_go_to_the_dlq_with_the_reason(make_clusters, make_kgate):
-    clusters = make_clusters(topics=BAD_TOPICS)
-    east, west = clusters["east"], clusters["west"]
-    front, _ = refusing_west(clusters, make_kgate)
-    kg = start_mirror_to(clusters, front, make_kgate,
-                         'mirror: { topics: "^fo-(mir|bad)$", interval_ms: 200, dlq: fo-dlq }')
-    good = produce(east, "fo-mir", 2, 10, "good")
-    bad = produce(east, "fo-bad", 2, 5, "bad")
+    clusters, _, _, kg, good, bad = mirror_to_refusing_west(make_clusters, make_kgate, "fo-dlq")
+    west = clusters["west"]
     wait_for(lambda: len(west.read_all("fo-dlq")) >= 10, WAIT, what="the refused records in fo-dlq")
     wait_for(lambda: len(west.read_all("fo-mir")) >= 20, WAIT, what="fo-mir's copies")
     assert sorted(values(read_full(west, "fo-mir"))) == sorted(good)
@@ -355,13 +359,8 @@ def test_records_the_target_refuses_go_to_the_dlq_with_the_reason(make_clusters,
 @pytest.mark.guard(300)
 def test_without_a_dlq_a_refused_record_stops_its_partition_until_it_is_taken(make_clusters,
                                                                               make_kgate):
-    clusters = make_clusters(topics=BAD_TOPICS)
-    east, west = clusters["east"], clusters["west"]
-    front, rule = refusing_west(clusters, make_kgate)
-    kg = start_mirror_to(clusters, front, make_kgate,
-                         'mirror: { topics: "^fo-(mir|bad)$", interval_ms: 200 }')
-    good = produce(east, "fo-mir", 2, 10, "good")
-    bad = produce(east, "fo-bad", 2, 5, "bad")
+    clusters, front, rule, kg, good, bad = mirror_to_refusing_west(make_clusters, make_kgate, None)
+    west = clusters["west"]
     wait_for(lambda: len(west.read_all("fo-mir")) >= 20, WAIT,
              what="fo-mir's copies (a stopped partition stops no other)")
 
