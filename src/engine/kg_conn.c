@@ -1564,7 +1564,11 @@ static int conn_port_for_node(void *ctx, int32_t node_id)
 static void conn_broker_seen(void *ctx, int32_t node_id, const kp_str *host, int32_t port,
                              const kp_str *rack)
 {
-    if (host->len > 0) kg_cluster_learn_broker(ctx, node_id, host->ptr, (size_t)host->len, port);
+    kg_conn *c = ctx;
+    /* A connection opened before a reload moved the cluster's bootstrap would teach the brokers
+     * of the old addresses back. */
+    if (host->len > 0 && c->cluster_gen == atomic_load(&c->cluster->bootstrap_gen))
+        kg_cluster_learn_broker(c->cluster, node_id, host->ptr, (size_t)host->len, port);
 }
 
 /* Mutation (chaos) then address rewriting of one whole response frame. Returns 1 with the new
@@ -1619,7 +1623,7 @@ static int conn_transform_response(kg_conn *c, const kg_inflight *e, const uint8
                            .topic_seen = conn_topic_seen,
                            .topic_ctx = c->vc->parity};
         rc = kg_rewrite_response(e->api_key, e->api_version, body, body_len, &map, conn_broker_seen,
-                                 c->cluster, out);
+                                 c, out);
         changed |= rc == 1;
     }
     if (rc == 0 && changed) {
@@ -2208,6 +2212,7 @@ static void conn_connect_next(kg_conn *c)
         close(c->backend_io.fd);
         c->backend_io.fd = -1;
     }
+    c->cluster_gen = atomic_load(&c->cluster->bootstrap_gen);
     while (c->connect_attempt < KG_MAX_CONNECT_ATTEMPTS) {
         kg_sockaddr addr;
         int picked = kg_cluster_pick(c->cluster, c->node_id, c->connect_attempt++, &addr,

@@ -88,8 +88,9 @@ typedef struct kg_conn {
     const struct kg_limits *limits; /* the gateway's when it was opened (kg_gateway_limits) */
     kg_vcluster *vc;
     kg_cluster *cluster;
-    uint64_t route;  /* the vcluster's routing word when this connection was opened */
-    int32_t node_id; /* broker the client dialled, -1 = bootstrap */
+    unsigned cluster_gen; /* cluster->bootstrap_gen when the backend was picked */
+    uint64_t route;       /* the vcluster's routing word when this connection was opened */
+    int32_t node_id;      /* broker the client dialled, -1 = bootstrap */
     kg_conn_state state;
     int connect_attempt;
     char peer[64];

@@ -88,7 +88,9 @@ int kg_cluster_set_bootstrap(kg_cluster *c, const kg_hostport *bootstrap, int n)
     c->boot_hp = hp;
     c->bootstrap = addrs;
     c->n_boot = new_n;
-    /* Learnt from the old addresses: the next probe learns them again from the new ones. */
+    /* Learnt from the old addresses: the next probe learns them again from the new ones (and
+     * connections still on the old ones teach nothing: kg_cluster_learn_broker's callers). */
+    atomic_fetch_add(&c->bootstrap_gen, 1);
     free(c->brokers);
     c->brokers = NULL;
     c->n_brokers = 0;

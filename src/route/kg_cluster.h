@@ -57,9 +57,12 @@ typedef struct kg_cluster {
     kg_sasl_creds creds;  /* clusters.NAME.sasl (mechanism NONE: no login) */
     kg_sasl_creds *swaps; /* sasl.principals: per-principal credentials (credential swap) */
     int n_swaps;
-    atomic_int auth_failed;  /* 1 when the last probe failed at kgate's own SASL login */
-    int versions_only;       /* probe with ApiVersions only: clients log in (auth: passthrough) */
-    atomic_int retired;      /* a reload removed it: not probed, listed or chosen any more */
+    atomic_int auth_failed; /* 1 when the last probe failed at kgate's own SASL login */
+    int versions_only;      /* probe with ApiVersions only: clients log in (auth: passthrough) */
+    atomic_int retired;     /* a reload removed it: not probed, listed or chosen any more */
+    /* Bumped by kg_cluster_set_bootstrap: a connection opened before it reached the old
+     * addresses, and the brokers its Metadata answers name are not learnt any more. */
+    atomic_uint bootstrap_gen;
     kg_cluster_cfg *own_cfg; /* a reload's cluster: its config, owned by the gateway */
 } kg_cluster;
 
