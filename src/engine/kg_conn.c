@@ -313,15 +313,17 @@ static void inflight_ready(kg_conn *c, kg_inflight *e, uint8_t *frame, uint32_t 
 void kg_conn_close(kg_conn *c, int log_level, const char *fmt, ...)
 {
     if (c->state == KG_CONN_CLOSED) return;
-    char reason[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
-    if (kg_log_enabled((enum kg_log_level)log_level))
+    /* Formatted only when logged: a switch closes thousands at debug level. */
+    if (kg_log_enabled((enum kg_log_level)log_level)) {
+        char reason[256];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(reason, sizeof(reason), fmt, ap);
+        va_end(ap);
         kg_log((enum kg_log_level)log_level,
                "closing connection from %s (vcluster %s, backend %s, %u in flight): %s", c->peer,
                c->vc->cfg->name, c->backend[0] ? c->backend : "-", c->q_len, reason);
+    }
     for (uint32_t i = 0; i < c->q_len; i++)
         kg_vcm_unanswered(c->vc->metrics, queue_at(c, i)->api_key);
     c->state = KG_CONN_CLOSED;

@@ -2,7 +2,14 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include "util/kg_log.h"
+
+/* A backlog this long is closed by the caller itself: the reaper runs at the lowest priority
+ * and must never hold an unbounded number of descriptors on a machine that is busy for long. */
+#define REAPER_MAX_QUEUED 65536
 
 struct kg_reaper {
     pthread_t thread;
@@ -16,6 +23,12 @@ struct kg_reaper {
 static void *reaper_main(void *arg)
 {
     kg_reaper *r = arg;
+    /* At a switch every worker closes thousands of client sockets, on every instance of a fleet
+     * that shares the machine: those closes are what clients wait for. The backend sockets
+     * handed here can wait for a free moment, so this thread gets the CPU last (nice 19: it
+     * still runs, slowly, on a machine that is never idle). */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), 19) != 0)
+        kg_debug("reaper: cannot lower its priority; closing at normal priority");
     pthread_mutex_lock(&r->lock);
     for (;;) {
         while (r->n == 0 && !r->stopping)
@@ -51,6 +64,11 @@ kg_reaper *kg_reaper_start(void)
 void kg_reaper_close(kg_reaper *r, int fd)
 {
     pthread_mutex_lock(&r->lock);
+    if (r->n >= REAPER_MAX_QUEUED) {
+        pthread_mutex_unlock(&r->lock);
+        close(fd);
+        return;
+    }
     if (r->n == r->cap) {
         int cap = r->cap ? r->cap * 2 : 256;
         int *grown = realloc(r->fds, (size_t)cap * sizeof(*grown));
@@ -62,8 +80,9 @@ void kg_reaper_close(kg_reaper *r, int fd)
         r->fds = grown;
         r->cap = cap;
     }
-    r->fds[r->n++] = fd;
-    pthread_cond_signal(&r->wake);
+    /* Only the first of a batch wakes the thread: a switch queues thousands in a row. */
+    if (r->n++ == 0) pthread_cond_signal(&r->wake);
+    r->fds[r->n - 1] = fd;
     pthread_mutex_unlock(&r->lock);
 }
 
