@@ -10,6 +10,10 @@
  *                  [--to SIDE] --conns N --expect-topic T [--pause-ms MS]
  *                  (several bootstraps: the instances of a fleet, N connections to each; the
  *                  new side is probed through the last one, the API called on --admin)
+ *   kbench closefloor --conns N
+ *                  (no kgate: N idle loopback TCP connections of its own, the accepted ends
+ *                  closed in one loop, until every peer saw its EOF: what closing costs the
+ *                  kernel of this machine, the floor under a switch's "all closed")
  *   every librdkafka mode: [--set key=value]... (client settings, e.g. for filling topics)
  *
  * Results go to stdout as one JSON object (stream and dump print one line per event instead);
@@ -174,7 +178,7 @@ static kb_args kb_parse_args(int argc, char **argv)
 {
     kb_args a = {
         .size = 1024, .bytes = 0, .count = 0, .rate = 1000, .seconds = 10, .vcluster = "default"};
-    if (argc < 2) kb_die("usage: kbench produce|consume|latency|stream|dump|switch [options]");
+    if (argc < 2) kb_die("usage: kbench produce|consume|latency|stream|dump|switch|closefloor [options]");
     a.mode = argv[1];
     for (int i = 2; i < argc; i++) {
         if (strncmp(argv[i], "--", 2) != 0 || i + 1 >= argc)
@@ -831,6 +835,7 @@ static int kb_metadata_has_topic(const uint8_t *p, size_t len, const char *want,
 
 typedef struct kb_switch_result {
     int64_t t_call;
+    double call_unix_ms; /* t_call on the wall clock: kgate's own timestamps are compared to it */
     int64_t t_return;
     int64_t t_all_closed;
     int64_t t_first_new;
@@ -983,6 +988,9 @@ static void kb_switch_loop(int ep, const kb_args *a, kb_conn *conns, size_t n,
     int http_done = 0, probe_done = 0;
     struct epoll_event evs[512];
     r->t_call = kb_now_ns();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    r->call_unix_ms = (double)wall.tv_sec * 1000.0 + (double)wall.tv_nsec / 1e6;
     kb_http_start(&http, a, ep, TAG_HTTP);
     int64_t deadline = r->t_call + 30LL * 1000000000LL;
     while (!(http_done && probe_done && r->closed == n)) {
@@ -1038,13 +1046,13 @@ static void kb_print_switch(const kb_args *a, size_t n, const kb_switch_result *
            "\"http_status\":%d,\"api_wall_ms\":%.3f,\"api_duration_ms\":%.3f,"
            "\"connections_closed\":%.0f,\"epoch\":%.0f,\"closed_seen\":%zu,"
            "\"all_closed_ms\":%.3f,\"first_new_side_ms\":%.3f,\"switch_ms\":%.3f,"
-           "\"probes\":%d,\"probes_old_side\":%d,\"probe_failures\":%d}\n",
+           "\"probes\":%d,\"probes_old_side\":%d,\"probe_failures\":%d,\"call_unix_ms\":%.3f}\n",
            a->action, n, setup_ms, r->http_status,
            r->t_return ? kb_ms_between(r->t_call, r->t_return) : -1,
            kb_json_number(r->response, "duration_ms"),
            kb_json_number(r->response, "connections_closed"), kb_json_number(r->response, "epoch"),
            r->closed, all_closed, first_new, total, r->probes, r->probes_old_side,
-           r->probe_failures);
+           r->probe_failures, r->call_unix_ms);
 }
 
 static int kb_mode_switch(const kb_args *a)
@@ -1105,6 +1113,60 @@ static int kb_mode_switch(const kb_args *a)
     return ok ? 0 : 2;
 }
 
+/* closefloor: the kernel's share of a switch, measured without kgate ------------------------ */
+
+static int kb_mode_closefloor(const kb_args *a)
+{
+    size_t n = (size_t)a->conns;
+    if (n == 0) kb_die("--conns must be positive");
+    kb_raise_nofile();
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 4096) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&sa, &len) < 0)
+        kb_die("closefloor: listen: %s", strerror(errno));
+    int *peers = calloc(n, sizeof(*peers)), *ours = calloc(n, sizeof(*ours));
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!peers || !ours || ep < 0) kb_die("closefloor: %s", strerror(errno));
+    for (size_t i = 0; i < n; i++) {
+        peers[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (peers[i] < 0 || connect(peers[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+            (ours[i] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+            kb_die("closefloor: connection %zu: %s", i, strerror(errno));
+        if (kb_epoll_add(ep, peers[i], EPOLLIN | EPOLLRDHUP, i) < 0)
+            kb_die("closefloor: epoll_ctl: %s", strerror(errno));
+    }
+    int64_t t0 = kb_now_ns();
+    for (size_t i = 0; i < n; i++)
+        close(ours[i]);
+    int64_t t_closed = kb_now_ns();
+    size_t seen = 0;
+    struct epoll_event evs[512];
+    while (seen < n) {
+        int k = epoll_wait(ep, evs, 512, 1000);
+        if (k <= 0) kb_die("closefloor: %zu of %zu EOFs seen", seen, n);
+        for (int i = 0; i < k; i++) {
+            uint8_t scratch[64];
+            if (recv(peers[evs[i].data.u64], scratch, sizeof(scratch), 0) > 0) continue;
+            epoll_ctl(ep, EPOLL_CTL_DEL, peers[evs[i].data.u64], NULL);
+            seen++;
+        }
+    }
+    int64_t t_seen = kb_now_ns();
+    printf("{\"mode\":\"closefloor\",\"conns\":%zu,\"close_ms\":%.3f,\"all_seen_ms\":%.3f,"
+           "\"close_us_each\":%.2f}\n",
+           n, kb_ms_between(t0, t_closed), kb_ms_between(t0, t_seen),
+           kb_ms_between(t0, t_closed) * 1000.0 / (double)n);
+    for (size_t i = 0; i < n; i++)
+        close(peers[i]);
+    close(lfd);
+    close(ep);
+    free(peers);
+    free(ours);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -1116,5 +1178,6 @@ int main(int argc, char **argv)
     if (strcmp(a.mode, "stream") == 0) return kb_mode_stream(&a);
     if (strcmp(a.mode, "dump") == 0) return kb_mode_dump(&a);
     if (strcmp(a.mode, "switch") == 0) return kb_mode_switch(&a);
+    if (strcmp(a.mode, "closefloor") == 0) return kb_mode_closefloor(&a);
     kb_die("unknown mode '%s'", a.mode);
 }
