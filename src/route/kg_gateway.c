@@ -1279,13 +1279,7 @@ int kg_gw_start_mirror(kg_gateway *gw)
     for (int i = 0; i < t->n; i++)
         mirrors += t->v[i]->mirror != NULL;
     if (!mirrors) return 0;
-    const char *backend = kg_store_backend_name(gw->store);
-    if (backend && strcmp(backend, "postgres") == 0) {
-        /* Every instance of a fleet would copy the same records. */
-        kg_warn("mirror: not run with a shared PostgreSQL state (each instance would copy every "
-                "record); run it on one kgate with a SQLite state, or use MirrorMaker 2");
-        return 0;
-    }
+    /* With a PostgreSQL state one instance of the fleet copies (kg_gateway_mirror.c). */
     if (pthread_create(&gw->mirror_thread, NULL, kg_gateway_mirror_main, gw) != 0) return -1;
     gw->mirror_started = 1;
     return 0;

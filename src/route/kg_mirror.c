@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <regex.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,8 @@
 
 struct kg_mirror {
     pthread_mutex_t lock; /* one call at a time: the positions and syncs below are shared */
+    atomic_int owner;     /* this instance runs the mirror (a fleet: holds its lock) */
+    int reload;           /* read the positions from the store before the next pass */
     const kg_vcluster_cfg *cfg;
     regex_t topics;
     kg_metrics *metrics;
@@ -53,6 +56,7 @@ kg_mirror *kg_mirror_new(const kg_vcluster_cfg *cfg, kg_metrics *metrics, kg_sto
         return NULL;
     }
     pthread_mutex_init(&m->lock, NULL);
+    atomic_init(&m->owner, 1);
     m->cfg = cfg;
     m->written = json_object();
     m->metrics = metrics;
@@ -279,16 +283,38 @@ static int produce(kg_kafka *k, int32_t leader, const char *topic, int32_t parti
 
 /* ---------------------------------------------------------------- positions */
 
-static void load_positions(kg_mirror *m, const char *source, const char *target)
+/* The positions of SOURCE -> TARGET into m->positions: from the store when another direction
+ * (or nothing) is loaded, or when another instance may have moved them (this one does not run
+ * the fleet's mirror, or has just taken it over). 0, or -1 when the store cannot say: nothing
+ * is copied then (starting over from the log start would copy everything again). */
+static int load_positions(kg_mirror *m, const char *source, const char *target)
 {
     char id[sizeof(m->doc_id)];
     snprintf(id, sizeof(id), "%s:%s:%s", m->cfg->name, source, target);
-    if (m->positions && strcmp(id, m->doc_id) == 0) return;
-    json_decref(m->positions);
+    int same = m->positions && strcmp(id, m->doc_id) == 0;
+    int owner = atomic_load(&m->owner);
+    if (same && owner && !m->reload) return 0;
     int found = 0;
-    m->positions = kg_store_get_doc(m->store, "mirror", id, &found);
-    if (!m->positions) m->positions = json_object();
+    json_t *doc = kg_store_get_doc(m->store, "mirror", id, &found);
+    if (found < 0) return same && owner ? 0 : -1; /* our own copy is the latest one */
+    json_decref(m->positions);
+    m->positions = doc ? doc : json_object();
     snprintf(m->doc_id, sizeof(m->doc_id), "%s", id);
+    m->reload = !owner;
+    return 0;
+}
+
+int kg_mirror_owner(kg_mirror *m)
+{
+    return atomic_load(&m->owner);
+}
+
+void kg_mirror_set_owner(kg_mirror *m, int owner)
+{
+    pthread_mutex_lock(&m->lock); /* not during a pass: its positions stay its own */
+    if (owner && !atomic_load(&m->owner)) m->reload = 1;
+    atomic_store(&m->owner, owner);
+    pthread_mutex_unlock(&m->lock);
 }
 
 static void save_position(kg_mirror *m, const char *topic, const char *part, int64_t next)
@@ -724,7 +750,16 @@ static int pass_locked(pass *x, const kg_cluster_topics *only, json_t *groups, c
 {
     kg_mirror *m = x->m;
     kg_cluster *source = x->src.cluster, *target = x->dst.cluster;
-    load_positions(m, source->cfg->name, target->cfg->name);
+    if (!atomic_load(&m->owner)) {
+        snprintf(x->err, sizeof(x->err), "another instance of the fleet runs the mirror");
+        return -1;
+    }
+    if (load_positions(m, source->cfg->name, target->cfg->name) < 0) {
+        snprintf(x->err, sizeof(x->err), "the state store cannot give the mirror's positions");
+        kg_counter_inc(m->errors);
+        kg_warn("mirror of vcluster %s: %s: nothing copied", m->cfg->name, x->err);
+        return -1;
+    }
     kg_cluster_topics all = {-1, NULL};
     json_t *from = kg_kafka_leaders(&x->src, &all), *to = NULL;
     const char *err = from ? NULL : x->src.err;
@@ -912,8 +947,11 @@ json_t *kg_mirror_lag(kg_mirror *m, kg_cluster *source, kg_cluster *target,
         snprintf(err, errlen, "busy: a mirror pass did not end within %d ms", timeout_ms);
         return NULL;
     }
-    load_positions(m, source->cfg->name, target->cfg->name);
-    json_t *out = lag_locked(&x, topics);
+    json_t *out = NULL;
+    if (load_positions(m, source->cfg->name, target->cfg->name) < 0)
+        snprintf(x.err, sizeof(x.err), "the state store cannot give the mirror's positions");
+    else
+        out = lag_locked(&x, topics);
     pthread_mutex_unlock(&m->lock);
     if (!out) snprintf(err, errlen, "%s", x.err);
     return out;

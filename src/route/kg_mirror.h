@@ -43,6 +43,13 @@ void kg_mirror_free(kg_mirror *m);
  * the one in progress at most its own TIMEOUT_MS (then fails with "busy": a caller's budget
  * always holds). */
 
+/* Whether this instance runs the mirror (default 1). With a PostgreSQL state the gateway's
+ * mirror thread sets it from the fleet's mirror lock: one instance copies; on the others a pass
+ * fails ("another instance of the fleet runs the mirror") and kg_mirror_lag reads the
+ * positions the running one stored. Taking it over reads the stored positions first. */
+void kg_mirror_set_owner(kg_mirror *m, int owner);
+int kg_mirror_owner(kg_mirror *m);
+
 /* One pass from SOURCE to TARGET, bounded by TIMEOUT_MS. Then, for GROUPS (kg_offsets_seen on
  * SOURCE; NULL: none), MirrorMaker 2 checkpoints of their committed offsets on the source,
  * translated with the mirror's offset syncs, into "<ALIAS>.checkpoints.internal" on the target
