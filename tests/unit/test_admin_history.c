@@ -119,6 +119,31 @@ KT_TEST(history_ring_keeps_the_newest_points_and_seconds_window)
     kg_admin_history_stop(h);
 }
 
+KT_TEST(history_series_added_later_are_sampled_and_never_twice)
+{
+    /* A reload adds vclusters: their series start then; a name already there is not doubled. */
+    fake_series s[2] = {0};
+    kg_admin_history *h = kg_admin_history_new(names, 1, 5000, 10, fake_read, s);
+    KT_CHECK(h != NULL);
+    KT_CHECK(kg_admin_history_json(h, "orders", 0) == NULL);
+    kg_admin_history_tick(h, 1000000);
+    KT_CHECK_EQ_INT(s[1].reads, 0);
+    KT_CHECK_EQ_INT(kg_admin_history_add(h, "orders"), 0);
+    KT_CHECK_EQ_INT(kg_admin_history_add(h, "orders"), 0);
+    KT_CHECK_EQ_INT(kg_admin_history_add(h, "payments"), 0);
+    s[1].now = (kg_admin_counters){.requests = 10};
+    kg_admin_history_tick(h, 1005000);
+    s[1].now = (kg_admin_counters){.requests = 60};
+    kg_admin_history_tick(h, 1010000);
+    KT_CHECK_EQ_INT(s[1].reads, 2); /* once per tick: one series */
+    KT_CHECK_EQ_INT(s[0].reads, 3);
+    json_t *p = points(h, "orders", 0);
+    KT_CHECK_EQ_INT((int)json_array_size(p), 1);
+    KT_CHECK(num(p, 0, "requests_per_s") == 10.0);
+    json_decref(p);
+    kg_admin_history_stop(h);
+}
+
 KT_TEST(history_thread_reads_at_once_and_stops_promptly)
 {
     fake_series s[2] = {0};

@@ -102,6 +102,17 @@ def test_vclusters_added_and_removed_by_reload(make_clusters, make_kgate, tmp_pa
         assert f"cannot listen on 127.0.0.1:{taken_port} for vcluster cee" in \
             reply.json["error"], reply
         assert vcluster_names(kg) == ["default", "bee"]
+        # A running vcluster changed where it routes (its secondary dropped): named as taking a
+        # restart, nothing else moves.
+        write(kg.config_path, full.replace("primary: east, secondary: west }\n",
+                                           "primary: east }\n", 1))
+        reply = kg.http("POST", "/v1/reload")
+        assert reply.status == 200, reply
+        assert [n for n in reply.json["needs_restart"] if n.startswith(
+            "vcluster default: port, node ids, TLS port, primary or secondary changed")], reply.json
+        assert "applied" not in reply.json, reply.json
+        assert kg.vcluster_status("default")["secondary"] == "west"
+        write(kg.config_path, full)
         n_b = len(run_b.ack_times())
         wait_for(lambda: len(run_b.ack_times()) >= n_b + 20, 60,
                  what="bee serving on after the refused reloads")
