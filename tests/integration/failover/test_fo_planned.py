@@ -61,6 +61,22 @@ def wait_acks(runs, more):
                  what=f"{r.kind} to get {more} more acks\n{r.diagnostics()}")
 
 
+def second_switch_while_holding(kg, holder):
+    """A failback asked for while the planned switch of thread HOLDER holds: its 409 reply, or
+    None when HOLDER ended first. The admin API's threads each serve their own connections: one
+    may wait behind the holding switch, so a try that takes long is dropped and made again (a
+    failback arriving after the hold is harmless: east is active then)."""
+    while holder.is_alive():
+        try:
+            r = kg.http("POST", "/v1/vclusters/default/failback", {"reason": "second"},
+                        timeout=1)
+        except OSError:
+            continue
+        if r.status == 409 and "in progress" in r.json.get("error", ""):
+            return r
+    return None
+
+
 def finish(runs, cluster):
     """The runs go on producing (healthy), stop, and saw no delivery error; every record they
     were told was written is on CLUSTER exactly once."""
@@ -139,19 +155,8 @@ def test_planned_switch_aborts_when_the_mirror_cannot_catch_up(tmp_path, make_kg
             t = threading.Thread(target=lambda: result.update(
                 reply=planned(kg, "failover", hold_max_ms=3000)))
             t.start()
-            # A second switch while the first holds is refused, naming the one in progress. The
-            # admin API's threads each serve their own connections: one may wait behind the
-            # holding switch, so a try that takes long is dropped and made again. A failback is
-            # harmless should one arrive after the hold: east is active then.
-            second = None
-            while t.is_alive() and second is None:
-                try:
-                    r = kg.http("POST", "/v1/vclusters/default/failback", {"reason": "second"},
-                                timeout=1)
-                except OSError:
-                    continue
-                if r.status == 409 and "in progress" in r.json.get("error", ""):
-                    second = r
+            # A second switch while the first holds is refused, naming the one in progress.
+            second = second_switch_while_holding(kg, t)
             t.join(120)
             assert second is not None, result
             assert "planned switch of 'default' from east to west" in second.json["error"], \
@@ -217,3 +222,34 @@ def test_a_drill_with_a_planned_failover_loses_nothing(make_clusters, make_kgate
     west = drill_records(clusters["west"], result["run"])
     assert data["acked"] > 0 and data["found_on_active_side"] == data["acked"] == len(west)
     assert all(c["errors"] == 0 for c in result["clients"]), result["clients"]
+
+
+@pytest.mark.guard(300)
+def test_the_old_side_dying_during_the_hold_aborts_the_planned_switch(tmp_path, make_kgate):
+    # east has a topic the mirror cannot copy: the hold lasts; east then hangs during it
+    east = DevCluster("east", "2.12", {**TOPICS, "fo-plan-east-only": 1}, tmp_path)
+    west = DevCluster("west", "2.12", TOPICS, tmp_path)
+    try:
+        kg = start_planned({"east": east, "west": west}, make_kgate, topics="^fo-plan")
+        result = {}
+        t = threading.Thread(target=lambda: result.update(
+            reply=planned(kg, "failover", hold_max_ms=60000)))
+        t.start()
+        assert second_switch_while_holding(kg, t) is not None, result
+        east.freeze()
+        try:
+            t.join(120)
+            reply = result["reply"]
+            assert reply.status == 409, reply
+            assert "cannot read" in reply.json["error"], reply.json
+            assert reply.json["planned"]["outcome"] == "aborted"
+            assert kg.vcluster_status()["active"] == "east"
+            # what the runbook says to do then: an unplanned switch, which never waits for east
+            kg.wait_cluster_up("east", False)
+            r = kg.http("POST", "/v1/vclusters/default/failover", {"reason": "east hangs"})
+            assert r.status == 200 and r.json["changed"] and r.json["to"] == "west", r
+        finally:
+            east.thaw()
+    finally:
+        east.stop()
+        west.stop()
