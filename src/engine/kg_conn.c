@@ -1179,8 +1179,10 @@ static int stage_planned(kg_conn *c, conn_request *r)
 {
     const kg_wire_request *rq = &r->rq;
     if (rq->api_key != KG_API_PRODUCE || !c->vc->planned) return STAGE_NEXT;
-    int mode = kg_planned_mode(c->vc->planned, c->route,
-                               atomic_load_explicit(&c->vc->route, memory_order_acquire));
+    uint64_t route = atomic_load_explicit(&c->vc->route, memory_order_acquire);
+    int mode = kg_planned_mode(c->vc->planned, c->route, route);
+    /* Another switch came since (not planned): this connection retires as at any switch. */
+    if (route != c->route && mode != KG_PLANNED_RELEASE) return STAGE_NEXT;
     if (mode == KG_PLANNED_HOLD) {
         if (!c->planned_wait) kg_planned_note_held(c->vc->planned, 4 + r->size);
         c->planned_wait = 1;
