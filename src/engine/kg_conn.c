@@ -687,12 +687,31 @@ static int conn_note_client_id(kg_conn *c, const kg_wire_request *rq)
 
 /* A virtual cluster that can switch: its requests get the answer kgate gives in the old side's
  * place should a switch's grace end before the old side answers (kg_conn_expire). */
+/* The client's address without the port (a member is its client id and this). */
+static void conn_peer_address(const kg_conn *c, char host[64]);
+
+/* kg_handover's answer, except to a Fetch of a consumer group member (kg_rejoin): no records, so
+ * that only its first Fetch on the new side starts its rejoin (kg_rejoin_first; KafkaJS rejoins
+ * on every NOT_LEADER_OR_FOLLOWER Fetch answer, and one rejoin per connection restarts the
+ * group's rebalance over and over). */
+static int conn_handover_answer(kg_conn *c, int16_t api_key, int16_t version, const uint8_t *body,
+                                size_t len, kp_writer *w)
+{
+    char host[64];
+    if (api_key == KG_API_FETCH && c->vc->rejoin && c->client_id_len >= 0) {
+        conn_peer_address(c, host);
+        if (kg_rejoin_member(c->vc->rejoin, c->client_id, (size_t)c->client_id_len, host))
+            return kg_chaos_fabricate(api_key, version, body, len, 0, NULL, w);
+    }
+    return kg_handover_answer(api_key, version, body, len, w);
+}
+
 static void conn_note_handover(kg_conn *c, kg_inflight *e, const uint8_t *body, size_t len)
 {
     if (c->vc->cfg->secondary < 0 || !body || !kg_handover_answerable(e->api_key)) return;
     kp_writer w;
     kp_writer_init(&w, 64);
-    if (kg_handover_answer(e->api_key, e->api_version, body, len, &w) == 0) {
+    if (conn_handover_answer(c, e->api_key, e->api_version, body, len, &w) == 0) {
         e->handover = w.buf;
         e->handover_len = (uint32_t)w.len;
     } else {
@@ -1255,8 +1274,8 @@ static int stage_retired(kg_conn *c, conn_request *r)
     }
     kp_writer w;
     kp_writer_init(&w, 64);
-    if (kg_handover_answer(rq->api_key, rq->api_version, request_body(r), request_body_len(r),
-                           &w) != 0) {
+    if (conn_handover_answer(c, rq->api_key, rq->api_version, request_body(r), request_body_len(r),
+                             &w) != 0) {
         kp_writer_free(&w);
         c->retire_stuck = 1;
         return STAGE_WAIT;
@@ -1271,12 +1290,10 @@ static int stage_retired(kg_conn *c, conn_request *r)
     return conn_answer_locally(c, rq, frame, len, 0) < 0 ? STAGE_CLOSED : STAGE_TAKEN;
 }
 
-/* The client's address without the port (a member is its client id and this). */
-static void conn_peer_address(const kg_conn *c, char host[64]);
-
 /* rejoin: a consumer group member that has not rejoined its group since a switch neither
- * fetches nor commits at the old cluster's positions (kg_rejoin.h): its Fetch gets
- * NOT_LEADER_OR_FOLLOWER, its OffsetCommit UNKNOWN_MEMBER_ID, from kgate. */
+ * fetches nor commits at the old cluster's positions (kg_rejoin.h): its first Fetch gets
+ * NOT_LEADER_OR_FOLLOWER, its later ones no records, its OffsetCommit UNKNOWN_MEMBER_ID, from
+ * kgate. */
 static int stage_rejoin(kg_conn *c, conn_request *r)
 {
     const kg_wire_request *rq = &r->rq;
@@ -1292,8 +1309,19 @@ static int stage_rejoin(kg_conn *c, conn_request *r)
     kp_writer w;
     kp_writer_init(&w, 64);
     int16_t error = rq->api_key == KG_API_FETCH ? 0 : KG_KAFKA_UNKNOWN_MEMBER_ID;
-    if (kg_handover_answer_with(rq->api_key, rq->api_version, request_body(r), request_body_len(r),
-                                error, &w) != 0) {
+    uint64_t delay_us = 0;
+    int rc;
+    if (rq->api_key == KG_API_FETCH &&
+        !kg_rejoin_first(c->vc->rejoin, c->client_id, (size_t)c->client_id_len, host,
+                         atomic_load_explicit(&c->vc->route, memory_order_acquire))) {
+        delay_us = KG_REJOIN_FETCH_WAIT_MS * 1000; /* no records, as a broker with none */
+        rc = kg_chaos_fabricate(rq->api_key, rq->api_version, request_body(r), request_body_len(r),
+                                0, NULL, &w);
+    } else {
+        rc = kg_handover_answer_with(rq->api_key, rq->api_version, request_body(r),
+                                     request_body_len(r), error, &w);
+    }
+    if (rc != 0) {
         kp_writer_free(&w);
         return STAGE_NEXT; /* undecodable: the broker says what is wrong with it */
     }
@@ -1303,7 +1331,7 @@ static int stage_rejoin(kg_conn *c, conn_request *r)
     kp_writer_free(&w);
     conn_count_request(c, r);
     kg_buf_consume(&c->req_in, 4 + (size_t)r->size);
-    return conn_answer_locally(c, rq, frame, len, 0) < 0 ? STAGE_CLOSED : STAGE_TAKEN;
+    return conn_answer_locally(c, rq, frame, len, delay_us) < 0 ? STAGE_CLOSED : STAGE_TAKEN;
 }
 
 /* A request held by chaos latency goes on, with the decision made when it arrived. */

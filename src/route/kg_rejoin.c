@@ -11,7 +11,8 @@
 typedef struct rejoin_slot {
     char key[REJOIN_KEY]; /* "" = free */
     uint64_t route;
-    uint64_t used; /* when it was last synced (a counter): the oldest is replaced */
+    uint64_t hinted; /* the route its first Fetch there was answered NOT_LEADER_OR_FOLLOWER on */
+    uint64_t used;   /* when it was last synced (a counter): the oldest is replaced */
 } rejoin_slot;
 
 struct kg_rejoin {
@@ -107,6 +108,29 @@ int kg_rejoin_pending(kg_rejoin *r, const char *client_id, size_t len, const cha
     int pending = s && s->route != route;
     pthread_mutex_unlock(&r->lock);
     return pending;
+}
+
+int kg_rejoin_member(kg_rejoin *r, const char *client_id, size_t len, const char *host)
+{
+    char key[REJOIN_KEY];
+    rejoin_key(key, client_id, len, host);
+    pthread_mutex_lock(&r->lock);
+    int member = rejoin_find(r, key) != NULL;
+    pthread_mutex_unlock(&r->lock);
+    return member;
+}
+
+int kg_rejoin_first(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                    uint64_t route)
+{
+    char key[REJOIN_KEY];
+    rejoin_key(key, client_id, len, host);
+    pthread_mutex_lock(&r->lock);
+    rejoin_slot *s = rejoin_find(r, key);
+    int first = s && s->route != route && s->hinted != route;
+    if (first) s->hinted = route;
+    pthread_mutex_unlock(&r->lock);
+    return first;
 }
 
 int kg_rejoin_sync_error(int16_t version, const uint8_t *body, size_t len)

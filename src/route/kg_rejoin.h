@@ -4,8 +4,9 @@
  * switch forces, and some (librdkafka) fetch on the new side at the old cluster's offsets, and
  * commit them there, before their group rejoins: records are skipped or read twice. kgate
  * remembers, per virtual cluster, the clients (client id and address) whose SyncGroup succeeded,
- * and on which route. Until such a client has synced again on the current route, its Fetch is
- * answered NOT_LEADER_OR_FOLLOWER (it refreshes metadata and asks again, keeping nothing) and its
+ * and on which route. Until such a client has synced again on the current route, its first Fetch
+ * is answered NOT_LEADER_OR_FOLLOWER (it refreshes metadata and asks again, keeping nothing;
+ * KafkaJS rejoins), its later ones with no records (kg_rejoin_first), and its
  * OffsetCommit UNKNOWN_MEMBER_ID (what Kafka answers a member the group does not know: it rejoins,
  * and nothing of the old cluster is committed on the new one). Once it has rejoined, its
  * positions come from the new side's committed offsets (translated ones, kg_offsets) or its
@@ -31,6 +32,21 @@ void kg_rejoin_synced(kg_rejoin *r, const char *client_id, size_t len, const cha
 /* 1 when that client is a group member that has not synced on ROUTE (the current one) yet. */
 int kg_rejoin_pending(kg_rejoin *r, const char *client_id, size_t len, const char *host,
                       uint64_t route);
+
+/* 1 when that client has synced a group on some route (a group member kgate knows). A Fetch
+ * of such a member that kgate answers in the old side's place at a switch gets no records
+ * instead of NOT_LEADER_OR_FOLLOWER: its first Fetch on the new side starts its rejoin. */
+int kg_rejoin_member(kg_rejoin *r, const char *client_id, size_t len, const char *host);
+
+/* 1 the first time it is asked for that pending client on ROUTE, then 0 until it syncs there:
+ * the one Fetch of a pending member kgate answers with NOT_LEADER_OR_FOLLOWER. KafkaJS rejoins
+ * its group at once on that answer (a refresh of stale metadata) but does so on every Fetch
+ * that gets it, from each broker connection, and each JoinGroup after the first restarts the
+ * group's rebalance (13-30 s before it consumed again). Its later Fetches get an empty answer
+ * after KG_REJOIN_FETCH_WAIT_MS, which moves no position and starts nothing. */
+int kg_rejoin_first(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                    uint64_t route);
+#define KG_REJOIN_FETCH_WAIT_MS 250
 
 /* The error code of a SyncGroup response BODY (after the response header) at VERSION, or -1. */
 int kg_rejoin_sync_error(int16_t version, const uint8_t *body, size_t len);

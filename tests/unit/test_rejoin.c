@@ -27,6 +27,23 @@ KT_TEST(a_member_is_pending_on_a_new_route_until_it_syncs_there)
     kg_rejoin_free(r);
 }
 
+KT_TEST(one_first_fetch_per_pending_client_and_route)
+{
+    kg_rejoin *r = kg_rejoin_new();
+    /* not a member: never the first of anything */
+    KT_CHECK_EQ_INT(kg_rejoin_first(r, "c1", 2, "10.0.0.1", ROUTE_WEST), 0);
+    kg_rejoin_synced(r, "c1", 2, "10.0.0.1", ROUTE_EAST);
+    KT_CHECK_EQ_INT(kg_rejoin_first(r, "c1", 2, "10.0.0.1", ROUTE_EAST), 0); /* not pending */
+    KT_CHECK_EQ_INT(kg_rejoin_first(r, "c1", 2, "10.0.0.1", ROUTE_WEST), 1);
+    KT_CHECK_EQ_INT(kg_rejoin_first(r, "c1", 2, "10.0.0.1", ROUTE_WEST), 0);
+    KT_CHECK_EQ_INT(kg_rejoin_pending(r, "c1", 2, "10.0.0.1", ROUTE_WEST), 1); /* still held */
+    kg_rejoin_synced(r, "c1", 2, "10.0.0.1", ROUTE_WEST);
+    KT_CHECK_EQ_INT(kg_rejoin_first(r, "c1", 2, "10.0.0.1", ROUTE_WEST), 0);
+    /* the next switch: a first Fetch again */
+    KT_CHECK_EQ_INT(kg_rejoin_first(r, "c1", 2, "10.0.0.1", ROUTE_EAST + 2), 1);
+    kg_rejoin_free(r);
+}
+
 KT_TEST(long_client_ids_are_cut)
 {
     kg_rejoin *r = kg_rejoin_new();
