@@ -1298,22 +1298,25 @@ static int stage_rejoin(kg_conn *c, conn_request *r)
 {
     const kg_wire_request *rq = &r->rq;
     if (!c->vc->rejoin || c->client_id_len < 0 ||
-        (rq->api_key != KG_API_FETCH && rq->api_key != KG_API_OFFSET_COMMIT))
+        (rq->api_key != KG_API_FETCH && rq->api_key != KG_API_OFFSET_COMMIT &&
+         rq->api_key != KP_KEY_HEARTBEAT))
         return STAGE_NEXT;
     char host[64];
     conn_peer_address(c, host);
-    if (!kg_rejoin_pending(c->vc->rejoin, c->client_id, (size_t)c->client_id_len, host,
-                           atomic_load_explicit(&c->vc->route, memory_order_acquire)))
+    uint64_t route = atomic_load_explicit(&c->vc->route, memory_order_acquire);
+    if (!kg_rejoin_pending(c->vc->rejoin, c->client_id, (size_t)c->client_id_len, host, route))
         return STAGE_NEXT;
     if (!r->complete) return STAGE_WAIT;
+    /* One request starts its rejoin: its Heartbeat (the new side answers UNKNOWN_MEMBER_ID), its
+     * OffsetCommit (kgate does) or its first Fetch (kg_rejoin_first); later Fetches must not. */
+    int first = kg_rejoin_first(c->vc->rejoin, c->client_id, (size_t)c->client_id_len, host, route);
+    if (rq->api_key == KP_KEY_HEARTBEAT) return STAGE_NEXT;
     kp_writer w;
     kp_writer_init(&w, 64);
     int16_t error = rq->api_key == KG_API_FETCH ? 0 : KG_KAFKA_UNKNOWN_MEMBER_ID;
     uint64_t delay_us = 0;
     int rc;
-    if (rq->api_key == KG_API_FETCH &&
-        !kg_rejoin_first(c->vc->rejoin, c->client_id, (size_t)c->client_id_len, host,
-                         atomic_load_explicit(&c->vc->route, memory_order_acquire))) {
+    if (rq->api_key == KG_API_FETCH && !first) {
         delay_us = KG_REJOIN_FETCH_WAIT_MS * 1000; /* no records, as a broker with none */
         rc = kg_chaos_fabricate(rq->api_key, rq->api_version, request_body(r), request_body_len(r),
                                 0, NULL, &w);

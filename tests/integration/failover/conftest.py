@@ -34,15 +34,17 @@ def pytest_terminal_summary(terminalreporter):
     tr.section("kgate failover: switch -> first acknowledged produce on the new side")
     tr.write_line(f"{'scenario':<24} {'client':<15} {'switch':<16} {'kgate ms':>9} "
                   f"{'ack ms':>8} {'ack-ret ms':>10} {'consume ms':>10} {'prod errs':>9} "
-                  f"{'errors':>6}")
+                  f"{'errors':>6} {'dups':>5}")
     for t in SWITCH_TIMINGS:
         tr.write_line(f"{t['scenario']:<24} {t['client']:<15} "
                       f"{t['from'] + ' -> ' + t['to']:<16} {t['switch_ms']:>9.2f} "
                       f"{t['first_ack_ms']:>8.0f} {t['first_ack_after_return_ms']:>10.0f} "
-                      f"{t['first_recv_ms']:>10.0f} {t['nacks']:>9} {t['client_errors']:>6}")
+                      f"{t['first_recv_ms']:>10.0f} {t['nacks']:>9} {t['client_errors']:>6} "
+                      f"{t.get('duplicates', 0):>5}")
     tr.write_line("ack ms: from the failover/failback call to the client's first acknowledged "
                   "produce stored on the new side; ack-ret ms: the same from the call's return; "
                   "consume ms: to the group's first record from the new side; prod errs: "
                   "produce errors the client reported before that first ack; errors: non-fatal errors "
                   "the clients reported and recovered from by themselves so far (a client that "
-                  "dies or is replaced fails the test).")
+                  "dies or is replaced fails the test); dups: records the group read again on "
+                  "the new side (only from its last commit there: checked).")

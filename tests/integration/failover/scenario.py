@@ -8,6 +8,11 @@ What "no request reached the old cluster after the switch returned" is checked w
   - no message the client library was handed after the switch returned is stored on the old
     cluster (a precise, race-free form of the same check).
 
+A consumer group resumes on the new side with no gap (every acknowledged message reaches it) and
+reads again only what it had read on that side after its last commit there (checked against the
+offsets it had committed when it left that side: no auto.offset.reset applied, no position
+carried over from the other cluster); how many it read again is printed.
+
 No client may die or be replaced: every wait polls ClientRun.check_healthy() (a fatal event, a
 second producer or consumer, a client process gone or a driver exited fails at once), each
 switch must leave the same client instances (for kcat: the same kcat processes) alive, and every
@@ -43,6 +48,8 @@ class Scenario:
                  acks_per_phase=15, warmup_acks=20, wait_seconds=120):
         # (t_call, t_ret, {client kind: when every partition had an ack from the new side})
         self.switches = []
+        # {(client kind, cluster name): {partition: committed offset}} when the group left it
+        self.left_commits = {}
         self.kgate = kgate
         self.clusters = clusters  # {name: DevCluster}
         self.runs = runs
@@ -92,6 +99,9 @@ class Scenario:
         old_commits = {r.kind: old.committed(r.topic, r.group) if r.consume else None
                        for r in self.runs}
         self.switches.append((t_call, t_ret, {}))
+        for r in self.runs:
+            if r.consume:
+                self.left_commits[(r.kind, old.name)] = old_commits[r.kind]
 
         assert reply.status == 200, reply
         body = reply.json
@@ -155,7 +165,9 @@ class Scenario:
                       f"acknowledged on {new.name}",
                       lambda: self.missing_report(run, acked_after, new, t_call))
 
+            dups = self._check_duplicates(run, action, new, t_call, on_new)
         timing = self._timing(run, action, old, new, t_call, t_ret, on_new, body)
+        timing["duplicates"] = dups if run.consume else 0
         self.switches[-1][2][run.kind] = self._settled(run, t_call, on_new)
         SWITCH_TIMINGS.append(timing)
         print_flush(f"[{self.label}] {run.kind}: {action} -> first acknowledged produce on "
@@ -165,6 +177,25 @@ class Scenario:
                     f"{timing['nacks']} produce errors, "
                     f"{timing['client_errors']} non-fatal client errors so far")
         return timing
+
+    def _check_duplicates(self, run, action, new, t_call, on_new):
+        """Records the group reads again after a switch must come from where it last committed on
+        that side, never from before it (an auto.offset.reset to earliest, or a position
+        carried over from the other cluster): duplicates bounded by its commit interval.
+        Returns how many records it read again."""
+        before = {s for s, t, _, _ in run.receipts_since(0) if t < t_call}
+        again = [(s, p, o) for s, _, p, o in run.receipts_since(t_call)
+                 if s in before and (p, o) in on_new.get(s, ())]
+        commits = self.left_commits.get((run.kind, new.name))
+        if commits is not None:
+            below = [(s, p, o) for s, p, o in again if o < commits.get(p, 0)]
+            assert not below, (
+                f"{run.kind}: after the {action} to {new.name} the group read again records below "
+                f"the offsets it had committed there when it left ({commits}): "
+                f"{below[:10]}\n{self.diagnostics()}")
+        print_flush(f"[{self.label}] {run.kind}: {action} -> {len(again)} records read again "
+                    f"on {new.name} (from its committed offsets there: {commits})")
+        return len(again)
 
     def missing_report(self, run, expected, cluster, since):
         """Which expected messages the group did not receive, where they are stored, and what
