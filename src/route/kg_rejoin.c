@@ -98,39 +98,42 @@ void kg_rejoin_synced(kg_rejoin *r, const char *client_id, size_t len, const cha
     pthread_mutex_unlock(&r->lock);
 }
 
-int kg_rejoin_pending(kg_rejoin *r, const char *client_id, size_t len, const char *host,
-                      uint64_t route)
-{
-    char key[REJOIN_KEY];
-    rejoin_key(key, client_id, len, host);
-    pthread_mutex_lock(&r->lock);
-    const rejoin_slot *s = rejoin_find(r, key);
-    int pending = s && s->route != route;
-    pthread_mutex_unlock(&r->lock);
-    return pending;
-}
+enum { ASK_MEMBER, ASK_PENDING, ASK_FIRST };
 
-int kg_rejoin_member(kg_rejoin *r, const char *client_id, size_t len, const char *host)
-{
-    char key[REJOIN_KEY];
-    rejoin_key(key, client_id, len, host);
-    pthread_mutex_lock(&r->lock);
-    int member = rejoin_find(r, key) != NULL;
-    pthread_mutex_unlock(&r->lock);
-    return member;
-}
-
-int kg_rejoin_first(kg_rejoin *r, const char *client_id, size_t len, const char *host,
-                    uint64_t route)
+/* One question about a client, answered under the lock: is it a member kgate knows, one that
+ * has not synced on ROUTE, one whose first Fetch on ROUTE this is (noted as asked)? */
+static int rejoin_ask(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                      uint64_t route, int ask)
 {
     char key[REJOIN_KEY];
     rejoin_key(key, client_id, len, host);
     pthread_mutex_lock(&r->lock);
     rejoin_slot *s = rejoin_find(r, key);
-    int first = s && s->route != route && s->hinted != route;
-    if (first) s->hinted = route;
+    int yes = s != NULL;
+    if (yes && ask != ASK_MEMBER) yes = s->route != route;
+    if (yes && ask == ASK_FIRST) {
+        yes = s->hinted != route;
+        s->hinted = route;
+    }
     pthread_mutex_unlock(&r->lock);
-    return first;
+    return yes;
+}
+
+int kg_rejoin_pending(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                      uint64_t route)
+{
+    return rejoin_ask(r, client_id, len, host, route, ASK_PENDING);
+}
+
+int kg_rejoin_member(kg_rejoin *r, const char *client_id, size_t len, const char *host)
+{
+    return rejoin_ask(r, client_id, len, host, 0, ASK_MEMBER);
+}
+
+int kg_rejoin_first(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                    uint64_t route)
+{
+    return rejoin_ask(r, client_id, len, host, route, ASK_FIRST);
 }
 
 int kg_rejoin_sync_error(int16_t version, const uint8_t *body, size_t len)
