@@ -182,6 +182,7 @@ async function openSwitch(vc, back, target) {
     'reconnects to ' + target + ' (now active: ' + vc.active + ', epoch ' + vc.epoch + ').';
   $('#switch-reason').value = '';
   $('#switch-force').checked = false;
+  $('#switch-planned').checked = false;
   $('#switch-error').textContent = '';
   const parity = $('#switch-parity');
   parity.className = 'parity';
@@ -210,6 +211,7 @@ async function confirmSwitch(ev) {
   const reason = $('#switch-reason').value.trim();
   if (!reason) { $('#switch-error').textContent = 'Give a reason: it goes into the audit log.'; return; }
   const body = { reason, force: $('#switch-force').checked };
+  if ($('#switch-planned').checked) { body.planned = true; delete body.force; }
   if (!sw.back) body.to = sw.target;
   $('#switch-confirm').disabled = true;
   $('#timeline').replaceChildren();
@@ -226,6 +228,9 @@ async function confirmSwitch(ev) {
   const d = r.data;
   if (!d.changed) { timelineAdd(d.message || 'nothing to do'); loadOverview(); return; }
   timelineAdd('Committed: ' + d.from + ' → ' + d.to + ' at epoch ' + d.epoch + (d.forced ? ' (forced)' : ''));
+  if (d.planned) timelineAdd('Planned: producers held ' + d.planned.hold_ms + ' ms (' +
+    d.planned.held_requests + ' request(s), sent on to ' + d.to + '), waited for a replication lag of ' +
+    d.planned.lag_records_waited + ' record(s)');
   timelineAdd(d.connections_closed + ' connection(s) closed in ' + fmt(d.duration_ms, 2) + ' ms');
   if (d.instances) timelineAdd('Instances acked: ' + (d.instances.acked || []).join(', ') +
     ((d.instances.pending || []).length ? '; pending: ' + d.instances.pending.join(', ') : ''));
