@@ -74,7 +74,10 @@ static void lock_error(mirror_lock *lk, kg_gateway *gw, const char *what, const 
  * is noticed before the next pass), else 0. */
 static int lock_take(mirror_lock *lk, kg_gateway *gw)
 {
-    if (!lk->conninfo) return 1;
+    if (!lk->conninfo) {
+        kg_gauge_set(lk->gauge, 1);
+        return 1;
+    }
     char err[512], sql[64];
     uint64_t deadline = kg_now_us() + 3000000u;
     if (!lk->conn) {
@@ -120,7 +123,7 @@ void *kg_gateway_mirror_main(void *arg)
                                   "of a fleet does, the holder of its lock)",
                                   "")};
     while (!atomic_load(&gw->stopping)) {
-        int interval = 60000, owner = lock_take(&lk, gw);
+        int interval = 60000, owner = lock_take(&lk, gw), down = 0;
         const kg_vc_table *t = kg_gateway_vclusters(gw);
         for (int i = 0; i < t->n && !atomic_load(&gw->stopping); i++) {
             kg_vcluster *vc = t->v[i];
@@ -130,7 +133,10 @@ void *kg_gateway_mirror_main(void *arg)
             int active = KG_ROUTE_ACTIVE(atomic_load(&vc->route));
             if (owner && atomic_load(&gw->clusters[active].up))
                 mirror_pass(gw, vc, PASS_TIMEOUT_MS);
+            else if (owner) /* not probed up yet (a start), or down: look again soon */
+                down = 1;
         }
+        if (down && gw->cfg->probe_interval_ms < interval) interval = gw->cfg->probe_interval_ms;
         kg_gateway_background_sleep(gw, interval);
     }
     if (lk.conn) PQfinish(lk.conn);
