@@ -298,14 +298,14 @@ def test_mirror_works_with_older_brokers_and_creates_no_topic(make_clusters, mak
 BAD_TOPICS = {**TOPICS, "fo-bad": 2, "fo-dlq": 1}
 
 
-def refusing_west(clusters, make_kgate):
-    """(kgate in front of west with the refusing rule, that rule's id)."""
+def refusing_west(clusters, make_kgate, topic="fo-bad", error="MESSAGE_TOO_LARGE"):
+    """(kgate in front of west whose rule answers Produce of TOPIC with ERROR, the rule's id)."""
     front = make_kgate({"west": clusters["west"]}, vclusters=(("front", "west", None),))
     r = front.http("POST", "/v1/chaos/rules",
-                   {"type": "broken-brokers", "id": "refuse-bad", "topic": "fo-bad",
-                    "errors": {"produce": "MESSAGE_TOO_LARGE"}})
+                   {"type": "broken-brokers", "id": "refuse", "topic": topic,
+                    "errors": {"produce": error}})
     assert r.status == 201, r
-    return front, "refuse-bad"
+    return front, "refuse"
 
 
 def mirror_to_refusing_west(make_clusters, make_kgate, dlq):
@@ -385,3 +385,30 @@ def test_without_a_dlq_a_refused_record_stops_its_partition_until_it_is_taken(ma
              what="no partition stopped any more")
     assert metric(kg.metrics(), "kgate_mirror_stopped_partitions", vcluster="default") == 0
     assert sorted(values(read_full(west, "fo-mir"))) == sorted(good)
+
+
+@pytest.mark.guard(300)
+def test_a_retriable_refusal_delays_the_copy_and_loses_nothing(make_clusters, make_kgate):
+    clusters = make_clusters(topics=BAD_TOPICS)
+    east, west = clusters["east"], clusters["west"]
+    front, rule = refusing_west(clusters, make_kgate, topic="fo-mir", error="NOT_ENOUGH_REPLICAS")
+    kg = make_kgate({"east": east, "west": front.bootstrap("front")}, start=False)
+    kg.add_vcluster_keys('mirror: { topics: "^fo-mir$", interval_ms: 200, dlq: fo-dlq }')
+    kg.start()
+    sent = produce(east, "fo-mir", 2, 10, "a")
+
+    def errors():
+        return metric(kg.metrics(), "kgate_mirror_errors_total", vcluster="default")
+    wait_for(lambda: errors() >= 3, WAIT, what="passes stopped by the retriable error")
+    status = kg.http("GET", "/v1/vclusters/default/mirror").json
+    assert status["partitions"]["fo-mir"] == {"0": 10, "1": 10}, status
+    assert status["stopped"] == {} and "NOT_ENOUGH_REPLICAS" in status["last_error"], status
+    assert west.read_all("fo-mir") == [] and west.read_all("fo-dlq") == [], \
+        "a retriable error sent a record to the DLQ or lost it"
+
+    assert front.http("DELETE", f"/v1/chaos/rules/{rule}").status == 204
+    wait_for(lambda: len(west.read_all("fo-mir")) >= 20, WAIT, what="the copies once accepted")
+    assert sorted(values(read_full(west, "fo-mir"))) == sorted(sent), "lost or copied twice"
+    wait_for(lambda: kg.http("GET", "/v1/vclusters/default/mirror").json["last_error"] is None,
+             WAIT, what="a pass that ends well")
+    assert west.read_all("fo-dlq") == []
