@@ -746,6 +746,19 @@ static int lock_until(kg_mirror *m, uint64_t deadline)
     return rc == 0 ? 0 : -1;
 }
 
+/* A pass (or a look at the lag) from SOURCE to TARGET that gives every call to either cluster
+ * the same deadline, TIMEOUT_MS from now: 0 with the mirror locked, -1 when another pass held
+ * it past that deadline. */
+static int pass_begin(pass *x, kg_mirror *m, kg_cluster *source, kg_cluster *target, int timeout_ms)
+{
+    uint64_t deadline = kg_now_us() + (uint64_t)timeout_ms * 1000u;
+    *x = (pass){.m = m,
+                .src = {.cluster = source, .deadline_us = deadline},
+                .dst = {.cluster = target, .deadline_us = deadline},
+                .dlq_leader = -1};
+    return lock_until(m, deadline);
+}
+
 static int pass_locked(pass *x, const kg_cluster_topics *only, json_t *groups, const char *alias)
 {
     kg_mirror *m = x->m;
@@ -818,12 +831,8 @@ int kg_mirror_pass_topics(kg_mirror *m, kg_cluster *source, kg_cluster *target,
                           const kg_cluster_topics *only, int timeout_ms, json_t *groups,
                           const char *alias)
 {
-    uint64_t deadline = kg_now_us() + (uint64_t)timeout_ms * 1000u;
-    pass x = {.m = m,
-              .src = {.cluster = source, .deadline_us = deadline},
-              .dst = {.cluster = target, .deadline_us = deadline},
-              .dlq_leader = -1};
-    if (lock_until(m, deadline) < 0) {
+    pass x;
+    if (pass_begin(&x, m, source, target, timeout_ms) < 0) {
         kg_counter_inc(m->errors);
         kg_warn("mirror of vcluster %s: busy (another pass did not end within %d ms)", m->cfg->name,
                 timeout_ms);
@@ -938,12 +947,8 @@ static json_t *lag_locked(pass *x, const kg_cluster_topics *topics)
 json_t *kg_mirror_lag(kg_mirror *m, kg_cluster *source, kg_cluster *target,
                       const kg_cluster_topics *topics, int timeout_ms, char *err, size_t errlen)
 {
-    uint64_t deadline = kg_now_us() + (uint64_t)timeout_ms * 1000u;
-    pass x = {.m = m,
-              .src = {.cluster = source, .deadline_us = deadline},
-              .dst = {.cluster = target, .deadline_us = deadline},
-              .dlq_leader = -1};
-    if (lock_until(m, deadline) < 0) {
+    pass x;
+    if (pass_begin(&x, m, source, target, timeout_ms) < 0) {
         snprintf(err, errlen, "busy: a mirror pass did not end within %d ms", timeout_ms);
         return NULL;
     }
