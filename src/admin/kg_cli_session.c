@@ -406,10 +406,3 @@ json_t *kg_cli_load_document(const kg_cli_session *s, const char *path)
     if (!doc) fprintf(s->err, "error: %s: %s\n", path, err);
     return doc;
 }
-
-void kg_cli_sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}

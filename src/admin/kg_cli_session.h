@@ -111,9 +111,6 @@ int kg_cli_session_call(kg_cli_session *s, const char *method, const char *path,
  * reference); NULL with the reason printed on ERR. */
 json_t *kg_cli_load_document(const kg_cli_session *s, const char *path);
 
-/* Sleeps MS milliseconds, resumed after signals (polling clients: experiment --wait, drills). */
-void kg_cli_sleep_ms(int64_t ms);
-
 /* VALUE as indented JSON on OUT. */
 void kg_cli_print_json(const kg_cli_session *s, const json_t *value);
 

@@ -8,6 +8,7 @@
 
 #include "admin/kg_cli_session.h"
 #include "drill/kg_drill.h"
+#include "util/kg_time.h"
 
 /* `run`: a switch failed or an expectation was not met. */
 #define EXIT_NOT_MET 3
@@ -104,7 +105,7 @@ static int chaos_via_api(dcli *c, const kg_drill_spec *spec, const kg_drill_step
         *reply = added;
         return status;
     }
-    kg_cli_sleep_ms(step->fault_ms);
+    kg_time_sleep_ms(step->fault_ms);
     snprintf(path, sizeof(path), "/v1/chaos/rules/%s", id);
     if (call(c, "GET", path, NULL, reply) != 200) {
         json_decref(*reply);

@@ -8,6 +8,7 @@
 
 #include "admin/kg_cli_session.h"
 #include "chaos/kg_experiment.h"
+#include "util/kg_time.h"
 
 /* `run --wait`: the experiment did not complete, or an expectation failed. */
 #define EXIT_NOT_MET 3
@@ -72,7 +73,7 @@ static int wait_for_end(xcli *c, const char *id, json_t **record)
         json_t *doc = NULL;
         if (kg_cli_session_call(&c->s, "GET", path, NULL, &doc) != KG_CLI_EXIT_OK) {
             if (++failures >= WAIT_RETRIES) return KG_CLI_EXIT_API;
-            kg_cli_sleep_ms(1000);
+            kg_time_sleep_ms(1000);
             continue;
         }
         failures = 0;
@@ -86,7 +87,7 @@ static int wait_for_end(xcli *c, const char *id, json_t **record)
             return KG_CLI_EXIT_OK;
         }
         json_decref(doc);
-        kg_cli_sleep_ms(1000);
+        kg_time_sleep_ms(1000);
     }
 }
 

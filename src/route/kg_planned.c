@@ -22,6 +22,7 @@
 #include "route/kg_offsets.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
+#include "util/kg_time.h"
 
 #define KG_PLANNED_UNKNOWN_TOPIC                                                                   \
     3 /* UNKNOWN_TOPIC_OR_PARTITION: the topic is not on the new side */
@@ -558,13 +559,6 @@ int kg_planned_busy(kg_planned *p, char *why, size_t len)
     return 1;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* The embedded mirror's lag from FROM to TO now (kg_mirror_lag): the records not copied yet,
  * with WHY naming the first partition behind; -1 with WHY when a side cannot be read, or a
  * mirrored topic cannot be copied at all (absent on the target, stopped). */
@@ -690,7 +684,7 @@ static int run_wait_quiet(planned_run *r, char *why, size_t len)
                      n, (unsigned long long)r->hold_max_ms);
             return -1;
         }
-        sleep_ms(2);
+        kg_time_sleep_ms(2);
     }
 }
 

@@ -1,6 +1,7 @@
 #include "util/kg_time.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -71,4 +72,11 @@ int kg_time_parse(const char *text, int64_t *ms)
     if (t == (time_t)-1) return -1;
     *ms = ((int64_t)t - offset_s) * 1000 + frac_ms;
     return 0;
+}
+
+void kg_time_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
 }

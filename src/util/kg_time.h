@@ -16,6 +16,8 @@ void kg_time_format_ms(int64_t unix_ms, char *buf, size_t len);
 int kg_time_parse(const char *text, int64_t *ms);
 /* Now, on the wall clock, in milliseconds since the epoch. */
 int64_t kg_time_now_ms(void);
+/* Sleeps MS milliseconds, resumed after a signal interrupts it. */
+void kg_time_sleep_ms(int64_t ms);
 /* The wall-clock time MS milliseconds from now: a pthread_cond_timedwait deadline. */
 struct timespec kg_time_after_ms(int ms);
 
