@@ -1202,6 +1202,11 @@ static int stage_planned(kg_conn *c, conn_request *r)
     int mode = kg_planned_mode(c->vc->planned, c->route, route);
     /* Another switch came since (not planned): this connection retires as at any switch. */
     if (route != c->route && mode != KG_PLANNED_RELEASE) return STAGE_NEXT;
+    int relayed = mode == KG_PLANNED_RELEASE || c->planned_release > 0 || c->planned_relay;
+    /* A request a chaos latency rule holds is held, or relayed, by the planned switch instead:
+     * sent on after its delay it would reach the old side after the mirror's last pass (an
+     * acknowledged record the new side never gets), or bypass the relay. */
+    if (mode == KG_PLANNED_HOLD || relayed) conn_unhold(c);
     if (mode == KG_PLANNED_HOLD) {
         if (!c->planned_wait) kg_planned_note_held(c->vc->planned, 4 + r->size);
         c->planned_wait = 1;
@@ -1209,8 +1214,7 @@ static int stage_planned(kg_conn *c, conn_request *r)
     }
     /* Released: held when the switch came (and read before it), or read by a connection that
      * could not move to the new side; else it goes to the new side as any request does. */
-    if (c->held.active) return STAGE_NEXT;
-    if (mode != KG_PLANNED_RELEASE && c->planned_release == 0 && !c->planned_relay) {
+    if (!relayed) {
         /* Straight to the broker again: after the relayed ones only, so that no record
          * overtakes one relayed before it. */
         return conn_planned_pending(c) ? STAGE_WAIT : STAGE_NEXT;

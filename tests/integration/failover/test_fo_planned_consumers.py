@@ -1,4 +1,6 @@
-"""Consumer groups across a planned switchover (issue 10, items 6 and 7): with the embedded
+"""Planned switchover (issue 10, item 6) with more around it: consumer groups, and a chaos rule.
+
+Consumer groups: with the embedded
 mirror writing checkpoints, a group whose connections move to the new side goes on from its
 translated committed position: no record acknowledged to the producers is missed, and none is
 read again that was first received after the switch."""
@@ -9,7 +11,8 @@ import pytest
 
 from fohelpers import ClientRun, wait_for
 from test_fo_mirror import checkpoints_on
-from test_fo_planned import TOPIC, TOPICS, WAIT, planned, start_planned, wait_acks
+from test_fo_planned import TOPIC, TOPICS, WAIT, finish, planned, producers, start_planned, \
+    wait_acks
 
 
 @pytest.mark.guard(600)
@@ -61,6 +64,32 @@ def test_consumers_follow_a_planned_switch_without_gap(make_clusters, make_kgate
             if twice:
                 assert twice[0] > min(before[r.kind]), \
                     f"{r.kind}: re-read from its first record: {twice[:10]}"
+    finally:
+        for r in runs:
+            r.stop()
+
+
+@pytest.mark.guard(600)
+def test_a_planned_switch_under_a_latency_rule(make_clusters, make_kgate, tmp_path):
+    """A chaos latency rule on the producers' topic holds each Produce a while when the planned
+    switch starts holding too (issue 10, "a planned switch during a chaos rule"): the switch is
+    made as planned, the producers (two of them do not retry) see no error and lose nothing,
+    and the rule goes on applying on the new side."""
+    clusters = make_clusters(topics=TOPICS)
+    kg = start_planned(clusters, make_kgate)
+    rule = kg.http("POST", "/v1/chaos/rules", {"type": "latency", "vcluster": "default",
+                                               "topic": TOPIC, "delay_ms": 30})
+    assert rule.status == 201, rule
+    rule_path = f"/v1/chaos/rules/{rule.json['id']}"
+    runs = producers(kg, tmp_path)
+    try:
+        wait_acks(runs, 200)
+        reply = planned(kg, "failover")
+        assert reply.status == 200 and reply.json["planned"]["outcome"] == "switched", reply
+        injected = kg.http("GET", rule_path).json["injected"]
+        wait_acks(runs, 200)
+        assert kg.http("GET", rule_path).json["injected"] > injected
+        finish(runs, clusters["west"])
     finally:
         for r in runs:
             r.stop()
