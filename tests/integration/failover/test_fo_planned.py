@@ -113,8 +113,7 @@ def test_planned_failover_and_failback_lose_nothing_and_give_no_error(clusters, 
         assert reply.status == 200 and reply.json["changed"], reply
         report = reply.json["planned"]
         assert report["outcome"] == "switched" and report["held_requests_went_to"] == "new side"
-        assert report["held_requests"] > 0, report
-        assert report["released_to_new_side"] > 0 and report["release_failed"] == 0, report
+        assert report["release_failed"] == 0, report
         assert reply.json["to"] == "west"
         wait_acks(runs, 200)
 
@@ -124,7 +123,12 @@ def test_planned_failover_and_failback_lose_nothing_and_give_no_error(clusters, 
         assert back.returncode == 0, back
         result = json.loads(back.stdout)
         assert result["changed"] and result["to"] == "east", result
-        assert result["planned"]["held_requests"] > 0, result["planned"]
+        # A hold lasts tens of milliseconds (until the mirror's lag is 0): one switch may find
+        # no Produce request to hold; over the two, the producers' requests were held and relayed.
+        held = report["held_requests"] + result["planned"]["held_requests"]
+        released = report["released_to_new_side"] + result["planned"]["released_to_new_side"]
+        assert held > 0 and released > 0, (report, result["planned"])
+        assert result["planned"]["release_failed"] == 0, result["planned"]
         # east is active again: what was written on west came over with the mirror's last pass
         finish(runs, east)
     finally:
