@@ -429,17 +429,36 @@ void kg_conn_drain(kg_conn *c)
 
 static int conn_planned_rehome(kg_conn *c);
 
-int kg_conn_retire(kg_conn *c, uint64_t deadline_us)
+static void conn_unhold(kg_conn *c);
+static void conn_process_requests(kg_conn *c);
+
+/* Retires C (see kg_conn_retire); IN_STAGE: called while C's requests are being processed. */
+static int conn_retire(kg_conn *c, uint64_t deadline_us, int in_stage)
 {
     if (c->state == KG_CONN_CLOSED) return 0;
     if (conn_planned_rehome(c)) return 1; /* a planned switch: C goes on, on the new side */
+    /* A request a chaos latency rule holds has not reached the old side, and must not now: sent
+     * on after its delay, the old side would acknowledge a record after the switch, which the
+     * new side never gets. It is answered like every request read after the switch
+     * (stage_retired), and the client sends it again on the new side. */
+    int unheld = c->held.active;
+    conn_unhold(c);
     if (c->state == KG_CONN_CONNECTING || deadline_us <= kg_now_us() || kg_conn_at_boundary(c)) {
         kg_conn_close(c, KG_LOG_DEBUG, "virtual cluster %s switched", c->vc->cfg->name);
         return 0;
     }
     c->retire_at_us = deadline_us;
     kg_conn_drain(c);
+    if (unheld && !in_stage && c->state != KG_CONN_CLOSED) { /* its timer was cancelled */
+        conn_process_requests(c);
+        conn_after_io(c);
+    }
     return c->state != KG_CONN_CLOSED;
+}
+
+int kg_conn_retire(kg_conn *c, uint64_t deadline_us)
+{
+    return conn_retire(c, deadline_us, 0);
 }
 
 /* The in-flight entry E gets kgate's answer in the old side's place, when it has one. 0, or -1
@@ -478,8 +497,6 @@ static void conn_unhold(kg_conn *c)
     kg_chaos_action_init(&c->held.action);
     kg_loop_timer_cancel(c->loop, &c->request_timer);
 }
-
-static void conn_process_requests(kg_conn *c);
 
 /* A request released to the new side (kg_planned) still waits for its answer. */
 static int conn_planned_pending(kg_conn *c)
@@ -1151,7 +1168,7 @@ static int stage_validate(kg_conn *c, conn_request *r)
      * retires now, so that this request gets kgate's answer (stage_retired) and the ones in
      * flight keep the old side's, as the order would have it. */
     if (conn_route_is_stale(c) && !c->retire_at_us &&
-        !kg_conn_retire(c, kg_now_us() + (uint64_t)c->limits->switch_grace_ms * 1000u))
+        !conn_retire(c, kg_now_us() + (uint64_t)c->limits->switch_grace_ms * 1000u, 1))
         return STAGE_CLOSED;
     /* ApiVersions of any version is answered (a too-new one as a broker does). */
     int apiversions = rq->api_key == KG_API_APIVERSIONS;

@@ -59,3 +59,33 @@ def test_answer_after_the_grace_is_kgates(make_clusters, make_kgate):
     answers = [v for n, l, v in kg.metrics() if n == "kgate_switch_answers_total"
                and l.get("api") == "Produce"]
     assert answers and answers[0] >= 1
+
+
+@pytest.mark.guard(120)
+def test_request_held_by_chaos_never_reaches_the_old_side(make_clusters, make_kgate):
+    """A chaos latency rule holds a Produce request at kgate (not sent yet) when the switch
+    comes. Sent on to the old side after its delay, within the grace, the old side would
+    acknowledge a record after the switch that the new side never gets. kgate answers it with
+    the retriable error instead: the record is delivered once, on the new side."""
+    clusters = make_clusters()
+    kg = make_kgate(clusters, extra_lines=[f"switch: {{ grace_ms: {HELD_MS * 10} }}"])
+    kg.wait_probed()
+    p = producer(kg)
+    p.produce("fo-confluent", b"warm-up")
+    assert p.flush(20) == 0
+    reply = kg.http("POST", "/v1/chaos/rules", {"type": "latency", "id": "hold",
+                                                "api": "Produce", "delay_ms": HELD_MS * 3})
+    assert reply.status == 201, reply
+    results = []
+    p.produce("fo-confluent", b"held", on_delivery=lambda e, m: results.append(e))
+    p.poll(0)
+    wait_for(lambda: kg.http("GET", "/v1/chaos/rules/hold").json.get("injected", 0) >= 1, 20,
+             what="the request held at kgate")
+    reply, _, _ = kg.switch("default", to="west", reason="held request test")
+    assert reply.status == 200, reply
+    assert kg.http("DELETE", "/v1/chaos/rules/hold").status in (200, 204)
+    p.flush(30)
+    assert results == [None]
+    held = lambda side: [r for r in clusters[side].read_records("fo-confluent") if r[2] == "held"]
+    assert len(held("west")) == 1
+    assert held("east") == []
