@@ -16,6 +16,15 @@
 #define KG_DEVCLUSTER_MAX_BROKERS 32
 #define KG_DEVCLUSTER_MAX_TOPICS 64
 #define KG_DEVCLUSTER_MAX_PARTITIONS 10000
+#define KG_DEVCLUSTER_MAX_DELAY_MS 300000 /* Kafka's own upper bound for the setting: 5 minutes */
+
+/* The mock's group.initial.rebalance.delay.ms has a setter from librdkafka 2.12 on (the first
+ * version kgate is built with that has one); Debian's 2.0.2 has 3000 ms built in. */
+#if RD_KAFKA_VERSION >= 0x020c0000
+#define DEVCLUSTER_HAS_REBALANCE_DELAY 1
+#else
+#define DEVCLUSTER_HAS_REBALANCE_DELAY 0
+#endif
 
 /* librdkafka "debug" contexts (e.g. "mock") for diagnosing a client against the mock; set by
  * --debug before the cluster starts. Debug lines are logged at info level so they show. */
@@ -114,6 +123,30 @@ static int devcluster_create_topics(kg_devcluster *dc, int brokers, const char *
 
 kg_devcluster *kg_devcluster_start(int brokers, const char *const *topics, char *err, size_t errlen)
 {
+    return kg_devcluster_start_with(brokers, topics, -1, err, errlen);
+}
+
+/* Sets the mock's group.initial.rebalance.delay.ms, or says why it cannot. */
+static int devcluster_set_rebalance_delay(kg_devcluster *dc, int delay_ms, char *err, size_t errlen)
+{
+#if DEVCLUSTER_HAS_REBALANCE_DELAY
+    rd_kafka_mock_group_initial_rebalance_delay_ms(dc->mock, delay_ms);
+    kg_info("dev-cluster: group.initial.rebalance.delay.ms %d", delay_ms);
+    return 0;
+#else
+    (void)dc;
+    if (delay_ms == KG_DEVCLUSTER_DEFAULT_REBALANCE_DELAY_MS) return 0;
+    kg_errf(err, errlen,
+            "--group-initial-rebalance-delay-ms: librdkafka %s's mock cluster has %d ms built in "
+            "and no setting for it (librdkafka 2.12's has one)",
+            rd_kafka_version_str(), KG_DEVCLUSTER_DEFAULT_REBALANCE_DELAY_MS);
+    return -1;
+#endif
+}
+
+kg_devcluster *kg_devcluster_start_with(int brokers, const char *const *topics,
+                                        int rebalance_delay_ms, char *err, size_t errlen)
+{
     if (brokers < 1 || brokers > KG_DEVCLUSTER_MAX_BROKERS) {
         kg_errf(err, errlen, "brokers must be 1..%d", KG_DEVCLUSTER_MAX_BROKERS);
         return NULL;
@@ -134,7 +167,9 @@ kg_devcluster *kg_devcluster_start(int brokers, const char *const *topics, char 
         kg_devcluster_stop(dc);
         return NULL;
     }
-    if (devcluster_create_topics(dc, brokers, topics, err, errlen) < 0) {
+    if (devcluster_create_topics(dc, brokers, topics, err, errlen) < 0 ||
+        (rebalance_delay_ms >= 0 &&
+         devcluster_set_rebalance_delay(dc, rebalance_delay_ms, err, errlen) < 0)) {
         kg_devcluster_stop(dc);
         return NULL;
     }
@@ -174,6 +209,12 @@ static void devcluster_usage(FILE *out)
           "\n"
           "  --brokers N               number of brokers, node ids 1..N (default 3, max 32)\n"
           "  --topic name:partitions   create a topic (repeatable)\n"
+          "  --group-initial-rebalance-delay-ms MS\n"
+          "                            how long a group with no members waits for more before\n"
+          "                            its first rebalance (Kafka's "
+          "group.initial.rebalance.delay.ms,\n"
+          "                            default 3000; 0 lets consumers resume at once after a\n"
+          "                            switch; librdkafka 2.12's mock only, 2.0.2's is fixed)\n"
           "  --debug CONTEXTS          librdkafka debug contexts to log, e.g. mock,protocol\n"
           "  --help                    this text\n",
           out);
@@ -183,6 +224,7 @@ typedef struct devcluster_args {
     int brokers;
     const char *topics[KG_DEVCLUSTER_MAX_TOPICS + 1];
     int n_topics;
+    int rebalance_delay_ms; /* -1: the mock's default */
     int help;
 } devcluster_args;
 
@@ -200,6 +242,7 @@ static const char *devcluster_opt_value(int argc, char **argv, int *i, const cha
 static int devcluster_parse_args(int argc, char **argv, devcluster_args *a)
 {
     a->brokers = 3;
+    a->rebalance_delay_ms = -1;
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -219,6 +262,17 @@ static int devcluster_parse_args(int argc, char **argv, devcluster_args *a)
                 return -1;
             }
             a->topics[a->n_topics++] = v;
+        } else if ((v = devcluster_opt_value(argc, argv, &i,
+                                             "--group-initial-rebalance-delay-ms")) != NULL) {
+            char *end = NULL;
+            errno = 0;
+            long ms = strtol(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || errno || ms < 0 || ms > KG_DEVCLUSTER_MAX_DELAY_MS) {
+                kg_error("dev-cluster: --group-initial-rebalance-delay-ms must be 0..%d, got '%s'",
+                         KG_DEVCLUSTER_MAX_DELAY_MS, v);
+                return -1;
+            }
+            a->rebalance_delay_ms = (int)ms;
         } else if ((v = devcluster_opt_value(argc, argv, &i, "--debug")) != NULL) {
             devcluster_debug_contexts = v;
         } else {
@@ -268,7 +322,8 @@ int kg_devcluster_main(int argc, char **argv)
     devcluster_block_stop_signals(&stop);
 
     char err[512];
-    kg_devcluster *dc = kg_devcluster_start(args.brokers, args.topics, err, sizeof(err));
+    kg_devcluster *dc = kg_devcluster_start_with(args.brokers, args.topics, args.rebalance_delay_ms,
+                                                 err, sizeof(err));
     if (!dc) {
         kg_error("dev-cluster: %s", err);
         return 1;

@@ -280,12 +280,15 @@ class DevCluster:
     """A running dev cluster: .bootstrap "host:port,...", .hostports, .pid, .requested_version
     ("2.0.2" or "2.12"), .librdkafka_version (what it logged, None when nothing)."""
 
-    def __init__(self, version, log_dir, topics, brokers=3, name="east"):
-        """topics: ["name:partitions", ...]."""
+    def __init__(self, version, log_dir, topics, brokers=3, name="east", rebalance_delay_ms=None):
+        """topics: ["name:partitions", ...]; rebalance_delay_ms: the mock's
+        group.initial.rebalance.delay.ms (None: its default, 3000 ms)."""
         self.name = name
         self.requested_version = version
         self.brokers = brokers
         argv = devcluster_command(version) + ["--brokers", str(brokers)]
+        if rebalance_delay_ms is not None:
+            argv += ["--group-initial-rebalance-delay-ms", str(rebalance_delay_ms)]
         for t in topics:
             argv += ["--topic", t]
         self.proc = Proc(argv, os.path.join(str(log_dir), f"dev-cluster-{name}.stderr"))

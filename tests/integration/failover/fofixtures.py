@@ -29,13 +29,16 @@ TOPICS = {"fo-kcat": 3, "fo-confluent": 3, "fo-kafka-python": 3, "fo-kafkajs": 3
 
 @pytest.fixture
 def make_clusters(tmp_path):
-    """make_clusters(east="2.12", west="2.12") -> {"east": DevCluster, "west": DevCluster}."""
+    """make_clusters(east="2.12", west="2.12", rebalance_delay_ms=None)
+    -> {"east": DevCluster, "west": DevCluster}; rebalance_delay_ms: both mocks'
+    group.initial.rebalance.delay.ms (None: the mock's 3000 ms)."""
     started = []
 
-    def make(east="2.12", west="2.12", topics=TOPICS):
+    def make(east="2.12", west="2.12", topics=TOPICS, rebalance_delay_ms=None):
         out = {}
         for name, version in (("east", east), ("west", west)):
-            out[name] = DevCluster(name, version, topics, tmp_path)
+            out[name] = DevCluster(name, version, topics, tmp_path,
+                                   rebalance_delay_ms=rebalance_delay_ms)
             started.append(out[name])
         return out
 

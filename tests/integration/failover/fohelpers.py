@@ -14,6 +14,8 @@ on stdout:
     {"ev": "error", "role": R, "err": "..."}    a non-fatal error the library reported and
                                                 recovers from by itself (counted, shown)
     {"ev": "fatal", "role": R, "err": "..."}    the client died for good; the driver exits 3
+    {"ev": "joined", "t": T}                    the consumer got an assignment from its group
+                                                (its first join, or a rejoin after a switch)
     {"ev": "log",  "msg": "..."}                anything else worth keeping (rebalances)
 T is the wall clock (seconds since the epoch) of the driver, on the same machine as the test.
 
@@ -59,11 +61,11 @@ class DevCluster(kghelpers.DevCluster):
     """One dev cluster. .bootstrap is its own address list; .topics maps topic -> partitions;
     .version is the requested build. It can be frozen (a hung region) and read directly."""
 
-    def __init__(self, name, version, topics, log_dir, brokers=3):
+    def __init__(self, name, version, topics, log_dir, brokers=3, rebalance_delay_ms=None):
         self.version = version
         self.topics = dict(topics)
         super().__init__(version, log_dir, [f"{t}:{p}" for t, p in self.topics.items()],
-                         brokers=brokers, name=name)
+                         brokers=brokers, name=name, rebalance_delay_ms=rebalance_delay_ms)
         self.frozen = False
 
     def stop(self):
@@ -361,7 +363,7 @@ class ClientRun:
     both connected to bootstrap, producing to and consuming from topic."""
 
     def __init__(self, kind, bootstrap, topic, log_dir, interval_ms=20, producer_config=None,
-                 label=None, partitions=3, consume=True):
+                 label=None, partitions=3, consume=True, consumer_config=None):
         self.kind = label or kind
         self.driver = kind
         self.topic = topic
@@ -372,6 +374,7 @@ class ClientRun:
         self.args = {"bootstrap": bootstrap, "topic": topic, "group": self.group,
                      "run": self.run_id, "interval_ms": interval_ms,
                      "producer_config": producer_config or {}, "partitions": partitions,
+                     "consumer_config": consumer_config or {},
                      "consume": consume}
         self.stderr_path = os.path.join(str(log_dir), f"driver-{self.kind}.stderr")
         self.lock = threading.Lock()
@@ -379,6 +382,7 @@ class ClientRun:
         self.nacked, self.logs, self.receipts = [], [], []
         self.clients = {}  # role -> [(id, pid)], one entry per client the driver created
         self.errors, self.fatals = [], []
+        self.joined = []  # when its consumer got an assignment (joined or rejoined its group)
         self.popen = None
         self.reader = None
 
@@ -421,6 +425,8 @@ class ClientRun:
                 self.errors.append((ev["role"], ev["t"], ev["err"]))
             elif kind == "fatal":
                 self.fatals.append((ev["role"], ev["t"], ev["err"]))
+            elif kind == "joined":
+                self.joined.append(ev["t"])
             else:
                 self.logs.append(json.dumps(ev))
 
@@ -500,6 +506,11 @@ class ClientRun:
     def logs_matching(self, text):
         with self.lock:
             return [l for l in self.logs if text in l]
+
+    def joins_since(self, t):
+        """When its consumer got an assignment at or after t."""
+        with self.lock:
+            return [j for j in self.joined if j >= t]
 
     def nacks_between(self, t0, t1):
         with self.lock:

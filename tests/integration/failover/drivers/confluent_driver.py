@@ -5,7 +5,7 @@ except what a consumer group that may land on a cluster without its committed of
 Runs until stdin closes or SIGTERM. A fatal librdkafka error, a local queue that stays full, or
 a loop that raises is a fatal event (the test fails); other errors are reported as error events.
 
-Usage: confluent_driver.py '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N}'
+Usage: confluent_driver.py '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N[, "consumer_config": {...}]}'
 """
 
 import time
@@ -65,12 +65,13 @@ def consume_loop():
     consumer = Consumer({"bootstrap.servers": ARGS["bootstrap"], "group.id": ARGS["group"],
                          "client.id": "fo-confluent-consumer", "auto.offset.reset": "earliest",
                          "session.timeout.ms": 6000, "broker.address.family": "v4",
-                         "error_cb": error_cb("consumer")})
+                         "error_cb": error_cb("consumer"), **ARGS.get("consumer_config", {})})
     client("consumer")
     prefix = ARGS["run"] + ":"
 
     def on_assign(c, partitions):
         emit(ev="log", msg=f"assigned {[p.partition for p in partitions]}", t=time.time())
+        emit(ev="joined", t=time.time())
 
     def on_revoke(c, partitions):
         emit(ev="log", msg=f"revoked {[p.partition for p in partitions]}", t=time.time())

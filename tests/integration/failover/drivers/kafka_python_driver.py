@@ -7,14 +7,14 @@ A send() that fails with a Kafka error is a nack; any other exception, or a cons
 keeps raising (MAX_POLL_ERRORS in a row, with no successful poll between), is a fatal event:
 the test fails. Single poll errors are reported as error events.
 
-Usage: kafka_python_driver.py '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N}'
+Usage: kafka_python_driver.py '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N[, "consumer_config": {...}]}'
 """
 
 import logging
 import sys
 import time
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
 from driverlib import ARGS, STOP, client, emit, error, fatal, run
@@ -45,11 +45,23 @@ def produce_loop():
     producer.close(5)
 
 
+class Joined(ConsumerRebalanceListener):
+    """Reports each assignment the group gives it (a join, or a rejoin after a switch)."""
+
+    def on_partitions_revoked(self, revoked):
+        pass
+
+    def on_partitions_assigned(self, assigned):
+        emit(ev="joined", t=time.time())
+
+
 def consume_loop():
-    consumer = KafkaConsumer(ARGS["topic"], bootstrap_servers=ARGS["bootstrap"],
+    consumer = KafkaConsumer(bootstrap_servers=ARGS["bootstrap"],
                              group_id=ARGS["group"], client_id="fo-kafka-python-consumer",
                              auto_offset_reset="earliest", session_timeout_ms=6000,
-                             heartbeat_interval_ms=1000)
+                             **{"heartbeat_interval_ms": 1000,
+                                **ARGS.get("consumer_config", {})})
+    consumer.subscribe([ARGS["topic"]], listener=Joined())
     client("consumer")
     prefix = ARGS["run"] + ":"
     errors_in_a_row = 0

@@ -4,7 +4,7 @@
 // cluster without its committed offsets must not skip what was produced there) and a short
 // session timeout. Events on stdout, one JSON object per line: see fohelpers.py.
 // Runs until stdin closes or SIGTERM.
-// Usage: node kafkajs_driver.cjs '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N}'
+// Usage: node kafkajs_driver.cjs '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N[, "consumer_config": {...}, "log_level": "DEBUG"]}'
 'use strict';
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 const { Kafka, logLevel } = require('kafkajs');
@@ -18,9 +18,11 @@ let stopping = false;
 const kafka = new Kafka({
   clientId: 'fo-kafkajs',
   brokers: [args.bootstrap],
-  logLevel: logLevel.WARN,
+  logLevel: logLevel[args.log_level || 'WARN'], // log_level 'DEBUG': what its consumer waits for
   logCreator: () => ({ namespace, level, log }) => {
-    process.stderr.write(`${new Date().toISOString()} [${namespace}] ${log.message} ${log.error || ''}\n`);
+    const { message, error, timestamp, logger, ...rest } = log; // rest: broker, correlationId...
+    const extra = args.log_level ? ' ' + JSON.stringify(rest).slice(0, 300) : '';
+    process.stderr.write(`${new Date().toISOString()} [${namespace}] ${message} ${error || ''}${extra}\n`);
   },
 });
 
@@ -58,9 +60,13 @@ function die(role, err) {
 }
 
 async function startConsumer() {
-  consumer = kafka.consumer({ groupId: args.group, sessionTimeout: 6000, heartbeatInterval: 500 });
+  consumer = kafka.consumer({ groupId: args.group, sessionTimeout: 6000, heartbeatInterval: 500,
+    ...(args.consumer_config || {}) });
   const e = consumer.events;
-  consumer.on(e.GROUP_JOIN, (ev) => emit({ ev: 'log', t: now(), msg: `joined: ${JSON.stringify(ev.payload.memberAssignment)}` }));
+  consumer.on(e.GROUP_JOIN, (ev) => {
+    emit({ ev: 'log', t: now(), msg: `joined: ${JSON.stringify(ev.payload.memberAssignment)}` });
+    emit({ ev: 'joined', t: now() });
+  });
   consumer.on(e.CRASH, (ev) => {
     if (stopping) return;
     if (ev.payload.restart) {

@@ -135,6 +135,8 @@ def produce_loop():
 def consume_loop():
     kcat = subprocess.Popen(["kcat", "-G", ARGS["group"], "-u", "-f", "%p %o %s\\n",
                              "-X", "auto.offset.reset=earliest", "-X", "session.timeout.ms=6000"]
+                            + [a for k, v in ARGS.get("consumer_config", {}).items()
+                               for a in ("-X", f"{k}={v}")]
                             + COMMON + [ARGS["topic"]],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     client("consumer", pid=kcat.pid, ident=f"kcat-consumer@{kcat.pid}")
@@ -143,6 +145,8 @@ def consume_loop():
         for raw in kcat.stderr:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             sys.stderr.write(f"[consumer] {line}\n")
+            if "rebalanced" in line and "assigned" in line:
+                emit(ev="joined", t=time.time())
             if "ERROR" in line:
                 error("consumer", line)
 

@@ -4,7 +4,7 @@
 // see fohelpers.py. Runs until stdin closes or SIGTERM. A consumer that fails to start or whose
 // stream errors, or a producer loop that throws, is a fatal event: the driver exits 3 and the
 // test fails (never replaced, never only logged).
-// Usage: node platformatic_driver.mjs '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N[, "consume": false]}'
+// Usage: node platformatic_driver.mjs '{"bootstrap": ..., "topic": ..., "group": ..., "run": ..., "interval_ms": N[, "consume": false, "consumer_config": {...}]}'
 import { Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
 
 const args = JSON.parse(process.argv[2]);
@@ -46,8 +46,10 @@ async function produceLoop() {
 
 async function consume() {
   const consumer = new Consumer({ bootstrapBrokers: [args.bootstrap], clientId: 'fo-platformatic-consumer',
-    groupId: args.group, deserializers: stringDeserializers, sessionTimeout: 6000, heartbeatInterval: 500 });
+    groupId: args.group, deserializers: stringDeserializers, sessionTimeout: 6000, heartbeatInterval: 500,
+    ...(args.consumer_config || {}) });
   emit({ ev: 'client', role: 'consumer', pid: process.pid, id: `consumer@${process.pid}`, t: now() });
+  consumer.on('consumer:group:join', () => emit({ ev: 'joined', t: now() }));
   const stream = await consumer.consume({ topics: [args.topic], mode: 'committed', fallbackMode: 'earliest',
     autocommit: 500 });
   const prefix = args.run + ':';
