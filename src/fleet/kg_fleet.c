@@ -17,6 +17,7 @@
 
 #include "config/kg_config.h"
 #include "fleet/kg_autofo.h"
+#include "fleet/kg_fleet_planned.h"
 #include "fleet/kg_pq.h"
 #include "engine/kg_loop.h"
 #include "metrics/kg_metrics.h"
@@ -103,6 +104,8 @@ struct kg_fleet {
 
     pthread_mutex_t api_lock; /* the admin thread's connection */
     PGconn *api;
+
+    kg_fleet_planned *planned; /* the planned switchover's thread (kg_fleet_planned.h) */
 
     kg_gauge *lease_gauge;
     kg_gauge *state_gauges[FLEET_MAX_STATES];
@@ -578,6 +581,8 @@ kg_fleet *kg_fleet_start(kg_gateway *gw, const char *conninfo, char *err, size_t
         return NULL;
     }
     f->thread_started = 1;
+    f->planned = kg_fleet_planned_start(gw, conninfo);
+    if (!f->planned) kg_error("fleet: the planned switchover's thread cannot start");
     kg_info("fleet: instance %s registered (lease %d ms, renewed every %d ms, on_state_loss %s)",
             f->cfg->instance_name, f->cfg->lease_ms, (int)(f->period_us / 1000),
             f->cfg->serve_last_known ? "serve-last-known" : "fail-closed");
@@ -587,6 +592,8 @@ kg_fleet *kg_fleet_start(kg_gateway *gw, const char *conninfo, char *err, size_t
 void kg_fleet_stop(kg_fleet *f)
 {
     if (!f) return;
+    kg_fleet_planned_stop(f->planned); /* it lifts holds through the workers */
+    f->planned = NULL;
     atomic_store(&f->stopping, 1);
     uint64_t one = 1;
     if (write(f->wake_fd, &one, sizeof(one)) < 0) { /* the thread also wakes at its deadline */
@@ -609,6 +616,11 @@ void kg_fleet_stop(kg_fleet *f)
 }
 
 /* ---------------------------------------------------------------- queries for the admin API */
+
+kg_fleet_planned *kg_fleet_planner(kg_fleet *f)
+{
+    return f ? f->planned : NULL;
+}
 
 const char *kg_fleet_state_lost(kg_fleet *f)
 {

@@ -41,6 +41,9 @@ typedef struct kg_gateway kg_gateway;
  * thread. NULL with the reason in ERR (a live instance holds the name, the database cannot be
  * reached, ...). */
 kg_fleet *kg_fleet_start(kg_gateway *gw, const char *conninfo, char *err, size_t errlen);
+/* The planned switchover's part of this instance (fleet/kg_fleet_planned.h); NULL when its
+ * thread could not start. */
+struct kg_fleet_planned *kg_fleet_planner(kg_fleet *fleet);
 /* Stops the thread and gives the lease up (deletes the row), then closes both connections. */
 void kg_fleet_stop(kg_fleet *fleet);
 

@@ -753,9 +753,12 @@ static int switch_locked(kg_gateway *gw, kg_vcluster *vc, const kg_switch_reques
     switch_offsets(gw, vc, from, to, details);
     start = kg_now_us(); /* the switch itself, without the pre-flight */
     /* Durable first: after a crash kgate comes back on the side the store names. */
-    int committed = kg_store_commit_switch(gw->store, vc->cfg->name, target->cfg->name, epoch + 1,
-                                           "switch", details); /* compare-and-set: one wins */
+    /* compare-and-set: one wins; in a fleet no switch while a planned one holds, but its own */
+    int committed =
+        kg_store_commit_switch_held(gw->store, vc->cfg->name, target->cfg->name, epoch + 1,
+                                    "switch", details, req->fleet_hold, err, sizeof(err));
     if (committed == 1) return switch_lost_race(gw, vc, details, result);
+    if (committed == 2) return switch_refuse(gw, details, 409, err, result);
     if (committed != 0) {
         json_decref(details);
         /* 503: the store (PostgreSQL) may be briefly away; nothing was switched, retry. */

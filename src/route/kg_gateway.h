@@ -242,6 +242,7 @@ typedef struct kg_switch_request {
     int hold_max_ms;
     json_t *planned_report; /* borrowed: what the hold did, for the audit entry */
     int inner;              /* the planned switch's own switch: not refused as "in progress" */
+    int64_t fleet_hold;     /* in a fleet: the planned switch's hold (fleet/kg_fleet_planned.h) */
 } kg_switch_request;
 
 /* Switches a virtual cluster's active side. Returns an HTTP-style status (200 switched or

@@ -9,6 +9,7 @@
 #include "metrics/kg_metrics.h"
 #include "route/kg_mirror.h"
 #include "route/kg_offsets.h"
+#include "route/kg_planned.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
 
@@ -133,6 +134,10 @@ void *kg_gateway_mirror_main(void *arg)
             int active = KG_ROUTE_ACTIVE(atomic_load(&vc->route));
             if (owner && atomic_load(&gw->clusters[active].up))
                 mirror_pass(gw, vc, PASS_TIMEOUT_MS);
+            /* A planned switch holds (in a fleet, maybe coordinated by another instance, which
+             * waits for the positions this one stores): passes back to back until it ends. */
+            if (owner && kg_planned_holding(vc->planned))
+                interval = 1;
             else if (owner) /* not probed up yet (a start), or down: look again soon */
                 down = 1;
         }

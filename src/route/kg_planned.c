@@ -13,9 +13,12 @@
 #include "engine/kg_loop.h"
 #include "engine/kg_wire.h"
 #include "engine/kg_worker.h"
+#include "fleet/kg_fleet.h"
+#include "fleet/kg_fleet_planned.h"
 #include "kp_msgs.h"
 #include "metrics/kg_metrics.h"
 #include "route/kg_gateway.h"
+#include "route/kg_gateway_int.h"
 #include "route/kg_handover.h"
 #include "route/kg_kafka.h"
 #include "route/kg_mirror.h"
@@ -61,9 +64,10 @@ struct kg_planned {
     json_t *leaders;
     uint64_t leaders_us;
     int leaders_cluster;
-    json_t *old_leaders; /* the old side's, read once per switch: see same_leaders */
-    int from;            /* the old side of the last planned switch (lock) */
-    int reset_old;       /* (lock) a new switch: old_leaders are stale */
+    json_t *old_leaders;     /* the old side's, read once per switch: see same_leaders */
+    int from;                /* the old side of the last planned switch (lock) */
+    uint64_t fleet_start_us; /* a hold for a fleet's planned switch began (kg_planned_fleet_hold) */
+    int reset_old;           /* (lock) a new switch: old_leaders are stale */
 
     kg_counter *m_switches[2]; /* [0] completed, [1] aborted */
     kg_counter *m_held, *m_released;
@@ -624,6 +628,8 @@ typedef struct planned_run {
     uint64_t start_us, deadline_us, hold_max_ms;
     int64_t lag_first; /* the lag when the hold was reached: what was waited for */
     int64_t inflight_first;
+    kg_fleet_hold *fleet; /* in a fleet: the hold every live instance keeps (NULL: alone) */
+    uint64_t from_epoch;
 } planned_run;
 
 static json_t *run_report(planned_run *r, const char *outcome)
@@ -644,11 +650,42 @@ static void unhold(planned_run *r)
     kg_workers_visit(r->gw->workers, r->gw->n_workers, r->vc, visit_kick, NULL);
 }
 
+/* In a fleet the hold row decides where the held requests go, for every instance alike: the
+ * abort is marked there unless it says the switch happened (an ambiguous commit). 0 aborted,
+ * 1 switched (*RESULT set), -1 unknown (*RESULT set: this instance keeps holding until its
+ * fleet thread reads the decision). */
+static int run_abort_fleet(planned_run *r, const char *why, json_t **result)
+{
+    int decided = kg_fleet_hold_abort(r->fleet, why);
+    if (decided == 0) return 0;
+    json_t *report = run_report(r, decided == 1 ? "switched" : "undecided");
+    if (decided == 1) {
+        atomic_store(&r->p->release_route, KG_ROUTE_WORD(r->from_epoch + 1, r->to));
+        kg_gateway_apply_route(r->gw, r->vc, r->to, r->from_epoch + 1);
+        json_object_set_new(report, "held_requests_went_to", json_string("new side"));
+        unhold(r);
+        kg_fleet_hold_end(r->fleet, "new side", 0, 0, 0);
+        *result = json_pack("{s:s, s:s, s:b, s:o}", "vcluster", r->vc->cfg->name, "to",
+                            r->gw->clusters[r->to].cfg->name, "changed", 1, "planned", report);
+        return 1;
+    }
+    *result = json_pack("{s:s, s:s, s:o}", "error",
+                        "the state store did not answer: the instances follow the hold's "
+                        "decision once it does (GET /v1/status)",
+                        "vcluster", r->vc->cfg->name, "planned", report);
+    return -1;
+}
+
 /* The hold is lifted and the held requests go to the old side: 409 naming WHY. */
 static int run_abort(planned_run *r, const kg_switch_request *req, const char *why,
                      json_t *switch_result, json_t **result)
 {
     uint64_t held_us = kg_now_us() - r->start_us;
+    if (r->fleet) {
+        int decided = run_abort_fleet(r, why, result);
+        if (decided > 0) atomic_store(&r->p->busy, 0);
+        if (decided != 0) return decided > 0 ? 200 : 503; /* -1: the fleet thread ends it */
+    }
     unhold(r);
     json_t *report = run_report(r, "aborted");
     json_object_set_new(report, "reason", json_string(why));
@@ -658,6 +695,10 @@ static int run_abort(planned_run *r, const kg_switch_request *req, const char *w
                   r->gw->clusters[r->from].cfg->name, "to", r->gw->clusters[r->to].cfg->name,
                   "reason", req->reason ? req->reason : "", "actor",
                   req->actor ? req->actor : "unknown", "planned", report);
+    if (r->fleet)
+        json_object_set_new(report, "instances",
+                            kg_fleet_hold_end(r->fleet, "old side", atomic_load(&r->p->held),
+                                              atomic_load(&r->p->held_bytes), 1000));
     kg_store_audit_append(r->gw->store, "switch.planned_aborted", details);
     json_decref(details);
     kg_counter_inc(r->p->m_switches[1]);
@@ -667,6 +708,7 @@ static int run_abort(planned_run *r, const kg_switch_request *req, const char *w
     *result =
         json_pack("{s:s, s:s, s:o}", "error", why, "vcluster", r->vc->cfg->name, "planned", report);
     if (switch_result) json_object_set(*result, "switch", switch_result);
+    atomic_store(&r->p->busy, 0);
     return 409;
 }
 
@@ -709,6 +751,12 @@ static int run_catch_up(planned_run *r, char *why, size_t len)
                      r->gw->clusters[r->to].cfg->name, first, r->vc->cfg->name);
             return -1;
         }
+        /* In a fleet the instance that runs the mirror copies (back to back while it holds):
+         * the others read the positions it stores. */
+        if (!kg_mirror_owner(r->vc->mirror)) {
+            kg_time_sleep_ms(2);
+            continue;
+        }
         int budget = (int)((r->deadline_us - now) / 1000) + 1;
         mirror_pass_now(r->gw, r->vc, r->from, r->to, budget > 5000 ? 5000 : budget);
     }
@@ -727,6 +775,53 @@ static void run_start_thread(kg_planned *p, kg_gateway *gw, kg_vcluster *vc, int
     pthread_mutex_unlock(&p->lock);
 }
 
+/* ---------------------------------------------------------------- holding for a fleet */
+
+int kg_planned_holding(kg_planned *p)
+{
+    return p && atomic_load(&p->hold);
+}
+
+int kg_planned_inflight(kg_planned *p)
+{
+    return kg_workers_visit(p->gw->workers, p->gw->n_workers, p->vc, visit_inflight, NULL);
+}
+
+int kg_planned_fleet_hold(kg_planned *p, kg_gateway *gw, kg_vcluster *vc, int from, int to,
+                          uint64_t from_epoch, const char *coordinator)
+{
+    int idle = 0;
+    if (!atomic_compare_exchange_strong(&p->busy, &idle, 1)) return -1;
+    pthread_mutex_lock(&p->lock);
+    snprintf(p->busy_why, sizeof(p->busy_why),
+             "planned switch of '%s' from %s to %s (coordinated by instance %s)", vc->cfg->name,
+             gw->clusters[from].cfg->name, gw->clusters[to].cfg->name, coordinator);
+    pthread_mutex_unlock(&p->lock);
+    run_start_thread(p, gw, vc, from);
+    atomic_store(&p->held, 0);
+    atomic_store(&p->held_bytes, 0);
+    atomic_store(&p->released, 0);
+    atomic_store(&p->release_failed, 0);
+    /* Only the switch this hold is for publishes this route: its connections relay. */
+    atomic_store(&p->release_route, KG_ROUTE_WORD(from_epoch + 1, to));
+    p->fleet_start_us = kg_now_us();
+    atomic_store(&p->hold, 1);
+    kg_gw_wake_background(gw); /* the mirror's passes run back to back while it holds */
+    return 0;
+}
+
+void kg_planned_fleet_end(kg_planned *p, int switched, uint64_t *held, uint64_t *held_bytes)
+{
+    if (!switched) atomic_store(&p->release_route, 0);
+    planned_run r = {.gw = p->gw, .vc = p->vc, .p = p};
+    unhold(&r);
+    uint64_t held_us = kg_now_us() - p->fleet_start_us;
+    kg_histogram_observe(p->m_hold, (double)held_us / 1e6);
+    *held = atomic_load(&p->held);
+    *held_bytes = atomic_load(&p->held_bytes);
+    atomic_store(&p->busy, 0);
+}
+
 /* 0 when VC can switch planned, else the HTTP status with *RESULT. */
 static int run_check(kg_gateway *gw, kg_vcluster *vc, json_t **result)
 {
@@ -738,11 +833,6 @@ static int run_check(kg_gateway *gw, kg_vcluster *vc, json_t **result)
         why = "a planned switch needs the embedded mirror (mirror: { topics: ... } in the "
               "vcluster's config) to know that the target has every acknowledged record; with "
               "MirrorMaker 2, switch without planned (docs/runbook.md)";
-    else if (gw->fleet) {
-        why = "a planned switch is not available with PostgreSQL state (a fleet): every instance "
-              "would have to hold its producers; switch without planned";
-        status = 409;
-    }
     if (!why) return 0;
     *result = json_pack("{s:s, s:s}", "error", why, "vcluster", vc->cfg->name);
     return status;
@@ -803,15 +893,26 @@ int kg_planned_switch(kg_gateway *gw, kg_vcluster *vc, const kg_switch_request *
     atomic_store(&p->release_failed, 0);
     r.start_us = kg_now_us();
     r.deadline_us = r.start_us + r.hold_max_ms * 1000u;
-
-    /* 1. hold; 2. catch up */
-    atomic_store(&p->hold, 1);
-    char why[512];
-    if (run_wait_quiet(&r, why, sizeof(why)) < 0 || run_catch_up(&r, why, sizeof(why)) < 0) {
-        status = run_abort(&r, req, why, NULL, result);
-        atomic_store(&p->busy, 0);
-        return status;
+    r.from_epoch = KG_ROUTE_EPOCH(word);
+    /* In a fleet: the hold row every live instance holds for (fleet/kg_fleet_planned.h). */
+    if (gw->fleet) {
+        status = kg_fleet_hold_begin(kg_fleet_planner(gw->fleet), vc, r.from, r.to, r.from_epoch,
+                                     r.hold_max_ms, req->actor, &r.fleet, result);
+        if (status) {
+            atomic_store(&p->busy, 0);
+            return status;
+        }
     }
+
+    /* 1. hold (every instance of a fleet); 2. catch up */
+    atomic_store(&p->hold, 1);
+    kg_gw_wake_background(gw); /* the mirror's passes run back to back while it holds */
+    char why[512];
+    if (run_wait_quiet(&r, why, sizeof(why)) < 0 ||
+        (r.fleet && kg_fleet_hold_acks(r.fleet, atomic_load(&p->held), atomic_load(&p->held_bytes),
+                                       r.deadline_us, why, sizeof(why)) < 0) ||
+        run_catch_up(&r, why, sizeof(why)) < 0)
+        return run_abort(&r, req, why, NULL, result);
     /* 3. translate offsets and switch, as any switch; the stale connections' Produce requests
      * go to the new side from the moment the route is published */
     uint64_t epoch = KG_ROUTE_EPOCH(atomic_load(&vc->route));
@@ -819,6 +920,7 @@ int kg_planned_switch(kg_gateway *gw, kg_vcluster *vc, const kg_switch_request *
     json_t *report = run_report(&r, "switched");
     plain.planned_report = report;
     plain.inner = 1;
+    plain.fleet_hold = kg_fleet_hold_id(r.fleet);
     json_t *switched = NULL;
     status = kg_gateway_switch(gw, &plain, &switched);
     json_decref(report);
@@ -828,7 +930,6 @@ int kg_planned_switch(kg_gateway *gw, kg_vcluster *vc, const kg_switch_request *
         snprintf(why, sizeof(why), "the switch was refused: %s", err ? err : "see \"switch\"");
         status = run_abort(&r, req, why, switched, result);
         json_decref(switched);
-        atomic_store(&p->busy, 0);
         return status;
     }
     /* 4. release: the held requests go on (to the new side, through the release thread) */
@@ -838,6 +939,10 @@ int kg_planned_switch(kg_gateway *gw, kg_vcluster *vc, const kg_switch_request *
     json_t *done = run_report(&r, "switched");
     json_object_set_new(done, "hold_ms", json_integer((json_int_t)(held_us / 1000)));
     json_object_set_new(done, "held_requests_went_to", json_string("new side"));
+    if (r.fleet)
+        json_object_set_new(done, "instances",
+                            kg_fleet_hold_end(r.fleet, "new side", atomic_load(&p->held),
+                                              atomic_load(&p->held_bytes), 2000));
     json_object_set_new(switched, "planned", done);
     kg_counter_inc(p->m_switches[0]);
     kg_histogram_observe(p->m_hold, (double)held_us / 1e6);

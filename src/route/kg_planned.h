@@ -64,4 +64,19 @@ int kg_planned_switch(kg_gateway *gw, kg_vcluster *vc, const kg_switch_request *
 /* 1 with WHY filled when a planned switch of P holds right now (another switch must wait). */
 int kg_planned_busy(kg_planned *p, char *why, size_t len);
 
+/* In a fleet (fleet/kg_fleet_planned.h) every instance holds for the one that coordinates. */
+/* 1 while P holds new Produce requests (the mirror owner runs its passes back to back then). */
+int kg_planned_holding(kg_planned *p);
+/* Starts holding VC's Produce requests for a planned switch FROM -> TO (epoch FROM_EPOCH + 1
+ * when it happens) coordinated by instance COORDINATOR: 0, or -1 when a switch of VC is in
+ * progress here (try again). */
+int kg_planned_fleet_hold(kg_planned *p, kg_gateway *gw, kg_vcluster *vc, int from, int to,
+                          uint64_t from_epoch, const char *coordinator);
+/* Produce requests of P's vcluster in flight to the old side now (0: the hold is reached). */
+int kg_planned_inflight(kg_planned *p);
+/* Ends the hold started by kg_planned_fleet_hold: SWITCHED (the caller applied the new route
+ * first), the held requests go to the new side, else to the old one. *HELD, *HELD_BYTES: what
+ * it held. */
+void kg_planned_fleet_end(kg_planned *p, int switched, uint64_t *held, uint64_t *held_bytes);
+
 #endif

@@ -264,19 +264,34 @@ static int switch_outcome(kg_store *store, const char *vcluster, const char *act
 int kg_store_commit_switch(kg_store *store, const char *vcluster, const char *active,
                            uint64_t epoch, const char *audit_type, json_t *audit_details)
 {
+    char why[256];
+    int rc = kg_store_commit_switch_held(store, vcluster, active, epoch, audit_type, audit_details,
+                                         0, why, sizeof(why));
+    if (rc == 2) kg_warn("store: switch of %s refused: %s", vcluster, why);
+    return rc == 2 ? 1 : rc;
+}
+
+int kg_store_commit_switch_held(kg_store *store, const char *vcluster, const char *active,
+                                uint64_t epoch, const char *audit_type, json_t *audit_details,
+                                int64_t hold_id, char *why, size_t whylen)
+{
     if (!store || !vcluster || !*vcluster || !active || !*active) return -1;
     char ts[32];
     kg_time_format_ms(kg_time_now_ms(), ts, sizeof(ts));
     store_lock(store);
     int rc = store->ops->begin(store->be);
     if (rc == 0) rc = check_epoch_advances(store, vcluster, epoch);
+    /* The hold row is locked until the end of the transaction: a planned switch and an instance
+     * that gives up on it (marks it aborted) cannot both win. */
+    if (rc == 0 && store->ops->switch_guard)
+        rc = store->ops->switch_guard(store->be, vcluster, hold_id, why, whylen);
     if (rc == 0) rc = store->ops->put_vcluster(store->be, vcluster, active, epoch, ts);
     if (rc == 0)
         rc = append_in_tx(store, audit_type && *audit_type ? audit_type : "switch", audit_details);
     /* In the same transaction: other instances hear of it exactly when it commits. */
     if (rc == 0 && store->ops->notify_switch) rc = store->ops->notify_switch(store->be, vcluster);
-    if (rc == 1) {
-        store->ops->rollback(store->be); /* stale epoch: nothing was written */
+    if (rc == 1 || rc == 2) {
+        store->ops->rollback(store->be); /* stale epoch or refused: nothing was written */
     } else if (rc == 0 && store->ops->commit(store->be) != 0) {
         store->ops->rollback(store->be);
         rc = switch_outcome(store, vcluster, active, epoch);

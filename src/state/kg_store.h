@@ -88,6 +88,13 @@ json_t *kg_store_list_vclusters(kg_store *store);
  * wins) and runs pg_notify('kgate_switch', VCLUSTER), delivered at commit. */
 int kg_store_commit_switch(kg_store *store, const char *vcluster, const char *active,
                            uint64_t epoch, const char *audit_type, json_t *audit_details);
+/* kg_store_commit_switch for a fleet's planned switchover (fleet/kg_fleet_planned.h): in the
+ * same transaction, on PostgreSQL, HOLD_ID's hold row goes 'holding' -> 'switched' (HOLD_ID 0,
+ * any other switch: refused while a planned switch of VCLUSTER holds). Returns as
+ * kg_store_commit_switch, or 2: refused by the hold, WHY says why (nothing written). */
+int kg_store_commit_switch_held(kg_store *store, const char *vcluster, const char *active,
+                                uint64_t epoch, const char *audit_type, json_t *audit_details,
+                                int64_t hold_id, char *why, size_t whylen);
 
 /* ---- audit log ---- */
 

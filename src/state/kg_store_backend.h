@@ -51,6 +51,12 @@ typedef struct kg_store_backend {
     json_t *(*list_vclusters)(void *be);
     /* Inside a switch's transaction: tell other instances at commit (NULL: nothing to tell). */
     int (*notify_switch)(void *be, const char *vc);
+    /* Inside a switch's transaction, before the state is written (NULL: no guard): a fleet's
+     * planned switchover (fleet/kg_fleet_planned.h). HOLD_ID 0 (any other switch): refused
+     * while a planned switch of VC holds; HOLD_ID > 0: that hold's 'holding' -> 'switched',
+     * refused when it is no longer holding or a live instance has not acknowledged it.
+     * 0 go on, 2 refused (WHY), -1 error. */
+    int (*switch_guard)(void *be, const char *vc, int64_t hold_id, char *why, size_t len);
     /* 0 found, 1 no head yet */
     int (*get_head)(void *be, int64_t *last_seq, char hash[KG_STORE_HASH_HEX + 1]);
     int (*put_head)(void *be, int64_t last_seq, const char *hash);

@@ -70,6 +70,20 @@ static const char *const pg_migrations[] = {
     "  state text NOT NULL DEFAULT 'serving', epochs jsonb NOT NULL DEFAULT '{}',"
     "  connections integer NOT NULL DEFAULT 0, probe jsonb NOT NULL DEFAULT '{}',"
     "  admin_url text);",
+    /* 2: a fleet's planned switchover (fleet/kg_fleet_planned.h): one hold row per vcluster
+     * (the current or last hold) and the acknowledgements of the instances holding for it. */
+    "CREATE SEQUENCE planned_hold_ids;"
+    "CREATE TABLE planned_holds ("
+    "  vcluster text PRIMARY KEY, hold_id bigint NOT NULL, from_cluster text NOT NULL,"
+    "  to_cluster text NOT NULL, from_epoch bigint NOT NULL, coordinator text NOT NULL,"
+    "  coordinator_token text NOT NULL, state text NOT NULL, deadline timestamptz NOT NULL,"
+    "  acks_closed_at timestamptz, reason text NOT NULL DEFAULT '',"
+    "  updated_at timestamptz NOT NULL);"
+    "CREATE TABLE planned_acks ("
+    "  vcluster text NOT NULL, hold_id bigint NOT NULL, instance text NOT NULL,"
+    "  acked_at timestamptz NOT NULL, held bigint NOT NULL DEFAULT 0,"
+    "  held_bytes bigint NOT NULL DEFAULT 0, released_to text,"
+    "  PRIMARY KEY (vcluster, hold_id, instance));",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof(pg_migrations) / sizeof(pg_migrations[0])))
 
@@ -339,6 +353,53 @@ static int pg_notify_switch(void *be, const char *vc)
     return pg_cmd(be, 0, "SELECT pg_notify('kgate_switch', $1)", 1, v);
 }
 
+/* Any switch but the planned one's own: refused while a planned switch holds. */
+static const char SQL_GUARD_PLAIN[] =
+    "SELECT coordinator, from_cluster, to_cluster FROM planned_holds WHERE vcluster = $1 AND "
+    "state = 'holding' FOR UPDATE";
+/* The planned switch's own: its hold goes 'holding' -> 'switched' when every live instance
+ * acknowledged it before the catch-up began (acks_closed_at); the live instances without one
+ * come back (an empty string: none). */
+static const char SQL_GUARD_HOLD[] =
+    "UPDATE planned_holds p SET state = 'switched', updated_at = now() WHERE vcluster = $1 AND "
+    "hold_id = $2::bigint AND state = 'holding' RETURNING COALESCE((SELECT string_agg(i.name, "
+    "', ' ORDER BY i.name) FROM kg_instances i WHERE i.lease_until > now() AND NOT EXISTS "
+    "(SELECT 1 FROM planned_acks a WHERE a.vcluster = $1 AND a.hold_id = $2::bigint AND "
+    "a.instance = i.name AND a.acked_at <= p.acks_closed_at)), '')";
+static const char SQL_GUARD_STATE[] =
+    "SELECT state, reason FROM planned_holds WHERE vcluster = $1 AND hold_id = $2::bigint";
+
+static int pg_switch_guard(void *be, const char *vc, int64_t hold_id, char *why, size_t len)
+{
+    pg_be *p = be;
+    char id[24];
+    snprintf(id, sizeof(id), "%lld", (long long)hold_id);
+    const char *v[2] = {vc, id};
+    PGresult *res = pg_run(p, 0, hold_id ? SQL_GUARD_HOLD : SQL_GUARD_PLAIN, hold_id ? 2 : 1, v);
+    if (!res) return -1;
+    int rc = 0;
+    if (!hold_id && PQntuples(res) > 0) {
+        snprintf(why, len,
+                 "another switch is in progress: planned switch of '%s' from %s to %s "
+                 "(coordinated by instance %s)",
+                 vc, val(res, 0, 1), val(res, 0, 2), val(res, 0, 0));
+        rc = 2;
+    } else if (hold_id && PQntuples(res) == 1 && *val(res, 0, 0)) {
+        snprintf(why, len, "instance(s) %s did not acknowledge the hold", val(res, 0, 0));
+        rc = 2;
+    } else if (hold_id && PQntuples(res) != 1) {
+        PQclear(res);
+        res = pg_run(p, 0, SQL_GUARD_STATE, 2, v);
+        if (!res) return -1;
+        snprintf(why, len, "the hold is %s%s%s", PQntuples(res) ? val(res, 0, 0) : "gone",
+                 PQntuples(res) && *val(res, 0, 1) ? ": " : "",
+                 PQntuples(res) ? val(res, 0, 1) : "");
+        rc = 2;
+    }
+    PQclear(res);
+    return rc;
+}
+
 static int pg_get_head(void *be, int64_t *last_seq, char hash[KG_STORE_HASH_HEX + 1])
 {
     pg_be *p = be;
@@ -606,6 +667,7 @@ static int pg_wipe(void *be)
     return pg_cmd(be, 0,
                   "DELETE FROM vcluster_state; DELETE FROM audit_log; DELETE FROM docs;"
                   " DELETE FROM users; DELETE FROM acls; DELETE FROM tokens;"
+                  " DELETE FROM planned_holds; DELETE FROM planned_acks;"
                   " UPDATE audit_head SET last_seq = 0, last_hash = '" KG_STORE_ZERO_HASH "'",
                   0, NULL);
 }
@@ -622,6 +684,7 @@ const kg_store_backend kg_store_pg_backend = {
     .put_vcluster = pg_put_vcluster,
     .list_vclusters = pg_list_vclusters,
     .notify_switch = pg_notify_switch,
+    .switch_guard = pg_switch_guard,
     .get_head = pg_get_head,
     .put_head = pg_put_head,
     .insert_audit = pg_insert_audit,

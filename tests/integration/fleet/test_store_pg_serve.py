@@ -149,16 +149,18 @@ def test_concurrent_starts_migrate_once(pg_server, pg_url):
     results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
     for out, err, rc in results:
         assert rc == 0, err
-        assert "(postgres): schema version 1" in out, out
-    applied = [err for _, err, _ in results if "applied schema migration 1" in err]
-    assert len(applied) == 1, results
+        assert "(postgres): schema version 2" in out, out
+    for migration in (1, 2):
+        applied = [err for _, err, _ in results
+                   if f"applied schema migration {migration}" in err]
+        assert len(applied) == 1, results
     assert db_rows(pg_server, pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == \
-        [["1"]]
+        [["2"]]
     # Every table is there, kg_instances for the fleet module included.
     tables = {r[0] for r in db_rows(pg_server, pg_url,
                                     "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"vcluster_state", "audit_log", "audit_head", "docs", "users", "acls", "tokens",
-            "kg_instances", "meta"} <= tables, tables
+            "kg_instances", "meta", "planned_holds", "planned_acks"} <= tables, tables
 
 
 def test_newer_schema_version_is_refused(make_clusters, pg_server, pg_url, tmp_path):
@@ -166,13 +168,13 @@ def test_newer_schema_version_is_refused(make_clusters, pg_server, pg_url, tmp_p
     db_rows(pg_server, pg_url, "UPDATE meta SET value = '7' WHERE key = 'schema_version'")
     r = kgate_cli("migrate", "--state", pg_url)
     assert r.returncode == 1
-    assert "schema version 7" in r.stderr and "newer than this kgate's (1)" in r.stderr, r.stderr
+    assert "schema version 7" in r.stderr and "newer than this kgate's (2)" in r.stderr, r.stderr
     # serve refuses to start on it too (fail-closed), naming both versions.
     kg = Kgate({"east": "127.0.0.1:1", "west": "127.0.0.1:2"}, [("default", "east", "west")],
                tmp_path, state_path=pg_url)
     r = kgate_cli("serve", "-c", kg.config_path)
     assert r.returncode != 0
-    assert "schema version 7" in r.stderr and "(1)" in r.stderr, r.stderr
+    assert "schema version 7" in r.stderr and "(2)" in r.stderr, r.stderr
 
 
 def test_bad_password_is_a_clear_error_and_never_logged(pg_server, pg_url, tmp_path):
