@@ -9,6 +9,7 @@ side fleet-wide."""
 import threading
 
 import pytest
+from confluent_kafka import Producer
 
 from fohelpers import ClientRun, DevCluster, metric, wait_for
 from test_fo_planned import finish, wait_acks
@@ -80,6 +81,13 @@ def killed_call(kg):
         planned(kg, "failover", hold_max_ms=3000)
     except OSError:
         pass
+
+
+def create_on_first_produce(cluster, topic):
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "broker.address.family": "v4",
+                  "log_level": 3})
+    p.produce(topic, value=b"created")
+    assert p.flush(30) == 0
 
 
 def held_total(kg):
@@ -204,25 +212,70 @@ def test_fleet_planned_hold_an_instance_does_not_ack_aborts_naming_it(
 @pytest.mark.guard(900)
 def test_fleet_planned_coordinator_killed_during_the_hold(lagging, make_kgate, pg_url,
                                                           pg_server, tmp_path):
-    p1, p2 = start_fleet(lagging, make_kgate, pg_url, ["p1", "p2"], topics="^fo-plan")
-    runs = producers([(p2, "p2-noretry", False), (p2, "p2", True)], tmp_path)
+    """The coordinator dies during the hold: both other instances see no decision after the
+    deadline, exactly one of them marks the hold aborted (the row lock), and both release to
+    the old side; the vcluster is on one side fleet-wide."""
+    p1, p2, p3 = start_fleet(lagging, make_kgate, pg_url, ["p1", "p2", "p3"], topics="^fo-plan")
+    runs = producers([(p2, "p2-noretry", False), (p3, "p3-noretry", False)], tmp_path)
     try:
         wait_acks(runs, 100)
         t = threading.Thread(target=lambda: killed_call(p1))
         t.daemon = True
         t.start()
-        wait_for(lambda: "holding Produce requests for planned switch" in p2.log(), WAIT,
-                 what="p2 to hold")
+        for kg in (p2, p3):
+            wait_for(lambda kg=kg: "holding Produce requests for planned switch" in kg.log(),
+                     WAIT, what=f"{kg.instance} to hold")
         p1.kill9()
-        # p2 decides itself once the deadline passed, and goes on on the old side.
-        wait_for(lambda: "aborted it" in p2.log() and "ended (aborted)" in p2.log(), WAIT,
-                 what="p2 to abort the coordinator's hold")
-        assert "ended (switched)" not in p2.log()
-        assert p2.vcluster_status()["active"] == "east"
+        # Each decides itself once the deadline (+ a margin) passed, and goes on on east.
+        for kg in (p2, p3):
+            wait_for(lambda kg=kg: "ended (aborted)" in kg.log(), WAIT,
+                     what=f"{kg.instance} to end the dead coordinator's hold")
+        assert sum("aborted it" in kg.log() for kg in (p2, p3)) == 1, \
+            [kg.log()[-2000:] for kg in (p2, p3)]
+        assert not any("ended (switched)" in kg.log() for kg in (p2, p3))
+        assert actives([p2, p3]) == {"east"}
         rows = db(pg_server, pg_url, "SELECT active FROM vcluster_state WHERE name = "
                   "'default' UNION ALL SELECT state FROM planned_holds")
         assert [r[0] for r in rows] in (["aborted"], ["east", "aborted"]), rows
         finish(runs, lagging["east"])
+    finally:
+        for r in runs:
+            r.stop()
+
+
+@pytest.mark.guard(900)
+def test_fleet_planned_switch_refused_once_an_instance_gave_up(lagging, make_kgate, pg_url,
+                                                               pg_server, tmp_path):
+    """An instance that gave up on a hold (here: the test marks the row aborted, as an instance
+    does when it sees no decision in time) has released to the old side: when the mirror then
+    catches up, the coordinator's switch is refused in its own transaction, and it releases to
+    the old side too. No instance ever relays to the new side."""
+    east, west = lagging["east"], lagging["west"]
+    p1, p2 = start_fleet(lagging, make_kgate, pg_url, ["p1", "p2"], topics="^fo-plan")
+    runs = producers([(p1, "p1-noretry", False), (p2, "p2-noretry", False)], tmp_path)
+    try:
+        wait_acks(runs, 100)
+        result = {}
+        t = threading.Thread(target=lambda: result.update(
+            reply=planned(p1, "failover", hold_max_ms=60000)))
+        t.start()
+        wait_for(lambda: "holding Produce requests for planned switch" in p2.log(), WAIT,
+                 what="p2 to hold")
+        db(pg_server, pg_url, "UPDATE planned_holds SET state = 'aborted', reason = 'test: an "
+           "instance gave up' WHERE state = 'holding'; SELECT pg_notify('kgate_planned', "
+           "'default')")
+        wait_for(lambda: "ended (aborted)" in p2.log(), WAIT, what="p2 to follow the row")
+        # The topic the mirror could not copy appears on west (the mock creates it on a first
+        # produce): the lag reaches 0 and the coordinator goes on to switch.
+        create_on_first_produce(west, "fo-plan-east-only")
+        t.join(120)
+        reply = result["reply"]
+        assert reply.status == 409, reply
+        assert "the hold is aborted: test: an instance gave up" in reply.json["error"], reply.json
+        assert reply.json["planned"]["held_requests_went_to"] == "old side", reply.json
+        assert actives([p1, p2]) == {"east"}
+        assert "ended (switched)" not in p2.log()
+        finish(runs, east)
     finally:
         for r in runs:
             r.stop()
