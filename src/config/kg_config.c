@@ -156,11 +156,12 @@ enum {
     VC_AUTO_FAILOVER,
     VC_OFFSETS,
     VC_MIRROR,
+    VC_REPLICATION,
     VC_N
 };
 static const char *const vcluster_keys[VC_N] = {
-    "port", "primary",    "secondary", "node_ids",      "leader_epochs", "auth",  "listener",
-    "acls", "cluster_id", "parity",    "auto_failover", "offsets",       "mirror"};
+    "port", "primary",    "secondary", "node_ids",      "leader_epochs", "auth",   "listener",
+    "acls", "cluster_id", "parity",    "auto_failover", "offsets",       "mirror", "replication"};
 
 enum {
     LISTENER_SASL,
@@ -202,6 +203,9 @@ static const char *const offsets_keys[OFFSETS_N] = {"checkpoints", "aliases", "p
 
 enum { MIRROR_TOPICS, MIRROR_INTERVAL_MS, MIRROR_DLQ, MIRROR_N };
 static const char *const mirror_keys[MIRROR_N] = {"topics", "interval_ms", "dlq"};
+
+enum { REPL_KIND, REPL_OFFSET_SYNCS, REPL_TOPICS, REPL_N };
+static const char *const replication_keys[REPL_N] = {"kind", "offset_syncs", "topics"};
 
 enum { NODE_IDS_MIN, NODE_IDS_MAX, NODE_IDS_N };
 static const char *const node_ids_keys[NODE_IDS_N] = {"min", "max"};
@@ -245,6 +249,8 @@ static const cfg_section vcluster_section = {"vclusters.NAME", vcluster_keys, VC
 static const cfg_section node_ids_section = {"vclusters.NAME.node_ids", node_ids_keys, NODE_IDS_N};
 static const cfg_section parity_section = {"vclusters.NAME.parity", parity_keys, PARITY_N};
 static const cfg_section mirror_section = {"vclusters.NAME.mirror", mirror_keys, MIRROR_N};
+static const cfg_section replication_section = {"vclusters.NAME.replication", replication_keys,
+                                                REPL_N};
 static const cfg_section offsets_section = {"vclusters.NAME.offsets", offsets_keys, OFFSETS_N};
 static const cfg_section listener_section = {"vclusters.NAME.listener", listener_keys, LISTENER_N};
 static const cfg_section listener_tls_section = {"vclusters.NAME.listener.tls", listener_tls_keys,
@@ -1518,13 +1524,26 @@ static void parse_vcluster_autofo(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_
     vc->auto_failover.enabled = 0;
 }
 
+/* A POSIX extended regex at V (RE_TEXT): reported when kgate would refuse it. */
+static void check_regex(cfg_parser *p, const cfg_val *v, const char *path, const char *re_text)
+{
+    char why[256];
+    regex_t re;
+    if (kg_regex_check(re_text, why, sizeof(why)) < 0)
+        cfg_err(p, v->loc, "%s: %s", path, why);
+    else if (regcomp(&re, re_text, REG_EXTENDED | REG_NOSUB) != 0)
+        cfg_err(p, v->loc, "%s: '%s' is not a valid regular expression", path, re_text);
+    else
+        regfree(&re);
+}
+
 /* mirror: topics (a regex) copied from the active cluster to the other one (route/kg_mirror.h). */
 static void parse_mirror(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v, const char *path)
 {
     vc->mirror_interval_ms = 1000;
     if (!v->node) return;
     cfg_val f[MIRROR_N];
-    char fp[CFG_PATH_MAX], why[256];
+    char fp[CFG_PATH_MAX];
     if (!collect_section(p, v, path, &mirror_section, f)) return;
     long long n;
     if (get_int(p, &f[MIRROR_INTERVAL_MS], join_path(fp, path, "interval_ms"), 10, 3600000, &n) > 0)
@@ -1545,14 +1564,53 @@ static void parse_mirror(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v, c
                        "a regular expression of the topics to copy");
         return;
     }
-    regex_t re;
-    if (kg_regex_check(vc->mirror_topics, why, sizeof(why)) < 0)
-        cfg_err(p, f[MIRROR_TOPICS].loc, "%s: %s", fp, why);
-    else if (regcomp(&re, vc->mirror_topics, REG_EXTENDED | REG_NOSUB) != 0)
-        cfg_err(p, f[MIRROR_TOPICS].loc, "%s: '%s' is not a valid regular expression", fp,
-                vc->mirror_topics);
-    else
-        regfree(&re);
+    check_regex(p, &f[MIRROR_TOPICS], fp, vc->mirror_topics);
+}
+
+/* replication: what copies the topics to the other side (after mirror:, which it checks). */
+static void parse_replication(cfg_parser *p, kg_vcluster_cfg *vc, const cfg_val *v,
+                              const char *path)
+{
+    vc->replication_kind = vc->mirror_topics[0] ? KG_REPLICATION_EMBEDDED : KG_REPLICATION_NONE;
+    if (!v->node) return;
+    cfg_val f[REPL_N];
+    char fp[CFG_PATH_MAX];
+    if (!collect_section(p, v, path, &replication_section, f)) return;
+    static const char *const kinds[] = {"none", "embedded", "mirrormaker2"}; /* KG_REPLICATION_* */
+    static const char *const places[] = {"source", "target"};
+    int kind = -1;
+    get_word(p, &f[REPL_KIND], join_path(fp, path, "kind"), kinds, 3, &kind);
+    get_word(p, &f[REPL_OFFSET_SYNCS], join_path(fp, path, "offset_syncs"), places, 2,
+             &vc->replication_syncs_on_target);
+    if (get_string(p, &f[REPL_TOPICS], join_path(fp, path, "topics"), vc->replication_topics,
+                   sizeof(vc->replication_topics)) > 0)
+        check_regex(p, &f[REPL_TOPICS], fp, vc->replication_topics);
+    if (!f[REPL_KIND].present) {
+        report_missing(p, v, &f[REPL_KIND], path, "kind", "none, embedded or mirrormaker2");
+        return;
+    }
+    if (kind < 0) return; /* reported */
+    vc->replication_kind = kind;
+    if (kind != KG_REPLICATION_NONE && vc->secondary < 0)
+        cfg_err(p, f[REPL_KIND].loc, "%s.kind: replication needs a secondary cluster to copy to",
+                path);
+    if (kind == KG_REPLICATION_EMBEDDED && !vc->mirror_topics[0])
+        cfg_err(p, f[REPL_KIND].loc,
+                "%s.kind: embedded is kgate's own mirror: it needs mirror.topics (or say "
+                "mirrormaker2 when MirrorMaker 2 copies the topics)",
+                path);
+    if (kind != KG_REPLICATION_EMBEDDED && vc->mirror_topics[0])
+        cfg_err(p, f[REPL_KIND].loc,
+                "%s.kind: %s, but mirror.topics is set: kgate's mirror would copy the topics too "
+                "(remove mirror:, or say embedded)",
+                path, kinds[kind]);
+    const char *mm2_only = f[REPL_OFFSET_SYNCS].present ? "offset_syncs"
+                           : f[REPL_TOPICS].present     ? "topics"
+                                                        : NULL;
+    if (kind != KG_REPLICATION_MM2 && mm2_only)
+        cfg_err(p, f[f[REPL_OFFSET_SYNCS].present ? REPL_OFFSET_SYNCS : REPL_TOPICS].key_loc,
+                "%s.%s: only with kind: mirrormaker2 (the embedded mirror waits for mirror.topics)",
+                path, mm2_only);
 }
 
 /* listener.sasl: a list of mechanism names, each once. */
@@ -1800,6 +1858,7 @@ static void parse_vcluster(cfg_parser *p, kg_vcluster_cfg *vc, vc_ports *ports,
     parse_vcluster_autofo(p, vc, &f[VC_AUTO_FAILOVER], join_path(fp, path, "auto_failover"));
     parse_offsets(p, vc, &f[VC_OFFSETS], join_path(fp, path, "offsets"));
     parse_mirror(p, vc, &f[VC_MIRROR], join_path(fp, path, "mirror"));
+    parse_replication(p, vc, &f[VC_REPLICATION], join_path(fp, path, "replication"));
     parse_auth(p, vc, &f[VC_AUTH], &f[VC_LISTENER], path);
     /* Passthrough: the client's own login goes to the cluster; kgate logging in itself on the
      * same connection would make the two logins collide. */

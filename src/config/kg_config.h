@@ -107,6 +107,7 @@ typedef struct kg_oauthbearer_cfg {
 
 #define KG_CLUSTER_ID_MAX 65
 enum { KG_OFFSETS_LEAVE, KG_OFFSETS_EARLIEST, KG_OFFSETS_LATEST };
+enum { KG_REPLICATION_NONE, KG_REPLICATION_EMBEDDED, KG_REPLICATION_MM2 };
 enum {
     KG_PARITY_REFUSE,
     KG_PARITY_WARN,
@@ -150,6 +151,11 @@ typedef struct kg_vcluster_cfg {
     char mirror_topics[256]; /* POSIX extended regex of topic names; "" = no mirror */
     int mirror_interval_ms;  /* a pass this often (default 1000) */
     char mirror_dlq[250];    /* a topic of the target for records it refuses; "" = none */
+    /* replication: what copies the topics to the other side, so what a planned switch waits
+     * for (route/kg_planned.h, route/kg_offsync.h) */
+    int replication_kind; /* KG_REPLICATION_*; default embedded with a mirror, else none */
+    int replication_syncs_on_target; /* replication.offset_syncs: source (0, default) | target */
+    char replication_topics[256];    /* replication.topics: regex of more topics to wait for */
     /* auth: gateway — clients authenticate to kgate (SASL) with users kgate manages. */
     int auth_gateway;
     /* auth: passthrough — clients log in to the active cluster; kgate reads the name along. */

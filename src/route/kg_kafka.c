@@ -213,3 +213,23 @@ int kg_kafka_fetch(kg_kafka *k, int32_t leader, const char *topic, int32_t parti
     kg_kafka_answer_free(&ans);
     return rc;
 }
+
+int kg_kafka_read(kg_kafka *k, int32_t leader, const char *topic, int32_t partition,
+                  int64_t *offset, int64_t end, int32_t max_bytes, kp_record_fn fn, void *ctx)
+{
+    while (*offset < end) {
+        int64_t next = *offset, high_watermark = -1;
+        if (kg_kafka_fetch(k, leader, topic, partition, *offset, max_bytes, fn, ctx, &next,
+                           &high_watermark) < 0)
+            return -1;
+        if (next == *offset) {
+            /* Nothing readable here (a batch larger than the fetch, or control records only):
+             * what was read stands. */
+            snprintf(k->err, sizeof(k->err), "%s: %s[%d]: no progress at offset %lld of %lld",
+                     k->cluster->cfg->name, topic, partition, (long long)*offset, (long long)end);
+            return -1;
+        }
+        *offset = next;
+    }
+    return 0;
+}

@@ -59,4 +59,10 @@ int kg_kafka_fetch(kg_kafka *k, int32_t leader, const char *topic, int32_t parti
                    int64_t offset, int32_t max_bytes, kp_record_fn fn, void *ctx, int64_t *next,
                    int64_t *high_watermark);
 
+/* kg_kafka_fetch from *OFFSET until END (MAX_BYTES a Fetch), advancing *OFFSET past each record
+ * FN saw: 0 once *OFFSET >= END; -1 with K->err (and *OFFSET where it stopped) on an error or a
+ * Fetch that makes no progress. */
+int kg_kafka_read(kg_kafka *k, int32_t leader, const char *topic, int32_t partition,
+                  int64_t *offset, int64_t end, int32_t max_bytes, kp_record_fn fn, void *ctx);
+
 #endif

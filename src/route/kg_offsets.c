@@ -130,7 +130,7 @@ typedef struct run {
 
 /* ---- the checkpoint topic */
 
-static int legal_name(kp_str s)
+int kg_offsets_legal_topic(kp_str s)
 {
     if (s.len <= 0 || s.len > 249) return 0;
     for (int32_t i = 0; i < s.len; i++) {
@@ -142,6 +142,19 @@ static int legal_name(kp_str s)
     return 1;
 }
 
+int kg_offsets_read_mapping(kp_reader *k, kp_reader *v, kp_str *topic, int32_t *partition,
+                            int64_t *upstream, int64_t *downstream)
+{
+    *topic = kp_read_string(k);
+    *partition = kp_read_i32(k);
+    *upstream = kp_read_i64(v);
+    *downstream = kp_read_i64(v);
+    return k->err || v->err || !kg_offsets_legal_topic(*topic) || *partition < 0 || *upstream < 0 ||
+                   *downstream < 0
+               ? -1
+               : 0;
+}
+
 int kg_offsets_checkpoint_decode(kp_bytes key, kp_bytes value, kg_offsets_checkpoint *out)
 {
     if (key.len <= 0 || value.len <= 0) return -1;
@@ -149,15 +162,13 @@ int kg_offsets_checkpoint_decode(kp_bytes key, kp_bytes value, kg_offsets_checkp
     kp_reader_init(&k, key.ptr, (size_t)key.len);
     kp_reader_init(&v, value.ptr, (size_t)value.len);
     out->group = kp_read_string(&k);
-    out->topic = kp_read_string(&k);
-    out->partition = kp_read_i32(&k);
     int16_t version = kp_read_i16(&v);
-    out->upstream = kp_read_i64(&v);
-    out->downstream = kp_read_i64(&v);
+    if (kg_offsets_read_mapping(&k, &v, &out->topic, &out->partition, &out->upstream,
+                                &out->downstream) < 0)
+        return -1;
     out->metadata = kp_read_string(&v);
-    if (k.err || v.err || kp_reader_remaining(&k) || kp_reader_remaining(&v) || version != 0 ||
-        out->group.len <= 0 || !legal_name(out->topic) || out->partition < 0 || out->upstream < 0 ||
-        out->downstream < 0)
+    if (v.err || kp_reader_remaining(&k) || kp_reader_remaining(&v) || version != 0 ||
+        out->group.len <= 0)
         return -1;
     return 0;
 }
@@ -197,25 +208,6 @@ static bool visit_checkpoint(void *ctx, const kp_batch_info *batch, kp_record *r
     return false;
 }
 
-/* Reads one Fetch answer's records at *OFFSET; advances it. 1 more to read, 0 done, -1 error. */
-static int fetch_once(run *x, int32_t leader, const char *topic, int32_t partition, int64_t *offset,
-                      int64_t end)
-{
-    int64_t next = *offset, high_watermark = -1;
-    if (kg_kafka_fetch(&x->k, leader, topic, partition, *offset, FETCH_PARTITION_BYTES,
-                       visit_checkpoint, x, &next, &high_watermark) < 0)
-        return -1;
-    if (next == *offset) {
-        /* Nothing readable here (a batch larger than the fetch, or control records only): what
-         * was read stands. */
-        snprintf(x->k.err, sizeof(x->k.err), "%s: %s[%d]: no progress at offset %lld of %lld",
-                 x->s->to->cfg->name, topic, partition, (long long)*offset, (long long)end);
-        return -1;
-    }
-    *offset = next;
-    return *offset < end;
-}
-
 /* Every checkpoint of one partition of the checkpoint topic. 0, or -1 with x->k.err. */
 static int read_partition(run *x, int32_t leader, const char *topic, int32_t partition)
 {
@@ -223,10 +215,8 @@ static int read_partition(run *x, int32_t leader, const char *topic, int32_t par
     int64_t end =
         start < 0 ? -1 : kg_kafka_list_offset(&x->k, leader, topic, partition, KG_KAFKA_LATEST);
     if (start < 0 || end < 0) return -1;
-    int rc = start < end;
-    for (int64_t offset = start; rc == 1;)
-        rc = fetch_once(x, leader, topic, partition, &offset, end);
-    return rc;
+    return kg_kafka_read(&x->k, leader, topic, partition, &start, end, FETCH_PARTITION_BYTES,
+                         visit_checkpoint, x);
 }
 
 /* Reads the checkpoint topic into x->checkpoints; what happened goes into REPORT. */

@@ -45,6 +45,15 @@ typedef struct kg_offsets_checkpoint {
  * would refuse, a negative partition or offset). */
 int kg_offsets_checkpoint_decode(kp_bytes key, kp_bytes value, kg_offsets_checkpoint *out);
 
+/* 1 when S is a name Kafka accepts for a topic (1-249 of [A-Za-z0-9._-]). */
+int kg_offsets_legal_topic(kp_str s);
+
+/* What MM2's checkpoints and offset syncs share: a topic and partition next in K, an upstream
+ * and a downstream offset next in V. 0 when they read and are valid (a topic name Kafka takes,
+ * no negative partition or offset), else -1. */
+int kg_offsets_read_mapping(kp_reader *k, kp_reader *v, kp_str *topic, int32_t *partition,
+                            int64_t *upstream, int64_t *downstream);
+
 /* Encodes CP as MirrorMaker 2 does: the key into KEY, the value into VALUE. */
 void kg_offsets_checkpoint_encode(const kg_offsets_checkpoint *cp, kp_writer *key,
                                   kp_writer *value);

@@ -165,6 +165,19 @@ static int usage_since(kg_parity *p, uint64_t since_us, topic_list *out, size_t 
     return ok ? 0 : -1;
 }
 
+json_t *kg_parity_used(kg_parity *p, int window_s)
+{
+    topic_list t;
+    size_t dropped;
+    uint64_t window_us = (uint64_t)window_s * 1000000u, now = kg_now_us();
+    if (!p || usage_since(p, now > window_us ? now - window_us : 0, &t, &dropped) < 0) return NULL;
+    json_t *out = json_array();
+    for (int i = 0; out && i < t.n; i++)
+        json_array_append_new(out, json_string(t.names[i]));
+    topics_free(&t);
+    return out;
+}
+
 /* ---------------------------------------------------------------- asking a cluster */
 
 static void encode_describe_configs(kp_writer *w, int16_t version, void *ctx)

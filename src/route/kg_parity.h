@@ -52,6 +52,10 @@ typedef struct kg_parity_check {
  * Blocking: up to a few requests of TIMEOUT_MS each. Thread-safe (runs unlocked). */
 json_t *kg_parity_run(kg_parity *p, const kg_parity_check *check);
 
+/* The names of the topics used in the last WINDOW_S seconds, sorted (a new JSON array), or NULL
+ * out of memory. */
+json_t *kg_parity_used(kg_parity *p, int window_s);
+
 /* The last report kg_parity_run produced (new reference), or NULL before the first. */
 json_t *kg_parity_last(kg_parity *p);
 

@@ -23,6 +23,8 @@
 #include "route/kg_kafka.h"
 #include "route/kg_mirror.h"
 #include "route/kg_offsets.h"
+#include "route/kg_offsync.h"
+#include "route/kg_parity.h"
 #include "state/kg_store.h"
 #include "util/kg_log.h"
 #include "util/kg_time.h"
@@ -72,6 +74,10 @@ struct kg_planned {
     kg_counter *m_switches[2]; /* [0] completed, [1] aborted */
     kg_counter *m_held, *m_released;
     kg_histogram *m_hold;
+    kg_offsync *offsync; /* MirrorMaker 2's lag (replication: { kind: mirrormaker2 }) */
+    /* of the current (last) planned switch (its thread: one at a time): the partitions behind
+     * at the first measurement of the lag, and at the last */
+    json_t *lag_seen, *lag_last;
 };
 
 static const double hold_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
@@ -99,6 +105,10 @@ kg_planned *kg_planned_new(kg_metrics *metrics, const char *vcluster)
     p->m_hold = kg_metrics_histogram(
         metrics, "kgate_planned_hold_seconds", "How long planned switchovers held Produce requests",
         labels, hold_bounds, (int)(sizeof(hold_bounds) / sizeof(*hold_bounds)));
+    if (!(p->offsync = kg_offsync_new(metrics, vcluster))) {
+        kg_planned_free(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -131,6 +141,9 @@ void kg_planned_free(kg_planned *p)
     }
     json_decref(p->leaders);
     json_decref(p->old_leaders);
+    kg_offsync_free(p->offsync);
+    json_decref(p->lag_seen);
+    json_decref(p->lag_last);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cond);
     free(p);
@@ -563,37 +576,65 @@ int kg_planned_busy(kg_planned *p, char *why, size_t len)
     return 1;
 }
 
-/* The embedded mirror's lag from FROM to TO now (kg_mirror_lag): the records not copied yet,
- * with WHY naming the first partition behind; -1 with WHY when a side cannot be read, or a
- * mirrored topic cannot be copied at all (absent on the target, stopped). */
-static int64_t mirror_lag(kg_gateway *gw, kg_vcluster *vc, int from, int to, char *why, size_t len)
+/* The lag report of the vcluster's replication from FROM to TO now: the embedded mirror's
+ * (kg_mirror_lag) or, with WATCH, MirrorMaker 2's (kg_offsync_lag); NULL with WHY. */
+static json_t *lag_now(kg_gateway *gw, kg_vcluster *vc, kg_offsync_watch *watch, int from, int to,
+                       char *why, size_t len)
 {
-    char err[256] = "";
-    json_t *lag = kg_mirror_lag(vc->mirror, &gw->clusters[from], &gw->clusters[to], NULL, 3000, err,
-                                sizeof(err));
-    if (!lag) {
-        snprintf(why, len, "cannot read the mirror's lag: %s", err);
-        return -1;
+    char err[400] = "";
+    json_t *lag = watch ? kg_offsync_lag(watch, 3000, err, sizeof(err))
+                        : kg_mirror_lag(vc->mirror, &gw->clusters[from], &gw->clusters[to], NULL,
+                                        3000, err, sizeof(err));
+    if (!lag) snprintf(why, len, "%s%s", watch ? "" : "cannot read the mirror's lag: ", err);
+    return lag;
+}
+
+/* {topic: {"<partition>": n}} of the partitions of LAG (a lag report) still behind. */
+static json_t *lagging(json_t *lag)
+{
+    json_t *out = json_object();
+    const char *topic, *part;
+    json_t *parts, *n;
+    json_object_foreach(json_object_get(lag, "partitions"), topic, parts)
+        json_object_foreach(parts, part, n) if (json_integer_value(n) > 0)
+    {
+        json_t *t = json_object_get(out, topic);
+        if (!t) json_object_set_new(out, topic, t = json_object());
+        json_object_set(t, part, n);
     }
+    return out;
+}
+
+/* The records LAG (a lag report) says are not copied yet, with WHY naming the partitions
+ * behind; 1 at least when a topic cannot be copied at all (its lag never reaches 0), or -1 at
+ * once for MirrorMaker 2 (a topic it does not replicate: waiting does not help). */
+static int64_t lag_total(json_t *lag, int mm2, char *why, size_t len)
+{
     int64_t total = json_integer_value(json_object_get(lag, "total"));
     const char *topic, *part;
     json_t *parts, *n;
-    json_t *stuck = json_object_get(lag, "not_mirrored");
+    json_t *stuck = json_object_get(lag, mm2 ? "not_replicated" : "not_mirrored");
     if (json_object_size(stuck) == 0) stuck = json_object_get(lag, "stopped");
     json_object_foreach(stuck, topic, n)
     {
         char *text = json_dumps(n, JSON_ENCODE_ANY | JSON_COMPACT);
-        snprintf(why, len, "%s: %s", topic, text ? text : "?");
+        snprintf(why, len, "%s%s: %s", mm2 ? "not replicated by MirrorMaker 2: " : "", topic,
+                 text ? text : "?");
         free(text);
+        if (mm2) return -1;
         if (total == 0) total = 1; /* its lag never reaches 0 */
         break;
     }
+    size_t used = 0;
     if (json_object_size(stuck) == 0)
         json_object_foreach(json_object_get(lag, "partitions"), topic, parts)
-            json_object_foreach(parts, part, n) if (json_integer_value(n) > 0 && why[0] == 0)
-                snprintf(why, len, "%s[%s]: %lld record(s) not copied", topic, part,
-                         (long long)json_integer_value(n));
-    json_decref(lag);
+            json_object_foreach(parts, part, n) if (json_integer_value(n) > 0 && used + 1 < len)
+        {
+            used +=
+                (size_t)snprintf(why + used, len - used, "%s%s[%s]: %lld record(s) not copied",
+                                 used ? ", " : "", topic, part, (long long)json_integer_value(n));
+            if (used >= len) used = len - 1;
+        }
     return total;
 }
 
@@ -632,16 +673,28 @@ typedef struct planned_run {
     uint64_t from_epoch;
 } planned_run;
 
+/* Is the replication waited for MirrorMaker 2 (else the embedded mirror)? */
+static int run_mm2(const planned_run *r)
+{
+    return r->vc->cfg->replication_kind == KG_REPLICATION_MM2;
+}
+
+/* What the run did; with the replication waited for and the partitions it saw behind. */
 static json_t *run_report(planned_run *r, const char *outcome)
 {
     kg_planned *p = r->p;
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "outcome", outcome, "hold_ms",
-                     (json_int_t)((kg_now_us() - r->start_us) / 1000), "hold_max_ms",
-                     (json_int_t)r->hold_max_ms, "lag_records_waited", (json_int_t)r->lag_first,
-                     "held_requests", (json_int_t)atomic_load(&p->held), "held_bytes",
-                     (json_int_t)atomic_load(&p->held_bytes), "released_to_new_side",
-                     (json_int_t)atomic_load(&p->released), "release_failed",
-                     (json_int_t)atomic_load(&p->release_failed));
+    json_t *report = json_pack(
+        "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:o}", "outcome", outcome, "hold_ms",
+        (json_int_t)((kg_now_us() - r->start_us) / 1000), "hold_max_ms", (json_int_t)r->hold_max_ms,
+        "lag_records_waited", (json_int_t)r->lag_first, "held_requests",
+        (json_int_t)atomic_load(&p->held), "held_bytes", (json_int_t)atomic_load(&p->held_bytes),
+        "released_to_new_side", (json_int_t)atomic_load(&p->released), "release_failed",
+        (json_int_t)atomic_load(&p->release_failed), "replication",
+        run_mm2(r) ? "mirrormaker2" : "embedded mirror", "lag_seen",
+        p->lag_seen ? json_incref(p->lag_seen) : json_object());
+    if (report && strcmp(outcome, "aborted") == 0 && json_object_size(p->lag_last) > 0)
+        json_object_set(report, "lag_at_abort", p->lag_last);
+    return report;
 }
 
 static void unhold(planned_run *r)
@@ -730,36 +783,82 @@ static int run_wait_quiet(planned_run *r, char *why, size_t len)
     }
 }
 
-/* Catch up: passes of the embedded mirror, back to back, until its lag is 0. */
+/* The lag of the vcluster's replication now (what lag_total says), remembering what was behind. */
+static int64_t run_lag(planned_run *r, kg_offsync_watch *watch, char *why, size_t len)
+{
+    json_t *lag = lag_now(r->gw, r->vc, watch, r->from, r->to, why, len);
+    if (!lag) return -1;
+    int64_t total = lag_total(lag, run_mm2(r), why, len);
+    json_decref(r->p->lag_last);
+    r->p->lag_last = lagging(lag);
+    if (!r->p->lag_seen) r->p->lag_seen = json_incref(r->p->lag_last);
+    json_decref(lag);
+    return total;
+}
+
+/* MirrorMaker 2 copying FROM -> TO: what clients used on FROM, and replication.topics. */
+static kg_offsync_watch *mm2_watch(planned_run *r)
+{
+    const kg_vcluster_cfg *cfg = r->vc->cfg;
+    json_t *used = r->vc->parity ? kg_parity_used(r->vc->parity, cfg->parity_window_s) : NULL;
+    kg_offsync_spec spec = {&r->gw->clusters[r->from],
+                            &r->gw->clusters[r->to],
+                            cfg->offsets_alias[r->to == cfg->primary ? 0 : 1],
+                            cfg->replication_syncs_on_target,
+                            used,
+                            cfg->replication_topics};
+    kg_offsync_watch *w = kg_offsync_watch_new(r->p->offsync, &spec);
+    json_decref(used);
+    return w;
+}
+
+/* Catch up until the replication's lag is 0: passes of the embedded mirror, back to back, or
+ * MirrorMaker 2's offset syncs read again until they show everything copied. */
 static int run_catch_up(planned_run *r, char *why, size_t len)
 {
+    kg_offsync_watch *watch = run_mm2(r) ? mm2_watch(r) : NULL;
+    if (run_mm2(r) && !watch) {
+        snprintf(why, len, "out of memory");
+        return -1;
+    }
+    int rc = -1;
     for (;;) {
         why[0] = 0;
-        int64_t lag = mirror_lag(r->gw, r->vc, r->from, r->to, why, len);
-        if (lag < 0) return -1;
+        int64_t lag = run_lag(r, watch, why, len);
+        if (lag < 0) break;
         if (r->lag_first < 0) r->lag_first = lag;
-        if (lag == 0) return 0;
+        if (lag == 0) {
+            rc = 0;
+            break;
+        }
         uint64_t now = kg_now_us();
         if (now >= r->deadline_us) {
-            char first[256];
+            char first[400], see[KG_NAME_MAX + 64];
             snprintf(first, sizeof(first), "%s", why);
+            if (run_mm2(r))
+                snprintf(see, sizeof(see), "\"lag_at_abort\" lists them");
+            else
+                snprintf(see, sizeof(see), "see GET /v1/vclusters/%s/mirror", r->vc->cfg->name);
             snprintf(why, len,
-                     "replication lag still %lld record(s) after the hold bound (%llu ms): the "
-                     "embedded mirror did not copy everything to '%s' (first: %s; see GET "
-                     "/v1/vclusters/%s/mirror)",
+                     "replication lag still %lld record(s) after the hold bound (%llu ms): %s did "
+                     "not copy everything to '%s' (%s; %s)",
                      (long long)lag, (unsigned long long)r->hold_max_ms,
-                     r->gw->clusters[r->to].cfg->name, first, r->vc->cfg->name);
-            return -1;
-        }
-        /* In a fleet the instance that runs the mirror copies (back to back while it holds):
-         * the others read the positions it stores. */
-        if (!kg_mirror_owner(r->vc->mirror)) {
-            kg_time_sleep_ms(2);
-            continue;
+                     run_mm2(r) ? "MirrorMaker 2" : "the embedded mirror",
+                     r->gw->clusters[r->to].cfg->name, first, see);
+            break;
         }
         int budget = (int)((r->deadline_us - now) / 1000) + 1;
-        mirror_pass_now(r->gw, r->vc, r->from, r->to, budget > 5000 ? 5000 : budget);
+        /* MM2 copies on its own. In a fleet the instance that runs the embedded mirror copies
+         * (back to back while it holds): the others read the positions it stores. */
+        if (run_mm2(r))
+            kg_time_sleep_ms(budget > 20 ? 20 : budget);
+        else if (!kg_mirror_owner(r->vc->mirror))
+            kg_time_sleep_ms(2);
+        else
+            mirror_pass_now(r->gw, r->vc, r->from, r->to, budget > 5000 ? 5000 : budget);
     }
+    kg_offsync_watch_free(watch);
+    return rc;
 }
 
 static void run_start_thread(kg_planned *p, kg_gateway *gw, kg_vcluster *vc, int from)
@@ -769,7 +868,10 @@ static void run_start_thread(kg_planned *p, kg_gateway *gw, kg_vcluster *vc, int
     p->gw = gw;
     p->vc = vc;
     p->from = from;
-    p->reset_old = 1; /* the release thread reads the old side's leaders again */
+    p->reset_old = 1;         /* the release thread reads the old side's leaders again */
+    json_decref(p->lag_seen); /* the last switch's */
+    json_decref(p->lag_last);
+    p->lag_seen = p->lag_last = NULL;
     if (!p->started && !p->stop && pthread_create(&p->thread, NULL, release_main, p) == 0)
         p->started = 1;
     pthread_mutex_unlock(&p->lock);
@@ -829,10 +931,11 @@ static int run_check(kg_gateway *gw, kg_vcluster *vc, json_t **result)
     int status = 400;
     if (vc->cfg->secondary < 0 || !vc->planned)
         why = "a planned switch needs a vcluster with a secondary cluster";
-    else if (!vc->mirror)
-        why = "a planned switch needs the embedded mirror (mirror: { topics: ... } in the "
-              "vcluster's config) to know that the target has every acknowledged record; with "
-              "MirrorMaker 2, switch without planned (docs/runbook.md)";
+    else if (!vc->mirror && vc->cfg->replication_kind != KG_REPLICATION_MM2)
+        why = "a planned switch needs replication kgate can measure, to know that the target has "
+              "every acknowledged record: the embedded mirror (mirror: { topics: ... } in the "
+              "vcluster's config) or MirrorMaker 2 (replication: { kind: mirrormaker2 }); "
+              "without, switch without planned (docs/runbook.md)";
     if (!why) return 0;
     *result = json_pack("{s:s, s:s}", "error", why, "vcluster", vc->cfg->name);
     return status;

@@ -540,6 +540,56 @@ KT_TEST(mirror_values_and_errors)
     done(&r);
 }
 
+KT_TEST(replication_values_and_errors)
+{
+    parsed r = parse(TWO_CLUSTERS_YAML(""));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].replication_kind == KG_REPLICATION_NONE);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    mirror: {topics: x}\n"));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].replication_kind == KG_REPLICATION_EMBEDDED);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML("    replication: {kind: mirrormaker2}\n"));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].replication_kind == KG_REPLICATION_MM2 &&
+             r.cfg->vclusters[0].replication_syncs_on_target == 0 &&
+             r.cfg->vclusters[0].replication_topics[0] == 0);
+    done(&r);
+    r = parse(TWO_CLUSTERS_YAML(
+        "    replication: {kind: mirrormaker2, offset_syncs: target, topics: \"^orders\"}\n"));
+    KT_CHECK(r.cfg && r.cfg->vclusters[0].replication_syncs_on_target == 1 &&
+             strcmp(r.cfg->vclusters[0].replication_topics, "^orders") == 0);
+    done(&r);
+    static const struct {
+        const char *yaml, *error;
+    } bad[] = {
+        {"    replication: {kind: mm2}\n",
+         "replication.kind: must be none, embedded or mirrormaker2"},
+        {"    replication: {offset_syncs: source}\n", "missing required key 'kind'"},
+        {"    replication: {kind: mirrormaker2, offset_syncs: remote}\n",
+         "replication.offset_syncs: must be source or target"},
+        {"    replication: {kind: mirrormaker2, topics: \"(a\"}\n", "replication.topics"},
+        {"    replication: {kind: embedded}\n", "it needs mirror.topics"},
+        {"    mirror: {topics: x}\n    replication: {kind: mirrormaker2}\n",
+         "kgate's mirror would copy the topics too"},
+        {"    replication: {kind: embedded, offset_syncs: source}\n    mirror: {topics: x}\n",
+         "replication.offset_syncs: only with kind: mirrormaker2"},
+        {"    replication: {kind: mirrormaker2, lag: 0}\n", "lag"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof(yaml), TWO_CLUSTERS_YAML("%s"), bad[i].yaml);
+        r = parse(yaml);
+        KT_CHECK(!r.cfg);
+        KT_CHECK(strstr(r.errs, bad[i].error) != NULL);
+        if (!strstr(r.errs, bad[i].error)) fprintf(stderr, "case %zu: %s\n", i, r.errs);
+        done(&r);
+    }
+    r = parse("clusters:\n  a: {bootstrap: 10.0.0.1:9092}\n"
+              "vclusters:\n  v:\n    port: 20000\n    primary: a\n"
+              "    replication: {kind: mirrormaker2}\n");
+    KT_CHECK(!r.cfg && strstr(r.errs, "replication needs a secondary"));
+    done(&r);
+}
+
 KT_TEST(switch_grace)
 {
     parsed r = parse(TWO_CLUSTERS_YAML(""));

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "route/kg_offsets.h"
+#include "route/kg_offsync.h"
 
 typedef struct blob {
     uint8_t b[256];
@@ -112,6 +113,68 @@ KT_TEST(checkpoint_refuses_what_is_not_one)
     KT_CHECK_EQ_INT(kg_offsets_checkpoint_decode(KP_BYTES_NULL, bytes(&v), &cp), -1);
     KT_CHECK_EQ_INT(kg_offsets_checkpoint_decode(bytes(&k), KP_BYTES_NULL, &cp), -1);
     KT_CHECK_EQ_INT(kg_offsets_checkpoint_decode(bytes(&k), bytes(&v), &cp), 0);
+}
+
+/* MM2's offset syncs (connect/mirror OffsetSync): key topic, partition; value upstream, downstream
+ * (no version field). */
+static void offset_sync(blob *key, blob *value, const char *topic, int32_t partition, int64_t up,
+                        int64_t down)
+{
+    memset(key, 0, sizeof(*key));
+    memset(value, 0, sizeof(*value));
+    put_str(key, topic);
+    put_be(key, (uint32_t)partition, 4);
+    put_be(value, (uint64_t)up, 8);
+    put_be(value, (uint64_t)down, 8);
+}
+
+KT_TEST(offset_sync_decodes_the_documented_layout_and_encodes_the_same_bytes)
+{
+    blob k, v;
+    offset_sync(&k, &v, "orders.eu", 3, 4100, 9100);
+    kg_offsync_rec s;
+    KT_CHECK_EQ_INT(kg_offsync_decode(bytes(&k), bytes(&v), &s), 0);
+    KT_CHECK(kp_str_eq_c(s.topic, "orders.eu") && s.partition == 3);
+    KT_CHECK(s.upstream == 4100 && s.downstream == 9100);
+    kp_writer wk, wv;
+    kp_writer_init(&wk, 16);
+    kp_writer_init(&wv, 16);
+    kg_offsync_encode(&(kg_offsync_rec){kp_str_c("orders.eu"), 3, 4100, 9100}, &wk, &wv);
+    KT_CHECK(!wk.err && !wv.err && wk.len == k.n && wv.len == v.n);
+    if (wk.len == k.n) KT_CHECK_EQ_MEM(wk.buf, k.b, k.n);
+    if (wv.len == v.n) KT_CHECK_EQ_MEM(wv.buf, v.b, v.n);
+    kp_writer_free(&wk);
+    kp_writer_free(&wv);
+}
+
+KT_TEST(offset_sync_refuses_what_is_not_one)
+{
+    blob k, v, ck, cv;
+    kg_offsync_rec s;
+    offset_sync(&k, &v, "or ders", 0, 1, 1); /* no topic name Kafka takes */
+    KT_CHECK_EQ_INT(kg_offsync_decode(bytes(&k), bytes(&v), &s), -1);
+    offset_sync(&k, &v, "orders", -1, 1, 1);
+    KT_CHECK_EQ_INT(kg_offsync_decode(bytes(&k), bytes(&v), &s), -1);
+    offset_sync(&k, &v, "orders", 0, -1, 1);
+    KT_CHECK_EQ_INT(kg_offsync_decode(bytes(&k), bytes(&v), &s), -1);
+    /* a checkpoint (a foreign record of another MM2 topic) is no offset sync */
+    checkpoint(&ck, &cv, "g", "orders", 0, 0, 1, 1, "");
+    KT_CHECK_EQ_INT(kg_offsync_decode(bytes(&ck), bytes(&cv), &s), -1);
+    offset_sync(&k, &v, "orders", 0, 1, 1);
+    blob longer = v;
+    put(&longer, "x", 1);
+    KT_CHECK_EQ_INT(kg_offsync_decode(bytes(&k), bytes(&longer), &s), -1);
+    for (size_t n = 0; n < v.n; n++) {
+        kp_bytes cut = {v.b, (int32_t)n};
+        KT_CHECK_EQ_INT(kg_offsync_decode(bytes(&k), cut, &s), -1);
+    }
+    for (size_t n = 0; n < k.n; n++) {
+        kp_bytes cut = {k.b, (int32_t)n};
+        KT_CHECK_EQ_INT(kg_offsync_decode(cut, bytes(&v), &s), -1);
+    }
+    KT_CHECK_EQ_INT(kg_offsync_decode(KP_BYTES_NULL, bytes(&v), &s), -1); /* a tombstone too */
+    KT_CHECK_EQ_INT(kg_offsync_decode(bytes(&k), KP_BYTES_NULL, &s), -1);
+    KT_CHECK_EQ_INT(kg_offsync_decode(bytes(&k), bytes(&v), &s), 0);
 }
 
 KT_MAIN()

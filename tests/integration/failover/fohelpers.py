@@ -550,6 +550,38 @@ class ClientRun:
         self._stderr.close()
 
 
+def wait_acks(runs, more, timeout):
+    """Each of RUNS (ClientRun) gets MORE acknowledgements than it has now."""
+    base = {r.kind: len(r.ack_times()) for r in runs}
+    for r in runs:
+        wait_for(lambda r=r: len(r.ack_times()) >= base[r.kind] + more, timeout,
+                 what=f"{r.kind} to get {more} more acks\n{r.diagnostics()}")
+
+
+def finish_runs(runs, cluster, topic, timeout):
+    """RUNS go on producing (healthy: 100 more acks each), stop, and saw no delivery error;
+    every record they were told was written is on CLUSTER's TOPIC exactly once."""
+    wait_acks(runs, 100, timeout)
+    for r in runs:
+        r.check_healthy()
+    for r in runs:
+        r.stop()
+    for r in runs:
+        assert not r.nacked, f"{r.kind}: delivery errors {len(r.nacked)}: {r.nacked[:5]}"
+    check_exactly_once(runs, cluster, topic)
+
+
+def check_exactly_once(runs, cluster, topic):
+    """Every acknowledged record of every run is on CLUSTER's TOPIC exactly once."""
+    for r in runs:
+        stored = cluster.seqs(topic, r.run_id)
+        acked = set(r.ack_times())
+        missing = sorted(acked - set(stored))
+        twice = sorted(s for s, where in stored.items() if len(where) > 1)
+        assert not missing, f"{r.kind}: {len(missing)} acked records missing: {missing[:10]}"
+        assert not twice, f"{r.kind}: records stored twice: {twice[:10]}"
+
+
 def process_alive(pid):
     """True while pid is a running (not zombie) process."""
     try:

@@ -15,14 +15,14 @@ other way (`west.checkpoints.internal` on east). A target that does not answer h
 no longer than offsets.timeout_ms: the switch completes and says what was not done."""
 
 import logging
-import struct
 import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from fohelpers import metric, wait_for
+from mm2records import checkpoint_key, checkpoint_value, write_records
 
 # Both sides have both checkpoint topics (MM2 writes each on the target of its direction).
 TOPICS = {"fo-off": 2, "fo-off-py": 1, "east.checkpoints.internal": 1,
@@ -52,28 +52,6 @@ def replicate(clusters):
 
 
 # -- MM2's checkpoint records, from the documented format --------------------------------------
-
-def mm2_string(s):
-    data = s.encode()
-    return struct.pack(">h", len(data)) + data
-
-
-def checkpoint_key(group, topic, partition):
-    return mm2_string(group) + mm2_string(topic) + struct.pack(">i", partition)
-
-
-def checkpoint_value(upstream, downstream, metadata="", version=0):
-    return struct.pack(">hqq", version, upstream, downstream) + mm2_string(metadata)
-
-
-def write_records(cluster, topic, records):
-    """records: [(key bytes or None, value bytes or None)], in this order, to partition 0."""
-    p = Producer({"bootstrap.servers": cluster.bootstrap, "broker.address.family": "v4",
-                  "linger.ms": 5, "log_level": 3})
-    for key, value in records:
-        p.produce(topic, key=key, value=value, partition=0)
-    assert p.flush(30) == 0
-
 
 def checkpoint(group, topic, partition, upstream, downstream):
     return (checkpoint_key(group, topic, partition), checkpoint_value(upstream, downstream))

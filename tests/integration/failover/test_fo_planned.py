@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from fohelpers import ClientRun, DevCluster, metric, wait_for
+import fohelpers
+from fohelpers import ClientRun, DevCluster, metric
 
 TOPIC = "fo-plan"
 TOPICS = {TOPIC: 3}
@@ -55,10 +56,7 @@ def producers(kg, tmp_path):
 
 def wait_acks(runs, more):
     """Each run gets MORE acknowledgements than it has now."""
-    base = {r.kind: len(r.ack_times()) for r in runs}
-    for r in runs:
-        wait_for(lambda r=r: len(r.ack_times()) >= base[r.kind] + more, WAIT,
-                 what=f"{r.kind} to get {more} more acks\n{r.diagnostics()}")
+    fohelpers.wait_acks(runs, more, WAIT)
 
 
 def second_switch_while_holding(kg, holder):
@@ -80,25 +78,7 @@ def second_switch_while_holding(kg, holder):
 def finish(runs, cluster):
     """The runs go on producing (healthy), stop, and saw no delivery error; every record they
     were told was written is on CLUSTER exactly once."""
-    wait_acks(runs, 100)
-    for r in runs:
-        r.check_healthy()
-    for r in runs:
-        r.stop()
-    for r in runs:
-        assert not r.nacked, f"{r.kind}: delivery errors {len(r.nacked)}: {r.nacked[:5]}"
-    check_exactly_once(runs, cluster)
-
-
-def check_exactly_once(runs, cluster):
-    """Every acknowledged record of every run is on CLUSTER exactly once, and none twice."""
-    for r in runs:
-        stored = cluster.seqs(TOPIC, r.run_id)
-        acked = set(r.ack_times())
-        missing = sorted(acked - set(stored))
-        twice = sorted(s for s, where in stored.items() if len(where) > 1)
-        assert not missing, f"{r.kind}: {len(missing)} acked records missing: {missing[:10]}"
-        assert not twice, f"{r.kind}: records stored twice: {twice[:10]}"
+    fohelpers.finish_runs(runs, cluster, TOPIC, WAIT)
 
 
 @pytest.mark.guard(600)

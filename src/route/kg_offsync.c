@@ -1,0 +1,346 @@
+#include "route/kg_offsync.h"
+
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kg_loop.h"
+#include "route/kg_kafka.h"
+#include "route/kg_offsets.h"
+
+#define FETCH_BYTES (1 << 20)
+
+struct kg_offsync {
+    kg_counter *skipped; /* kgate_offsync_records_skipped_total */
+};
+
+kg_offsync *kg_offsync_new(kg_metrics *metrics, const char *vcluster)
+{
+    kg_offsync *o = calloc(1, sizeof(*o));
+    if (!o) return NULL;
+    char labels[256];
+    kg_metrics_format_labels(labels, sizeof(labels), "vcluster", vcluster, NULL);
+    o->skipped = kg_metrics_counter(
+        metrics, "kgate_offsync_records_skipped_total",
+        "Records of a MirrorMaker 2 offset-syncs topic that are no offset sync (corrupt or "
+        "foreign), skipped by a planned switchover",
+        labels);
+    return o;
+}
+
+void kg_offsync_free(kg_offsync *o)
+{
+    free(o);
+}
+
+/* ---------------------------------------------------------------- the record format */
+
+int kg_offsync_decode(kp_bytes key, kp_bytes value, kg_offsync_rec *out)
+{
+    if (key.len <= 0 || value.len <= 0) return -1;
+    kp_reader k, v;
+    kp_reader_init(&k, key.ptr, (size_t)key.len);
+    kp_reader_init(&v, value.ptr, (size_t)value.len);
+    if (kg_offsets_read_mapping(&k, &v, &out->topic, &out->partition, &out->upstream,
+                                &out->downstream) < 0)
+        return -1;
+    return kp_reader_remaining(&k) || kp_reader_remaining(&v) ? -1 : 0; /* exactly one */
+}
+
+void kg_offsync_encode(const kg_offsync_rec *s, kp_writer *key, kp_writer *value)
+{
+    kp_write_string(key, s->topic);
+    kp_write_i32(key, s->partition);
+    kp_write_i64(value, s->upstream);
+    kp_write_i64(value, s->downstream);
+}
+
+/* ---------------------------------------------------------------- a watch */
+
+struct kg_offsync_watch {
+    kg_offsync *o;
+    kg_cluster *source, *target, *syncs_at;
+    char syncs_topic[KG_NAME_MAX + 32];
+    json_t *topics; /* names (array) */
+    regex_t re;
+    int has_re;
+    json_t *positions; /* {"<partition of the syncs topic>": next offset to read} */
+    json_t *syncs;     /* {topic: {"<partition>": [upstream, downstream]}}: the latest */
+    json_int_t n_syncs, skipped;
+    kg_kafka k; /* the current call's */
+};
+
+kg_offsync_watch *kg_offsync_watch_new(kg_offsync *o, const kg_offsync_spec *spec)
+{
+    kg_offsync_watch *w = calloc(1, sizeof(*w));
+    if (!w) return NULL;
+    w->o = o;
+    w->source = spec->source;
+    w->target = spec->target;
+    w->syncs_at = spec->syncs_on_target ? spec->target : spec->source;
+    snprintf(w->syncs_topic, sizeof(w->syncs_topic), "mm2-offset-syncs.%s.internal",
+             spec->target_alias);
+    w->topics = spec->topics ? json_incref(spec->topics) : json_array();
+    w->positions = json_object();
+    w->syncs = json_object();
+    if (spec->topics_regex && *spec->topics_regex) {
+        if (regcomp(&w->re, spec->topics_regex, REG_EXTENDED | REG_NOSUB) != 0) {
+            kg_offsync_watch_free(w);
+            return NULL;
+        }
+        w->has_re = 1;
+    }
+    if (!w->topics || !w->positions || !w->syncs) {
+        kg_offsync_watch_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void kg_offsync_watch_free(kg_offsync_watch *w)
+{
+    if (!w) return;
+    json_decref(w->topics);
+    json_decref(w->positions);
+    json_decref(w->syncs);
+    if (w->has_re) regfree(&w->re);
+    free(w);
+}
+
+static json_t *child(json_t *parent, const char *key, size_t len)
+{
+    json_t *c = json_object_getn(parent, key, len);
+    if (!c && (c = json_object()) && json_object_setn_new(parent, key, len, c) < 0) c = NULL;
+    return c;
+}
+
+/* The log's order is MM2's: a later sync of a partition replaces an earlier one. */
+static bool visit_sync(void *ctx, const kp_batch_info *batch, kp_record *rec, int *copies)
+{
+    kg_offsync_watch *w = ctx;
+    kg_offsync_rec s;
+    if (kg_offsync_decode(rec->key, rec->value, &s) < 0) {
+        w->skipped++;
+        kg_counter_inc(w->o->skipped);
+        return false;
+    }
+    json_t *t = child(w->syncs, s.topic.ptr, (size_t)s.topic.len);
+    char key[16];
+    snprintf(key, sizeof(key), "%d", s.partition);
+    if (t && !json_object_get(t, key)) w->n_syncs++;
+    if (t)
+        json_object_set_new(t, key,
+                            json_pack("[I, I]", (json_int_t)s.upstream, (json_int_t)s.downstream));
+    return false;
+}
+
+/* Reads the syncs written since the last call. 0, or -1 with ERR. */
+static int read_syncs(kg_offsync_watch *w, char *err, size_t errlen)
+{
+    w->k.cluster = w->syncs_at;
+    const char *names[1] = {w->syncs_topic};
+    kg_cluster_topics t = {1, names};
+    json_t *leaders = kg_kafka_leaders(&w->k, &t);
+    json_t *parts = leaders ? json_object_get(leaders, w->syncs_topic) : NULL;
+    int rc = -1;
+    if (!leaders)
+        snprintf(err, errlen, "cannot read MirrorMaker 2's offset syncs: %s", w->k.err);
+    else if (!parts)
+        snprintf(err, errlen,
+                 "MirrorMaker 2's offset-syncs topic '%s' does not exist on '%s': MM2 does not "
+                 "replicate '%s' to '%s', or replication.offset_syncs / offsets.aliases do not "
+                 "match its configuration",
+                 w->syncs_topic, w->syncs_at->cfg->name, w->source->cfg->name,
+                 w->target->cfg->name);
+    else
+        rc = 0;
+    const char *key;
+    json_t *leader;
+    json_object_foreach(parts, key, leader)
+    {
+        if (rc < 0) break;
+        int32_t node = (int32_t)json_integer_value(leader);
+        int64_t start =
+            kg_kafka_list_offset(&w->k, node, w->syncs_topic, atoi(key), KG_KAFKA_EARLIEST);
+        int64_t end = start < 0 ? -1
+                                : kg_kafka_list_offset(&w->k, node, w->syncs_topic, atoi(key),
+                                                       KG_KAFKA_LATEST);
+        json_t *known = json_object_get(w->positions, key);
+        /* Compaction may have removed what lies before the log start: the syncs after it
+         * supersede those records. */
+        int64_t at = known && json_integer_value(known) > start ? json_integer_value(known) : start;
+        if (at > end) at = start; /* the topic was made again: read it anew */
+        if (start < 0 || end < 0 ||
+            kg_kafka_read(&w->k, node, w->syncs_topic, atoi(key), &at, end, FETCH_BYTES, visit_sync,
+                          w) < 0) {
+            snprintf(err, errlen, "cannot read MirrorMaker 2's offset syncs: %s", w->k.err);
+            rc = -1;
+        }
+        json_object_set_new(w->positions, key, json_integer(at));
+    }
+    json_decref(leaders);
+    return rc;
+}
+
+static int internal_topic(const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(name, "__", 2) == 0 || (n >= 9 && strcmp(name + n - 9, ".internal") == 0);
+}
+
+/* The topics to measure ({topic: true}) and the source's leaders of them; NULL with ERR. */
+static json_t *wanted_topics(kg_offsync_watch *w, json_t **source_leaders, char *err, size_t errlen)
+{
+    json_t *wanted = json_object();
+    size_t i;
+    json_t *name;
+    json_array_foreach(w->topics, i, name)
+    {
+        const char *s = json_string_value(name);
+        if (s && !internal_topic(s)) json_object_set_new(wanted, s, json_true());
+    }
+    w->k.cluster = w->source;
+    json_t *leaders = NULL;
+    if (w->has_re) {
+        kg_cluster_topics all = {-1, NULL};
+        leaders = kg_kafka_leaders(&w->k, &all);
+        const char *topic;
+        json_t *parts;
+        json_object_foreach(leaders, topic, parts) if (!internal_topic(topic) &&
+                                                       regexec(&w->re, topic, 0, NULL, 0) == 0)
+            json_object_set_new(wanted, topic, json_true());
+    } else if (json_object_size(wanted) > 0) {
+        const char **names = calloc(json_object_size(wanted) + 1, sizeof(*names));
+        int n = 0;
+        const char *topic;
+        json_t *unused;
+        json_object_foreach(wanted, topic, unused) if (names) names[n++] = topic;
+        kg_cluster_topics t = {n, names};
+        leaders = names ? kg_kafka_leaders(&w->k, &t) : NULL;
+        free(names);
+    } else {
+        leaders = json_object(); /* nothing used: nothing to wait for */
+    }
+    if (!leaders) {
+        snprintf(err, errlen, "cannot read the topics of '%s': %s", w->source->cfg->name, w->k.err);
+        json_decref(wanted);
+        return NULL;
+    }
+    *source_leaders = leaders;
+    return wanted;
+}
+
+/* The end offset (or log start: KG_KAFKA_EARLIEST) of TOPIC[PART] at LEADER of K's cluster. */
+static int64_t offset_at(kg_kafka *k, json_t *leader, const char *topic, const char *part,
+                         int64_t which)
+{
+    return leader ? kg_kafka_list_offset(k, (int32_t)json_integer_value(leader), topic, atoi(part),
+                                         which)
+                  : -1;
+}
+
+/* Measures one topic into REPORT; 0, or -1 with ERR (a side did not answer). */
+static int measure_topic(kg_offsync_watch *w, const char *topic, json_t *src_parts,
+                         json_t *dst_parts, json_t *report, char *err, size_t errlen)
+{
+    kg_kafka dst = {w->target, w->k.deadline_us, ""};
+    json_t *lags = child(json_object_get(report, "partitions"), topic, strlen(topic));
+    json_t *syncs = json_object_get(w->syncs, topic);
+    json_int_t records = 0, total = 0;
+    const char *part;
+    json_t *leader;
+    json_object_foreach(src_parts, part, leader)
+    {
+        w->k.cluster = w->source;
+        int64_t start = offset_at(&w->k, leader, topic, part, KG_KAFKA_EARLIEST);
+        int64_t es = start < 0 ? -1 : offset_at(&w->k, leader, topic, part, KG_KAFKA_LATEST);
+        if (es < 0) {
+            snprintf(err, errlen, "cannot read the end offsets of '%s': %s", w->source->cfg->name,
+                     w->k.err);
+            return -1;
+        }
+        json_t *sync = json_object_get(syncs, part);
+        json_t *dst_leader = json_object_get(dst_parts, part);
+        if (!dst_leader) {
+            char why[96];
+            snprintf(why, sizeof(why), "partition %s is not on '%s'", part, w->target->cfg->name);
+            json_object_set_new(json_object_get(report, "not_replicated"), topic, json_string(why));
+            continue;
+        }
+        int64_t lag = es - start; /* no sync: none of its records is known to be copied */
+        if (sync) {
+            int64_t et = offset_at(&dst, dst_leader, topic, part, KG_KAFKA_LATEST);
+            if (et < 0) {
+                snprintf(err, errlen, "cannot read the end offsets of '%s': %s",
+                         w->target->cfg->name, dst.err);
+                return -1;
+            }
+            int64_t u = json_integer_value(json_array_get(sync, 0));
+            int64_t d = json_integer_value(json_array_get(sync, 1));
+            lag = (es - u) - (et - d);
+            if (lag < 0) lag = 0;
+        }
+        records += es - start;
+        total += lag;
+        if (lags) json_object_set_new(lags, part, json_integer(lag));
+    }
+    if (!syncs && records > 0) {
+        char why[KG_NAME_MAX + 160];
+        snprintf(why, sizeof(why),
+                 "no offset sync for any of its partitions in '%s' on '%s': MirrorMaker 2 does "
+                 "not replicate it (yet)",
+                 w->syncs_topic, w->syncs_at->cfg->name);
+        json_object_set_new(json_object_get(report, "not_replicated"), topic, json_string(why));
+    }
+    json_object_set_new(report, "total",
+                        json_integer(json_integer_value(json_object_get(report, "total")) + total));
+    return 0;
+}
+
+json_t *kg_offsync_lag(kg_offsync_watch *w, int timeout_ms, char *err, size_t errlen)
+{
+    w->k = (kg_kafka){.deadline_us = kg_now_us() + (uint64_t)timeout_ms * 1000u};
+    if (read_syncs(w, err, errlen) < 0) return NULL;
+    json_t *src = NULL;
+    json_t *wanted = wanted_topics(w, &src, err, errlen);
+    if (!wanted) return NULL;
+    const char **names = calloc(json_object_size(wanted) + 1, sizeof(*names));
+    int n = 0;
+    const char *topic;
+    json_t *unused;
+    json_object_foreach(wanted, topic, unused) if (names) names[n++] = topic;
+    kg_kafka dst = {w->target, w->k.deadline_us, ""};
+    kg_cluster_topics t = {n, names};
+    json_t *dst_leaders = !names ? NULL : n > 0 ? kg_kafka_leaders(&dst, &t) : json_object();
+    free(names);
+    json_t *report =
+        json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:{}, s:{}}", "replication", "mirrormaker2",
+                  "offset_syncs_topic", w->syncs_topic, "offset_syncs_on", w->syncs_at->cfg->name,
+                  "syncs", w->n_syncs, "records_skipped", w->skipped, "total", (json_int_t)0,
+                  "partitions", "not_replicated");
+    int rc = dst_leaders && report ? 0 : -1;
+    if (!dst_leaders)
+        snprintf(err, errlen, "cannot read the topics of '%s': %s", w->target->cfg->name, dst.err);
+    json_object_foreach(wanted, topic, unused)
+    {
+        json_t *src_parts = json_object_get(src, topic);
+        if (rc < 0 || !src_parts) continue; /* gone from the source: nothing to copy */
+        json_t *dst_parts = json_object_get(dst_leaders, topic);
+        if (!dst_parts) {
+            char why[96];
+            snprintf(why, sizeof(why), "the topic is not on '%s'", w->target->cfg->name);
+            json_object_set_new(json_object_get(report, "not_replicated"), topic, json_string(why));
+            continue;
+        }
+        rc = measure_topic(w, topic, src_parts, dst_parts, report, err, errlen);
+    }
+    json_decref(wanted);
+    json_decref(src);
+    json_decref(dst_leaders);
+    if (rc < 0) {
+        json_decref(report);
+        return NULL;
+    }
+    return report;
+}
