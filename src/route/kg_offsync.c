@@ -240,6 +240,39 @@ static int64_t offset_at(kg_kafka *k, json_t *leader, const char *topic, const c
                   : -1;
 }
 
+/* The lag of TOPIC[PART] (leaders SRC on the source, DST on the target; SYNC its latest sync or
+ * NULL) into *LAG; 0, or -1 with ERR (a side did not answer). */
+static int partition_lag(kg_offsync_watch *w, kg_kafka *dst, const char *topic, const char *part,
+                         json_t *src, json_t *dst_leader, json_t *sync, int64_t *lag, char *err,
+                         size_t errlen)
+{
+    w->k.cluster = w->source;
+    int64_t es = offset_at(&w->k, src, topic, part, KG_KAFKA_LATEST);
+    /* No sync: none of its records is known to be copied (a partition without records is). */
+    int64_t start = es < 0 || sync ? 0 : offset_at(&w->k, src, topic, part, KG_KAFKA_EARLIEST);
+    int64_t et =
+        es < 0 || start < 0 || !sync ? 0 : offset_at(dst, dst_leader, topic, part, KG_KAFKA_LATEST);
+    if (es < 0 || start < 0 || et < 0) {
+        snprintf(err, errlen, "cannot read the end offsets of '%s': %s",
+                 (et < 0 ? dst : &w->k)->cluster->cfg->name, (et < 0 ? dst : &w->k)->err);
+        return -1;
+    }
+    if (!sync) {
+        *lag = es - start;
+        return 0;
+    }
+    int64_t u = json_integer_value(json_array_get(sync, 0));
+    int64_t d = json_integer_value(json_array_get(sync, 1));
+    *lag = (es - u) - (et - d);
+    if (*lag < 0) *lag = 0;
+    return 0;
+}
+
+static void not_replicated(json_t *report, const char *topic, const char *why)
+{
+    json_object_set_new(json_object_get(report, "not_replicated"), topic, json_string(why));
+}
+
 /* Measures one topic into REPORT; 0, or -1 with ERR (a side did not answer). */
 static int measure_topic(kg_offsync_watch *w, const char *topic, json_t *src_parts,
                          json_t *dst_parts, json_t *report, char *err, size_t errlen)
@@ -247,51 +280,31 @@ static int measure_topic(kg_offsync_watch *w, const char *topic, json_t *src_par
     kg_kafka dst = {w->target, w->k.deadline_us, ""};
     json_t *lags = child(json_object_get(report, "partitions"), topic, strlen(topic));
     json_t *syncs = json_object_get(w->syncs, topic);
-    json_int_t records = 0, total = 0;
+    json_int_t total = 0;
     const char *part;
     json_t *leader;
+    char why[KG_NAME_MAX + 160];
     json_object_foreach(src_parts, part, leader)
     {
-        w->k.cluster = w->source;
-        int64_t start = offset_at(&w->k, leader, topic, part, KG_KAFKA_EARLIEST);
-        int64_t es = start < 0 ? -1 : offset_at(&w->k, leader, topic, part, KG_KAFKA_LATEST);
-        if (es < 0) {
-            snprintf(err, errlen, "cannot read the end offsets of '%s': %s", w->source->cfg->name,
-                     w->k.err);
-            return -1;
-        }
-        json_t *sync = json_object_get(syncs, part);
         json_t *dst_leader = json_object_get(dst_parts, part);
+        int64_t lag;
         if (!dst_leader) {
-            char why[96];
             snprintf(why, sizeof(why), "partition %s is not on '%s'", part, w->target->cfg->name);
-            json_object_set_new(json_object_get(report, "not_replicated"), topic, json_string(why));
-            continue;
+            not_replicated(report, topic, why);
+        } else if (partition_lag(w, &dst, topic, part, leader, dst_leader,
+                                 json_object_get(syncs, part), &lag, err, errlen) < 0) {
+            return -1;
+        } else {
+            total += lag;
+            if (lags) json_object_set_new(lags, part, json_integer(lag));
         }
-        int64_t lag = es - start; /* no sync: none of its records is known to be copied */
-        if (sync) {
-            int64_t et = offset_at(&dst, dst_leader, topic, part, KG_KAFKA_LATEST);
-            if (et < 0) {
-                snprintf(err, errlen, "cannot read the end offsets of '%s': %s",
-                         w->target->cfg->name, dst.err);
-                return -1;
-            }
-            int64_t u = json_integer_value(json_array_get(sync, 0));
-            int64_t d = json_integer_value(json_array_get(sync, 1));
-            lag = (es - u) - (et - d);
-            if (lag < 0) lag = 0;
-        }
-        records += es - start;
-        total += lag;
-        if (lags) json_object_set_new(lags, part, json_integer(lag));
     }
-    if (!syncs && records > 0) {
-        char why[KG_NAME_MAX + 160];
+    if (!syncs && total > 0) { /* every partition without a sync: TOTAL is its records */
         snprintf(why, sizeof(why),
                  "no offset sync for any of its partitions in '%s' on '%s': MirrorMaker 2 does "
                  "not replicate it (yet)",
                  w->syncs_topic, w->syncs_at->cfg->name);
-        json_object_set_new(json_object_get(report, "not_replicated"), topic, json_string(why));
+        not_replicated(report, topic, why);
     }
     json_object_set_new(report, "total",
                         json_integer(json_integer_value(json_object_get(report, "total")) + total));
@@ -330,7 +343,7 @@ json_t *kg_offsync_lag(kg_offsync_watch *w, int timeout_ms, char *err, size_t er
         if (!dst_parts) {
             char why[96];
             snprintf(why, sizeof(why), "the topic is not on '%s'", w->target->cfg->name);
-            json_object_set_new(json_object_get(report, "not_replicated"), topic, json_string(why));
+            not_replicated(report, topic, why);
             continue;
         }
         rc = measure_topic(w, topic, src_parts, dst_parts, report, err, errlen);

@@ -29,8 +29,10 @@ TOPIC = "fo-mm2"
 SOLO = "fo-mm2-solo"    # used through kgate, never replicated
 EMPTY = "fo-mm2-empty"  # used through kgate (metadata only), no records: nothing to replicate
 SYNCS = "mm2-offset-syncs.west.internal"  # MM2 replicating east -> west (west's alias)
+SYNCS_BACK = "mm2-offset-syncs.east.internal"  # and west -> east, for a failback
 CHECKPOINTS = "east.checkpoints.internal"  # on west: groups of east (east's alias)
-TOPICS = {TOPIC: 3, SOLO: 1, EMPTY: 1, SYNCS: 1, CHECKPOINTS: 1}
+TOPICS = {TOPIC: 3, SOLO: 1, EMPTY: 1, SYNCS: 1, SYNCS_BACK: 1, CHECKPOINTS: 1,
+          "west.checkpoints.internal": 1}
 PREFILL = {0: 17, 1: 29, 2: 41}  # older records on west before the copies
 WAIT = 90
 GROUP_AT = {0: 20, 1: 21, 2: 22}  # the group's committed offsets on east
@@ -55,12 +57,15 @@ CORRUPT_SYNCS = [
 
 
 class Mm2Copier:
-    """Plays MirrorMaker 2 from SOURCE to TARGET for TOPIC: copies each record to the same
-    partition, remembers source offset -> target offset, and writes offset syncs to SYNCS on
-    the cluster SYNCS_AT after the copies were acknowledged."""
+    """Plays MirrorMaker 2 from SOURCE to TARGET for TOPIC, from offsets START ({partition:
+    offset}, default 0): copies each record to the same partition, remembers source offset ->
+    target offset, and writes offset syncs to mm2-offset-syncs.<target>.internal on the cluster
+    SYNCS_AT after the copies were acknowledged."""
 
-    def __init__(self, source, target, syncs_at, partitions=3):
+    def __init__(self, source, target, syncs_at, partitions=3, start=None):
         self.source, self.target, self.syncs_at = source, target, syncs_at
+        self.syncs_topic = f"mm2-offset-syncs.{target.name}.internal"
+        self.start_at = start or {p: 0 for p in range(partitions)}
         self.partitions = partitions
         self.map = {p: {} for p in range(partitions)}
         self.last_sync = {}
@@ -107,7 +112,7 @@ class Mm2Copier:
                              "group.id": "mm2-copier-" + uuid.uuid4().hex[:6],
                              "enable.auto.commit": False, "broker.address.family": "v4",
                              "log_level": 3})
-        consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(self.partitions)])
+        consumer.assign([TopicPartition(TOPIC, p, o) for p, o in self.start_at.items()])
         copies = Producer({"bootstrap.servers": self.target.bootstrap,
                            "broker.address.family": "v4", "linger.ms": 2, "log_level": 3})
         syncs = Producer({"bootstrap.servers": self.syncs_at.bootstrap,
@@ -144,9 +149,14 @@ class Mm2Copier:
                     self.last_sync[p] = (u, d)
                     new_syncs.append(offset_sync(TOPIC, p, u, d))
         for key, value in new_syncs:
-            syncs.produce(SYNCS, key=key, value=value, partition=0)
+            syncs.produce(self.syncs_topic, key=key, value=value, partition=0)
         assert syncs.flush(30) == 0, "offset syncs not acknowledged"
         self.syncs_written += len(new_syncs)
+
+    def next_target_offsets(self):
+        """{partition: the target offset after the last copy}: where other writers start."""
+        with self.lock:
+            return {p: max(m.values()) + 1 for p, m in self.map.items() if m}
 
     def translate(self, partition, offset):
         """The target offset of the source's next offset OFFSET (copied already)."""
@@ -160,7 +170,7 @@ class Mm2Copier:
         wait_for(lambda: all(c in self.map[p] or c - 1 in self.map[p]
                              for p, c in committed.items()), WAIT,
                  what="the copier to reach the group's offsets")
-        write_records(self.target, CHECKPOINTS,
+        write_records(self.target, f"{self.source.name}.checkpoints.internal",
                       [checkpoint_record(group, TOPIC, p, c, self.translate(p, c))
                        for p, c in committed.items()])
 
@@ -265,13 +275,14 @@ def test_planned_switch_waits_for_mm2_loses_nothing_and_translates_offsets(clust
     copier.write_checkpoint(group, GROUP_AT)
 
     runs = producers(kg, tmp_path)
+    back = None
     try:
         wait_acks(runs, 300)
         reply = planned(kg)
         copied_at_switch = copier.copied()
         assert reply.status == 200 and reply.json["changed"], reply.json
         report = reply.json["planned"]
-        print("planned switch with MM2:", report)
+        print("planned failover with MM2:", report)
         assert report["outcome"] == "switched" and report["replication"] == "mirrormaker2", report
         assert report["release_failed"] == 0, report
         assert reply.json["to"] == "west"
@@ -279,31 +290,57 @@ def test_planned_switch_waits_for_mm2_loses_nothing_and_translates_offsets(clust
         offsets = reply.json["offsets"]
         entry = [g for g in offsets["groups"] if g["group"] == group]
         assert entry and entry[0]["result"] == "translated", offsets
-        finish(runs, west)
-        # kgate switched once MM2 had copied everything: nothing was left for it to copy after
+        wait_acks(runs, 100)
+        acked = {r.kind: set(r.ack_times()) for r in runs}
+        # kgate switched once MM2 had copied everything: nothing was left for it to copy after,
+        # and what the producers were told was written is on west exactly once
         assert copier.copied() == copied_at_switch
+        copier.stop()
+        for r in runs:
+            r.check_healthy()
+            stored = west.seqs(TOPIC, r.run_id)
+            assert not acked[r.kind] - set(stored), f"{r.kind}: acked records missing on west"
+            assert all(len(w) == 1 for w in stored.values()), f"{r.kind}: stored twice"
         in_order(runs[0], west)
+
+        # the group resumes on west where it stopped on east: the same records, other offsets
+        assert west.committed(TOPIC, group) == {p: copier.translate(p, o)
+                                                for p, o in GROUP_AT.items()}
+        c = group_consumer(kg.bootstrap("default"), group)
+        try:
+            assert first_values(c) == {p: f"rec-{p}-{o}" for p, o in GROUP_AT.items()}
+        finally:
+            c.close()
+
+        # MM2 in the other direction (from what west got after the switch), then a failback
+        back = Mm2Copier(west, east, west, start=copier.next_target_offsets()).start()
+        wait_acks(runs, 200)
+        reply = kg.http("POST", "/v1/vclusters/default/failback",
+                        {"planned": True, "reason": "planned failback with MM2"}, timeout=120)
+        assert reply.status == 200 and reply.json["to"] == "east", reply.json
+        print("planned failback with MM2:", reply.json["planned"])
+        assert reply.json["planned"]["replication"] == "mirrormaker2"
+        copied_back = back.copied()
+        finish(runs, east)
+        assert back.copied() == copied_back
+        in_order(runs[0], east)
     finally:
         for r in runs:
             r.stop()
         copier.stop()
-
-    # the group resumes on west where it stopped on east: the same records, at other offsets
-    assert west.committed(TOPIC, group) == {p: copier.translate(p, o) for p, o in GROUP_AT.items()}
-    c = group_consumer(kg.bootstrap("default"), group)
-    try:
-        assert first_values(c) == {p: f"rec-{p}-{o}" for p, o in GROUP_AT.items()}
-    finally:
-        c.close()
+        if back:
+            back.stop()
 
     entries = [e for e in kg.audit_entries() if e["type"] == "switch.completed"]
-    planned_entry = entries[-1]["details"]["planned"]
-    assert planned_entry["replication"] == "mirrormaker2" and "lag_seen" in planned_entry
+    for e in entries[-2:]:
+        assert e["details"]["planned"]["replication"] == "mirrormaker2", e
+        assert "lag_seen" in e["details"]["planned"], e
     samples = kg.metrics()
+    # read once, by the failover (the failback reads the other direction's topic)
     assert metric(samples, "kgate_offsync_records_skipped_total",
                   vcluster="default") == len(CORRUPT_SYNCS)
     assert metric(samples, "kgate_planned_switches_total", vcluster="default",
-                  result="completed") == 1
+                  result="completed") == 2
 
 
 @pytest.mark.guard(600)
