@@ -1278,6 +1278,20 @@ static int stage_whole(kg_conn *c, conn_request *r)
     return STAGE_WAIT;
 }
 
+/* Answers request R with the response body in W (freed), after DELAY_US: the request is
+ * taken, it never reaches a broker. */
+static int conn_answer_body(kg_conn *c, conn_request *r, kp_writer *w, uint64_t delay_us)
+{
+    const kg_wire_request *rq = &r->rq;
+    uint32_t len = 0;
+    uint8_t *frame =
+        conn_make_frame(rq->api_key, rq->api_version, rq->correlation_id, w->buf, w->len, &len);
+    kp_writer_free(w);
+    conn_count_request(c, r);
+    kg_buf_consume(&c->req_in, 4 + (size_t)r->size);
+    return conn_answer_locally(c, rq, frame, len, delay_us) < 0 ? STAGE_CLOSED : STAGE_TAKEN;
+}
+
 /* retired: the virtual cluster switched while this connection was open (kg_conn_retire). A
  * request read from now on never reaches the old side: kgate answers it at once with the
  * retriable error a moved leader or coordinator gives, and the client sends it again on its
@@ -1301,33 +1315,50 @@ static int stage_retired(kg_conn *c, conn_request *r)
         c->retire_stuck = 1;
         return STAGE_WAIT;
     }
-    uint32_t len = 0;
-    uint8_t *frame =
-        conn_make_frame(rq->api_key, rq->api_version, rq->correlation_id, w.buf, w.len, &len);
-    kp_writer_free(&w);
-    conn_count_request(c, r);
     kg_vcm_handover(c->vc->metrics, rq->api_key);
-    kg_buf_consume(&c->req_in, 4 + (size_t)r->size);
-    return conn_answer_locally(c, rq, frame, len, 0) < 0 ? STAGE_CLOSED : STAGE_TAKEN;
+    return conn_answer_body(c, r, &w, 0);
+}
+
+/* A Heartbeat of a member whose JoinGroup on the new side is under way (kg_rejoin_in_join):
+ * kgate's answer without error, so that it does not rejoin a second time. */
+static int conn_answer_heartbeat_ok(kg_conn *c, conn_request *r)
+{
+    const kg_wire_request *rq = &r->rq;
+    kp_writer w;
+    kp_writer_init(&w, 16);
+    if (kg_rejoin_heartbeat_ok(rq->api_version, &w) != 0) {
+        kp_writer_free(&w);
+        return STAGE_NEXT; /* a version kgate cannot encode: the new side answers */
+    }
+    return conn_answer_body(c, r, &w, 0);
 }
 
 /* rejoin: a consumer group member that has not rejoined its group since a switch neither
  * fetches nor commits at the old cluster's positions (kg_rejoin.h): its first Fetch gets
  * NOT_LEADER_OR_FOLLOWER, its later ones no records, its OffsetCommit UNKNOWN_MEMBER_ID, from
- * kgate. */
+ * kgate; once it sends JoinGroup, its Heartbeats get no error until it has synced. */
 static int stage_rejoin(kg_conn *c, conn_request *r)
 {
     const kg_wire_request *rq = &r->rq;
     if (!c->vc->rejoin || c->client_id_len < 0 ||
         (rq->api_key != KG_API_FETCH && rq->api_key != KG_API_OFFSET_COMMIT &&
-         rq->api_key != KP_KEY_HEARTBEAT))
+         rq->api_key != KP_KEY_HEARTBEAT && rq->api_key != KP_KEY_JOIN_GROUP))
         return STAGE_NEXT;
     char host[64];
     conn_peer_address(c, host);
     uint64_t route = atomic_load_explicit(&c->vc->route, memory_order_acquire);
     if (!kg_rejoin_pending(c->vc->rejoin, c->client_id, (size_t)c->client_id_len, host, route))
         return STAGE_NEXT;
+    if (rq->api_key == KP_KEY_JOIN_GROUP) {
+        kg_rejoin_joining(c->vc->rejoin, c->client_id, (size_t)c->client_id_len, host, route,
+                          kg_now_us());
+        return STAGE_NEXT;
+    }
     if (!r->complete) return STAGE_WAIT;
+    if (rq->api_key == KP_KEY_HEARTBEAT &&
+        kg_rejoin_in_join(c->vc->rejoin, c->client_id, (size_t)c->client_id_len, host, route,
+                          kg_now_us()))
+        return conn_answer_heartbeat_ok(c, r);
     /* One request starts its rejoin: its Heartbeat (the new side answers UNKNOWN_MEMBER_ID), its
      * OffsetCommit (kgate does) or its first Fetch (kg_rejoin_first); later Fetches must not. */
     int first = kg_rejoin_first(c->vc->rejoin, c->client_id, (size_t)c->client_id_len, host, route);
@@ -1349,13 +1380,7 @@ static int stage_rejoin(kg_conn *c, conn_request *r)
         kp_writer_free(&w);
         return STAGE_NEXT; /* undecodable: the broker says what is wrong with it */
     }
-    uint32_t len = 0;
-    uint8_t *frame =
-        conn_make_frame(rq->api_key, rq->api_version, rq->correlation_id, w.buf, w.len, &len);
-    kp_writer_free(&w);
-    conn_count_request(c, r);
-    kg_buf_consume(&c->req_in, 4 + (size_t)r->size);
-    return conn_answer_locally(c, rq, frame, len, delay_us) < 0 ? STAGE_CLOSED : STAGE_TAKEN;
+    return conn_answer_body(c, r, &w, delay_us);
 }
 
 /* A request held by chaos latency goes on, with the decision made when it arrived. */

@@ -11,8 +11,10 @@
 typedef struct rejoin_slot {
     char key[REJOIN_KEY]; /* "" = free */
     uint64_t route;
-    uint64_t hinted; /* the route its first Fetch there was answered NOT_LEADER_OR_FOLLOWER on */
-    uint64_t used;   /* when it was last synced (a counter): the oldest is replaced */
+    uint64_t hinted;  /* the route its first Fetch there was answered NOT_LEADER_OR_FOLLOWER on */
+    uint64_t joining; /* the route it last sent JoinGroup on while pending there */
+    uint64_t joining_us; /* when */
+    uint64_t used;       /* when it was last synced (a counter): the oldest is replaced */
 } rejoin_slot;
 
 struct kg_rejoin {
@@ -98,12 +100,13 @@ void kg_rejoin_synced(kg_rejoin *r, const char *client_id, size_t len, const cha
     pthread_mutex_unlock(&r->lock);
 }
 
-enum { ASK_MEMBER, ASK_PENDING, ASK_FIRST };
+enum { ASK_MEMBER, ASK_PENDING, ASK_FIRST, ASK_JOINING, ASK_IN_JOIN };
 
 /* One question about a client, answered under the lock: is it a member kgate knows, one that
- * has not synced on ROUTE, one whose first Fetch on ROUTE this is (noted as asked)? */
+ * has not synced on ROUTE, one whose first Fetch on ROUTE this is (noted as asked), one that
+ * sends JoinGroup there (noted, at NOW_US), one whose JoinGroup there is recent? */
 static int rejoin_ask(kg_rejoin *r, const char *client_id, size_t len, const char *host,
-                      uint64_t route, int ask)
+                      uint64_t route, int ask, uint64_t now_us)
 {
     char key[REJOIN_KEY];
     rejoin_key(key, client_id, len, host);
@@ -114,6 +117,11 @@ static int rejoin_ask(kg_rejoin *r, const char *client_id, size_t len, const cha
     if (yes && ask == ASK_FIRST) {
         yes = s->hinted != route;
         s->hinted = route;
+    } else if (yes && ask == ASK_JOINING) {
+        s->joining = route;
+        s->joining_us = now_us;
+    } else if (yes && ask == ASK_IN_JOIN) {
+        yes = s->joining == route && now_us - s->joining_us < KG_REJOIN_JOIN_WINDOW_MS * 1000ull;
     }
     pthread_mutex_unlock(&r->lock);
     return yes;
@@ -122,18 +130,40 @@ static int rejoin_ask(kg_rejoin *r, const char *client_id, size_t len, const cha
 int kg_rejoin_pending(kg_rejoin *r, const char *client_id, size_t len, const char *host,
                       uint64_t route)
 {
-    return rejoin_ask(r, client_id, len, host, route, ASK_PENDING);
+    return rejoin_ask(r, client_id, len, host, route, ASK_PENDING, 0);
 }
 
 int kg_rejoin_member(kg_rejoin *r, const char *client_id, size_t len, const char *host)
 {
-    return rejoin_ask(r, client_id, len, host, 0, ASK_MEMBER);
+    return rejoin_ask(r, client_id, len, host, 0, ASK_MEMBER, 0);
 }
 
 int kg_rejoin_first(kg_rejoin *r, const char *client_id, size_t len, const char *host,
                     uint64_t route)
 {
-    return rejoin_ask(r, client_id, len, host, route, ASK_FIRST);
+    return rejoin_ask(r, client_id, len, host, route, ASK_FIRST, 0);
+}
+
+void kg_rejoin_joining(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                       uint64_t route, uint64_t now_us)
+{
+    rejoin_ask(r, client_id, len, host, route, ASK_JOINING, now_us);
+}
+
+int kg_rejoin_in_join(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                      uint64_t route, uint64_t now_us)
+{
+    return rejoin_ask(r, client_id, len, host, route, ASK_IN_JOIN, now_us);
+}
+
+int kg_rejoin_heartbeat_ok(int16_t version, kp_writer *out)
+{
+    if (!kp_api_supported(KP_KEY_HEARTBEAT, version)) return -1;
+    kp_heartbeat_response m;
+    kp_heartbeat_response_init(&m);
+    m.error_code = 0;
+    kp_heartbeat_response_encode(out, version, &m);
+    return out->err ? -1 : 0;
 }
 
 int kg_rejoin_sync_error(int16_t version, const uint8_t *body, size_t len)

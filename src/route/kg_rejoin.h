@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kp_msgs.h"
+
 typedef struct kg_rejoin kg_rejoin;
 
 kg_rejoin *kg_rejoin_new(void);
@@ -47,6 +49,28 @@ int kg_rejoin_member(kg_rejoin *r, const char *client_id, size_t len, const char
 int kg_rejoin_first(kg_rejoin *r, const char *client_id, size_t len, const char *host,
                     uint64_t route);
 #define KG_REJOIN_FETCH_WAIT_MS 250
+
+/* The client sent JoinGroup on ROUTE at NOW_US (a monotonic clock): when it is a pending member
+ * there, its rejoin has started. */
+void kg_rejoin_joining(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                       uint64_t route, uint64_t now_us);
+
+/* 1 when that pending client sent JoinGroup on ROUTE less than KG_REJOIN_JOIN_WINDOW_MS before
+ * NOW_US and has not synced there since. A Heartbeat it sends then still carries the member id
+ * and generation of before its rejoin: the new side answers UNKNOWN_MEMBER_ID or
+ * ILLEGAL_GENERATION, and KafkaJS, which sends Heartbeats from its fetch loop while a join is
+ * under way, rejoins a second time on that answer (it stops its fetchers, and the group's
+ * second rebalance waited 5 s on the mock). kgate answers such a Heartbeat itself, without
+ * error (kg_rejoin_heartbeat_ok): the rejoin it would start is already running. librdkafka and
+ * kafka-python send no Heartbeat while they join. The window bounds a join that never ends in a
+ * sync: after it, the Heartbeat goes to the new side again and its answer starts a rejoin. */
+int kg_rejoin_in_join(kg_rejoin *r, const char *client_id, size_t len, const char *host,
+                      uint64_t route, uint64_t now_us);
+#define KG_REJOIN_JOIN_WINDOW_MS 60000 /* KafkaJS's default rebalanceTimeout */
+
+/* A Heartbeat response at VERSION with no error, into OUT. 0, or -1 for a version kgate cannot
+ * encode. */
+int kg_rejoin_heartbeat_ok(int16_t version, kp_writer *out);
 
 /* The error code of a SyncGroup response BODY (after the response header) at VERSION, or -1. */
 int kg_rejoin_sync_error(int16_t version, const uint8_t *body, size_t len);

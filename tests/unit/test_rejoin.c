@@ -44,6 +44,55 @@ KT_TEST(one_first_fetch_per_pending_client_and_route)
     kg_rejoin_free(r);
 }
 
+KT_TEST(a_heartbeat_during_its_join_on_the_new_route)
+{
+    kg_rejoin *r = kg_rejoin_new();
+    const uint64_t t0 = 1000000;
+    /* not a member: its JoinGroup notes nothing */
+    kg_rejoin_joining(r, "c1", 2, "10.0.0.1", ROUTE_WEST, t0);
+    KT_CHECK_EQ_INT(kg_rejoin_in_join(r, "c1", 2, "10.0.0.1", ROUTE_WEST, t0), 0);
+    kg_rejoin_synced(r, "c1", 2, "10.0.0.1", ROUTE_EAST);
+    /* pending on west, no JoinGroup yet: its Heartbeat goes to west */
+    KT_CHECK_EQ_INT(kg_rejoin_in_join(r, "c1", 2, "10.0.0.1", ROUTE_WEST, t0), 0);
+    kg_rejoin_joining(r, "c1", 2, "10.0.0.1", ROUTE_WEST, t0);
+    KT_CHECK_EQ_INT(kg_rejoin_in_join(r, "c1", 2, "10.0.0.1", ROUTE_WEST, t0 + 1000), 1);
+    /* another client, another route: not this join */
+    KT_CHECK_EQ_INT(kg_rejoin_in_join(r, "c2", 2, "10.0.0.1", ROUTE_WEST, t0), 0);
+    KT_CHECK_EQ_INT(kg_rejoin_in_join(r, "c1", 2, "10.0.0.1", ROUTE_EAST + 2, t0), 0);
+    /* a join that never ends in a sync stops counting after the window */
+    KT_CHECK_EQ_INT(kg_rejoin_in_join(r, "c1", 2, "10.0.0.1", ROUTE_WEST,
+                                      t0 + KG_REJOIN_JOIN_WINDOW_MS * 1000ull),
+                    0);
+    /* synced on west: no longer pending there, nothing held */
+    kg_rejoin_synced(r, "c1", 2, "10.0.0.1", ROUTE_WEST);
+    KT_CHECK_EQ_INT(kg_rejoin_in_join(r, "c1", 2, "10.0.0.1", ROUTE_WEST, t0 + 1000), 0);
+    /* JoinGroup on the route it is synced on (a rebalance in its group): nothing noted */
+    kg_rejoin_joining(r, "c1", 2, "10.0.0.1", ROUTE_WEST, t0);
+    KT_CHECK_EQ_INT(kg_rejoin_in_join(r, "c1", 2, "10.0.0.1", ROUTE_WEST, t0 + 1000), 0);
+    /* the next switch: its earlier join does not count there */
+    KT_CHECK_EQ_INT(kg_rejoin_in_join(r, "c1", 2, "10.0.0.1", ROUTE_EAST + 2, t0 + 1000), 0);
+    kg_rejoin_free(r);
+}
+
+KT_TEST(heartbeat_ok_encodes_no_error)
+{
+    kp_writer w;
+    kp_writer_init(&w, 16);
+    KT_CHECK_EQ_INT(kg_rejoin_heartbeat_ok(0, &w), 0);
+    KT_CHECK_EQ_INT((int)w.len, 2); /* v0: error_code only */
+    KT_CHECK(w.buf[0] == 0 && w.buf[1] == 0);
+    kp_writer_reset(&w);
+    KT_CHECK_EQ_INT(kg_rejoin_heartbeat_ok(3, &w), 0);
+    KT_CHECK_EQ_INT((int)w.len, 6); /* throttle_time_ms, error_code */
+    for (size_t i = 0; i < w.len; i++)
+        KT_CHECK(w.buf[i] == 0);
+    kp_writer_reset(&w);
+    KT_CHECK_EQ_INT(kg_rejoin_heartbeat_ok(4, &w), 0);
+    KT_CHECK_EQ_INT((int)w.len, 7); /* flexible: and no tagged fields */
+    KT_CHECK_EQ_INT(kg_rejoin_heartbeat_ok(99, &w), -1);
+    kp_writer_free(&w);
+}
+
 KT_TEST(long_client_ids_are_cut)
 {
     kg_rejoin *r = kg_rejoin_new();
