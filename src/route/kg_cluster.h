@@ -124,12 +124,21 @@ typedef struct kg_cluster_request_spec {
  * broker tried. */
 int kg_cluster_request(kg_cluster *c, int timeout_ms, const kg_cluster_request_spec *rq,
                        kg_cluster_reply *out, char *err, size_t errlen);
+/* Connections kept between requests to one cluster (the embedded mirror sends thousands of
+ * Fetch and Produce requests a pass: a fresh connection each, with its ApiVersions and login,
+ * cost more than the copy). One thread at a time; a connection that failed is dropped, one
+ * the broker closed while idle is replaced before it is used. */
+typedef struct kg_cluster_session kg_cluster_session;
+kg_cluster_session *kg_cluster_session_new(void);
+void kg_cluster_session_free(kg_cluster_session *s);
+
 /* The same to broker NODE_ID (its leader or coordinator: one try), or to any broker when NODE_ID
  * is -1 (each tried in turn), all within DEADLINE_US (kg_now_us()): a caller with a budget for
- * many requests (kg_offsets at a switch) is never held past it however many brokers hang. */
-int kg_cluster_request_at(kg_cluster *c, int32_t node_id, uint64_t deadline_us,
-                          const kg_cluster_request_spec *rq, kg_cluster_reply *out, char *err,
-                          size_t errlen);
+ * many requests (kg_offsets at a switch) is never held past it however many brokers hang.
+ * SESSION: NULL (a fresh connection), or where the connection is taken from and kept. */
+int kg_cluster_request_at(kg_cluster *c, kg_cluster_session *session, int32_t node_id,
+                          uint64_t deadline_us, const kg_cluster_request_spec *rq,
+                          kg_cluster_reply *out, char *err, size_t errlen);
 void kg_cluster_reply_free(kg_cluster_reply *r);
 
 /* A Metadata request of kgate's own for N topics, all topics when N < 0 (a kg_cluster_encode_fn,

@@ -7,7 +7,7 @@
 
 int kg_kafka_ask(kg_kafka *k, int32_t node, const kg_cluster_request_spec *rq, kg_kafka_answer *ans)
 {
-    int rc = kg_cluster_request_at(k->cluster, node, k->deadline_us, rq, &ans->reply, k->err,
+    int rc = kg_cluster_request_at(k->cluster, k->session, node, k->deadline_us, rq, &ans->reply, k->err,
                                    sizeof(k->err));
     if (rc < 0) return rc == -2 ? -2 : -1;
     kp_arena_init(&ans->arena);

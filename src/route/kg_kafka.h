@@ -19,8 +19,9 @@
 
 typedef struct kg_kafka {
     kg_cluster *cluster;
-    uint64_t deadline_us; /* kg_now_us() */
-    char err[512];        /* why the last call failed */
+    uint64_t deadline_us;        /* kg_now_us() */
+    kg_cluster_session *session; /* NULL: a fresh connection a request; else kept in it */
+    char err[512];               /* why the last call failed */
 } kg_kafka;
 
 /* One answer, ready to decode with the generated decoder (r, arena, reply.version). */
