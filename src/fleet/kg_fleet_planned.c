@@ -180,7 +180,6 @@ int kg_fleet_hold_begin(kg_fleet_planned *fp, kg_vcluster *vc, int from, int to,
                         uint64_t from_epoch, uint64_t hold_max_ms, const char *actor,
                         kg_fleet_hold **hold, json_t **result)
 {
-    (void)actor;
     if (!fp) {
         *result = json_pack("{s:s, s:s}", "error",
                             "the fleet's planned switch thread did not start (see the log)",
@@ -247,9 +246,10 @@ int kg_fleet_hold_begin(kg_fleet_planned *fp, kg_vcluster *vc, int from, int to,
             .id = h->id, .phase = LOCAL_COORD, .from = from, .to = to, .from_epoch = from_epoch};
     if (l) snprintf(l->vcluster, sizeof(l->vcluster), "%s", h->vcluster);
     pthread_mutex_unlock(&fp->lock);
-    kg_info("vcluster %s: planned switch %s -> %s: hold %" PRId64 " written, every live instance "
-            "holds",
-            h->vcluster, gw->clusters[from].cfg->name, gw->clusters[to].cfg->name, h->id);
+    kg_info("vcluster %s: planned switch %s -> %s by %s: hold %" PRId64
+            " written, every live instance holds",
+            h->vcluster, gw->clusters[from].cfg->name, gw->clusters[to].cfg->name,
+            actor ? actor : "unknown", h->id);
     *hold = h;
     return 0;
 }
@@ -335,6 +335,9 @@ int kg_fleet_hold_abort(kg_fleet_hold *h, const char *why)
             PQclear(r);
             r = kg_pq_run(&fp->api, SQL_STATE, 2, params, deadline, err, sizeof(err));
         }
+        /* Another hold replaced it: it was over, and not by this switch, which did not
+         * commit (else this would not be an abort). */
+        if (r && PQntuples(r) == 0) decided = 0;
         if (r && PQntuples(r) == 1)
             decided = strcmp(PQgetvalue(r, 0, 0), "switched") == 0  ? 1
                       : strcmp(PQgetvalue(r, 0, 0), "aborted") == 0 ? 0
@@ -541,6 +544,7 @@ static int handle_row(kg_fleet_planned *fp, const hold_row *row)
             char err[512];
             uint64_t held = 0, bytes = 0;
             /* Counts so far; the final ones come with the end. */
+            kg_planned_held(vc->planned, &held, &bytes);
             if (write_ack(fp, &fp->conn, row->vcluster, row->id_text, held, bytes,
                           kg_now_us() + 2000000u, err, sizeof(err)) < 0)
                 thread_error(fp, "acknowledging a hold", err);

@@ -884,6 +884,12 @@ int kg_planned_holding(kg_planned *p)
     return p && atomic_load(&p->hold);
 }
 
+void kg_planned_held(kg_planned *p, uint64_t *held, uint64_t *held_bytes)
+{
+    *held = atomic_load(&p->held);
+    *held_bytes = atomic_load(&p->held_bytes);
+}
+
 int kg_planned_inflight(kg_planned *p)
 {
     return kg_workers_visit(p->gw->workers, p->gw->n_workers, p->vc, visit_inflight, NULL);
@@ -1042,10 +1048,16 @@ int kg_planned_switch(kg_gateway *gw, kg_vcluster *vc, const kg_switch_request *
     json_t *done = run_report(&r, "switched");
     json_object_set_new(done, "hold_ms", json_integer((json_int_t)(held_us / 1000)));
     json_object_set_new(done, "held_requests_went_to", json_string("new side"));
-    if (r.fleet)
-        json_object_set_new(done, "instances",
-                            kg_fleet_hold_end(r.fleet, "new side", atomic_load(&p->held),
-                                              atomic_load(&p->held_bytes), 2000));
+    if (r.fleet) {
+        json_t *instances = kg_fleet_hold_end(r.fleet, "new side", atomic_load(&p->held),
+                                              atomic_load(&p->held_bytes), 2000);
+        json_object_set_new(done, "instances", instances);
+        /* The switch's entry was written before the instances released: what each held. */
+        json_t *details = json_pack("{s:s, s:O, s:O}", "vcluster", vc->cfg->name, "epoch",
+                                    json_object_get(switched, "epoch"), "instances", instances);
+        kg_store_audit_append(gw->store, "switch.planned_released", details);
+        json_decref(details);
+    }
     json_object_set_new(switched, "planned", done);
     kg_counter_inc(p->m_switches[0]);
     kg_histogram_observe(p->m_hold, (double)held_us / 1e6);

@@ -72,6 +72,8 @@ int kg_planned_holding(kg_planned *p);
  * progress here (try again). */
 int kg_planned_fleet_hold(kg_planned *p, kg_gateway *gw, kg_vcluster *vc, int from, int to,
                           uint64_t from_epoch, const char *coordinator);
+/* What the current (last) hold held so far. */
+void kg_planned_held(kg_planned *p, uint64_t *held, uint64_t *held_bytes);
 /* Produce requests of P's vcluster in flight to the old side now (0: the hold is reached). */
 int kg_planned_inflight(kg_planned *p);
 /* Ends the hold started by kg_planned_fleet_hold: SWITCHED (the caller applied the new route

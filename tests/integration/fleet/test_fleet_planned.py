@@ -145,8 +145,15 @@ def test_fleet_planned_failover_and_failback_lose_nothing_on_any_instance(
         for r in runs:
             r.stop()
     print(f"fleet planned switch hold_ms: {sorted(hold_ms)}")
-    entries = [e for e in coordinator.audit_entries() if e["type"] == "switch.completed"]
+    audit = coordinator.audit_entries()
+    entries = [e for e in audit if e["type"] == "switch.completed"]
     assert all(e["details"]["planned"]["outcome"] == "switched" for e in entries), entries
+    # What each instance held and where it went, one entry per switch.
+    released = [e["details"] for e in audit if e["type"] == "switch.planned_released"]
+    assert len(released) == len(hold_ms), released
+    for d in released:
+        assert set(d["instances"]) == {"p1", "p2"}, d
+        assert {i["released_to"] for i in d["instances"].values()} == {"new side"}, d
     assert metric(coordinator.metrics(), "kgate_planned_switches_total", vcluster="default",
                   result="completed") == len(hold_ms)
 
