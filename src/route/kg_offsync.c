@@ -277,7 +277,7 @@ static void not_replicated(json_t *report, const char *topic, const char *why)
 static int measure_topic(kg_offsync_watch *w, const char *topic, json_t *src_parts,
                          json_t *dst_parts, json_t *report, char *err, size_t errlen)
 {
-    kg_kafka dst = {w->target, w->k.deadline_us, ""};
+    kg_kafka dst = {.cluster = w->target, .deadline_us = w->k.deadline_us};
     json_t *lags = child(json_object_get(report, "partitions"), topic, strlen(topic));
     json_t *syncs = json_object_get(w->syncs, topic);
     json_int_t total = 0;
@@ -323,7 +323,7 @@ json_t *kg_offsync_lag(kg_offsync_watch *w, int timeout_ms, char *err, size_t er
     const char *topic;
     json_t *unused;
     json_object_foreach(wanted, topic, unused) if (names) names[n++] = topic;
-    kg_kafka dst = {w->target, w->k.deadline_us, ""};
+    kg_kafka dst = {.cluster = w->target, .deadline_us = w->k.deadline_us};
     kg_cluster_topics t = {n, names};
     json_t *dst_leaders = !names ? NULL : n > 0 ? kg_kafka_leaders(&dst, &t) : json_object();
     free(names);
