@@ -70,6 +70,7 @@ class Mm2Copier:
         self.map = {p: {} for p in range(partitions)}
         self.last_sync = {}
         self.syncs_written = 0
+        self.synced = set()  # partitions with an offset sync written
         self.lock = threading.Lock()
         self.run_copy = threading.Event()
         self.run_copy.set()
@@ -151,7 +152,9 @@ class Mm2Copier:
         for key, value in new_syncs:
             syncs.produce(self.syncs_topic, key=key, value=value, partition=0)
         assert syncs.flush(30) == 0, "offset syncs not acknowledged"
-        self.syncs_written += len(new_syncs)
+        with self.lock:
+            self.syncs_written += len(new_syncs)
+            self.synced = set(self.last_sync)
 
     def next_target_offsets(self):
         """{partition: the target offset after the last copy}: where other writers start."""
@@ -193,7 +196,10 @@ def prepare(clusters, syncs_at="east"):
     assert older.flush(30) == 0
     east.fill(TOPIC, 50, prefix="rec")
     copier = Mm2Copier(east, west, clusters[syncs_at]).start()
-    wait_for(lambda: copier.copied() >= 150, WAIT, what="the copier to copy east's records")
+    # MM2 has copied east's records and written its first offset syncs (a sync of a partition
+    # goes out after its copies are acknowledged)
+    wait_for(lambda: copier.copied() >= 150 and len(copier.synced) == 3, WAIT,
+             what="the copier to copy east's records and write offset syncs")
     return copier
 
 
@@ -378,16 +384,26 @@ def test_planned_switch_aborts_while_mm2_lags(clusters, make_kgate, tmp_path, sy
 
 
 @pytest.mark.guard(600)
-def test_planned_switch_aborts_on_a_used_topic_mm2_does_not_replicate(clusters, make_kgate):
+@pytest.mark.parametrize("how", ["used", "replication.topics"])
+def test_planned_switch_aborts_on_a_topic_mm2_does_not_replicate(clusters, make_kgate, how):
+    """SOLO, which the copier never copies, counts when clients used it through kgate, or when
+    replication.topics names it (written straight to east: no client used it)."""
     copier = prepare(clusters)
-    kg = start_kgate(clusters, make_kgate)
+    replication = "kind: mirrormaker2"
+    if how == "replication.topics":
+        replication += f', topics: "^{SOLO}$|^{EMPTY}$"'
+        clusters["east"].fill(SOLO, 5, prefix="solo")
+    kg = start_kgate(clusters, make_kgate, replication=replication)
     try:
         p = Producer({"bootstrap.servers": kg.bootstrap("default"),
                       "broker.address.family": "v4", "log_level": 3})
-        for i in range(5):
-            p.produce(SOLO, value=f"solo-{i}")
-        assert p.flush(30) == 0
-        p.list_topics(EMPTY, timeout=30)  # used, but holds no record
+        if how == "used":
+            for i in range(5):
+                p.produce(SOLO, value=f"solo-{i}")
+            assert p.flush(30) == 0
+            p.list_topics(EMPTY, timeout=30)  # used, but holds no record
+        else:
+            p.list_topics(TOPIC, timeout=30)  # the only topic clients used
         reply = planned(kg)
         assert reply.status == 409, reply.json
         error = reply.json["error"]
