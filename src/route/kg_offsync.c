@@ -69,7 +69,25 @@ struct kg_offsync_watch {
     json_t *syncs;     /* {topic: {"<partition>": [upstream, downstream]}}: the latest */
     json_int_t n_syncs, skipped;
     kg_kafka k; /* the current call's */
+    /* connections kept between the measurements of one switch (a fresh connection, with its
+     * ApiVersions and login, per request would cost more than the requests; NULL: fresh) */
+    kg_cluster_session *src_session, *dst_session;
 };
+
+/* W's client, on cluster C (the source or the target). */
+static kg_kafka *on(kg_offsync_watch *w, kg_cluster *c)
+{
+    w->k.cluster = c;
+    w->k.session = c == w->target ? w->dst_session : w->src_session;
+    return &w->k;
+}
+
+/* Another client on the target, with W's deadline. */
+static kg_kafka on_target(const kg_offsync_watch *w)
+{
+    return (kg_kafka){
+        .cluster = w->target, .deadline_us = w->k.deadline_us, .session = w->dst_session};
+}
 
 kg_offsync_watch *kg_offsync_watch_new(kg_offsync *o, const kg_offsync_spec *spec)
 {
@@ -84,6 +102,8 @@ kg_offsync_watch *kg_offsync_watch_new(kg_offsync *o, const kg_offsync_spec *spe
     w->topics = spec->topics ? json_incref(spec->topics) : json_array();
     w->positions = json_object();
     w->syncs = json_object();
+    w->src_session = kg_cluster_session_new();
+    w->dst_session = kg_cluster_session_new();
     if (spec->topics_regex && *spec->topics_regex) {
         if (regcomp(&w->re, spec->topics_regex, REG_EXTENDED | REG_NOSUB) != 0) {
             kg_offsync_watch_free(w);
@@ -105,6 +125,8 @@ void kg_offsync_watch_free(kg_offsync_watch *w)
     json_decref(w->positions);
     json_decref(w->syncs);
     if (w->has_re) regfree(&w->re);
+    kg_cluster_session_free(w->src_session);
+    kg_cluster_session_free(w->dst_session);
     free(w);
 }
 
@@ -138,7 +160,7 @@ static bool visit_sync(void *ctx, const kp_batch_info *batch, kp_record *rec, in
 /* Reads the syncs written since the last call. 0, or -1 with ERR. */
 static int read_syncs(kg_offsync_watch *w, char *err, size_t errlen)
 {
-    w->k.cluster = w->syncs_at;
+    on(w, w->syncs_at);
     const char *names[1] = {w->syncs_topic};
     kg_cluster_topics t = {1, names};
     json_t *leaders = kg_kafka_leaders(&w->k, &t);
@@ -200,7 +222,7 @@ static json_t *wanted_topics(kg_offsync_watch *w, json_t **source_leaders, char 
         const char *s = json_string_value(name);
         if (s && !internal_topic(s)) json_object_set_new(wanted, s, json_true());
     }
-    w->k.cluster = w->source;
+    on(w, w->source);
     json_t *leaders = NULL;
     if (w->has_re) {
         kg_cluster_topics all = {-1, NULL};
@@ -246,7 +268,7 @@ static int partition_lag(kg_offsync_watch *w, kg_kafka *dst, const char *topic, 
                          json_t *src, json_t *dst_leader, json_t *sync, int64_t *lag, char *err,
                          size_t errlen)
 {
-    w->k.cluster = w->source;
+    on(w, w->source);
     int64_t es = offset_at(&w->k, src, topic, part, KG_KAFKA_LATEST);
     /* No sync: none of its records is known to be copied (a partition without records is). */
     int64_t start = es < 0 || sync ? 0 : offset_at(&w->k, src, topic, part, KG_KAFKA_EARLIEST);
@@ -277,7 +299,7 @@ static void not_replicated(json_t *report, const char *topic, const char *why)
 static int measure_topic(kg_offsync_watch *w, const char *topic, json_t *src_parts,
                          json_t *dst_parts, json_t *report, char *err, size_t errlen)
 {
-    kg_kafka dst = {.cluster = w->target, .deadline_us = w->k.deadline_us};
+    kg_kafka dst = on_target(w);
     json_t *lags = child(json_object_get(report, "partitions"), topic, strlen(topic));
     json_t *syncs = json_object_get(w->syncs, topic);
     json_int_t total = 0;
@@ -323,7 +345,7 @@ json_t *kg_offsync_lag(kg_offsync_watch *w, int timeout_ms, char *err, size_t er
     const char *topic;
     json_t *unused;
     json_object_foreach(wanted, topic, unused) if (names) names[n++] = topic;
-    kg_kafka dst = {.cluster = w->target, .deadline_us = w->k.deadline_us};
+    kg_kafka dst = on_target(w);
     kg_cluster_topics t = {n, names};
     json_t *dst_leaders = !names ? NULL : n > 0 ? kg_kafka_leaders(&dst, &t) : json_object();
     free(names);
