@@ -35,10 +35,11 @@ from test_fo_clients import CONSUMER_API_KEYS, PRODUCER_API_KEYS, skip_unless_ba
 SESSION_S = 6  # the drivers' session.timeout.ms
 STEPS = (("failover", "west"), ("failback", "east"), ("failover", "west"))
 KINDS = ["kcat", "confluent", "kafka-python", "kafkajs", "platformatic"]
-# What a DR team sets on its consumers (docs/runbook.md, "How long consumers take"): their group
-# rejoins at their next heartbeat (librdkafka, kafka-python: nothing else starts it), so a 1 s
-# interval bounds that wait; the session timeout stays 6 s (the drivers' own, Kafka's minimum
-# group.min.session.timeout.ms).
+# What a DR team sets on its consumers (docs/runbook.md, "Consumers that must resume within 2 s"):
+# librdkafka and kafka-python rejoin at their next heartbeat (nothing else starts it), so a 1 s
+# interval bounds that wait; KafkaJS's maxWaitTimeInMs bounds each restart of its fetchers
+# (they wait for those sleeping that long); the session timeout stays 6 s (the drivers' own,
+# Kafka's minimum group.min.session.timeout.ms).
 DR_CONSUMER_CONFIG = {
     "kcat": {"heartbeat.interval.ms": 1000},
     "confluent": {"heartbeat.interval.ms": 1000},
@@ -80,6 +81,7 @@ class ResumeScenario(Scenario):
                 f"the call)\n{self.diagnostics()}")
             previous = self.results[-1]["t_call"] if self.results else None
             self.results.append({
+                "step": len(self.results) // len(self.runs) + 1,
                 "client": r.kind, "action": action, "from": t_before["active"], "to": target,
                 "t_call": t_call,
                 "since_previous_switch_s": (t_call - previous) if previous else None,
