@@ -25,6 +25,7 @@
 #define FP_MAX_HOLDS 64       /* vclusters followed at once */
 #define FP_IDLE_MS 250        /* the rows are read this often without a notification */
 #define FP_QUIET_MS 2         /* a hold not reached yet (requests in flight) is looked at again */
+#define FP_BEHIND_MS 20       /* a hold from an epoch this instance has not applied yet */
 #define FP_MIN_MARGIN_MS 2000 /* a hold undecided this long past its deadline is aborted */
 
 /* Begins a hold unless one of the vcluster is holding; returns the new id. */
@@ -466,13 +467,14 @@ static int follow(kg_fleet_planned *fp, kg_vcluster *vc, local_hold *l, int swit
 }
 
 /* Starts holding for ROW when this instance routes VC on the hold's starting epoch. 0 holding
- * (or not for this instance), 1 try again shortly. */
+ * (or not for this instance), else in how many ms to try again. */
 static int join(kg_fleet_planned *fp, kg_vcluster *vc, local_hold *l, const hold_row *row)
 {
     kg_gateway *gw = fp->gw;
     uint64_t word = atomic_load(&vc->route);
     int from = kg_gateway_cluster_index(gw, row->from), to = kg_gateway_cluster_index(gw, row->to);
-    if (KG_ROUTE_EPOCH(word) < row->from_epoch) return 1; /* the fleet thread applies it soon */
+    /* Behind: the fleet thread applies the newer epoch on its notification (or renewal). */
+    if (KG_ROUTE_EPOCH(word) < row->from_epoch) return FP_BEHIND_MS;
     l->id = row->id;
     l->from = from;
     l->to = to;
@@ -490,7 +492,7 @@ static int join(kg_fleet_planned *fp, kg_vcluster *vc, local_hold *l, const hold
     if (kg_planned_fleet_hold(vc->planned, gw, vc, from, to, row->from_epoch, row->coordinator) <
         0) {
         l->id = 0; /* a switch of VC in progress here: it ends soon */
-        return 1;
+        return FP_QUIET_MS;
     }
     l->phase = LOCAL_HOLDING;
     kg_info("vcluster %s: holding Produce requests for planned switch hold %s (%s -> %s, "
@@ -539,7 +541,7 @@ static int handle_row(kg_fleet_planned *fp, const hold_row *row)
     }
     if (rc == 0 && l->id == row->id && l->phase == LOCAL_HOLDING && holding) {
         if (kg_planned_inflight(vc->planned) > 0) {
-            rc = 1;
+            rc = FP_QUIET_MS;
         } else {
             char err[512];
             uint64_t held = 0, bytes = 0;
@@ -553,7 +555,7 @@ static int handle_row(kg_fleet_planned *fp, const hold_row *row)
         }
     }
     pthread_mutex_unlock(&fp->lock);
-    return rc ? FP_QUIET_MS : again;
+    return rc && rc < again ? rc : again;
 }
 
 /* Reads every hold row and acts on each; returns how soon to look again (ms). */

@@ -286,3 +286,32 @@ def test_fleet_planned_switch_refused_once_an_instance_gave_up(lagging, make_kga
     finally:
         for r in runs:
             r.stop()
+
+
+@pytest.mark.guard(600)
+def test_fleet_any_switch_refused_in_its_transaction_while_a_hold_is_holding(
+        make_clusters, make_kgate, pg_url, pg_server):
+    """A hold row that is holding (written by the test from a side the instances are not on,
+    so none of them holds for it: only the store knows) refuses a plain switch and a planned
+    one on every instance, naming the coordinator; once it is over they work."""
+    clusters = make_clusters(topics=TOPICS)
+    kgs = start_fleet(clusters, make_kgate, pg_url, ["p1", "p2"])
+    db(pg_server, pg_url, "INSERT INTO planned_holds (vcluster, hold_id, from_cluster, "
+       "to_cluster, from_epoch, coordinator, coordinator_token, state, deadline, updated_at) "
+       "VALUES ('default', 999, 'west', 'east', 0, 'elsewhere', 'x', 'holding', "
+       "now() + interval '1 hour', now())")
+    for kg in kgs:
+        wait_for(lambda kg=kg: "does not match this instance's route" in kg.log(), WAIT,
+                 what=f"{kg.instance} to see the hold and not hold for it")
+        for body in ({"reason": "plain"}, {"reason": "planned", "planned": True}):
+            r = kg.http("POST", "/v1/vclusters/default/failover", body, timeout=60)
+            assert r.status == 409, (kg.instance, body, r)
+            assert "another switch is in progress" in r.json["error"], r.json
+            assert "coordinated by instance elsewhere" in r.json["error"], r.json
+    assert actives(kgs) == {"east"}
+    refused = [e for e in kgs[0].audit_entries() if e["type"] == "switch.refused"]
+    assert any("coordinated by instance elsewhere" in e["details"]["error"] for e in refused)
+    db(pg_server, pg_url, "UPDATE planned_holds SET state = 'aborted'")
+    r = kgs[1].http("POST", "/v1/vclusters/default/failover", {"reason": "after"})
+    assert r.status == 200 and r.json["changed"], r
+    wait_for(lambda: actives(kgs) == {"west"}, WAIT, what="every instance on west")
