@@ -153,11 +153,21 @@ static int admin_mirror_pass(void *ctx, kg_admin_request *req)
     return admin_result_reply(req, status, result);
 }
 
+/* GET /v1/vclusters/NAME/replication: the replication's lag now, as a planned switch measures
+ * it: the embedded mirror's or MirrorMaker 2's (kg_gateway_replication). */
+static int admin_replication(void *ctx, kg_admin_request *req)
+{
+    json_t *result = NULL;
+    int status = kg_gateway_replication(ctx, req->params[0], &result);
+    return admin_result_reply(req, status, result);
+}
+
 static const kg_admin_route mirror_routes[] = {
     {"GET", "/v1/vclusters/{}/mirror", admin_mirror, NULL, 0, KG_ROLE_VIEWER},
     {"POST", "/v1/vclusters/{}/mirror/pass", admin_mirror_pass, NULL, 0, KG_ROLE_OPERATOR},
+    {"GET", "/v1/vclusters/{}/replication", admin_replication, NULL, 0, KG_ROLE_VIEWER},
 };
-#define MIRROR_N_ROUTES 2
+#define MIRROR_N_ROUTES 3
 
 /* ---- drain (kg_gateway_drain) ---- */
 

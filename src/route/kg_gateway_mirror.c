@@ -208,3 +208,17 @@ int kg_gateway_mirror(kg_gateway *gw, const char *vcluster, int pass, const char
     if (pass) json_object_set_new(*result, "copied", json_integer(copied));
     return 200;
 }
+
+int kg_gateway_replication(kg_gateway *gw, const char *vcluster, json_t **result)
+{
+    kg_vcluster *vc = kg_gateway_vcluster(gw, vcluster);
+    char err[512] = "";
+    *result = vc ? kg_planned_lag(gw, vc, err, sizeof(err)) : NULL;
+    if (*result) {
+        json_object_set_new(*result, "vcluster", json_string(vc->cfg->name));
+        return 200;
+    }
+    int measurable = vc && (vc->mirror || vc->cfg->replication_kind == KG_REPLICATION_MM2);
+    *result = json_pack("{s:s}", "error", vc ? err : "unknown vcluster");
+    return !vc ? 404 : measurable ? 503 : 409;
+}

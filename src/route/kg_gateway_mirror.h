@@ -18,4 +18,9 @@ void *kg_gateway_mirror_main(void *arg);
 int kg_gateway_mirror(kg_gateway *gw, const char *vcluster, int pass, const char *topics,
                       json_t **result);
 
+/* GET /v1/vclusters/NAME/replication: the lag of the vcluster's replication now, as a planned
+ * switch measures it (kg_planned_lag). 200; 404 unknown vcluster; 409 no replication kgate can
+ * measure; 503 a side unreadable (or MM2's offset-syncs topic missing). */
+int kg_gateway_replication(kg_gateway *gw, const char *vcluster, json_t **result);
+
 #endif

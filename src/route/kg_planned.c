@@ -797,26 +797,48 @@ static int64_t run_lag(planned_run *r, kg_offsync_watch *watch, char *why, size_
 }
 
 /* MirrorMaker 2 copying FROM -> TO: what clients used on FROM, and replication.topics. */
-static kg_offsync_watch *mm2_watch(planned_run *r)
+static kg_offsync_watch *mm2_watch(kg_gateway *gw, kg_vcluster *vc, int from, int to)
 {
-    const kg_vcluster_cfg *cfg = r->vc->cfg;
-    json_t *used = r->vc->parity ? kg_parity_used(r->vc->parity, cfg->parity_window_s) : NULL;
-    kg_offsync_spec spec = {&r->gw->clusters[r->from],
-                            &r->gw->clusters[r->to],
-                            cfg->offsets_alias[r->to == cfg->primary ? 0 : 1],
+    const kg_vcluster_cfg *cfg = vc->cfg;
+    json_t *used = vc->parity ? kg_parity_used(vc->parity, cfg->parity_window_s) : NULL;
+    kg_offsync_spec spec = {&gw->clusters[from],
+                            &gw->clusters[to],
+                            cfg->offsets_alias[to == cfg->primary ? 0 : 1],
                             cfg->replication_syncs_on_target,
                             used,
                             cfg->replication_topics};
-    kg_offsync_watch *w = kg_offsync_watch_new(r->p->offsync, &spec);
+    kg_offsync_watch *w = kg_offsync_watch_new(vc->planned->offsync, &spec);
     json_decref(used);
     return w;
+}
+
+json_t *kg_planned_lag(kg_gateway *gw, kg_vcluster *vc, char *err, size_t len)
+{
+    int from = KG_ROUTE_ACTIVE(atomic_load(&vc->route));
+    int to = from == vc->cfg->primary ? vc->cfg->secondary : vc->cfg->primary;
+    int mm2 = vc->cfg->replication_kind == KG_REPLICATION_MM2;
+    if (to < 0 || !vc->planned || (!mm2 && !vc->mirror)) {
+        snprintf(err, len,
+                 "the vcluster has no replication kgate can measure (mirror: or "
+                 "replication: { kind: mirrormaker2 })");
+        return NULL;
+    }
+    kg_offsync_watch *watch = mm2 ? mm2_watch(gw, vc, from, to) : NULL;
+    json_t *lag = mm2 && !watch ? NULL : lag_now(gw, vc, watch, from, to, err, len);
+    if (mm2 && !watch) snprintf(err, len, "out of memory");
+    kg_offsync_watch_free(watch);
+    if (!lag) return NULL;
+    json_object_set_new(lag, "from", json_string(gw->clusters[from].cfg->name));
+    json_object_set_new(lag, "to", json_string(gw->clusters[to].cfg->name));
+    if (!mm2) json_object_set_new(lag, "replication", json_string("embedded mirror"));
+    return lag;
 }
 
 /* Catch up until the replication's lag is 0: passes of the embedded mirror, back to back, or
  * MirrorMaker 2's offset syncs read again until they show everything copied. */
 static int run_catch_up(planned_run *r, char *why, size_t len)
 {
-    kg_offsync_watch *watch = run_mm2(r) ? mm2_watch(r) : NULL;
+    kg_offsync_watch *watch = run_mm2(r) ? mm2_watch(r->gw, r->vc, r->from, r->to) : NULL;
     if (run_mm2(r) && !watch) {
         snprintf(why, len, "out of memory");
         return -1;

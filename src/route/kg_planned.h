@@ -61,6 +61,11 @@ int kg_planned_release(kg_planned *p, kg_worker *w, uint64_t conn_serial, int32_
  * kg_gateway_switch. */
 int kg_planned_switch(kg_gateway *gw, kg_vcluster *vc, const kg_switch_request *req,
                       json_t **result);
+/* The lag of VC's replication from its active side to the other one now, as a planned switch
+ * measures it (GET /v1/vclusters/NAME/replication): the embedded mirror's (kg_mirror_lag) or
+ * MirrorMaker 2's (kg_offsync_lag, the topics clients used and replication.topics), with
+ * "from", "to" and "replication". NULL with ERR (no such replication, a side unreadable). */
+json_t *kg_planned_lag(kg_gateway *gw, kg_vcluster *vc, char *err, size_t len);
 /* 1 with WHY filled when a planned switch of P holds right now (another switch must wait). */
 int kg_planned_busy(kg_planned *p, char *why, size_t len);
 

@@ -185,8 +185,8 @@ def start_kgate(clusters, make_kgate, replication="kind: mirrormaker2", hold_ms=
     return kg.start()
 
 
-def prepare(clusters, syncs_at="east"):
-    """west pre-filled, east with records: the copier copies them (and goes on)."""
+def prepare(clusters, syncs_at="east", records=50):
+    """west pre-filled, east with RECORDS a partition: the copier copies them (and goes on)."""
     east, west = clusters["east"], clusters["west"]
     older = Producer({"bootstrap.servers": west.bootstrap, "broker.address.family": "v4",
                       "log_level": 3})
@@ -194,11 +194,11 @@ def prepare(clusters, syncs_at="east"):
         for i in range(n):
             older.produce(TOPIC, value=f"older-{p}-{i}", partition=p)
     assert older.flush(30) == 0
-    east.fill(TOPIC, 50, prefix="rec")
+    east.fill(TOPIC, records, prefix="rec")
     copier = Mm2Copier(east, west, clusters[syncs_at]).start()
     # MM2 has copied east's records and written its first offset syncs (a sync of a partition
     # goes out after its copies are acknowledged)
-    wait_for(lambda: copier.copied() >= 150 and len(copier.synced) == 3, WAIT,
+    wait_for(lambda: copier.copied() >= 3 * records and len(copier.synced) == 3, WAIT,
              what="the copier to copy east's records and write offset syncs")
     return copier
 
@@ -412,6 +412,47 @@ def test_planned_switch_aborts_on_a_topic_mm2_does_not_replicate(clusters, make_
         assert kg.vcluster_status()["active"] == "east"
     finally:
         copier.stop()
+
+
+def replication_lag(kg):
+    reply = kg.http("GET", "/v1/vclusters/default/replication")
+    assert reply.status == 200, reply.json
+    return reply.json
+
+
+@pytest.mark.guard(600)
+def test_replication_lag_counts_exactly_what_mm2_has_not_copied(clusters, make_kgate):
+    """GET /v1/vclusters/NAME/replication measures as a planned switch does. The offsets differ
+    between the sides (west pre-filled) and the latest sync of a partition is older than its end
+    (MM2 writes one when the offset delta changes): the lag must still be exactly the records
+    not copied, per partition."""
+    east = clusters["east"]
+    copier = prepare(clusters, records=150)  # a sync at 0 and one at 100 (offset.lag.max)
+    kg = start_kgate(clusters, make_kgate, replication=f'kind: mirrormaker2, topics: "^{TOPIC}$"')
+    try:
+        wait_for(lambda: replication_lag(kg)["total"] == 0, WAIT, what="MM2 to catch up")
+        copier.pause()
+        assert all(u == 100 for u, _ in copier.last_sync.values()), copier.last_sync
+        behind = {0: 3, 1: 0, 2: 7}
+        p = Producer({"bootstrap.servers": east.bootstrap, "broker.address.family": "v4",
+                      "log_level": 3})
+        for partition, n in behind.items():
+            for i in range(n):
+                p.produce(TOPIC, value=f"late-{partition}-{i}", partition=partition)
+        assert p.flush(30) == 0
+        lag = replication_lag(kg)
+        assert lag["partitions"] == {TOPIC: {str(k): n for k, n in behind.items()}}, lag
+        assert lag["total"] == sum(behind.values()) and not lag["not_replicated"], lag
+        assert lag["replication"] == "mirrormaker2" and lag["offset_syncs_topic"] == SYNCS, lag
+        assert (lag["from"], lag["to"], lag["vcluster"]) == ("east", "west", "default"), lag
+        copier.resume()
+        wait_for(lambda: replication_lag(kg)["total"] == 0, WAIT, what="MM2 to catch up again")
+    finally:
+        copier.stop()
+    plain = make_kgate(clusters)  # no replication kgate can measure
+    reply = plain.http("GET", "/v1/vclusters/default/replication")
+    assert reply.status == 409 and "no replication" in reply.json["error"], reply.json
+    assert plain.http("GET", "/v1/vclusters/nosuch/replication").status == 404
 
 
 @pytest.mark.parametrize("replication, error", [
