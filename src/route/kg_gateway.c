@@ -895,6 +895,9 @@ static json_t *vcluster_status(kg_gateway *gw, kg_vcluster *vc)
         json_object_set_new(status, "switched_at", json_integer((json_int_t)switched));
     if (status && switched && first)
         json_object_set_new(status, "first_request_at", json_integer((json_int_t)first));
+    char hold[300];
+    if (status && kg_planned_busy(vc->planned, hold, sizeof(hold)))
+        json_object_set_new(status, "planned_switch", json_string(hold));
     json_t *parity = parity_summary(vc);
     if (status && parity)
         json_object_set_new(status, "parity", parity);

@@ -173,6 +173,8 @@ def test_fleet_planned_abort_releases_every_instance_to_the_old_side(
         # A second switch during the hold is refused on the OTHER instance too.
         wait_for(lambda: "holding Produce requests for planned switch" in p2.log(), WAIT,
                  what="p2 to hold")
+        # Its status says it holds, and for whom.
+        assert "coordinated by instance p1" in p2.vcluster_status()["planned_switch"]
         second = p2.http("POST", "/v1/vclusters/default/failback", {"reason": "second"})
         third = p2.http("POST", "/v1/vclusters/default/failover",
                         {"planned": True, "reason": "third"})
@@ -189,6 +191,7 @@ def test_fleet_planned_abort_releases_every_instance_to_the_old_side(
         assert set(report["instances"]) == {"p1", "p2"}, report
         assert {i["released_to"] for i in report["instances"].values()} == {"old side"}, report
         assert actives([p1, p2]) == {"east"}
+        assert not any("planned_switch" in kg.vcluster_status() for kg in (p1, p2))
         finish(runs, east)
     finally:
         for r in runs:
