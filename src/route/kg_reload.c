@@ -122,7 +122,7 @@ static void note_changed_vclusters(kg_gateway *gw, const kg_config *fresh, json_
         else if (memcmp(&mapped, ov, sizeof(mapped)) != 0)
             reload_note(report, "needs_restart",
                         "vcluster %s: settings changed (listener, auth, parity, offsets, "
-                        "mirror, auto_failover, ...)",
+                        "mirror, replication, auto_failover, ...)",
                         nv->name);
     }
 }

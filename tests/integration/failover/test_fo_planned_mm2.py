@@ -445,6 +445,13 @@ def test_replication_lag_counts_exactly_what_mm2_has_not_copied(clusters, make_k
         assert lag["total"] == sum(behind.values()) and not lag["not_replicated"], lag
         assert lag["replication"] == "mirrormaker2" and lag["offset_syncs_topic"] == SYNCS, lag
         assert (lag["from"], lag["to"], lag["vcluster"]) == ("east", "west", "default"), lag
+        # what one measurement costs (through the admin API; printed, never asserted)
+        took = []
+        for _ in range(20):
+            t0 = time.monotonic()
+            replication_lag(kg)
+            took.append(time.monotonic() - t0)
+        print(f"GET .../replication (MM2, 3 partitions): median {sorted(took)[10] * 1000:.1f} ms")
         copier.resume()
         wait_for(lambda: replication_lag(kg)["total"] == 0, WAIT, what="MM2 to catch up again")
     finally:
