@@ -24,7 +24,8 @@ def kgate_binary(private_kgate):
 
 # Topics every dev cluster of these tests has, on both sides with the same partition counts.
 TOPICS = {"fo-kcat": 3, "fo-confluent": 3, "fo-kafka-python": 3, "fo-kafkajs": 3,
-          "fo-platformatic": 3, "fo-runbook": 3, "fo-misc": 3, "fo-pos": 1, "fo-drill": 3}
+          "fo-platformatic": 3, "fo-rdk212": 3, "fo-runbook": 3, "fo-misc": 3, "fo-pos": 1,
+          "fo-drill": 3}
 
 
 @pytest.fixture

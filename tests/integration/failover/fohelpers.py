@@ -349,6 +349,10 @@ CLIENT_KINDS = ["kcat", "confluent", "kafka-python", "kafkajs", "platformatic"]
 
 
 def driver_argv(kind, args):
+    if kind == "rdk212":  # a C program: its arguments on the command line
+        return ([os.path.join(kghelpers.DEPS, "rdk-driver-2.12"), args["bootstrap"],
+                 args["topic"], args["group"], args["run"], str(args["interval_ms"])]
+                + [a for k, v in args["consumer_config"].items() for a in ("-X", f"{k}={v}")])
     spec = json.dumps(args)
     scripts = {"kcat": [PYTHON, "kcat_driver.py"], "confluent": [PYTHON, "confluent_driver.py"],
                "kafka-python": [PYTHON, "kafka_python_driver.py"],

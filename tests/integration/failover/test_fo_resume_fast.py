@@ -34,7 +34,8 @@ from test_fo_clients import CONSUMER_API_KEYS, PRODUCER_API_KEYS, skip_unless_ba
 
 SESSION_S = 6  # the drivers' session.timeout.ms
 STEPS = (("failover", "west"), ("failback", "east"), ("failover", "west"))
-KINDS = ["kcat", "confluent", "kafka-python", "kafkajs", "platformatic"]
+# rdk212: librdkafka 2.12 as the client (build/deps/rdk-driver-2.12, tests/integration/clients)
+KINDS = ["kcat", "confluent", "rdk212", "kafka-python", "kafkajs", "platformatic"]
 # What a DR team sets on its consumers (docs/runbook.md, "Consumers that must resume within 2 s"):
 # librdkafka and kafka-python rejoin at their next heartbeat (nothing else starts it), so a 1 s
 # interval bounds that wait; KafkaJS's maxWaitTimeInMs bounds each restart of its fetchers
@@ -43,6 +44,7 @@ KINDS = ["kcat", "confluent", "kafka-python", "kafkajs", "platformatic"]
 DR_CONSUMER_CONFIG = {
     "kcat": {"heartbeat.interval.ms": 1000},
     "confluent": {"heartbeat.interval.ms": 1000},
+    "rdk212": {"heartbeat.interval.ms": 1000},
     "kafka-python": {"heartbeat_interval_ms": 1000},
     "kafkajs": {"heartbeatInterval": 1000, "maxWaitTimeInMs": 500},
     "platformatic": {"heartbeatInterval": 1000},
