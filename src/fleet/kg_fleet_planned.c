@@ -118,13 +118,11 @@ struct kg_fleet_planned {
     pthread_mutex_t lock; /* the local holds */
     local_hold holds[FP_MAX_HOLDS];
     int n_holds;
-
-    pthread_mutex_t api_lock; /* the coordinator's connection */
-    PGconn *api;
 };
 
 struct kg_fleet_hold {
     kg_fleet_planned *fp;
+    PGconn *conn; /* its own: holds of several vclusters at once do not wait for each other */
     kg_vcluster *vc;
     char vcluster[KG_NAME_MAX];
     char id_text[24];
@@ -158,23 +156,29 @@ static void local_set(kg_fleet_planned *fp, const char *vcluster, int64_t id, in
 
 /* ---------------------------------------------------------------- the coordinator */
 
-static int api_ready(kg_fleet_planned *fp, uint64_t deadline_us, char *err, size_t len)
+static int hold_connect(kg_fleet_hold *h, uint64_t deadline_us, char *err, size_t len)
 {
-    if (fp->api) return 0;
-    fp->api = kg_pq_connect(fp->conninfo, deadline_us, err, len);
-    if (!fp->api) return -1;
-    PGresult *r = kg_pq_run(&fp->api, "LISTEN " FP_ACK_CHANNEL, 0, NULL, deadline_us, err, len);
+    if (h->conn) return 0;
+    h->conn = kg_pq_connect(h->fp->conninfo, deadline_us, err, len);
+    if (!h->conn) return -1;
+    PGresult *r = kg_pq_run(&h->conn, "LISTEN " FP_ACK_CHANNEL, 0, NULL, deadline_us, err, len);
     if (!r) return -1;
     PQclear(r);
     return 0;
 }
 
-/* SQL on the coordinator's connection (under api_lock), connecting when needed. */
-static PGresult *api_run(kg_fleet_planned *fp, const char *sql, int n, const char *const *params,
-                         uint64_t deadline_us, char *err, size_t len)
+static void hold_free(kg_fleet_hold *h)
 {
-    if (api_ready(fp, deadline_us, err, len) < 0) return NULL;
-    return kg_pq_run(&fp->api, sql, n, params, deadline_us, err, len);
+    if (h->conn) PQfinish(h->conn);
+    free(h);
+}
+
+/* SQL on the hold's connection, connecting when needed (again after it broke). */
+static PGresult *hold_run(kg_fleet_hold *h, const char *sql, int n, const char *const *params,
+                          uint64_t deadline_us, char *err, size_t len)
+{
+    if (hold_connect(h, deadline_us, err, len) < 0) return NULL;
+    return kg_pq_run(&h->conn, sql, n, params, deadline_us, err, len);
 }
 
 int kg_fleet_hold_begin(kg_fleet_planned *fp, kg_vcluster *vc, int from, int to,
@@ -203,12 +207,12 @@ int kg_fleet_hold_begin(kg_fleet_planned *fp, kg_vcluster *vc, int from, int to,
         *result = json_pack("{s:s}", "error", "out of memory");
         return 503;
     }
-    pthread_mutex_lock(&fp->api_lock);
+    h->fp = fp;
     uint64_t deadline = kg_now_us() + 3000000u;
-    PGresult *r = api_run(fp, SQL_BEGIN, 7, params, deadline, err, sizeof(err));
+    PGresult *r = hold_run(h, SQL_BEGIN, 7, params, deadline, err, sizeof(err));
     if (r && PQntuples(r) == 0) { /* another hold is holding: whose */
         PQclear(r);
-        r = api_run(fp, SQL_HOLDER, 1, params, deadline, err, sizeof(err));
+        r = hold_run(h, SQL_HOLDER, 1, params, deadline, err, sizeof(err));
         if (r) {
             char why[512];
             snprintf(why, sizeof(why),
@@ -218,8 +222,7 @@ int kg_fleet_hold_begin(kg_fleet_planned *fp, kg_vcluster *vc, int from, int to,
                      PQntuples(r) ? PQgetvalue(r, 0, 2) : "?",
                      PQntuples(r) ? PQgetvalue(r, 0, 0) : "?");
             PQclear(r);
-            pthread_mutex_unlock(&fp->api_lock);
-            free(h);
+            hold_free(h);
             *result = json_pack("{s:s, s:s}", "error", why, "vcluster", vc->cfg->name);
             return 409;
         }
@@ -228,15 +231,13 @@ int kg_fleet_hold_begin(kg_fleet_planned *fp, kg_vcluster *vc, int from, int to,
         h->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
         PQclear(r);
     }
-    pthread_mutex_unlock(&fp->api_lock);
     if (!r) {
-        free(h);
+        hold_free(h);
         char why[640];
         snprintf(why, sizeof(why), "cannot write the hold in the state store: %s", err);
         *result = json_pack("{s:s, s:s}", "error", why, "vcluster", vc->cfg->name);
         return 503;
     }
-    h->fp = fp;
     h->vc = vc;
     snprintf(h->vcluster, sizeof(h->vcluster), "%s", vc->cfg->name);
     snprintf(h->id_text, sizeof(h->id_text), "%" PRId64, h->id);
@@ -281,14 +282,13 @@ int kg_fleet_hold_acks(kg_fleet_hold *h, uint64_t held, uint64_t held_bytes, uin
     char err[512] = "", missing[512] = "";
     const char *params[2] = {h->vcluster, h->id_text};
     int rc = -1;
-    pthread_mutex_lock(&fp->api_lock);
-    if (api_ready(fp, deadline_us, err, sizeof(err)) == 0 &&
-        write_ack(fp, &fp->api, h->vcluster, h->id_text, held, held_bytes, deadline_us, err,
+    if (hold_connect(h, deadline_us, err, sizeof(err)) == 0 &&
+        write_ack(fp, &h->conn, h->vcluster, h->id_text, held, held_bytes, deadline_us, err,
                   sizeof(err)) == 0) {
         for (;;) {
-            if (kg_pq_drain_notifies(fp->api) < 0) break;
+            if (kg_pq_drain_notifies(h->conn) < 0) break;
             PGresult *r =
-                kg_pq_run(&fp->api, SQL_CLOSE_ACKS, 2, params, deadline_us, err, sizeof(err));
+                kg_pq_run(&h->conn, SQL_CLOSE_ACKS, 2, params, deadline_us, err, sizeof(err));
             if (!r) break;
             if (PQntuples(r) == 0) { /* decided meanwhile: by an instance that gave up */
                 snprintf(err, sizeof(err), "the hold is no longer holding (an instance gave up)");
@@ -303,12 +303,11 @@ int kg_fleet_hold_acks(kg_fleet_hold *h, uint64_t held, uint64_t held_bytes, uin
             }
             if (kg_now_us() >= deadline_us) break;
             uint64_t until = kg_now_us() + 50000u; /* the notification, else a look again */
-            if (fp->api &&
-                kg_pq_wait_fd(PQsocket(fp->api), 0, until < deadline_us ? until : deadline_us) < 0)
+            if (h->conn &&
+                kg_pq_wait_fd(PQsocket(h->conn), 0, until < deadline_us ? until : deadline_us) < 0)
                 break;
         }
     }
-    pthread_mutex_unlock(&fp->api_lock);
     if (rc == 0) return 0;
     if (missing[0])
         snprintf(why, len,
@@ -329,12 +328,11 @@ int kg_fleet_hold_abort(kg_fleet_hold *h, const char *why)
     int decided = -1;
     /* The row decides: a few tries, the database may be briefly away. */
     for (int attempt = 0; attempt < 3 && decided < 0; attempt++) {
-        pthread_mutex_lock(&fp->api_lock);
         uint64_t deadline = kg_now_us() + 2000000u;
-        PGresult *r = api_run(fp, SQL_ABORT, 3, params, deadline, err, sizeof(err));
+        PGresult *r = hold_run(h, SQL_ABORT, 3, params, deadline, err, sizeof(err));
         if (r) {
             PQclear(r);
-            r = kg_pq_run(&fp->api, SQL_STATE, 2, params, deadline, err, sizeof(err));
+            r = kg_pq_run(&h->conn, SQL_STATE, 2, params, deadline, err, sizeof(err));
         }
         /* Another hold replaced it: it was over, and not by this switch, which did not
          * commit (else this would not be an abort). */
@@ -344,7 +342,6 @@ int kg_fleet_hold_abort(kg_fleet_hold *h, const char *why)
                       : strcmp(PQgetvalue(r, 0, 0), "aborted") == 0 ? 0
                                                                     : -1;
         PQclear(r);
-        pthread_mutex_unlock(&fp->api_lock);
     }
     if (decided < 0) {
         kg_error("vcluster %s: planned switch hold %s: the decision cannot be read (%s); this "
@@ -355,7 +352,7 @@ int kg_fleet_hold_abort(kg_fleet_hold *h, const char *why)
         local_hold *l = local_of(fp, h->vcluster);
         if (l) l->phase = LOCAL_ACKED;
         pthread_mutex_unlock(&fp->lock);
-        free(h);
+        hold_free(h);
     }
     return decided;
 }
@@ -371,13 +368,12 @@ json_t *kg_fleet_hold_end(kg_fleet_hold *h, const char *went_to, uint64_t held, 
     const char *params[6] = {h->vcluster, h->id_text, fp->gw->cfg->instance_name, n, b, went_to};
     json_t *out = json_object();
     uint64_t deadline = kg_now_us() + (uint64_t)wait_ms * 1000u + 1000000u;
-    pthread_mutex_lock(&fp->api_lock);
-    PGresult *r = api_run(fp, SQL_RELEASED, 6, params, deadline, err, sizeof(err));
+    PGresult *r = hold_run(h, SQL_RELEASED, 6, params, deadline, err, sizeof(err));
     PQclear(r);
     /* The other instances report theirs as they lift their holds. */
     while (r) {
-        if (kg_pq_drain_notifies(fp->api) < 0) break;
-        r = kg_pq_run(&fp->api, SQL_REPORTS, 2, params, deadline, err, sizeof(err));
+        if (kg_pq_drain_notifies(h->conn) < 0) break;
+        r = kg_pq_run(&h->conn, SQL_REPORTS, 2, params, deadline, err, sizeof(err));
         if (!r) break;
         json_object_clear(out);
         for (int i = 0; i < PQntuples(r); i++)
@@ -390,12 +386,11 @@ json_t *kg_fleet_hold_end(kg_fleet_hold *h, const char *went_to, uint64_t held, 
         int pending = PQntuples(r) > 0 && strcmp(PQgetvalue(r, 0, 4), "0") != 0;
         PQclear(r);
         uint64_t until = kg_now_us() + 50000u, end = deadline - 1000000u;
-        if (!pending || kg_now_us() >= end || !fp->api ||
-            kg_pq_wait_fd(PQsocket(fp->api), 0, until < end ? until : end) < 0)
+        if (!pending || kg_now_us() >= end || !h->conn ||
+            kg_pq_wait_fd(PQsocket(h->conn), 0, until < end ? until : end) < 0)
             break;
     }
-    pthread_mutex_unlock(&fp->api_lock);
-    free(h);
+    hold_free(h);
     return out;
 }
 
@@ -655,7 +650,6 @@ kg_fleet_planned *kg_fleet_planned_start(kg_gateway *gw, const char *conninfo)
     fp->margin_ms = gw->cfg->lease_ms > FP_MIN_MARGIN_MS ? gw->cfg->lease_ms : FP_MIN_MARGIN_MS;
     snprintf(fp->token, sizeof(fp->token), "%d-%" PRIu64, (int)getpid(), kg_now_us());
     pthread_mutex_init(&fp->lock, NULL);
-    pthread_mutex_init(&fp->api_lock, NULL);
     if (!fp->conninfo || fp->wake_fd < 0 ||
         pthread_create(&fp->thread, NULL, planned_main, fp) != 0) {
         kg_fleet_planned_stop(fp);
@@ -674,10 +668,8 @@ void kg_fleet_planned_stop(kg_fleet_planned *fp)
     }
     if (fp->started) pthread_join(fp->thread, NULL);
     if (fp->conn) PQfinish(fp->conn);
-    if (fp->api) PQfinish(fp->api);
     if (fp->wake_fd >= 0) close(fp->wake_fd);
     pthread_mutex_destroy(&fp->lock);
-    pthread_mutex_destroy(&fp->api_lock);
     if (fp->conninfo) explicit_bzero(fp->conninfo, strlen(fp->conninfo));
     free(fp->conninfo);
     free(fp);
