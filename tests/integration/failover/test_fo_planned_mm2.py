@@ -185,15 +185,20 @@ def start_kgate(clusters, make_kgate, replication="kind: mirrormaker2", hold_ms=
     return kg.start()
 
 
+def produce_to(cluster, counts, prefix):
+    """COUNTS ({partition: n}) records of TOPIC straight to CLUSTER: "PREFIX-<partition>-<i>"."""
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "broker.address.family": "v4",
+                  "log_level": 3})
+    for partition, n in counts.items():
+        for i in range(n):
+            p.produce(TOPIC, value=f"{prefix}-{partition}-{i}", partition=partition)
+    assert p.flush(30) == 0
+
+
 def prepare(clusters, syncs_at="east", records=50):
     """west pre-filled, east with RECORDS a partition: the copier copies them (and goes on)."""
     east, west = clusters["east"], clusters["west"]
-    older = Producer({"bootstrap.servers": west.bootstrap, "broker.address.family": "v4",
-                      "log_level": 3})
-    for p, n in PREFILL.items():
-        for i in range(n):
-            older.produce(TOPIC, value=f"older-{p}-{i}", partition=p)
-    assert older.flush(30) == 0
+    produce_to(west, PREFILL, "older")
     east.fill(TOPIC, records, prefix="rec")
     copier = Mm2Copier(east, west, clusters[syncs_at]).start()
     # MM2 has copied east's records and written its first offset syncs (a sync of a partition
@@ -204,11 +209,11 @@ def prepare(clusters, syncs_at="east", records=50):
 
 
 def producers(kg, tmp_path):
-    """~500 records/s: librdkafka without retries (the client that loses what a switch
-    fails), and with them."""
+    """librdkafka without retries (the client that loses what a switch fails), ~500 records/s,
+    and with them, ~100/s."""
     bs = kg.bootstrap("default")
     no_retry = {"linger.ms": 20, "message.send.max.retries": 0, "enable.idempotence": False}
-    runs = [ClientRun("confluent", bs, TOPIC, tmp_path, interval_ms=3, producer_config=no_retry,
+    runs = [ClientRun("confluent", bs, TOPIC, tmp_path, interval_ms=2, producer_config=no_retry,
                       label="confluent-noretry", consume=False),
             ClientRun("confluent", bs, TOPIC, tmp_path, interval_ms=10,
                       producer_config={"linger.ms": 20}, label="confluent", consume=False)]
@@ -434,12 +439,7 @@ def test_replication_lag_counts_exactly_what_mm2_has_not_copied(clusters, make_k
         copier.pause()
         assert all(u == 100 for u, _ in copier.last_sync.values()), copier.last_sync
         behind = {0: 3, 1: 0, 2: 7}
-        p = Producer({"bootstrap.servers": east.bootstrap, "broker.address.family": "v4",
-                      "log_level": 3})
-        for partition, n in behind.items():
-            for i in range(n):
-                p.produce(TOPIC, value=f"late-{partition}-{i}", partition=partition)
-        assert p.flush(30) == 0
+        produce_to(east, behind, "late")
         lag = replication_lag(kg)
         assert lag["partitions"] == {TOPIC: {str(k): n for k, n in behind.items()}}, lag
         assert lag["total"] == sum(behind.values()) and not lag["not_replicated"], lag
