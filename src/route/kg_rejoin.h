@@ -8,7 +8,9 @@
  * is answered NOT_LEADER_OR_FOLLOWER (it refreshes metadata and asks again, keeping nothing;
  * KafkaJS rejoins), its later ones with no records (kg_rejoin_first), and its
  * OffsetCommit UNKNOWN_MEMBER_ID (what Kafka answers a member the group does not know: it rejoins,
- * and nothing of the old cluster is committed on the new one). Once it has rejoined, its
+ * and nothing of the old cluster is committed on the new one). From its JoinGroup on the current
+ * route until it has synced there, its Heartbeats get kgate's answer without error
+ * (kg_rejoin_in_join): the rejoin is under way. Once it has rejoined, its
  * positions come from the new side's committed offsets (translated ones, kg_offsets) or its
  * auto.offset.reset.
  *
