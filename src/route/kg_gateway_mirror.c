@@ -134,12 +134,11 @@ void *kg_gateway_mirror_main(void *arg)
             int active = KG_ROUTE_ACTIVE(atomic_load(&vc->route));
             if (owner && atomic_load(&gw->clusters[active].up))
                 mirror_pass(gw, vc, PASS_TIMEOUT_MS);
-            /* A planned switch holds (in a fleet, maybe coordinated by another instance, which
-             * waits for the positions this one stores): passes back to back until it ends. */
-            if (owner && kg_planned_holding(vc->planned))
-                interval = 1;
             else if (owner) /* not probed up yet (a start), or down: look again soon */
                 down = 1;
+            /* A planned switch holds (in a fleet, maybe coordinated by another instance, which
+             * waits for the positions this one stores): passes back to back until it ends. */
+            if (owner && kg_planned_holding(vc->planned)) interval = 1;
         }
         if (down && gw->cfg->probe_interval_ms < interval) interval = gw->cfg->probe_interval_ms;
         kg_gateway_background_sleep(gw, interval);
