@@ -66,7 +66,11 @@ struct kg_planned {
     json_t *leaders;
     uint64_t leaders_us;
     int leaders_cluster;
-    json_t *old_leaders;     /* the old side's, read once per switch: see same_leaders */
+    json_t *old_leaders; /* the old side's, read once per switch: see same_leaders */
+    /* release thread only: its connections to the new side's brokers (SESSION_OF), kept from
+     * one relayed request to the next */
+    kg_cluster_session *session;
+    kg_cluster *session_of;
     int from;                /* the old side of the last planned switch (lock) */
     uint64_t fleet_start_us; /* a hold for a fleet's planned switch began (kg_planned_fleet_hold) */
     int reset_old;           /* (lock) a new switch: old_leaders are stale */
@@ -141,6 +145,7 @@ void kg_planned_free(kg_planned *p)
     }
     json_decref(p->leaders);
     json_decref(p->old_leaders);
+    kg_cluster_session_free(p->session);
     kg_offsync_free(p->offsync);
     json_decref(p->lag_seen);
     json_decref(p->lag_last);
@@ -422,7 +427,12 @@ static int release_to(kg_planned *p, kg_cluster *target, const release_item *it,
     int rc = -1;
     json_t *leaders = NULL;
     if (kp_produce_request_decode(&r, &arena, it->version, &rq) != 0 || r.err) goto done;
-    kg_kafka k = {.cluster = target, .deadline_us = kg_now_us() + 10000000u};
+    if (p->session_of != target) { /* a switch the other way */
+        kg_cluster_session_free(p->session);
+        p->session = kg_cluster_session_new();
+        p->session_of = target;
+    }
+    kg_kafka k = {.cluster = target, .deadline_us = kg_now_us() + 10000000u, .session = p->session};
     int32_t **lead = leaders_of(p, &k, &rq, &arena, &leaders);
     part_answer **answers =
         kp_arena_calloc(&arena, (size_t)rq.topic_data.count + 1, sizeof(*answers));
