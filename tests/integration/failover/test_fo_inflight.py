@@ -19,20 +19,20 @@ def producer(kg):
                      "linger.ms": 0, "request.timeout.ms": 20000})
 
 
-def produce_across_a_switch(kg):
-    """Warm the connection, hold the next Produce answer at kgate, switch while it is held:
-    the delivery result of that record."""
+def produce_across_a_switch(kg, on="response", delay_ms=HELD_MS, value=b"in-flight"):
+    """Warm the connection, hold the next Produce at kgate (its answer, or with on="request" the
+    request itself), switch while it is held: the delivery result of that record."""
     p = producer(kg)
     p.produce("fo-confluent", b"warm-up")
     assert p.flush(20) == 0
-    reply = kg.http("POST", "/v1/chaos/rules", {"type": "latency", "id": "hold", "on": "response",
-                                                "api": "Produce", "delay_ms": HELD_MS})
+    reply = kg.http("POST", "/v1/chaos/rules", {"type": "latency", "id": "hold", "on": on,
+                                                "api": "Produce", "delay_ms": delay_ms})
     assert reply.status == 201, reply
     results = []
-    p.produce("fo-confluent", b"in-flight", on_delivery=lambda e, m: results.append(e))
+    p.produce("fo-confluent", value, on_delivery=lambda e, m: results.append(e))
     p.poll(0)
     wait_for(lambda: kg.http("GET", "/v1/chaos/rules/hold").json.get("injected", 0) >= 1, 20,
-             what="the answer held at kgate")
+             what=f"the {on} held at kgate")
     reply, _, _ = kg.switch("default", to="west", reason="in-flight test")
     assert reply.status == 200, reply
     p.flush(30)
@@ -70,22 +70,7 @@ def test_request_held_by_chaos_never_reaches_the_old_side(make_clusters, make_kg
     clusters = make_clusters()
     kg = make_kgate(clusters, extra_lines=[f"switch: {{ grace_ms: {HELD_MS * 10} }}"])
     kg.wait_probed()
-    p = producer(kg)
-    p.produce("fo-confluent", b"warm-up")
-    assert p.flush(20) == 0
-    reply = kg.http("POST", "/v1/chaos/rules", {"type": "latency", "id": "hold",
-                                                "api": "Produce", "delay_ms": HELD_MS * 3})
-    assert reply.status == 201, reply
-    results = []
-    p.produce("fo-confluent", b"held", on_delivery=lambda e, m: results.append(e))
-    p.poll(0)
-    wait_for(lambda: kg.http("GET", "/v1/chaos/rules/hold").json.get("injected", 0) >= 1, 20,
-             what="the request held at kgate")
-    reply, _, _ = kg.switch("default", to="west", reason="held request test")
-    assert reply.status == 200, reply
-    assert kg.http("DELETE", "/v1/chaos/rules/hold").status in (200, 204)
-    p.flush(30)
-    assert results == [None]
+    assert produce_across_a_switch(kg, on="request", delay_ms=HELD_MS * 3, value=b"held") is None
     held = lambda side: [r for r in clusters[side].read_records("fo-confluent") if r[2] == "held"]
     assert len(held("west")) == 1
     assert held("east") == []
