@@ -51,6 +51,20 @@ json_t *kg_kafka_leaders(kg_kafka *k, const kg_cluster_topics *t);
 int64_t kg_kafka_list_offset(kg_kafka *k, int32_t leader, const char *topic, int32_t partition,
                              int64_t timestamp);
 
+/* One partition of a batch of ListOffsets (kg_kafka_list_offsets). */
+typedef struct kg_kafka_offset_ask {
+    const char *topic;
+    int32_t partition;
+    int32_t leader; /* below 0: not asked, OFFSET left as it is */
+    int64_t offset; /* the answer */
+} kg_kafka_offset_ask;
+
+/* The offsets of TIMESTAMP (or KG_KAFKA_EARLIEST / _LATEST) of the N partitions of ASKS, one
+ * ListOffsets per leader (a measurement of many partitions costs a round trip per broker, not
+ * per partition: the other side of a DR pair is often a region away). 0 with every asked
+ * partition's offset set, or -1 with K->err when a leader or a partition did not answer. */
+int kg_kafka_list_offsets(kg_kafka *k, kg_kafka_offset_ask *asks, size_t n, int64_t timestamp);
+
 /* One Fetch of TOPIC[PARTITION] at OFFSET from its LEADER (at most MAX_BYTES; no waiting): FN
  * (kp_records_visit's callback: its return and *copies are ignored) sees each record at or
  * after OFFSET of the data batches, in order. 0 with *NEXT (the offset after the last record

@@ -875,28 +875,40 @@ static int64_t lag_of_topic(pass *x, const char *topic, json_t *parts, json_t *o
 {
     json_t *lags = json_object();
     json_object_set_new(out, topic, lags);
-    int64_t total = 0;
+    size_t n = json_object_size(parts), i = 0;
+    kg_kafka_offset_ask *end = calloc(n + 1, sizeof(*end)), *start = calloc(n + 1, sizeof(*start));
+    const char **names = calloc(n + 1, sizeof(*names));
+    int64_t total = end && start && names ? 0 : -1;
+    json_t *positions = json_object_get(x->m->positions, topic);
     const char *part;
     json_t *leader;
     json_object_foreach(parts, part, leader)
     {
+        if (total < 0) break;
         int32_t node = (int32_t)json_integer_value(leader), partition = atoi(part);
-        json_t *stored = json_object_get(json_object_get(x->m->positions, topic), part);
-        int64_t end = kg_kafka_list_offset(&x->src, node, topic, partition, KG_KAFKA_LATEST);
-        int64_t pos = -1; /* never copied: the mirror starts at the log start */
-        if (stored)
-            pos = json_integer_value(stored);
-        else if (end >= 0)
-            pos = kg_kafka_list_offset(&x->src, node, topic, partition, KG_KAFKA_EARLIEST);
-        if (end < 0 || pos < 0) {
-            snprintf(x->err, sizeof(x->err), "%s", x->src.err);
-            return -1;
-        }
-        int64_t lag = end > pos ? end - pos : 0;
-        json_object_set_new(lags, part, json_integer((json_int_t)lag));
-        set_lag(x->m, topic, part, lag);
+        json_t *stored = json_object_get(positions, part);
+        names[i] = part;
+        end[i] = (kg_kafka_offset_ask){topic, partition, node, -1};
+        /* never copied: the mirror starts at the log start */
+        start[i++] = (kg_kafka_offset_ask){topic, partition, stored ? -1 : node,
+                                           stored ? json_integer_value(stored) : -1};
+    }
+    if (total < 0)
+        snprintf(x->err, sizeof(x->err), "out of memory");
+    else if (kg_kafka_list_offsets(&x->src, end, i, KG_KAFKA_LATEST) < 0 ||
+             kg_kafka_list_offsets(&x->src, start, i, KG_KAFKA_EARLIEST) < 0) {
+        snprintf(x->err, sizeof(x->err), "%s", x->src.err);
+        total = -1;
+    }
+    for (size_t j = 0; total >= 0 && j < i; j++) {
+        int64_t lag = end[j].offset > start[j].offset ? end[j].offset - start[j].offset : 0;
+        json_object_set_new(lags, names[j], json_integer((json_int_t)lag));
+        set_lag(x->m, topic, names[j], lag);
         total += lag;
     }
+    free(end);
+    free(start);
+    free(names);
     return total;
 }
 

@@ -253,84 +253,121 @@ static json_t *wanted_topics(kg_offsync_watch *w, json_t **source_leaders, char 
     return wanted;
 }
 
-/* The end offset (or log start: KG_KAFKA_EARLIEST) of TOPIC[PART] at LEADER of K's cluster. */
-static int64_t offset_at(kg_kafka *k, json_t *leader, const char *topic, const char *part,
-                         int64_t which)
-{
-    return leader ? kg_kafka_list_offset(k, (int32_t)json_integer_value(leader), topic, atoi(part),
-                                         which)
-                  : -1;
-}
-
-/* The lag of TOPIC[PART] (leaders SRC on the source, DST on the target; SYNC its latest sync or
- * NULL) into *LAG; 0, or -1 with ERR (a side did not answer). */
-static int partition_lag(kg_offsync_watch *w, kg_kafka *dst, const char *topic, const char *part,
-                         json_t *src, json_t *dst_leader, json_t *sync, int64_t *lag, char *err,
-                         size_t errlen)
-{
-    on(w, w->source);
-    int64_t es = offset_at(&w->k, src, topic, part, KG_KAFKA_LATEST);
-    /* No sync: none of its records is known to be copied (a partition without records is). */
-    int64_t start = es < 0 || sync ? 0 : offset_at(&w->k, src, topic, part, KG_KAFKA_EARLIEST);
-    int64_t et =
-        es < 0 || start < 0 || !sync ? 0 : offset_at(dst, dst_leader, topic, part, KG_KAFKA_LATEST);
-    if (es < 0 || start < 0 || et < 0) {
-        snprintf(err, errlen, "cannot read the end offsets of '%s': %s",
-                 (et < 0 ? dst : &w->k)->cluster->cfg->name, (et < 0 ? dst : &w->k)->err);
-        return -1;
-    }
-    if (!sync) {
-        *lag = es - start;
-        return 0;
-    }
-    int64_t u = json_integer_value(json_array_get(sync, 0));
-    int64_t d = json_integer_value(json_array_get(sync, 1));
-    *lag = (es - u) - (et - d);
-    if (*lag < 0) *lag = 0;
-    return 0;
-}
-
 static void not_replicated(json_t *report, const char *topic, const char *why)
 {
     json_object_set_new(json_object_get(report, "not_replicated"), topic, json_string(why));
 }
 
-/* Measures one topic into REPORT; 0, or -1 with ERR (a side did not answer). */
-static int measure_topic(kg_offsync_watch *w, const char *topic, json_t *src_parts,
-                         json_t *dst_parts, json_t *report, char *err, size_t errlen)
+/* The partitions of one measurement, with what it asks each side: the source's end offset, its
+ * log start (no sync: none of its records is known to be copied) or the target's end offset
+ * (a sync). Built topic by topic. */
+typedef struct measurement {
+    size_t n;
+    const char **part; /* "<partition>" */
+    json_t **sync;     /* [upstream, downstream], or NULL */
+    kg_kafka_offset_ask *src_end, *src_start, *dst_end;
+} measurement;
+
+static void measurement_free(measurement *x)
 {
-    kg_kafka dst = on_target(w);
-    json_t *lags = child(json_object_get(report, "partitions"), topic, strlen(topic));
+    free(x->part);
+    free(x->sync);
+    free(x->src_end);
+    free(x->src_start);
+    free(x->dst_end);
+}
+
+static int measurement_alloc(measurement *x, size_t cap)
+{
+    x->part = calloc(cap + 1, sizeof(*x->part));
+    x->sync = calloc(cap + 1, sizeof(*x->sync));
+    x->src_end = calloc(cap + 1, sizeof(*x->src_end));
+    x->src_start = calloc(cap + 1, sizeof(*x->src_start));
+    x->dst_end = calloc(cap + 1, sizeof(*x->dst_end));
+    return x->part && x->sync && x->src_end && x->src_start && x->dst_end ? 0 : -1;
+}
+
+/* Adds TOPIC's partitions (SRC_PARTS: leaders on the source, DST_PARTS on the target) to X;
+ * a partition missing on the target goes into REPORT's not_replicated. */
+static void measurement_add(kg_offsync_watch *w, measurement *x, const char *topic,
+                            json_t *src_parts, json_t *dst_parts, json_t *report)
+{
     json_t *syncs = json_object_get(w->syncs, topic);
-    json_int_t total = 0;
     const char *part;
     json_t *leader;
-    char why[KG_NAME_MAX + 160];
     json_object_foreach(src_parts, part, leader)
     {
         json_t *dst_leader = json_object_get(dst_parts, part);
-        int64_t lag;
         if (!dst_leader) {
+            char why[KG_NAME_MAX + 64];
             snprintf(why, sizeof(why), "partition %s is not on '%s'", part, w->target->cfg->name);
             not_replicated(report, topic, why);
-        } else if (partition_lag(w, &dst, topic, part, leader, dst_leader,
-                                 json_object_get(syncs, part), &lag, err, errlen) < 0) {
-            return -1;
-        } else {
-            total += lag;
-            if (lags) json_object_set_new(lags, part, json_integer(lag));
+            continue;
         }
+        json_t *sync = json_object_get(syncs, part);
+        int32_t p = atoi(part), src = (int32_t)json_integer_value(leader);
+        x->part[x->n] = part;
+        x->sync[x->n] = sync;
+        x->src_end[x->n] = (kg_kafka_offset_ask){topic, p, src, -1};
+        x->src_start[x->n] = (kg_kafka_offset_ask){topic, p, sync ? -1 : src, 0};
+        x->dst_end[x->n] =
+            (kg_kafka_offset_ask){topic, p, sync ? (int32_t)json_integer_value(dst_leader) : -1, 0};
+        x->n++;
     }
-    if (!syncs && total > 0) { /* every partition without a sync: TOTAL is its records */
-        snprintf(why, sizeof(why),
-                 "no offset sync for any of its partitions in '%s' on '%s': MirrorMaker 2 does "
-                 "not replicate it (yet)",
-                 w->syncs_topic, w->syncs_at->cfg->name);
-        not_replicated(report, topic, why);
+}
+
+/* The offsets X needs, a ListOffsets per broker and side: 0, or -1 with ERR. */
+static int measurement_ask(kg_offsync_watch *w, measurement *x, char *err, size_t errlen)
+{
+    kg_kafka *src = on(w, w->source);
+    kg_kafka dst = on_target(w);
+    kg_kafka *failed = NULL;
+    if (kg_kafka_list_offsets(src, x->src_end, x->n, KG_KAFKA_LATEST) < 0 ||
+        kg_kafka_list_offsets(src, x->src_start, x->n, KG_KAFKA_EARLIEST) < 0)
+        failed = src;
+    else if (kg_kafka_list_offsets(&dst, x->dst_end, x->n, KG_KAFKA_LATEST) < 0)
+        failed = &dst;
+    if (failed)
+        snprintf(err, errlen, "cannot read the end offsets of '%s': %s", failed->cluster->cfg->name,
+                 failed->err);
+    return failed ? -1 : 0;
+}
+
+/* Partition I's lag: with its latest sync (u, d), (Es - u) - (Et - d); without, its records. */
+static int64_t measured_lag(const measurement *x, size_t i)
+{
+    int64_t es = x->src_end[i].offset;
+    if (!x->sync[i]) return es - x->src_start[i].offset;
+    int64_t u = json_integer_value(json_array_get(x->sync[i], 0));
+    int64_t d = json_integer_value(json_array_get(x->sync[i], 1));
+    int64_t lag = (es - u) - (x->dst_end[i].offset - d);
+    return lag > 0 ? lag : 0;
+}
+
+/* The lags of X into REPORT, topic by topic. */
+static void measurement_report(kg_offsync_watch *w, const measurement *x, json_t *report)
+{
+    json_int_t total = 0;
+    for (size_t i = 0; i < x->n;) {
+        const char *topic = x->src_end[i].topic;
+        json_t *lags = child(json_object_get(report, "partitions"), topic, strlen(topic));
+        json_int_t of_topic = 0;
+        for (; i < x->n && x->src_end[i].topic == topic; i++) {
+            int64_t lag = measured_lag(x, i);
+            of_topic += lag;
+            if (lags) json_object_set_new(lags, x->part[i], json_integer(lag));
+        }
+        if (!json_object_get(w->syncs, topic) && of_topic > 0) { /* its records, none synced */
+            char why[KG_NAME_MAX * 2 + 160];
+            snprintf(why, sizeof(why),
+                     "no offset sync for any of its partitions in '%s' on '%s': MirrorMaker 2 "
+                     "does not replicate it (yet)",
+                     w->syncs_topic, w->syncs_at->cfg->name);
+            not_replicated(report, topic, why);
+        }
+        total += of_topic;
     }
-    json_object_set_new(report, "total",
-                        json_integer(json_integer_value(json_object_get(report, "total")) + total));
-    return 0;
+    json_object_set_new(report, "total", json_integer(total));
 }
 
 json_t *kg_offsync_lag(kg_offsync_watch *w, int timeout_ms, char *err, size_t errlen)
@@ -357,19 +394,29 @@ json_t *kg_offsync_lag(kg_offsync_watch *w, int timeout_ms, char *err, size_t er
     int rc = dst_leaders && report ? 0 : -1;
     if (!dst_leaders)
         snprintf(err, errlen, "cannot read the topics of '%s': %s", w->target->cfg->name, dst.err);
+    size_t cap = 0;
+    json_object_foreach(wanted, topic, unused) cap += json_object_size(json_object_get(src, topic));
+    measurement x = {0};
+    if (rc == 0 && measurement_alloc(&x, cap) < 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
     json_object_foreach(wanted, topic, unused)
     {
         json_t *src_parts = json_object_get(src, topic);
         if (rc < 0 || !src_parts) continue; /* gone from the source: nothing to copy */
         json_t *dst_parts = json_object_get(dst_leaders, topic);
         if (!dst_parts) {
-            char why[96];
+            char why[KG_NAME_MAX + 32];
             snprintf(why, sizeof(why), "the topic is not on '%s'", w->target->cfg->name);
             not_replicated(report, topic, why);
             continue;
         }
-        rc = measure_topic(w, topic, src_parts, dst_parts, report, err, errlen);
+        measurement_add(w, &x, topic, src_parts, dst_parts, report);
     }
+    if (rc == 0) rc = measurement_ask(w, &x, err, errlen);
+    if (rc == 0) measurement_report(w, &x, report);
+    measurement_free(&x);
     json_decref(wanted);
     json_decref(src);
     json_decref(dst_leaders);
