@@ -158,6 +158,18 @@ def test_fleet_planned_failover_and_failback_lose_nothing_on_any_instance(
                   result="completed") == len(hold_ms)
 
 
+def planned_in_background(coordinator, other, hold_max_ms):
+    """A planned failover through COORDINATOR on a thread of its own, once OTHER holds for it:
+    the thread, and the dict its reply goes to ("reply")."""
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        reply=planned(coordinator, "failover", hold_max_ms=hold_max_ms)))
+    t.start()
+    wait_for(lambda: "holding Produce requests for planned switch" in other.log(), WAIT,
+             what="the other instance to hold")
+    return t, result
+
+
 @pytest.mark.guard(900)
 def test_fleet_planned_abort_releases_every_instance_to_the_old_side(
         lagging, make_kgate, pg_url, tmp_path):
@@ -166,13 +178,8 @@ def test_fleet_planned_abort_releases_every_instance_to_the_old_side(
     runs = producers([(p1, "p1-noretry", False), (p2, "p2-noretry", False)], tmp_path)
     try:
         wait_acks(runs, 100)
-        result = {}
-        t = threading.Thread(target=lambda: result.update(
-            reply=planned(p1, "failover", hold_max_ms=4000)))
-        t.start()
+        t, result = planned_in_background(p1, p2, hold_max_ms=4000)
         # A second switch during the hold is refused on the OTHER instance too.
-        wait_for(lambda: "holding Produce requests for planned switch" in p2.log(), WAIT,
-                 what="p2 to hold")
         # Its status says it holds, and for whom.
         assert "coordinated by instance p1" in p2.vcluster_status()["planned_switch"]
         second = p2.http("POST", "/v1/vclusters/default/failback", {"reason": "second"})
@@ -265,12 +272,7 @@ def test_fleet_planned_switch_refused_once_an_instance_gave_up(lagging, make_kga
     runs = producers([(p1, "p1-noretry", False), (p2, "p2-noretry", False)], tmp_path)
     try:
         wait_acks(runs, 100)
-        result = {}
-        t = threading.Thread(target=lambda: result.update(
-            reply=planned(p1, "failover", hold_max_ms=60000)))
-        t.start()
-        wait_for(lambda: "holding Produce requests for planned switch" in p2.log(), WAIT,
-                 what="p2 to hold")
+        t, result = planned_in_background(p1, p2, hold_max_ms=60000)
         db(pg_server, pg_url, "UPDATE planned_holds SET state = 'aborted', reason = 'test: an "
            "instance gave up' WHERE state = 'holding'; SELECT pg_notify('kgate_planned', "
            "'default')")
