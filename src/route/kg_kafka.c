@@ -88,6 +88,12 @@ json_t *kg_kafka_leaders(kg_kafka *k, const kg_cluster_topics *t)
     return out;
 }
 
+int kg_kafka_internal_topic(const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(name, "__", 2) == 0 || (n >= 9 && strcmp(name + n - 9, ".internal") == 0);
+}
+
 /* ---------------------------------------------------------------- ListOffsets */
 
 /* One partition and an int64 (ListOffsets: the timestamp; Fetch: the offset). */

@@ -40,6 +40,10 @@ void kg_kafka_answer_free(kg_kafka_answer *ans);
  * answer decoded, else -1 with K->err ("undecodable API answer"). */
 int kg_kafka_decoded(kg_kafka *k, kg_kafka_answer *ans, int rc, const char *api);
 
+/* Is NAME a topic of Kafka's own ("__*") or of a replicator's ("*.internal": MirrorMaker 2's
+ * offset syncs and checkpoints), which no mirror or replication lag is about? */
+int kg_kafka_internal_topic(const char *name);
+
 /* {topic: {"<partition>": leader node}} of the topics T names that exist (T->n < 0: all
  * topics), learning the brokers on the way; NULL with K->err. Never creates a topic: from
  * Metadata v4 on it says so, and before (a cluster of Kafka < 0.11, librdkafka's older mocks)

@@ -692,33 +692,62 @@ static void write_checkpoints(pass *x, json_t *groups, const char *alias)
     json_decref(pending);
 }
 
+/* The lag of TOPIC's partitions PARTS ({"<partition>": source leader}): the source's end offsets
+ * against the stored positions (the log start where none is stored: the mirror starts there),
+ * into the metrics and LAGS (NULL: none). The sum, or -1 with ERR (NULL: not said). */
+static int64_t topic_lag(pass *x, const char *topic, json_t *parts, json_t *lags, char *err,
+                         size_t errlen)
+{
+    size_t n = json_object_size(parts), i = 0;
+    kg_kafka_offset_ask *end = calloc(n + 1, sizeof(*end)), *start = calloc(n + 1, sizeof(*start));
+    const char **names = calloc(n + 1, sizeof(*names));
+    int64_t total = end && start && names ? 0 : -1;
+    json_t *positions = json_object_get(x->m->positions, topic);
+    const char *part;
+    json_t *leader;
+    json_object_foreach(parts, part, leader)
+    {
+        if (total < 0) break;
+        int32_t node = (int32_t)json_integer_value(leader), partition = atoi(part);
+        json_t *stored = json_object_get(positions, part);
+        names[i] = part;
+        end[i] = (kg_kafka_offset_ask){topic, partition, node, -1};
+        start[i++] = (kg_kafka_offset_ask){topic, partition, stored ? -1 : node,
+                                           stored ? json_integer_value(stored) : -1};
+    }
+    if (total < 0) {
+        if (err) snprintf(err, errlen, "out of memory");
+    } else if (kg_kafka_list_offsets(&x->src, end, i, KG_KAFKA_LATEST) < 0 ||
+               kg_kafka_list_offsets(&x->src, start, i, KG_KAFKA_EARLIEST) < 0) {
+        if (err) snprintf(err, errlen, "%s", x->src.err);
+        total = -1;
+    }
+    for (size_t j = 0; total >= 0 && j < i; j++) {
+        int64_t lag = end[j].offset > start[j].offset ? end[j].offset - start[j].offset : 0;
+        if (lags) json_object_set_new(lags, names[j], json_integer((json_int_t)lag));
+        set_lag(x->m, topic, names[j], lag);
+        total += lag;
+    }
+    free(end);
+    free(start);
+    free(names);
+    return total;
+}
+
 /* The target cannot take records: the lag still shows what a failover now would lose (the
- * source's end offsets against the stored positions). */
+ * source's end offsets against the stored positions); a topic the source does not answer for
+ * keeps its last figures. */
 static void lag_only(pass *x, json_t *from, const char **names, int n)
 {
-    for (int i = 0; i < n; i++) {
-        const char *part;
-        json_t *leader;
-        json_object_foreach(json_object_get(from, names[i]), part, leader)
-        {
-            int32_t node = (int32_t)json_integer_value(leader), partition = atoi(part);
-            json_t *stored = json_object_get(json_object_get(x->m->positions, names[i]), part);
-            int64_t end = kg_kafka_list_offset(&x->src, node, names[i], partition, KG_KAFKA_LATEST);
-            int64_t pos = stored ? json_integer_value(stored)
-                                 : kg_kafka_list_offset(&x->src, node, names[i], partition,
-                                                        KG_KAFKA_EARLIEST);
-            if (end >= 0 && pos >= 0) set_lag(x->m, names[i], part, end - pos);
-        }
-    }
+    for (int i = 0; i < n; i++)
+        topic_lag(x, names[i], json_object_get(from, names[i]), NULL, NULL, 0);
 }
 
 /* Topics kgate may copy: matching mirror.topics, and none of Kafka's or a replicator's own. */
 static int wanted(kg_mirror *m, const char *topic)
 {
-    size_t len = strlen(topic);
     if (strcmp(topic, m->cfg->mirror_dlq) == 0) return 0; /* the DLQ stays where it is */
-    if (strncmp(topic, "__", 2) == 0 || (len > 9 && strcmp(topic + len - 9, ".internal") == 0))
-        return 0;
+    if (kg_kafka_internal_topic(topic)) return 0;
     return regexec(&m->topics, topic, 0, NULL, 0) == 0;
 }
 
@@ -875,41 +904,7 @@ static int64_t lag_of_topic(pass *x, const char *topic, json_t *parts, json_t *o
 {
     json_t *lags = json_object();
     json_object_set_new(out, topic, lags);
-    size_t n = json_object_size(parts), i = 0;
-    kg_kafka_offset_ask *end = calloc(n + 1, sizeof(*end)), *start = calloc(n + 1, sizeof(*start));
-    const char **names = calloc(n + 1, sizeof(*names));
-    int64_t total = end && start && names ? 0 : -1;
-    json_t *positions = json_object_get(x->m->positions, topic);
-    const char *part;
-    json_t *leader;
-    json_object_foreach(parts, part, leader)
-    {
-        if (total < 0) break;
-        int32_t node = (int32_t)json_integer_value(leader), partition = atoi(part);
-        json_t *stored = json_object_get(positions, part);
-        names[i] = part;
-        end[i] = (kg_kafka_offset_ask){topic, partition, node, -1};
-        /* never copied: the mirror starts at the log start */
-        start[i++] = (kg_kafka_offset_ask){topic, partition, stored ? -1 : node,
-                                           stored ? json_integer_value(stored) : -1};
-    }
-    if (total < 0)
-        snprintf(x->err, sizeof(x->err), "out of memory");
-    else if (kg_kafka_list_offsets(&x->src, end, i, KG_KAFKA_LATEST) < 0 ||
-             kg_kafka_list_offsets(&x->src, start, i, KG_KAFKA_EARLIEST) < 0) {
-        snprintf(x->err, sizeof(x->err), "%s", x->src.err);
-        total = -1;
-    }
-    for (size_t j = 0; total >= 0 && j < i; j++) {
-        int64_t lag = end[j].offset > start[j].offset ? end[j].offset - start[j].offset : 0;
-        json_object_set_new(lags, names[j], json_integer((json_int_t)lag));
-        set_lag(x->m, topic, names[j], lag);
-        total += lag;
-    }
-    free(end);
-    free(start);
-    free(names);
-    return total;
+    return topic_lag(x, topic, parts, lags, x->err, sizeof(x->err));
 }
 
 /* Why the mirror does not copy TOPIC (FROM/TO: the leaders on each side), or NULL. */

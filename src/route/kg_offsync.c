@@ -205,12 +205,6 @@ static int read_syncs(kg_offsync_watch *w, char *err, size_t errlen)
     return rc;
 }
 
-static int internal_topic(const char *name)
-{
-    size_t n = strlen(name);
-    return strncmp(name, "__", 2) == 0 || (n >= 9 && strcmp(name + n - 9, ".internal") == 0);
-}
-
 /* The topics to measure ({topic: true}) and the source's leaders of them; NULL with ERR. */
 static json_t *wanted_topics(kg_offsync_watch *w, json_t **source_leaders, char *err, size_t errlen)
 {
@@ -220,7 +214,7 @@ static json_t *wanted_topics(kg_offsync_watch *w, json_t **source_leaders, char 
     json_array_foreach(w->topics, i, name)
     {
         const char *s = json_string_value(name);
-        if (s && !internal_topic(s)) json_object_set_new(wanted, s, json_true());
+        if (s && !kg_kafka_internal_topic(s)) json_object_set_new(wanted, s, json_true());
     }
     on(w, w->source);
     json_t *leaders = NULL;
@@ -229,7 +223,7 @@ static json_t *wanted_topics(kg_offsync_watch *w, json_t **source_leaders, char 
         leaders = kg_kafka_leaders(&w->k, &all);
         const char *topic;
         json_t *parts;
-        json_object_foreach(leaders, topic, parts) if (!internal_topic(topic) &&
+        json_object_foreach(leaders, topic, parts) if (!kg_kafka_internal_topic(topic) &&
                                                        regexec(&w->re, topic, 0, NULL, 0) == 0)
             json_object_set_new(wanted, topic, json_true());
     } else if (json_object_size(wanted) > 0) {
